@@ -1,0 +1,316 @@
+//! The catalog model every driver discovers into, and the normalized type system.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use serde::{Deserialize, Deserializer, Serialize, Serializer};
+
+/// What a discovery found: schemas, their tables, their columns.
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Catalog {
+    pub schemas: Vec<Schema>,
+}
+
+impl Catalog {
+    pub fn schema(&self, name: &str) -> Option<&Schema> {
+        self.schemas.iter().find(|s| s.name == name)
+    }
+
+    pub fn table_count(&self) -> usize {
+        self.schemas.iter().map(|s| s.tables.len()).sum()
+    }
+
+    pub fn column_count(&self) -> usize {
+        self.schemas.iter().flat_map(|s| &s.tables).map(|t| t.columns.len()).sum()
+    }
+
+    /// Sorts schemas and tables by name and columns by ordinal, so output is stable.
+    pub fn sort(&mut self) {
+        self.schemas.sort_by(|a, b| a.name.cmp(&b.name));
+        for s in &mut self.schemas {
+            s.tables.sort_by(|a, b| a.name.cmp(&b.name));
+            for t in &mut s.tables {
+                t.columns.sort_by_key(|c| c.ordinal);
+            }
+        }
+    }
+}
+
+#[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Schema {
+    pub name: String,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    pub tables: Vec<Table>,
+}
+
+impl Schema {
+    pub fn table(&self, name: &str) -> Option<&Table> {
+        self.tables.iter().find(|t| t.name == name)
+    }
+}
+
+/// What kind of object a table is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+#[non_exhaustive]
+pub enum TableKind {
+    Table,
+    View,
+    MaterializedView,
+    /// A partitioned table's parent; its partitions are reported as tables too.
+    Partitioned,
+    /// A foreign or external table whose data lives elsewhere.
+    External,
+    Collection,
+    Topic,
+    FileSet,
+    Endpoint,
+    GraphqlType,
+    SystemView,
+}
+
+/// A table, view, collection, topic, file set… Row counts and sizes are the
+/// source's own estimates, absent when it keeps none.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Table {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: TableKind,
+    pub estimated_rows: Option<u64>,
+    pub size_bytes: Option<u64>,
+    #[serde(default)]
+    pub primary_key: Vec<String>,
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub comment: Option<String>,
+    /// Source-specific facts (partition parent, file format, partitions…).
+    #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
+    pub properties: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    pub columns: Vec<Column>,
+}
+
+impl Table {
+    pub fn new(name: impl Into<String>, kind: TableKind) -> Self {
+        Table {
+            name: name.into(),
+            kind,
+            estimated_rows: None,
+            size_bytes: None,
+            primary_key: Vec::new(),
+            comment: None,
+            properties: BTreeMap::new(),
+            columns: Vec::new(),
+        }
+    }
+
+    pub fn column(&self, name: &str) -> Option<&Column> {
+        self.columns.iter().find(|c| c.name == name)
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Column {
+    pub name: String,
+    /// 1-based position.
+    pub ordinal: u32,
+    /// The type as the source spells it, e.g. `character varying(40)`.
+    pub native_type: String,
+    /// The normalized type, e.g. `string`.
+    pub data_type: DataType,
+    pub nullable: bool,
+    pub default: Option<String>,
+    pub comment: Option<String>,
+}
+
+/// The small, closed, normalized type system every driver maps into.
+#[derive(Clone, Debug, PartialEq, Eq, Hash)]
+#[non_exhaustive]
+pub enum DataType {
+    Boolean,
+    Int8,
+    Int16,
+    Int32,
+    Int64,
+    Float32,
+    Float64,
+    /// Precision and scale when the source fixes them.
+    Decimal { precision: Option<u32>, scale: Option<i32> },
+    String,
+    Binary,
+    Date,
+    Time,
+    /// Without time zone.
+    Timestamp,
+    /// With time zone (an instant).
+    TimestampTz,
+    Interval,
+    Uuid,
+    Json,
+    Array(Box<DataType>),
+    Struct,
+    Map,
+    Unknown,
+}
+
+impl DataType {
+    pub fn decimal(precision: u32, scale: i32) -> DataType {
+        DataType::Decimal { precision: Some(precision), scale: Some(scale) }
+    }
+
+    pub fn array(inner: DataType) -> DataType {
+        DataType::Array(Box::new(inner))
+    }
+}
+
+impl fmt::Display for DataType {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            DataType::Boolean => f.write_str("boolean"),
+            DataType::Int8 => f.write_str("int8"),
+            DataType::Int16 => f.write_str("int16"),
+            DataType::Int32 => f.write_str("int32"),
+            DataType::Int64 => f.write_str("int64"),
+            DataType::Float32 => f.write_str("float32"),
+            DataType::Float64 => f.write_str("float64"),
+            DataType::Decimal { precision: Some(p), scale: Some(s) } => write!(f, "decimal({p},{s})"),
+            DataType::Decimal { precision: Some(p), scale: None } => write!(f, "decimal({p})"),
+            DataType::Decimal { .. } => f.write_str("decimal"),
+            DataType::String => f.write_str("string"),
+            DataType::Binary => f.write_str("binary"),
+            DataType::Date => f.write_str("date"),
+            DataType::Time => f.write_str("time"),
+            DataType::Timestamp => f.write_str("timestamp"),
+            DataType::TimestampTz => f.write_str("timestamp_tz"),
+            DataType::Interval => f.write_str("interval"),
+            DataType::Uuid => f.write_str("uuid"),
+            DataType::Json => f.write_str("json"),
+            DataType::Array(inner) => write!(f, "array<{inner}>"),
+            DataType::Struct => f.write_str("struct"),
+            DataType::Map => f.write_str("map"),
+            DataType::Unknown => f.write_str("unknown"),
+        }
+    }
+}
+
+impl FromStr for DataType {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, Self::Err> {
+        let s = s.trim();
+        if let Some(inner) = s.strip_prefix("array<").and_then(|r| r.strip_suffix('>')) {
+            return Ok(DataType::array(inner.parse()?));
+        }
+        if let Some(args) = s.strip_prefix("decimal(").and_then(|r| r.strip_suffix(')')) {
+            let mut parts = args.split(',');
+            let p = parts.next().and_then(|p| p.trim().parse().ok());
+            let sc = parts.next().and_then(|p| p.trim().parse().ok());
+            if p.is_none() {
+                return Err(format!("invalid decimal type {s:?}"));
+            }
+            return Ok(DataType::Decimal { precision: p, scale: sc });
+        }
+        Ok(match s {
+            "boolean" => DataType::Boolean,
+            "int8" => DataType::Int8,
+            "int16" => DataType::Int16,
+            "int32" => DataType::Int32,
+            "int64" => DataType::Int64,
+            "float32" => DataType::Float32,
+            "float64" => DataType::Float64,
+            "decimal" => DataType::Decimal { precision: None, scale: None },
+            "string" => DataType::String,
+            "binary" => DataType::Binary,
+            "date" => DataType::Date,
+            "time" => DataType::Time,
+            "timestamp" => DataType::Timestamp,
+            "timestamp_tz" => DataType::TimestampTz,
+            "interval" => DataType::Interval,
+            "uuid" => DataType::Uuid,
+            "json" => DataType::Json,
+            "struct" => DataType::Struct,
+            "map" => DataType::Map,
+            "unknown" => DataType::Unknown,
+            other => return Err(format!("unknown data type {other:?}")),
+        })
+    }
+}
+
+impl Serialize for DataType {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.collect_str(self)
+    }
+}
+
+impl<'de> Deserialize<'de> for DataType {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        let s = String::deserialize(d)?;
+        s.parse().map_err(serde::de::Error::custom)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn data_types_round_trip_through_text() {
+        let all = [
+            DataType::Boolean,
+            DataType::Int8,
+            DataType::Int16,
+            DataType::Int32,
+            DataType::Int64,
+            DataType::Float32,
+            DataType::Float64,
+            DataType::decimal(10, 2),
+            DataType::Decimal { precision: Some(20), scale: None },
+            DataType::Decimal { precision: None, scale: None },
+            DataType::String,
+            DataType::Binary,
+            DataType::Date,
+            DataType::Time,
+            DataType::Timestamp,
+            DataType::TimestampTz,
+            DataType::Interval,
+            DataType::Uuid,
+            DataType::Json,
+            DataType::array(DataType::array(DataType::Int32)),
+            DataType::Struct,
+            DataType::Map,
+            DataType::Unknown,
+        ];
+        for t in all {
+            let text = t.to_string();
+            assert_eq!(text.parse::<DataType>().unwrap(), t, "{text}");
+        }
+        assert_eq!(DataType::decimal(10, 2).to_string(), "decimal(10,2)");
+        assert_eq!(DataType::array(DataType::String).to_string(), "array<string>");
+        assert!("varchar".parse::<DataType>().is_err());
+    }
+
+    #[test]
+    fn table_serializes_in_the_cli_shape() {
+        let mut t = Table::new("orders", TableKind::Table);
+        t.primary_key = vec!["id".into()];
+        t.columns.push(Column {
+            name: "id".into(),
+            ordinal: 1,
+            native_type: "integer".into(),
+            data_type: DataType::Int32,
+            nullable: false,
+            default: None,
+            comment: None,
+        });
+        let v = serde_json::to_value(&t).unwrap();
+        assert_eq!(v["type"], "TABLE");
+        assert_eq!(v["estimatedRows"], serde_json::Value::Null);
+        assert_eq!(v["primaryKey"][0], "id");
+        assert_eq!(v["columns"][0]["dataType"], "int32");
+        assert_eq!(v["columns"][0]["nativeType"], "integer");
+    }
+}

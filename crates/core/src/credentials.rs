@@ -1,0 +1,178 @@
+//! Secret values that never show up in `Debug`, `Display` or serialized output.
+
+use std::collections::BTreeMap;
+use std::fmt;
+
+use serde::de::{self, Deserializer, MapAccess, Visitor};
+use serde::Deserialize;
+
+/// A secret string. `Debug` prints `"***"`; there is no `Display` and no
+/// `Serialize`, so it cannot be logged or returned by accident. Read it with
+/// [`SecretString::expose`] at the point of use.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct SecretString(String);
+
+impl SecretString {
+    pub fn new(value: impl Into<String>) -> Self {
+        SecretString(value.into())
+    }
+
+    pub fn expose(&self) -> &str {
+        &self.0
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+}
+
+impl fmt::Debug for SecretString {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("\"***\"")
+    }
+}
+
+impl From<String> for SecretString {
+    fn from(s: String) -> Self {
+        SecretString(s)
+    }
+}
+
+impl From<&str> for SecretString {
+    fn from(s: &str) -> Self {
+        SecretString(s.to_owned())
+    }
+}
+
+/// A connector's credentials: named secret values (`username`, `password`,
+/// `serviceAccountKey`…). `Debug` lists the key names only.
+///
+/// Deserializes from a JSON object; non-string values (a service account key
+/// given as an object, a number) are kept as their JSON text.
+#[derive(Clone, Default, PartialEq, Eq)]
+pub struct Credentials(BTreeMap<String, SecretString>);
+
+impl Credentials {
+    pub fn new() -> Self {
+        Credentials::default()
+    }
+
+    pub fn with(mut self, key: impl Into<String>, value: impl Into<SecretString>) -> Self {
+        self.insert(key, value);
+        self
+    }
+
+    pub fn insert(&mut self, key: impl Into<String>, value: impl Into<SecretString>) {
+        self.0.insert(key.into(), value.into());
+    }
+
+    pub fn get(&self, key: &str) -> Option<&SecretString> {
+        self.0.get(key)
+    }
+
+    /// The value under `key`, or an `INVALID_CONFIGURATION` error naming the key.
+    pub fn require(&self, key: &'static str) -> Result<&SecretString, crate::ConnectorError> {
+        match self.0.get(key) {
+            Some(v) if !v.is_empty() => Ok(v),
+            _ => Err(crate::ConnectorError::invalid_config(
+                "credentials",
+                format!("credentials.{key} is required"),
+            )),
+        }
+    }
+
+    pub fn keys(&self) -> impl Iterator<Item = &str> {
+        self.0.keys().map(String::as_str)
+    }
+
+    pub fn is_empty(&self) -> bool {
+        self.0.is_empty()
+    }
+
+    pub fn len(&self) -> usize {
+        self.0.len()
+    }
+
+    /// Every key with its secret value, for secret stores.
+    pub fn iter(&self) -> impl Iterator<Item = (&str, &SecretString)> {
+        self.0.iter().map(|(k, v)| (k.as_str(), v))
+    }
+
+    /// The secret values themselves, for scanning output for leaks in tests.
+    pub fn values(&self) -> impl Iterator<Item = &SecretString> {
+        self.0.values()
+    }
+}
+
+impl FromIterator<(String, SecretString)> for Credentials {
+    fn from_iter<I: IntoIterator<Item = (String, SecretString)>>(iter: I) -> Self {
+        Credentials(iter.into_iter().collect())
+    }
+}
+
+impl fmt::Debug for Credentials {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        let mut m = f.debug_map();
+        for k in self.0.keys() {
+            m.entry(k, &format_args!("***"));
+        }
+        m.finish()
+    }
+}
+
+impl<'de> Deserialize<'de> for Credentials {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct V;
+        impl<'de> Visitor<'de> for V {
+            type Value = Credentials;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("an object of credential names to values")
+            }
+            fn visit_map<A: MapAccess<'de>>(self, mut map: A) -> Result<Credentials, A::Error> {
+                let mut out = BTreeMap::new();
+                while let Some(key) = map.next_key::<String>()? {
+                    // The value's text is never echoed back in the error.
+                    let value: serde_json::Value = map.next_value().map_err(|_| {
+                        de::Error::custom(format!("credentials.{key}: invalid value"))
+                    })?;
+                    let text = match value {
+                        serde_json::Value::String(s) => s,
+                        serde_json::Value::Null => continue,
+                        other => other.to_string(),
+                    };
+                    out.insert(key, SecretString(text));
+                }
+                Ok(Credentials(out))
+            }
+        }
+        d.deserialize_map(V)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn debug_never_shows_values() {
+        let c: Credentials = serde_json::from_str(
+            r#"{"username":"reader","password":"hunter2-secret","key":{"private_key":"PK-SECRET"}}"#,
+        )
+        .unwrap();
+        let dbg = format!("{c:?}");
+        assert!(dbg.contains("password"), "{dbg}");
+        for secret in ["reader", "hunter2-secret", "PK-SECRET"] {
+            assert!(!dbg.contains(secret), "{dbg}");
+        }
+        assert_eq!(format!("{:?}", c.get("password").unwrap()), "\"***\"");
+        assert!(c.get("key").unwrap().expose().contains("PK-SECRET"));
+    }
+
+    #[test]
+    fn require_names_the_key_not_the_value() {
+        let c = Credentials::new().with("username", "u");
+        let err = c.require("password").unwrap_err();
+        assert_eq!(err.code(), crate::ErrorCode::InvalidConfiguration);
+        assert!(err.message().contains("credentials.password"));
+    }
+}

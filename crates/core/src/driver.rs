@@ -1,0 +1,393 @@
+//! The driver traits every source type implements.
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::net::{IpAddr, SocketAddr};
+use std::sync::Arc;
+
+use async_trait::async_trait;
+use serde::Serialize;
+
+use crate::{
+    Catalog, Category, ConnectionConfig, ConnectorError, ConnectorType, Credentials,
+    DiscoveryRequest, EgressPolicy, ErrorCode, Timeouts,
+};
+
+/// A credential or metadata key a driver reads.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Key {
+    pub name: &'static str,
+    pub required: bool,
+    pub description: &'static str,
+}
+
+impl Key {
+    pub const fn required(name: &'static str, description: &'static str) -> Key {
+        Key { name, required: true, description }
+    }
+    pub const fn optional(name: &'static str, description: &'static str) -> Key {
+        Key { name, required: false, description }
+    }
+}
+
+/// What a driver can do, so callers need not find out by failing.
+#[derive(Clone, Copy, Debug, Default, PartialEq, Eq, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct Capabilities {
+    /// Speaks TLS with the SSL modes of [`crate::SslMode`].
+    pub tls: bool,
+    /// Reports row estimates and sizes.
+    pub statistics: bool,
+    pub primary_keys: bool,
+    pub comments: bool,
+    /// Infers fields from samples rather than reading a declared schema.
+    pub inferred_fields: bool,
+    /// Pushes schema and table filters down to the source.
+    pub filter_pushdown: bool,
+}
+
+/// Static facts about a driver.
+#[derive(Clone, Debug, Serialize)]
+#[serde(rename_all = "camelCase")]
+pub struct DriverDescriptor {
+    #[serde(rename = "type")]
+    pub connector_type: ConnectorType,
+    pub display_name: &'static str,
+    pub default_port: Option<u16>,
+    pub credential_keys: Vec<Key>,
+    pub metadata_keys: Vec<Key>,
+    pub capabilities: Capabilities,
+}
+
+impl DriverDescriptor {
+    pub fn category(&self) -> Category {
+        self.connector_type.category()
+    }
+
+    /// Rejects credential keys the driver does not know and missing required
+    /// ones; names keys, never values.
+    pub fn check_credential_keys(&self, creds: &Credentials) -> Result<(), ConnectorError> {
+        for key in creds.keys() {
+            if !self.credential_keys.iter().any(|k| k.name == key) {
+                return Err(ConnectorError::invalid_config(
+                    "credentials",
+                    format!(
+                        "unknown credential {key:?} for {}: expected {}",
+                        self.connector_type,
+                        self.credential_keys.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+                    ),
+                ));
+            }
+        }
+        for key in self.credential_keys.iter().filter(|k| k.required) {
+            creds.require(key.name)?;
+        }
+        Ok(())
+    }
+
+    /// Rejects metadata keys the driver does not know.
+    pub fn check_metadata_keys(
+        &self,
+        metadata: &BTreeMap<String, serde_json::Value>,
+    ) -> Result<(), ConnectorError> {
+        for key in metadata.keys() {
+            if !self.metadata_keys.iter().any(|k| k.name == key) {
+                return Err(ConnectorError::invalid_config(
+                    "metadata",
+                    format!(
+                        "unknown metadata key {key:?} for {}{}",
+                        self.connector_type,
+                        if self.metadata_keys.is_empty() {
+                            String::from(": this type takes none")
+                        } else {
+                            format!(
+                                ": expected {}",
+                                self.metadata_keys.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+                            )
+                        }
+                    ),
+                ));
+            }
+        }
+        for key in self.metadata_keys.iter().filter(|k| k.required) {
+            if !metadata.contains_key(key.name) {
+                return Err(ConnectorError::invalid_config(
+                    "metadata",
+                    format!("metadata.{} is required", key.name),
+                ));
+            }
+        }
+        Ok(())
+    }
+}
+
+/// What the core hands a driver when it connects: the addresses it resolved and
+/// checked against the egress policy (connect to these, not to a fresh lookup of
+/// the host name, so a DNS answer cannot change between check and use), the time
+/// limits, and the policy itself for any further hosts the driver must reach.
+#[derive(Clone, Debug)]
+pub struct ConnectContext {
+    /// The host name as configured, for TLS server name checks.
+    pub host: Option<String>,
+    pub addrs: Vec<SocketAddr>,
+    pub timeouts: Timeouts,
+    pub egress: EgressPolicy,
+}
+
+impl ConnectContext {
+    /// Resolves the driver's endpoint and applies the egress policy, bounded by
+    /// the connect timeout.
+    pub async fn resolve(
+        driver: &dyn Driver,
+        cfg: &ConnectionConfig,
+        egress: &EgressPolicy,
+    ) -> Result<ConnectContext, ConnectorError> {
+        let target = driver.endpoint(cfg)?;
+        let mut ctx = ConnectContext {
+            host: None,
+            addrs: Vec::new(),
+            timeouts: cfg.timeouts,
+            egress: egress.clone(),
+        };
+        if let Some((host, port)) = target {
+            ctx.addrs = resolve_host(&host, port, cfg.timeouts, egress).await?;
+            ctx.host = Some(host);
+        }
+        Ok(ctx)
+    }
+}
+
+/// Resolves `host:port` and keeps the addresses the egress policy allows. IP
+/// literals skip DNS. Names under `.invalid` fail at once (RFC 6761 §6.4).
+pub async fn resolve_host(
+    host: &str,
+    port: u16,
+    timeouts: Timeouts,
+    egress: &EgressPolicy,
+) -> Result<Vec<SocketAddr>, ConnectorError> {
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
+    let addrs: Vec<SocketAddr> = if let Ok(ip) = bare.parse::<IpAddr>() {
+        vec![SocketAddr::new(ip, port)]
+    } else {
+        let lower = bare.trim_end_matches('.').to_ascii_lowercase();
+        if lower == "invalid" || lower.ends_with(".invalid") {
+            return Err(ConnectorError::new(
+                ErrorCode::DnsResolutionFailed,
+                format!("could not resolve {host}: the .invalid domain never resolves"),
+            )
+            .with_context("host", host)
+            .with_retryable(false));
+        }
+        let lookup = tokio::net::lookup_host((bare, port));
+        match tokio::time::timeout(timeouts.connect(), lookup).await {
+            Err(_) => {
+                return Err(ConnectorError::new(
+                    ErrorCode::Timeout,
+                    format!("resolving {host} took longer than {} ms", timeouts.connect_ms),
+                )
+                .with_context("host", host))
+            }
+            Ok(Err(e)) => {
+                return Err(ConnectorError::new(
+                    ErrorCode::DnsResolutionFailed,
+                    format!("could not resolve {host}: {e}"),
+                )
+                .with_context("host", host)
+                .with_source(e))
+            }
+            Ok(Ok(a)) => a.collect(),
+        }
+    };
+    if addrs.is_empty() {
+        return Err(ConnectorError::new(
+            ErrorCode::DnsResolutionFailed,
+            format!("{host} resolved to no address"),
+        )
+        .with_context("host", host));
+    }
+    let mut allowed = Vec::with_capacity(addrs.len());
+    let mut first_denial = None;
+    for addr in addrs {
+        match egress.check(addr.ip()) {
+            Ok(()) => allowed.push(addr),
+            Err(e) => {
+                first_denial.get_or_insert(e.with_context("host", host));
+            }
+        }
+    }
+    match (allowed.is_empty(), first_denial) {
+        (true, Some(e)) => Err(e),
+        _ => Ok(allowed),
+    }
+}
+
+/// A source type's driver. Implementations are cheap to share (`Arc<dyn Driver>`).
+#[async_trait]
+pub trait Driver: Send + Sync + 'static {
+    fn descriptor(&self) -> &DriverDescriptor;
+
+    /// Checks configuration and credentials without any I/O.
+    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError>;
+
+    /// The host and port the core resolves, checks against the egress policy and
+    /// probes with TCP before `connect`. `None` for sources with no fixed
+    /// endpoint. The default takes `host` and `port`, falling back to the
+    /// descriptor's default port.
+    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
+        let host = cfg.require_host()?.to_owned();
+        let port = match cfg.port.or(self.descriptor().default_port) {
+            Some(p) => p,
+            None => return Err(ConnectorError::invalid_config("port", "port is required")),
+        };
+        Ok(Some((host, port)))
+    }
+
+    /// Opens a connection: TLS and authentication included.
+    async fn connect(
+        &self,
+        cfg: &ConnectionConfig,
+        creds: &Credentials,
+        ctx: &ConnectContext,
+    ) -> Result<Box<dyn Connection>, ConnectorError>;
+}
+
+/// An open connection to a source.
+#[async_trait]
+pub trait Connection: Send {
+    /// What the source says its version is.
+    async fn server_version(&mut self) -> Result<String, ConnectorError>;
+
+    /// The cheapest call that proves discovery under `req`'s filters would work:
+    /// the connectivity test's last step.
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError>;
+
+    /// Discovers the catalog. A bounded number of catalog queries, never one per
+    /// table; filters pushed down where the source can evaluate them.
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError>;
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError>;
+}
+
+impl fmt::Debug for dyn Driver {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        write!(f, "Driver({})", self.descriptor().connector_type)
+    }
+}
+
+impl fmt::Debug for dyn Connection {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str("Connection")
+    }
+}
+
+/// Validates, resolves and connects: what an embedder calls to get a connection.
+pub async fn open(
+    driver: &dyn Driver,
+    cfg: &ConnectionConfig,
+    creds: &Credentials,
+    egress: &EgressPolicy,
+) -> Result<Box<dyn Connection>, ConnectorError> {
+    driver.validate(cfg, creds)?;
+    let ctx = ConnectContext::resolve(driver, cfg, egress).await?;
+    with_timeout(cfg.timeouts.connect(), "connecting", driver.connect(cfg, creds, &ctx)).await
+}
+
+/// Runs `fut` under a time limit, turning the limit into a `TIMEOUT` error.
+pub async fn with_timeout<T>(
+    limit: std::time::Duration,
+    what: &str,
+    fut: impl std::future::Future<Output = Result<T, ConnectorError>>,
+) -> Result<T, ConnectorError> {
+    match tokio::time::timeout(limit, fut).await {
+        Ok(r) => r,
+        Err(_) => Err(ConnectorError::new(
+            ErrorCode::Timeout,
+            format!("{what} took longer than {} ms", limit.as_millis()),
+        )),
+    }
+}
+
+/// The drivers available to a process, by type.
+#[derive(Clone, Default)]
+pub struct Registry {
+    drivers: BTreeMap<ConnectorType, Arc<dyn Driver>>,
+}
+
+impl Registry {
+    pub fn new() -> Self {
+        Registry::default()
+    }
+
+    /// Adds a driver under its descriptor's type, replacing any earlier one.
+    pub fn register(&mut self, driver: Arc<dyn Driver>) -> &mut Self {
+        self.drivers.insert(driver.descriptor().connector_type.clone(), driver);
+        self
+    }
+
+    pub fn get(&self, ty: &ConnectorType) -> Result<Arc<dyn Driver>, ConnectorError> {
+        if let Some(d) = self.drivers.get(ty) {
+            return Ok(d.clone());
+        }
+        if ty.is_custom() {
+            Err(ConnectorError::new(
+                ErrorCode::InvalidConfiguration,
+                format!("unknown connector type `{ty}`: no driver is registered for it"),
+            )
+            .with_context("field", "type"))
+        } else {
+            Err(ConnectorError::new(
+                ErrorCode::DriverUnavailable,
+                format!(
+                    "driver `{}` is not enabled in this build (Cargo feature `{}` of matih-connectors)",
+                    ty.driver_name(),
+                    ty.driver_name()
+                ),
+            )
+            .with_retryable(false))
+        }
+    }
+
+    pub fn types(&self) -> impl Iterator<Item = &ConnectorType> {
+        self.drivers.keys()
+    }
+
+    pub fn descriptors(&self) -> impl Iterator<Item = &DriverDescriptor> {
+        self.drivers.values().map(|d| d.descriptor())
+    }
+}
+
+impl fmt::Debug for Registry {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_set().entries(self.drivers.keys()).finish()
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[tokio::test]
+    async fn invalid_tld_and_ip_literals() {
+        let t = Timeouts::default();
+        let p = EgressPolicy::default();
+        let err = resolve_host("db.example.invalid", 5432, t, &p).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DnsResolutionFailed);
+        let a = resolve_host("127.0.0.1", 5432, t, &p).await.unwrap();
+        assert_eq!(a, vec!["127.0.0.1:5432".parse().unwrap()]);
+        let a = resolve_host("[::1]", 1, t, &p).await.unwrap();
+        assert_eq!(a[0].port(), 1);
+        let err = resolve_host("169.254.169.254", 80, t, &p).await.unwrap_err();
+        assert_eq!(err.code(), ErrorCode::EgressDenied);
+    }
+
+    #[test]
+    fn registry_names_missing_drivers() {
+        let r = Registry::new();
+        let err = r.get(&ConnectorType::Kafka).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::DriverUnavailable);
+        assert!(err.message().contains("driver `kafka` is not enabled in this build"));
+        let err = r.get(&ConnectorType::Custom("ERP".into())).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidConfiguration);
+    }
+}

@@ -1,0 +1,48 @@
+//! Core of MATIH connectors: the driver traits, connection configuration,
+//! credentials that never print, the normalized error codes, the catalog model
+//! and the step-wise connectivity test.
+//!
+//! A driver crate implements [`Driver`] and [`Connection`]; embedders use a
+//! [`Registry`] and either [`run_test`] or [`open`] + [`Connection::discover`]:
+//!
+//! ```no_run
+//! # async fn demo(registry: matih_connector_core::Registry) -> Result<(), matih_connector_core::ConnectorError> {
+//! use matih_connector_core::{ConnectorSpec, DiscoveryRequest, EgressPolicy, TestOptions};
+//! let spec = ConnectorSpec::from_json(r#"{"type":"POSTGRESQL","host":"db.internal","port":5432,
+//!     "database":"sales","credentials":{"username":"reader","password":"…"}}"#)?;
+//! let driver = registry.get(&spec.connector_type)?;
+//! let report = matih_connector_core::run_test(&*driver, &spec.config(), &spec.credentials,
+//!     &TestOptions::default()).await;
+//! println!("{} {:?}", report.success, report.error_code);
+//! let mut conn = matih_connector_core::open(&*driver, &spec.config(), &spec.credentials,
+//!     &EgressPolicy::default()).await?;
+//! let catalog = conn.discover(&DiscoveryRequest::default()).await?;
+//! println!("{} tables", catalog.table_count());
+//! # Ok(()) }
+//! ```
+
+mod catalog;
+mod config;
+mod credentials;
+mod discovery;
+mod driver;
+mod egress;
+mod error;
+mod kind;
+mod runner;
+pub mod tls;
+
+pub use catalog::{Catalog, Column, DataType, Schema, Table, TableKind};
+pub use config::{ConnectionConfig, ConnectorSpec, SslMode, Timeouts};
+pub use credentials::{Credentials, SecretString};
+pub use discovery::{glob_match, glob_to_like, Depth, DiscoveryRequest, NameFilter};
+pub use driver::{
+    open, resolve_host, with_timeout, Capabilities, ConnectContext, Connection, Driver,
+    DriverDescriptor, Key, Registry,
+};
+pub use egress::{EgressPolicy, DEFAULT_DENIED};
+pub use error::{find_source, ConnectorError, ErrorCode};
+pub use kind::{Category, ConnectorType};
+pub use runner::{run_test, Step, StepReport, TestOptions, TestReport};
+
+pub use async_trait::async_trait;

@@ -1,0 +1,380 @@
+//! The step-wise connectivity test, generic over any driver.
+//!
+//! validate → dns → tcp → connect (TLS + auth) → server_version → access_probe.
+//! Each step is timed and bounded by a time limit; the first failure stops the
+//! run and names the step.
+
+use std::fmt;
+use std::net::SocketAddr;
+use std::time::{Duration, Instant};
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use serde::{Deserialize, Serialize};
+
+use crate::driver::{resolve_host, with_timeout};
+use crate::{
+    ConnectContext, ConnectionConfig, ConnectorError, Credentials, DiscoveryRequest, Driver,
+    EgressPolicy, ErrorCode,
+};
+
+/// The steps of a connectivity test, in order.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[serde(rename_all = "snake_case")]
+pub enum Step {
+    Validate,
+    Dns,
+    Tcp,
+    Connect,
+    ServerVersion,
+    AccessProbe,
+}
+
+impl Step {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Step::Validate => "validate",
+            Step::Dns => "dns",
+            Step::Tcp => "tcp",
+            Step::Connect => "connect",
+            Step::ServerVersion => "server_version",
+            Step::AccessProbe => "access_probe",
+        }
+    }
+}
+
+impl fmt::Display for Step {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+/// One step's outcome.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct StepReport {
+    pub name: Step,
+    pub success: bool,
+    pub latency_ms: u64,
+    pub error_code: Option<ErrorCode>,
+    pub message: Option<String>,
+}
+
+/// A connectivity test's outcome, in the API's shape.
+#[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
+#[serde(rename_all = "camelCase")]
+pub struct TestReport {
+    pub success: bool,
+    /// Wall time from the DNS step to the end of the access probe; absent when
+    /// the test failed.
+    pub latency_ms: Option<u64>,
+    pub server_version: Option<String>,
+    pub message: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub error_code: Option<ErrorCode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub failed_step: Option<Step>,
+    #[serde(serialize_with = "rfc3339_millis")]
+    pub tested_at: DateTime<Utc>,
+    pub steps: Vec<StepReport>,
+}
+
+fn rfc3339_millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok, S::Error> {
+    s.serialize_str(&t.to_rfc3339_opts(SecondsFormat::Millis, true))
+}
+
+impl TestReport {
+    /// The step that failed and its error code, if any.
+    pub fn failure(&self) -> Option<(Step, ErrorCode)> {
+        self.steps.iter().find(|s| !s.success).and_then(|s| Some((s.name, s.error_code?)))
+    }
+
+    pub fn step(&self, name: Step) -> Option<&StepReport> {
+        self.steps.iter().find(|s| s.name == name)
+    }
+}
+
+/// Options for a connectivity test.
+#[derive(Clone, Debug, Default)]
+pub struct TestOptions {
+    pub egress: EgressPolicy,
+    /// The filters discovery will use; the access probe honours them.
+    pub discovery: DiscoveryRequest,
+}
+
+struct Recorder {
+    steps: Vec<StepReport>,
+}
+
+impl Recorder {
+    async fn step<T>(
+        &mut self,
+        name: Step,
+        limit: Option<Duration>,
+        fut: impl std::future::Future<Output = Result<T, ConnectorError>>,
+    ) -> Result<T, ConnectorError> {
+        let started = Instant::now();
+        let result = match limit {
+            Some(limit) => with_timeout(limit, name.as_str(), fut).await,
+            None => fut.await,
+        };
+        let latency_ms = started.elapsed().as_millis() as u64;
+        let report = match &result {
+            Ok(_) => StepReport { name, success: true, latency_ms, error_code: None, message: None },
+            Err(e) => {
+                tracing::debug!(step = %name, error = %e, "connectivity test step failed");
+                StepReport {
+                    name,
+                    success: false,
+                    latency_ms,
+                    error_code: Some(e.code()),
+                    message: Some(e.message().to_owned()),
+                }
+            }
+        };
+        self.steps.push(report);
+        result.map_err(|e| e.with_context("step", name))
+    }
+}
+
+/// Runs the connectivity test. Never panics and never hangs: every step has a
+/// time limit, and the connection is closed (bounded too) whatever happens.
+pub async fn run_test(
+    driver: &dyn Driver,
+    cfg: &ConnectionConfig,
+    creds: &Credentials,
+    opts: &TestOptions,
+) -> TestReport {
+    let tested_at = Utc::now();
+    let mut rec = Recorder { steps: Vec::with_capacity(6) };
+    let mut network_started = None;
+    let outcome = run_steps(driver, cfg, creds, opts, &mut rec, &mut network_started).await;
+    match outcome {
+        Ok(version) => TestReport {
+            success: true,
+            latency_ms: network_started.map(|t: Instant| t.elapsed().as_millis() as u64),
+            server_version: Some(version),
+            message: "Connection successful".into(),
+            error_code: None,
+            failed_step: None,
+            tested_at,
+            steps: rec.steps,
+        },
+        Err(e) => TestReport {
+            success: false,
+            latency_ms: None,
+            server_version: None,
+            message: e.report_message(),
+            error_code: Some(e.code()),
+            failed_step: rec.steps.iter().find(|s| !s.success).map(|s| s.name),
+            tested_at,
+            steps: rec.steps,
+        },
+    }
+}
+
+async fn run_steps(
+    driver: &dyn Driver,
+    cfg: &ConnectionConfig,
+    creds: &Credentials,
+    opts: &TestOptions,
+    rec: &mut Recorder,
+    network_started: &mut Option<Instant>,
+) -> Result<String, ConnectorError> {
+    let connect_limit = cfg.timeouts.connect();
+    let query_limit = cfg.timeouts.query();
+
+    let endpoint = rec
+        .step(Step::Validate, None, async {
+            cfg.validate_common()?;
+            driver.validate(cfg, creds)?;
+            driver.endpoint(cfg)
+        })
+        .await?;
+
+    *network_started = Some(Instant::now());
+    let mut ctx = ConnectContext {
+        host: None,
+        addrs: Vec::new(),
+        timeouts: cfg.timeouts,
+        egress: opts.egress.clone(),
+    };
+    if let Some((host, port)) = endpoint {
+        let addrs = rec
+            .step(Step::Dns, Some(connect_limit), resolve_host(&host, port, cfg.timeouts, &opts.egress))
+            .await?;
+        ctx.addrs = rec.step(Step::Tcp, Some(connect_limit), tcp_probe(addrs)).await?;
+        ctx.host = Some(host);
+    }
+
+    let mut conn = rec.step(Step::Connect, Some(connect_limit), driver.connect(cfg, creds, &ctx)).await?;
+    let result = async {
+        let version =
+            rec.step(Step::ServerVersion, Some(query_limit), conn.server_version()).await?;
+        rec.step(Step::AccessProbe, Some(query_limit), conn.probe(&opts.discovery)).await?;
+        Ok(version)
+    }
+    .await;
+    // A close that hangs must not hold the report back.
+    let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
+    result
+}
+
+/// Opens (and drops) a TCP connection to each address in turn; returns the
+/// addresses that accepted first, so the driver tries a reachable one first.
+async fn tcp_probe(addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, ConnectorError> {
+    let mut last = None;
+    for (i, addr) in addrs.iter().enumerate() {
+        match tokio::net::TcpStream::connect(addr).await {
+            Ok(_) => {
+                let mut ordered = addrs.clone();
+                ordered.rotate_left(i);
+                return Ok(ordered);
+            }
+            Err(e) => last = Some(ConnectorError::from_io(e, addr).with_context("address", addr)),
+        }
+    }
+    Err(last.unwrap_or_else(|| ConnectorError::internal("no address to connect to")))
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use crate::{Catalog, Connection, DriverDescriptor, ErrorCode};
+    use async_trait::async_trait;
+    use tokio::io::AsyncReadExt;
+
+    /// A minimal driver for exercising the runner: it connects over TCP and
+    /// waits for one byte of greeting, the way a database server greets first.
+    struct GreetingDriver(DriverDescriptor);
+
+    struct GreetingConn;
+
+    #[async_trait]
+    impl Connection for GreetingConn {
+        async fn server_version(&mut self) -> Result<String, ConnectorError> {
+            Ok("greeter 1.0".into())
+        }
+        async fn probe(&mut self, _: &DiscoveryRequest) -> Result<(), ConnectorError> {
+            Ok(())
+        }
+        async fn discover(&mut self, _: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+            Ok(Catalog::default())
+        }
+        async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+            Ok(())
+        }
+    }
+
+    #[async_trait]
+    impl Driver for GreetingDriver {
+        fn descriptor(&self) -> &DriverDescriptor {
+            &self.0
+        }
+        fn validate(&self, _: &ConnectionConfig, _: &Credentials) -> Result<(), ConnectorError> {
+            Ok(())
+        }
+        async fn connect(
+            &self,
+            _: &ConnectionConfig,
+            _: &Credentials,
+            ctx: &ConnectContext,
+        ) -> Result<Box<dyn Connection>, ConnectorError> {
+            let mut s = tokio::net::TcpStream::connect(ctx.addrs[0])
+                .await
+                .map_err(|e| ConnectorError::from_io(e, "connect"))?;
+            let mut b = [0u8; 1];
+            s.read_exact(&mut b).await.map_err(|e| ConnectorError::from_io(e, "greeting"))?;
+            Ok(Box::new(GreetingConn))
+        }
+    }
+
+    fn driver() -> GreetingDriver {
+        GreetingDriver(DriverDescriptor {
+            connector_type: crate::ConnectorType::Custom("GREETER".into()),
+            display_name: "greeter",
+            default_port: None,
+            credential_keys: vec![],
+            metadata_keys: vec![],
+            capabilities: Default::default(),
+        })
+    }
+
+    fn cfg(port: u16) -> ConnectionConfig {
+        ConnectionConfig {
+            host: Some("127.0.0.1".into()),
+            port: Some(port),
+            timeouts: crate::Timeouts { connect_ms: 300, query_ms: 300 },
+            ..Default::default()
+        }
+    }
+
+    #[tokio::test]
+    async fn success_reports_every_step() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        tokio::spawn(async move {
+            loop {
+                let (mut s, _) = l.accept().await.unwrap();
+                tokio::spawn(async move {
+                    let _ = tokio::io::AsyncWriteExt::write_all(&mut s, b"!").await;
+                    tokio::time::sleep(Duration::from_secs(1)).await;
+                });
+            }
+        });
+        let r = run_test(&driver(), &cfg(port), &Credentials::new(), &TestOptions::default()).await;
+        assert!(r.success, "{r:?}");
+        assert_eq!(r.server_version.as_deref(), Some("greeter 1.0"));
+        let names: Vec<_> = r.steps.iter().map(|s| s.name).collect();
+        assert_eq!(
+            names,
+            [Step::Validate, Step::Dns, Step::Tcp, Step::Connect, Step::ServerVersion, Step::AccessProbe]
+        );
+        assert!(r.latency_ms.is_some());
+        let json = serde_json::to_value(&r).unwrap();
+        assert_eq!(json["message"], "Connection successful");
+        assert!(json.get("errorCode").is_none());
+        assert_eq!(json["steps"][2]["name"], "tcp");
+    }
+
+    #[tokio::test]
+    async fn closed_port_fails_at_tcp() {
+        let port = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let r = run_test(&driver(), &cfg(port), &Credentials::new(), &TestOptions::default()).await;
+        assert!(!r.success);
+        assert_eq!(r.failure(), Some((Step::Tcp, ErrorCode::ConnectionRefused)));
+        assert_eq!(r.latency_ms, None);
+        assert!(r.message.starts_with("Connection refused: verify host and port"), "{}", r.message);
+        assert_eq!(r.steps.len(), 3);
+    }
+
+    #[tokio::test]
+    async fn silent_listener_times_out_at_connect() {
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let r = run_test(&driver(), &cfg(port), &Credentials::new(), &TestOptions::default()).await;
+        assert_eq!(r.failure(), Some((Step::Connect, ErrorCode::Timeout)));
+        assert_eq!(r.error_code, Some(ErrorCode::Timeout));
+    }
+
+    #[tokio::test]
+    async fn invalid_host_fails_at_dns_and_bad_config_at_validate() {
+        let mut c = cfg(1);
+        c.host = Some("nowhere.invalid".into());
+        let r = run_test(&driver(), &c, &Credentials::new(), &TestOptions::default()).await;
+        assert_eq!(r.failure(), Some((Step::Dns, ErrorCode::DnsResolutionFailed)));
+
+        c.host = Some("bad host".into());
+        let r = run_test(&driver(), &c, &Credentials::new(), &TestOptions::default()).await;
+        assert_eq!(r.failure(), Some((Step::Validate, ErrorCode::InvalidConfiguration)));
+        assert_eq!(r.steps.len(), 1);
+    }
+}

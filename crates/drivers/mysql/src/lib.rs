@@ -1,0 +1,1 @@
+//! PostgreSQL driver (placeholder until the driver lands).
