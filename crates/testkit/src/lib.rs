@@ -1,1 +1,101 @@
-//! testkit
+//! Conformance suite and fixture contract for MATIH connector drivers.
+//!
+//! # Fixture contract
+//!
+//! A test that needs a running source reads `MATIH_TEST_<NAME>_*` variables
+//! (`<NAME>` is the driver name upper-cased with `-` as `_`, e.g. `POSTGRES`,
+//! `AZURE_BLOB`). `cargo xtask fixtures up` starts the fixtures and
+//! `cargo xtask fixtures env` prints the variables. When they are missing a
+//! test prints why it skips and returns; with `MATIH_REQUIRE_FIXTURES=1` (set by
+//! `cargo xtask test-drivers` and CI) a missing fixture fails the test instead.
+//!
+//! ```no_run
+//! # async fn t() {
+//! let Some(fx) = matih_connector_testkit::fixture("POSTGRES", "discovers_seed") else { return };
+//! let host = fx.require("HOST");
+//! # }
+//! ```
+
+pub mod conformance;
+
+use std::collections::BTreeMap;
+
+/// The variable that turns a missing fixture into a failure.
+pub const REQUIRE_FIXTURES: &str = "MATIH_REQUIRE_FIXTURES";
+
+/// A running fixture's variables, `MATIH_TEST_<NAME>_<KEY>`.
+#[derive(Clone, Debug)]
+pub struct Fixture {
+    name: String,
+    vars: BTreeMap<String, String>,
+}
+
+impl Fixture {
+    /// Reads the fixture's variables; `None` when `MATIH_TEST_<NAME>_HOST` is unset.
+    pub fn from_env(name: &str) -> Option<Fixture> {
+        let prefix = format!("MATIH_TEST_{name}_");
+        let vars: BTreeMap<String, String> = std::env::vars()
+            .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|rest| (rest.to_owned(), v)))
+            .collect();
+        vars.contains_key("HOST").then(|| Fixture { name: name.to_owned(), vars })
+    }
+
+    pub fn name(&self) -> &str {
+        &self.name
+    }
+
+    pub fn get(&self, key: &str) -> Option<&str> {
+        self.vars.get(key).map(String::as_str)
+    }
+
+    /// The variable's value; panics naming the variable when it is missing.
+    pub fn require(&self, key: &str) -> &str {
+        self.get(key).unwrap_or_else(|| {
+            panic!("fixture {}: MATIH_TEST_{}_{key} is not set", self.name, self.name)
+        })
+    }
+
+    pub fn port(&self) -> u16 {
+        self.require("PORT").parse().unwrap_or_else(|_| panic!("MATIH_TEST_{}_PORT is not a port", self.name))
+    }
+
+    /// Reads the file a variable names (a CA certificate, say).
+    pub fn read_file(&self, key: &str) -> String {
+        let path = self.require(key);
+        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path} (MATIH_TEST_{}_{key}): {e}", self.name))
+    }
+}
+
+/// Whether missing fixtures are failures (`MATIH_REQUIRE_FIXTURES=1`).
+pub fn fixtures_required() -> bool {
+    matches!(std::env::var(REQUIRE_FIXTURES).as_deref(), Ok("1") | Ok("true") | Ok("yes"))
+}
+
+/// The fixture for a test, or `None` after printing why the test skips. Under
+/// `MATIH_REQUIRE_FIXTURES=1` a missing fixture panics, failing the test.
+pub fn fixture(name: &str, test: &str) -> Option<Fixture> {
+    match Fixture::from_env(name) {
+        Some(f) => Some(f),
+        None if fixtures_required() => panic!(
+            "{test}: fixture {name} is required ({REQUIRE_FIXTURES}=1) but MATIH_TEST_{name}_HOST is not set; \
+             start it with `cargo xtask fixtures up --only {}`",
+            name.to_ascii_lowercase().replace('_', "-")
+        ),
+        None => {
+            eprintln!(
+                "SKIP {test}: MATIH_TEST_{name}_HOST is not set; run `cargo xtask test-drivers --only {}` to start the fixture",
+                name.to_ascii_lowercase().replace('_', "-")
+            );
+            None
+        }
+    }
+}
+
+/// A name no other run uses, for objects a test creates (`prefix_<pid>_<nanos>`).
+pub fn unique_name(prefix: &str) -> String {
+    let nanos = std::time::SystemTime::now()
+        .duration_since(std::time::UNIX_EPOCH)
+        .map(|d| d.subsec_nanos())
+        .unwrap_or(0);
+    format!("{prefix}_{}_{nanos}", std::process::id())
+}
