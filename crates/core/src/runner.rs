@@ -69,7 +69,6 @@ pub struct TestReport {
     pub latency_ms: Option<u64>,
     pub server_version: Option<String>,
     pub message: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
     pub error_code: Option<ErrorCode>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<Step>,
@@ -332,7 +331,7 @@ mod tests {
         assert!(r.latency_ms.is_some());
         let json = serde_json::to_value(&r).unwrap();
         assert_eq!(json["message"], "Connection successful");
-        assert!(json.get("errorCode").is_none());
+        assert!(json["errorCode"].is_null());
         assert_eq!(json["steps"][2]["name"], "tcp");
     }
 
