@@ -1,1 +1,123 @@
-fn main() {}
+//! `cargo xtask`: development tasks for the MATIH connectors workspace.
+//!
+//! ```text
+//! cargo xtask fixtures up [--only postgres,mysql] [--source native|docker]
+//! eval "$(cargo xtask fixtures env)"
+//! cargo xtask fixtures down | status | clean
+//! cargo xtask test-drivers [--only postgres,mysql,cli] [--fixtures native|docker]
+//! cargo xtask bench discovery
+//! cargo xtask ci
+//! ```
+
+mod fixtures;
+mod tasks;
+mod tls;
+mod util;
+
+use std::process::ExitCode;
+
+use clap::{Parser, Subcommand};
+
+use fixtures::Source;
+
+#[derive(Parser)]
+#[command(
+    name = "cargo xtask",
+    about = "Development tasks: fixtures, driver tests, benchmarks, CI"
+)]
+struct Cli {
+    #[command(subcommand)]
+    command: Cmd,
+}
+
+#[derive(Subcommand)]
+enum Cmd {
+    /// Start, stop and describe the test fixtures (real servers on loopback).
+    Fixtures {
+        #[command(subcommand)]
+        action: FixturesCmd,
+    },
+    /// Start the fixtures, run each driver's tests against them with
+    /// MATIH_REQUIRE_FIXTURES=1, stop the fixtures, print a summary.
+    TestDrivers {
+        /// Drivers to test (comma-separated; default: all). `cli` is the
+        /// matih-connectors package's tests.
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[arg(long, value_enum, default_value = "native")]
+        fixtures: Source,
+    },
+    /// Benchmarks: figures measured side by side in one run (not tests).
+    Bench {
+        #[command(subcommand)]
+        which: BenchCmd,
+    },
+    /// Everything CI checks: fmt, clippy, tests, driver tests with fixtures.
+    Ci {
+        #[arg(long, value_enum, default_value = "native")]
+        fixtures: Source,
+    },
+}
+
+#[derive(Subcommand)]
+enum FixturesCmd {
+    /// Start fixtures (no-op for running ones) and print `export` lines on stdout.
+    Up {
+        /// Fixtures to start (comma-separated; default: all).
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+        #[arg(long, value_enum, default_value = "native")]
+        source: Source,
+    },
+    /// Stop fixtures by pid; their data is kept for the next `up`.
+    Down {
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// Print `export MATIH_TEST_…` lines for the running fixtures (eval-able).
+    Env {
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// Show which fixtures run, where and on which port.
+    Status {
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+    /// Stop fixtures and delete their state (data, certificates, passwords).
+    Clean {
+        #[arg(long, value_delimiter = ',')]
+        only: Vec<String>,
+    },
+}
+
+#[derive(Subcommand)]
+enum BenchCmd {
+    /// Catalog discovery against the postgres and mysql fixtures.
+    Discovery,
+}
+
+fn main() -> ExitCode {
+    let cli = Cli::parse();
+    let result = match cli.command {
+        Cmd::Fixtures { action } => match action {
+            FixturesCmd::Up { only, source } => fixtures::cmd_up(&only, source),
+            FixturesCmd::Down { only } => fixtures::cmd_down(&only),
+            FixturesCmd::Env { only } => fixtures::cmd_env(&only),
+            FixturesCmd::Status { only } => fixtures::cmd_status(&only),
+            FixturesCmd::Clean { only } => fixtures::cmd_clean(&only),
+        },
+        Cmd::TestDrivers { only, fixtures } => tasks::test_drivers(&only, fixtures),
+        Cmd::Bench {
+            which: BenchCmd::Discovery,
+        } => tasks::bench_discovery(),
+        Cmd::Ci { fixtures } => tasks::ci(fixtures),
+    };
+    match result {
+        Ok(()) => ExitCode::SUCCESS,
+        Err(e) => {
+            eprintln!("[xtask] error: {e:#}");
+            ExitCode::FAILURE
+        }
+    }
+}

@@ -1,0 +1,356 @@
+//! Process, file and network helpers shared by the fixtures and the tasks.
+
+use std::collections::BTreeMap;
+use std::fmt::Write as _;
+use std::fs::{self, File, OpenOptions};
+use std::io::{Read, Write};
+use std::net::{SocketAddr, TcpListener, TcpStream};
+use std::os::unix::fs::{OpenOptionsExt, PermissionsExt};
+use std::path::{Path, PathBuf};
+use std::process::{Child, Command, ExitStatus, Output, Stdio};
+use std::time::{Duration, Instant};
+
+use anyhow::{anyhow, bail, Context, Result};
+
+/// The workspace root: xtask lives one level below it.
+pub fn workspace_root() -> PathBuf {
+    let manifest = Path::new(env!("CARGO_MANIFEST_DIR"));
+    manifest.parent().unwrap_or(manifest).to_path_buf()
+}
+
+/// Progress line on stderr, prefixed so it stands out from cargo's output.
+#[macro_export]
+macro_rules! say {
+    ($($arg:tt)*) => { eprintln!("[xtask] {}", format_args!($($arg)*)) };
+}
+
+pub fn secs(d: Duration) -> String {
+    format!("{:.1}s", d.as_secs_f64())
+}
+
+/// The effective uid, read from the owner of `/proc/self` (no libc needed).
+pub fn euid() -> u32 {
+    use std::os::unix::fs::MetadataExt;
+    fs::metadata("/proc/self")
+        .map(|m| m.uid())
+        .unwrap_or(u32::MAX)
+}
+
+pub fn is_root() -> bool {
+    euid() == 0
+}
+
+/// The name of the user running xtask.
+pub fn current_user() -> String {
+    command_stdout(Command::new("id").arg("-un"))
+        .ok()
+        .or_else(|| std::env::var("USER").ok())
+        .unwrap_or_else(|| "root".into())
+}
+
+/// uid and gid of an OS user, `None` when the user does not exist.
+pub fn os_user_ids(name: &str) -> Option<(u32, u32)> {
+    let uid = command_stdout(Command::new("id").args(["-u", name])).ok()?;
+    let gid = command_stdout(Command::new("id").args(["-g", name])).ok()?;
+    Some((uid.parse().ok()?, gid.parse().ok()?))
+}
+
+fn command_stdout(cmd: &mut Command) -> Result<String> {
+    let out = cmd.stderr(Stdio::null()).output()?;
+    if !out.status.success() {
+        bail!("{cmd:?} failed");
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).trim().to_owned())
+}
+
+/// Recursively hands a path to an OS user (the server processes run as it).
+pub fn chown_recursive(path: &Path, ids: (u32, u32)) -> Result<()> {
+    std::os::unix::fs::lchown(path, Some(ids.0), Some(ids.1))
+        .with_context(|| format!("chown {}", path.display()))?;
+    if path.is_dir() && !path.is_symlink() {
+        for entry in fs::read_dir(path)? {
+            chown_recursive(&entry?.path(), ids)?;
+        }
+    }
+    Ok(())
+}
+
+pub fn set_mode(path: &Path, mode: u32) -> Result<()> {
+    fs::set_permissions(path, fs::Permissions::from_mode(mode))
+        .with_context(|| format!("chmod {mode:o} {}", path.display()))
+}
+
+/// Creates a directory (and parents) that other OS users can traverse.
+pub fn ensure_dir(path: &Path) -> Result<()> {
+    fs::create_dir_all(path).with_context(|| format!("creating {}", path.display()))?;
+    set_mode(path, 0o755)
+}
+
+/// Writes a file readable by its owner only (passwords, keys, env files).
+pub fn write_private(path: &Path, contents: &str) -> Result<()> {
+    let tmp = path.with_extension("tmp");
+    let _ = fs::remove_file(&tmp);
+    let mut f = OpenOptions::new()
+        .write(true)
+        .create_new(true)
+        .mode(0o600)
+        .open(&tmp)
+        .with_context(|| format!("creating {}", tmp.display()))?;
+    f.write_all(contents.as_bytes())?;
+    drop(f);
+    fs::rename(&tmp, path).with_context(|| format!("writing {}", path.display()))
+}
+
+/// Reads `KEY=VALUE` lines; a missing file is an empty map.
+pub fn read_kv(path: &Path) -> Result<BTreeMap<String, String>> {
+    let text = match fs::read_to_string(path) {
+        Ok(t) => t,
+        Err(e) if e.kind() == std::io::ErrorKind::NotFound => return Ok(BTreeMap::new()),
+        Err(e) => return Err(e).with_context(|| format!("reading {}", path.display())),
+    };
+    Ok(text
+        .lines()
+        .filter(|l| !l.trim().is_empty() && !l.starts_with('#'))
+        .filter_map(|l| l.split_once('='))
+        .map(|(k, v)| (k.trim().to_owned(), v.to_owned()))
+        .collect())
+}
+
+pub fn write_kv(path: &Path, map: &BTreeMap<String, String>) -> Result<()> {
+    let mut s = String::new();
+    for (k, v) in map {
+        let _ = writeln!(s, "{k}={v}");
+    }
+    write_private(path, &s)
+}
+
+/// A random alphanumeric string from the kernel's CSPRNG. Alphanumeric so the
+/// value needs no quoting in SQL, shells, URLs or option files.
+pub fn random_token(len: usize) -> Result<String> {
+    const ALPHABET: &[u8] = b"ABCDEFGHJKLMNPQRSTUVWXYZabcdefghijkmnopqrstuvwxyz23456789";
+    // Rejection sampling keeps the distribution uniform over the alphabet.
+    let limit = 256 - (256 % ALPHABET.len());
+    let mut urandom = File::open("/dev/urandom").context("opening /dev/urandom")?;
+    let mut out = String::with_capacity(len);
+    while out.len() < len {
+        let mut bytes = [0u8; 64];
+        urandom.read_exact(&mut bytes)?;
+        for b in bytes.into_iter().filter(|b| usize::from(*b) < limit) {
+            if out.len() < len {
+                out.push(ALPHABET[usize::from(b) % ALPHABET.len()] as char);
+            }
+        }
+    }
+    Ok(out)
+}
+
+/// The password stored under `key` in the state dir's `passwords` file,
+/// generated the first time it is asked for.
+pub fn stored_password(state: &Path, key: &str) -> Result<String> {
+    let path = state.join("passwords");
+    let mut map = read_kv(&path)?;
+    if let Some(v) = map.get(key) {
+        return Ok(v.clone());
+    }
+    let pw = random_token(24)?;
+    map.insert(key.to_owned(), pw.clone());
+    write_kv(&path, &map)?;
+    Ok(pw)
+}
+
+/// FNV-1a: a stable short hash for paths and seed files (not for security).
+pub fn fnv64(data: &[u8]) -> u64 {
+    let mut h: u64 = 0xcbf2_9ce4_8422_2325;
+    for b in data {
+        h ^= u64::from(*b);
+        h = h.wrapping_mul(0x0100_0000_01b3);
+    }
+    h
+}
+
+/// A free loopback port, found by binding port 0.
+pub fn free_port() -> Result<u16> {
+    let l = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
+    Ok(l.local_addr()?.port())
+}
+
+pub fn port_is_free(port: u16) -> bool {
+    TcpListener::bind(("127.0.0.1", port)).is_ok()
+}
+
+/// Whether something accepts TCP connections on 127.0.0.1:port.
+pub fn port_open(port: u16) -> bool {
+    let addr = SocketAddr::from(([127, 0, 0, 1], port));
+    TcpStream::connect_timeout(&addr, Duration::from_millis(300)).is_ok()
+}
+
+/// Polls `cond` until it holds or `timeout` passes.
+pub fn wait_until(timeout: Duration, mut cond: impl FnMut() -> bool) -> bool {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if cond() {
+            return true;
+        }
+        if Instant::now() >= deadline {
+            return false;
+        }
+        std::thread::sleep(Duration::from_millis(100));
+    }
+}
+
+/// Locates a program on PATH or at one of `candidates`; the error names the
+/// Debian package that provides it.
+pub fn find_program(name: &str, candidates: &[&str], package: &str) -> Result<PathBuf> {
+    for c in candidates {
+        let p = Path::new(c);
+        if p.is_file() {
+            return Ok(p.to_path_buf());
+        }
+    }
+    if let Some(paths) = std::env::var_os("PATH") {
+        for dir in std::env::split_paths(&paths) {
+            let p = dir.join(name);
+            if p.is_file() {
+                return Ok(p);
+            }
+        }
+    }
+    bail!(
+        "`{name}` not found; install the Debian package `{package}` (apt-get install -y {package})"
+    )
+}
+
+fn wait_child(child: &mut Child, timeout: Duration, what: &str) -> Result<ExitStatus> {
+    let deadline = Instant::now() + timeout;
+    loop {
+        if let Some(status) = child.try_wait()? {
+            return Ok(status);
+        }
+        if Instant::now() >= deadline {
+            let _ = child.kill();
+            let _ = child.wait();
+            bail!("{what} did not finish within {}", secs(timeout));
+        }
+        std::thread::sleep(Duration::from_millis(20));
+    }
+}
+
+/// Runs a command with captured output, bounded by `timeout`. Only for
+/// commands that leave no daemon behind holding the pipes.
+pub fn run_capture(cmd: &mut Command, what: &str, timeout: Duration) -> Result<Output> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .stderr(Stdio::piped())
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let mut so = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut se = child.stderr.take().ok_or_else(|| anyhow!("no stderr"))?;
+    let t_out = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = so.read_to_end(&mut v);
+        v
+    });
+    let t_err = std::thread::spawn(move || {
+        let mut v = Vec::new();
+        let _ = se.read_to_end(&mut v);
+        v
+    });
+    let status = wait_child(&mut child, timeout, what)?;
+    let stdout = t_out.join().unwrap_or_default();
+    let stderr = t_err.join().unwrap_or_default();
+    Ok(Output {
+        status,
+        stdout,
+        stderr,
+    })
+}
+
+/// Like [`run_capture`] but fails with the command's stderr when it exits non-zero.
+pub fn run_ok(cmd: &mut Command, what: &str, timeout: Duration) -> Result<String> {
+    let out = run_capture(cmd, what, timeout)?;
+    if !out.status.success() {
+        bail!(
+            "{what} failed ({}):\n{}{}",
+            out.status,
+            String::from_utf8_lossy(&out.stdout),
+            String::from_utf8_lossy(&out.stderr)
+        );
+    }
+    Ok(String::from_utf8_lossy(&out.stdout).into_owned())
+}
+
+/// Runs a command whose output goes to `log` (appended), bounded by
+/// `timeout`. Used for commands that start daemons, which would otherwise keep
+/// a captured pipe open forever. On failure the log's tail is in the error.
+pub fn run_logged(cmd: &mut Command, what: &str, log: &Path, timeout: Duration) -> Result<()> {
+    let f = OpenOptions::new().create(true).append(true).open(log)?;
+    let mut child = cmd
+        .stdin(Stdio::null())
+        .stdout(f.try_clone()?)
+        .stderr(f)
+        .spawn()
+        .with_context(|| format!("starting {what}"))?;
+    let status = wait_child(&mut child, timeout, what)?;
+    if !status.success() {
+        bail!(
+            "{what} failed ({status}); last lines of {}:\n{}",
+            log.display(),
+            tail(log, 20)
+        );
+    }
+    Ok(())
+}
+
+/// The last `n` lines of a text file (for error messages).
+pub fn tail(path: &Path, n: usize) -> String {
+    let text = fs::read_to_string(path).unwrap_or_default();
+    let lines: Vec<&str> = text.lines().collect();
+    lines[lines.len().saturating_sub(n)..].join("\n")
+}
+
+/// Quotes a value for a POSIX shell when it needs it.
+pub fn shell_quote(v: &str) -> String {
+    if !v.is_empty()
+        && v.chars()
+            .all(|c| c.is_ascii_alphanumeric() || "-_./:@%+=,".contains(c))
+    {
+        v.to_owned()
+    } else {
+        format!("'{}'", v.replace('\'', "'\\''"))
+    }
+}
+
+/// Whether a process exists and is not a zombie. PID 1 on some machines does
+/// not reap orphans, so `kill -0` alone would report dead servers as alive.
+pub fn pid_alive(pid: u32) -> bool {
+    match fs::read_to_string(format!("/proc/{pid}/stat")) {
+        Ok(stat) => stat
+            .rsplit_once(')')
+            .and_then(|(_, rest)| rest.split_whitespace().next())
+            .is_some_and(|state| state != "Z" && state != "X"),
+        Err(_) => false,
+    }
+}
+
+pub fn read_pid(path: &Path) -> Option<u32> {
+    fs::read_to_string(path)
+        .ok()?
+        .lines()
+        .next()?
+        .trim()
+        .parse()
+        .ok()
+}
+
+/// Sends a signal through `kill(1)`; the workspace forbids unsafe code, so no libc.
+pub fn signal(pid: u32, sig: &str) -> Result<()> {
+    let status = Command::new("kill")
+        .args([format!("-{sig}"), pid.to_string()])
+        .stderr(Stdio::null())
+        .status()
+        .context("running kill")?;
+    if !status.success() {
+        bail!("kill -{sig} {pid} failed");
+    }
+    Ok(())
+}
