@@ -1,1 +1,128 @@
-//! PostgreSQL driver (placeholder until the driver lands).
+//! MySQL and MariaDB driver for MATIH connectors.
+//!
+//! Connects with [`mysql_async`] over TCP (TLS in the `disable`, `require`,
+//! `verify-ca` and `verify-full` modes), reports `SELECT VERSION()`, and
+//! discovers the catalog with a fixed number of plain `information_schema`
+//! queries. A MySQL database is a catalog schema; the configured `database` is
+//! the one the session connects to, and discovery lists every database the
+//! user can see.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), matih_connector_core::ConnectorError> {
+//! use matih_connector_core::{run_test, ConnectionConfig, Credentials, TestOptions};
+//! let driver = matih_driver_mysql::MysqlDriver::new();
+//! let cfg = ConnectionConfig {
+//!     host: Some("db.internal".into()),
+//!     port: Some(3306),
+//!     database: Some("shop".into()),
+//!     ..Default::default()
+//! };
+//! let creds = Credentials::new().with("username", "reader").with("password", "…");
+//! let report = run_test(&driver, &cfg, &creds, &TestOptions::default()).await;
+//! println!("{} {:?}", report.success, report.server_version);
+//! # Ok(()) }
+//! ```
+//!
+//! See `docs/drivers/mysql.md` for the type mapping, TLS modes, error mapping
+//! and the privileges discovery needs.
+
+mod config;
+mod connection;
+mod discovery;
+mod errors;
+mod types;
+
+use async_trait::async_trait;
+use matih_connector_core::{
+    Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError, ConnectorType,
+    Credentials, Driver, DriverDescriptor, Key,
+};
+
+use crate::config::{MysqlOptions, CRED_PASSWORD, CRED_USERNAME, DEFAULT_PORT};
+
+/// The MySQL / MariaDB driver (`MYSQL`).
+#[derive(Debug)]
+pub struct MysqlDriver {
+    descriptor: DriverDescriptor,
+}
+
+impl MysqlDriver {
+    pub fn new() -> Self {
+        MysqlDriver {
+            descriptor: DriverDescriptor {
+                connector_type: ConnectorType::Mysql,
+                display_name: "MySQL / MariaDB",
+                default_port: Some(DEFAULT_PORT),
+                credential_keys: vec![
+                    Key::required(CRED_USERNAME, "User name to log in with"),
+                    Key::optional(CRED_PASSWORD, "Password (mysql_native_password or caching_sha2_password)"),
+                ],
+                metadata_keys: Vec::new(),
+                capabilities: Capabilities {
+                    tls: true,
+                    statistics: true,
+                    primary_keys: true,
+                    comments: true,
+                    inferred_fields: false,
+                    filter_pushdown: true,
+                },
+            },
+        }
+    }
+}
+
+impl Default for MysqlDriver {
+    fn default() -> Self {
+        MysqlDriver::new()
+    }
+}
+
+#[async_trait]
+impl Driver for MysqlDriver {
+    fn descriptor(&self) -> &DriverDescriptor {
+        &self.descriptor
+    }
+
+    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
+        self.descriptor.check_credential_keys(creds)?;
+        self.descriptor.check_metadata_keys(&cfg.metadata)?;
+        cfg.require_host()?;
+        MysqlOptions::new(cfg, creds).map(|_| ())
+    }
+
+    async fn connect(
+        &self,
+        cfg: &ConnectionConfig,
+        creds: &Credentials,
+        ctx: &ConnectContext,
+    ) -> Result<Box<dyn Connection>, ConnectorError> {
+        let opts = MysqlOptions::new(cfg, creds)?;
+        let conn = connection::connect(opts, ctx).await?;
+        Ok(Box::new(conn))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matih_connector_core::ErrorCode;
+
+    #[test]
+    fn descriptor_and_validation() {
+        let d = MysqlDriver::default();
+        assert_eq!(d.descriptor().connector_type, ConnectorType::Mysql);
+        assert_eq!(d.descriptor().default_port, Some(3306));
+        let cfg = ConnectionConfig { host: Some("db".into()), ..Default::default() };
+        let creds = Credentials::new().with("username", "u").with("password", "p");
+        d.validate(&cfg, &creds).unwrap();
+        assert_eq!(d.endpoint(&cfg).unwrap(), Some(("db".to_owned(), 3306)));
+
+        let err = d.validate(&cfg, &creds.clone().with("token", "x")).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::InvalidConfiguration);
+        let err = d.validate(&ConnectionConfig::default(), &creds).unwrap_err();
+        assert_eq!(err.context_value("field"), Some("host"));
+        let mut with_meta = cfg.clone();
+        with_meta.metadata.insert("warehouse".into(), "x".into());
+        assert!(d.validate(&with_meta, &creds).is_err());
+    }
+}

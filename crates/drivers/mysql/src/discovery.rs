@@ -1,0 +1,445 @@
+//! Set-based catalog discovery: a fixed number of plain `information_schema`
+//! queries (at most five, whatever the number of databases and tables), each
+//! with the request's name filters pushed down as bound `LIKE` patterns.
+//!
+//! No query joins `information_schema` views with each other: the server
+//! answers every view by walking the data dictionary (MariaDB: opening each
+//! table's definition), and joins multiply that work. Rows are stitched
+//! together here instead.
+
+use std::collections::{BTreeMap, HashMap, HashSet};
+
+use matih_connector_core::{
+    Catalog, Column, ConnectorError, Depth, DiscoveryRequest, ErrorCode, NameFilter, Schema, Table,
+    TableKind,
+};
+use mysql_async::Value;
+
+use crate::connection::{text, unsigned, MysqlConnection};
+use crate::types::{normalize, normalize_default, NativeType};
+
+/// The servers' own databases, left out unless `include_system` is set.
+const SYSTEM_SCHEMAS: &str = "'information_schema', 'mysql', 'performance_schema', 'sys'";
+
+/// A name column compared byte for byte: `information_schema` columns use a
+/// case-insensitive collation, but name filters are case-sensitive globs.
+/// Converting to utf8mb4 first keeps patterns with characters outside
+/// utf8mb3 comparable.
+fn exact(column: &str) -> String {
+    format!("CONVERT({column} USING utf8mb4) COLLATE utf8mb4_bin")
+}
+
+/// `CHAR(92)` is a backslash: spelled this way the escape character is the
+/// same whether or not the server runs with NO_BACKSLASH_ESCAPES, and
+/// `glob_to_like` escapes with a backslash.
+const ESCAPE: &str = "ESCAPE CHAR(92 USING utf8mb4)";
+
+/// A `WHERE` clause under construction: SQL text with placeholders only, and
+/// the values bound to them.
+#[derive(Default)]
+struct Where {
+    sql: String,
+    params: Vec<Value>,
+}
+
+impl Where {
+    fn and(&mut self, condition: &str) {
+        self.sql.push_str(if self.sql.is_empty() { " WHERE " } else { " AND " });
+        self.sql.push_str(condition);
+    }
+
+    /// `(col LIKE ? OR col LIKE ?)` for the includes, `NOT (col LIKE ?)` for
+    /// each exclude.
+    fn names(&mut self, column: &str, filter: &NameFilter) {
+        let col = exact(column);
+        if !filter.include.is_empty() {
+            let alternatives: Vec<String> =
+                filter.include.iter().map(|_| format!("{col} LIKE ? {ESCAPE}")).collect();
+            self.and(&format!("({})", alternatives.join(" OR ")));
+            self.params.extend(filter.include_like().into_iter().map(Value::from));
+        }
+        for pattern in filter.exclude_like() {
+            self.and(&format!("NOT ({col} LIKE ? {ESCAPE})"));
+            self.params.push(Value::from(pattern));
+        }
+    }
+
+    /// The database conditions every query shares.
+    fn schemas(&mut self, column: &str, req: &DiscoveryRequest, only: Option<&str>) {
+        if !req.include_system {
+            self.and(&format!("{} NOT IN ({SYSTEM_SCHEMAS})", exact(column)));
+        }
+        if let Some(name) = only {
+            self.and(&format!("{} = ?", exact(column)));
+            self.params.push(Value::from(name));
+        }
+        self.names(column, &req.schemas);
+    }
+
+    fn tables(&mut self, schema_column: &str, table_column: &str, req: &DiscoveryRequest, only: Option<&str>) {
+        self.schemas(schema_column, req, only);
+        self.names(table_column, &req.tables);
+    }
+}
+
+fn schemas_query(req: &DiscoveryRequest, only: Option<&str>, limit_one: bool) -> (String, Vec<Value>) {
+    let mut w = Where::default();
+    w.schemas("SCHEMA_NAME", req, only);
+    let limit = if limit_one { " LIMIT 1" } else { "" };
+    (format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA{}{limit}", w.sql), w.params)
+}
+
+fn tables_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Value>) {
+    let mut w = Where::default();
+    w.tables("TABLE_SCHEMA", "TABLE_NAME", req, only);
+    // The statistics columns make MariaDB open every table (not only its
+    // definition); leave them out when they are not wanted.
+    let stats = if req.statistics { ", TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH" } else { "" };
+    (
+        format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COMMENT, CREATE_OPTIONS{stats} \
+             FROM information_schema.TABLES{}",
+            w.sql
+        ),
+        w.params,
+    )
+}
+
+fn columns_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Value>) {
+    let mut w = Where::default();
+    w.tables("TABLE_SCHEMA", "TABLE_NAME", req, only);
+    (
+        format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT, \
+             IS_NULLABLE, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, EXTRA, \
+             COLUMN_COMMENT FROM information_schema.COLUMNS{}",
+            w.sql
+        ),
+        w.params,
+    )
+}
+
+fn primary_keys_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Value>) {
+    let mut w = Where::default();
+    w.and("INDEX_NAME = 'PRIMARY'");
+    w.tables("TABLE_SCHEMA", "TABLE_NAME", req, only);
+    (
+        format!(
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, SEQ_IN_INDEX \
+             FROM information_schema.STATISTICS{}",
+            w.sql
+        ),
+        w.params,
+    )
+}
+
+/// MariaDB's JSON columns: `longtext` with an automatic column-level
+/// `CHECK (json_valid(col))` named after the column.
+fn json_checks_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Value>) {
+    let mut w = Where::default();
+    w.and("LEVEL = 'Column'");
+    // `_` matches itself too; the exact clause is checked on our side.
+    w.and("CHECK_CLAUSE LIKE 'json_valid(%'");
+    w.tables("CONSTRAINT_SCHEMA", "TABLE_NAME", req, only);
+    (
+        format!(
+            "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE \
+             FROM information_schema.CHECK_CONSTRAINTS{}",
+            w.sql
+        ),
+        w.params,
+    )
+}
+
+fn table_kind(table_type: &str, create_options: &str) -> TableKind {
+    match table_type {
+        "VIEW" => TableKind::View,
+        "SYSTEM VIEW" => TableKind::SystemView,
+        _ if create_options.to_ascii_lowercase().contains("partitioned") => TableKind::Partitioned,
+        _ => TableKind::Table,
+    }
+}
+
+/// Column values by position, with protocol errors instead of panics.
+struct Cells(Vec<Value>);
+
+impl Cells {
+    fn text(&self, i: usize) -> Option<String> {
+        self.0.get(i).and_then(text)
+    }
+
+    fn name(&self, i: usize, what: &str) -> Result<String, ConnectorError> {
+        self.text(i).ok_or_else(|| {
+            ConnectorError::new(ErrorCode::ProtocolError, format!("{what}: a name column was NULL"))
+        })
+    }
+
+    fn unsigned(&self, i: usize) -> Option<u64> {
+        self.0.get(i).and_then(unsigned)
+    }
+}
+
+/// The cheapest query that proves discovery under `req` would work: one
+/// database name under the same filters. A login that sees no database at all
+/// and holds no privilege beyond USAGE is PERMISSION_DENIED: discovery would
+/// only ever return nothing.
+pub(crate) async fn probe(conn: &mut MysqlConnection, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+    let only = conn.schema.clone();
+    let (sql, params) = schemas_query(req, only.as_deref(), true);
+    if !conn.rows("listing databases", &sql, params).await?.is_empty() {
+        return Ok(());
+    }
+    let visible = DiscoveryRequest { include_system: req.include_system, ..Default::default() };
+    let (sql, params) = schemas_query(&visible, None, true);
+    if !conn.rows("listing databases", &sql, params).await?.is_empty() {
+        // Databases exist, the filters match none of them: an empty catalog is
+        // the right answer, not a failure.
+        return Ok(());
+    }
+    let privileges = conn
+        .rows(
+            "reading privileges",
+            "SELECT 1 FROM information_schema.USER_PRIVILEGES WHERE PRIVILEGE_TYPE <> 'USAGE' \
+             UNION ALL SELECT 1 FROM information_schema.SCHEMA_PRIVILEGES \
+             UNION ALL SELECT 1 FROM information_schema.TABLE_PRIVILEGES LIMIT 1",
+            Vec::new(),
+        )
+        .await?;
+    if privileges.is_empty() {
+        return Err(ConnectorError::new(
+            ErrorCode::PermissionDenied,
+            "the user holds no privilege on any database, so discovery can see nothing: grant \
+             SELECT (or SHOW VIEW) on the databases to discover",
+        )
+        .with_retryable(false));
+    }
+    Ok(())
+}
+
+pub(crate) async fn discover(
+    conn: &mut MysqlConnection,
+    req: &DiscoveryRequest,
+) -> Result<Catalog, ConnectorError> {
+    let only = conn.schema.clone();
+    let only = only.as_deref();
+
+    let (sql, params) = schemas_query(req, only, false);
+    let mut schemas: BTreeMap<String, Schema> = BTreeMap::new();
+    for row in conn.rows("listing databases", &sql, params).await? {
+        let name = Cells(row).name(0, "listing databases")?;
+        if req.schemas.matches(&name) {
+            schemas.insert(name.clone(), Schema { name, comment: None, tables: Vec::new() });
+        }
+    }
+    if req.depth == Depth::Schemas || schemas.is_empty() {
+        return Ok(finish(schemas, HashMap::new()));
+    }
+
+    let (sql, params) = tables_query(req, only);
+    let mut tables: HashMap<(String, String), Table> = HashMap::new();
+    for row in conn.rows("listing tables", &sql, params).await? {
+        let c = Cells(row);
+        let schema = c.name(0, "listing tables")?;
+        let name = c.name(1, "listing tables")?;
+        if !schemas.contains_key(&schema) || !req.tables.matches(&name) {
+            continue;
+        }
+        let table_type = c.text(2).unwrap_or_default();
+        let kind = table_kind(&table_type, &c.text(5).unwrap_or_default());
+        let mut t = Table::new(name.clone(), kind);
+        // A view's TABLE_COMMENT is the word VIEW, not a comment.
+        t.comment = c.text(4).filter(|s| !s.is_empty() && kind != TableKind::View);
+        if let Some(engine) = c.text(3) {
+            t.properties.insert("engine".into(), engine.into());
+        }
+        if !matches!(table_type.as_str(), "BASE TABLE" | "VIEW" | "SYSTEM VIEW") {
+            // SEQUENCE, SYSTEM VERSIONED, TEMPORARY…
+            t.properties.insert("tableType".into(), table_type.clone().into());
+        }
+        if req.statistics && matches!(kind, TableKind::Table | TableKind::Partitioned) {
+            // InnoDB's TABLE_ROWS is an estimate from sampled pages; MyISAM's is exact.
+            t.estimated_rows = c.unsigned(6);
+            t.size_bytes = match (c.unsigned(7), c.unsigned(8)) {
+                (None, None) => None,
+                (d, i) => Some(d.unwrap_or(0) + i.unwrap_or(0)),
+            };
+        }
+        tables.insert((schema, name), t);
+    }
+    if req.depth == Depth::Tables || tables.is_empty() {
+        return Ok(finish(schemas, tables));
+    }
+
+    let style = conn.default_style().await?;
+    let (sql, params) = columns_query(req, only);
+    let column_rows = conn.rows("listing columns", &sql, params).await?;
+    let mut raw_columns = Vec::with_capacity(column_rows.len());
+    let mut longtext_tables = false;
+    for row in column_rows {
+        let c = Cells(row);
+        let key = (c.name(0, "listing columns")?, c.name(1, "listing columns")?);
+        if !tables.contains_key(&key) {
+            continue;
+        }
+        longtext_tables |= c.text(6).is_some_and(|t| t.eq_ignore_ascii_case("longtext"));
+        raw_columns.push((key, c));
+    }
+
+    let json_columns = if longtext_tables && conn.is_mariadb().await? {
+        json_columns(conn, req, only).await?
+    } else {
+        HashSet::new()
+    };
+
+    for ((schema, table), c) in raw_columns {
+        let name = c.name(2, "listing columns")?;
+        let data_type = c.text(6).unwrap_or_default();
+        let column_type = c.text(7).unwrap_or_else(|| data_type.clone());
+        let native = NativeType {
+            data_type: &data_type,
+            column_type: &column_type,
+            numeric_precision: c.unsigned(8),
+            numeric_scale: c.unsigned(9),
+        };
+        let is_json = json_columns.contains(&(schema.clone(), table.clone(), name.clone()));
+        let column = Column {
+            ordinal: c.unsigned(3).and_then(|o| u32::try_from(o).ok()).unwrap_or(0),
+            data_type: normalize(native, is_json),
+            native_type: column_type.clone(),
+            nullable: c.text(5).is_some_and(|n| n.eq_ignore_ascii_case("YES")),
+            default: normalize_default(
+                c.text(4).as_deref(),
+                style,
+                &data_type,
+                &c.text(10).unwrap_or_default(),
+            ),
+            comment: c.text(11).filter(|s| !s.is_empty()),
+            name,
+        };
+        if let Some(t) = tables.get_mut(&(schema, table)) {
+            t.columns.push(column);
+        }
+    }
+
+    let (sql, params) = primary_keys_query(req, only);
+    let mut keys: HashMap<(String, String), Vec<(u64, String)>> = HashMap::new();
+    for row in conn.rows("listing primary keys", &sql, params).await? {
+        let c = Cells(row);
+        let key = (c.name(0, "listing primary keys")?, c.name(1, "listing primary keys")?);
+        let column = c.name(2, "listing primary keys")?;
+        keys.entry(key).or_default().push((c.unsigned(3).unwrap_or(0), column));
+    }
+    for (key, mut columns) in keys {
+        if let Some(t) = tables.get_mut(&key) {
+            columns.sort();
+            t.primary_key = columns.into_iter().map(|(_, c)| c).collect();
+        }
+    }
+
+    Ok(finish(schemas, tables))
+}
+
+/// (database, table, column) of every MariaDB JSON column under the filters.
+async fn json_columns(
+    conn: &mut MysqlConnection,
+    req: &DiscoveryRequest,
+    only: Option<&str>,
+) -> Result<HashSet<(String, String, String)>, ConnectorError> {
+    let (sql, params) = json_checks_query(req, only);
+    let mut out = HashSet::new();
+    for row in conn.rows("listing JSON checks", &sql, params).await? {
+        let c = Cells(row);
+        let (Some(schema), Some(table), Some(name), Some(clause)) = (c.text(0), c.text(1), c.text(2), c.text(3))
+        else {
+            continue;
+        };
+        // The automatic constraint is exactly json_valid(`col`), backticks doubled.
+        if clause == format!("json_valid(`{}`)", name.replace('`', "``")) {
+            out.insert((schema, table, name));
+        }
+    }
+    Ok(out)
+}
+
+fn finish(mut schemas: BTreeMap<String, Schema>, tables: HashMap<(String, String), Table>) -> Catalog {
+    for ((schema, _), table) in tables {
+        if let Some(s) = schemas.get_mut(&schema) {
+            s.tables.push(table);
+        }
+    }
+    let mut catalog = Catalog { schemas: schemas.into_values().collect() };
+    catalog.sort();
+    catalog
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn req(schemas: &[&str], exclude_tables: &[&str]) -> DiscoveryRequest {
+        DiscoveryRequest {
+            schemas: NameFilter { include: schemas.iter().map(|s| s.to_string()).collect(), exclude: vec![] },
+            tables: NameFilter { include: vec![], exclude: exclude_tables.iter().map(|s| s.to_string()).collect() },
+            ..Default::default()
+        }
+    }
+
+    #[test]
+    fn filters_become_placeholders_and_bound_values() {
+        let hostile = "x' OR 1=1 -- `";
+        let (sql, params) = tables_query(&req(&["sales_*", hostile], &["tmp?"]), None);
+        assert!(!sql.contains("OR 1=1"), "{sql}");
+        assert!(!sql.contains("sales"), "{sql}");
+        assert_eq!(sql.matches('?').count(), params.len());
+        assert_eq!(
+            params,
+            vec![Value::from("sales\\_%"), Value::from(hostile), Value::from("tmp_")]
+        );
+        assert!(sql.contains(
+            "(CONVERT(TABLE_SCHEMA USING utf8mb4) COLLATE utf8mb4_bin LIKE ? ESCAPE CHAR(92 USING utf8mb4) OR \
+             CONVERT(TABLE_SCHEMA USING utf8mb4) COLLATE utf8mb4_bin LIKE ? ESCAPE CHAR(92 USING utf8mb4))"
+        ), "{sql}");
+        assert!(sql.contains("NOT (CONVERT(TABLE_NAME USING utf8mb4) COLLATE utf8mb4_bin LIKE ?"), "{sql}");
+        assert!(sql.contains("NOT IN ('information_schema', 'mysql', 'performance_schema', 'sys')"));
+        assert!(sql.contains(", TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH"));
+    }
+
+    #[test]
+    fn system_schemas_and_statistics_follow_the_request() {
+        let mut r = DiscoveryRequest { include_system: true, statistics: false, ..Default::default() };
+        let (sql, params) = tables_query(&r, None);
+        assert!(!sql.contains("WHERE"), "{sql}");
+        assert!(params.is_empty());
+        assert!(!sql.contains("TABLE_ROWS"));
+        r.include_system = false;
+        let (sql, params) = schemas_query(&r, Some("shop"), true);
+        assert!(sql.ends_with("= ? LIMIT 1"), "{sql}");
+        assert_eq!(params, vec![Value::from("shop")]);
+    }
+
+    #[test]
+    fn no_query_joins_information_schema_views() {
+        let r = req(&["a"], &["b"]);
+        for (sql, _) in [
+            schemas_query(&r, None, false),
+            tables_query(&r, None),
+            columns_query(&r, None),
+            primary_keys_query(&r, None),
+            json_checks_query(&r, None),
+        ] {
+            assert_eq!(sql.matches("information_schema.").count(), 1, "{sql}");
+            assert!(!sql.to_ascii_uppercase().contains(" JOIN "), "{sql}");
+        }
+    }
+
+    #[test]
+    fn table_kinds() {
+        assert_eq!(table_kind("BASE TABLE", ""), TableKind::Table);
+        assert_eq!(table_kind("BASE TABLE", "partitioned"), TableKind::Partitioned);
+        assert_eq!(table_kind("BASE TABLE", "row_format=DYNAMIC partitioned"), TableKind::Partitioned);
+        assert_eq!(table_kind("VIEW", ""), TableKind::View);
+        assert_eq!(table_kind("SYSTEM VIEW", ""), TableKind::SystemView);
+        assert_eq!(table_kind("SEQUENCE", ""), TableKind::Table);
+        assert_eq!(table_kind("SYSTEM VERSIONED", ""), TableKind::Table);
+    }
+}
