@@ -1,0 +1,589 @@
+//! The seed's connector routes: list, get, create, update, delete, test and
+//! credentials.
+
+use std::collections::BTreeMap;
+use std::sync::Arc;
+
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post, put};
+use axum::{Json, Router};
+use chrono::Utc;
+use matih_connector_core::{
+    run_test, ConnectionConfig, ConnectorSpec, Credentials, Driver, SslMode, TestOptions, TestReport, Timeouts,
+};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::auth::{Auth, Claims};
+use crate::discovery;
+use crate::error::{ApiJson, ApiPath, AppError};
+use crate::model::{ts, Connector, ConnectorStatus, Tenant};
+use crate::secrets::{SecretError, SecretRef};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route("/api/v1/tenants/{tenant_id}/connectors", get(list_connectors).post(create_connector))
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors/{connector_id}",
+            get(get_connector).put(update_connector).delete(delete_connector),
+        )
+        .route("/api/v1/tenants/{tenant_id}/connectors/{connector_id}/test", post(test_connector))
+        .route("/api/v1/tenants/{tenant_id}/connectors/{connector_id}/credentials", put(update_credentials))
+}
+
+/// A connectivity test's result as the seed shows it, plus the steps.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TestResult {
+    pub connector_id: Uuid,
+    #[serde(flatten)]
+    #[schema(value_type = Object)]
+    pub report: TestReport,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorList {
+    pub connectors: Vec<Connector>,
+    pub total: usize,
+}
+
+/// The create (and update) response: the connector, its test, and what
+/// discovery found when it finished within the wait.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ConnectorWithTest {
+    #[serde(flatten)]
+    pub connector: Connector,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub schemas_discovered: Option<i64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub tables_discovered: Option<i64>,
+    /// RUNNING, SUCCEEDED, FAILED, or NOT_STARTED when the test failed.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_status: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub discovery_job_id: Option<Uuid>,
+    pub test_result: TestResult,
+}
+
+/// The create body: the seed's fields (unknown fields are refused).
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+#[allow(dead_code)]
+pub struct CreateConnectorDoc {
+    name: String,
+    #[serde(rename = "type")]
+    connector_type: String,
+    host: Option<String>,
+    port: Option<u16>,
+    database: Option<String>,
+    schema: Option<String>,
+    /// Written to the secret store only; never stored or returned.
+    #[schema(value_type = Object)]
+    credentials: BTreeMap<String, String>,
+    ssl_enabled: Option<bool>,
+    /// disable, require, verify-ca or verify-full.
+    ssl_mode: Option<String>,
+    ssl_ca_pem: Option<String>,
+    #[schema(value_type = Object)]
+    metadata: Option<BTreeMap<String, serde_json::Value>>,
+    #[schema(value_type = Object)]
+    timeouts: Option<Timeouts>,
+}
+
+impl std::fmt::Debug for CreateConnectorDoc {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CreateConnectorDoc")
+    }
+}
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateConnector {
+    pub name: Option<String>,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub schema: Option<String>,
+    pub ssl_enabled: Option<bool>,
+    #[schema(value_type = Option<String>)]
+    pub ssl_mode: Option<SslMode>,
+    pub ssl_ca_pem: Option<String>,
+    #[schema(value_type = Option<Object>)]
+    pub metadata: Option<BTreeMap<String, serde_json::Value>>,
+    #[schema(value_type = Option<Object>)]
+    pub timeouts: Option<Timeouts>,
+    /// INACTIVE disables the connector; ACTIVE re-enables it after a passing test.
+    pub status: Option<ConnectorStatus>,
+}
+
+#[derive(Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct UpdateCredentials {
+    #[schema(value_type = Object)]
+    pub credentials: Credentials,
+}
+
+impl std::fmt::Debug for UpdateCredentials {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("UpdateCredentials").field("credentials", &self.credentials).finish()
+    }
+}
+
+/// The tenant, after checking the caller may act in it (404 otherwise).
+pub async fn tenant_for(state: &AppState, claims: &Claims, tenant_id: Uuid) -> Result<Tenant, AppError> {
+    claims.require_tenant(tenant_id)?;
+    state.store.get_tenant(tenant_id).await?.ok_or_else(|| AppError::not_found("tenant"))
+}
+
+/// The connector, after checking the caller may act in its tenant: one indexed
+/// read, and another tenant's connector is simply not found.
+pub async fn connector_for(state: &AppState, claims: &Claims, tenant_id: Uuid, id: Uuid) -> Result<Connector, AppError> {
+    claims.require_tenant(tenant_id)?;
+    state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))
+}
+
+pub fn secret_ref(state: &AppState, tenant: &Tenant, c: &Connector) -> SecretRef {
+    let mut r = SecretRef::new(&state.settings.namespace_prefix, &tenant.slug, c.id, &c.connector_type);
+    r.name = c.credential_secret_name.clone();
+    r
+}
+
+fn validate_name(name: &str) -> Result<(), AppError> {
+    if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
+        return Err(AppError::bad_request("INVALID_CONFIGURATION", "name must be 1-200 characters without control characters")
+            .with_details(serde_json::json!({"field": "name"})));
+    }
+    Ok(())
+}
+
+/// Checks a configuration with the driver, before any I/O.
+fn validate(driver: &dyn Driver, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), AppError> {
+    let check = cfg
+        .validate_common()
+        .and_then(|()| driver.descriptor().check_metadata_keys(&cfg.metadata))
+        .and_then(|()| driver.validate(cfg, creds));
+    check.map_err(|e| AppError::from_connector(&e))
+}
+
+/// Runs the connectivity test and counts it.
+pub async fn test_with(state: &AppState, driver: &dyn Driver, cfg: &ConnectionConfig, creds: &Credentials) -> TestReport {
+    let opts = TestOptions { egress: state.settings.egress.clone(), ..Default::default() };
+    let report = run_test(driver, cfg, creds, &opts).await;
+    let outcome = report.error_code.map(|c| c.as_str()).unwrap_or("ok");
+    state.metrics.connector_tests.with_label_values(&[driver.descriptor().connector_type.as_str(), outcome]).inc();
+    report
+}
+
+/// Records a test's outcome on the connector. A disabled connector stays disabled.
+pub fn apply_report(state: &AppState, c: &mut Connector, report: &TestReport) {
+    c.last_tested_at = Some(ts(report.tested_at));
+    c.last_test_result = Some(report.message.clone());
+    c.last_error_code = report.error_code.map(|e| e.as_str().to_owned());
+    if c.status == ConnectorStatus::Inactive {
+        return;
+    }
+    c.status = match (report.success, report.latency_ms) {
+        (false, _) => ConnectorStatus::Error,
+        (true, Some(ms)) if ms > state.settings.warning_latency_ms => ConnectorStatus::Warning,
+        (true, _) => ConnectorStatus::Active,
+    };
+}
+
+fn unavailable_credentials(e: SecretError) -> AppError {
+    match e {
+        SecretError::NotFound(_) => AppError::new(
+            StatusCode::CONFLICT,
+            "CREDENTIALS_MISSING",
+            "the connector's credential secret is missing; set new credentials with PUT …/credentials",
+        ),
+        other => other.into(),
+    }
+}
+
+/// Runs `f` to completion even if the client goes away, so multi-step writes
+/// (secret, row, slot) are never cut in half by a dropped connection.
+async fn detached<T: Send + 'static>(
+    f: impl std::future::Future<Output = Result<T, AppError>> + Send + 'static,
+) -> Result<T, AppError> {
+    tokio::spawn(f).await.map_err(AppError::internal)?
+}
+
+/// List a tenant's connectors.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors", tag = "connectors",
+    params(("tenant_id" = Uuid, Path)),
+    responses((status = 200, body = ConnectorList), (status = 401, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn list_connectors(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath(tenant_id): ApiPath<Uuid>,
+) -> Result<Json<ConnectorList>, AppError> {
+    claims.require_tenant(tenant_id)?;
+    let connectors = state.store.list_connectors(tenant_id).await?;
+    if connectors.is_empty() && state.store.get_tenant(tenant_id).await?.is_none() {
+        return Err(AppError::not_found("tenant"));
+    }
+    Ok(Json(ConnectorList { total: connectors.len(), connectors }))
+}
+
+/// Get a connector's details.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}", tag = "connectors",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
+    responses((status = 200, body = Connector), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn get_connector(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<Connector>, AppError> {
+    Ok(Json(connector_for(&state, &claims, tenant_id, id).await?))
+}
+
+/// Create a connector: validate → plan limit → secret → test → save → discovery.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/connectors", tag = "connectors",
+    params(("tenant_id" = Uuid, Path)), request_body = CreateConnectorDoc,
+    responses((status = 201, body = ConnectorWithTest), (status = 400, body = crate::api::ErrorBody),
+        (status = 403, description = "plan limit or a type outside the plan", body = crate::api::ErrorBody),
+        (status = 404, body = crate::api::ErrorBody), (status = 409, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn create_connector(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath(tenant_id): ApiPath<Uuid>,
+    ApiJson(spec): ApiJson<ConnectorSpec>,
+) -> Result<(StatusCode, Json<ConnectorWithTest>), AppError> {
+    let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    detached(create(state, tenant, spec)).await.map(|r| (StatusCode::CREATED, Json(r)))
+}
+
+async fn create(state: AppState, tenant: Tenant, spec: ConnectorSpec) -> Result<ConnectorWithTest, AppError> {
+    // 1. Validate: plan type, driver, configuration, name.
+    let tier = tenant.tier;
+    let ty = spec.connector_type.clone();
+    if !tier.allows(&ty) {
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "PLAN_TYPE_NOT_ALLOWED",
+            format!("the {} plan allows {} connectors; {} is not included", tier.as_str(), tier.types_description(), ty),
+        ));
+    }
+    let driver = state.registry.get(&ty).map_err(|e| AppError::from_connector(&e))?;
+    let name = spec.name.clone().unwrap_or_default();
+    validate_name(&name)?;
+    let cfg = spec.config();
+    validate(&*driver, &cfg, &spec.credentials)?;
+    if state.store.connector_name_taken(tenant.id, name.trim()).await? {
+        return Err(AppError::conflict("a connector with this name already exists in the tenant"));
+    }
+
+    // 2. Plan limit: a slot taken atomically, given back on any later failure.
+    if !state.store.reserve_slot(tenant.id, tier.max_connectors()).await? {
+        let limit = tier.max_connectors().unwrap_or_default();
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "PLAN_LIMIT_EXCEEDED",
+            format!("the {} plan allows at most {limit} connectors; upgrade the plan or delete a connector", tier.as_str()),
+        )
+        .with_details(serde_json::json!({"tier": tier.as_str(), "limit": limit})));
+    }
+
+    let result = create_after_reservation(&state, &tenant, spec, name.trim().to_owned(), driver, cfg).await;
+    if result.is_err() {
+        if let Err(e) = state.store.release_slot(tenant.id).await {
+            tracing::error!(tenant = %tenant.id, error = %e, "could not release a connector slot");
+        }
+    }
+    result
+}
+
+async fn create_after_reservation(
+    state: &AppState,
+    tenant: &Tenant,
+    spec: ConnectorSpec,
+    name: String,
+    driver: Arc<dyn Driver>,
+    cfg: ConnectionConfig,
+) -> Result<ConnectorWithTest, AppError> {
+    // 3. The secret, in the tenant's namespace. The name holds 8 hex digits of
+    // the id; on the rare clash, draw another id.
+    let mut id = Uuid::new_v4();
+    let mut secret = SecretRef::new(&state.settings.namespace_prefix, &tenant.slug, id, &spec.connector_type);
+    let mut attempts = 0;
+    loop {
+        match state.secrets.create(&secret, &spec.credentials).await {
+            Ok(()) => break,
+            Err(SecretError::AlreadyExists(_)) if attempts < 3 => {
+                attempts += 1;
+                id = Uuid::new_v4();
+                secret = SecretRef::new(&state.settings.namespace_prefix, &tenant.slug, id, &spec.connector_type);
+            }
+            Err(e) => return Err(e.into()),
+        }
+    }
+
+    // 4. Test, then 5. save; anything failing from here removes the secret.
+    let saved = async {
+        let report = test_with(state, &*driver, &cfg, &spec.credentials).await;
+        let now = ts(Utc::now());
+        let mut c = Connector {
+            id,
+            tenant_id: tenant.id,
+            name,
+            connector_type: spec.connector_type.clone(),
+            host: cfg.host.clone(),
+            port: cfg.port,
+            database: cfg.database.clone(),
+            schema: cfg.schema.clone(),
+            credential_secret_name: secret.name.clone(),
+            ssl_enabled: cfg.ssl_mode().map(|m| m.is_tls()).unwrap_or(false),
+            ssl_mode: cfg.ssl_mode().ok(),
+            ssl_ca_pem: cfg.ssl_ca_pem.clone(),
+            status: ConnectorStatus::Testing,
+            last_tested_at: None,
+            last_test_result: None,
+            last_error_code: None,
+            metadata: cfg.metadata.clone(),
+            timeouts: cfg.timeouts,
+            created_at: now.clone(),
+            updated_at: now,
+        };
+        apply_report(state, &mut c, &report);
+        state.store.insert_connector(&c).await?;
+        Ok::<_, AppError>((c, report))
+    }
+    .await;
+    let (c, report) = match saved {
+        Ok(v) => v,
+        Err(e) => {
+            if let Err(se) = state.secrets.delete(&secret).await {
+                tracing::error!(secret = %secret.name, namespace = %secret.namespace, error = %se,
+                    "could not remove the secret of a failed create; the reconciler will find it");
+            }
+            return Err(e);
+        }
+    };
+    tracing::info!(tenant = %tenant.id, connector = %c.id, r#type = %c.connector_type, status = %c.status, "connector created");
+
+    // 6. Discovery, waited for briefly.
+    let mut out = ConnectorWithTest {
+        test_result: TestResult { connector_id: c.id, report },
+        schemas_discovered: None,
+        tables_discovered: None,
+        discovery_status: Some("NOT_STARTED".into()),
+        discovery_job_id: None,
+        connector: c,
+    };
+    if out.test_result.report.success {
+        let started = discovery::start(state, &out.connector, secret, Default::default());
+        out.discovery_job_id = Some(started.job.id);
+        out.discovery_status = Some(discovery::RUNNING.into());
+        if let Some(job) = started.wait(state.settings.discovery_wait).await {
+            out.discovery_status = Some(job.status.clone());
+            out.schemas_discovered = job.schemas_discovered;
+            out.tables_discovered = job.tables_discovered;
+        }
+    }
+    Ok(out)
+}
+
+/// Update a connector; re-tests it unless it is being disabled.
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}", tag = "connectors",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)), request_body = UpdateConnector,
+    responses((status = 200, body = ConnectorWithTest), (status = 400, body = crate::api::ErrorBody), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_connector(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<UpdateConnector>,
+) -> Result<Json<serde_json::Value>, AppError> {
+    let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let mut c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
+    if let Some(name) = &body.name {
+        validate_name(name)?;
+        c.name = name.trim().to_owned();
+    }
+    if body.host.is_some() {
+        c.host = body.host;
+    }
+    if body.port.is_some() {
+        c.port = body.port;
+    }
+    if body.database.is_some() {
+        c.database = body.database;
+    }
+    if body.schema.is_some() {
+        c.schema = body.schema;
+    }
+    if body.ssl_ca_pem.is_some() {
+        c.ssl_ca_pem = body.ssl_ca_pem;
+    }
+    if let Some(m) = body.metadata {
+        c.metadata = m;
+    }
+    if let Some(t) = body.timeouts {
+        c.timeouts = t;
+    }
+    if body.ssl_enabled.is_some() || body.ssl_mode.is_some() {
+        let probe = ConnectionConfig { ssl_enabled: body.ssl_enabled, ssl_mode: body.ssl_mode, ..Default::default() };
+        let mode = probe.ssl_mode().map_err(|e| AppError::from_connector(&e))?;
+        c.ssl_mode = Some(mode);
+        c.ssl_enabled = mode.is_tls();
+    }
+    let driver = state.registry.get(&c.connector_type).map_err(|e| AppError::from_connector(&e))?;
+    c.updated_at = ts(Utc::now());
+    match body.status {
+        Some(ConnectorStatus::Inactive) => {
+            c.config().validate_common().map_err(|e| AppError::from_connector(&e))?;
+            c.status = ConnectorStatus::Inactive;
+            if !state.store.update_connector(&c).await? {
+                return Err(AppError::not_found("connector"));
+            }
+            state.jobs.cancel(c.id);
+            return Ok(Json(serde_json::to_value(&c).map_err(AppError::internal)?));
+        }
+        Some(ConnectorStatus::Active) | None => {}
+        Some(other) => {
+            return Err(AppError::bad_request(
+                "INVALID_REQUEST",
+                format!("status can be set to ACTIVE or INACTIVE, not {other}"),
+            )
+            .with_details(serde_json::json!({"field": "status"})))
+        }
+    }
+    if body.status == Some(ConnectorStatus::Active) {
+        c.status = ConnectorStatus::Testing;
+    }
+    let secret = secret_ref(&state, &tenant, &c);
+    let creds = state.secrets.get(&secret).await.map_err(unavailable_credentials)?;
+    let cfg = c.config();
+    validate(&*driver, &cfg, &creds)?;
+    let report = test_with(&state, &*driver, &cfg, &creds).await;
+    apply_report(&state, &mut c, &report);
+    if !state.store.update_connector(&c).await? {
+        return Err(AppError::not_found("connector"));
+    }
+    let mut out = ConnectorWithTest {
+        test_result: TestResult { connector_id: c.id, report },
+        schemas_discovered: None,
+        tables_discovered: None,
+        discovery_status: None,
+        discovery_job_id: None,
+        connector: c,
+    };
+    if out.test_result.report.success && out.connector.status != ConnectorStatus::Inactive {
+        let started = discovery::start(&state, &out.connector, secret, Default::default());
+        out.discovery_status = Some(started.job.status.clone());
+        out.discovery_job_id = Some(started.job.id);
+    }
+    Ok(Json(serde_json::to_value(&out).map_err(AppError::internal)?))
+}
+
+/// Delete a connector, its secret and its catalog.
+#[utoipa::path(delete, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}", tag = "connectors",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
+    responses((status = 204), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn delete_connector(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<StatusCode, AppError> {
+    let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
+    detached(async move {
+        state.jobs.cancel(c.id);
+        // The secret goes first: if that fails nothing has changed and the
+        // delete can be retried; a row without its secret is never left behind.
+        state.secrets.delete(&secret_ref(&state, &tenant, &c)).await?;
+        if !state.store.delete_connector(tenant.id, c.id).await? {
+            return Err(AppError::not_found("connector"));
+        }
+        tracing::info!(tenant = %tenant.id, connector = %c.id, "connector deleted");
+        Ok(StatusCode::NO_CONTENT)
+    })
+    .await
+}
+
+/// Test a connector's connectivity with its stored credentials.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/test", tag = "connectors",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
+    responses((status = 200, body = TestResult), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn test_connector(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<TestResult>, AppError> {
+    let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let mut c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
+    let driver = state.registry.get(&c.connector_type).map_err(|e| AppError::from_connector(&e))?;
+    let creds = state.secrets.get(&secret_ref(&state, &tenant, &c)).await.map_err(unavailable_credentials)?;
+    let report = test_with(&state, &*driver, &c.config(), &creds).await;
+    apply_report(&state, &mut c, &report);
+    c.updated_at = ts(Utc::now());
+    state.store.update_connector(&c).await?;
+    Ok(Json(TestResult { connector_id: c.id, report }))
+}
+
+/// Replace a connector's credentials. They are tested first; on failure the
+/// old ones stay and the answer is 422 with the test result.
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/credentials", tag = "connectors",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)), request_body = UpdateCredentials,
+    responses((status = 200, body = ConnectorWithTest),
+        (status = 422, description = "the new credentials failed the test; the old ones are kept", body = crate::api::ErrorBody),
+        (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn update_credentials(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+    ApiJson(body): ApiJson<UpdateCredentials>,
+) -> Result<Json<ConnectorWithTest>, AppError> {
+    let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let mut c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
+    let driver = state.registry.get(&c.connector_type).map_err(|e| AppError::from_connector(&e))?;
+    let cfg = c.config();
+    validate(&*driver, &cfg, &body.credentials)?;
+    let report = test_with(&state, &*driver, &cfg, &body.credentials).await;
+    if !report.success {
+        let result = TestResult { connector_id: c.id, report };
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            "CREDENTIALS_TEST_FAILED",
+            format!("the new credentials failed the connectivity test; the old ones are kept: {}", result.report.message),
+        )
+        .with_details(serde_json::json!({ "testResult": result })));
+    }
+    detached(async move {
+        let secret = secret_ref(&state, &tenant, &c);
+        match state.secrets.replace(&secret, &body.credentials).await {
+            Ok(()) => {}
+            // The secret went missing (removed by hand): the new credentials
+            // passed, so they become the secret.
+            Err(SecretError::NotFound(_)) => state.secrets.create(&secret, &body.credentials).await?,
+            Err(e) => return Err(e.into()),
+        }
+        if c.status == ConnectorStatus::Error {
+            c.status = ConnectorStatus::Testing;
+        }
+        apply_report(&state, &mut c, &report);
+        c.updated_at = ts(Utc::now());
+        state.store.update_connector(&c).await?;
+        tracing::info!(connector = %c.id, "credentials replaced");
+        Ok(Json(ConnectorWithTest {
+            test_result: TestResult { connector_id: c.id, report },
+            schemas_discovered: None,
+            tables_discovered: None,
+            discovery_status: None,
+            discovery_job_id: None,
+            connector: c,
+        }))
+    })
+    .await
+}

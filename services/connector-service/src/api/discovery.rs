@@ -1,0 +1,414 @@
+//! Discovery routes: start a job, see the latest one, read the stored catalog
+//! (paged summary, one table's detail) and the difference between the last two
+//! snapshots.
+
+use std::collections::BTreeMap;
+
+use axum::body::Bytes;
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::routing::{get, post};
+use axum::{Json, Router};
+use base64::Engine;
+use matih_connector_core::{Catalog, DiscoveryRequest, Table};
+use serde::{Deserialize, Serialize};
+use utoipa::{IntoParams, ToSchema};
+use uuid::Uuid;
+
+use crate::api::connectors::{connector_for, secret_ref, tenant_for};
+use crate::app::AppState;
+use crate::auth::Auth;
+use crate::discovery;
+use crate::error::{ApiPath, ApiQuery, AppError};
+use crate::model::{ConnectorStatus, DiscoveryJob, Snapshot};
+
+pub fn router() -> Router<AppState> {
+    Router::new()
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover",
+            post(start_discovery).get(latest_discovery),
+        )
+        .route("/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas", get(schemas))
+        .route("/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas/diff", get(diff))
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas/{schema}/tables/{table}",
+            get(table_detail),
+        )
+}
+
+/// Start discovery (202). While a job runs, a second request returns it.
+#[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover", tag = "discovery",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
+    request_body(content = Object, description = "optional DiscoveryRequest: depth, schemas/tables include/exclude globs"),
+    responses((status = 202, body = DiscoveryJob), (status = 404, body = crate::api::ErrorBody), (status = 409, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn start_discovery(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+    body: Bytes,
+) -> Result<(StatusCode, Json<DiscoveryJob>), AppError> {
+    let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
+    let req: DiscoveryRequest = if body.iter().all(u8::is_ascii_whitespace) {
+        DiscoveryRequest::default()
+    } else {
+        serde_json::from_slice(&body).map_err(|e| AppError::bad_request("INVALID_REQUEST", format!("invalid discovery request: {e}")))?
+    };
+    if c.status == ConnectorStatus::Inactive {
+        return Err(AppError::new(StatusCode::CONFLICT, "CONNECTOR_INACTIVE", "the connector is disabled; enable it first"));
+    }
+    let secret = secret_ref(&state, &tenant, &c);
+    let started = discovery::start(&state, &c, secret, req);
+    Ok((StatusCode::ACCEPTED, Json(started.job)))
+}
+
+/// The running or latest discovery job.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover", tag = "discovery",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
+    responses((status = 200, body = DiscoveryJob), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn latest_discovery(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<DiscoveryJob>, AppError> {
+    let c = connector_for(&state, &claims, tenant_id, id).await?;
+    if let Some(job) = state.jobs.running(c.id) {
+        return Ok(Json(job));
+    }
+    state.store.latest_job(c.id).await?.map(Json).ok_or_else(|| AppError::not_found("discovery job"))
+}
+
+#[derive(Debug, Default, Deserialize, IntoParams)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[into_params(parameter_in = Query)]
+pub struct SchemasQuery {
+    /// `columns` adds each table's columns as `columnDetails`.
+    pub include: Option<String>,
+    /// Tables per page (default 1000, at most 10000).
+    pub limit: Option<usize>,
+    /// `nextCursor` of the previous page.
+    pub cursor: Option<String>,
+    /// Only this schema.
+    pub schema: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableSummary {
+    pub name: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+    /// Column count.
+    pub columns: usize,
+    pub estimated_rows: Option<u64>,
+    pub size_bytes: Option<u64>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    #[schema(value_type = Option<Vec<Object>>)]
+    pub column_details: Option<Vec<matih_connector_core::Column>>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemaSummary {
+    pub name: String,
+    pub tables: Vec<TableSummary>,
+}
+
+/// The seed's discovery result, paged over tables.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SchemasResponse {
+    pub connector_id: Uuid,
+    pub schemas: Vec<SchemaSummary>,
+    pub discovered_at: String,
+    pub snapshot_id: Uuid,
+    pub total_schemas: usize,
+    pub total_tables: usize,
+    /// Pass as `cursor` for the next page; absent on the last page.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub next_cursor: Option<String>,
+}
+
+fn encode_cursor(schema: &str, table: &str) -> String {
+    let json = serde_json::to_vec(&(schema, table)).unwrap_or_default();
+    base64::engine::general_purpose::URL_SAFE_NO_PAD.encode(json)
+}
+
+fn decode_cursor(cursor: &str) -> Result<(String, String), AppError> {
+    base64::engine::general_purpose::URL_SAFE_NO_PAD
+        .decode(cursor)
+        .ok()
+        .and_then(|b| serde_json::from_slice(&b).ok())
+        .ok_or_else(|| AppError::bad_request("INVALID_REQUEST", "cursor is not one this service issued"))
+}
+
+async fn latest_snapshot(state: &AppState, connector: Uuid) -> Result<(Snapshot, Catalog), AppError> {
+    let snap = state.store.latest_snapshots(connector, 1).await?.into_iter().next().ok_or_else(|| {
+        AppError::new(StatusCode::NOT_FOUND, "CATALOG_NOT_FOUND", "no discovery has completed for this connector yet")
+    })?;
+    let catalog = parse_catalog(&snap)?;
+    Ok((snap, catalog))
+}
+
+fn parse_catalog(s: &Snapshot) -> Result<Catalog, AppError> {
+    serde_json::from_str(&s.catalog).map_err(AppError::internal)
+}
+
+fn kind_name(t: &Table) -> String {
+    serde_json::to_value(t.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+}
+
+/// The latest discovered catalog's summary.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas", tag = "discovery",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path), SchemasQuery),
+    responses((status = 200, body = SchemasResponse), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn schemas(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+    ApiQuery(q): ApiQuery<SchemasQuery>,
+) -> Result<Json<SchemasResponse>, AppError> {
+    let c = connector_for(&state, &claims, tenant_id, id).await?;
+    let with_columns = match q.include.as_deref() {
+        None | Some("") => false,
+        Some("columns") => true,
+        Some(other) => return Err(AppError::bad_request("INVALID_REQUEST", format!("include={other:?}: only `columns` is known"))),
+    };
+    let limit = q.limit.unwrap_or(1000);
+    if limit == 0 || limit > 10_000 {
+        return Err(AppError::bad_request("INVALID_REQUEST", "limit must be 1-10000"));
+    }
+    let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
+    let (snap, catalog) = latest_snapshot(&state, c.id).await?;
+    let mut out = SchemasResponse {
+        connector_id: c.id,
+        schemas: Vec::new(),
+        discovered_at: snap.discovered_at.clone(),
+        snapshot_id: snap.id,
+        total_schemas: 0,
+        total_tables: 0,
+        next_cursor: None,
+    };
+    let selected: Vec<_> =
+        catalog.schemas.iter().filter(|s| q.schema.as_deref().is_none_or(|n| n == s.name)).collect();
+    out.total_schemas = selected.len();
+    out.total_tables = selected.iter().map(|s| s.tables.len()).sum();
+    let mut remaining = limit;
+    let mut more = false;
+    let mut last: Option<(&str, &str)> = None;
+    for schema in selected {
+        let mut tables = Vec::new();
+        for t in &schema.tables {
+            if let Some((s, n)) = &after {
+                if (schema.name.as_str(), t.name.as_str()) <= (s.as_str(), n.as_str()) {
+                    continue;
+                }
+            }
+            if remaining == 0 {
+                more = true;
+                break;
+            }
+            remaining -= 1;
+            last = Some((&schema.name, &t.name));
+            tables.push(TableSummary {
+                name: t.name.clone(),
+                kind: kind_name(t),
+                columns: t.columns.len(),
+                estimated_rows: t.estimated_rows,
+                size_bytes: t.size_bytes,
+                column_details: with_columns.then(|| t.columns.clone()),
+            });
+        }
+        // Schemas without tables appear on the first page only.
+        if !tables.is_empty() || (schema.tables.is_empty() && after.is_none() && !more) {
+            out.schemas.push(SchemaSummary { name: schema.name.clone(), tables });
+        }
+        if more {
+            break;
+        }
+    }
+    if more {
+        out.next_cursor = last.map(|(s, t)| encode_cursor(s, t));
+    }
+    Ok(Json(out))
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableDetail {
+    pub connector_id: Uuid,
+    pub schema: String,
+    pub discovered_at: String,
+    #[schema(value_type = Object)]
+    pub table: Table,
+}
+
+/// One table's full detail: columns with native and normalized types, keys, comments.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas/{schema}/tables/{table}", tag = "discovery",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path), ("schema" = String, Path), ("table" = String, Path)),
+    responses((status = 200, body = TableDetail), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn table_detail(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id, schema, table)): ApiPath<(Uuid, Uuid, String, String)>,
+) -> Result<Json<TableDetail>, AppError> {
+    let c = connector_for(&state, &claims, tenant_id, id).await?;
+    let (snap, catalog) = latest_snapshot(&state, c.id).await?;
+    let t = catalog
+        .schema(&schema)
+        .and_then(|s| s.table(&table))
+        .cloned()
+        .ok_or_else(|| AppError::not_found("table"))?;
+    Ok(Json(TableDetail { connector_id: c.id, schema, discovered_at: snap.discovered_at, table: t }))
+}
+
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct TableRef {
+    pub schema: String,
+    pub table: String,
+    #[serde(rename = "type")]
+    pub kind: String,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct ColumnChange {
+    pub schema: String,
+    pub table: String,
+    pub column: String,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub data_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub from_type: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub to_type: Option<String>,
+}
+
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct SnapshotRef {
+    pub snapshot_id: Uuid,
+    pub discovered_at: String,
+}
+
+/// What changed between the last two snapshots. With a single snapshot, `from`
+/// is null and everything counts as added.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct CatalogDiff {
+    pub connector_id: Uuid,
+    pub from: Option<SnapshotRef>,
+    pub to: SnapshotRef,
+    pub tables_added: Vec<TableRef>,
+    pub tables_removed: Vec<TableRef>,
+    pub columns_added: Vec<ColumnChange>,
+    pub columns_removed: Vec<ColumnChange>,
+    /// Columns whose native or normalized type changed.
+    pub columns_type_changed: Vec<ColumnChange>,
+}
+
+fn column_type(c: &matih_connector_core::Column) -> String {
+    c.native_type.clone()
+}
+
+pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> (Vec<TableRef>, Vec<TableRef>, Vec<ColumnChange>, Vec<ColumnChange>, Vec<ColumnChange>) {
+    let index = |c: &Catalog| -> BTreeMap<(String, String), Table> {
+        c.schemas
+            .iter()
+            .flat_map(|s| s.tables.iter().map(move |t| ((s.name.clone(), t.name.clone()), t.clone())))
+            .collect()
+    };
+    let (a, b) = (index(old), index(new));
+    let tref = |(s, t): &(String, String), table: &Table| TableRef { schema: s.clone(), table: t.clone(), kind: kind_name(table) };
+    let mut added = Vec::new();
+    let mut removed = Vec::new();
+    let mut cols_added = Vec::new();
+    let mut cols_removed = Vec::new();
+    let mut changed = Vec::new();
+    for (k, t) in &b {
+        match a.get(k) {
+            None => added.push(tref(k, t)),
+            Some(old_t) => {
+                for c in &t.columns {
+                    match old_t.column(&c.name) {
+                        None => cols_added.push(ColumnChange {
+                            schema: k.0.clone(),
+                            table: k.1.clone(),
+                            column: c.name.clone(),
+                            data_type: Some(column_type(c)),
+                            from_type: None,
+                            to_type: None,
+                        }),
+                        Some(oc) if oc.native_type != c.native_type || oc.data_type != c.data_type => {
+                            changed.push(ColumnChange {
+                                schema: k.0.clone(),
+                                table: k.1.clone(),
+                                column: c.name.clone(),
+                                data_type: None,
+                                from_type: Some(column_type(oc)),
+                                to_type: Some(column_type(c)),
+                            })
+                        }
+                        Some(_) => {}
+                    }
+                }
+                for oc in &old_t.columns {
+                    if t.column(&oc.name).is_none() {
+                        cols_removed.push(ColumnChange {
+                            schema: k.0.clone(),
+                            table: k.1.clone(),
+                            column: oc.name.clone(),
+                            data_type: Some(column_type(oc)),
+                            from_type: None,
+                            to_type: None,
+                        });
+                    }
+                }
+            }
+        }
+    }
+    for (k, t) in &a {
+        if !b.contains_key(k) {
+            removed.push(tref(k, t));
+        }
+    }
+    (added, removed, cols_added, cols_removed, changed)
+}
+
+/// The difference between the last two discovered catalogs.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas/diff", tag = "discovery",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
+    responses((status = 200, body = CatalogDiff), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn diff(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<CatalogDiff>, AppError> {
+    let c = connector_for(&state, &claims, tenant_id, id).await?;
+    let snaps = state.store.latest_snapshots(c.id, 2).await?;
+    let Some(newest) = snaps.first() else {
+        return Err(AppError::new(StatusCode::NOT_FOUND, "CATALOG_NOT_FOUND", "no discovery has completed for this connector yet"));
+    };
+    let new = parse_catalog(newest)?;
+    let (old, from) = match snaps.get(1) {
+        Some(s) => (parse_catalog(s)?, Some(SnapshotRef { snapshot_id: s.id, discovered_at: s.discovered_at.clone() })),
+        None => (Catalog::default(), None),
+    };
+    let (tables_added, tables_removed, columns_added, columns_removed, columns_type_changed) = diff_catalogs(&old, &new);
+    Ok(Json(CatalogDiff {
+        connector_id: c.id,
+        from,
+        to: SnapshotRef { snapshot_id: newest.id, discovered_at: newest.discovered_at.clone() },
+        tables_added,
+        tables_removed,
+        columns_added,
+        columns_removed,
+        columns_type_changed,
+    }))
+}

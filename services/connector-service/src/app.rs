@@ -1,0 +1,179 @@
+//! Application state and the router.
+
+use std::sync::Arc;
+use std::time::Duration;
+
+use anyhow::Context;
+use axum::extract::{DefaultBodyLimit, State};
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
+use axum::routing::get;
+use axum::{Json, Router};
+use matih_connector_core::{EgressPolicy, Registry};
+use serde_json::json;
+
+use crate::auth::Verifier;
+use crate::config::{Config, SecretStoreKind};
+use crate::discovery::Jobs;
+use crate::error::AppError;
+use crate::metrics::Metrics;
+use crate::secrets::kubernetes::KubernetesSecretStore;
+use crate::secrets::local::{load_or_create_key_file, parse_key, LocalSecretStore};
+use crate::secrets::SecretStore;
+use crate::store::MetadataStore;
+
+/// Settings the handlers read.
+#[derive(Clone, Debug)]
+pub struct Settings {
+    pub namespace_prefix: String,
+    /// How long create waits for its discovery before answering.
+    pub discovery_wait: Duration,
+    pub discovery_timeout: Duration,
+    pub warning_latency_ms: u64,
+    pub egress: EgressPolicy,
+    pub body_limit_bytes: usize,
+    /// Snapshots kept per connector.
+    pub snapshots_kept: i64,
+}
+
+impl Settings {
+    pub fn from_config(c: &Config) -> anyhow::Result<Self> {
+        Ok(Settings {
+            namespace_prefix: c.kube_namespace_prefix.clone(),
+            discovery_wait: Duration::from_millis(c.discovery_wait_ms),
+            discovery_timeout: Duration::from_secs(c.discovery_timeout_secs.max(1)),
+            warning_latency_ms: c.warning_latency_ms,
+            egress: EgressPolicy::from_lists(&c.egress_allow, &c.egress_deny)
+                .map_err(|e| anyhow::anyhow!("egress policy: {e}"))?,
+            body_limit_bytes: c.body_limit_bytes,
+            snapshots_kept: 10,
+        })
+    }
+}
+
+impl Default for Settings {
+    fn default() -> Self {
+        Settings::from_config(&Config::default()).expect("defaults are valid")
+    }
+}
+
+#[derive(Clone, Debug)]
+pub struct AppState {
+    pub store: Arc<dyn MetadataStore>,
+    pub secrets: Arc<dyn SecretStore>,
+    pub registry: Arc<Registry>,
+    pub verifier: Arc<Verifier>,
+    pub settings: Arc<Settings>,
+    pub jobs: Arc<Jobs>,
+    pub metrics: Arc<Metrics>,
+}
+
+impl std::fmt::Debug for dyn MetadataStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "MetadataStore({})", self.backend())
+    }
+}
+
+impl std::fmt::Debug for dyn SecretStore {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        write!(f, "SecretStore({})", self.kind())
+    }
+}
+
+impl AppState {
+    pub fn new(
+        store: Arc<dyn MetadataStore>,
+        secrets: Arc<dyn SecretStore>,
+        registry: Registry,
+        verifier: Verifier,
+        settings: Settings,
+    ) -> Self {
+        AppState {
+            store,
+            secrets,
+            registry: Arc::new(registry),
+            verifier: Arc::new(verifier),
+            settings: Arc::new(settings),
+            jobs: Arc::new(Jobs::default()),
+            metrics: Arc::new(Metrics::new()),
+        }
+    }
+
+    /// Opens the stores a configuration names, with every compiled driver.
+    pub async fn from_config(c: &Config) -> anyhow::Result<Self> {
+        matih_connector_core::tls::install_default_provider();
+        std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
+        let store = crate::store::open(&c.database_url()).await?;
+        let secrets: Arc<dyn SecretStore> = match c.secret_store {
+            SecretStoreKind::Local => {
+                let key = match &c.secret_key {
+                    Some(k) => parse_key(k.trim()).context("MATIH_SECRET_KEY")?,
+                    None => load_or_create_key_file(&c.data_dir.join("secret.key"))?,
+                };
+                Arc::new(LocalSecretStore::new(c.data_dir.join("secrets"), key)?)
+            }
+            SecretStoreKind::Kubernetes => Arc::new(
+                KubernetesSecretStore::connect(c.kube_api_url.as_deref(), c.kube_token_file.as_deref()).await?,
+            ),
+        };
+        let rs256 = match &c.jwt_public_key_file {
+            Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
+            None => None,
+        };
+        let hs256 = match (&c.jwt_secret, &rs256) {
+            (Some(s), _) => Some(s.as_bytes().to_vec()),
+            (None, Some(_)) => None,
+            (None, None) => Some(crate::auth::load_or_create_hs256_secret(None, &c.data_dir)?),
+        };
+        let verifier = Verifier::new(hs256.as_deref(), rs256.as_deref())?;
+        let state = AppState::new(
+            Arc::new(store),
+            secrets,
+            matih_connectors::registry(),
+            verifier,
+            Settings::from_config(c)?,
+        );
+        Ok(state)
+    }
+}
+
+async fn healthz() -> impl IntoResponse {
+    Json(json!({ "status": "ok" }))
+}
+
+/// Ready when the metadata store answers.
+async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
+    let check = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
+    match check {
+        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready", "metadataStore": state.store.backend() }))),
+        _ => (
+            StatusCode::SERVICE_UNAVAILABLE,
+            Json(json!({ "code": "NOT_READY", "message": "the metadata store is not answering" })),
+        ),
+    }
+}
+
+async fn not_found() -> AppError {
+    AppError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
+}
+
+async fn method_not_allowed() -> AppError {
+    AppError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+}
+
+/// The whole HTTP surface.
+pub fn app(state: AppState) -> Router {
+    let body_limit = state.settings.body_limit_bytes;
+    Router::new()
+        .route("/healthz", get(healthz))
+        .route("/readyz", get(readyz))
+        .route("/metrics", get(crate::metrics::handler))
+        .route("/api/v1/openapi.json", get(crate::openapi::handler))
+        .merge(crate::api::router())
+        .fallback(not_found)
+        .method_not_allowed_fallback(method_not_allowed)
+        .layer(DefaultBodyLimit::max(body_limit))
+        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(tower_http::trace::TraceLayer::new_for_http())
+        .with_state(state)
+}

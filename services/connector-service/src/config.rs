@@ -1,0 +1,213 @@
+//! Service configuration: embedded defaults, then a TOML file, then `MATIH_*`
+//! environment variables (the last one wins).
+
+use std::fmt;
+use std::path::{Path, PathBuf};
+
+use anyhow::{bail, Context};
+use serde::Deserialize;
+
+/// The `--help` text for configuration; kept beside the code it documents.
+pub const CONFIG_HELP: &str = "\
+CONFIGURATION
+  Embedded defaults, overridden by a TOML file (--config or MATIH_CONFIG), overridden
+  by environment variables. File keys are the variable names without MATIH_, in lower case.
+
+  MATIH_LISTEN                 address to serve on               [127.0.0.1:8080]
+  MATIH_DATA_DIR               data directory (SQLite file, local secrets, keys) [./matih-data]
+  MATIH_DATABASE_URL           metadata store: sqlite://PATH or postgres://USER:PASS@HOST/DB
+                                                                  [sqlite://DATA_DIR/matih.db]
+  MATIH_SECRET_STORE           local | kubernetes                 [local]
+  MATIH_SECRET_KEY             local store key: 32 bytes as 64 hex digits or base64
+                               [generated once into DATA_DIR/secret.key, mode 0600]
+  MATIH_KUBE_API_URL           kubernetes API URL; unset = in-cluster config or kubeconfig
+  MATIH_KUBE_TOKEN_FILE        bearer token file for MATIH_KUBE_API_URL
+  MATIH_KUBE_NAMESPACE_PREFIX  tenant namespace prefix            [matih-]
+  MATIH_JWT_SECRET             HS256 shared secret [generated once into DATA_DIR/jwt.secret,
+                               mode 0600, unless MATIH_JWT_PUBLIC_KEY_FILE is set]
+  MATIH_JWT_PUBLIC_KEY_FILE    RS256 public key (PEM) for production tokens
+  MATIH_DISCOVERY_WAIT_MS      how long create waits for discovery before answering [5000]
+  MATIH_DISCOVERY_TIMEOUT_SECS limit for one discovery job        [600]
+  MATIH_WARNING_LATENCY_MS     test latency above which a connector is WARNING [2000]
+  MATIH_BODY_LIMIT_BYTES       largest accepted request body      [1048576]
+  MATIH_EGRESS_ALLOW           CIDRs connectors may reach (comma separated; empty = all
+                               but the default-denied link-local/metadata networks)
+  MATIH_EGRESS_DENY            CIDRs connectors may never reach
+  MATIH_LOG                    log filter (tracing EnvFilter syntax) [info]
+";
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
+#[serde(rename_all = "lowercase")]
+pub enum SecretStoreKind {
+    Local,
+    Kubernetes,
+}
+
+#[derive(Clone, Deserialize)]
+#[serde(default, deny_unknown_fields)]
+pub struct Config {
+    pub listen: String,
+    pub data_dir: PathBuf,
+    pub database_url: Option<String>,
+    pub secret_store: SecretStoreKind,
+    pub secret_key: Option<String>,
+    pub kube_api_url: Option<String>,
+    pub kube_token_file: Option<PathBuf>,
+    pub kube_namespace_prefix: String,
+    pub jwt_secret: Option<String>,
+    pub jwt_public_key_file: Option<PathBuf>,
+    pub discovery_wait_ms: u64,
+    pub discovery_timeout_secs: u64,
+    pub warning_latency_ms: u64,
+    pub body_limit_bytes: usize,
+    pub egress_allow: String,
+    pub egress_deny: String,
+    pub log: String,
+}
+
+impl Default for Config {
+    fn default() -> Self {
+        Config {
+            listen: "127.0.0.1:8080".into(),
+            data_dir: PathBuf::from("matih-data"),
+            database_url: None,
+            secret_store: SecretStoreKind::Local,
+            secret_key: None,
+            kube_api_url: None,
+            kube_token_file: None,
+            kube_namespace_prefix: "matih-".into(),
+            jwt_secret: None,
+            jwt_public_key_file: None,
+            discovery_wait_ms: 5000,
+            discovery_timeout_secs: 600,
+            warning_latency_ms: 2000,
+            body_limit_bytes: 1 << 20,
+            egress_allow: String::new(),
+            egress_deny: String::new(),
+            log: "info".into(),
+        }
+    }
+}
+
+/// Masks the password part of a URL for display.
+fn redact_url(url: &str) -> String {
+    match (url.find("://"), url.rfind('@')) {
+        (Some(s), Some(at)) if at > s => {
+            let userinfo = &url[s + 3..at];
+            match userinfo.find(':') {
+                Some(c) => format!("{}{}:***{}", &url[..s + 3], &userinfo[..c], &url[at..]),
+                None => url.to_owned(),
+            }
+        }
+        _ => url.to_owned(),
+    }
+}
+
+impl fmt::Debug for Config {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.debug_struct("Config")
+            .field("listen", &self.listen)
+            .field("data_dir", &self.data_dir)
+            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field("secret_store", &self.secret_store)
+            .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
+            .field("kube_api_url", &self.kube_api_url)
+            .field("kube_namespace_prefix", &self.kube_namespace_prefix)
+            .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
+            .field("jwt_public_key_file", &self.jwt_public_key_file)
+            .field("discovery_wait_ms", &self.discovery_wait_ms)
+            .field("warning_latency_ms", &self.warning_latency_ms)
+            .field("body_limit_bytes", &self.body_limit_bytes)
+            .finish_non_exhaustive()
+    }
+}
+
+impl Config {
+    /// Defaults, then `file` (or `MATIH_CONFIG`), then the environment.
+    pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
+        let env: Vec<(String, String)> = std::env::vars().collect();
+        let from_env = env.iter().find(|(k, _)| k == "MATIH_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let mut cfg = match file.map(Path::to_path_buf).or(from_env) {
+            Some(path) => {
+                let text = std::fs::read_to_string(&path)
+                    .with_context(|| format!("reading {}", path.display()))?;
+                toml::from_str(&text).with_context(|| format!("parsing {}", path.display()))?
+            }
+            None => Config::default(),
+        };
+        cfg.apply_env(env)?;
+        Ok(cfg)
+    }
+
+    /// Applies `MATIH_*` variables; unknown `MATIH_` names that look like
+    /// service settings are left alone (tests and tools share the prefix).
+    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
+        fn num<T: std::str::FromStr>(k: &str, v: &str) -> anyhow::Result<T> {
+            v.trim().parse().map_err(|_| anyhow::anyhow!("{k} must be a number, got {v:?}"))
+        }
+        for (k, v) in vars {
+            let Some(name) = k.strip_prefix("MATIH_") else { continue };
+            let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
+            match name {
+                "LISTEN" => self.listen = v,
+                "DATA_DIR" => self.data_dir = PathBuf::from(v),
+                "DATABASE_URL" => self.database_url = some(&v),
+                "SECRET_STORE" => {
+                    self.secret_store = match v.trim().to_ascii_lowercase().as_str() {
+                        "local" => SecretStoreKind::Local,
+                        "kubernetes" | "k8s" => SecretStoreKind::Kubernetes,
+                        _ => bail!("MATIH_SECRET_STORE must be local or kubernetes, got {v:?}"),
+                    }
+                }
+                "SECRET_KEY" => self.secret_key = some(&v),
+                "KUBE_API_URL" => self.kube_api_url = some(&v),
+                "KUBE_TOKEN_FILE" => self.kube_token_file = some(&v).map(PathBuf::from),
+                "KUBE_NAMESPACE_PREFIX" => self.kube_namespace_prefix = v,
+                "JWT_SECRET" => self.jwt_secret = some(&v),
+                "JWT_PUBLIC_KEY_FILE" => self.jwt_public_key_file = some(&v).map(PathBuf::from),
+                "DISCOVERY_WAIT_MS" => self.discovery_wait_ms = num(&k, &v)?,
+                "DISCOVERY_TIMEOUT_SECS" => self.discovery_timeout_secs = num(&k, &v)?,
+                "WARNING_LATENCY_MS" => self.warning_latency_ms = num(&k, &v)?,
+                "BODY_LIMIT_BYTES" => self.body_limit_bytes = num(&k, &v)?,
+                "EGRESS_ALLOW" => self.egress_allow = v,
+                "EGRESS_DENY" => self.egress_deny = v,
+                "LOG" => self.log = v,
+                _ => {}
+            }
+        }
+        Ok(())
+    }
+
+    pub fn database_url(&self) -> String {
+        match &self.database_url {
+            Some(u) => u.clone(),
+            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("matih.db").display()),
+        }
+    }
+
+    pub fn database_url_redacted(&self) -> String {
+        redact_url(&self.database_url())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn env_overrides_file_and_debug_hides_secrets() {
+        let mut cfg: Config = toml::from_str("listen = \"127.0.0.1:9000\"\nsecret_key = \"abc\"").unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9000");
+        cfg.apply_env([
+            ("MATIH_LISTEN".to_owned(), "127.0.0.1:9001".to_owned()),
+            ("MATIH_DATABASE_URL".to_owned(), "postgres://u:topsecret@h/db".to_owned()),
+            ("MATIH_SECRET_STORE".to_owned(), "kubernetes".to_owned()),
+        ])
+        .unwrap();
+        assert_eq!(cfg.listen, "127.0.0.1:9001");
+        assert_eq!(cfg.secret_store, SecretStoreKind::Kubernetes);
+        let dbg = format!("{cfg:?}");
+        assert!(!dbg.contains("topsecret") && !dbg.contains("abc"), "{dbg}");
+        assert!(toml::from_str::<Config>("lisen = 1").is_err());
+    }
+}

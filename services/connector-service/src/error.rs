@@ -1,0 +1,219 @@
+//! The one error shape every route answers with: `{"code","message",...}`.
+
+use axum::extract::rejection::{JsonRejection, PathRejection, QueryRejection};
+use axum::extract::{FromRequest, FromRequestParts, Request};
+use axum::http::request::Parts;
+use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
+use matih_connector_core::{ConnectorError, ErrorCode};
+use serde::de::DeserializeOwned;
+use serde_json::{json, Value};
+
+use crate::secrets::SecretError;
+use crate::store::StoreError;
+
+/// An API error. 5xx errors carry their cause only for the log: the body says
+/// nothing internal.
+#[derive(Debug)]
+pub struct AppError {
+    pub status: StatusCode,
+    pub code: String,
+    pub message: String,
+    pub details: Option<Value>,
+    cause: Option<String>,
+}
+
+impl AppError {
+    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+        AppError { status, code: code.into(), message: message.into(), details: None, cause: None }
+    }
+
+    pub fn with_details(mut self, details: Value) -> Self {
+        self.details = Some(details);
+        self
+    }
+
+    pub fn unauthorized(message: impl Into<String>) -> Self {
+        AppError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+    }
+
+    pub fn forbidden(message: impl Into<String>) -> Self {
+        AppError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+    }
+
+    pub fn not_found(what: &str) -> Self {
+        AppError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
+    }
+
+    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+        AppError::new(StatusCode::BAD_REQUEST, code, message)
+    }
+
+    pub fn conflict(message: impl Into<String>) -> Self {
+        AppError::new(StatusCode::CONFLICT, "CONFLICT", message)
+    }
+
+    /// A failure of ours; `cause` goes to the log only.
+    pub fn internal(cause: impl std::fmt::Display) -> Self {
+        let mut e = AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+        e.cause = Some(cause.to_string());
+        e
+    }
+
+    /// A dependency (secret store, metadata store) is unavailable.
+    pub fn unavailable(code: &str, what: &str, cause: impl std::fmt::Display) -> Self {
+        let mut e = AppError::new(
+            StatusCode::SERVICE_UNAVAILABLE,
+            code,
+            format!("{what} is unavailable; try again later"),
+        );
+        e.cause = Some(cause.to_string());
+        e
+    }
+
+    /// A connector configuration the driver refused before any I/O.
+    pub fn from_connector(err: &ConnectorError) -> Self {
+        let status = match err.code() {
+            ErrorCode::InvalidConfiguration => StatusCode::BAD_REQUEST,
+            ErrorCode::DriverUnavailable | ErrorCode::Unsupported => StatusCode::BAD_REQUEST,
+            ErrorCode::EgressDenied => StatusCode::FORBIDDEN,
+            _ => StatusCode::BAD_GATEWAY,
+        };
+        let mut e = AppError::new(status, err.code().as_str(), err.message().to_owned());
+        if let Some(field) = err.context_value("field") {
+            e.details = Some(json!({ "field": field }));
+        }
+        e
+    }
+}
+
+impl From<StoreError> for AppError {
+    fn from(e: StoreError) -> Self {
+        match e {
+            StoreError::Conflict(m) => AppError::conflict(m),
+            other => AppError::unavailable("METADATA_STORE_UNAVAILABLE", "the metadata store", other),
+        }
+    }
+}
+
+impl From<SecretError> for AppError {
+    fn from(e: SecretError) -> Self {
+        AppError::unavailable("SECRET_STORE_UNAVAILABLE", "the secret store", e)
+    }
+}
+
+impl IntoResponse for AppError {
+    fn into_response(self) -> Response {
+        if self.status.is_server_error() {
+            tracing::error!(code = %self.code, cause = self.cause.as_deref().unwrap_or(""), "request failed");
+        }
+        let mut body = json!({ "code": self.code, "message": self.message });
+        if let (Some(Value::Object(extra)), Value::Object(map)) = (self.details, &mut body) {
+            for (k, v) in extra {
+                map.insert(k, v);
+            }
+        }
+        (self.status, axum::Json(body)).into_response()
+    }
+}
+
+/// Serde's messages quote the offending value; for anything under
+/// `credentials` that value may be a secret, so quoted text is masked.
+fn mask_quoted(message: &str) -> String {
+    if !message.contains("credentials") {
+        return message.to_owned();
+    }
+    let mut out = String::with_capacity(message.len());
+    let mut inside = false;
+    for c in message.chars() {
+        if c == '"' {
+            if inside {
+                out.push_str("***\"");
+            } else {
+                out.push('"');
+            }
+            inside = !inside;
+        } else if !inside {
+            out.push(c);
+        }
+    }
+    out
+}
+
+impl From<JsonRejection> for AppError {
+    fn from(r: JsonRejection) -> Self {
+        let status = r.status();
+        let code = match &r {
+            JsonRejection::MissingJsonContentType(_) => "UNSUPPORTED_MEDIA_TYPE",
+            JsonRejection::JsonSyntaxError(_) => "MALFORMED_JSON",
+            JsonRejection::JsonDataError(_) => "INVALID_REQUEST",
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
+            _ => "INVALID_REQUEST",
+        };
+        AppError::new(status, code, mask_quoted(&r.body_text()))
+    }
+}
+
+impl From<PathRejection> for AppError {
+    fn from(r: PathRejection) -> Self {
+        // A malformed id names nothing that exists.
+        AppError::new(StatusCode::NOT_FOUND, "NOT_FOUND", r.body_text())
+    }
+}
+
+impl From<QueryRejection> for AppError {
+    fn from(r: QueryRejection) -> Self {
+        AppError::bad_request("INVALID_REQUEST", r.body_text())
+    }
+}
+
+/// `axum::Json` whose rejections answer in the API's error shape.
+#[derive(Debug, Clone, Copy, Default)]
+pub struct ApiJson<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
+    type Rejection = AppError;
+    async fn from_request(req: Request, state: &S) -> Result<Self, AppError> {
+        let axum::Json(v) = axum::Json::<T>::from_request(req, state).await?;
+        Ok(ApiJson(v))
+    }
+}
+
+/// `axum::extract::Path` with API-shaped rejections.
+#[derive(Debug)]
+pub struct ApiPath<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned + Send> FromRequestParts<S> for ApiPath<T> {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let axum::extract::Path(v) =
+            axum::extract::Path::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiPath(v))
+    }
+}
+
+/// `axum::extract::Query` with API-shaped rejections.
+#[derive(Debug)]
+pub struct ApiQuery<T>(pub T);
+
+impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
+    type Rejection = AppError;
+    async fn from_request_parts(parts: &mut Parts, state: &S) -> Result<Self, AppError> {
+        let axum::extract::Query(v) =
+            axum::extract::Query::<T>::from_request_parts(parts, state).await?;
+        Ok(ApiQuery(v))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn masks_quoted_values_under_credentials() {
+        let m = mask_quoted(r#"credentials: invalid type: string "hunter2", expected a map"#);
+        assert!(!m.contains("hunter2"), "{m}");
+        assert!(m.contains("credentials"));
+        assert_eq!(mask_quoted(r#"name: invalid type "x""#), r#"name: invalid type "x""#);
+    }
+}

@@ -1,0 +1,209 @@
+//! The service's entities and their JSON shapes (camelCase, as the seed).
+
+use std::collections::BTreeMap;
+use std::fmt;
+use std::str::FromStr;
+
+use chrono::{DateTime, SecondsFormat, Utc};
+use matih_connector_core::{ConnectionConfig, ConnectorType, SslMode, Timeouts};
+use serde::{Deserialize, Serialize};
+use utoipa::ToSchema;
+use uuid::Uuid;
+
+/// RFC 3339 UTC with milliseconds: the wire and storage form of instants.
+pub fn ts(t: DateTime<Utc>) -> String {
+    t.to_rfc3339_opts(SecondsFormat::Millis, true)
+}
+
+pub fn parse_ts(s: &str) -> Option<DateTime<Utc>> {
+    DateTime::parse_from_rfc3339(s).ok().map(|t| t.with_timezone(&Utc))
+}
+
+/// A tenant's plan.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum Tier {
+    Free,
+    Professional,
+    Enterprise,
+}
+
+impl Tier {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Tier::Free => "FREE",
+            Tier::Professional => "PROFESSIONAL",
+            Tier::Enterprise => "ENTERPRISE",
+        }
+    }
+
+    /// Most connectors a tenant on this plan may have; `None` is unlimited.
+    pub fn max_connectors(self) -> Option<i64> {
+        match self {
+            Tier::Free => Some(2),
+            Tier::Professional => Some(10),
+            Tier::Enterprise => None,
+        }
+    }
+
+    pub fn allows(self, ty: &ConnectorType) -> bool {
+        match self {
+            Tier::Free => matches!(ty, ConnectorType::Postgresql | ConnectorType::Mysql),
+            Tier::Professional => !ty.is_custom(),
+            Tier::Enterprise => true,
+        }
+    }
+
+    pub fn types_description(self) -> &'static str {
+        match self {
+            Tier::Free => "POSTGRESQL and MYSQL only",
+            Tier::Professional => "all standard types",
+            Tier::Enterprise => "all types including custom",
+        }
+    }
+}
+
+impl FromStr for Tier {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "FREE" => Ok(Tier::Free),
+            "PROFESSIONAL" => Ok(Tier::Professional),
+            "ENTERPRISE" => Ok(Tier::Enterprise),
+            other => Err(format!("unknown tier {other:?}")),
+        }
+    }
+}
+
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Tenant {
+    pub id: Uuid,
+    pub name: String,
+    pub slug: String,
+    pub tier: Tier,
+    pub connector_count: i64,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum ConnectorStatus {
+    Active,
+    Warning,
+    Error,
+    Testing,
+    Inactive,
+}
+
+impl ConnectorStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ConnectorStatus::Active => "ACTIVE",
+            ConnectorStatus::Warning => "WARNING",
+            ConnectorStatus::Error => "ERROR",
+            ConnectorStatus::Testing => "TESTING",
+            ConnectorStatus::Inactive => "INACTIVE",
+        }
+    }
+}
+
+impl fmt::Display for ConnectorStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for ConnectorStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "ACTIVE" => Ok(ConnectorStatus::Active),
+            "WARNING" => Ok(ConnectorStatus::Warning),
+            "ERROR" => Ok(ConnectorStatus::Error),
+            "TESTING" => Ok(ConnectorStatus::Testing),
+            "INACTIVE" => Ok(ConnectorStatus::Inactive),
+            other => Err(format!("unknown status {other:?}")),
+        }
+    }
+}
+
+/// A connector as stored and as returned (the seed's entity). No credential
+/// values: only the name of the secret that holds them.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Connector {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+    pub name: String,
+    #[serde(rename = "type")]
+    #[schema(value_type = String, example = "POSTGRESQL")]
+    pub connector_type: ConnectorType,
+    pub host: Option<String>,
+    pub port: Option<u16>,
+    pub database: Option<String>,
+    pub schema: Option<String>,
+    pub credential_secret_name: String,
+    pub ssl_enabled: bool,
+    #[schema(value_type = Option<String>, example = "verify-full")]
+    pub ssl_mode: Option<SslMode>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub ssl_ca_pem: Option<String>,
+    pub status: ConnectorStatus,
+    pub last_tested_at: Option<String>,
+    pub last_test_result: Option<String>,
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub last_error_code: Option<String>,
+    #[schema(value_type = Object)]
+    pub metadata: BTreeMap<String, serde_json::Value>,
+    #[schema(value_type = Object)]
+    pub timeouts: Timeouts,
+    pub created_at: String,
+    pub updated_at: String,
+}
+
+impl Connector {
+    pub fn config(&self) -> ConnectionConfig {
+        ConnectionConfig {
+            host: self.host.clone(),
+            port: self.port,
+            database: self.database.clone(),
+            schema: self.schema.clone(),
+            ssl_enabled: Some(self.ssl_enabled),
+            ssl_mode: self.ssl_mode,
+            ssl_ca_pem: self.ssl_ca_pem.clone(),
+            metadata: self.metadata.clone(),
+            timeouts: self.timeouts,
+        }
+    }
+}
+
+/// One discovery run.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoveryJob {
+    pub id: Uuid,
+    pub connector_id: Uuid,
+    /// RUNNING, SUCCEEDED or FAILED.
+    pub status: String,
+    pub started_at: String,
+    pub finished_at: Option<String>,
+    pub error_code: Option<String>,
+    pub message: Option<String>,
+    pub schemas_discovered: Option<i64>,
+    pub tables_discovered: Option<i64>,
+}
+
+/// A stored catalog.
+#[derive(Clone, Debug)]
+pub struct Snapshot {
+    pub id: Uuid,
+    pub connector_id: Uuid,
+    pub job_id: Option<Uuid>,
+    pub discovered_at: String,
+    pub schema_count: i64,
+    pub table_count: i64,
+    /// The catalog as JSON text.
+    pub catalog: String,
+}

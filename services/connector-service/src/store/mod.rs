@@ -1,0 +1,75 @@
+//! The metadata store: tenants, connectors (never credential values), discovery
+//! jobs and catalog snapshots. One SQL implementation over `sqlx::Any` serves
+//! SQLite (embedded default) and PostgreSQL (production, several replicas); the
+//! two differ only in how they open and migrate, in `sqlite.rs` and `postgres.rs`.
+
+mod postgres;
+mod sql;
+mod sqlite;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
+
+pub use sql::SqlStore;
+
+#[derive(Debug, thiserror::Error)]
+pub enum StoreError {
+    /// A uniqueness rule was broken (tenant slug, connector name).
+    #[error("{0}")]
+    Conflict(String),
+    #[error("metadata store: {0}")]
+    Database(#[from] sqlx::Error),
+    #[error("metadata store holds an unreadable row: {0}")]
+    Corrupt(String),
+}
+
+pub type Result<T> = std::result::Result<T, StoreError>;
+
+#[async_trait]
+pub trait MetadataStore: Send + Sync + 'static {
+    /// `sqlite` or `postgres`.
+    fn backend(&self) -> &'static str;
+    async fn ping(&self) -> Result<()>;
+
+    async fn create_tenant(&self, t: &Tenant) -> Result<()>;
+    async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>>;
+    async fn list_tenants(&self) -> Result<Vec<Tenant>>;
+    async fn set_tier(&self, id: Uuid, tier: Tier, updated_at: &str) -> Result<Option<Tenant>>;
+
+    /// Takes one connector slot if the tenant is under `limit` (`None`:
+    /// unlimited), atomically; false when the plan is full.
+    async fn reserve_slot(&self, tenant: Uuid, limit: Option<i64>) -> Result<bool>;
+    /// Gives back a slot reserved by a create that did not save.
+    async fn release_slot(&self, tenant: Uuid) -> Result<()>;
+
+    async fn insert_connector(&self, c: &Connector) -> Result<()>;
+    async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>>;
+    async fn list_connectors(&self, tenant: Uuid) -> Result<Vec<Connector>>;
+    async fn connector_name_taken(&self, tenant: Uuid, name: &str) -> Result<bool>;
+    /// Writes every mutable field; false when the row is gone.
+    async fn update_connector(&self, c: &Connector) -> Result<bool>;
+    /// Deletes the row (with its jobs and snapshots) and frees its slot.
+    async fn delete_connector(&self, tenant: Uuid, id: Uuid) -> Result<bool>;
+
+    async fn insert_job(&self, job: &DiscoveryJob) -> Result<()>;
+    async fn finish_job(&self, job: &DiscoveryJob) -> Result<()>;
+    async fn latest_job(&self, connector: Uuid) -> Result<Option<DiscoveryJob>>;
+
+    /// Stores a snapshot and keeps only the newest `keep` for the connector.
+    async fn insert_snapshot(&self, s: &Snapshot, keep: i64) -> Result<()>;
+    /// The newest `n` snapshots, newest first.
+    async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>>;
+}
+
+/// Opens the store a URL names and applies the migrations.
+pub async fn open(url: &str) -> anyhow::Result<SqlStore> {
+    if url.starts_with("sqlite:") {
+        sqlite::open(url).await
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        postgres::open(url).await
+    } else {
+        anyhow::bail!("unsupported database URL scheme: expected sqlite:// or postgres://")
+    }
+}

@@ -1,0 +1,458 @@
+//! The SQL both databases run. Placeholders are `$n` in order of first use,
+//! which SQLite and PostgreSQL read alike.
+
+use async_trait::async_trait;
+use sqlx::any::AnyRow;
+use sqlx::{AnyPool, Row};
+use uuid::Uuid;
+
+use super::{MetadataStore, Result, StoreError};
+use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
+
+const MIGRATIONS: &[(i64, &str, &str)] =
+    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+
+/// Serializes migrations across replicas sharing one PostgreSQL database.
+const MIGRATION_LOCK: i64 = 0x6d61_7469_6863;
+
+#[derive(Clone, Debug)]
+pub struct SqlStore {
+    pool: AnyPool,
+    backend: &'static str,
+}
+
+fn uuid(row: &AnyRow, col: &str) -> Result<Uuid> {
+    let s: String = row.try_get(col)?;
+    Uuid::parse_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a UUID")))
+}
+
+fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>> {
+    let s: Option<String> = row.try_get(col)?;
+    s.map(|s| Uuid::parse_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a UUID"))))
+        .transpose()
+}
+
+fn parsed<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<T> {
+    let s: String = row.try_get(col)?;
+    s.parse().map_err(|_| StoreError::Corrupt(format!("{col} holds {s:?}")))
+}
+
+fn tenant(row: &AnyRow) -> Result<Tenant> {
+    Ok(Tenant {
+        id: uuid(row, "id")?,
+        name: row.try_get("name")?,
+        slug: row.try_get("slug")?,
+        tier: parsed(row, "tier")?,
+        connector_count: row.try_get("connector_count")?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn connector(row: &AnyRow) -> Result<Connector> {
+    let json = |col: &str| -> Result<String> { Ok(row.try_get::<String, _>(col)?) };
+    let ssl_mode: Option<String> = row.try_get("ssl_mode")?;
+    let port: Option<i64> = row.try_get("port")?;
+    Ok(Connector {
+        id: uuid(row, "id")?,
+        tenant_id: uuid(row, "tenant_id")?,
+        name: row.try_get("name")?,
+        connector_type: parsed(row, "type")?,
+        host: row.try_get("host")?,
+        port: port.and_then(|p| u16::try_from(p).ok()),
+        database: row.try_get("database_name")?,
+        schema: row.try_get("schema_name")?,
+        credential_secret_name: row.try_get("credential_secret_name")?,
+        ssl_enabled: row.try_get::<i64, _>("ssl_enabled")? != 0,
+        ssl_mode: ssl_mode
+            .map(|m| m.parse().map_err(|_| StoreError::Corrupt(format!("ssl_mode holds {m:?}"))))
+            .transpose()?,
+        ssl_ca_pem: row.try_get("ssl_ca_pem")?,
+        status: parsed(row, "status")?,
+        last_tested_at: row.try_get("last_tested_at")?,
+        last_test_result: row.try_get("last_test_result")?,
+        last_error_code: row.try_get("last_error_code")?,
+        metadata: serde_json::from_str(&json("metadata")?)
+            .map_err(|e| StoreError::Corrupt(format!("metadata: {e}")))?,
+        timeouts: serde_json::from_str(&json("timeouts")?)
+            .map_err(|e| StoreError::Corrupt(format!("timeouts: {e}")))?,
+        created_at: row.try_get("created_at")?,
+        updated_at: row.try_get("updated_at")?,
+    })
+}
+
+fn job(row: &AnyRow) -> Result<DiscoveryJob> {
+    Ok(DiscoveryJob {
+        id: uuid(row, "id")?,
+        connector_id: uuid(row, "connector_id")?,
+        status: row.try_get("status")?,
+        started_at: row.try_get("started_at")?,
+        finished_at: row.try_get("finished_at")?,
+        error_code: row.try_get("error_code")?,
+        message: row.try_get("message")?,
+        schemas_discovered: row.try_get("schemas_discovered")?,
+        tables_discovered: row.try_get("tables_discovered")?,
+    })
+}
+
+fn snapshot(row: &AnyRow) -> Result<Snapshot> {
+    Ok(Snapshot {
+        id: uuid(row, "id")?,
+        connector_id: uuid(row, "connector_id")?,
+        job_id: opt_uuid(row, "job_id")?,
+        discovered_at: row.try_get("discovered_at")?,
+        schema_count: row.try_get("schema_count")?,
+        table_count: row.try_get("table_count")?,
+        catalog: row.try_get("catalog")?,
+    })
+}
+
+fn unique_violation(e: sqlx::Error, what: &str) -> StoreError {
+    match &e {
+        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what.to_owned()),
+        _ => StoreError::Database(e),
+    }
+}
+
+const CONNECTOR_COLUMNS: &str = "id, tenant_id, name, type, host, port, database_name, schema_name, \
+    credential_secret_name, ssl_enabled, ssl_mode, ssl_ca_pem, status, last_tested_at, \
+    last_test_result, last_error_code, metadata, timeouts, created_at, updated_at";
+
+impl SqlStore {
+    pub(super) fn new(pool: AnyPool, backend: &'static str) -> Self {
+        SqlStore { pool, backend }
+    }
+
+    pub fn pool(&self) -> &AnyPool {
+        &self.pool
+    }
+
+    pub(super) async fn migrate(&self) -> anyhow::Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        if self.backend == "postgres" {
+            sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+        }
+        let result: anyhow::Result<()> = async {
+            sqlx::raw_sql(
+                "CREATE TABLE IF NOT EXISTS matih_schema_migrations \
+                 (version BIGINT PRIMARY KEY, name TEXT NOT NULL, applied_at TEXT NOT NULL)",
+            )
+            .execute(&mut *conn)
+            .await?;
+            for (version, name, sql) in MIGRATIONS {
+                let done: Option<i64> =
+                    sqlx::query_scalar("SELECT version FROM matih_schema_migrations WHERE version = $1")
+                        .bind(*version)
+                        .fetch_optional(&mut *conn)
+                        .await?;
+                if done.is_some() {
+                    continue;
+                }
+                let mut tx = sqlx::Connection::begin(&mut *conn).await?;
+                sqlx::raw_sql(sql).execute(&mut *tx).await?;
+                sqlx::query("INSERT INTO matih_schema_migrations (version, name, applied_at) VALUES ($1, $2, $3)")
+                    .bind(*version)
+                    .bind(*name)
+                    .bind(crate::model::ts(chrono::Utc::now()))
+                    .execute(&mut *tx)
+                    .await?;
+                tx.commit().await?;
+                tracing::info!(version, name, backend = self.backend, "applied migration");
+            }
+            Ok(())
+        }
+        .await;
+        if self.backend == "postgres" {
+            sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+        }
+        result
+    }
+}
+
+#[async_trait]
+impl MetadataStore for SqlStore {
+    fn backend(&self) -> &'static str {
+        self.backend
+    }
+
+    async fn ping(&self) -> Result<()> {
+        sqlx::query("SELECT 1").execute(&self.pool).await?;
+        Ok(())
+    }
+
+    async fn create_tenant(&self, t: &Tenant) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO tenants (id, name, slug, tier, connector_count, created_at, updated_at) \
+             VALUES ($1, $2, $3, $4, 0, $5, $6)",
+        )
+        .bind(t.id.to_string())
+        .bind(&t.name)
+        .bind(&t.slug)
+        .bind(t.tier.as_str())
+        .bind(&t.created_at)
+        .bind(&t.updated_at)
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, "a tenant with this slug already exists"))?;
+        Ok(())
+    }
+
+    async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>> {
+        sqlx::query("SELECT * FROM tenants WHERE id = $1")
+            .bind(id.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(tenant)
+            .transpose()
+    }
+
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        sqlx::query("SELECT * FROM tenants ORDER BY created_at, id")
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(tenant)
+            .collect()
+    }
+
+    async fn set_tier(&self, id: Uuid, tier: Tier, updated_at: &str) -> Result<Option<Tenant>> {
+        let done = sqlx::query("UPDATE tenants SET tier = $1, updated_at = $2 WHERE id = $3")
+            .bind(tier.as_str())
+            .bind(updated_at)
+            .bind(id.to_string())
+            .execute(&self.pool)
+            .await?;
+        if done.rows_affected() == 0 {
+            return Ok(None);
+        }
+        self.get_tenant(id).await
+    }
+
+    async fn reserve_slot(&self, tenant: Uuid, limit: Option<i64>) -> Result<bool> {
+        let done = match limit {
+            Some(limit) => sqlx::query(
+                "UPDATE tenants SET connector_count = connector_count + 1 \
+                 WHERE id = $1 AND connector_count < $2",
+            )
+            .bind(tenant.to_string())
+            .bind(limit)
+            .execute(&self.pool)
+            .await?,
+            None => sqlx::query("UPDATE tenants SET connector_count = connector_count + 1 WHERE id = $1")
+                .bind(tenant.to_string())
+                .execute(&self.pool)
+                .await?,
+        };
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn release_slot(&self, tenant: Uuid) -> Result<()> {
+        sqlx::query(
+            "UPDATE tenants SET connector_count = connector_count - 1 WHERE id = $1 AND connector_count > 0",
+        )
+        .bind(tenant.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn insert_connector(&self, c: &Connector) -> Result<()> {
+        let sql = format!(
+            "INSERT INTO connectors ({CONNECTOR_COLUMNS}) VALUES \
+             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+        );
+        sqlx::query(&sql)
+            .bind(c.id.to_string())
+            .bind(c.tenant_id.to_string())
+            .bind(&c.name)
+            .bind(c.connector_type.as_str().to_owned())
+            .bind(c.host.clone())
+            .bind(c.port.map(i64::from))
+            .bind(c.database.clone())
+            .bind(c.schema.clone())
+            .bind(&c.credential_secret_name)
+            .bind(i64::from(c.ssl_enabled))
+            .bind(c.ssl_mode.map(|m| m.as_str().to_owned()))
+            .bind(c.ssl_ca_pem.clone())
+            .bind(c.status.as_str())
+            .bind(c.last_tested_at.clone())
+            .bind(c.last_test_result.clone())
+            .bind(c.last_error_code.clone())
+            .bind(serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
+            .bind(serde_json::to_string(&c.timeouts).unwrap_or_else(|_| "{}".into()))
+            .bind(&c.created_at)
+            .bind(&c.updated_at)
+            .execute(&self.pool)
+            .await
+            .map_err(|e| unique_violation(e, "a connector with this name already exists in the tenant"))?;
+        Ok(())
+    }
+
+    async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>> {
+        let sql = format!("SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE id = $1 AND tenant_id = $2");
+        sqlx::query(&sql)
+            .bind(id.to_string())
+            .bind(tenant.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(connector)
+            .transpose()
+    }
+
+    async fn list_connectors(&self, tenant: Uuid) -> Result<Vec<Connector>> {
+        let sql = format!(
+            "SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE tenant_id = $1 ORDER BY created_at, id"
+        );
+        sqlx::query(&sql).bind(tenant.to_string()).fetch_all(&self.pool).await?.iter().map(connector).collect()
+    }
+
+    async fn connector_name_taken(&self, tenant: Uuid, name: &str) -> Result<bool> {
+        let n: Option<String> =
+            sqlx::query_scalar("SELECT id FROM connectors WHERE tenant_id = $1 AND name = $2")
+                .bind(tenant.to_string())
+                .bind(name)
+                .fetch_optional(&self.pool)
+                .await?;
+        Ok(n.is_some())
+    }
+
+    async fn update_connector(&self, c: &Connector) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE connectors SET name = $1, host = $2, port = $3, database_name = $4, schema_name = $5, \
+             credential_secret_name = $6, ssl_enabled = $7, ssl_mode = $8, ssl_ca_pem = $9, status = $10, \
+             last_tested_at = $11, last_test_result = $12, last_error_code = $13, metadata = $14, \
+             timeouts = $15, updated_at = $16 WHERE id = $17 AND tenant_id = $18",
+        )
+        .bind(&c.name)
+        .bind(c.host.clone())
+        .bind(c.port.map(i64::from))
+        .bind(c.database.clone())
+        .bind(c.schema.clone())
+        .bind(&c.credential_secret_name)
+        .bind(i64::from(c.ssl_enabled))
+        .bind(c.ssl_mode.map(|m| m.as_str().to_owned()))
+        .bind(c.ssl_ca_pem.clone())
+        .bind(c.status.as_str())
+        .bind(c.last_tested_at.clone())
+        .bind(c.last_test_result.clone())
+        .bind(c.last_error_code.clone())
+        .bind(serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
+        .bind(serde_json::to_string(&c.timeouts).unwrap_or_else(|_| "{}".into()))
+        .bind(&c.updated_at)
+        .bind(c.id.to_string())
+        .bind(c.tenant_id.to_string())
+        .execute(&self.pool)
+        .await
+        .map_err(|e| unique_violation(e, "a connector with this name already exists in the tenant"))?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn delete_connector(&self, tenant: Uuid, id: Uuid) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // Child rows go explicitly: SQLite enforces ON DELETE CASCADE only when
+        // its foreign_keys pragma is on for that connection.
+        for sql in [
+            "DELETE FROM catalog_snapshots WHERE connector_id = $1",
+            "DELETE FROM discovery_jobs WHERE connector_id = $1",
+        ] {
+            sqlx::query(sql).bind(id.to_string()).execute(&mut *tx).await?;
+        }
+        let done = sqlx::query("DELETE FROM connectors WHERE id = $1 AND tenant_id = $2")
+            .bind(id.to_string())
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if done.rows_affected() == 1 {
+            sqlx::query(
+                "UPDATE tenants SET connector_count = connector_count - 1 WHERE id = $1 AND connector_count > 0",
+            )
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        }
+        tx.commit().await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_job(&self, j: &DiscoveryJob) -> Result<()> {
+        sqlx::query(
+            "INSERT INTO discovery_jobs (id, connector_id, status, started_at) VALUES ($1, $2, $3, $4)",
+        )
+        .bind(j.id.to_string())
+        .bind(j.connector_id.to_string())
+        .bind(&j.status)
+        .bind(&j.started_at)
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn finish_job(&self, j: &DiscoveryJob) -> Result<()> {
+        sqlx::query(
+            "UPDATE discovery_jobs SET status = $1, finished_at = $2, error_code = $3, message = $4, \
+             schemas_discovered = $5, tables_discovered = $6 WHERE id = $7",
+        )
+        .bind(&j.status)
+        .bind(j.finished_at.clone())
+        .bind(j.error_code.clone())
+        .bind(j.message.clone())
+        .bind(j.schemas_discovered)
+        .bind(j.tables_discovered)
+        .bind(j.id.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(())
+    }
+
+    async fn latest_job(&self, connector: Uuid) -> Result<Option<DiscoveryJob>> {
+        sqlx::query("SELECT * FROM discovery_jobs WHERE connector_id = $1 ORDER BY started_at DESC, id LIMIT 1")
+            .bind(connector.to_string())
+            .fetch_optional(&self.pool)
+            .await?
+            .as_ref()
+            .map(job)
+            .transpose()
+    }
+
+    async fn insert_snapshot(&self, s: &Snapshot, keep: i64) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(
+            "INSERT INTO catalog_snapshots (id, connector_id, job_id, discovered_at, schema_count, table_count, catalog) \
+             VALUES ($1, $2, $3, $4, $5, $6, $7)",
+        )
+        .bind(s.id.to_string())
+        .bind(s.connector_id.to_string())
+        .bind(s.job_id.map(|j| j.to_string()))
+        .bind(&s.discovered_at)
+        .bind(s.schema_count)
+        .bind(s.table_count)
+        .bind(&s.catalog)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query(
+            "DELETE FROM catalog_snapshots WHERE connector_id = $1 AND id NOT IN \
+             (SELECT id FROM catalog_snapshots WHERE connector_id = $1 ORDER BY discovered_at DESC, id DESC LIMIT $2)",
+        )
+        .bind(s.connector_id.to_string())
+        .bind(keep)
+        .execute(&mut *tx)
+        .await?;
+        tx.commit().await?;
+        Ok(())
+    }
+
+    async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>> {
+        sqlx::query(
+            "SELECT * FROM catalog_snapshots WHERE connector_id = $1 ORDER BY discovered_at DESC, id DESC LIMIT $2",
+        )
+        .bind(connector.to_string())
+        .bind(n)
+        .fetch_all(&self.pool)
+        .await?
+        .iter()
+        .map(snapshot)
+        .collect()
+    }
+}
