@@ -1,0 +1,1 @@
+//! GraphQL driver for MATIH connectors.

@@ -1,0 +1,166 @@
+//! REST API driver for MATIH connectors. The API is one schema; each endpoint
+//! listed in metadata (or each argument-free GET operation of an OpenAPI
+//! document) is a table whose columns are inferred from a bounded sample of
+//! its JSON response. Authentication: none, basic, bearer token, API key
+//! header, or OAuth2 client credentials.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), matih_connector_core::ConnectorError> {
+//! use matih_connector_core::{open, ConnectionConfig, Credentials, DiscoveryRequest, EgressPolicy};
+//! let driver = matih_driver_rest::RestDriver::new();
+//! let cfg = ConnectionConfig {
+//!     host: Some("api.example.com".into()),
+//!     metadata: serde_json::from_value(serde_json::json!({
+//!         "basePath": "/v1",
+//!         "endpoints": ["/users", {"name": "orders", "path": "/orders", "recordsPath": "/data"}]
+//!     })).unwrap(),
+//!     ..Default::default()
+//! };
+//! let creds = Credentials::new().with("token", "…");
+//! let mut conn = open(&driver, &cfg, &creds, &EgressPolicy::default()).await?;
+//! let catalog = conn.discover(&DiscoveryRequest::default()).await?;
+//! println!("{} endpoints", catalog.table_count());
+//! # Ok(()) }
+//! ```
+//!
+//! The catalog mapping, metadata keys, type inference and error codes are
+//! described in `docs/drivers/rest.md`.
+
+mod config;
+mod connection;
+mod discovery;
+mod errors;
+mod types;
+
+use matih_connector_core::{
+    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
+    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+};
+
+use crate::config::RestConfig;
+use crate::connection::RestConnection;
+
+/// The REST driver (`REST`, default port 443, or 80 for plain http).
+#[derive(Debug)]
+pub struct RestDriver {
+    descriptor: DriverDescriptor,
+}
+
+impl RestDriver {
+    pub fn new() -> Self {
+        RestDriver {
+            descriptor: DriverDescriptor {
+                connector_type: ConnectorType::Rest,
+                display_name: "REST API",
+                default_port: Some(443),
+                credential_keys: vec![
+                    Key::optional("username", "HTTP Basic user name"),
+                    Key::optional("password", "HTTP Basic password"),
+                    Key::optional("token", "Bearer token (Authorization: Bearer …)"),
+                    Key::optional("apiKey", "API key sent in the metadata.apiKeyHeader header"),
+                    Key::optional("clientId", "OAuth2 client credentials: client id"),
+                    Key::optional("clientSecret", "OAuth2 client credentials: client secret"),
+                ],
+                metadata_keys: vec![
+                    Key::optional("name", "Schema name for the API (default: the host)"),
+                    Key::optional("scheme", "http or https (default https unless TLS is switched off)"),
+                    Key::optional("basePath", "Path prefix of every endpoint, e.g. /v1"),
+                    Key::optional(
+                        "endpoints",
+                        "List of paths or {name, path, method (GET|POST), recordsPath, description} objects",
+                    ),
+                    Key::optional("openapiPath", "Path of a JSON OpenAPI document on the API"),
+                    Key::optional("openapiUrl", "Absolute URL of a JSON OpenAPI document"),
+                    Key::optional("recordsPath", "Default JSON pointer to the array of records, e.g. /data"),
+                    Key::optional("versionEndpoint", "Path answering the API version"),
+                    Key::optional("versionHeader", "Response header carrying the API version"),
+                    Key::optional("apiKeyHeader", "Header for credentials.apiKey (default X-API-Key)"),
+                    Key::optional("tokenUrl", "OAuth2 token endpoint (client credentials grant)"),
+                    Key::optional("scope", "OAuth2 scope to request"),
+                    Key::optional("tokenAuthMethod", "client_secret_basic (default) or client_secret_post"),
+                    Key::optional("maxResponseBytes", "Cap on one sampled response (default 1 MiB)"),
+                ],
+                capabilities: Capabilities {
+                    tls: true,
+                    statistics: false,
+                    primary_keys: false,
+                    comments: true,
+                    inferred_fields: true,
+                    filter_pushdown: false,
+                },
+            },
+        }
+    }
+}
+
+impl Default for RestDriver {
+    fn default() -> Self {
+        RestDriver::new()
+    }
+}
+
+#[async_trait]
+impl Driver for RestDriver {
+    fn descriptor(&self) -> &DriverDescriptor {
+        &self.descriptor
+    }
+
+    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
+        self.descriptor.check_credential_keys(creds)?;
+        self.descriptor.check_metadata_keys(&cfg.metadata)?;
+        RestConfig::parse(cfg, creds).map(|_| ())
+    }
+
+    /// The host and the port of the scheme in force (443 for https, 80 for http).
+    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
+        let host = cfg.require_host()?.to_owned();
+        let (scheme, _) = config::scheme_and_tls(cfg)?;
+        Ok(Some((host, config::port_for(cfg, scheme))))
+    }
+
+    async fn connect(
+        &self,
+        cfg: &ConnectionConfig,
+        creds: &Credentials,
+        ctx: &ConnectContext,
+    ) -> Result<Box<dyn Connection>, ConnectorError> {
+        let parsed = RestConfig::parse(cfg, creds)?;
+        Ok(Box::new(RestConnection::open(parsed, ctx).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matih_connector_core::ErrorCode;
+    use serde_json::json;
+
+    #[test]
+    fn descriptor_and_validation() {
+        let d = RestDriver::new();
+        assert_eq!(d.descriptor().connector_type, ConnectorType::Rest);
+        let cfg = ConnectionConfig {
+            host: Some("api.example.com".into()),
+            metadata: serde_json::from_value(json!({"endpoints": ["/x"], "scheme": "http"}))
+                .unwrap(),
+            ..Default::default()
+        };
+        d.validate(&cfg, &Credentials::new().with("token", "t"))
+            .unwrap();
+        assert_eq!(
+            d.endpoint(&cfg).unwrap(),
+            Some(("api.example.com".into(), 80))
+        );
+        let bad = Credentials::new().with("passwd", "x");
+        assert_eq!(
+            d.validate(&cfg, &bad).unwrap_err().code(),
+            ErrorCode::InvalidConfiguration
+        );
+        let mut cfg2 = cfg.clone();
+        cfg2.metadata.insert("warehouse".into(), json!("x"));
+        assert_eq!(
+            d.validate(&cfg2, &Credentials::new()).unwrap_err().code(),
+            ErrorCode::InvalidConfiguration
+        );
+    }
+}
