@@ -148,7 +148,12 @@ impl MysqlOptions {
             .first()
             .ok_or_else(|| ConnectorError::internal("no resolved address to connect to"))?;
         let port = first.port();
-        let ips: Vec<IpAddr> = ctx.addrs.iter().filter(|a| a.port() == port).map(|a| a.ip()).collect();
+        let ips: Vec<IpAddr> = ctx
+            .addrs
+            .iter()
+            .filter(|a| a.port() == port)
+            .map(|a| a.ip())
+            .collect();
         let host = match ctx.host.as_deref() {
             Some(h) => h.trim_start_matches('[').trim_end_matches(']').to_owned(),
             None => first.ip().to_string(),
@@ -183,13 +188,18 @@ mod tests {
     use matih_connector_core::{EgressPolicy, ErrorCode, Timeouts};
 
     fn creds() -> Credentials {
-        Credentials::new().with("username", "reader").with("password", "s3cret-value")
+        Credentials::new()
+            .with("username", "reader")
+            .with("password", "s3cret-value")
     }
 
     fn ctx() -> ConnectContext {
         ConnectContext {
             host: Some("db.example.com".into()),
-            addrs: vec!["10.1.2.3:3307".parse().unwrap(), "10.1.2.4:3307".parse().unwrap()],
+            addrs: vec![
+                "10.1.2.3:3307".parse().unwrap(),
+                "10.1.2.4:3307".parse().unwrap(),
+            ],
             timeouts: Timeouts::default(),
             egress: EgressPolicy::allow_all(),
         }
@@ -197,7 +207,10 @@ mod tests {
 
     #[test]
     fn options_connect_to_resolved_addresses_and_verify_the_host_name() {
-        let cfg = ConnectionConfig { database: Some("shop".into()), ..Default::default() };
+        let cfg = ConnectionConfig {
+            database: Some("shop".into()),
+            ..Default::default()
+        };
         let o = MysqlOptions::new(&cfg, &creds()).unwrap();
         let opts = o.client_opts(&ctx(), None).unwrap();
         assert_eq!(opts.ip_or_hostname(), "db.example.com");
@@ -213,20 +226,39 @@ mod tests {
 
     #[test]
     fn tls_modes_become_ssl_options() {
-        let pem = "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUJ0k2\n-----END CERTIFICATE-----\n";
-        let mode = |m: SslMode| ConnectionConfig { ssl_mode: Some(m), ..Default::default() };
+        let pem =
+            "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUJ0k2\n-----END CERTIFICATE-----\n";
+        let mode = |m: SslMode| ConnectionConfig {
+            ssl_mode: Some(m),
+            ..Default::default()
+        };
         let o = MysqlOptions::new(&mode(SslMode::Require), &creds()).unwrap();
-        let ssl = o.client_opts(&ctx(), None).unwrap().ssl_opts().cloned().unwrap();
+        let ssl = o
+            .client_opts(&ctx(), None)
+            .unwrap()
+            .ssl_opts()
+            .cloned()
+            .unwrap();
         assert!(ssl.accept_invalid_certs());
 
         let o = MysqlOptions::new(&mode(SslMode::VerifyFull), &creds()).unwrap();
-        let ssl = o.client_opts(&ctx(), None).unwrap().ssl_opts().cloned().unwrap();
+        let ssl = o
+            .client_opts(&ctx(), None)
+            .unwrap()
+            .ssl_opts()
+            .cloned()
+            .unwrap();
         assert!(!ssl.accept_invalid_certs() && !ssl.skip_domain_validation());
         assert!(!ssl.disable_built_in_roots());
 
         let o = MysqlOptions::new(&mode(SslMode::VerifyCa), &creds()).unwrap();
         assert!(o.verify_chain_only());
-        let ssl = o.client_opts(&ctx(), Some("localhost")).unwrap().ssl_opts().cloned().unwrap();
+        let ssl = o
+            .client_opts(&ctx(), Some("localhost"))
+            .unwrap()
+            .ssl_opts()
+            .cloned()
+            .unwrap();
         assert!(!ssl.accept_invalid_certs());
         assert_eq!(ssl.tls_hostname_override(), Some("localhost"));
 
@@ -247,11 +279,25 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::InvalidConfiguration);
         assert!(err.message().contains("credentials.username"));
 
-        let long = ConnectionConfig { database: Some("d".repeat(65)), ..Default::default() };
-        assert_eq!(MysqlOptions::new(&long, &creds()).unwrap_err().context_value("field"), Some("database"));
-        let trailing = ConnectionConfig { database: Some("shop ".into()), ..Default::default() };
+        let long = ConnectionConfig {
+            database: Some("d".repeat(65)),
+            ..Default::default()
+        };
+        assert_eq!(
+            MysqlOptions::new(&long, &creds())
+                .unwrap_err()
+                .context_value("field"),
+            Some("database")
+        );
+        let trailing = ConnectionConfig {
+            database: Some("shop ".into()),
+            ..Default::default()
+        };
         assert!(MysqlOptions::new(&trailing, &creds()).is_err());
-        let unicode = ConnectionConfig { database: Some("données été".into()), ..Default::default() };
+        let unicode = ConnectionConfig {
+            database: Some("données été".into()),
+            ..Default::default()
+        };
         assert!(MysqlOptions::new(&unicode, &creds()).is_ok());
     }
 }

@@ -30,25 +30,35 @@ pub(crate) async fn connect(
     let endpoint = match (ctx.host.as_deref(), ctx.addrs.first()) {
         (Some(h), Some(a)) => format!("{h}:{}", a.port()),
         (None, Some(a)) => a.to_string(),
-        _ => return Err(ConnectorError::internal("no resolved address to connect to")),
+        _ => {
+            return Err(ConnectorError::internal(
+                "no resolved address to connect to",
+            ))
+        }
     };
     let what = format!("connecting to {endpoint}");
     let conn = with_timeout(opts.connect_timeout, &what, open(&opts, ctx, &what)).await?;
     Ok(MysqlConnection {
         conn: Some(conn),
+        user: opts.user,
         query_timeout: opts.query_timeout,
         schema: opts.schema,
         version: None,
     })
 }
 
-async fn open(opts: &MysqlOptions, ctx: &ConnectContext, what: &str) -> Result<Conn, ConnectorError> {
+async fn open(
+    opts: &MysqlOptions,
+    ctx: &ConnectContext,
+    what: &str,
+) -> Result<Conn, ConnectorError> {
     let err = match Conn::new(opts.client_opts(ctx, None)?).await {
         Ok(conn) => return Ok(conn),
         Err(e) => e,
     };
+    let user = Some(opts.user.as_str());
     if !opts.verify_chain_only() {
-        return Err(parse_error(err, what));
+        return Err(parse_error(err, what, user));
     }
     // verify-ca: the chain must verify, the host name need not match. mysql_async
     // has no hook for a custom certificate verifier and its own "skip domain
@@ -57,7 +67,9 @@ async fn open(opts: &MysqlOptions, ctx: &ConnectContext, what: &str) -> Result<C
     // against a name the certificate itself holds. The chain is verified in
     // full both times; an impostor needs a certificate from the same CA,
     // which is exactly what verify-ca accepts.
-    let Some(presented) = name_mismatch(&err) else { return Err(parse_error(err, what)) };
+    let Some(presented) = name_mismatch(&err) else {
+        return Err(parse_error(err, what, user));
+    };
     let Some(name) = presented.iter().find_map(|p| usable_tls_name(p)) else {
         return Err(ConnectorError::new(
             ErrorCode::SslHandshakeFailed,
@@ -70,7 +82,9 @@ async fn open(opts: &MysqlOptions, ctx: &ConnectContext, what: &str) -> Result<C
         .with_source(err));
     };
     tracing::debug!(tls_name = %name, "verify-ca: host name differs from the certificate; verifying the chain against a name it holds");
-    Conn::new(opts.client_opts(ctx, Some(&name))?).await.map_err(|e| parse_error(e, what))
+    Conn::new(opts.client_opts(ctx, Some(&name))?)
+        .await
+        .map_err(|e| parse_error(e, what, user))
 }
 
 /// The names a certificate holds, when a handshake failed only because the
@@ -78,7 +92,8 @@ async fn open(opts: &MysqlOptions, ctx: &ConnectContext, what: &str) -> Result<C
 fn name_mismatch(err: &mysql_async::Error) -> Option<Vec<String>> {
     match find_source::<rustls::Error>(err)? {
         rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
-            presented, ..
+            presented,
+            ..
         }) => Some(presented.clone()),
         rustls::Error::InvalidCertificate(CertificateError::NotValidForName) => Some(Vec::new()),
         _ => None,
@@ -89,14 +104,21 @@ fn name_mismatch(err: &mysql_async::Error) -> Option<Vec<String>> {
 /// `IpAddress(10.0.0.5)`) into a name to verify against. A wildcard becomes a
 /// concrete name under it.
 fn usable_tls_name(presented: &str) -> Option<String> {
-    if let Some(dns) = presented.strip_prefix("DnsName(\"").and_then(|r| r.strip_suffix("\")")) {
+    if let Some(dns) = presented
+        .strip_prefix("DnsName(\"")
+        .and_then(|r| r.strip_suffix("\")"))
+    {
         let name = match dns.strip_prefix("*.") {
             Some(rest) => format!("matih-verify-ca.{rest}"),
             None => dns.to_owned(),
         };
-        return rustls::pki_types::ServerName::try_from(name.as_str()).is_ok().then_some(name);
+        return rustls::pki_types::ServerName::try_from(name.as_str())
+            .is_ok()
+            .then_some(name);
     }
-    let ip = presented.strip_prefix("IpAddress(").and_then(|r| r.strip_suffix(')'))?;
+    let ip = presented
+        .strip_prefix("IpAddress(")
+        .and_then(|r| r.strip_suffix(')'))?;
     ip.parse::<IpAddr>().ok().map(|ip| ip.to_string())
 }
 
@@ -104,6 +126,8 @@ fn usable_tls_name(presented: &str) -> Option<String> {
 /// off mid-result leaves the protocol in an unknown state.
 pub(crate) struct MysqlConnection {
     conn: Option<Conn>,
+    /// The login name, masked in server messages.
+    user: String,
     query_timeout: Duration,
     /// The configured `schema`: discovery is limited to this database.
     pub(crate) schema: Option<String>,
@@ -130,7 +154,8 @@ impl MysqlConnection {
             if params.is_empty() {
                 conn.query::<Row, _>(sql).await
             } else {
-                conn.exec::<Row, _, _>(sql, Params::Positional(params)).await
+                conn.exec::<Row, _, _>(sql, Params::Positional(params))
+                    .await
             }
         };
         match tokio::time::timeout(self.query_timeout, work).await {
@@ -139,13 +164,16 @@ impl MysqlConnection {
                 if e.is_fatal() {
                     self.conn = None;
                 }
-                Err(parse_error(e, what))
+                Err(parse_error(e, what, Some(&self.user)))
             }
             Err(_) => {
                 self.conn = None;
                 Err(ConnectorError::new(
                     ErrorCode::Timeout,
-                    format!("{what} took longer than {} ms", self.query_timeout.as_millis()),
+                    format!(
+                        "{what} took longer than {} ms",
+                        self.query_timeout.as_millis()
+                    ),
                 ))
             }
         }
@@ -156,14 +184,19 @@ impl MysqlConnection {
         if let Some(v) = &self.version {
             return Ok(v.clone());
         }
-        let rows = self.rows("reading the server version", "SELECT VERSION()", Vec::new()).await?;
+        let rows = self
+            .rows("reading the server version", "SELECT VERSION()", Vec::new())
+            .await?;
         let version = rows
             .into_iter()
             .next()
             .and_then(|r| r.into_iter().next())
             .and_then(|v| text(&v))
             .ok_or_else(|| {
-                ConnectorError::new(ErrorCode::ProtocolError, "SELECT VERSION() returned no value")
+                ConnectorError::new(
+                    ErrorCode::ProtocolError,
+                    "SELECT VERSION() returned no value",
+                )
             })?;
         self.version = Some(version.clone());
         Ok(version)
@@ -238,10 +271,14 @@ impl Connection for MysqlConnection {
     }
 
     async fn close(mut self: Box<Self>) -> Result<(), ConnectorError> {
-        let Some(conn) = self.conn.take() else { return Ok(()) };
+        let Some(conn) = self.conn.take() else {
+            return Ok(());
+        };
         let limit = self.query_timeout.min(CLOSE_LIMIT);
         with_timeout(limit, "closing the connection", async {
-            conn.disconnect().await.map_err(|e| parse_error(e, "closing the connection"))
+            conn.disconnect()
+                .await
+                .map_err(|e| parse_error(e, "closing the connection", None))
         })
         .await
     }
@@ -256,7 +293,10 @@ mod tests {
         let cases = [
             ("DnsName(\"localhost\")", Some("localhost")),
             ("DnsName(\"db.example.com\")", Some("db.example.com")),
-            ("DnsName(\"*.db.example.com\")", Some("matih-verify-ca.db.example.com")),
+            (
+                "DnsName(\"*.db.example.com\")",
+                Some("matih-verify-ca.db.example.com"),
+            ),
             ("IpAddress(127.0.0.1)", Some("127.0.0.1")),
             ("IpAddress(2001:db8::1)", Some("2001:db8::1")),
             ("DirectoryName", None),
@@ -270,22 +310,34 @@ mod tests {
 
     #[test]
     fn name_mismatch_is_recognized_through_the_error_chain() {
-        let mismatch = rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
-            expected: rustls::pki_types::ServerName::try_from("127.0.0.1").unwrap().to_owned(),
-            presented: vec!["DnsName(\"localhost\")".into()],
-        });
+        let mismatch =
+            rustls::Error::InvalidCertificate(CertificateError::NotValidForNameContext {
+                expected: rustls::pki_types::ServerName::try_from("127.0.0.1")
+                    .unwrap()
+                    .to_owned(),
+                presented: vec!["DnsName(\"localhost\")".into()],
+            });
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, mismatch);
         let err = mysql_async::Error::Io(mysql_async::IoError::Io(io));
-        assert_eq!(name_mismatch(&err), Some(vec!["DnsName(\"localhost\")".to_owned()]));
+        assert_eq!(
+            name_mismatch(&err),
+            Some(vec!["DnsName(\"localhost\")".to_owned()])
+        );
 
         let issuer = rustls::Error::InvalidCertificate(CertificateError::UnknownIssuer);
         let io = std::io::Error::new(std::io::ErrorKind::InvalidData, issuer);
-        assert_eq!(name_mismatch(&mysql_async::Error::Io(mysql_async::IoError::Io(io))), None);
+        assert_eq!(
+            name_mismatch(&mysql_async::Error::Io(mysql_async::IoError::Io(io))),
+            None
+        );
     }
 
     #[test]
     fn versions_tell_the_default_style() {
-        assert_eq!(default_style("10.11.19-MariaDB-0+deb12u1"), DefaultStyle::Expression);
+        assert_eq!(
+            default_style("10.11.19-MariaDB-0+deb12u1"),
+            DefaultStyle::Expression
+        );
         assert_eq!(default_style("11.4.2-MariaDB"), DefaultStyle::Expression);
         assert_eq!(default_style("10.2.6-MariaDB"), DefaultStyle::Value);
         assert_eq!(default_style("10.1.48-MariaDB"), DefaultStyle::Value);
@@ -297,7 +349,10 @@ mod tests {
 
     #[test]
     fn values_read_from_either_protocol() {
-        assert_eq!(text(&Value::Bytes(b"orders".to_vec())).as_deref(), Some("orders"));
+        assert_eq!(
+            text(&Value::Bytes(b"orders".to_vec())).as_deref(),
+            Some("orders")
+        );
         assert_eq!(text(&Value::NULL), None);
         assert_eq!(unsigned(&Value::UInt(7)), Some(7));
         assert_eq!(unsigned(&Value::Int(7)), Some(7));

@@ -44,7 +44,11 @@ struct Where {
 
 impl Where {
     fn and(&mut self, condition: &str) {
-        self.sql.push_str(if self.sql.is_empty() { " WHERE " } else { " AND " });
+        self.sql.push_str(if self.sql.is_empty() {
+            " WHERE "
+        } else {
+            " AND "
+        });
         self.sql.push_str(condition);
     }
 
@@ -53,10 +57,14 @@ impl Where {
     fn names(&mut self, column: &str, filter: &NameFilter) {
         let col = exact(column);
         if !filter.include.is_empty() {
-            let alternatives: Vec<String> =
-                filter.include.iter().map(|_| format!("{col} LIKE ? {ESCAPE}")).collect();
+            let alternatives: Vec<String> = filter
+                .include
+                .iter()
+                .map(|_| format!("{col} LIKE ? {ESCAPE}"))
+                .collect();
             self.and(&format!("({})", alternatives.join(" OR ")));
-            self.params.extend(filter.include_like().into_iter().map(Value::from));
+            self.params
+                .extend(filter.include_like().into_iter().map(Value::from));
         }
         for pattern in filter.exclude_like() {
             self.and(&format!("NOT ({col} LIKE ? {ESCAPE})"));
@@ -76,17 +84,33 @@ impl Where {
         self.names(column, &req.schemas);
     }
 
-    fn tables(&mut self, schema_column: &str, table_column: &str, req: &DiscoveryRequest, only: Option<&str>) {
+    fn tables(
+        &mut self,
+        schema_column: &str,
+        table_column: &str,
+        req: &DiscoveryRequest,
+        only: Option<&str>,
+    ) {
         self.schemas(schema_column, req, only);
         self.names(table_column, &req.tables);
     }
 }
 
-fn schemas_query(req: &DiscoveryRequest, only: Option<&str>, limit_one: bool) -> (String, Vec<Value>) {
+fn schemas_query(
+    req: &DiscoveryRequest,
+    only: Option<&str>,
+    limit_one: bool,
+) -> (String, Vec<Value>) {
     let mut w = Where::default();
     w.schemas("SCHEMA_NAME", req, only);
     let limit = if limit_one { " LIMIT 1" } else { "" };
-    (format!("SELECT SCHEMA_NAME FROM information_schema.SCHEMATA{}{limit}", w.sql), w.params)
+    (
+        format!(
+            "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA{}{limit}",
+            w.sql
+        ),
+        w.params,
+    )
 }
 
 fn tables_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Value>) {
@@ -94,7 +118,11 @@ fn tables_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Valu
     w.tables("TABLE_SCHEMA", "TABLE_NAME", req, only);
     // The statistics columns make MariaDB open every table (not only its
     // definition); leave them out when they are not wanted.
-    let stats = if req.statistics { ", TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH" } else { "" };
+    let stats = if req.statistics {
+        ", TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH"
+    } else {
+        ""
+    };
     (
         format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COMMENT, CREATE_OPTIONS{stats} \
@@ -170,7 +198,10 @@ impl Cells {
 
     fn name(&self, i: usize, what: &str) -> Result<String, ConnectorError> {
         self.text(i).ok_or_else(|| {
-            ConnectorError::new(ErrorCode::ProtocolError, format!("{what}: a name column was NULL"))
+            ConnectorError::new(
+                ErrorCode::ProtocolError,
+                format!("{what}: a name column was NULL"),
+            )
         })
     }
 
@@ -183,15 +214,29 @@ impl Cells {
 /// database name under the same filters. A login that sees no database at all
 /// and holds no privilege beyond USAGE is PERMISSION_DENIED: discovery would
 /// only ever return nothing.
-pub(crate) async fn probe(conn: &mut MysqlConnection, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+pub(crate) async fn probe(
+    conn: &mut MysqlConnection,
+    req: &DiscoveryRequest,
+) -> Result<(), ConnectorError> {
     let only = conn.schema.clone();
     let (sql, params) = schemas_query(req, only.as_deref(), true);
-    if !conn.rows("listing databases", &sql, params).await?.is_empty() {
+    if !conn
+        .rows("listing databases", &sql, params)
+        .await?
+        .is_empty()
+    {
         return Ok(());
     }
-    let visible = DiscoveryRequest { include_system: req.include_system, ..Default::default() };
+    let visible = DiscoveryRequest {
+        include_system: req.include_system,
+        ..Default::default()
+    };
     let (sql, params) = schemas_query(&visible, None, true);
-    if !conn.rows("listing databases", &sql, params).await?.is_empty() {
+    if !conn
+        .rows("listing databases", &sql, params)
+        .await?
+        .is_empty()
+    {
         // Databases exist, the filters match none of them: an empty catalog is
         // the right answer, not a failure.
         return Ok(());
@@ -228,7 +273,14 @@ pub(crate) async fn discover(
     for row in conn.rows("listing databases", &sql, params).await? {
         let name = Cells(row).name(0, "listing databases")?;
         if req.schemas.matches(&name) {
-            schemas.insert(name.clone(), Schema { name, comment: None, tables: Vec::new() });
+            schemas.insert(
+                name.clone(),
+                Schema {
+                    name,
+                    comment: None,
+                    tables: Vec::new(),
+                },
+            );
         }
     }
     if req.depth == Depth::Schemas || schemas.is_empty() {
@@ -248,13 +300,16 @@ pub(crate) async fn discover(
         let kind = table_kind(&table_type, &c.text(5).unwrap_or_default());
         let mut t = Table::new(name.clone(), kind);
         // A view's TABLE_COMMENT is the word VIEW, not a comment.
-        t.comment = c.text(4).filter(|s| !s.is_empty() && kind != TableKind::View);
+        t.comment = c
+            .text(4)
+            .filter(|s| !s.is_empty() && kind != TableKind::View);
         if let Some(engine) = c.text(3) {
             t.properties.insert("engine".into(), engine.into());
         }
         if !matches!(table_type.as_str(), "BASE TABLE" | "VIEW" | "SYSTEM VIEW") {
             // SEQUENCE, SYSTEM VERSIONED, TEMPORARY…
-            t.properties.insert("tableType".into(), table_type.clone().into());
+            t.properties
+                .insert("tableType".into(), table_type.clone().into());
         }
         if req.statistics && matches!(kind, TableKind::Table | TableKind::Partitioned) {
             // InnoDB's TABLE_ROWS is an estimate from sampled pages; MyISAM's is exact.
@@ -281,7 +336,9 @@ pub(crate) async fn discover(
         if !tables.contains_key(&key) {
             continue;
         }
-        longtext_tables |= c.text(6).is_some_and(|t| t.eq_ignore_ascii_case("longtext"));
+        longtext_tables |= c
+            .text(6)
+            .is_some_and(|t| t.eq_ignore_ascii_case("longtext"));
         raw_columns.push((key, c));
     }
 
@@ -303,7 +360,10 @@ pub(crate) async fn discover(
         };
         let is_json = json_columns.contains(&(schema.clone(), table.clone(), name.clone()));
         let column = Column {
-            ordinal: c.unsigned(3).and_then(|o| u32::try_from(o).ok()).unwrap_or(0),
+            ordinal: c
+                .unsigned(3)
+                .and_then(|o| u32::try_from(o).ok())
+                .unwrap_or(0),
             data_type: normalize(native, is_json),
             native_type: column_type.clone(),
             nullable: c.text(5).is_some_and(|n| n.eq_ignore_ascii_case("YES")),
@@ -325,9 +385,14 @@ pub(crate) async fn discover(
     let mut keys: HashMap<(String, String), Vec<(u64, String)>> = HashMap::new();
     for row in conn.rows("listing primary keys", &sql, params).await? {
         let c = Cells(row);
-        let key = (c.name(0, "listing primary keys")?, c.name(1, "listing primary keys")?);
+        let key = (
+            c.name(0, "listing primary keys")?,
+            c.name(1, "listing primary keys")?,
+        );
         let column = c.name(2, "listing primary keys")?;
-        keys.entry(key).or_default().push((c.unsigned(3).unwrap_or(0), column));
+        keys.entry(key)
+            .or_default()
+            .push((c.unsigned(3).unwrap_or(0), column));
     }
     for (key, mut columns) in keys {
         if let Some(t) = tables.get_mut(&key) {
@@ -349,7 +414,8 @@ async fn json_columns(
     let mut out = HashSet::new();
     for row in conn.rows("listing JSON checks", &sql, params).await? {
         let c = Cells(row);
-        let (Some(schema), Some(table), Some(name), Some(clause)) = (c.text(0), c.text(1), c.text(2), c.text(3))
+        let (Some(schema), Some(table), Some(name), Some(clause)) =
+            (c.text(0), c.text(1), c.text(2), c.text(3))
         else {
             continue;
         };
@@ -361,13 +427,18 @@ async fn json_columns(
     Ok(out)
 }
 
-fn finish(mut schemas: BTreeMap<String, Schema>, tables: HashMap<(String, String), Table>) -> Catalog {
+fn finish(
+    mut schemas: BTreeMap<String, Schema>,
+    tables: HashMap<(String, String), Table>,
+) -> Catalog {
     for ((schema, _), table) in tables {
         if let Some(s) = schemas.get_mut(&schema) {
             s.tables.push(table);
         }
     }
-    let mut catalog = Catalog { schemas: schemas.into_values().collect() };
+    let mut catalog = Catalog {
+        schemas: schemas.into_values().collect(),
+    };
     catalog.sort();
     catalog
 }
@@ -378,8 +449,14 @@ mod tests {
 
     fn req(schemas: &[&str], exclude_tables: &[&str]) -> DiscoveryRequest {
         DiscoveryRequest {
-            schemas: NameFilter { include: schemas.iter().map(|s| s.to_string()).collect(), exclude: vec![] },
-            tables: NameFilter { include: vec![], exclude: exclude_tables.iter().map(|s| s.to_string()).collect() },
+            schemas: NameFilter {
+                include: schemas.iter().map(|s| s.to_string()).collect(),
+                exclude: vec![],
+            },
+            tables: NameFilter {
+                include: vec![],
+                exclude: exclude_tables.iter().map(|s| s.to_string()).collect(),
+            },
             ..Default::default()
         }
     }
@@ -393,20 +470,31 @@ mod tests {
         assert_eq!(sql.matches('?').count(), params.len());
         assert_eq!(
             params,
-            vec![Value::from("sales\\_%"), Value::from(hostile), Value::from("tmp_")]
+            vec![
+                Value::from("sales\\_%"),
+                Value::from(hostile),
+                Value::from("tmp_")
+            ]
         );
         assert!(sql.contains(
             "(CONVERT(TABLE_SCHEMA USING utf8mb4) COLLATE utf8mb4_bin LIKE ? ESCAPE CHAR(92 USING utf8mb4) OR \
              CONVERT(TABLE_SCHEMA USING utf8mb4) COLLATE utf8mb4_bin LIKE ? ESCAPE CHAR(92 USING utf8mb4))"
         ), "{sql}");
-        assert!(sql.contains("NOT (CONVERT(TABLE_NAME USING utf8mb4) COLLATE utf8mb4_bin LIKE ?"), "{sql}");
+        assert!(
+            sql.contains("NOT (CONVERT(TABLE_NAME USING utf8mb4) COLLATE utf8mb4_bin LIKE ?"),
+            "{sql}"
+        );
         assert!(sql.contains("NOT IN ('information_schema', 'mysql', 'performance_schema', 'sys')"));
         assert!(sql.contains(", TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH"));
     }
 
     #[test]
     fn system_schemas_and_statistics_follow_the_request() {
-        let mut r = DiscoveryRequest { include_system: true, statistics: false, ..Default::default() };
+        let mut r = DiscoveryRequest {
+            include_system: true,
+            statistics: false,
+            ..Default::default()
+        };
         let (sql, params) = tables_query(&r, None);
         assert!(!sql.contains("WHERE"), "{sql}");
         assert!(params.is_empty());
@@ -435,8 +523,14 @@ mod tests {
     #[test]
     fn table_kinds() {
         assert_eq!(table_kind("BASE TABLE", ""), TableKind::Table);
-        assert_eq!(table_kind("BASE TABLE", "partitioned"), TableKind::Partitioned);
-        assert_eq!(table_kind("BASE TABLE", "row_format=DYNAMIC partitioned"), TableKind::Partitioned);
+        assert_eq!(
+            table_kind("BASE TABLE", "partitioned"),
+            TableKind::Partitioned
+        );
+        assert_eq!(
+            table_kind("BASE TABLE", "row_format=DYNAMIC partitioned"),
+            TableKind::Partitioned
+        );
         assert_eq!(table_kind("VIEW", ""), TableKind::View);
         assert_eq!(table_kind("SYSTEM VIEW", ""), TableKind::SystemView);
         assert_eq!(table_kind("SEQUENCE", ""), TableKind::Table);

@@ -6,10 +6,42 @@ use std::error::Error as StdError;
 
 use matih_connector_core::{find_source, tls, ConnectorError, ErrorCode};
 use mysql_async::{DriverError, IoError, ServerError, TlsError};
+use mysql_common::proto::codec::error::PacketCodecError;
 
 /// Maps a mysql_async error, keeping it as the source. `what` says what we were
-/// doing ("connecting to 127.0.0.1:3306", "listing columns").
-pub(crate) fn parse_error(err: mysql_async::Error, what: &str) -> ConnectorError {
+/// doing ("connecting to 127.0.0.1:3306", "listing columns"). `user` is the
+/// login name, a credential: server messages name it ("Access denied for user
+/// 'x'@'h'"), so it is masked in the message and in the kept source alike.
+pub(crate) fn parse_error(
+    err: mysql_async::Error,
+    what: &str,
+    user: Option<&str>,
+) -> ConnectorError {
+    match err {
+        mysql_async::Error::Server(mut server) => {
+            if let Some(user) = user {
+                server.message = mask_user(&server.message, user);
+            }
+            server_error(&server, what).with_source(mysql_async::Error::Server(server))
+        }
+        err => parse_other(err, what),
+    }
+}
+
+/// Masks a login name where MySQL and MariaDB messages put it: quoted
+/// (`'x'@'h'`, `'x'`) or after "User " (max_user_connections).
+fn mask_user(message: &str, user: &str) -> String {
+    if user.is_empty() {
+        return message.to_owned();
+    }
+    message
+        .replace(&format!("'{user}'"), "'***'")
+        .replace(&format!("\"{user}\""), "\"***\"")
+        .replace(&format!("`{user}`"), "`***`")
+        .replace(&format!("User {user} "), "User *** ")
+}
+
+fn parse_other(err: mysql_async::Error, what: &str) -> ConnectorError {
     match &err {
         mysql_async::Error::Server(server) => server_error(server, what).with_source(err),
         mysql_async::Error::Driver(driver) => {
@@ -22,23 +54,40 @@ pub(crate) fn parse_error(err: mysql_async::Error, what: &str) -> ConnectorError
         )
         .with_context("field", "host")
         .with_source(err),
-        mysql_async::Error::Io(IoError::Tls(TlsError::Pem(e))) => {
-            ConnectorError::invalid_config("sslCaPem", format!("{what}: sslCaPem is not valid PEM: {e}"))
-                .with_source(err)
-        }
-        mysql_async::Error::Io(IoError::Tls(TlsError::VerifierBuilderError(e))) => {
-            ConnectorError::invalid_config("sslCaPem", format!("{what}: unusable CA certificate: {e}"))
-                .with_source(err)
-        }
-        mysql_async::Error::Url(e) => ConnectorError::new(
-            ErrorCode::InvalidConfiguration,
-            format!("{what}: {e}"),
+        mysql_async::Error::Io(IoError::Tls(TlsError::Pem(e))) => ConnectorError::invalid_config(
+            "sslCaPem",
+            format!("{what}: sslCaPem is not valid PEM: {e}"),
         )
         .with_source(err),
+        mysql_async::Error::Io(IoError::Tls(TlsError::VerifierBuilderError(e))) => {
+            ConnectorError::invalid_config(
+                "sslCaPem",
+                format!("{what}: unusable CA certificate: {e}"),
+            )
+            .with_source(err)
+        }
+        mysql_async::Error::Url(e) => {
+            ConnectorError::new(ErrorCode::InvalidConfiguration, format!("{what}: {e}"))
+                .with_source(err)
+        }
         mysql_async::Error::Io(_) | mysql_async::Error::Other(_) => {
             if let Some(tls_err) = tls::tls_error(&err) {
-                return ConnectorError::new(ErrorCode::SslHandshakeFailed, format!("{what}: {}", tls_err.message()))
+                return ConnectorError::new(
+                    ErrorCode::SslHandshakeFailed,
+                    format!("{what}: {}", tls_err.message()),
+                )
+                .with_source(err);
+            }
+            if let Some(codec) = find_source::<PacketCodecError>(&err) {
+                if !matches!(codec, PacketCodecError::Io(_)) {
+                    // What a peer that does not speak the MySQL protocol causes:
+                    // its first bytes read as an absurd packet length.
+                    return ConnectorError::new(
+                        ErrorCode::ProtocolError,
+                        format!("{what}: the server does not answer like a MySQL server: {codec}"),
+                    )
                     .with_source(err);
+                }
             }
             let code = match find_source::<std::io::Error>(&err) {
                 Some(io) => ErrorCode::from_io_kind(io.kind()),
@@ -151,7 +200,11 @@ mod tests {
     use std::io;
 
     fn server(code: u16, state: &str, message: &str) -> mysql_async::Error {
-        mysql_async::Error::Server(ServerError { code, message: message.into(), state: state.into() })
+        mysql_async::Error::Server(ServerError {
+            code,
+            message: message.into(),
+            state: state.into(),
+        })
     }
 
     /// Payloads as MariaDB 10.11 and MySQL 8 send them.
@@ -194,29 +247,87 @@ mod tests {
             (1064, "42000", "You have an error in your SQL syntax", ErrorCode::SourceError),
         ];
         for (errno, state, message, want) in cases {
-            let err = parse_error(server(errno, state, message), "connecting to db:3306");
+            let err = parse_error(server(errno, state, message), "connecting to db:3306", None);
             assert_eq!(err.code(), want, "{errno} {message}");
-            assert_eq!(err.context_value("mysqlErrno"), Some(errno.to_string().as_str()));
+            assert_eq!(
+                err.context_value("mysqlErrno"),
+                Some(errno.to_string().as_str())
+            );
             assert_eq!(err.context_value("sqlstate"), Some(state));
-            assert!(err.message().starts_with("connecting to db:3306: "), "{}", err.message());
+            assert!(
+                err.message().starts_with("connecting to db:3306: "),
+                "{}",
+                err.message()
+            );
             assert!(err.message().contains(message));
             assert!(err.source().is_some(), "source kept");
         }
     }
 
     #[test]
+    fn the_login_name_is_masked_in_message_and_source() {
+        let cases = [
+            (
+                1045,
+                "Access denied for user 'reader7'@'10.0.0.1' (using password: YES)",
+            ),
+            (
+                1044,
+                "Access denied for user 'reader7'@'%' to database 'reader7_db'",
+            ),
+            (
+                1142,
+                "SELECT command denied to user 'reader7'@'10.0.0.1' for table `db`.`t`",
+            ),
+            (
+                1203,
+                "User reader7 already has more than 'max_user_connections' active connections",
+            ),
+            (
+                1226,
+                "User 'reader7' has exceeded the 'max_questions' resource (current value: 10)",
+            ),
+        ];
+        for (errno, message) in cases {
+            let err = parse_error(
+                server(errno, "42000", message),
+                "connecting",
+                Some("reader7"),
+            );
+            let shown = format!("{err} {err:?} {}", err.source().unwrap());
+            assert!(
+                !shown.replace("reader7_db", "").contains("reader7"),
+                "{shown}"
+            );
+            assert!(err.message().contains("***"), "{}", err.message());
+        }
+        // Database names that merely start with the user name are kept.
+        let err = parse_error(
+            server(1044, "42000", cases[1].1),
+            "connecting",
+            Some("reader7"),
+        );
+        assert!(err.message().contains("'reader7_db'"));
+    }
+
+    #[test]
     fn retryability_follows_the_cause() {
-        assert!(parse_error(server(1040, "08004", "Too many connections"), "x").is_retryable());
-        assert!(parse_error(server(2013, "HY000", "Lost connection"), "x").is_retryable());
-        assert!(!parse_error(server(1045, "28000", "Access denied"), "x").is_retryable());
-        assert!(!parse_error(server(1129, "HY000", "Host is blocked"), "x").is_retryable());
-        assert!(!parse_error(server(4150, "HY000", "User is blocked"), "x").is_retryable());
+        assert!(
+            parse_error(server(1040, "08004", "Too many connections"), "x", None).is_retryable()
+        );
+        assert!(parse_error(server(2013, "HY000", "Lost connection"), "x", None).is_retryable());
+        assert!(!parse_error(server(1045, "28000", "Access denied"), "x", None).is_retryable());
+        assert!(!parse_error(server(1129, "HY000", "Host is blocked"), "x", None).is_retryable());
+        assert!(!parse_error(server(4150, "HY000", "User is blocked"), "x", None).is_retryable());
     }
 
     #[test]
     fn io_errors_map_by_kind() {
         let cases = [
-            (io::ErrorKind::ConnectionRefused, ErrorCode::ConnectionRefused),
+            (
+                io::ErrorKind::ConnectionRefused,
+                ErrorCode::ConnectionRefused,
+            ),
             (io::ErrorKind::ConnectionReset, ErrorCode::ConnectionClosed),
             (io::ErrorKind::UnexpectedEof, ErrorCode::ConnectionClosed),
             (io::ErrorKind::BrokenPipe, ErrorCode::ConnectionClosed),
@@ -224,10 +335,26 @@ mod tests {
         ];
         for (kind, want) in cases {
             let err = mysql_async::Error::Io(IoError::Io(io::Error::from(kind)));
-            let mapped = parse_error(err, "connecting");
+            let mapped = parse_error(err, "connecting", None);
             assert_eq!(mapped.code(), want, "{kind:?}");
             assert!(mapped.source().is_some());
         }
+    }
+
+    #[test]
+    fn garbage_from_the_server_is_a_protocol_error() {
+        for codec in [
+            PacketCodecError::PacketTooLarge,
+            PacketCodecError::PacketsOutOfSync,
+        ] {
+            let err = parse_error(codec.into(), "connecting", None);
+            assert_eq!(err.code(), ErrorCode::ProtocolError, "{err}");
+        }
+        let io = PacketCodecError::Io(io::Error::from(io::ErrorKind::UnexpectedEof));
+        assert_eq!(
+            parse_error(io.into(), "connecting", None).code(),
+            ErrorCode::ConnectionClosed
+        );
     }
 
     #[test]
@@ -236,14 +363,22 @@ mod tests {
             rustls::Error::InvalidCertificate(rustls::CertificateError::UnknownIssuer);
         // As tokio-rustls reports a failed handshake: inside an I/O error.
         let io = io::Error::new(io::ErrorKind::InvalidData, unknown_issuer.clone());
-        let err = parse_error(mysql_async::Error::Io(IoError::Io(io)), "connecting");
+        let err = parse_error(mysql_async::Error::Io(IoError::Io(io)), "connecting", None);
         assert_eq!(err.code(), ErrorCode::SslHandshakeFailed);
-        assert!(err.message().contains("invalid peer certificate"), "{}", err.message());
+        assert!(
+            err.message().contains("invalid peer certificate"),
+            "{}",
+            err.message()
+        );
         // As mysql_async reports its own TLS set-up failures.
-        let err = parse_error(unknown_issuer.into(), "connecting");
+        let err = parse_error(unknown_issuer.into(), "connecting", None);
         assert_eq!(err.code(), ErrorCode::SslHandshakeFailed);
 
-        let err = parse_error(DriverError::NoClientSslFlagFromServer.into(), "connecting");
+        let err = parse_error(
+            DriverError::NoClientSslFlagFromServer.into(),
+            "connecting",
+            None,
+        );
         assert_eq!(err.code(), ErrorCode::SslHandshakeFailed);
     }
 
@@ -252,13 +387,28 @@ mod tests {
         let cases = [
             (DriverError::ConnectionClosed, ErrorCode::ConnectionClosed),
             (DriverError::PacketOutOfOrder, ErrorCode::ProtocolError),
-            (DriverError::UnexpectedPacket { payload: vec![0xff] }, ErrorCode::ProtocolError),
-            (DriverError::UnknownAuthPlugin { name: "auth_gssapi_client".into() }, ErrorCode::Unsupported),
-            (DriverError::CantParseServerVersion { version_string: "?".into() }, ErrorCode::ProtocolError),
+            (
+                DriverError::UnexpectedPacket {
+                    payload: vec![0xff],
+                },
+                ErrorCode::ProtocolError,
+            ),
+            (
+                DriverError::UnknownAuthPlugin {
+                    name: "auth_gssapi_client".into(),
+                },
+                ErrorCode::Unsupported,
+            ),
+            (
+                DriverError::CantParseServerVersion {
+                    version_string: "?".into(),
+                },
+                ErrorCode::ProtocolError,
+            ),
         ];
         for (driver, want) in cases {
             let text = driver.to_string();
-            let err = parse_error(driver.into(), "connecting");
+            let err = parse_error(driver.into(), "connecting", None);
             assert_eq!(err.code(), want, "{text}");
             assert!(err.message().contains(&text));
         }

@@ -55,7 +55,10 @@ impl MysqlDriver {
                 default_port: Some(DEFAULT_PORT),
                 credential_keys: vec![
                     Key::required(CRED_USERNAME, "User name to log in with"),
-                    Key::optional(CRED_PASSWORD, "Password (mysql_native_password or caching_sha2_password)"),
+                    Key::optional(
+                        CRED_PASSWORD,
+                        "Password (mysql_native_password or caching_sha2_password)",
+                    ),
                 ],
                 metadata_keys: Vec::new(),
                 capabilities: Capabilities {
@@ -112,14 +115,23 @@ mod tests {
         let d = MysqlDriver::default();
         assert_eq!(d.descriptor().connector_type, ConnectorType::Mysql);
         assert_eq!(d.descriptor().default_port, Some(3306));
-        let cfg = ConnectionConfig { host: Some("db".into()), ..Default::default() };
-        let creds = Credentials::new().with("username", "u").with("password", "p");
+        let cfg = ConnectionConfig {
+            host: Some("db".into()),
+            ..Default::default()
+        };
+        let creds = Credentials::new()
+            .with("username", "u")
+            .with("password", "p");
         d.validate(&cfg, &creds).unwrap();
         assert_eq!(d.endpoint(&cfg).unwrap(), Some(("db".to_owned(), 3306)));
 
-        let err = d.validate(&cfg, &creds.clone().with("token", "x")).unwrap_err();
+        let err = d
+            .validate(&cfg, &creds.clone().with("token", "x"))
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidConfiguration);
-        let err = d.validate(&ConnectionConfig::default(), &creds).unwrap_err();
+        let err = d
+            .validate(&ConnectionConfig::default(), &creds)
+            .unwrap_err();
         assert_eq!(err.context_value("field"), Some("host"));
         let mut with_meta = cfg.clone();
         with_meta.metadata.insert("warehouse".into(), "x".into());

@@ -40,7 +40,10 @@ pub(crate) fn normalize(t: NativeType<'_>, json_checked: bool) -> DataType {
         "float" => DataType::Float32,
         "double" | "double precision" | "real" => DataType::Float64,
         "decimal" | "numeric" | "dec" | "fixed" => decimal(t),
-        "bit" => match type_args(&column_type).first().and_then(|a| a.parse::<u32>().ok()) {
+        "bit" => match type_args(&column_type)
+            .first()
+            .and_then(|a| a.parse::<u32>().ok())
+        {
             None | Some(1) => DataType::Boolean,
             Some(_) => DataType::Binary,
         },
@@ -83,15 +86,25 @@ fn decimal(t: NativeType<'_>) -> DataType {
     match (precision, scale) {
         // DECIMAL alone means DECIMAL(10,0).
         (None, None) => DataType::decimal(10, 0),
-        (p, s) => DataType::Decimal { precision: p, scale: s.or(Some(0)) },
+        (p, s) => DataType::Decimal {
+            precision: p,
+            scale: s.or(Some(0)),
+        },
     }
 }
 
 /// The comma-separated arguments of `name(a,b) …`, trimmed.
 fn type_args(column_type: &str) -> Vec<&str> {
-    let Some(open) = column_type.find('(') else { return Vec::new() };
-    let Some(close) = column_type[open..].find(')') else { return Vec::new() };
-    column_type[open + 1..open + close].split(',').map(str::trim).collect()
+    let Some(open) = column_type.find('(') else {
+        return Vec::new();
+    };
+    let Some(close) = column_type[open..].find(')') else {
+        return Vec::new();
+    };
+    column_type[open + 1..open + close]
+        .split(',')
+        .map(str::trim)
+        .collect()
 }
 
 /// How a server spells `COLUMN_DEFAULT`.
@@ -144,8 +157,19 @@ pub(crate) fn normalize_default(
 fn is_numeric(data_type: &str) -> bool {
     matches!(
         data_type,
-        "tinyint" | "smallint" | "mediumint" | "int" | "integer" | "bigint" | "decimal"
-            | "numeric" | "float" | "double" | "real" | "bit" | "year"
+        "tinyint"
+            | "smallint"
+            | "mediumint"
+            | "int"
+            | "integer"
+            | "bigint"
+            | "decimal"
+            | "numeric"
+            | "float"
+            | "double"
+            | "real"
+            | "bit"
+            | "year"
     )
 }
 
@@ -173,7 +197,12 @@ mod tests {
     use super::*;
 
     fn t<'a>(data_type: &'a str, column_type: &'a str) -> NativeType<'a> {
-        NativeType { data_type, column_type, numeric_precision: None, numeric_scale: None }
+        NativeType {
+            data_type,
+            column_type,
+            numeric_precision: None,
+            numeric_scale: None,
+        }
     }
 
     #[test]
@@ -251,9 +280,15 @@ mod tests {
     #[test]
     fn mariadb_json_is_longtext_with_a_json_valid_check() {
         assert_eq!(normalize(t("longtext", "longtext"), true), DataType::Json);
-        assert_eq!(normalize(t("longtext", "longtext"), false), DataType::String);
+        assert_eq!(
+            normalize(t("longtext", "longtext"), false),
+            DataType::String
+        );
         // A json_valid() check on another type does not make it json.
-        assert_eq!(normalize(t("varchar", "varchar(100)"), true), DataType::String);
+        assert_eq!(
+            normalize(t("varchar", "varchar(100)"), true),
+            DataType::String
+        );
     }
 
     #[test]
@@ -265,7 +300,10 @@ mod tests {
             numeric_scale: Some(4),
         };
         assert_eq!(normalize(n, false), DataType::decimal(12, 4));
-        assert_eq!(normalize(t("decimal", "decimal"), false), DataType::decimal(10, 0));
+        assert_eq!(
+            normalize(t("decimal", "decimal"), false),
+            DataType::decimal(10, 0)
+        );
     }
 
     #[test]
@@ -280,12 +318,20 @@ mod tests {
             (Some("'it''s'"), "varchar", Some("'it''s'")),
             (Some("42"), "int", Some("42")),
             (Some("-1.50"), "decimal", Some("-1.50")),
-            (Some("current_timestamp()"), "timestamp", Some("current_timestamp()")),
+            (
+                Some("current_timestamp()"),
+                "timestamp",
+                Some("current_timestamp()"),
+            ),
             (Some("(1 + 1)"), "int", Some("(1 + 1)")),
             (Some("b'1'"), "bit", Some("b'1'")),
         ];
         for (raw, data_type, want) in cases {
-            assert_eq!(normalize_default(*raw, E, data_type, "").as_deref(), *want, "{raw:?}");
+            assert_eq!(
+                normalize_default(*raw, E, data_type, "").as_deref(),
+                *want,
+                "{raw:?}"
+            );
         }
     }
 
@@ -301,17 +347,41 @@ mod tests {
             (Some("a\\b"), "varchar", "", Some("'a\\\\b'")),
             (Some("42"), "int", "", Some("42")),
             (Some("-1.50"), "decimal", "", Some("-1.50")),
-            (Some("2024-01-01 00:00:00"), "datetime", "", Some("'2024-01-01 00:00:00'")),
-            (Some("CURRENT_TIMESTAMP"), "timestamp", "DEFAULT_GENERATED", Some("CURRENT_TIMESTAMP")),
+            (
+                Some("2024-01-01 00:00:00"),
+                "datetime",
+                "",
+                Some("'2024-01-01 00:00:00'"),
+            ),
+            (
+                Some("CURRENT_TIMESTAMP"),
+                "timestamp",
+                "DEFAULT_GENERATED",
+                Some("CURRENT_TIMESTAMP"),
+            ),
             // MySQL 5.7 has no DEFAULT_GENERATED marker.
-            (Some("CURRENT_TIMESTAMP(6)"), "datetime", "", Some("CURRENT_TIMESTAMP(6)")),
+            (
+                Some("CURRENT_TIMESTAMP(6)"),
+                "datetime",
+                "",
+                Some("CURRENT_TIMESTAMP(6)"),
+            ),
             (Some("(1 + 1)"), "int", "DEFAULT_GENERATED", Some("(1 + 1)")),
-            (Some("uuid()"), "varchar", "DEFAULT_GENERATED", Some("uuid()")),
+            (
+                Some("uuid()"),
+                "varchar",
+                "DEFAULT_GENERATED",
+                Some("uuid()"),
+            ),
             (Some("b'1'"), "bit", "", Some("b'1'")),
             (Some("medium"), "enum", "", Some("'medium'")),
         ];
         for (raw, data_type, extra, want) in cases {
-            assert_eq!(normalize_default(*raw, V, data_type, extra).as_deref(), *want, "{raw:?}");
+            assert_eq!(
+                normalize_default(*raw, V, data_type, extra).as_deref(),
+                *want,
+                "{raw:?}"
+            );
         }
     }
 }
