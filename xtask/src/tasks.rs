@@ -195,20 +195,11 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
             .collect::<Result<_>>()?
     };
     let present = workspace_packages()?;
-    let mut rows = Vec::new();
-    let mut runnable = Vec::new();
-    for d in selected {
-        if present.contains(d.package) {
-            runnable.push(d);
-        } else {
-            rows.push(Row {
-                name: d.name.into(),
-                result: "absent (not in the workspace)".into(),
-                duration: Duration::ZERO,
-                ok: true,
-            });
-        }
-    }
+    let runnable: Vec<&DriverEntry> = selected
+        .iter()
+        .copied()
+        .filter(|d| present.contains(d.package))
+        .collect();
     let mut needed: Vec<String> = Vec::new();
     for d in &runnable {
         for f in d.fixtures {
@@ -227,7 +218,17 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
     };
     let vars = session.as_ref().map(|s| s.vars.clone()).unwrap_or_default();
     say!("fixtures ready in {}", secs(t.elapsed()));
-    for d in runnable {
+    let mut rows = Vec::new();
+    for d in selected {
+        if !present.contains(d.package) {
+            rows.push(Row {
+                name: d.name.into(),
+                result: "absent (not in the workspace)".into(),
+                duration: Duration::ZERO,
+                ok: true,
+            });
+            continue;
+        }
         say!("cargo test -p {}", d.package);
         let t = Instant::now();
         let status = cargo_with(&vars, true)
