@@ -102,7 +102,8 @@ impl AppState {
     /// Opens the stores a configuration names, with every compiled driver.
     pub async fn from_config(c: &Config) -> anyhow::Result<Self> {
         matih_connector_core::tls::install_default_provider();
-        std::fs::create_dir_all(&c.data_dir).with_context(|| format!("creating {}", c.data_dir.display()))?;
+        std::fs::create_dir_all(&c.data_dir)
+            .with_context(|| format!("creating {}", c.data_dir.display()))?;
         let store = crate::store::open(&c.database_url()).await?;
         let secrets: Arc<dyn SecretStore> = match c.secret_store {
             SecretStoreKind::Local => {
@@ -113,7 +114,11 @@ impl AppState {
                 Arc::new(LocalSecretStore::new(c.data_dir.join("secrets"), key)?)
             }
             SecretStoreKind::Kubernetes => Arc::new(
-                KubernetesSecretStore::connect(c.kube_api_url.as_deref(), c.kube_token_file.as_deref()).await?,
+                KubernetesSecretStore::connect(
+                    c.kube_api_url.as_deref(),
+                    c.kube_token_file.as_deref(),
+                )
+                .await?,
             ),
         };
         let rs256 = match &c.jwt_public_key_file {
@@ -145,7 +150,10 @@ async fn healthz() -> impl IntoResponse {
 async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
     let check = tokio::time::timeout(Duration::from_secs(2), state.store.ping()).await;
     match check {
-        Ok(Ok(())) => (StatusCode::OK, Json(json!({ "status": "ready", "metadataStore": state.store.backend() }))),
+        Ok(Ok(())) => (
+            StatusCode::OK,
+            Json(json!({ "status": "ready", "metadataStore": state.store.backend() })),
+        ),
         _ => (
             StatusCode::SERVICE_UNAVAILABLE,
             Json(json!({ "code": "NOT_READY", "message": "the metadata store is not answering" })),
@@ -158,7 +166,11 @@ async fn not_found() -> AppError {
 }
 
 async fn method_not_allowed() -> AppError {
-    AppError::new(StatusCode::METHOD_NOT_ALLOWED, "METHOD_NOT_ALLOWED", "method not allowed on this route")
+    AppError::new(
+        StatusCode::METHOD_NOT_ALLOWED,
+        "METHOD_NOT_ALLOWED",
+        "method not allowed on this route",
+    )
 }
 
 /// The whole HTTP surface.
@@ -173,7 +185,10 @@ pub fn app(state: AppState) -> Router {
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
         .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(state.clone(), crate::metrics::track))
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::metrics::track,
+        ))
         .layer(tower_http::trace::TraceLayer::new_for_http())
         .with_state(state)
 }

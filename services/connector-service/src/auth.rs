@@ -50,7 +50,9 @@ impl Claims {
     pub fn require_platform_admin(&self) -> Result<(), AppError> {
         match self.role {
             Role::PlatformAdmin => Ok(()),
-            Role::TenantAdmin => Err(AppError::forbidden("this operation needs a platform admin token")),
+            Role::TenantAdmin => Err(AppError::forbidden(
+                "this operation needs a platform admin token",
+            )),
         }
     }
 }
@@ -62,18 +64,29 @@ pub struct Verifier {
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_list().entries(self.keys.iter().map(|(a, _)| a)).finish()
+        f.debug_list()
+            .entries(self.keys.iter().map(|(a, _)| a))
+            .finish()
     }
 }
 
 impl Verifier {
-    pub fn new(hs256_secret: Option<&[u8]>, rs256_public_pem: Option<&[u8]>) -> anyhow::Result<Self> {
+    pub fn new(
+        hs256_secret: Option<&[u8]>,
+        rs256_public_pem: Option<&[u8]>,
+    ) -> anyhow::Result<Self> {
         let mut keys = Vec::new();
         if let Some(pem) = rs256_public_pem {
-            keys.push((Algorithm::RS256, DecodingKey::from_rsa_pem(pem).context("reading the RS256 public key")?));
+            keys.push((
+                Algorithm::RS256,
+                DecodingKey::from_rsa_pem(pem).context("reading the RS256 public key")?,
+            ));
         }
         if let Some(secret) = hs256_secret {
-            anyhow::ensure!(secret.len() >= 32, "the HS256 secret must be at least 32 bytes");
+            anyhow::ensure!(
+                secret.len() >= 32,
+                "the HS256 secret must be at least 32 bytes"
+            );
             keys.push((Algorithm::HS256, DecodingKey::from_secret(secret)));
         }
         anyhow::ensure!(!keys.is_empty(), "no JWT key configured");
@@ -89,28 +102,49 @@ impl Verifier {
         let mut v = Validation::new(*alg);
         v.set_required_spec_claims(&["exp", "sub"]);
         v.leeway = 30;
-        jsonwebtoken::decode::<Claims>(token, key, &v).map(|d| d.claims).map_err(|e| {
-            use jsonwebtoken::errors::ErrorKind;
-            AppError::unauthorized(match e.kind() {
-                ErrorKind::ExpiredSignature => "token expired",
-                ErrorKind::InvalidSignature => "token signature invalid",
-                _ => "token invalid",
+        jsonwebtoken::decode::<Claims>(token, key, &v)
+            .map(|d| d.claims)
+            .map_err(|e| {
+                use jsonwebtoken::errors::ErrorKind;
+                AppError::unauthorized(match e.kind() {
+                    ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::InvalidSignature => "token signature invalid",
+                    _ => "token invalid",
+                })
             })
-        })
     }
 }
 
 /// Signs an HS256 token (the `mint-token` subcommand and tests).
-pub fn mint_hs256(secret: &[u8], role: Role, tenant_id: Option<Uuid>, sub: &str, ttl_secs: i64) -> String {
+pub fn mint_hs256(
+    secret: &[u8],
+    role: Role,
+    tenant_id: Option<Uuid>,
+    sub: &str,
+    ttl_secs: i64,
+) -> String {
     let now = chrono::Utc::now().timestamp();
-    let claims = Claims { sub: sub.to_owned(), role, tenant_id, exp: now + ttl_secs, iat: now };
-    jsonwebtoken::encode(&Header::new(Algorithm::HS256), &claims, &EncodingKey::from_secret(secret))
-        .expect("HS256 signing with an in-memory key cannot fail")
+    let claims = Claims {
+        sub: sub.to_owned(),
+        role,
+        tenant_id,
+        exp: now + ttl_secs,
+        iat: now,
+    };
+    jsonwebtoken::encode(
+        &Header::new(Algorithm::HS256),
+        &claims,
+        &EncodingKey::from_secret(secret),
+    )
+    .expect("HS256 signing with an in-memory key cannot fail")
 }
 
 /// The HS256 secret: configured, or read from (or generated into) a 0600 file in
 /// the data directory so the service and `mint-token` agree without set-up.
-pub fn load_or_create_hs256_secret(configured: Option<&str>, data_dir: &Path) -> anyhow::Result<Vec<u8>> {
+pub fn load_or_create_hs256_secret(
+    configured: Option<&str>,
+    data_dir: &Path,
+) -> anyhow::Result<Vec<u8>> {
     if let Some(s) = configured {
         return Ok(s.as_bytes().to_vec());
     }
@@ -130,7 +164,9 @@ impl FromRequestParts<AppState> for Auth {
             .headers
             .get(axum::http::header::AUTHORIZATION)
             .ok_or_else(|| AppError::unauthorized("missing bearer token"))?;
-        let text = header.to_str().map_err(|_| AppError::unauthorized("malformed Authorization header"))?;
+        let text = header
+            .to_str()
+            .map_err(|_| AppError::unauthorized("malformed Authorization header"))?;
         let token = text
             .strip_prefix("Bearer ")
             .or_else(|| text.strip_prefix("bearer "))

@@ -108,7 +108,10 @@ impl fmt::Debug for Config {
         f.debug_struct("Config")
             .field("listen", &self.listen)
             .field("data_dir", &self.data_dir)
-            .field("database_url", &self.database_url.as_deref().map(redact_url))
+            .field(
+                "database_url",
+                &self.database_url.as_deref().map(redact_url),
+            )
             .field("secret_store", &self.secret_store)
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("kube_api_url", &self.kube_api_url)
@@ -126,7 +129,10 @@ impl Config {
     /// Defaults, then `file` (or `MATIH_CONFIG`), then the environment.
     pub fn load(file: Option<&Path>) -> anyhow::Result<Config> {
         let env: Vec<(String, String)> = std::env::vars().collect();
-        let from_env = env.iter().find(|(k, _)| k == "MATIH_CONFIG").map(|(_, v)| PathBuf::from(v));
+        let from_env = env
+            .iter()
+            .find(|(k, _)| k == "MATIH_CONFIG")
+            .map(|(_, v)| PathBuf::from(v));
         let mut cfg = match file.map(Path::to_path_buf).or(from_env) {
             Some(path) => {
                 let text = std::fs::read_to_string(&path)
@@ -141,12 +147,19 @@ impl Config {
 
     /// Applies `MATIH_*` variables; unknown `MATIH_` names that look like
     /// service settings are left alone (tests and tools share the prefix).
-    pub fn apply_env(&mut self, vars: impl IntoIterator<Item = (String, String)>) -> anyhow::Result<()> {
+    pub fn apply_env(
+        &mut self,
+        vars: impl IntoIterator<Item = (String, String)>,
+    ) -> anyhow::Result<()> {
         fn num<T: std::str::FromStr>(k: &str, v: &str) -> anyhow::Result<T> {
-            v.trim().parse().map_err(|_| anyhow::anyhow!("{k} must be a number, got {v:?}"))
+            v.trim()
+                .parse()
+                .map_err(|_| anyhow::anyhow!("{k} must be a number, got {v:?}"))
         }
         for (k, v) in vars {
-            let Some(name) = k.strip_prefix("MATIH_") else { continue };
+            let Some(name) = k.strip_prefix("MATIH_") else {
+                continue;
+            };
             let some = |v: &str| (!v.is_empty()).then(|| v.to_owned());
             match name {
                 "LISTEN" => self.listen = v,
@@ -181,7 +194,10 @@ impl Config {
     pub fn database_url(&self) -> String {
         match &self.database_url {
             Some(u) => u.clone(),
-            None => format!("sqlite://{}?mode=rwc", self.data_dir.join("matih.db").display()),
+            None => format!(
+                "sqlite://{}?mode=rwc",
+                self.data_dir.join("matih.db").display()
+            ),
         }
     }
 
@@ -196,11 +212,15 @@ mod tests {
 
     #[test]
     fn env_overrides_file_and_debug_hides_secrets() {
-        let mut cfg: Config = toml::from_str("listen = \"127.0.0.1:9000\"\nsecret_key = \"abc\"").unwrap();
+        let mut cfg: Config =
+            toml::from_str("listen = \"127.0.0.1:9000\"\nsecret_key = \"abc\"").unwrap();
         assert_eq!(cfg.listen, "127.0.0.1:9000");
         cfg.apply_env([
             ("MATIH_LISTEN".to_owned(), "127.0.0.1:9001".to_owned()),
-            ("MATIH_DATABASE_URL".to_owned(), "postgres://u:topsecret@h/db".to_owned()),
+            (
+                "MATIH_DATABASE_URL".to_owned(),
+                "postgres://u:topsecret@h/db".to_owned(),
+            ),
             ("MATIH_SECRET_STORE".to_owned(), "kubernetes".to_owned()),
         ])
         .unwrap();

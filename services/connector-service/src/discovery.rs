@@ -58,7 +58,11 @@ impl Started {
 
 impl Jobs {
     pub fn running(&self, connector: Uuid) -> Option<DiscoveryJob> {
-        self.running.lock().ok()?.get(&connector).map(|r| r.job.clone())
+        self.running
+            .lock()
+            .ok()?
+            .get(&connector)
+            .map(|r| r.job.clone())
     }
 
     /// Stops a connector's job (the connector is being deleted).
@@ -81,10 +85,19 @@ impl Jobs {
 
 /// Starts discovery for a connector unless one is already running, in which
 /// case that one is returned.
-pub fn start(state: &AppState, connector: &Connector, secret: SecretRef, req: DiscoveryRequest) -> Started {
+pub fn start(
+    state: &AppState,
+    connector: &Connector,
+    secret: SecretRef,
+    req: DiscoveryRequest,
+) -> Started {
     let mut map = state.jobs.running.lock().unwrap_or_else(|p| p.into_inner());
     if let Some(r) = map.get(&connector.id) {
-        return Started { job: r.job.clone(), already_running: true, done: r.done.clone() };
+        return Started {
+            job: r.job.clone(),
+            already_running: true,
+            done: r.done.clone(),
+        };
     }
     let job = DiscoveryJob {
         id: Uuid::new_v4(),
@@ -98,19 +111,52 @@ pub fn start(state: &AppState, connector: &Connector, secret: SecretRef, req: Di
         tables_discovered: None,
     };
     let (tx, rx) = watch::channel(None);
-    let task = tokio::spawn(run(state.clone(), connector.clone(), secret, req, job.clone(), tx));
-    map.insert(connector.id, Running { job: job.clone(), done: rx.clone(), abort: task.abort_handle() });
-    Started { job, already_running: false, done: rx }
+    let task = tokio::spawn(run(
+        state.clone(),
+        connector.clone(),
+        secret,
+        req,
+        job.clone(),
+        tx,
+    ));
+    map.insert(
+        connector.id,
+        Running {
+            job: job.clone(),
+            done: rx.clone(),
+            abort: task.abort_handle(),
+        },
+    );
+    Started {
+        job,
+        already_running: false,
+        done: rx,
+    }
 }
 
-async fn discover(state: &AppState, c: &Connector, secret: &SecretRef, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+async fn discover(
+    state: &AppState,
+    c: &Connector,
+    secret: &SecretRef,
+    req: &DiscoveryRequest,
+) -> Result<Catalog, ConnectorError> {
     let creds = state.secrets.get(secret).await.map_err(|e| {
-        ConnectorError::new(ErrorCode::Internal, "the connector's credentials could not be read").with_source(e)
+        ConnectorError::new(
+            ErrorCode::Internal,
+            "the connector's credentials could not be read",
+        )
+        .with_source(e)
     })?;
     let driver = state.registry.get(&c.connector_type)?;
     let cfg = c.config();
-    let mut conn = matih_connector_core::open(&*driver, &cfg, &creds, &state.settings.egress).await?;
-    let result = with_timeout(state.settings.discovery_timeout, "discovery", conn.discover(req)).await;
+    let mut conn =
+        matih_connector_core::open(&*driver, &cfg, &creds, &state.settings.egress).await?;
+    let result = with_timeout(
+        state.settings.discovery_timeout,
+        "discovery",
+        conn.discover(req),
+    )
+    .await;
     let _ = with_timeout(Duration::from_secs(5), "closing", conn.close()).await;
     result
 }
@@ -139,9 +185,14 @@ async fn run(
                 discovered_at: ts(finished_at),
                 schema_count: catalog.schemas.len() as i64,
                 table_count: catalog.table_count() as i64,
-                catalog: serde_json::to_string(&catalog).unwrap_or_else(|_| "{\"schemas\":[]}".into()),
+                catalog: serde_json::to_string(&catalog)
+                    .unwrap_or_else(|_| "{\"schemas\":[]}".into()),
             };
-            match state.store.insert_snapshot(&snapshot, state.settings.snapshots_kept).await {
+            match state
+                .store
+                .insert_snapshot(&snapshot, state.settings.snapshots_kept)
+                .await
+            {
                 Ok(()) => {
                     job.status = SUCCEEDED.into();
                     job.schemas_discovered = Some(snapshot.schema_count);
@@ -160,14 +211,22 @@ async fn run(
             tracing::info!(connector = %c.id, code = %e.code(), "discovery failed");
             job.status = FAILED.into();
             job.error_code = Some(e.code().as_str().into());
-            job.message = Some(if e.code() == ErrorCode::Internal { e.code().hint().to_owned() } else { e.report_message() });
+            job.message = Some(if e.code() == ErrorCode::Internal {
+                e.code().hint().to_owned()
+            } else {
+                e.report_message()
+            });
         }
     }
     job.finished_at = Some(ts(finished_at));
     if let Err(e) = state.store.finish_job(&job).await {
         tracing::warn!(connector = %c.id, error = %e, "could not record the discovery job's end");
     }
-    state.metrics.discovery_jobs.with_label_values(&[job.status.as_str()]).inc();
+    state
+        .metrics
+        .discovery_jobs
+        .with_label_values(&[job.status.as_str()])
+        .inc();
     state.metrics.discovery_running.dec();
     state.jobs.finish(c.id, job.id);
     let _ = done.send(Some(job));

@@ -25,7 +25,13 @@ pub struct AppError {
 
 impl AppError {
     pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
-        AppError { status, code: code.into(), message: message.into(), details: None, cause: None }
+        AppError {
+            status,
+            code: code.into(),
+            message: message.into(),
+            details: None,
+            cause: None,
+        }
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
@@ -42,7 +48,11 @@ impl AppError {
     }
 
     pub fn not_found(what: &str) -> Self {
-        AppError::new(StatusCode::NOT_FOUND, "NOT_FOUND", format!("{what} not found"))
+        AppError::new(
+            StatusCode::NOT_FOUND,
+            "NOT_FOUND",
+            format!("{what} not found"),
+        )
     }
 
     pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
@@ -55,7 +65,11 @@ impl AppError {
 
     /// A failure of ours; `cause` goes to the log only.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
-        let mut e = AppError::new(StatusCode::INTERNAL_SERVER_ERROR, "INTERNAL", "internal error");
+        let mut e = AppError::new(
+            StatusCode::INTERNAL_SERVER_ERROR,
+            "INTERNAL",
+            "internal error",
+        );
         e.cause = Some(cause.to_string());
         e
     }
@@ -91,7 +105,9 @@ impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => AppError::conflict(m),
-            other => AppError::unavailable("METADATA_STORE_UNAVAILABLE", "the metadata store", other),
+            other => {
+                AppError::unavailable("METADATA_STORE_UNAVAILABLE", "the metadata store", other)
+            }
         }
     }
 }
@@ -214,6 +230,9 @@ mod tests {
         let m = mask_quoted(r#"credentials: invalid type: string "hunter2", expected a map"#);
         assert!(!m.contains("hunter2"), "{m}");
         assert!(m.contains("credentials"));
-        assert_eq!(mask_quoted(r#"name: invalid type "x""#), r#"name: invalid type "x""#);
+        assert_eq!(
+            mask_quoted(r#"name: invalid type "x""#),
+            r#"name: invalid type "x""#
+        );
     }
 }

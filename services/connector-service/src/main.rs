@@ -50,7 +50,12 @@ async fn main() -> anyhow::Result<()> {
     let cli = Cli::parse();
     let config = Config::load(cli.config.as_deref())?;
     match cli.command.unwrap_or(Command::Serve) {
-        Command::MintToken { role, tenant, ttl, sub } => {
+        Command::MintToken {
+            role,
+            tenant,
+            ttl,
+            sub,
+        } => {
             let role = match role {
                 RoleArg::PlatformAdmin => Role::PlatformAdmin,
                 RoleArg::TenantAdmin => Role::TenantAdmin,
@@ -60,7 +65,8 @@ async fn main() -> anyhow::Result<()> {
                 "a tenant-admin token needs --tenant <id>"
             );
             std::fs::create_dir_all(&config.data_dir)?;
-            let secret = load_or_create_hs256_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
+            let secret =
+                load_or_create_hs256_secret(config.jwt_secret.as_deref(), &config.data_dir)?;
             println!("{}", mint_hs256(&secret, role, tenant, &sub, ttl));
             Ok(())
         }
@@ -70,7 +76,9 @@ async fn main() -> anyhow::Result<()> {
 
 async fn serve(config: Config) -> anyhow::Result<()> {
     tracing_subscriber::fmt()
-        .with_env_filter(tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()))
+        .with_env_filter(
+            tracing_subscriber::EnvFilter::try_new(&config.log).unwrap_or_else(|_| "info".into()),
+        )
         .init();
     let state = AppState::from_config(&config).await?;
     let listener = tokio::net::TcpListener::bind(&config.listen)

@@ -5,7 +5,9 @@ use std::time::Instant;
 use axum::extract::{MatchedPath, Request, State};
 use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
-use prometheus::{Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder};
+use prometheus::{
+    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+};
 
 use crate::app::AppState;
 
@@ -21,20 +23,32 @@ pub struct Metrics {
 
 impl Metrics {
     pub fn new() -> Self {
-        let registry = Registry::new_custom(Some("matih".into()), None).expect("static prefix is valid");
+        let registry =
+            Registry::new_custom(Some("matih".into()), None).expect("static prefix is valid");
         let http_requests = IntCounterVec::new(
-            Opts::new("http_requests_total", "HTTP requests by route template and status"),
+            Opts::new(
+                "http_requests_total",
+                "HTTP requests by route template and status",
+            ),
             &["method", "route", "status"],
         )
         .expect("static metric");
         let http_duration = HistogramVec::new(
-            HistogramOpts::new("http_request_duration_seconds", "HTTP request latency by route template")
-                .buckets(vec![0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0]),
+            HistogramOpts::new(
+                "http_request_duration_seconds",
+                "HTTP request latency by route template",
+            )
+            .buckets(vec![
+                0.0005, 0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1.0, 2.5, 10.0,
+            ]),
             &["method", "route"],
         )
         .expect("static metric");
         let connector_tests = IntCounterVec::new(
-            Opts::new("connector_tests_total", "Connectivity tests by connector type and outcome (ok or error code)"),
+            Opts::new(
+                "connector_tests_total",
+                "Connectivity tests by connector type and outcome (ok or error code)",
+            ),
             &["type", "outcome"],
         )
         .expect("static metric");
@@ -43,7 +57,9 @@ impl Metrics {
             &["outcome"],
         )
         .expect("static metric");
-        let discovery_running = IntGauge::new("discovery_jobs_running", "Discovery jobs running now").expect("static metric");
+        let discovery_running =
+            IntGauge::new("discovery_jobs_running", "Discovery jobs running now")
+                .expect("static metric");
         for c in [
             Box::new(http_requests.clone()) as Box<dyn prometheus::core::Collector>,
             Box::new(http_duration.clone()),
@@ -53,7 +69,14 @@ impl Metrics {
         ] {
             registry.register(c).expect("metric names are unique");
         }
-        Metrics { registry, http_requests, http_duration, connector_tests, discovery_jobs, discovery_running }
+        Metrics {
+            registry,
+            http_requests,
+            http_duration,
+            connector_tests,
+            discovery_jobs,
+            discovery_running,
+        }
     }
 
     pub fn render(&self) -> String {
@@ -72,16 +95,30 @@ impl Default for Metrics {
 /// Records every request under its route template (never the raw path, which
 /// would carry ids and blow up cardinality).
 pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().map(|p| p.as_str().to_owned()).unwrap_or_else(|| "unmatched".into());
+    let route = req
+        .extensions()
+        .get::<MatchedPath>()
+        .map(|p| p.as_str().to_owned())
+        .unwrap_or_else(|| "unmatched".into());
     let method = req.method().as_str().to_owned();
     let started = Instant::now();
     let resp = next.run(req).await;
     let m = &state.metrics;
-    m.http_duration.with_label_values(&[&method, &route]).observe(started.elapsed().as_secs_f64());
-    m.http_requests.with_label_values(&[&method, &route, resp.status().as_str()]).inc();
+    m.http_duration
+        .with_label_values(&[&method, &route])
+        .observe(started.elapsed().as_secs_f64());
+    m.http_requests
+        .with_label_values(&[&method, &route, resp.status().as_str()])
+        .inc();
     resp
 }
 
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
-    ([(axum::http::header::CONTENT_TYPE, "text/plain; version=0.0.4")], state.metrics.render())
+    (
+        [(
+            axum::http::header::CONTENT_TYPE,
+            "text/plain; version=0.0.4",
+        )],
+        state.metrics.render(),
+    )
 }

@@ -25,8 +25,18 @@ struct Fake {
 async fn fake(discovery_wait: Duration) -> Fake {
     let catalog = Arc::new(Mutex::new(fake_driver::catalog(2, 3)));
     let delay = Arc::new(AtomicU64::new(0));
-    let h = Harness::start(Options { registry: fake_registry(catalog.clone(), delay.clone()), discovery_wait, ..Default::default() }).await;
-    Fake { h, catalog, delay, port: fake_server().await }
+    let h = Harness::start(Options {
+        registry: fake_registry(catalog.clone(), delay.clone()),
+        discovery_wait,
+        ..Default::default()
+    })
+    .await;
+    Fake {
+        h,
+        catalog,
+        delay,
+        port: fake_server().await,
+    }
 }
 
 fn body(name: &str, ty: &str, port: u16, password: &str) -> Value {
@@ -39,7 +49,13 @@ fn body(name: &str, ty: &str, port: u16, password: &str) -> Value {
 
 fn enc(s: &str) -> String {
     s.bytes()
-        .map(|b| if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) { (b as char).to_string() } else { format!("%{b:02X}") })
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
         .collect()
 }
 
@@ -51,7 +67,14 @@ async fn full_flow_statuses_discovery_paging_diff_and_delete() {
     let tok = h.tenant_token(tenant);
     let base = format!("/api/v1/tenants/{tenant}/connectors");
 
-    let (s, c) = h.call(Method::POST, &base, &tok, Some(body("Prod \"DB\" été", "POSTGRESQL", f.port, GOOD_PASSWORD))).await;
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &base,
+            &tok,
+            Some(body("Prod \"DB\" été", "POSTGRESQL", f.port, GOOD_PASSWORD)),
+        )
+        .await;
     assert_eq!(s, 201, "{c}");
     assert_eq!(c["status"], "ACTIVE");
     assert_eq!(c["lastTestResult"], "Connection successful");
@@ -71,14 +94,18 @@ async fn full_flow_statuses_discovery_paging_diff_and_delete() {
     let (s, list) = h.call(Method::GET, &base, &tok, None).await;
     assert_eq!((s, list["total"].as_u64()), (200, Some(1)));
 
-    let (s, t) = h.call(Method::POST, &format!("{path}/test"), &tok, None).await;
+    let (s, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
     assert_eq!(s, 200);
     assert_eq!(t["connectorId"], id);
     assert_eq!(t["success"], true);
     assert!(t["latencyMs"].is_u64() && t["testedAt"].is_string() && t["steps"].is_array());
 
     // Summary in the seed's shape.
-    let (s, sch) = h.call(Method::GET, &format!("{path}/schemas"), &tok, None).await;
+    let (s, sch) = h
+        .call(Method::GET, &format!("{path}/schemas"), &tok, None)
+        .await;
     assert_eq!(s, 200, "{sch}");
     assert_eq!(sch["connectorId"], id);
     assert!(sch["discoveredAt"].is_string());
@@ -87,29 +114,79 @@ async fn full_flow_statuses_discovery_paging_diff_and_delete() {
     assert_eq!(t0["type"], "TABLE");
     assert!(t0["estimatedRows"].is_u64() && t0["sizeBytes"].is_u64());
     assert!(t0.get("columnDetails").is_none());
-    let (_, full) = h.call(Method::GET, &format!("{path}/schemas?include=columns"), &tok, None).await;
-    assert_eq!(full["schemas"][0]["tables"][0]["columnDetails"][2]["name"], "Order");
+    let (_, full) = h
+        .call(
+            Method::GET,
+            &format!("{path}/schemas?include=columns"),
+            &tok,
+            None,
+        )
+        .await;
+    assert_eq!(
+        full["schemas"][0]["tables"][0]["columnDetails"][2]["name"],
+        "Order"
+    );
 
     // Paging: 6 tables, 4 per page.
-    let (_, p1) = h.call(Method::GET, &format!("{path}/schemas?limit=4"), &tok, None).await;
-    let n1: usize = p1["schemas"].as_array().unwrap().iter().map(|s| s["tables"].as_array().unwrap().len()).sum();
+    let (_, p1) = h
+        .call(Method::GET, &format!("{path}/schemas?limit=4"), &tok, None)
+        .await;
+    let n1: usize = p1["schemas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tables"].as_array().unwrap().len())
+        .sum();
     assert_eq!((n1, p1["totalTables"].as_u64()), (4, Some(6)));
     let cursor = p1["nextCursor"].as_str().unwrap();
-    let (_, p2) = h.call(Method::GET, &format!("{path}/schemas?limit=4&cursor={cursor}"), &tok, None).await;
-    let n2: usize = p2["schemas"].as_array().unwrap().iter().map(|s| s["tables"].as_array().unwrap().len()).sum();
+    let (_, p2) = h
+        .call(
+            Method::GET,
+            &format!("{path}/schemas?limit=4&cursor={cursor}"),
+            &tok,
+            None,
+        )
+        .await;
+    let n2: usize = p2["schemas"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["tables"].as_array().unwrap().len())
+        .sum();
     assert_eq!(n2, 2);
     assert!(p2.get("nextCursor").is_none());
-    let (s, bad) = h.call(Method::GET, &format!("{path}/schemas?cursor=nope"), &tok, None).await;
+    let (s, bad) = h
+        .call(
+            Method::GET,
+            &format!("{path}/schemas?cursor=nope"),
+            &tok,
+            None,
+        )
+        .await;
     assert_eq!((s, bad["code"].as_str()), (400, Some("INVALID_REQUEST")));
 
     // A table's detail, hostile names through the path.
     let schema = "schema 1 \"été\"";
     let table = "T-0002 select";
-    let (s, d) = h.call(Method::GET, &format!("{path}/schemas/{}/tables/{}", enc(schema), enc(table)), &tok, None).await;
+    let (s, d) = h
+        .call(
+            Method::GET,
+            &format!("{path}/schemas/{}/tables/{}", enc(schema), enc(table)),
+            &tok,
+            None,
+        )
+        .await;
     assert_eq!(s, 200, "{d}");
     assert_eq!(d["table"]["name"], table);
     assert_eq!(d["table"]["columns"][2]["dataType"], "decimal(10,2)");
-    let (s, _) = h.call(Method::GET, &format!("{path}/schemas/{}/tables/none", enc(schema)), &tok, None).await;
+    let (s, _) = h
+        .call(
+            Method::GET,
+            &format!("{path}/schemas/{}/tables/none", enc(schema)),
+            &tok,
+            None,
+        )
+        .await;
     assert_eq!(s, 404);
 
     // Change the source, discover again, diff.
@@ -118,19 +195,30 @@ async fn full_flow_statuses_discovery_paging_diff_and_delete() {
         let s0 = &mut cat.schemas[0];
         s0.tables.remove(0);
         let mut added = Table::new("new table", TableKind::View);
-        added.columns.push(fake_driver::column("x", 1, "int", DataType::Int32));
+        added
+            .columns
+            .push(fake_driver::column("x", 1, "int", DataType::Int32));
         s0.tables.push(added);
         s0.tables[0].columns[1] = fake_driver::column("name", 2, "varchar(10)", DataType::String);
-        s0.tables[0].columns.push(fake_driver::column("added col", 4, "jsonb", DataType::Json));
+        s0.tables[0]
+            .columns
+            .push(fake_driver::column("added col", 4, "jsonb", DataType::Json));
         s0.tables[1].columns.pop();
     }
-    let (s, job) = h.call(Method::POST, &format!("{path}/discover"), &tok, None).await;
+    let (s, job) = h
+        .call(Method::POST, &format!("{path}/discover"), &tok, None)
+        .await;
     assert_eq!((s, job["status"].as_str()), (202, Some("RUNNING")));
     let done = h.wait_discovery(tenant, &id, &tok).await;
     assert_eq!(done["status"], "SUCCEEDED", "{done}");
-    let (s, diff) = h.call(Method::GET, &format!("{path}/schemas/diff"), &tok, None).await;
+    let (s, diff) = h
+        .call(Method::GET, &format!("{path}/schemas/diff"), &tok, None)
+        .await;
     assert_eq!(s, 200, "{diff}");
-    assert_eq!(diff["tablesAdded"], json!([{"schema": "schema 0 \"été\"", "table": "new table", "type": "VIEW"}]));
+    assert_eq!(
+        diff["tablesAdded"],
+        json!([{"schema": "schema 0 \"été\"", "table": "new table", "type": "VIEW"}])
+    );
     assert_eq!(diff["tablesRemoved"][0]["table"], "T-0000 select");
     assert_eq!(diff["columnsAdded"][0]["column"], "added col");
     assert_eq!(diff["columnsRemoved"][0]["column"], "Order");
@@ -139,39 +227,97 @@ async fn full_flow_statuses_discovery_paging_diff_and_delete() {
     assert!(diff["from"]["snapshotId"].is_string());
 
     // Bad new credentials: 422, the old ones are kept.
-    let (s, e) = h.call(Method::PUT, &format!("{path}/credentials"), &tok, Some(json!({"credentials": {"username": "u-other", "password": "wrong-pass-XYZ1"}}))).await;
+    let (s, e) = h
+        .call(
+            Method::PUT,
+            &format!("{path}/credentials"),
+            &tok,
+            Some(json!({"credentials": {"username": "u-other", "password": "wrong-pass-XYZ1"}})),
+        )
+        .await;
     assert_eq!(s, 422, "{e}");
     assert_eq!(e["code"], "CREDENTIALS_TEST_FAILED");
     assert_eq!(e["testResult"]["errorCode"], "AUTHENTICATION_FAILED");
-    let (_, t) = h.call(Method::POST, &format!("{path}/test"), &tok, None).await;
+    let (_, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
     assert_eq!(t["success"], true, "old credentials still work");
     // Good new credentials.
-    let (s, ok) = h.call(Method::PUT, &format!("{path}/credentials"), &tok, Some(json!({"credentials": {"username": "rotated-user-5", "password": GOOD_PASSWORD}}))).await;
+    let (s, ok) = h
+        .call(
+            Method::PUT,
+            &format!("{path}/credentials"),
+            &tok,
+            Some(json!({"credentials": {"username": "rotated-user-5", "password": GOOD_PASSWORD}})),
+        )
+        .await;
     assert_eq!((s, ok["status"].as_str()), (200, Some("ACTIVE")), "{ok}");
 
     // Disable, enable.
-    let (s, off) = h.call(Method::PUT, &path, &tok, Some(json!({"status": "INACTIVE"}))).await;
-    assert_eq!((s, off["status"].as_str()), (200, Some("INACTIVE")), "{off}");
-    let (s, _) = h.call(Method::POST, &format!("{path}/discover"), &tok, None).await;
+    let (s, off) = h
+        .call(
+            Method::PUT,
+            &path,
+            &tok,
+            Some(json!({"status": "INACTIVE"})),
+        )
+        .await;
+    assert_eq!(
+        (s, off["status"].as_str()),
+        (200, Some("INACTIVE")),
+        "{off}"
+    );
+    let (s, _) = h
+        .call(Method::POST, &format!("{path}/discover"), &tok, None)
+        .await;
     assert_eq!(s, 409);
-    let (s, on) = h.call(Method::PUT, &path, &tok, Some(json!({"status": "ACTIVE", "name": "Renamed"}))).await;
-    assert_eq!((s, on["status"].as_str(), on["name"].as_str()), (200, Some("ACTIVE"), Some("Renamed")), "{on}");
-    let (s, e) = h.call(Method::PUT, &path, &tok, Some(json!({"status": "ERROR"}))).await;
+    let (s, on) = h
+        .call(
+            Method::PUT,
+            &path,
+            &tok,
+            Some(json!({"status": "ACTIVE", "name": "Renamed"})),
+        )
+        .await;
+    assert_eq!(
+        (s, on["status"].as_str(), on["name"].as_str()),
+        (200, Some("ACTIVE"), Some("Renamed")),
+        "{on}"
+    );
+    let (s, e) = h
+        .call(Method::PUT, &path, &tok, Some(json!({"status": "ERROR"})))
+        .await;
     assert_eq!((s, e["code"].as_str()), (400, Some("INVALID_REQUEST")));
     h.wait_discovery(tenant, &id, &tok).await;
 
     // Delete: row, secret and catalog go.
-    let secret_file = h.dir.join("secrets").join("matih-flow").join(format!("connector-{}.secret", &id[..8]));
+    let secret_file = h
+        .dir
+        .join("secrets")
+        .join("matih-flow")
+        .join(format!("connector-{}.secret", &id[..8]));
     assert!(secret_file.exists());
     let (s, _) = h.call(Method::DELETE, &path, &tok, None).await;
     assert_eq!(s, 204);
     assert!(!secret_file.exists(), "secret removed");
     let (s, e) = h.call(Method::GET, &path, &tok, None).await;
     assert_eq!((s, e["code"].as_str()), (404, Some("NOT_FOUND")));
-    let (_, tenant_now) = h.call(Method::GET, &format!("/api/v1/tenants/{tenant}"), &tok, None).await;
+    let (_, tenant_now) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{tenant}"),
+            &tok,
+            None,
+        )
+        .await;
     assert_eq!(tenant_now["connectorCount"], 0);
 
-    h.assert_no_leak(&[GOOD_PASSWORD, "wrong-pass-XYZ1", "reader-user-9", "rotated-user-5"]);
+    h.assert_no_leak(&[
+        GOOD_PASSWORD,
+        "wrong-pass-XYZ1",
+        "reader-user-9",
+        "rotated-user-5",
+    ]);
 }
 
 #[tokio::test]
@@ -181,7 +327,14 @@ async fn failed_test_saves_error_and_slow_discovery_reports_running() {
     let tenant = h.create_tenant("errs", "FREE").await;
     let tok = h.tenant_token(tenant);
     let base = format!("/api/v1/tenants/{tenant}/connectors");
-    let (s, c) = h.call(Method::POST, &base, &tok, Some(body("bad", "POSTGRESQL", f.port, "not-the-password-1"))).await;
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &base,
+            &tok,
+            Some(body("bad", "POSTGRESQL", f.port, "not-the-password-1")),
+        )
+        .await;
     assert_eq!(s, 201, "{c}");
     assert_eq!(c["status"], "ERROR");
     assert_eq!(c["lastErrorCode"], "AUTHENTICATION_FAILED");
@@ -190,24 +343,55 @@ async fn failed_test_saves_error_and_slow_discovery_reports_running() {
 
     // Fixing the credentials makes it ACTIVE.
     let id = c["id"].as_str().unwrap();
-    let (s, ok) = h.call(Method::PUT, &format!("{base}/{id}/credentials"), &tok, Some(json!({"credentials": {"username": "u", "password": GOOD_PASSWORD}}))).await;
+    let (s, ok) = h
+        .call(
+            Method::PUT,
+            &format!("{base}/{id}/credentials"),
+            &tok,
+            Some(json!({"credentials": {"username": "u", "password": GOOD_PASSWORD}})),
+        )
+        .await;
     assert_eq!((s, ok["status"].as_str()), (200, Some("ACTIVE")), "{ok}");
 
     // A closed port: CONNECTION_REFUSED, still saved as ERROR.
-    let closed = { let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap(); l.local_addr().unwrap().port() };
-    let (s, c2) = h.call(Method::POST, &base, &tok, Some(body("refused", "MYSQL", closed, GOOD_PASSWORD))).await;
-    assert_eq!((s, c2["lastErrorCode"].as_str()), (201, Some("CONNECTION_REFUSED")), "{c2}");
+    let closed = {
+        let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let (s, c2) = h
+        .call(
+            Method::POST,
+            &base,
+            &tok,
+            Some(body("refused", "MYSQL", closed, GOOD_PASSWORD)),
+        )
+        .await;
+    assert_eq!(
+        (s, c2["lastErrorCode"].as_str()),
+        (201, Some("CONNECTION_REFUSED")),
+        "{c2}"
+    );
     let id2 = c2["id"].as_str().unwrap().to_owned();
-    h.call(Method::DELETE, &format!("{base}/{id2}"), &tok, None).await;
+    h.call(Method::DELETE, &format!("{base}/{id2}"), &tok, None)
+        .await;
 
     // Discovery slower than the create's wait: RUNNING, and a second request
     // returns the same job.
     f.delay.store(1500, Ordering::SeqCst);
-    let (s, c3) = h.call(Method::POST, &base, &tok, Some(body("slow", "POSTGRESQL", f.port, GOOD_PASSWORD))).await;
+    let (s, c3) = h
+        .call(
+            Method::POST,
+            &base,
+            &tok,
+            Some(body("slow", "POSTGRESQL", f.port, GOOD_PASSWORD)),
+        )
+        .await;
     assert_eq!(s, 201, "{c3}");
     assert_eq!(c3["discoveryStatus"], "RUNNING");
     let id3 = c3["id"].as_str().unwrap();
-    let (s, again) = h.call(Method::POST, &format!("{base}/{id3}/discover"), &tok, None).await;
+    let (s, again) = h
+        .call(Method::POST, &format!("{base}/{id3}/discover"), &tok, None)
+        .await;
     assert_eq!(s, 202);
     assert_eq!(again["id"], c3["discoveryJobId"]);
     let done = h.wait_discovery(tenant, id3, &tok).await;
@@ -224,8 +408,19 @@ async fn plan_limits_are_atomic_and_types_follow_the_plan() {
     let tok = h.tenant_token(tenant);
     let base = format!("/api/v1/tenants/{tenant}/connectors");
 
-    let (s, e) = h.call(Method::POST, &base, &tok, Some(body("sf", "SNOWFLAKE", f.port, GOOD_PASSWORD))).await;
-    assert_eq!((s, e["code"].as_str()), (403, Some("PLAN_TYPE_NOT_ALLOWED")), "{e}");
+    let (s, e) = h
+        .call(
+            Method::POST,
+            &base,
+            &tok,
+            Some(body("sf", "SNOWFLAKE", f.port, GOOD_PASSWORD)),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (403, Some("PLAN_TYPE_NOT_ALLOWED")),
+        "{e}"
+    );
     assert!(e["message"].as_str().unwrap().contains("FREE"));
 
     let mut tasks = Vec::new();
@@ -233,7 +428,13 @@ async fn plan_limits_are_atomic_and_types_follow_the_plan() {
         let h = h.clone();
         let (tok, base, port) = (tok.clone(), base.clone(), f.port);
         tasks.push(tokio::spawn(async move {
-            h.call(Method::POST, &base, &tok, Some(body(&format!("c{i}"), "POSTGRESQL", port, GOOD_PASSWORD))).await
+            h.call(
+                Method::POST,
+                &base,
+                &tok,
+                Some(body(&format!("c{i}"), "POSTGRESQL", port, GOOD_PASSWORD)),
+            )
+            .await
         }));
     }
     let mut created = 0;
@@ -244,7 +445,13 @@ async fn plan_limits_are_atomic_and_types_follow_the_plan() {
             201 => created += 1,
             403 => {
                 assert_eq!(v["code"], "PLAN_LIMIT_EXCEEDED");
-                assert!(v["message"].as_str().unwrap().contains("FREE plan allows at most 2"), "{v}");
+                assert!(
+                    v["message"]
+                        .as_str()
+                        .unwrap()
+                        .contains("FREE plan allows at most 2"),
+                    "{v}"
+                );
                 refused += 1;
             }
             other => panic!("unexpected {other}: {v}"),
@@ -253,29 +460,95 @@ async fn plan_limits_are_atomic_and_types_follow_the_plan() {
     assert_eq!((created, refused), (2, 18));
     let (_, list) = h.call(Method::GET, &base, &tok, None).await;
     assert_eq!(list["total"], 2);
-    let secrets = std::fs::read_dir(h.dir.join("secrets").join("matih-free")).unwrap().count();
+    let secrets = std::fs::read_dir(h.dir.join("secrets").join("matih-free"))
+        .unwrap()
+        .count();
     assert_eq!(secrets, 2, "no orphan secrets");
 
     // Deleting one frees a slot.
     let id = list["connectors"][0]["id"].as_str().unwrap();
-    assert_eq!(h.call(Method::DELETE, &format!("{base}/{id}"), &tok, None).await.0, 204);
-    assert_eq!(h.call(Method::POST, &base, &tok, Some(body("again", "MYSQL", f.port, GOOD_PASSWORD))).await.0, 201);
+    assert_eq!(
+        h.call(Method::DELETE, &format!("{base}/{id}"), &tok, None)
+            .await
+            .0,
+        204
+    );
+    assert_eq!(
+        h.call(
+            Method::POST,
+            &base,
+            &tok,
+            Some(body("again", "MYSQL", f.port, GOOD_PASSWORD))
+        )
+        .await
+        .0,
+        201
+    );
 
     // PROFESSIONAL: standard types, no custom; ENTERPRISE: custom too.
     let pro = h.create_tenant("pro", "PROFESSIONAL").await;
-    let (s, e) = h.call(Method::POST, &format!("/api/v1/tenants/{pro}/connectors"), &h.tenant_token(pro), Some(body("x", "ACME", f.port, GOOD_PASSWORD))).await;
-    assert_eq!((s, e["code"].as_str()), (403, Some("PLAN_TYPE_NOT_ALLOWED")));
-    let (s, e) = h.call(Method::POST, &format!("/api/v1/tenants/{pro}/connectors"), &h.tenant_token(pro), Some(body("k", "KAFKA", f.port, GOOD_PASSWORD))).await;
-    assert_eq!((s, e["code"].as_str()), (400, Some("DRIVER_UNAVAILABLE")), "a standard type passes the plan, then meets the build");
+    let (s, e) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{pro}/connectors"),
+            &h.tenant_token(pro),
+            Some(body("x", "ACME", f.port, GOOD_PASSWORD)),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (403, Some("PLAN_TYPE_NOT_ALLOWED"))
+    );
+    let (s, e) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{pro}/connectors"),
+            &h.tenant_token(pro),
+            Some(body("k", "KAFKA", f.port, GOOD_PASSWORD)),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (400, Some("DRIVER_UNAVAILABLE")),
+        "a standard type passes the plan, then meets the build"
+    );
     // Upgrading the tier (platform admin) opens custom types.
-    let (s, t) = h.call(Method::PUT, &format!("/api/v1/tenants/{pro}/tier"), &h.platform_token(), Some(json!({"tier": "ENTERPRISE"}))).await;
+    let (s, t) = h
+        .call(
+            Method::PUT,
+            &format!("/api/v1/tenants/{pro}/tier"),
+            &h.platform_token(),
+            Some(json!({"tier": "ENTERPRISE"})),
+        )
+        .await;
     assert_eq!((s, t["tier"].as_str()), (200, Some("ENTERPRISE")));
-    let (s, c) = h.call(Method::POST, &format!("/api/v1/tenants/{pro}/connectors"), &h.tenant_token(pro), Some(body("x", "ACME", f.port, GOOD_PASSWORD))).await;
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{pro}/connectors"),
+            &h.tenant_token(pro),
+            Some(body("x", "ACME", f.port, GOOD_PASSWORD)),
+        )
+        .await;
     assert_eq!((s, c["status"].as_str()), (201, Some("ACTIVE")), "{c}");
     // Same name twice in a tenant: 409, and no slot or secret is kept.
-    let (s, e) = h.call(Method::POST, &format!("/api/v1/tenants/{pro}/connectors"), &h.tenant_token(pro), Some(body("x", "ACME", f.port, GOOD_PASSWORD))).await;
+    let (s, e) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{pro}/connectors"),
+            &h.tenant_token(pro),
+            Some(body("x", "ACME", f.port, GOOD_PASSWORD)),
+        )
+        .await;
     assert_eq!((s, e["code"].as_str()), (409, Some("CONFLICT")));
-    let (_, t) = h.call(Method::GET, &format!("/api/v1/tenants/{pro}"), &h.platform_token(), None).await;
+    let (_, t) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{pro}"),
+            &h.platform_token(),
+            None,
+        )
+        .await;
     assert_eq!(t["connectorCount"], 1);
 }
 
@@ -286,30 +559,93 @@ async fn cross_tenant_requests_are_refused_on_every_route() {
     let a = h.create_tenant("tenant-a", "ENTERPRISE").await;
     let b = h.create_tenant("tenant-b", "ENTERPRISE").await;
     let (ta, tb) = (h.tenant_token(a), h.tenant_token(b));
-    let (s, c) = h.call(Method::POST, &format!("/api/v1/tenants/{b}/connectors"), &tb, Some(body("b1", "POSTGRESQL", f.port, GOOD_PASSWORD))).await;
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{b}/connectors"),
+            &tb,
+            Some(body("b1", "POSTGRESQL", f.port, GOOD_PASSWORD)),
+        )
+        .await;
     assert_eq!(s, 201);
     let cid = c["id"].as_str().unwrap().to_owned();
     let cb = json!({"credentials": {"username": "u", "password": GOOD_PASSWORD}});
     let routes: Vec<(Method, String, Option<Value>)> = vec![
         (Method::GET, format!("/api/v1/tenants/{b}"), None),
         (Method::GET, format!("/api/v1/tenants/{b}/connectors"), None),
-        (Method::POST, format!("/api/v1/tenants/{b}/connectors"), Some(body("evil", "POSTGRESQL", f.port, GOOD_PASSWORD))),
-        (Method::GET, format!("/api/v1/tenants/{b}/connectors/{cid}"), None),
-        (Method::PUT, format!("/api/v1/tenants/{b}/connectors/{cid}"), Some(json!({"status": "INACTIVE"}))),
-        (Method::DELETE, format!("/api/v1/tenants/{b}/connectors/{cid}"), None),
-        (Method::POST, format!("/api/v1/tenants/{b}/connectors/{cid}/test"), None),
-        (Method::POST, format!("/api/v1/tenants/{b}/connectors/{cid}/discover"), None),
-        (Method::GET, format!("/api/v1/tenants/{b}/connectors/{cid}/discover"), None),
-        (Method::GET, format!("/api/v1/tenants/{b}/connectors/{cid}/schemas"), None),
-        (Method::GET, format!("/api/v1/tenants/{b}/connectors/{cid}/schemas/diff"), None),
-        (Method::GET, format!("/api/v1/tenants/{b}/connectors/{cid}/schemas/s/tables/t"), None),
-        (Method::PUT, format!("/api/v1/tenants/{b}/connectors/{cid}/credentials"), Some(cb.clone())),
-        (Method::PUT, format!("/api/v1/tenants/{b}/tier"), Some(json!({"tier": "FREE"}))),
-        (Method::PATCH, format!("/api/v1/tenants/{b}/tier"), Some(json!({"tier": "FREE"}))),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{b}/connectors"),
+            Some(body("evil", "POSTGRESQL", f.port, GOOD_PASSWORD)),
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/tenants/{b}/connectors/{cid}"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/tenants/{b}/connectors/{cid}"),
+            Some(json!({"status": "INACTIVE"})),
+        ),
+        (
+            Method::DELETE,
+            format!("/api/v1/tenants/{b}/connectors/{cid}"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{b}/connectors/{cid}/test"),
+            None,
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{b}/connectors/{cid}/discover"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/tenants/{b}/connectors/{cid}/discover"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/tenants/{b}/connectors/{cid}/schemas"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/tenants/{b}/connectors/{cid}/schemas/diff"),
+            None,
+        ),
+        (
+            Method::GET,
+            format!("/api/v1/tenants/{b}/connectors/{cid}/schemas/s/tables/t"),
+            None,
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/tenants/{b}/connectors/{cid}/credentials"),
+            Some(cb.clone()),
+        ),
+        (
+            Method::PUT,
+            format!("/api/v1/tenants/{b}/tier"),
+            Some(json!({"tier": "FREE"})),
+        ),
+        (
+            Method::PATCH,
+            format!("/api/v1/tenants/{b}/tier"),
+            Some(json!({"tier": "FREE"})),
+        ),
     ];
     for (m, p, body) in &routes {
         let (s, v) = h.call(m.clone(), p, &ta, body.clone()).await;
-        assert_eq!((s, v["code"].as_str()), (404, Some("NOT_FOUND")), "{m} {p}: {v}");
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (404, Some("NOT_FOUND")),
+            "{m} {p}: {v}"
+        );
         // B's connector through A's own tenant path is not found either.
         let own = p.replace(&b.to_string(), &a.to_string());
         if own.contains(&cid) {
@@ -318,15 +654,46 @@ async fn cross_tenant_requests_are_refused_on_every_route() {
         }
     }
     // Platform-only routes refuse tenant admins.
-    assert_eq!(h.call(Method::GET, "/api/v1/tenants", &ta, None).await.0, 403);
-    let (s, _) = h.call(Method::POST, "/api/v1/tenants", &ta, Some(json!({"name": "x", "slug": "x", "tier": "FREE"}))).await;
+    assert_eq!(
+        h.call(Method::GET, "/api/v1/tenants", &ta, None).await.0,
+        403
+    );
+    let (s, _) = h
+        .call(
+            Method::POST,
+            "/api/v1/tenants",
+            &ta,
+            Some(json!({"name": "x", "slug": "x", "tier": "FREE"})),
+        )
+        .await;
     assert_eq!(s, 403);
-    let (s, _) = h.call(Method::PUT, &format!("/api/v1/tenants/{a}/tier"), &ta, Some(json!({"tier": "ENTERPRISE"}))).await;
+    let (s, _) = h
+        .call(
+            Method::PUT,
+            &format!("/api/v1/tenants/{a}/tier"),
+            &ta,
+            Some(json!({"tier": "ENTERPRISE"})),
+        )
+        .await;
     assert_eq!(s, 403, "a tenant admin cannot change its own plan");
     // Nothing of B changed.
-    let (s, c) = h.call(Method::GET, &format!("/api/v1/tenants/{b}/connectors/{cid}"), &tb, None).await;
+    let (s, c) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{b}/connectors/{cid}"),
+            &tb,
+            None,
+        )
+        .await;
     assert_eq!((s, c["status"].as_str()), (200, Some("ACTIVE")));
-    let (_, l) = h.call(Method::GET, &format!("/api/v1/tenants/{b}/connectors"), &tb, None).await;
+    let (_, l) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{b}/connectors"),
+            &tb,
+            None,
+        )
+        .await;
     assert_eq!(l["total"], 1);
 }
 
@@ -339,42 +706,142 @@ async fn auth_and_one_error_shape_everywhere() {
     let base = format!("/api/v1/tenants/{tenant}/connectors");
     let check = |(s, text): (u16, String), want_status: u16, want_code: &str| {
         let v: Value = serde_json::from_str(&text).unwrap_or_else(|_| panic!("not JSON: {text}"));
-        assert_eq!((s, v["code"].as_str()), (want_status, Some(want_code)), "{text}");
+        assert_eq!(
+            (s, v["code"].as_str()),
+            (want_status, Some(want_code)),
+            "{text}"
+        );
         assert!(v["message"].is_string());
     };
-    check(h.raw(Method::GET, &base, None, None).await, 401, "UNAUTHORIZED");
-    check(h.raw(Method::GET, &base, Some("not.a.jwt"), None).await, 401, "UNAUTHORIZED");
-    let forged = matih_connector_service::auth::mint_hs256(b"some-other-secret-of-enough-length!!", matih_connector_service::auth::Role::PlatformAdmin, None, "x", 60);
-    check(h.raw(Method::GET, &base, Some(&forged), None).await, 401, "UNAUTHORIZED");
-    let expired = matih_connector_service::auth::mint_hs256(common::JWT_SECRET, matih_connector_service::auth::Role::PlatformAdmin, None, "x", -600);
-    check(h.raw(Method::GET, &base, Some(&expired), None).await, 401, "UNAUTHORIZED");
-    check(h.raw(Method::POST, &base, Some(&tok), Some("{\"name\":".into())).await, 400, "MALFORMED_JSON");
-    check(h.raw(Method::POST, &base, Some(&tok), Some(r#"{"type":"POSTGRESQL","hots":"x"}"#.into())).await, 422, "INVALID_REQUEST");
+    check(
+        h.raw(Method::GET, &base, None, None).await,
+        401,
+        "UNAUTHORIZED",
+    );
+    check(
+        h.raw(Method::GET, &base, Some("not.a.jwt"), None).await,
+        401,
+        "UNAUTHORIZED",
+    );
+    let forged = matih_connector_service::auth::mint_hs256(
+        b"some-other-secret-of-enough-length!!",
+        matih_connector_service::auth::Role::PlatformAdmin,
+        None,
+        "x",
+        60,
+    );
+    check(
+        h.raw(Method::GET, &base, Some(&forged), None).await,
+        401,
+        "UNAUTHORIZED",
+    );
+    let expired = matih_connector_service::auth::mint_hs256(
+        common::JWT_SECRET,
+        matih_connector_service::auth::Role::PlatformAdmin,
+        None,
+        "x",
+        -600,
+    );
+    check(
+        h.raw(Method::GET, &base, Some(&expired), None).await,
+        401,
+        "UNAUTHORIZED",
+    );
+    check(
+        h.raw(Method::POST, &base, Some(&tok), Some("{\"name\":".into()))
+            .await,
+        400,
+        "MALFORMED_JSON",
+    );
+    check(
+        h.raw(
+            Method::POST,
+            &base,
+            Some(&tok),
+            Some(r#"{"type":"POSTGRESQL","hots":"x"}"#.into()),
+        )
+        .await,
+        422,
+        "INVALID_REQUEST",
+    );
     let leaky = r#"{"name":"n","type":"POSTGRESQL","credentials":"plain-secret-in-wrong-place"}"#;
-    let (s, text) = h.raw(Method::POST, &base, Some(&tok), Some(leaky.into())).await;
+    let (s, text) = h
+        .raw(Method::POST, &base, Some(&tok), Some(leaky.into()))
+        .await;
     assert_eq!(s, 422);
     assert!(!text.contains("plain-secret-in-wrong-place"), "{text}");
-    let no_ct = h.client.post(format!("{}{base}", h.base)).bearer_auth(&tok).body("{}").send().await.unwrap();
+    let no_ct = h
+        .client
+        .post(format!("{}{base}", h.base))
+        .bearer_auth(&tok)
+        .body("{}")
+        .send()
+        .await
+        .unwrap();
     let st = no_ct.status().as_u16();
-    check((st, no_ct.text().await.unwrap()), 415, "UNSUPPORTED_MEDIA_TYPE");
+    check(
+        (st, no_ct.text().await.unwrap()),
+        415,
+        "UNSUPPORTED_MEDIA_TYPE",
+    );
     let big = format!("{{\"name\":\"{}\"}}", "x".repeat(2 << 20));
-    check(h.raw(Method::POST, &base, Some(&tok), Some(big)).await, 413, "PAYLOAD_TOO_LARGE");
-    check(h.raw(Method::GET, "/api/v1/nothing", Some(&tok), None).await, 404, "ROUTE_NOT_FOUND");
-    check(h.raw(Method::PATCH, &base, Some(&tok), None).await, 405, "METHOD_NOT_ALLOWED");
-    check(h.raw(Method::GET, &format!("{base}/not-a-uuid"), Some(&tok), None).await, 404, "NOT_FOUND");
-    check(h.raw(Method::GET, &format!("{base}/{}", Uuid::new_v4()), Some(&tok), None).await, 404, "NOT_FOUND");
+    check(
+        h.raw(Method::POST, &base, Some(&tok), Some(big)).await,
+        413,
+        "PAYLOAD_TOO_LARGE",
+    );
+    check(
+        h.raw(Method::GET, "/api/v1/nothing", Some(&tok), None)
+            .await,
+        404,
+        "ROUTE_NOT_FOUND",
+    );
+    check(
+        h.raw(Method::PATCH, &base, Some(&tok), None).await,
+        405,
+        "METHOD_NOT_ALLOWED",
+    );
+    check(
+        h.raw(Method::GET, &format!("{base}/not-a-uuid"), Some(&tok), None)
+            .await,
+        404,
+        "NOT_FOUND",
+    );
+    check(
+        h.raw(
+            Method::GET,
+            &format!("{base}/{}", Uuid::new_v4()),
+            Some(&tok),
+            None,
+        )
+        .await,
+        404,
+        "NOT_FOUND",
+    );
     check(
         h.raw(Method::POST, &base, Some(&tok), Some(json!({"name": "n", "type": "POSTGRESQL", "credentials": {"username": "u"}, "port": 5432}).to_string())).await,
         400,
         "INVALID_CONFIGURATION",
     );
     check(
-        h.raw(Method::POST, "/api/v1/tenants", Some(&h.platform_token()), Some(json!({"name": "x", "slug": "Not A Slug", "tier": "FREE"}).to_string())).await,
+        h.raw(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(&h.platform_token()),
+            Some(json!({"name": "x", "slug": "Not A Slug", "tier": "FREE"}).to_string()),
+        )
+        .await,
         400,
         "INVALID_REQUEST",
     );
     check(
-        h.raw(Method::POST, "/api/v1/tenants", Some(&h.platform_token()), Some(json!({"name": "x", "slug": "errors", "tier": "FREE"}).to_string())).await,
+        h.raw(
+            Method::POST,
+            "/api/v1/tenants",
+            Some(&h.platform_token()),
+            Some(json!({"name": "x", "slug": "errors", "tier": "FREE"}).to_string()),
+        )
+        .await,
         409,
         "CONFLICT",
     );
@@ -429,11 +896,17 @@ async fn health_readiness_metrics_and_openapi_matches_the_routes() {
         "GET /api/v1/tenants/{tenant_id}",
         "PUT /api/v1/tenants/{tenant_id}/tier",
     ] {
-        assert!(documented.iter().any(|d| d == want), "{want} is not in the OpenAPI document");
+        assert!(
+            documented.iter().any(|d| d == want),
+            "{want} is not in the OpenAPI document"
+        );
     }
     assert!(doc["components"]["securitySchemes"]["bearer"].is_object());
     let (s, m) = h.raw(Method::GET, "/metrics", None, None).await;
     assert_eq!(s, 200);
     assert!(m.contains("matih_http_requests_total{"), "{m}");
-    assert!(m.contains("route=\"/api/v1/tenants/{tenant_id}/connectors/{connector_id}\""), "route templates, not raw paths");
+    assert!(
+        m.contains("route=\"/api/v1/tenants/{tenant_id}/connectors/{connector_id}\""),
+        "route templates, not raw paths"
+    );
 }

@@ -10,7 +10,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use matih_connector_core::{
-    run_test, ConnectionConfig, ConnectorSpec, Credentials, Driver, SslMode, TestOptions, TestReport, Timeouts,
+    run_test, ConnectionConfig, ConnectorSpec, Credentials, Driver, SslMode, TestOptions,
+    TestReport, Timeouts,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -25,13 +26,24 @@ use crate::secrets::{SecretError, SecretRef};
 
 pub fn router() -> Router<AppState> {
     Router::new()
-        .route("/api/v1/tenants/{tenant_id}/connectors", get(list_connectors).post(create_connector))
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors",
+            get(list_connectors).post(create_connector),
+        )
         .route(
             "/api/v1/tenants/{tenant_id}/connectors/{connector_id}",
-            get(get_connector).put(update_connector).delete(delete_connector),
+            get(get_connector)
+                .put(update_connector)
+                .delete(delete_connector),
         )
-        .route("/api/v1/tenants/{tenant_id}/connectors/{connector_id}/test", post(test_connector))
-        .route("/api/v1/tenants/{tenant_id}/connectors/{connector_id}/credentials", put(update_credentials))
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/test",
+            post(test_connector),
+        )
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/credentials",
+            put(update_credentials),
+        )
 }
 
 /// A connectivity test's result as the seed shows it, plus the steps.
@@ -130,39 +142,70 @@ pub struct UpdateCredentials {
 
 impl std::fmt::Debug for UpdateCredentials {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("UpdateCredentials").field("credentials", &self.credentials).finish()
+        f.debug_struct("UpdateCredentials")
+            .field("credentials", &self.credentials)
+            .finish()
     }
 }
 
 /// The tenant, after checking the caller may act in it (404 otherwise).
-pub async fn tenant_for(state: &AppState, claims: &Claims, tenant_id: Uuid) -> Result<Tenant, AppError> {
+pub async fn tenant_for(
+    state: &AppState,
+    claims: &Claims,
+    tenant_id: Uuid,
+) -> Result<Tenant, AppError> {
     claims.require_tenant(tenant_id)?;
-    state.store.get_tenant(tenant_id).await?.ok_or_else(|| AppError::not_found("tenant"))
+    state
+        .store
+        .get_tenant(tenant_id)
+        .await?
+        .ok_or_else(|| AppError::not_found("tenant"))
 }
 
 /// The connector, after checking the caller may act in its tenant: one indexed
 /// read, and another tenant's connector is simply not found.
-pub async fn connector_for(state: &AppState, claims: &Claims, tenant_id: Uuid, id: Uuid) -> Result<Connector, AppError> {
+pub async fn connector_for(
+    state: &AppState,
+    claims: &Claims,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Connector, AppError> {
     claims.require_tenant(tenant_id)?;
-    state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))
+    state
+        .store
+        .get_connector(tenant_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("connector"))
 }
 
 pub fn secret_ref(state: &AppState, tenant: &Tenant, c: &Connector) -> SecretRef {
-    let mut r = SecretRef::new(&state.settings.namespace_prefix, &tenant.slug, c.id, &c.connector_type);
+    let mut r = SecretRef::new(
+        &state.settings.namespace_prefix,
+        &tenant.slug,
+        c.id,
+        &c.connector_type,
+    );
     r.name = c.credential_secret_name.clone();
     r
 }
 
 fn validate_name(name: &str) -> Result<(), AppError> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(AppError::bad_request("INVALID_CONFIGURATION", "name must be 1-200 characters without control characters")
-            .with_details(serde_json::json!({"field": "name"})));
+        return Err(AppError::bad_request(
+            "INVALID_CONFIGURATION",
+            "name must be 1-200 characters without control characters",
+        )
+        .with_details(serde_json::json!({"field": "name"})));
     }
     Ok(())
 }
 
 /// Checks a configuration with the driver, before any I/O.
-fn validate(driver: &dyn Driver, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), AppError> {
+fn validate(
+    driver: &dyn Driver,
+    cfg: &ConnectionConfig,
+    creds: &Credentials,
+) -> Result<(), AppError> {
     let check = cfg
         .validate_common()
         .and_then(|()| driver.descriptor().check_metadata_keys(&cfg.metadata))
@@ -171,11 +214,23 @@ fn validate(driver: &dyn Driver, cfg: &ConnectionConfig, creds: &Credentials) ->
 }
 
 /// Runs the connectivity test and counts it.
-pub async fn test_with(state: &AppState, driver: &dyn Driver, cfg: &ConnectionConfig, creds: &Credentials) -> TestReport {
-    let opts = TestOptions { egress: state.settings.egress.clone(), ..Default::default() };
+pub async fn test_with(
+    state: &AppState,
+    driver: &dyn Driver,
+    cfg: &ConnectionConfig,
+    creds: &Credentials,
+) -> TestReport {
+    let opts = TestOptions {
+        egress: state.settings.egress.clone(),
+        ..Default::default()
+    };
     let report = run_test(driver, cfg, creds, &opts).await;
     let outcome = report.error_code.map(|c| c.as_str()).unwrap_or("ok");
-    state.metrics.connector_tests.with_label_values(&[driver.descriptor().connector_type.as_str(), outcome]).inc();
+    state
+        .metrics
+        .connector_tests
+        .with_label_values(&[driver.descriptor().connector_type.as_str(), outcome])
+        .inc();
     report
 }
 
@@ -228,7 +283,10 @@ pub async fn list_connectors(
     if connectors.is_empty() && state.store.get_tenant(tenant_id).await?.is_none() {
         return Err(AppError::not_found("tenant"));
     }
-    Ok(Json(ConnectorList { total: connectors.len(), connectors }))
+    Ok(Json(ConnectorList {
+        total: connectors.len(),
+        connectors,
+    }))
 }
 
 /// Get a connector's details.
@@ -258,10 +316,16 @@ pub async fn create_connector(
     ApiJson(spec): ApiJson<ConnectorSpec>,
 ) -> Result<(StatusCode, Json<ConnectorWithTest>), AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
-    detached(create(state, tenant, spec)).await.map(|r| (StatusCode::CREATED, Json(r)))
+    detached(create(state, tenant, spec))
+        .await
+        .map(|r| (StatusCode::CREATED, Json(r)))
 }
 
-async fn create(state: AppState, tenant: Tenant, spec: ConnectorSpec) -> Result<ConnectorWithTest, AppError> {
+async fn create(
+    state: AppState,
+    tenant: Tenant,
+    spec: ConnectorSpec,
+) -> Result<ConnectorWithTest, AppError> {
     // 1. Validate: plan type, driver, configuration, name.
     let tier = tenant.tier;
     let ty = spec.connector_type.clone();
@@ -269,20 +333,38 @@ async fn create(state: AppState, tenant: Tenant, spec: ConnectorSpec) -> Result<
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
             "PLAN_TYPE_NOT_ALLOWED",
-            format!("the {} plan allows {} connectors; {} is not included", tier.as_str(), tier.types_description(), ty),
+            format!(
+                "the {} plan allows {} connectors; {} is not included",
+                tier.as_str(),
+                tier.types_description(),
+                ty
+            ),
         ));
     }
-    let driver = state.registry.get(&ty).map_err(|e| AppError::from_connector(&e))?;
+    let driver = state
+        .registry
+        .get(&ty)
+        .map_err(|e| AppError::from_connector(&e))?;
     let name = spec.name.clone().unwrap_or_default();
     validate_name(&name)?;
     let cfg = spec.config();
     validate(&*driver, &cfg, &spec.credentials)?;
-    if state.store.connector_name_taken(tenant.id, name.trim()).await? {
-        return Err(AppError::conflict("a connector with this name already exists in the tenant"));
+    if state
+        .store
+        .connector_name_taken(tenant.id, name.trim())
+        .await?
+    {
+        return Err(AppError::conflict(
+            "a connector with this name already exists in the tenant",
+        ));
     }
 
     // 2. Plan limit: a slot taken atomically, given back on any later failure.
-    if !state.store.reserve_slot(tenant.id, tier.max_connectors()).await? {
+    if !state
+        .store
+        .reserve_slot(tenant.id, tier.max_connectors())
+        .await?
+    {
         let limit = tier.max_connectors().unwrap_or_default();
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
@@ -292,7 +374,8 @@ async fn create(state: AppState, tenant: Tenant, spec: ConnectorSpec) -> Result<
         .with_details(serde_json::json!({"tier": tier.as_str(), "limit": limit})));
     }
 
-    let result = create_after_reservation(&state, &tenant, spec, name.trim().to_owned(), driver, cfg).await;
+    let result =
+        create_after_reservation(&state, &tenant, spec, name.trim().to_owned(), driver, cfg).await;
     if result.is_err() {
         if let Err(e) = state.store.release_slot(tenant.id).await {
             tracing::error!(tenant = %tenant.id, error = %e, "could not release a connector slot");
@@ -312,7 +395,12 @@ async fn create_after_reservation(
     // 3. The secret, in the tenant's namespace. The name holds 8 hex digits of
     // the id; on the rare clash, draw another id.
     let mut id = Uuid::new_v4();
-    let mut secret = SecretRef::new(&state.settings.namespace_prefix, &tenant.slug, id, &spec.connector_type);
+    let mut secret = SecretRef::new(
+        &state.settings.namespace_prefix,
+        &tenant.slug,
+        id,
+        &spec.connector_type,
+    );
     let mut attempts = 0;
     loop {
         match state.secrets.create(&secret, &spec.credentials).await {
@@ -320,7 +408,12 @@ async fn create_after_reservation(
             Err(SecretError::AlreadyExists(_)) if attempts < 3 => {
                 attempts += 1;
                 id = Uuid::new_v4();
-                secret = SecretRef::new(&state.settings.namespace_prefix, &tenant.slug, id, &spec.connector_type);
+                secret = SecretRef::new(
+                    &state.settings.namespace_prefix,
+                    &tenant.slug,
+                    id,
+                    &spec.connector_type,
+                );
             }
             Err(e) => return Err(e.into()),
         }
@@ -371,7 +464,10 @@ async fn create_after_reservation(
 
     // 6. Discovery, waited for briefly.
     let mut out = ConnectorWithTest {
-        test_result: TestResult { connector_id: c.id, report },
+        test_result: TestResult {
+            connector_id: c.id,
+            report,
+        },
         schemas_discovered: None,
         tables_discovered: None,
         discovery_status: Some("NOT_STARTED".into()),
@@ -403,7 +499,11 @@ pub async fn update_connector(
     ApiJson(body): ApiJson<UpdateConnector>,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
-    let mut c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
+    let mut c = state
+        .store
+        .get_connector(tenant_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("connector"))?;
     if let Some(name) = &body.name {
         validate_name(name)?;
         c.name = name.trim().to_owned();
@@ -430,16 +530,25 @@ pub async fn update_connector(
         c.timeouts = t;
     }
     if body.ssl_enabled.is_some() || body.ssl_mode.is_some() {
-        let probe = ConnectionConfig { ssl_enabled: body.ssl_enabled, ssl_mode: body.ssl_mode, ..Default::default() };
+        let probe = ConnectionConfig {
+            ssl_enabled: body.ssl_enabled,
+            ssl_mode: body.ssl_mode,
+            ..Default::default()
+        };
         let mode = probe.ssl_mode().map_err(|e| AppError::from_connector(&e))?;
         c.ssl_mode = Some(mode);
         c.ssl_enabled = mode.is_tls();
     }
-    let driver = state.registry.get(&c.connector_type).map_err(|e| AppError::from_connector(&e))?;
+    let driver = state
+        .registry
+        .get(&c.connector_type)
+        .map_err(|e| AppError::from_connector(&e))?;
     c.updated_at = ts(Utc::now());
     match body.status {
         Some(ConnectorStatus::Inactive) => {
-            c.config().validate_common().map_err(|e| AppError::from_connector(&e))?;
+            c.config()
+                .validate_common()
+                .map_err(|e| AppError::from_connector(&e))?;
             c.status = ConnectorStatus::Inactive;
             if !state.store.update_connector(&c).await? {
                 return Err(AppError::not_found("connector"));
@@ -460,7 +569,11 @@ pub async fn update_connector(
         c.status = ConnectorStatus::Testing;
     }
     let secret = secret_ref(&state, &tenant, &c);
-    let creds = state.secrets.get(&secret).await.map_err(unavailable_credentials)?;
+    let creds = state
+        .secrets
+        .get(&secret)
+        .await
+        .map_err(unavailable_credentials)?;
     let cfg = c.config();
     validate(&*driver, &cfg, &creds)?;
     let report = test_with(&state, &*driver, &cfg, &creds).await;
@@ -469,7 +582,10 @@ pub async fn update_connector(
         return Err(AppError::not_found("connector"));
     }
     let mut out = ConnectorWithTest {
-        test_result: TestResult { connector_id: c.id, report },
+        test_result: TestResult {
+            connector_id: c.id,
+            report,
+        },
         schemas_discovered: None,
         tables_discovered: None,
         discovery_status: None,
@@ -481,7 +597,9 @@ pub async fn update_connector(
         out.discovery_status = Some(started.job.status.clone());
         out.discovery_job_id = Some(started.job.id);
     }
-    Ok(Json(serde_json::to_value(&out).map_err(AppError::internal)?))
+    Ok(Json(
+        serde_json::to_value(&out).map_err(AppError::internal)?,
+    ))
 }
 
 /// Delete a connector, its secret and its catalog.
@@ -495,12 +613,19 @@ pub async fn delete_connector(
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<StatusCode, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
-    let c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
+    let c = state
+        .store
+        .get_connector(tenant_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("connector"))?;
     detached(async move {
         state.jobs.cancel(c.id);
         // The secret goes first: if that fails nothing has changed and the
         // delete can be retried; a row without its secret is never left behind.
-        state.secrets.delete(&secret_ref(&state, &tenant, &c)).await?;
+        state
+            .secrets
+            .delete(&secret_ref(&state, &tenant, &c))
+            .await?;
         if !state.store.delete_connector(tenant.id, c.id).await? {
             return Err(AppError::not_found("connector"));
         }
@@ -521,14 +646,28 @@ pub async fn test_connector(
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<TestResult>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
-    let mut c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
-    let driver = state.registry.get(&c.connector_type).map_err(|e| AppError::from_connector(&e))?;
-    let creds = state.secrets.get(&secret_ref(&state, &tenant, &c)).await.map_err(unavailable_credentials)?;
+    let mut c = state
+        .store
+        .get_connector(tenant_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("connector"))?;
+    let driver = state
+        .registry
+        .get(&c.connector_type)
+        .map_err(|e| AppError::from_connector(&e))?;
+    let creds = state
+        .secrets
+        .get(&secret_ref(&state, &tenant, &c))
+        .await
+        .map_err(unavailable_credentials)?;
     let report = test_with(&state, &*driver, &c.config(), &creds).await;
     apply_report(&state, &mut c, &report);
     c.updated_at = ts(Utc::now());
     state.store.update_connector(&c).await?;
-    Ok(Json(TestResult { connector_id: c.id, report }))
+    Ok(Json(TestResult {
+        connector_id: c.id,
+        report,
+    }))
 }
 
 /// Replace a connector's credentials. They are tested first; on failure the
@@ -546,17 +685,30 @@ pub async fn update_credentials(
     ApiJson(body): ApiJson<UpdateCredentials>,
 ) -> Result<Json<ConnectorWithTest>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
-    let mut c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
-    let driver = state.registry.get(&c.connector_type).map_err(|e| AppError::from_connector(&e))?;
+    let mut c = state
+        .store
+        .get_connector(tenant_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("connector"))?;
+    let driver = state
+        .registry
+        .get(&c.connector_type)
+        .map_err(|e| AppError::from_connector(&e))?;
     let cfg = c.config();
     validate(&*driver, &cfg, &body.credentials)?;
     let report = test_with(&state, &*driver, &cfg, &body.credentials).await;
     if !report.success {
-        let result = TestResult { connector_id: c.id, report };
+        let result = TestResult {
+            connector_id: c.id,
+            report,
+        };
         return Err(AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
             "CREDENTIALS_TEST_FAILED",
-            format!("the new credentials failed the connectivity test; the old ones are kept: {}", result.report.message),
+            format!(
+                "the new credentials failed the connectivity test; the old ones are kept: {}",
+                result.report.message
+            ),
         )
         .with_details(serde_json::json!({ "testResult": result })));
     }
@@ -566,7 +718,9 @@ pub async fn update_credentials(
             Ok(()) => {}
             // The secret went missing (removed by hand): the new credentials
             // passed, so they become the secret.
-            Err(SecretError::NotFound(_)) => state.secrets.create(&secret, &body.credentials).await?,
+            Err(SecretError::NotFound(_)) => {
+                state.secrets.create(&secret, &body.credentials).await?
+            }
             Err(e) => return Err(e.into()),
         }
         if c.status == ConnectorStatus::Error {
@@ -577,7 +731,10 @@ pub async fn update_credentials(
         state.store.update_connector(&c).await?;
         tracing::info!(connector = %c.id, "credentials replaced");
         Ok(Json(ConnectorWithTest {
-            test_result: TestResult { connector_id: c.id, report },
+            test_result: TestResult {
+                connector_id: c.id,
+                report,
+            },
             schemas_discovered: None,
             tables_discovered: None,
             discovery_status: None,

@@ -28,8 +28,14 @@ pub fn router() -> Router<AppState> {
             "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover",
             post(start_discovery).get(latest_discovery),
         )
-        .route("/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas", get(schemas))
-        .route("/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas/diff", get(diff))
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas",
+            get(schemas),
+        )
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas/diff",
+            get(diff),
+        )
         .route(
             "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas/{schema}/tables/{table}",
             get(table_detail),
@@ -49,14 +55,24 @@ pub async fn start_discovery(
     body: Bytes,
 ) -> Result<(StatusCode, Json<DiscoveryJob>), AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
-    let c = state.store.get_connector(tenant_id, id).await?.ok_or_else(|| AppError::not_found("connector"))?;
+    let c = state
+        .store
+        .get_connector(tenant_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("connector"))?;
     let req: DiscoveryRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DiscoveryRequest::default()
     } else {
-        serde_json::from_slice(&body).map_err(|e| AppError::bad_request("INVALID_REQUEST", format!("invalid discovery request: {e}")))?
+        serde_json::from_slice(&body).map_err(|e| {
+            AppError::bad_request("INVALID_REQUEST", format!("invalid discovery request: {e}"))
+        })?
     };
     if c.status == ConnectorStatus::Inactive {
-        return Err(AppError::new(StatusCode::CONFLICT, "CONNECTOR_INACTIVE", "the connector is disabled; enable it first"));
+        return Err(AppError::new(
+            StatusCode::CONFLICT,
+            "CONNECTOR_INACTIVE",
+            "the connector is disabled; enable it first",
+        ));
     }
     let secret = secret_ref(&state, &tenant, &c);
     let started = discovery::start(&state, &c, secret, req);
@@ -77,7 +93,12 @@ pub async fn latest_discovery(
     if let Some(job) = state.jobs.running(c.id) {
         return Ok(Json(job));
     }
-    state.store.latest_job(c.id).await?.map(Json).ok_or_else(|| AppError::not_found("discovery job"))
+    state
+        .store
+        .latest_job(c.id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::not_found("discovery job"))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -141,13 +162,28 @@ fn decode_cursor(cursor: &str) -> Result<(String, String), AppError> {
         .decode(cursor)
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
-        .ok_or_else(|| AppError::bad_request("INVALID_REQUEST", "cursor is not one this service issued"))
+        .ok_or_else(|| {
+            AppError::bad_request("INVALID_REQUEST", "cursor is not one this service issued")
+        })
 }
 
-async fn latest_snapshot(state: &AppState, connector: Uuid) -> Result<(Snapshot, Catalog), AppError> {
-    let snap = state.store.latest_snapshots(connector, 1).await?.into_iter().next().ok_or_else(|| {
-        AppError::new(StatusCode::NOT_FOUND, "CATALOG_NOT_FOUND", "no discovery has completed for this connector yet")
-    })?;
+async fn latest_snapshot(
+    state: &AppState,
+    connector: Uuid,
+) -> Result<(Snapshot, Catalog), AppError> {
+    let snap = state
+        .store
+        .latest_snapshots(connector, 1)
+        .await?
+        .into_iter()
+        .next()
+        .ok_or_else(|| {
+            AppError::new(
+                StatusCode::NOT_FOUND,
+                "CATALOG_NOT_FOUND",
+                "no discovery has completed for this connector yet",
+            )
+        })?;
     let catalog = parse_catalog(&snap)?;
     Ok((snap, catalog))
 }
@@ -157,7 +193,10 @@ fn parse_catalog(s: &Snapshot) -> Result<Catalog, AppError> {
 }
 
 fn kind_name(t: &Table) -> String {
-    serde_json::to_value(t.kind).ok().and_then(|v| v.as_str().map(str::to_owned)).unwrap_or_default()
+    serde_json::to_value(t.kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
 }
 
 /// The latest discovered catalog's summary.
@@ -175,11 +214,19 @@ pub async fn schemas(
     let with_columns = match q.include.as_deref() {
         None | Some("") => false,
         Some("columns") => true,
-        Some(other) => return Err(AppError::bad_request("INVALID_REQUEST", format!("include={other:?}: only `columns` is known"))),
+        Some(other) => {
+            return Err(AppError::bad_request(
+                "INVALID_REQUEST",
+                format!("include={other:?}: only `columns` is known"),
+            ))
+        }
     };
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > 10_000 {
-        return Err(AppError::bad_request("INVALID_REQUEST", "limit must be 1-10000"));
+        return Err(AppError::bad_request(
+            "INVALID_REQUEST",
+            "limit must be 1-10000",
+        ));
     }
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
     let (snap, catalog) = latest_snapshot(&state, c.id).await?;
@@ -192,8 +239,11 @@ pub async fn schemas(
         total_tables: 0,
         next_cursor: None,
     };
-    let selected: Vec<_> =
-        catalog.schemas.iter().filter(|s| q.schema.as_deref().is_none_or(|n| n == s.name)).collect();
+    let selected: Vec<_> = catalog
+        .schemas
+        .iter()
+        .filter(|s| q.schema.as_deref().is_none_or(|n| n == s.name))
+        .collect();
     out.total_schemas = selected.len();
     out.total_tables = selected.iter().map(|s| s.tables.len()).sum();
     let mut remaining = limit;
@@ -224,7 +274,10 @@ pub async fn schemas(
         }
         // Schemas without tables appear on the first page only.
         if !tables.is_empty() || (schema.tables.is_empty() && after.is_none() && !more) {
-            out.schemas.push(SchemaSummary { name: schema.name.clone(), tables });
+            out.schemas.push(SchemaSummary {
+                name: schema.name.clone(),
+                tables,
+            });
         }
         if more {
             break;
@@ -263,7 +316,12 @@ pub async fn table_detail(
         .and_then(|s| s.table(&table))
         .cloned()
         .ok_or_else(|| AppError::not_found("table"))?;
-    Ok(Json(TableDetail { connector_id: c.id, schema, discovered_at: snap.discovered_at, table: t }))
+    Ok(Json(TableDetail {
+        connector_id: c.id,
+        schema,
+        discovered_at: snap.discovered_at,
+        table: t,
+    }))
 }
 
 #[derive(Debug, Default, Serialize, ToSchema)]
@@ -304,6 +362,14 @@ pub struct CatalogDiff {
     pub connector_id: Uuid,
     pub from: Option<SnapshotRef>,
     pub to: SnapshotRef,
+    #[serde(flatten)]
+    pub changes: Changes,
+}
+
+/// Tables and columns added, removed, or with a changed type.
+#[derive(Debug, Default, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct Changes {
     pub tables_added: Vec<TableRef>,
     pub tables_removed: Vec<TableRef>,
     pub columns_added: Vec<ColumnChange>,
@@ -316,15 +382,23 @@ fn column_type(c: &matih_connector_core::Column) -> String {
     c.native_type.clone()
 }
 
-pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> (Vec<TableRef>, Vec<TableRef>, Vec<ColumnChange>, Vec<ColumnChange>, Vec<ColumnChange>) {
+pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> Changes {
     let index = |c: &Catalog| -> BTreeMap<(String, String), Table> {
         c.schemas
             .iter()
-            .flat_map(|s| s.tables.iter().map(move |t| ((s.name.clone(), t.name.clone()), t.clone())))
+            .flat_map(|s| {
+                s.tables
+                    .iter()
+                    .map(move |t| ((s.name.clone(), t.name.clone()), t.clone()))
+            })
             .collect()
     };
     let (a, b) = (index(old), index(new));
-    let tref = |(s, t): &(String, String), table: &Table| TableRef { schema: s.clone(), table: t.clone(), kind: kind_name(table) };
+    let tref = |(s, t): &(String, String), table: &Table| TableRef {
+        schema: s.clone(),
+        table: t.clone(),
+        kind: kind_name(table),
+    };
     let mut added = Vec::new();
     let mut removed = Vec::new();
     let mut cols_added = Vec::new();
@@ -344,7 +418,9 @@ pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> (Vec<TableRef>, Vec<TableR
                             from_type: None,
                             to_type: None,
                         }),
-                        Some(oc) if oc.native_type != c.native_type || oc.data_type != c.data_type => {
+                        Some(oc)
+                            if oc.native_type != c.native_type || oc.data_type != c.data_type =>
+                        {
                             changed.push(ColumnChange {
                                 schema: k.0.clone(),
                                 table: k.1.clone(),
@@ -377,7 +453,13 @@ pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> (Vec<TableRef>, Vec<TableR
             removed.push(tref(k, t));
         }
     }
-    (added, removed, cols_added, cols_removed, changed)
+    Changes {
+        tables_added: added,
+        tables_removed: removed,
+        columns_added: cols_added,
+        columns_removed: cols_removed,
+        columns_type_changed: changed,
+    }
 }
 
 /// The difference between the last two discovered catalogs.
@@ -393,22 +475,31 @@ pub async fn diff(
     let c = connector_for(&state, &claims, tenant_id, id).await?;
     let snaps = state.store.latest_snapshots(c.id, 2).await?;
     let Some(newest) = snaps.first() else {
-        return Err(AppError::new(StatusCode::NOT_FOUND, "CATALOG_NOT_FOUND", "no discovery has completed for this connector yet"));
+        return Err(AppError::new(
+            StatusCode::NOT_FOUND,
+            "CATALOG_NOT_FOUND",
+            "no discovery has completed for this connector yet",
+        ));
     };
     let new = parse_catalog(newest)?;
     let (old, from) = match snaps.get(1) {
-        Some(s) => (parse_catalog(s)?, Some(SnapshotRef { snapshot_id: s.id, discovered_at: s.discovered_at.clone() })),
+        Some(s) => (
+            parse_catalog(s)?,
+            Some(SnapshotRef {
+                snapshot_id: s.id,
+                discovered_at: s.discovered_at.clone(),
+            }),
+        ),
         None => (Catalog::default(), None),
     };
-    let (tables_added, tables_removed, columns_added, columns_removed, columns_type_changed) = diff_catalogs(&old, &new);
+    let changes = diff_catalogs(&old, &new);
     Ok(Json(CatalogDiff {
         connector_id: c.id,
         from,
-        to: SnapshotRef { snapshot_id: newest.id, discovered_at: newest.discovered_at.clone() },
-        tables_added,
-        tables_removed,
-        columns_added,
-        columns_removed,
-        columns_type_changed,
+        to: SnapshotRef {
+            snapshot_id: newest.id,
+            discovered_at: newest.discovered_at.clone(),
+        },
+        changes,
     }))
 }

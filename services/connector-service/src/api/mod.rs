@@ -11,7 +11,10 @@ use utoipa::ToSchema;
 use crate::app::AppState;
 
 pub fn router() -> Router<AppState> {
-    Router::new().merge(tenants::router()).merge(connectors::router()).merge(discovery::router())
+    Router::new()
+        .merge(tenants::router())
+        .merge(connectors::router())
+        .merge(discovery::router())
 }
 
 /// The error shape of every route.

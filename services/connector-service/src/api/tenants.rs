@@ -18,7 +18,10 @@ pub fn router() -> Router<AppState> {
     Router::new()
         .route("/api/v1/tenants", get(list_tenants).post(create_tenant))
         .route("/api/v1/tenants/{tenant_id}", get(get_tenant))
-        .route("/api/v1/tenants/{tenant_id}/tier", put(set_tier).patch(set_tier))
+        .route(
+            "/api/v1/tenants/{tenant_id}/tier",
+            put(set_tier).patch(set_tier),
+        )
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -50,7 +53,9 @@ pub fn valid_slug(slug: &str, prefix: &str) -> bool {
         && total <= 63
         && slug.starts_with(|c: char| c.is_ascii_lowercase())
         && !slug.ends_with('-')
-        && slug.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && slug
+            .chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
 }
 
 /// Create a tenant (platform admins).
@@ -66,8 +71,11 @@ pub async fn create_tenant(
     claims.require_platform_admin()?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
-        return Err(AppError::bad_request("INVALID_REQUEST", "name must be 1-200 characters without control characters")
-            .with_details(serde_json::json!({"field": "name"})));
+        return Err(AppError::bad_request(
+            "INVALID_REQUEST",
+            "name must be 1-200 characters without control characters",
+        )
+        .with_details(serde_json::json!({"field": "name"})));
     }
     if !valid_slug(&body.slug, &state.settings.namespace_prefix) {
         return Err(AppError::bad_request(
@@ -96,9 +104,14 @@ pub async fn create_tenant(
 #[utoipa::path(get, path = "/api/v1/tenants", tag = "tenants",
     responses((status = 200, body = TenantList), (status = 403, body = crate::api::ErrorBody)),
     security(("bearer" = [])))]
-pub async fn list_tenants(State(state): State<AppState>, Auth(claims): Auth) -> Result<Json<TenantList>, AppError> {
+pub async fn list_tenants(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+) -> Result<Json<TenantList>, AppError> {
     claims.require_platform_admin()?;
-    Ok(Json(TenantList { tenants: state.store.list_tenants().await? }))
+    Ok(Json(TenantList {
+        tenants: state.store.list_tenants().await?,
+    }))
 }
 
 /// Get a tenant (its platform admins, or its own tenant admin).
@@ -112,7 +125,12 @@ pub async fn get_tenant(
     ApiPath(tenant_id): ApiPath<Uuid>,
 ) -> Result<Json<Tenant>, AppError> {
     claims.require_tenant(tenant_id)?;
-    state.store.get_tenant(tenant_id).await?.map(Json).ok_or_else(|| AppError::not_found("tenant"))
+    state
+        .store
+        .get_tenant(tenant_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::not_found("tenant"))
 }
 
 /// Change a tenant's plan (platform admins). PUT and PATCH are the same.
@@ -130,7 +148,10 @@ pub async fn set_tier(
         return Err(AppError::not_found("tenant"));
     }
     claims.require_platform_admin()?;
-    let t = state.store.set_tier(tenant_id, body.tier, &ts(Utc::now())).await?;
+    let t = state
+        .store
+        .set_tier(tenant_id, body.tier, &ts(Utc::now()))
+        .await?;
     t.map(Json).ok_or_else(|| AppError::not_found("tenant"))
 }
 
@@ -141,7 +162,17 @@ mod tests {
         for ok in ["acme", "a", "acme-2", "x1"] {
             assert!(super::valid_slug(ok, "matih-"), "{ok}");
         }
-        for bad in ["", "Acme", "-a", "a-", "1abc", "a_b", "a.b", "ä", &"a".repeat(58)] {
+        for bad in [
+            "",
+            "Acme",
+            "-a",
+            "a-",
+            "1abc",
+            "a_b",
+            "a.b",
+            "ä",
+            &"a".repeat(58),
+        ] {
             assert!(!super::valid_slug(bad, "matih-"), "{bad}");
         }
     }

@@ -50,7 +50,10 @@ impl KubernetesSecretStore {
 
     /// A client from `api_url` (+ bearer token file), or the in-cluster
     /// configuration / kubeconfig when no URL is given.
-    pub async fn connect(api_url: Option<&str>, token_file: Option<&std::path::Path>) -> anyhow::Result<Self> {
+    pub async fn connect(
+        api_url: Option<&str>,
+        token_file: Option<&std::path::Path>,
+    ) -> anyhow::Result<Self> {
         matih_connector_core::tls::install_default_provider();
         let mut config = match api_url {
             Some(url) => kube::Config::new(url.parse()?),
@@ -63,7 +66,9 @@ impl KubernetesSecretStore {
         config.connect_timeout = Some(std::time::Duration::from_secs(10));
         config.read_timeout = Some(std::time::Duration::from_secs(30));
         config.write_timeout = Some(std::time::Duration::from_secs(30));
-        Ok(KubernetesSecretStore { client: Client::try_from(config)? })
+        Ok(KubernetesSecretStore {
+            client: Client::try_from(config)?,
+        })
     }
 
     fn api(&self, namespace: &str) -> Api<Secret> {
@@ -71,7 +76,10 @@ impl KubernetesSecretStore {
     }
 
     fn data(creds: &Credentials) -> BTreeMap<String, ByteString> {
-        creds.iter().map(|(k, v)| (k.to_owned(), ByteString(v.expose().as_bytes().to_vec()))).collect()
+        creds
+            .iter()
+            .map(|(k, v)| (k.to_owned(), ByteString(v.expose().as_bytes().to_vec())))
+            .collect()
     }
 
     fn secret(r: &SecretRef, creds: &Credentials, resource_version: Option<String>) -> Secret {
@@ -110,12 +118,21 @@ impl SecretStore for KubernetesSecretStore {
     }
 
     async fn get(&self, r: &SecretRef) -> Result<Credentials, SecretError> {
-        let s = self.api(&r.namespace).get(&r.name).await.map_err(|e| map_err(&r.name, e))?;
+        let s = self
+            .api(&r.namespace)
+            .get(&r.name)
+            .await
+            .map_err(|e| map_err(&r.name, e))?;
         let mut out: Credentials = s
             .data
             .unwrap_or_default()
             .into_iter()
-            .map(|(k, v)| (k, SecretString::new(String::from_utf8_lossy(&v.0).into_owned())))
+            .map(|(k, v)| {
+                (
+                    k,
+                    SecretString::new(String::from_utf8_lossy(&v.0).into_owned()),
+                )
+            })
             .collect();
         // stringData is write-only in a real API server, but a secret made by
         // hand through another path may still carry it.
@@ -131,11 +148,18 @@ impl SecretStore for KubernetesSecretStore {
         // into a 409 instead of a lost update.
         let current = api.get(&r.name).await.map_err(|e| map_err(&r.name, e))?;
         let secret = Self::secret(r, creds, current.metadata.resource_version);
-        api.replace(&r.name, &PostParams::default(), &secret).await.map(|_| ()).map_err(|e| map_err(&r.name, e))
+        api.replace(&r.name, &PostParams::default(), &secret)
+            .await
+            .map(|_| ())
+            .map_err(|e| map_err(&r.name, e))
     }
 
     async fn delete(&self, r: &SecretRef) -> Result<(), SecretError> {
-        match self.api(&r.namespace).delete(&r.name, &DeleteParams::default()).await {
+        match self
+            .api(&r.namespace)
+            .delete(&r.name, &DeleteParams::default())
+            .await
+        {
             Ok(_) => Ok(()),
             Err(e) => match map_err(&r.name, e) {
                 SecretError::NotFound(_) => Ok(()),
@@ -146,8 +170,16 @@ impl SecretStore for KubernetesSecretStore {
 
     async fn list(&self, namespace: &str) -> Result<Vec<String>, SecretError> {
         let lp = ListParams::default().labels(LABEL_ID);
-        let list = self.api(namespace).list(&lp).await.map_err(|e| map_err(namespace, e))?;
-        let mut names: Vec<String> = list.items.into_iter().filter_map(|s| s.metadata.name).collect();
+        let list = self
+            .api(namespace)
+            .list(&lp)
+            .await
+            .map_err(|e| map_err(namespace, e))?;
+        let mut names: Vec<String> = list
+            .items
+            .into_iter()
+            .filter_map(|s| s.metadata.name)
+            .collect();
         names.sort();
         Ok(names)
     }

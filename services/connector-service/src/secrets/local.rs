@@ -25,7 +25,8 @@ pub fn load_or_create_key_file(path: &Path) -> anyhow::Result<[u8; 32]> {
     match std::fs::read(path) {
         Ok(bytes) => {
             let text = String::from_utf8_lossy(&bytes);
-            parse_key(text.trim()).with_context(|| format!("{} does not hold a 32-byte key", path.display()))
+            parse_key(text.trim())
+                .with_context(|| format!("{} does not hold a 32-byte key", path.display()))
         }
         Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
             if let Some(dir) = path.parent() {
@@ -54,11 +55,17 @@ fn hex(bytes: &[u8]) -> String {
 /// A key as 64 hex digits or base64 of 32 bytes.
 pub fn parse_key(text: &str) -> anyhow::Result<[u8; 32]> {
     let bytes = if text.len() == 64 && text.chars().all(|c| c.is_ascii_hexdigit()) {
-        (0..32).map(|i| u8::from_str_radix(&text[i * 2..i * 2 + 2], 16)).collect::<Result<Vec<u8>, _>>()?
+        (0..32)
+            .map(|i| u8::from_str_radix(&text[i * 2..i * 2 + 2], 16))
+            .collect::<Result<Vec<u8>, _>>()?
     } else {
-        base64::engine::general_purpose::STANDARD.decode(text).context("not hex or base64")?
+        base64::engine::general_purpose::STANDARD
+            .decode(text)
+            .context("not hex or base64")?
     };
-    bytes.try_into().map_err(|_| anyhow::anyhow!("the key must be 32 bytes"))
+    bytes
+        .try_into()
+        .map_err(|_| anyhow::anyhow!("the key must be 32 bytes"))
 }
 
 #[derive(Serialize, Deserialize)]
@@ -76,7 +83,9 @@ pub struct LocalSecretStore {
 
 impl std::fmt::Debug for LocalSecretStore {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.debug_struct("LocalSecretStore").field("root", &self.root).finish_non_exhaustive()
+        f.debug_struct("LocalSecretStore")
+            .field("root", &self.root)
+            .finish_non_exhaustive()
     }
 }
 
@@ -89,12 +98,15 @@ fn backend(e: impl std::fmt::Display) -> SecretError {
 fn safe_component(s: &str) -> Result<&str, SecretError> {
     let ok = !s.is_empty()
         && s.len() <= 253
-        && s.chars().all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
+        && s.chars()
+            .all(|c| c.is_ascii_lowercase() || c.is_ascii_digit() || c == '-')
         && !s.starts_with('-');
     if ok {
         Ok(s)
     } else {
-        Err(SecretError::Backend(format!("invalid secret path component {s:?}")))
+        Err(SecretError::Backend(format!(
+            "invalid secret path component {s:?}"
+        )))
     }
 }
 
@@ -102,18 +114,27 @@ impl LocalSecretStore {
     pub fn new(root: PathBuf, key: [u8; 32]) -> anyhow::Result<Self> {
         std::fs::create_dir_all(&root).with_context(|| format!("creating {}", root.display()))?;
         std::fs::set_permissions(&root, std::fs::Permissions::from_mode(0o700))?;
-        Ok(LocalSecretStore { root, cipher: Aes256Gcm::new(&key.into()) })
+        Ok(LocalSecretStore {
+            root,
+            cipher: Aes256Gcm::new(&key.into()),
+        })
     }
 
     fn path(&self, r: &SecretRef) -> Result<PathBuf, SecretError> {
-        Ok(self.root.join(safe_component(&r.namespace)?).join(format!("{}.secret", safe_component(&r.name)?)))
+        Ok(self
+            .root
+            .join(safe_component(&r.namespace)?)
+            .join(format!("{}.secret", safe_component(&r.name)?)))
     }
 
     fn seal(&self, r: &SecretRef, creds: &Credentials) -> Result<Vec<u8>, SecretError> {
         let stored = Stored {
             connector_id: r.connector_id.to_string(),
             connector_type: r.connector_type.clone(),
-            data: creds.iter().map(|(k, v)| (k.to_owned(), v.expose().to_owned())).collect(),
+            data: creds
+                .iter()
+                .map(|(k, v)| (k.to_owned(), v.expose().to_owned()))
+                .collect(),
         };
         let plain = serde_json::to_vec(&stored).map_err(backend)?;
         let mut nonce = [0u8; 12];
@@ -121,7 +142,13 @@ impl LocalSecretStore {
         let aad = format!("{}/{}", r.namespace, r.name);
         let sealed = self
             .cipher
-            .encrypt(Nonce::from_slice(&nonce), Payload { msg: &plain, aad: aad.as_bytes() })
+            .encrypt(
+                Nonce::from_slice(&nonce),
+                Payload {
+                    msg: &plain,
+                    aad: aad.as_bytes(),
+                },
+            )
             .map_err(|_| SecretError::Backend("encryption failed".into()))?;
         let mut out = Vec::with_capacity(4 + 12 + sealed.len());
         out.extend_from_slice(MAGIC);
@@ -132,21 +159,43 @@ impl LocalSecretStore {
 
     fn open(&self, r: &SecretRef, bytes: &[u8]) -> Result<Credentials, SecretError> {
         if bytes.len() < 16 || &bytes[..4] != MAGIC {
-            return Err(SecretError::Backend(format!("{} is not a secret file", r.name)));
+            return Err(SecretError::Backend(format!(
+                "{} is not a secret file",
+                r.name
+            )));
         }
         let aad = format!("{}/{}", r.namespace, r.name);
         let plain = self
             .cipher
-            .decrypt(Nonce::from_slice(&bytes[4..16]), Payload { msg: &bytes[16..], aad: aad.as_bytes() })
-            .map_err(|_| SecretError::Denied(format!("{} does not decrypt with the configured key", r.name)))?;
+            .decrypt(
+                Nonce::from_slice(&bytes[4..16]),
+                Payload {
+                    msg: &bytes[16..],
+                    aad: aad.as_bytes(),
+                },
+            )
+            .map_err(|_| {
+                SecretError::Denied(format!(
+                    "{} does not decrypt with the configured key",
+                    r.name
+                ))
+            })?;
         let stored: Stored = serde_json::from_slice(&plain).map_err(backend)?;
-        Ok(stored.data.into_iter().map(|(k, v)| (k, SecretString::new(v))).collect())
+        Ok(stored
+            .data
+            .into_iter()
+            .map(|(k, v)| (k, SecretString::new(v)))
+            .collect())
     }
 
     /// Writes a temporary file (0600, synced) beside the target.
     fn write_temp(dir: &Path, bytes: &[u8]) -> std::io::Result<PathBuf> {
         let tmp = dir.join(format!(".tmp-{}", uuid::Uuid::new_v4().simple()));
-        let mut f = std::fs::OpenOptions::new().write(true).create_new(true).mode(0o600).open(&tmp)?;
+        let mut f = std::fs::OpenOptions::new()
+            .write(true)
+            .create_new(true)
+            .mode(0o600)
+            .open(&tmp)?;
         f.write_all(bytes)?;
         f.sync_all()?;
         Ok(tmp)
@@ -172,7 +221,9 @@ impl SecretStore for LocalSecretStore {
             let _ = std::fs::remove_file(&tmp);
             match linked {
                 Ok(()) => Ok(()),
-                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => Err(SecretError::AlreadyExists(name)),
+                Err(e) if e.kind() == std::io::ErrorKind::AlreadyExists => {
+                    Err(SecretError::AlreadyExists(name))
+                }
                 Err(e) => Err(backend(e)),
             }
         })
@@ -184,7 +235,9 @@ impl SecretStore for LocalSecretStore {
         let path = self.path(r)?;
         match tokio::fs::read(&path).await {
             Ok(bytes) => self.open(r, &bytes),
-            Err(e) if e.kind() == std::io::ErrorKind::NotFound => Err(SecretError::NotFound(r.name.clone())),
+            Err(e) if e.kind() == std::io::ErrorKind::NotFound => {
+                Err(SecretError::NotFound(r.name.clone()))
+            }
             Err(e) => Err(backend(e)),
         }
     }
@@ -225,7 +278,11 @@ impl SecretStore for LocalSecretStore {
             Err(e) => return Err(backend(e)),
         };
         while let Some(entry) = rd.next_entry().await.map_err(backend)? {
-            if let Some(name) = entry.file_name().to_str().and_then(|n| n.strip_suffix(".secret")) {
+            if let Some(name) = entry
+                .file_name()
+                .to_str()
+                .and_then(|n| n.strip_suffix(".secret"))
+            {
                 out.push(name.to_owned());
             }
         }
@@ -241,25 +298,48 @@ mod tests {
 
     #[tokio::test]
     async fn round_trip_nonce_per_write_and_no_plaintext() {
-        let dir = std::env::temp_dir().join(format!("matih-local-secrets-{}", uuid::Uuid::new_v4()));
+        let dir =
+            std::env::temp_dir().join(format!("matih-local-secrets-{}", uuid::Uuid::new_v4()));
         let store = LocalSecretStore::new(dir.join("secrets"), [9u8; 32]).unwrap();
-        let r = SecretRef::new("matih-", "acme", uuid::Uuid::new_v4(), &ConnectorType::Postgresql);
-        let creds = Credentials::new().with("username", "reader").with("password", "pa55-SECRET-word");
+        let r = SecretRef::new(
+            "matih-",
+            "acme",
+            uuid::Uuid::new_v4(),
+            &ConnectorType::Postgresql,
+        );
+        let creds = Credentials::new()
+            .with("username", "reader")
+            .with("password", "pa55-SECRET-word");
         store.create(&r, &creds).await.unwrap();
-        assert!(matches!(store.create(&r, &creds).await, Err(SecretError::AlreadyExists(_))));
+        assert!(matches!(
+            store.create(&r, &creds).await,
+            Err(SecretError::AlreadyExists(_))
+        ));
         let path = store.path(&r).unwrap();
         let first = std::fs::read(&path).unwrap();
         assert!(!String::from_utf8_lossy(&first).contains("pa55-SECRET-word"));
-        assert_eq!(std::fs::metadata(&path).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(&path).unwrap().permissions().mode() & 0o777,
+            0o600
+        );
         assert_eq!(store.get(&r).await.unwrap(), creds);
         store.replace(&r, &creds).await.unwrap();
         let second = std::fs::read(&path).unwrap();
         assert_ne!(first[4..16], second[4..16], "a fresh nonce per write");
-        assert_eq!(store.list("matih-acme").await.unwrap(), vec![r.name.clone()]);
+        assert_eq!(
+            store.list("matih-acme").await.unwrap(),
+            vec![r.name.clone()]
+        );
         // A file moved to another secret's name does not decrypt.
-        let other = SecretRef { name: "connector-ffffffff".into(), ..r.clone() };
+        let other = SecretRef {
+            name: "connector-ffffffff".into(),
+            ..r.clone()
+        };
         std::fs::write(store.path(&other).unwrap(), &second).unwrap();
-        assert!(matches!(store.get(&other).await, Err(SecretError::Denied(_))));
+        assert!(matches!(
+            store.get(&other).await,
+            Err(SecretError::Denied(_))
+        ));
         // A different key cannot read it.
         let wrong = LocalSecretStore::new(dir.join("secrets"), [1u8; 32]).unwrap();
         assert!(matches!(wrong.get(&r).await, Err(SecretError::Denied(_))));
@@ -268,7 +348,14 @@ mod tests {
         assert!(matches!(store.get(&r).await, Err(SecretError::NotFound(_))));
         let key = load_or_create_key_file(&dir.join("k")).unwrap();
         assert_eq!(load_or_create_key_file(&dir.join("k")).unwrap(), key);
-        assert_eq!(std::fs::metadata(dir.join("k")).unwrap().permissions().mode() & 0o777, 0o600);
+        assert_eq!(
+            std::fs::metadata(dir.join("k"))
+                .unwrap()
+                .permissions()
+                .mode()
+                & 0o777,
+            0o600
+        );
         std::fs::remove_dir_all(dir).unwrap();
     }
 }

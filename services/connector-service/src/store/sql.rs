@@ -34,7 +34,8 @@ fn opt_uuid(row: &AnyRow, col: &str) -> Result<Option<Uuid>> {
 
 fn parsed<T: std::str::FromStr>(row: &AnyRow, col: &str) -> Result<T> {
     let s: String = row.try_get(col)?;
-    s.parse().map_err(|_| StoreError::Corrupt(format!("{col} holds {s:?}")))
+    s.parse()
+        .map_err(|_| StoreError::Corrupt(format!("{col} holds {s:?}")))
 }
 
 fn tenant(row: &AnyRow) -> Result<Tenant> {
@@ -65,7 +66,10 @@ fn connector(row: &AnyRow) -> Result<Connector> {
         credential_secret_name: row.try_get("credential_secret_name")?,
         ssl_enabled: row.try_get::<i64, _>("ssl_enabled")? != 0,
         ssl_mode: ssl_mode
-            .map(|m| m.parse().map_err(|_| StoreError::Corrupt(format!("ssl_mode holds {m:?}"))))
+            .map(|m| {
+                m.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("ssl_mode holds {m:?}")))
+            })
             .transpose()?,
         ssl_ca_pem: row.try_get("ssl_ca_pem")?,
         status: parsed(row, "status")?,
@@ -109,12 +113,15 @@ fn snapshot(row: &AnyRow) -> Result<Snapshot> {
 
 fn unique_violation(e: sqlx::Error, what: &str) -> StoreError {
     match &e {
-        sqlx::Error::Database(d) if d.is_unique_violation() => StoreError::Conflict(what.to_owned()),
+        sqlx::Error::Database(d) if d.is_unique_violation() => {
+            StoreError::Conflict(what.to_owned())
+        }
         _ => StoreError::Database(e),
     }
 }
 
-const CONNECTOR_COLUMNS: &str = "id, tenant_id, name, type, host, port, database_name, schema_name, \
+const CONNECTOR_COLUMNS: &str =
+    "id, tenant_id, name, type, host, port, database_name, schema_name, \
     credential_secret_name, ssl_enabled, ssl_mode, ssl_ca_pem, status, last_tested_at, \
     last_test_result, last_error_code, metadata, timeouts, created_at, updated_at";
 
@@ -130,7 +137,10 @@ impl SqlStore {
     pub(super) async fn migrate(&self) -> anyhow::Result<()> {
         let mut conn = self.pool.acquire().await?;
         if self.backend == "postgres" {
-            sqlx::query("SELECT pg_advisory_lock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_lock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
         }
         let result: anyhow::Result<()> = async {
             sqlx::raw_sql(
@@ -163,7 +173,10 @@ impl SqlStore {
         }
         .await;
         if self.backend == "postgres" {
-            sqlx::query("SELECT pg_advisory_unlock($1)").bind(MIGRATION_LOCK).execute(&mut *conn).await?;
+            sqlx::query("SELECT pg_advisory_unlock($1)")
+                .bind(MIGRATION_LOCK)
+                .execute(&mut *conn)
+                .await?;
         }
         result
     }
@@ -231,18 +244,24 @@ impl MetadataStore for SqlStore {
 
     async fn reserve_slot(&self, tenant: Uuid, limit: Option<i64>) -> Result<bool> {
         let done = match limit {
-            Some(limit) => sqlx::query(
-                "UPDATE tenants SET connector_count = connector_count + 1 \
+            Some(limit) => {
+                sqlx::query(
+                    "UPDATE tenants SET connector_count = connector_count + 1 \
                  WHERE id = $1 AND connector_count < $2",
-            )
-            .bind(tenant.to_string())
-            .bind(limit)
-            .execute(&self.pool)
-            .await?,
-            None => sqlx::query("UPDATE tenants SET connector_count = connector_count + 1 WHERE id = $1")
+                )
+                .bind(tenant.to_string())
+                .bind(limit)
+                .execute(&self.pool)
+                .await?
+            }
+            None => {
+                sqlx::query(
+                    "UPDATE tenants SET connector_count = connector_count + 1 WHERE id = $1",
+                )
                 .bind(tenant.to_string())
                 .execute(&self.pool)
-                .await?,
+                .await?
+            }
         };
         Ok(done.rows_affected() == 1)
     }
@@ -285,12 +304,15 @@ impl MetadataStore for SqlStore {
             .bind(&c.updated_at)
             .execute(&self.pool)
             .await
-            .map_err(|e| unique_violation(e, "a connector with this name already exists in the tenant"))?;
+            .map_err(|e| {
+                unique_violation(e, "a connector with this name already exists in the tenant")
+            })?;
         Ok(())
     }
 
     async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>> {
-        let sql = format!("SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE id = $1 AND tenant_id = $2");
+        let sql =
+            format!("SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE id = $1 AND tenant_id = $2");
         sqlx::query(&sql)
             .bind(id.to_string())
             .bind(tenant.to_string())
@@ -305,7 +327,13 @@ impl MetadataStore for SqlStore {
         let sql = format!(
             "SELECT {CONNECTOR_COLUMNS} FROM connectors WHERE tenant_id = $1 ORDER BY created_at, id"
         );
-        sqlx::query(&sql).bind(tenant.to_string()).fetch_all(&self.pool).await?.iter().map(connector).collect()
+        sqlx::query(&sql)
+            .bind(tenant.to_string())
+            .fetch_all(&self.pool)
+            .await?
+            .iter()
+            .map(connector)
+            .collect()
     }
 
     async fn connector_name_taken(&self, tenant: Uuid, name: &str) -> Result<bool> {
@@ -357,7 +385,10 @@ impl MetadataStore for SqlStore {
             "DELETE FROM catalog_snapshots WHERE connector_id = $1",
             "DELETE FROM discovery_jobs WHERE connector_id = $1",
         ] {
-            sqlx::query(sql).bind(id.to_string()).execute(&mut *tx).await?;
+            sqlx::query(sql)
+                .bind(id.to_string())
+                .execute(&mut *tx)
+                .await?;
         }
         let done = sqlx::query("DELETE FROM connectors WHERE id = $1 AND tenant_id = $2")
             .bind(id.to_string())

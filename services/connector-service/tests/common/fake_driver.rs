@@ -7,9 +7,9 @@ use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use matih_connector_core::{
-    async_trait, Capabilities, Catalog, Column, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, DataType, DiscoveryRequest, Driver, DriverDescriptor, ErrorCode, Key, Schema, Table,
-    TableKind,
+    async_trait, Capabilities, Catalog, Column, ConnectContext, Connection, ConnectionConfig,
+    ConnectorError, ConnectorType, Credentials, DataType, DiscoveryRequest, Driver,
+    DriverDescriptor, ErrorCode, Key, Schema, Table, TableKind,
 };
 
 pub const GOOD_PASSWORD: &str = "fake-good-pass-7Qx";
@@ -63,7 +63,10 @@ impl Driver for FakeDriver {
             .await
             .map_err(|e| ConnectorError::from_io(e, "connecting"))?;
         if creds.get("password").map(|p| p.expose()) != Some(GOOD_PASSWORD) {
-            return Err(ConnectorError::new(ErrorCode::AuthenticationFailed, "password authentication failed"));
+            return Err(ConnectorError::new(
+                ErrorCode::AuthenticationFailed,
+                "password authentication failed",
+            ));
         }
         Ok(Box::new(FakeConn {
             catalog: self.catalog.lock().unwrap().clone(),
@@ -110,7 +113,11 @@ pub fn column(name: &str, ordinal: u32, native: &str, dt: DataType) -> Column {
 pub fn catalog(schemas: usize, tables: usize) -> Catalog {
     let mut c = Catalog::default();
     for s in 0..schemas {
-        let mut schema = Schema { name: format!("schema {s} \"été\""), comment: None, tables: vec![] };
+        let mut schema = Schema {
+            name: format!("schema {s} \"été\""),
+            comment: None,
+            tables: vec![],
+        };
         for t in 0..tables {
             let mut table = Table::new(format!("T-{t:04} select"), TableKind::Table);
             table.estimated_rows = Some(t as u64 * 10);

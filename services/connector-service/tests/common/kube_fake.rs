@@ -41,12 +41,20 @@ fn status(code: u16, reason: &str, message: String) -> Response {
 }
 
 fn check(headers: &HeaderMap, k: &FakeKube) -> Option<Response> {
-    let auth = headers.get("authorization").and_then(|v| v.to_str().ok()).unwrap_or("");
+    let auth = headers
+        .get("authorization")
+        .and_then(|v| v.to_str().ok())
+        .unwrap_or("");
     if auth != format!("Bearer {TOKEN}") {
         return Some(status(401, "Unauthorized", "Unauthorized".into()));
     }
     if k.0.lock().unwrap().forbid {
-        return Some(status(403, "Forbidden", "secrets is forbidden: User \"system:serviceaccount:matih:svc\" cannot access secrets".into()));
+        return Some(status(
+            403,
+            "Forbidden",
+            "secrets is forbidden: User \"system:serviceaccount:matih:svc\" cannot access secrets"
+                .into(),
+        ));
     }
     None
 }
@@ -54,8 +62,12 @@ fn check(headers: &HeaderMap, k: &FakeKube) -> Option<Response> {
 fn valid_data(secret: &Value) -> Result<(), String> {
     if let Some(data) = secret.get("data").and_then(Value::as_object) {
         for (k, v) in data {
-            let s = v.as_str().ok_or_else(|| format!("data.{k} must be a string"))?;
-            base64::engine::general_purpose::STANDARD.decode(s).map_err(|_| format!("data.{k}: illegal base64 data"))?;
+            let s = v
+                .as_str()
+                .ok_or_else(|| format!("data.{k} must be a string"))?;
+            base64::engine::general_purpose::STANDARD
+                .decode(s)
+                .map_err(|_| format!("data.{k}: illegal base64 data"))?;
         }
     }
     Ok(())
@@ -63,14 +75,24 @@ fn valid_data(secret: &Value) -> Result<(), String> {
 
 fn matches_selector(secret: &Value, selector: Option<&String>) -> bool {
     let Some(sel) = selector else { return true };
-    let labels = secret["metadata"]["labels"].as_object().cloned().unwrap_or_default();
-    sel.split(',').filter(|p| !p.is_empty()).all(|part| match part.split_once('=') {
-        Some((k, v)) => labels.get(k).and_then(Value::as_str) == Some(v),
-        None => labels.contains_key(part),
-    })
+    let labels = secret["metadata"]["labels"]
+        .as_object()
+        .cloned()
+        .unwrap_or_default();
+    sel.split(',')
+        .filter(|p| !p.is_empty())
+        .all(|part| match part.split_once('=') {
+            Some((k, v)) => labels.get(k).and_then(Value::as_str) == Some(v),
+            None => labels.contains_key(part),
+        })
 }
 
-async fn list(State(k): State<FakeKube>, headers: HeaderMap, Path(ns): Path<String>, Query(q): Query<BTreeMap<String, String>>) -> Response {
+async fn list(
+    State(k): State<FakeKube>,
+    headers: HeaderMap,
+    Path(ns): Path<String>,
+    Query(q): Query<BTreeMap<String, String>>,
+) -> Response {
     k.0.lock().unwrap().requests.push(format!("LIST {ns}"));
     if let Some(r) = check(&headers, &k) {
         return r;
@@ -86,7 +108,12 @@ async fn list(State(k): State<FakeKube>, headers: HeaderMap, Path(ns): Path<Stri
         .into_response()
 }
 
-async fn create(State(k): State<FakeKube>, headers: HeaderMap, Path(ns): Path<String>, body: Bytes) -> Response {
+async fn create(
+    State(k): State<FakeKube>,
+    headers: HeaderMap,
+    Path(ns): Path<String>,
+    body: Bytes,
+) -> Response {
     k.0.lock().unwrap().requests.push(format!("POST {ns}"));
     if let Some(r) = check(&headers, &k) {
         return r;
@@ -102,7 +129,11 @@ async fn create(State(k): State<FakeKube>, headers: HeaderMap, Path(ns): Path<St
     };
     let mut inner = k.0.lock().unwrap();
     if inner.secrets.contains_key(&(ns.clone(), name.clone())) {
-        return status(409, "AlreadyExists", format!("secrets \"{name}\" already exists"));
+        return status(
+            409,
+            "AlreadyExists",
+            format!("secrets \"{name}\" already exists"),
+        );
     }
     inner.version += 1;
     secret["metadata"]["namespace"] = json!(ns);
@@ -114,8 +145,15 @@ async fn create(State(k): State<FakeKube>, headers: HeaderMap, Path(ns): Path<St
     (StatusCode::CREATED, Json(secret)).into_response()
 }
 
-async fn get_one(State(k): State<FakeKube>, headers: HeaderMap, Path((ns, name)): Path<(String, String)>) -> Response {
-    k.0.lock().unwrap().requests.push(format!("GET {ns}/{name}"));
+async fn get_one(
+    State(k): State<FakeKube>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    k.0.lock()
+        .unwrap()
+        .requests
+        .push(format!("GET {ns}/{name}"));
     if let Some(r) = check(&headers, &k) {
         return r;
     }
@@ -125,8 +163,16 @@ async fn get_one(State(k): State<FakeKube>, headers: HeaderMap, Path((ns, name))
     }
 }
 
-async fn replace(State(k): State<FakeKube>, headers: HeaderMap, Path((ns, name)): Path<(String, String)>, body: Bytes) -> Response {
-    k.0.lock().unwrap().requests.push(format!("PUT {ns}/{name}"));
+async fn replace(
+    State(k): State<FakeKube>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    k.0.lock()
+        .unwrap()
+        .requests
+        .push(format!("PUT {ns}/{name}"));
     if let Some(r) = check(&headers, &k) {
         return r;
     }
@@ -141,7 +187,9 @@ async fn replace(State(k): State<FakeKube>, headers: HeaderMap, Path((ns, name))
     let Some(current) = inner.secrets.get(&key) else {
         return status(404, "NotFound", format!("secrets \"{name}\" not found"));
     };
-    let sent = secret["metadata"]["resourceVersion"].as_str().map(str::to_owned);
+    let sent = secret["metadata"]["resourceVersion"]
+        .as_str()
+        .map(str::to_owned);
     if sent.is_some() && sent.as_deref() != current["metadata"]["resourceVersion"].as_str() {
         return status(
             409,
@@ -177,8 +225,16 @@ fn merge(target: &mut Value, patch: &Value) {
 
 /// JSON merge patch (`application/merge-patch+json`) and strategic merge patch,
 /// which for a Secret's maps behaves the same.
-async fn patch(State(k): State<FakeKube>, headers: HeaderMap, Path((ns, name)): Path<(String, String)>, body: Bytes) -> Response {
-    k.0.lock().unwrap().requests.push(format!("PATCH {ns}/{name}"));
+async fn patch(
+    State(k): State<FakeKube>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+    body: Bytes,
+) -> Response {
+    k.0.lock()
+        .unwrap()
+        .requests
+        .push(format!("PATCH {ns}/{name}"));
     if let Some(r) = check(&headers, &k) {
         return r;
     }
@@ -199,8 +255,15 @@ async fn patch(State(k): State<FakeKube>, headers: HeaderMap, Path((ns, name)): 
     Json(current.clone()).into_response()
 }
 
-async fn delete(State(k): State<FakeKube>, headers: HeaderMap, Path((ns, name)): Path<(String, String)>) -> Response {
-    k.0.lock().unwrap().requests.push(format!("DELETE {ns}/{name}"));
+async fn delete(
+    State(k): State<FakeKube>,
+    headers: HeaderMap,
+    Path((ns, name)): Path<(String, String)>,
+) -> Response {
+    k.0.lock()
+        .unwrap()
+        .requests
+        .push(format!("DELETE {ns}/{name}"));
     if let Some(r) = check(&headers, &k) {
         return r;
     }
@@ -216,8 +279,17 @@ impl FakeKube {
     pub async fn serve(&self) -> String {
         let router = Router::new()
             .route("/api/v1/namespaces/{ns}/secrets", get(list).post(create))
-            .route("/api/v1/namespaces/{ns}/secrets/{name}", get(get_one).put(replace).patch(patch).delete(delete))
-            .fallback(|| async { status(404, "NotFound", "the server could not find the requested resource".into()) })
+            .route(
+                "/api/v1/namespaces/{ns}/secrets/{name}",
+                get(get_one).put(replace).patch(patch).delete(delete),
+            )
+            .fallback(|| async {
+                status(
+                    404,
+                    "NotFound",
+                    "the server could not find the requested resource".into(),
+                )
+            })
             .with_state(self.clone());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let url = format!("http://{}", l.local_addr().unwrap());
@@ -226,7 +298,12 @@ impl FakeKube {
     }
 
     pub fn secret(&self, ns: &str, name: &str) -> Option<Value> {
-        self.0.lock().unwrap().secrets.get(&(ns.to_owned(), name.to_owned())).cloned()
+        self.0
+            .lock()
+            .unwrap()
+            .secrets
+            .get(&(ns.to_owned(), name.to_owned()))
+            .cloned()
     }
 
     pub fn count(&self) -> usize {

@@ -80,15 +80,31 @@ pub struct Options {
 
 impl Default for Options {
     fn default() -> Self {
-        Options { registry: Registry::new(), database_url: None, secrets: None, discovery_wait: Duration::from_secs(10) }
+        Options {
+            registry: Registry::new(),
+            database_url: None,
+            secrets: None,
+            discovery_wait: Duration::from_secs(10),
+        }
     }
 }
 
 /// The fake driver registered as POSTGRESQL and MYSQL and as the custom type ACME.
-pub fn fake_registry(catalog: Arc<Mutex<Catalog>>, delay_ms: Arc<std::sync::atomic::AtomicU64>) -> Registry {
+pub fn fake_registry(
+    catalog: Arc<Mutex<Catalog>>,
+    delay_ms: Arc<std::sync::atomic::AtomicU64>,
+) -> Registry {
     let mut r = Registry::new();
-    for ty in [ConnectorType::Postgresql, ConnectorType::Mysql, ConnectorType::Custom("ACME".into())] {
-        r.register(Arc::new(fake_driver::FakeDriver::new(ty, catalog.clone(), delay_ms.clone())));
+    for ty in [
+        ConnectorType::Postgresql,
+        ConnectorType::Mysql,
+        ConnectorType::Custom("ACME".into()),
+    ] {
+        r.register(Arc::new(fake_driver::FakeDriver::new(
+            ty,
+            catalog.clone(),
+            delay_ms.clone(),
+        )));
     }
     r
 }
@@ -114,13 +130,17 @@ impl Harness {
                 (format!("sqlite://{}?mode=rwc", f.display()), Some(f))
             }
         };
-        let store = matih_connector_service::store::open(&url).await.expect("metadata store");
+        let store = matih_connector_service::store::open(&url)
+            .await
+            .expect("metadata store");
         let secrets = match opts.secrets {
             Some(s) => s,
             None => Arc::new(LocalSecretStore::new(dir.join("secrets"), [42u8; 32]).unwrap()),
         };
-        let mut settings = Settings::default();
-        settings.discovery_wait = opts.discovery_wait;
+        let settings = Settings {
+            discovery_wait: opts.discovery_wait,
+            ..Default::default()
+        };
         let state = AppState::new(
             Arc::new(store),
             secrets,
@@ -134,7 +154,10 @@ impl Harness {
         tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
         Harness {
             base,
-            client: reqwest::Client::builder().timeout(Duration::from_secs(60)).build().unwrap(),
+            client: reqwest::Client::builder()
+                .timeout(Duration::from_secs(60))
+                .build()
+                .unwrap(),
             state,
             dir,
             db_file,
@@ -147,10 +170,22 @@ impl Harness {
     }
 
     pub fn tenant_token(&self, tenant: Uuid) -> String {
-        mint_hs256(JWT_SECRET, Role::TenantAdmin, Some(tenant), "tenant-admin", 3600)
+        mint_hs256(
+            JWT_SECRET,
+            Role::TenantAdmin,
+            Some(tenant),
+            "tenant-admin",
+            3600,
+        )
     }
 
-    pub async fn raw(&self, method: Method, path: &str, token: Option<&str>, body: Option<String>) -> (u16, String) {
+    pub async fn raw(
+        &self,
+        method: Method,
+        path: &str,
+        token: Option<&str>,
+        body: Option<String>,
+    ) -> (u16, String) {
         let mut req = self.client.request(method, format!("{}{path}", self.base));
         if let Some(t) = token {
             req = req.bearer_auth(t);
@@ -165,15 +200,32 @@ impl Harness {
         (status, text)
     }
 
-    pub async fn call(&self, method: Method, path: &str, token: &str, body: Option<Value>) -> (u16, Value) {
-        let (status, text) = self.raw(method, path, Some(token), body.map(|b| b.to_string())).await;
-        let v = if text.is_empty() { Value::Null } else { serde_json::from_str(&text).unwrap_or(Value::String(text)) };
+    pub async fn call(
+        &self,
+        method: Method,
+        path: &str,
+        token: &str,
+        body: Option<Value>,
+    ) -> (u16, Value) {
+        let (status, text) = self
+            .raw(method, path, Some(token), body.map(|b| b.to_string()))
+            .await;
+        let v = if text.is_empty() {
+            Value::Null
+        } else {
+            serde_json::from_str(&text).unwrap_or(Value::String(text))
+        };
         (status, v)
     }
 
     pub async fn create_tenant(&self, slug: &str, tier: &str) -> Uuid {
         let (s, v) = self
-            .call(Method::POST, "/api/v1/tenants", &self.platform_token(), Some(json!({"name": format!("Tenant {slug}"), "slug": slug, "tier": tier})))
+            .call(
+                Method::POST,
+                "/api/v1/tenants",
+                &self.platform_token(),
+                Some(json!({"name": format!("Tenant {slug}"), "slug": slug, "tier": tier})),
+            )
             .await;
         assert_eq!(s, 201, "{v}");
         v["id"].as_str().unwrap().parse().unwrap()
@@ -183,7 +235,12 @@ impl Harness {
     pub async fn wait_discovery(&self, tenant: Uuid, connector: &str, token: &str) -> Value {
         for _ in 0..600 {
             let (s, v) = self
-                .call(Method::GET, &format!("/api/v1/tenants/{tenant}/connectors/{connector}/discover"), token, None)
+                .call(
+                    Method::GET,
+                    &format!("/api/v1/tenants/{tenant}/connectors/{connector}/discover"),
+                    token,
+                    None,
+                )
                 .await;
             if s == 200 && v["status"] != "RUNNING" {
                 return v;
@@ -207,12 +264,18 @@ impl Harness {
             assert!(!places.is_empty(), "the metadata database file must exist");
         }
         places.push(("logs".into(), logs().lock().unwrap().clone()));
-        places.push(("responses".into(), self.responses.lock().unwrap().join("\n").into_bytes()));
+        places.push((
+            "responses".into(),
+            self.responses.lock().unwrap().join("\n").into_bytes(),
+        ));
         for secret in secrets {
             assert!(secret.len() >= 6, "scan for distinctive values only");
             for (name, bytes) in &places {
                 let hay = String::from_utf8_lossy(bytes);
-                assert!(!hay.contains(secret), "a credential value appears in {name}");
+                assert!(
+                    !hay.contains(secret),
+                    "a credential value appears in {name}"
+                );
             }
         }
     }

@@ -1,0 +1,566 @@
+//! End-to-end over HTTP against the real PostgreSQL and MariaDB fixtures, with
+//! the real drivers: on SQLite + local secrets (the embedded defaults), on the
+//! PostgreSQL metadata store, and on the kubernetes secret store (through the
+//! real kube client against the protocol-level stand-in in `common/kube_fake.rs`).
+//!
+//! Needs `cargo xtask fixtures up --only postgres,mysql` and its `env` exported;
+//! skips otherwise (fails under MATIH_REQUIRE_FIXTURES=1).
+
+mod common;
+
+use std::sync::Arc;
+
+use base64::Engine;
+use common::kube_fake::{FakeKube, TOKEN};
+use common::{Harness, Options};
+use matih_connector_service::secrets::kubernetes::KubernetesSecretStore;
+use matih_connector_service::secrets::{SecretError, SecretRef, SecretStore};
+use matih_connector_testkit::{fixture, Fixture};
+use reqwest::Method;
+use serde_json::{json, Value};
+use sqlx::Connection;
+use uuid::Uuid;
+
+fn pct(s: &str) -> String {
+    s.bytes()
+        .map(|b| {
+            if b.is_ascii_alphanumeric() || b"-_.~".contains(&b) {
+                (b as char).to_string()
+            } else {
+                format!("%{b:02X}")
+            }
+        })
+        .collect()
+}
+
+/// The create body for a fixture, with its real credentials.
+fn spec(fx: &Fixture, name: &str) -> Value {
+    let (ty, extra) = match fx.name() {
+        "POSTGRES" => (
+            "POSTGRESQL",
+            json!({"sslMode": "verify-full", "sslCaPem": fx.read_file("CA_FILE")}),
+        ),
+        _ => ("MYSQL", json!({"sslEnabled": false})),
+    };
+    let mut v = json!({
+        "name": name, "type": ty, "host": fx.require("HOST"), "port": fx.port(),
+        "database": fx.require("DATABASE"),
+        "credentials": {"username": fx.require("USER"), "password": fx.require("PASSWORD")},
+    });
+    for (k, x) in extra.as_object().unwrap() {
+        v[k] = x.clone();
+    }
+    v
+}
+
+fn registry() -> matih_connector_core::Registry {
+    matih_connectors::registry()
+}
+
+/// tenant → token → create (ACTIVE, counts) → test → discover → schemas → bad
+/// new credentials (422, old kept) → good new credentials → delete (secret gone).
+/// Returns the secret's namespace and name for store-specific checks.
+async fn flow(
+    h: &Harness,
+    fx: &Fixture,
+    slug: &str,
+    secret_gone: impl AsyncFn(&str, &str) -> bool,
+) {
+    let tenant = h.create_tenant(slug, "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let base = format!("/api/v1/tenants/{tenant}/connectors");
+
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &base,
+            &tok,
+            Some(spec(fx, &format!("{} seed", fx.name()))),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["status"], "ACTIVE", "{c}");
+    assert_eq!(c["lastTestResult"], "Connection successful");
+    assert_eq!(c["discoveryStatus"], "SUCCEEDED", "{c}");
+    assert!(c["schemasDiscovered"].as_i64().unwrap() >= 1, "{c}");
+    assert!(c["tablesDiscovered"].as_i64().unwrap() >= 3, "{c}");
+    let id = c["id"].as_str().unwrap().to_owned();
+    let path = format!("{base}/{id}");
+    let ns = format!("matih-{slug}");
+    let secret_name = c["credentialSecretName"].as_str().unwrap().to_owned();
+    assert_eq!(secret_name, format!("connector-{}", &id[..8]));
+
+    let (s, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
+    assert_eq!((s, t["success"].as_bool()), (200, Some(true)), "{t}");
+    assert!(t["serverVersion"].as_str().unwrap().len() > 2);
+    assert_eq!(t["connectorId"], id);
+
+    let (s, _) = h
+        .call(Method::POST, &format!("{path}/discover"), &tok, None)
+        .await;
+    assert_eq!(s, 202);
+    let job = h.wait_discovery(tenant, &id, &tok).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+
+    let (s, sch) = h
+        .call(Method::GET, &format!("{path}/schemas"), &tok, None)
+        .await;
+    assert_eq!(s, 200, "{sch}");
+    let schemas = sch["schemas"].as_array().unwrap();
+    let want_schema = if fx.name() == "POSTGRES" {
+        "sales"
+    } else {
+        "matih_seed"
+    };
+    let sales = schemas
+        .iter()
+        .find(|s| s["name"] == want_schema)
+        .unwrap_or_else(|| panic!("{want_schema} in {sch}"));
+    let first = &sales["tables"][0];
+    assert!(first["columns"].as_u64().unwrap() >= 1, "{first}");
+    assert!(first["type"].is_string());
+    let (s, d) = h
+        .call(
+            Method::GET,
+            &format!(
+                "{path}/schemas/{}/tables/{}",
+                pct(want_schema),
+                pct(first["name"].as_str().unwrap())
+            ),
+            &tok,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{d}");
+    assert!(d["table"]["columns"][0]["nativeType"].is_string());
+    let (s, diff) = h
+        .call(Method::GET, &format!("{path}/schemas/diff"), &tok, None)
+        .await;
+    assert_eq!(s, 200);
+    assert_eq!(
+        diff["tablesAdded"],
+        json!([]),
+        "same source, nothing changed: {diff}"
+    );
+
+    let bad = json!({"credentials": {"username": fx.require("USER"), "password": "definitely-wrong-pw-1"}});
+    let (s, e) = h
+        .call(Method::PUT, &format!("{path}/credentials"), &tok, Some(bad))
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert_eq!(e["testResult"]["errorCode"], "AUTHENTICATION_FAILED", "{e}");
+    let (_, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
+    assert_eq!(t["success"], true, "the old credentials are kept: {t}");
+
+    let good = json!({"credentials": {"username": fx.require("USER"), "password": fx.require("PASSWORD")}});
+    let (s, ok) = h
+        .call(
+            Method::PUT,
+            &format!("{path}/credentials"),
+            &tok,
+            Some(good),
+        )
+        .await;
+    assert_eq!((s, ok["status"].as_str()), (200, Some("ACTIVE")), "{ok}");
+
+    assert!(
+        !secret_gone(&ns, &secret_name).await,
+        "the secret exists before delete"
+    );
+    let (s, _) = h.call(Method::DELETE, &path, &tok, None).await;
+    assert_eq!(s, 204);
+    assert!(
+        secret_gone(&ns, &secret_name).await,
+        "delete removes the secret"
+    );
+    assert_eq!(h.call(Method::GET, &path, &tok, None).await.0, 404);
+}
+
+fn local_secret_gone(h: &Harness) -> impl AsyncFn(&str, &str) -> bool + '_ {
+    async move |ns: &str, name: &str| {
+        !h.dir
+            .join("secrets")
+            .join(ns)
+            .join(format!("{name}.secret"))
+            .exists()
+    }
+}
+
+#[tokio::test]
+async fn postgres_and_mariadb_flow_on_sqlite_and_local_secrets() {
+    let Some(pg) = fixture(
+        "POSTGRES",
+        "postgres_and_mariadb_flow_on_sqlite_and_local_secrets",
+    ) else {
+        return;
+    };
+    let Some(my) = fixture(
+        "MYSQL",
+        "postgres_and_mariadb_flow_on_sqlite_and_local_secrets",
+    ) else {
+        return;
+    };
+    let h = Harness::start(Options {
+        registry: registry(),
+        ..Default::default()
+    })
+    .await;
+    flow(&h, &pg, "pg-local", local_secret_gone(&h)).await;
+    flow(&h, &my, "my-local", local_secret_gone(&h)).await;
+    h.assert_no_leak(&[
+        pg.require("PASSWORD"),
+        my.require("PASSWORD"),
+        "definitely-wrong-pw-1",
+    ]);
+}
+
+/// A fresh database on the PostgreSQL fixture, dropped on drop.
+struct FreshDb {
+    admin_url: String,
+    name: String,
+    url: String,
+}
+
+impl FreshDb {
+    async fn create(fx: &Fixture) -> FreshDb {
+        let su = fx.require("SUPERUSER");
+        let pw = fx
+            .get("SUPERUSER_PASSWORD")
+            .unwrap_or_else(|| fx.require("PASSWORD"));
+        let (host, port) = (fx.require("HOST"), fx.port());
+        let admin_url = format!("postgres://{}:{}@{host}:{port}/postgres", pct(su), pct(pw));
+        let name = format!("matih_svc_{}", Uuid::new_v4().simple());
+        let mut conn = sqlx::postgres::PgConnection::connect(&admin_url)
+            .await
+            .expect("superuser connection");
+        // A generated identifier of [a-z0-9_]: nothing user-supplied reaches this DDL.
+        sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+            .execute(&mut conn)
+            .await
+            .unwrap();
+        conn.close().await.unwrap();
+        let url = format!("postgres://{}:{}@{host}:{port}/{name}", pct(su), pct(pw));
+        FreshDb {
+            admin_url,
+            name,
+            url,
+        }
+    }
+
+    async fn drop_db(self) {
+        if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&self.admin_url).await {
+            let _ = sqlx::raw_sql(&format!(
+                "DROP DATABASE IF EXISTS {} WITH (FORCE)",
+                self.name
+            ))
+            .execute(&mut conn)
+            .await;
+        }
+    }
+
+    /// Every row of every service table as JSON text.
+    async fn dump(&self) -> String {
+        let mut conn = sqlx::postgres::PgConnection::connect(&self.url)
+            .await
+            .unwrap();
+        let mut out = String::new();
+        for t in [
+            "tenants",
+            "connectors",
+            "discovery_jobs",
+            "catalog_snapshots",
+        ] {
+            let rows: Vec<(String,)> =
+                sqlx::query_as(&format!("SELECT row_to_json(x)::text FROM {t} x"))
+                    .fetch_all(&mut conn)
+                    .await
+                    .unwrap();
+            out.extend(rows.into_iter().map(|r| r.0));
+        }
+        out
+    }
+}
+
+#[tokio::test]
+async fn flow_on_the_postgres_metadata_store() {
+    let Some(pg) = fixture("POSTGRES", "flow_on_the_postgres_metadata_store") else {
+        return;
+    };
+    let Some(my) = fixture("MYSQL", "flow_on_the_postgres_metadata_store") else {
+        return;
+    };
+    let db = FreshDb::create(&pg).await;
+    let h = Harness::start(Options {
+        registry: registry(),
+        database_url: Some(db.url.clone()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(h.state.store.backend(), "postgres");
+    flow(&h, &pg, "pg-on-pg", local_secret_gone(&h)).await;
+    flow(&h, &my, "my-on-pg", local_secret_gone(&h)).await;
+
+    // 20 concurrent creates by a FREE tenant against the real server: exactly 2.
+    let tenant = h.create_tenant("free-pg", "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let base = format!("/api/v1/tenants/{tenant}/connectors");
+    let h = Arc::new(h);
+    let mut tasks = Vec::new();
+    for i in 0..20 {
+        let (h, tok, base, body) = (
+            h.clone(),
+            tok.clone(),
+            base.clone(),
+            spec(&pg, &format!("c{i}")),
+        );
+        tasks.push(tokio::spawn(async move {
+            h.call(Method::POST, &base, &tok, Some(body)).await
+        }));
+    }
+    let mut codes = Vec::new();
+    for t in tasks {
+        let (s, v) = t.await.unwrap();
+        assert!(
+            s == 201 || (s == 403 && v["code"] == "PLAN_LIMIT_EXCEEDED"),
+            "{s} {v}"
+        );
+        codes.push(s);
+    }
+    assert_eq!(codes.iter().filter(|c| **c == 201).count(), 2);
+    let (_, list) = h.call(Method::GET, &base, &tok, None).await;
+    assert_eq!(list["total"], 2);
+    assert_eq!(
+        std::fs::read_dir(h.dir.join("secrets").join("matih-free-pg"))
+            .unwrap()
+            .count(),
+        2,
+        "no orphan secrets"
+    );
+
+    let dump = db.dump().await;
+    assert!(dump.contains("connector-"), "the dump has the connectors");
+    for secret in [
+        pg.require("PASSWORD"),
+        my.require("PASSWORD"),
+        "definitely-wrong-pw-1",
+    ] {
+        assert!(
+            !dump.contains(secret),
+            "a credential value is in the metadata database"
+        );
+    }
+    h.assert_no_leak(&[
+        pg.require("PASSWORD"),
+        my.require("PASSWORD"),
+        "definitely-wrong-pw-1",
+    ]);
+    db.drop_db().await;
+}
+
+async fn kube_store(k: &FakeKube, token: &str) -> KubernetesSecretStore {
+    let url = k.serve().await;
+    let dir = common::temp_dir("kube");
+    let token_file = dir.join("token");
+    std::fs::write(&token_file, token).unwrap();
+    KubernetesSecretStore::connect(Some(&url), Some(&token_file))
+        .await
+        .unwrap()
+}
+
+#[tokio::test]
+async fn flow_on_the_kubernetes_secret_store() {
+    let Some(pg) = fixture("POSTGRES", "flow_on_the_kubernetes_secret_store") else {
+        return;
+    };
+    let Some(my) = fixture("MYSQL", "flow_on_the_kubernetes_secret_store") else {
+        return;
+    };
+    common::init();
+    let k = FakeKube::default();
+    let store = kube_store(&k, TOKEN).await;
+    let h = Harness::start(Options {
+        registry: registry(),
+        secrets: Some(Arc::new(store)),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(h.state.secrets.kind(), "kubernetes");
+
+    // The secret in the seed's shape, seen from the API server's side.
+    let tenant = h.create_tenant("kube-shape", "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            Some(spec(&pg, "shape")),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap();
+    let secret = k
+        .secret("matih-kube-shape", &format!("connector-{}", &id[..8]))
+        .expect("secret in the tenant namespace");
+    assert_eq!(secret["type"], "Opaque");
+    assert_eq!(secret["metadata"]["labels"]["matih.ai/connector-id"], id);
+    assert_eq!(
+        secret["metadata"]["labels"]["matih.ai/connector-type"],
+        "postgresql"
+    );
+    let b64 = |k: &str| {
+        String::from_utf8(
+            base64::engine::general_purpose::STANDARD
+                .decode(secret["data"][k].as_str().unwrap())
+                .unwrap(),
+        )
+        .unwrap()
+    };
+    assert_eq!(b64("username"), pg.require("USER"));
+    assert_eq!(b64("password"), pg.require("PASSWORD"));
+    assert!(secret.get("stringData").is_none());
+    assert_eq!(
+        h.call(
+            Method::DELETE,
+            &format!("/api/v1/tenants/{tenant}/connectors/{id}"),
+            &tok,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+
+    let gone = async |ns: &str, name: &str| k.secret(ns, name).is_none();
+    flow(&h, &pg, "pg-kube", gone).await;
+    flow(&h, &my, "my-kube", gone).await;
+    assert_eq!(k.count(), 0, "no secret left behind");
+    let reqs = k.0.lock().unwrap().requests.clone();
+    assert!(
+        reqs.iter().any(|r| r.starts_with("PUT ")),
+        "credentials are replaced with a PUT: {reqs:?}"
+    );
+
+    // RBAC refuses: create answers 503 SECRET_STORE_UNAVAILABLE, saves nothing
+    // and keeps no slot.
+    let tenant = h.create_tenant("kube-denied", "FREE").await;
+    let tok = h.tenant_token(tenant);
+    k.0.lock().unwrap().forbid = true;
+    let (s, e) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            Some(spec(&pg, "denied")),
+        )
+        .await;
+    k.0.lock().unwrap().forbid = false;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (503, Some("SECRET_STORE_UNAVAILABLE")),
+        "{e}"
+    );
+    assert!(
+        !e["message"].as_str().unwrap().contains("forbidden"),
+        "5xx bodies say nothing internal"
+    );
+    let (_, t) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{tenant}"),
+            &tok,
+            None,
+        )
+        .await;
+    assert_eq!(t["connectorCount"], 0);
+    let (_, l) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            None,
+        )
+        .await;
+    assert_eq!(l["total"], 0);
+    h.assert_no_leak(&[
+        pg.require("PASSWORD"),
+        my.require("PASSWORD"),
+        "definitely-wrong-pw-1",
+    ]);
+}
+
+/// The store against the stand-in directly: status codes map to the right errors.
+#[tokio::test]
+async fn kubernetes_store_maps_api_statuses() {
+    common::init();
+    let k = FakeKube::default();
+    let store = kube_store(&k, TOKEN).await;
+    let ty = matih_connector_core::ConnectorType::Mysql;
+    let r = SecretRef::new("matih-", "acme", Uuid::new_v4(), &ty);
+    let creds = matih_connector_core::Credentials::new()
+        .with("username", "u")
+        .with("password", "p-ü-\"quoted\"");
+    store.create(&r, &creds).await.unwrap();
+    assert!(
+        matches!(
+            store.create(&r, &creds).await,
+            Err(SecretError::AlreadyExists(_))
+        ),
+        "409 AlreadyExists"
+    );
+    assert_eq!(
+        store.get(&r).await.unwrap(),
+        creds,
+        "non-ASCII and quotes survive base64"
+    );
+    assert_eq!(
+        store.list("matih-acme").await.unwrap(),
+        vec![r.name.clone()]
+    );
+    let rotated = matih_connector_core::Credentials::new()
+        .with("username", "u2")
+        .with("password", "p2");
+    store.replace(&r, &rotated).await.unwrap();
+    assert_eq!(store.get(&r).await.unwrap(), rotated);
+    let before = k.secret("matih-acme", &r.name).unwrap()["metadata"]["resourceVersion"].clone();
+    assert_ne!(before, Value::Null);
+    store.delete(&r).await.unwrap();
+    store.delete(&r).await.unwrap();
+    assert!(
+        matches!(store.get(&r).await, Err(SecretError::NotFound(_))),
+        "404 NotFound"
+    );
+    let wrong = kube_store(&FakeKube::default(), "wrong-token").await;
+    assert!(
+        matches!(wrong.create(&r, &creds).await, Err(SecretError::Denied(_))),
+        "401"
+    );
+    k.0.lock().unwrap().forbid = true;
+    assert!(
+        matches!(store.get(&r).await, Err(SecretError::Denied(_))),
+        "403"
+    );
+    // A PUT carrying a stale resourceVersion is refused with 409 Conflict, so
+    // concurrent credential swaps cannot silently overwrite each other.
+    k.0.lock().unwrap().forbid = false;
+    store.create(&r, &creds).await.unwrap();
+    let mut cfg = kube::Config::new(k.serve().await.parse().unwrap());
+    cfg.auth_info.token = Some(TOKEN.to_owned().into());
+    let api: kube::Api<k8s_openapi::api::core::v1::Secret> =
+        kube::Api::namespaced(kube::Client::try_from(cfg).unwrap(), "matih-acme");
+    let stale = api.get(&r.name).await.unwrap();
+    store.replace(&r, &rotated).await.unwrap();
+    let err = api
+        .replace(&r.name, &Default::default(), &stale)
+        .await
+        .unwrap_err();
+    assert!(
+        matches!(err, kube::Error::Api(ref s) if s.code == 409),
+        "{err}"
+    );
+    assert_eq!(store.get(&r).await.unwrap(), rotated);
+}
