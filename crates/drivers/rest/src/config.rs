@@ -522,18 +522,19 @@ pub(crate) fn parse_auth(
                 "metadata.tokenUrl needs a host and no user information",
             ));
         }
-        let credentials_in_body =
-            match meta_string(cfg, "tokenAuthMethod")?.as_deref() {
-                None | Some("client_secret_basic") => false,
-                Some("client_secret_post") => true,
-                Some(other) => return Err(ConnectorError::invalid_config(
+        let credentials_in_body = match meta_string(cfg, "tokenAuthMethod")?.as_deref() {
+            None | Some("client_secret_basic") => false,
+            Some("client_secret_post") => true,
+            Some(other) => {
+                return Err(ConnectorError::invalid_config(
                     "metadata",
                     format!(
                         "metadata.tokenAuthMethod {:?}: client_secret_basic or client_secret_post",
                         trunc(other)
                     ),
-                )),
-            };
+                ))
+            }
+        };
         return Ok(Auth::OAuth2(OAuth2 {
             client_id,
             client_secret,
