@@ -110,6 +110,13 @@ pub const DRIVERS: &[DriverEntry] = &[
         package: "matih-connectors",
         fixtures: &["postgres", "mysql"],
     },
+    // The connector service's end-to-end tests: the API over the real drivers,
+    // with PostgreSQL also as its metadata store.
+    DriverEntry {
+        name: "service",
+        package: "matih-connector-service",
+        fixtures: &["postgres", "mysql"],
+    },
 ];
 
 fn cargo() -> Command {
