@@ -354,3 +354,67 @@ pub fn signal(pid: u32, sig: &str) -> Result<()> {
     }
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn shell_quote_leaves_plain_values_and_quotes_the_rest() {
+        assert_eq!(shell_quote("/tmp/a-b_c.pem"), "/tmp/a-b_c.pem");
+        assert_eq!(shell_quote("a b"), "'a b'");
+        assert_eq!(shell_quote("it's"), "'it'\\''s'");
+        assert_eq!(shell_quote(""), "''");
+        assert_eq!(shell_quote("$(rm -rf /)"), "'$(rm -rf /)'");
+    }
+
+    #[test]
+    fn tokens_are_alphanumeric_random_and_of_the_asked_length() {
+        let a = random_token(24).unwrap();
+        let b = random_token(24).unwrap();
+        assert_eq!(a.len(), 24);
+        assert!(a.chars().all(|c| c.is_ascii_alphanumeric()));
+        assert_ne!(a, b);
+        assert_eq!(random_token(200).unwrap().len(), 200);
+    }
+
+    #[test]
+    fn kv_files_round_trip_privately() {
+        use std::os::unix::fs::PermissionsExt;
+        let dir = std::env::temp_dir().join(format!("xtask-kv-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let path = dir.join("env");
+        let map = BTreeMap::from([
+            ("A".to_owned(), "1".to_owned()),
+            ("B".to_owned(), "x=y".to_owned()),
+        ]);
+        write_kv(&path, &map).unwrap();
+        assert_eq!(read_kv(&path).unwrap(), map);
+        let mode = fs::metadata(&path).unwrap().permissions().mode() & 0o777;
+        assert_eq!(mode, 0o600);
+        assert!(read_kv(&dir.join("missing")).unwrap().is_empty());
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn stored_passwords_are_generated_once() {
+        let dir = std::env::temp_dir().join(format!("xtask-pw-{}", std::process::id()));
+        fs::create_dir_all(&dir).unwrap();
+        let first = stored_password(&dir, "PASSWORD").unwrap();
+        assert_eq!(stored_password(&dir, "PASSWORD").unwrap(), first);
+        assert_ne!(stored_password(&dir, "OTHER").unwrap(), first);
+        fs::remove_dir_all(&dir).unwrap();
+    }
+
+    #[test]
+    fn free_ports_are_bindable_and_liveness_sees_this_process() {
+        let port = free_port().unwrap();
+        assert!(port_is_free(port));
+        let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
+        assert!(port_open(port));
+        assert!(!port_is_free(port));
+        drop(listener);
+        assert!(pid_alive(std::process::id()));
+        assert!(!pid_alive(u32::MAX - 1));
+    }
+}
