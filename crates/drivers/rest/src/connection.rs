@@ -97,6 +97,18 @@ impl Fetched {
     }
 }
 
+/// The first `n` bytes of an error body, for its message; the rest is not read.
+async fn read_prefix(resp: &mut reqwest::Response, n: usize) -> Vec<u8> {
+    let mut buf = Vec::new();
+    while buf.len() < n {
+        match resp.chunk().await {
+            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(n - buf.len())]),
+            _ => break,
+        }
+    }
+    buf
+}
+
 /// Reads a body chunk by chunk, stopping at `limit` bytes.
 pub(crate) async fn read_bounded(
     resp: &mut reqwest::Response,
@@ -139,9 +151,7 @@ pub(crate) async fn send(
             };
             let retry_after = header(RETRY_AFTER);
             let location = header(LOCATION);
-            let body = read_bounded(&mut resp, ERROR_BODY_BYTES as u64)
-                .await
-                .unwrap_or_default();
+            let body = read_prefix(&mut resp, ERROR_BODY_BYTES).await;
             return Err(parse_error(
                 Failure::Status {
                     status,

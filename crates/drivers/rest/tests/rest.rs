@@ -167,6 +167,16 @@ fn app(auth: AuthCheck) -> Router {
             "/boom",
             get(|| async { (StatusCode::INTERNAL_SERVER_ERROR, "boom") }),
         )
+        .route(
+            "/bigerror",
+            get(|| async {
+                let message = format!("overloaded {}", "x".repeat(200_000));
+                (
+                    StatusCode::SERVICE_UNAVAILABLE,
+                    Json(json!({ "message": message })),
+                )
+            }),
+        )
         .route("/huge", get(huge))
         .route(
             "/text",
@@ -591,6 +601,14 @@ async fn error_codes_from_real_failures() {
     let e = open_err(&boom).await;
     assert_eq!((e.code(), e.is_retryable()), (ErrorCode::SourceError, true));
     assert_eq!(e.context_value("httpStatus"), Some("500"));
+
+    // Only the start of an error body is read; the message stays short.
+    let big = limited.with_cfg(|c| {
+        c.metadata.insert("endpoints".into(), json!(["/bigerror"]));
+    });
+    let e = open_err(&big).await;
+    assert_eq!(e.context_value("httpStatus"), Some("503"));
+    assert!(e.message().len() < 500, "{}", e.message().len());
 }
 
 #[tokio::test]
