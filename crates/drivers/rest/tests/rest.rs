@@ -516,6 +516,23 @@ async fn error_codes_from_real_failures() {
     let refused = good.with_cfg(|c| c.port = Some(conformance::closed_port()));
     conformance::assert_test_fails(&driver(), &refused, Step::Tcp, ErrorCode::ConnectionRefused)
         .await;
+    // Without the runner's TCP step the driver's own mapping answers.
+    assert_eq!(
+        open_err(&refused).await.code(),
+        ErrorCode::ConnectionRefused
+    );
+    // TLS spoken to a plain-HTTP server fails the handshake.
+    let tls_to_plain = good.with_cfg(|c| {
+        c.metadata.remove("scheme");
+        c.ssl_mode = Some(SslMode::Require);
+    });
+    conformance::assert_test_fails(
+        &driver(),
+        &tls_to_plain,
+        Step::Connect,
+        ErrorCode::SslHandshakeFailed,
+    )
+    .await;
 
     let dns = good.with_cfg(|c| c.host = Some("api.matih.invalid".into()));
     conformance::assert_test_fails(&driver(), &dns, Step::Dns, ErrorCode::DnsResolutionFailed)
