@@ -226,6 +226,19 @@ pub(crate) fn join(base: &Url, path: &str) -> Result<Url, ConnectorError> {
     Ok(url)
 }
 
+/// A secret that travels in a header must be a valid header value (no CR, LF
+/// or other control characters), checked before any I/O; the error names the
+/// key, never the value.
+fn header_safe(key: &'static str, value: &SecretString) -> Result<(), ConnectorError> {
+    if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
+        return Err(ConnectorError::invalid_config(
+            "credentials",
+            format!("credentials.{key} holds characters an HTTP header cannot carry"),
+        ));
+    }
+    Ok(())
+}
+
 /// Picks the authentication mode from the credential keys present; more than
 /// one mode, or half of one, is a configuration error.
 pub(crate) fn parse_auth(
@@ -289,7 +302,9 @@ pub(crate) fn parse_auth(
         });
     }
     if has("token") {
-        return Ok(Auth::Bearer(get("token")?));
+        let token = get("token")?;
+        header_safe("token", &token)?;
+        return Ok(Auth::Bearer(token));
     }
     if has("apiKey") {
         let name = meta_string(cfg, "apiKeyHeader")?.unwrap_or_else(|| "X-API-Key".to_owned());
@@ -311,6 +326,7 @@ pub(crate) fn parse_auth(
                 format!("metadata.apiKeyHeader cannot be {header}"),
             ));
         }
+        header_safe("apiKey", creds.require("apiKey")?)?;
         return Ok(Auth::ApiKey {
             header,
             key: get("apiKey")?,
