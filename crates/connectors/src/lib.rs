@@ -34,6 +34,10 @@ pub fn install_default_drivers(registry: &mut Registry) {
     registry.register(Arc::new(matih_driver_postgres::PostgresDriver::new()));
     #[cfg(feature = "mysql")]
     registry.register(Arc::new(matih_driver_mysql::MysqlDriver::new()));
+    #[cfg(feature = "rest")]
+    registry.register(Arc::new(matih_driver_rest::RestDriver::new()));
+    #[cfg(feature = "graphql")]
+    registry.register(Arc::new(matih_driver_graphql::GraphqlDriver::new()));
     let _ = (registry, Arc::<()>::new(()));
 }
 

@@ -288,12 +288,12 @@ pub fn find_source<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static))
         if let Some(t) = e.downcast_ref::<T>() {
             return Some(t);
         }
+        // io::Error hides its payload from `source()`; descend into it, which
+        // may itself be another io::Error (hyper wraps TLS errors twice).
         if let Some(io) = e.downcast_ref::<io::Error>() {
             if let Some(inner) = io.get_ref() {
-                if let Some(t) = inner.downcast_ref::<T>() {
-                    return Some(t);
-                }
-                cur = inner.source();
+                let inner: &(dyn StdError + 'static) = inner;
+                cur = Some(inner);
                 continue;
             }
         }
@@ -351,5 +351,20 @@ mod tests {
         let err = ConnectorError::new(ErrorCode::SourceError, "x").with_source(inner);
         assert_eq!(err.source().unwrap().to_string(), "boom");
         assert!(find_source::<io::Error>(&err).is_some());
+    }
+
+    #[test]
+    fn finds_errors_inside_nested_io_errors() {
+        #[derive(Debug)]
+        struct Deep;
+        impl fmt::Display for Deep {
+            fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("deep")
+            }
+        }
+        impl StdError for Deep {}
+        let twice = io::Error::other(io::Error::other(Deep));
+        assert!(find_source::<Deep>(&twice).is_some());
+        assert!(find_source::<Deep>(&io::Error::other("plain")).is_none());
     }
 }
