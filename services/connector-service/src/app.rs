@@ -132,7 +132,7 @@ impl AppState {
         };
         let verifier = Verifier::new(hs256.as_deref(), rs256.as_deref())?;
         let state = AppState::new(
-            Arc::new(store),
+            store,
             secrets,
             matih_connectors::registry(),
             verifier,

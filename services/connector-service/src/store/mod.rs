@@ -3,6 +3,7 @@
 //! SQLite (embedded default) and PostgreSQL (production, several replicas); the
 //! two differ only in how they open and migrate, in `sqlite.rs` and `postgres.rs`.
 
+mod cache;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -12,6 +13,7 @@ use uuid::Uuid;
 
 use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
 
+pub use cache::CachedStore;
 pub use sql::SqlStore;
 
 #[derive(Debug, thiserror::Error)]
@@ -63,8 +65,22 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>>;
 }
 
-/// Opens the store a URL names and applies the migrations.
-pub async fn open(url: &str) -> anyhow::Result<SqlStore> {
+/// Opens the store a URL names and applies the migrations. The SQLite file
+/// belongs to this process alone, so its connectors are cached in memory.
+pub async fn open(url: &str) -> anyhow::Result<std::sync::Arc<dyn MetadataStore>> {
+    if url.starts_with("sqlite:") {
+        Ok(std::sync::Arc::new(CachedStore::new(
+            sqlite::open(url).await?,
+        )))
+    } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {
+        Ok(std::sync::Arc::new(postgres::open(url).await?))
+    } else {
+        anyhow::bail!("unsupported database URL scheme: expected sqlite:// or postgres://")
+    }
+}
+
+/// Opens the SQL store a URL names, without a cache.
+pub async fn open_uncached(url: &str) -> anyhow::Result<SqlStore> {
     if url.starts_with("sqlite:") {
         sqlite::open(url).await
     } else if url.starts_with("postgres:") || url.starts_with("postgresql:") {

@@ -142,7 +142,7 @@ impl Harness {
             ..Default::default()
         };
         let state = AppState::new(
-            Arc::new(store),
+            store,
             secrets,
             opts.registry,
             Verifier::new(Some(JWT_SECRET), None).unwrap(),

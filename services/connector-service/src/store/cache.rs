@@ -1,0 +1,128 @@
+//! A read-through cache of connectors for a store that one process owns (the
+//! embedded SQLite file): `GET` one connector is then a map lookup. It is not
+//! used with PostgreSQL, where other replicas write too.
+
+use std::collections::HashMap;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::RwLock;
+
+use async_trait::async_trait;
+use uuid::Uuid;
+
+use super::{MetadataStore, Result};
+use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
+
+pub struct CachedStore<S> {
+    inner: S,
+    connectors: RwLock<HashMap<Uuid, Connector>>,
+    /// Bumped by every connector write: a read that raced a write does not
+    /// put what it read into the cache.
+    writes: AtomicU64,
+}
+
+impl<S> std::fmt::Debug for CachedStore<S> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("CachedStore")
+    }
+}
+
+impl<S: MetadataStore> CachedStore<S> {
+    pub fn new(inner: S) -> Self {
+        CachedStore {
+            inner,
+            connectors: RwLock::new(HashMap::new()),
+            writes: AtomicU64::new(0),
+        }
+    }
+
+    fn forget(&self, id: Uuid) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.connectors
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+}
+
+#[async_trait]
+impl<S: MetadataStore> MetadataStore for CachedStore<S> {
+    fn backend(&self) -> &'static str {
+        self.inner.backend()
+    }
+    async fn ping(&self) -> Result<()> {
+        self.inner.ping().await
+    }
+    async fn create_tenant(&self, t: &Tenant) -> Result<()> {
+        self.inner.create_tenant(t).await
+    }
+    async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>> {
+        self.inner.get_tenant(id).await
+    }
+    async fn list_tenants(&self) -> Result<Vec<Tenant>> {
+        self.inner.list_tenants().await
+    }
+    async fn set_tier(&self, id: Uuid, tier: Tier, updated_at: &str) -> Result<Option<Tenant>> {
+        self.inner.set_tier(id, tier, updated_at).await
+    }
+    async fn reserve_slot(&self, tenant: Uuid, limit: Option<i64>) -> Result<bool> {
+        self.inner.reserve_slot(tenant, limit).await
+    }
+    async fn release_slot(&self, tenant: Uuid) -> Result<()> {
+        self.inner.release_slot(tenant).await
+    }
+    async fn insert_connector(&self, c: &Connector) -> Result<()> {
+        let r = self.inner.insert_connector(c).await;
+        self.forget(c.id);
+        r
+    }
+    async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>> {
+        if let Some(c) = self
+            .connectors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok((c.tenant_id == tenant).then(|| c.clone()));
+        }
+        let before = self.writes.load(Ordering::SeqCst);
+        let found = self.inner.get_connector(tenant, id).await?;
+        if let Some(c) = &found {
+            let mut map = self.connectors.write().unwrap_or_else(|p| p.into_inner());
+            if self.writes.load(Ordering::SeqCst) == before {
+                map.insert(id, c.clone());
+            }
+        }
+        Ok(found)
+    }
+    async fn list_connectors(&self, tenant: Uuid) -> Result<Vec<Connector>> {
+        self.inner.list_connectors(tenant).await
+    }
+    async fn connector_name_taken(&self, tenant: Uuid, name: &str) -> Result<bool> {
+        self.inner.connector_name_taken(tenant, name).await
+    }
+    async fn update_connector(&self, c: &Connector) -> Result<bool> {
+        let r = self.inner.update_connector(c).await;
+        self.forget(c.id);
+        r
+    }
+    async fn delete_connector(&self, tenant: Uuid, id: Uuid) -> Result<bool> {
+        let r = self.inner.delete_connector(tenant, id).await;
+        self.forget(id);
+        r
+    }
+    async fn insert_job(&self, job: &DiscoveryJob) -> Result<()> {
+        self.inner.insert_job(job).await
+    }
+    async fn finish_job(&self, job: &DiscoveryJob) -> Result<()> {
+        self.inner.finish_job(job).await
+    }
+    async fn latest_job(&self, connector: Uuid) -> Result<Option<DiscoveryJob>> {
+        self.inner.latest_job(connector).await
+    }
+    async fn insert_snapshot(&self, s: &Snapshot, keep: i64) -> Result<()> {
+        self.inner.insert_snapshot(s, keep).await
+    }
+    async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>> {
+        self.inner.latest_snapshots(connector, n).await
+    }
+}
