@@ -20,5 +20,6 @@ pub mod error;
 pub mod metrics;
 pub mod model;
 pub mod openapi;
+pub mod reconcile;
 pub mod secrets;
 pub mod store;

@@ -81,6 +81,17 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .init();
     let state = AppState::from_config(&config).await?;
+    let repair = state.store.backend() == "sqlite";
+    match matih_connector_service::reconcile::reconcile(&state, repair).await {
+        Ok(r) if !r.orphan_secrets.is_empty() || r.recounted_tenants > 0 => tracing::warn!(
+            orphans = r.orphan_secrets.len(),
+            removed = r.removed,
+            recounted_tenants = r.recounted_tenants,
+            "reconciled secrets and plan slots"
+        ),
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+    }
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;

@@ -910,3 +910,59 @@ async fn health_readiness_metrics_and_openapi_matches_the_routes() {
         "route templates, not raw paths"
     );
 }
+
+#[tokio::test]
+async fn reconcile_removes_orphan_secrets_and_recounts_slots() {
+    let f = fake(Duration::from_secs(10)).await;
+    let h = &f.h;
+    let tenant = h.create_tenant("recon", "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            Some(body("kept", "MYSQL", f.port, GOOD_PASSWORD)),
+        )
+        .await;
+    assert_eq!(s, 201);
+    // What a crash between "secret written" and "row saved" leaves behind.
+    let orphan = matih_connector_service::secrets::SecretRef::new(
+        "matih-",
+        "recon",
+        Uuid::new_v4(),
+        &matih_connector_core::ConnectorType::Mysql,
+    );
+    let creds = matih_connector_core::Credentials::new()
+        .with("username", "u")
+        .with("password", "p");
+    h.state.secrets.create(&orphan, &creds).await.unwrap();
+    assert!(h.state.store.reserve_slot(tenant, Some(2)).await.unwrap());
+
+    let dry = matih_connector_service::reconcile::reconcile(&h.state, false)
+        .await
+        .unwrap();
+    assert_eq!(
+        dry.orphan_secrets,
+        vec![format!("matih-recon/{}", orphan.name)]
+    );
+    assert_eq!(dry.removed, 0);
+    let done = matih_connector_service::reconcile::reconcile(&h.state, true)
+        .await
+        .unwrap();
+    assert_eq!((done.removed, done.recounted_tenants), (1, 1));
+    assert_eq!(
+        h.state.secrets.list("matih-recon").await.unwrap(),
+        vec![c["credentialSecretName"].as_str().unwrap().to_owned()]
+    );
+    assert_eq!(
+        h.state
+            .store
+            .get_tenant(tenant)
+            .await
+            .unwrap()
+            .unwrap()
+            .connector_count,
+        1
+    );
+}

@@ -70,6 +70,9 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     async fn release_slot(&self, tenant: Uuid) -> Result<()> {
         self.inner.release_slot(tenant).await
     }
+    async fn set_slots(&self, tenant: Uuid, count: i64) -> Result<()> {
+        self.inner.set_slots(tenant, count).await
+    }
     async fn insert_connector(&self, c: &Connector) -> Result<()> {
         let r = self.inner.insert_connector(c).await;
         self.forget(c.id);

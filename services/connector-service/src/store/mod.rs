@@ -45,6 +45,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn reserve_slot(&self, tenant: Uuid, limit: Option<i64>) -> Result<bool>;
     /// Gives back a slot reserved by a create that did not save.
     async fn release_slot(&self, tenant: Uuid) -> Result<()>;
+    /// Sets the slot count outright (start-up reconciliation).
+    async fn set_slots(&self, tenant: Uuid, count: i64) -> Result<()>;
 
     async fn insert_connector(&self, c: &Connector) -> Result<()>;
     async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>>;

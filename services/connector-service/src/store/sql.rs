@@ -276,6 +276,15 @@ impl MetadataStore for SqlStore {
         Ok(())
     }
 
+    async fn set_slots(&self, tenant: Uuid, count: i64) -> Result<()> {
+        sqlx::query("UPDATE tenants SET connector_count = $1 WHERE id = $2")
+            .bind(count)
+            .bind(tenant.to_string())
+            .execute(&self.pool)
+            .await?;
+        Ok(())
+    }
+
     async fn insert_connector(&self, c: &Connector) -> Result<()> {
         let sql = format!(
             "INSERT INTO connectors ({CONNECTOR_COLUMNS}) VALUES \
