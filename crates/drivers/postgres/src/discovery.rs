@@ -1,116 +1,168 @@
 //! Catalog discovery: a fixed number of set-based catalog queries, whatever the
-//! number of relations: schemas, relations (with statistics), primary keys,
-//! user-defined types and columns. Every SQL text the driver sends lives here.
+//! number of relations. Every SQL text the driver sends lives here.
+//!
+//! 1. Schemas, filtered by name and USAGE privilege.
+//! 2. Pipelined on the one connection, so the server runs each while the
+//!    client decodes the previous one: relations (with statistics), columns,
+//!    column defaults, comments, primary keys and user-defined types.
+//! 3. The spelling (`format_type`) of each distinct column type.
 //!
 //! Filters are pushed into SQL as `LIKE ANY($n::text[])` over bind parameters;
 //! nothing from the request or the configuration is ever spliced into SQL.
 
 use std::collections::HashMap;
-use std::future::Future;
 
 use futures_util::TryStreamExt;
 use matih_connector_core::{
-    with_timeout, Catalog, Column, ConnectorError, Depth, DiscoveryRequest, ErrorCode, Schema,
-    Table, TableKind,
+    with_timeout, Catalog, Column, ConnectorError, DataType, Depth, DiscoveryRequest, ErrorCode,
+    Schema, Table, TableKind,
 };
-use tokio_postgres::types::ToSql;
+use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
 
 use crate::connection::PgConnection;
 use crate::errors::parse_error;
 use crate::types::{TypeMapper, UserType};
 
-// Parameters shared by every query below, in this order:
-// $1 schema include, $2 schema exclude (LIKE patterns), $3 include system schemas,
-// $4 table include, $5 table exclude.
-//
-// A schema is listed when the user has USAGE on it; a relation when the user
-// may SELECT it or at least one of its columns.
-macro_rules! schema_filter {
-    () => {
-        r"has_schema_privilege(n.oid, 'USAGE')
-  AND (cardinality($1::text[]) = 0 OR n.nspname LIKE ANY($1::text[]))
-  AND NOT (n.nspname LIKE ANY($2::text[]))
-  AND ($3::bool OR (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
-       AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'))"
-    };
-}
-
-macro_rules! relation_filter {
-    () => {
-        r"
-  AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
-  AND (cardinality($4::text[]) = 0 OR c.relname LIKE ANY($4::text[]))
-  AND NOT (c.relname LIKE ANY($5::text[]))
-  AND has_any_column_privilege(c.oid, 'SELECT')"
-    };
-}
-
-const SCHEMAS_SQL: &str = concat!(
-    r"SELECT n.nspname, d.description
+/// Schemas the user may use, filtered by name. $1 include, $2 exclude (LIKE
+/// patterns), $3 include the system schemas.
+const SCHEMAS_SQL: &str = r"SELECT n.oid, n.nspname, d.description
 FROM pg_namespace n
 LEFT JOIN pg_description d
   ON d.objoid = n.oid AND d.classoid = 'pg_namespace'::regclass AND d.objsubid = 0
-WHERE ",
-    schema_filter!()
-);
+WHERE has_schema_privilege(n.oid, 'USAGE')
+  AND (cardinality($1::text[]) = 0 OR n.nspname LIKE ANY($1::text[]))
+  AND NOT (n.nspname LIKE ANY($2::text[]))
+  AND ($3::bool OR (n.nspname NOT IN ('pg_catalog', 'information_schema', 'pg_toast')
+       AND n.nspname NOT LIKE 'pg\_temp\_%' AND n.nspname NOT LIKE 'pg\_toast\_temp\_%'))";
+
+// The relations in scope, shared by the pipelined queries: $1 the listed
+// schemas' oids, $2 table include, $3 table exclude (LIKE patterns). Only the
+// relations query checks privileges (once per relation); the others' rows for
+// relations it did not list are dropped on arrival.
+macro_rules! scope {
+    () => {
+        r"c.relnamespace = ANY($1::oid[])
+  AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
+  AND (cardinality($2::text[]) = 0 OR c.relname LIKE ANY($2::text[]))
+  AND NOT (c.relname LIKE ANY($3::text[]))"
+    };
+}
+
+// Relations the user may SELECT, or SELECT at least one column of. The
+// cheap cases come first and short-circuit the per-relation ACL checks: a
+// superuser (evaluated once), the owner or a member of the owning role, then
+// table privilege, then column privileges (which walk every column).
+macro_rules! readable {
+    () => {
+        r"
+  AND ((SELECT rolsuper FROM pg_roles WHERE rolname = current_user)
+       OR pg_has_role(c.relowner, 'USAGE')
+       OR has_table_privilege(c.oid, 'SELECT')
+       OR has_any_column_privilege(c.oid, 'SELECT'))"
+    };
+}
 
 /// Relations with statistics. Sizes come from `relpages` (kept by VACUUM,
-/// ANALYZE and CREATE INDEX) of the relation, its TOAST table and all their
-/// indexes, times the block size: set-based and cheap, unlike calling
-/// pg_total_relation_size once per relation, which stats every file.
+/// ANALYZE and CREATE INDEX) of the relation, its indexes, its TOAST table
+/// and the TOAST index, times the block size: index lookups per relation in
+/// scope, unlike pg_total_relation_size, which stats every file of every
+/// relation.
 const RELATIONS_STATS_SQL: &str = concat!(
-    r"WITH ix AS (
-  SELECT i.indrelid, sum(ic.relpages)::int8 AS pages
-  FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-  GROUP BY i.indrelid
-)
-SELECT c.oid, n.nspname, c.relname, c.relkind, c.relnatts, d.description,
+    r"SELECT c.oid, c.relnamespace, c.relname, c.relkind,
   inh.inhparent, p.relname AS parent_name, pn.nspname AS parent_schema,
   CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound,
   c.reltuples,
-  (c.relpages::int8 + coalesce(t.relpages, 0) + coalesce(ix.pages, 0) + coalesce(tix.pages, 0))
-    * current_setting('block_size')::int8 AS size_bytes
+  (c.relpages::int8
+   + CASE WHEN c.relhasindex THEN
+       (SELECT sum(ic.relpages) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+        WHERE i.indrelid = c.oid)
+     ELSE 0 END
+   + CASE WHEN c.reltoastrelid <> 0 THEN
+       (SELECT t.relpages + coalesce(
+          (SELECT sum(ic.relpages) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+           WHERE i.indrelid = t.oid), 0)
+        FROM pg_class t WHERE t.oid = c.reltoastrelid)
+     ELSE 0 END
+  ) * current_setting('block_size')::int8 AS size_bytes
 FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
 LEFT JOIN pg_inherits inh ON c.relispartition AND inh.inhrelid = c.oid
 LEFT JOIN pg_class p ON p.oid = inh.inhparent
 LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace
-LEFT JOIN pg_class t ON t.oid = c.reltoastrelid
-LEFT JOIN ix ON ix.indrelid = c.oid
-LEFT JOIN ix tix ON tix.indrelid = c.reltoastrelid
 WHERE ",
-    schema_filter!(),
-    relation_filter!()
+    scope!(),
+    readable!()
 );
 
 const RELATIONS_SQL: &str = concat!(
-    r"SELECT c.oid, n.nspname, c.relname, c.relkind, c.relnatts, d.description,
+    r"SELECT c.oid, c.relnamespace, c.relname, c.relkind,
   inh.inhparent, p.relname AS parent_name, pn.nspname AS parent_schema,
   CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound
 FROM pg_class c
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_description d ON d.objoid = c.oid AND d.classoid = 'pg_class'::regclass AND d.objsubid = 0
 LEFT JOIN pg_inherits inh ON c.relispartition AND inh.inhrelid = c.oid
 LEFT JOIN pg_class p ON p.oid = inh.inhparent
 LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE ",
-    schema_filter!(),
-    relation_filter!()
+    scope!(),
+    readable!()
 );
 
+/// Every column in scope, unordered (grouped by relation in memory, cheaper
+/// than a server-side sort). Types come back as (oid, typmod): a catalog has
+/// few distinct pairs, spelled once each by TYPE_NAMES_SQL rather than once
+/// per column.
+const COLUMNS_SQL: &str = concat!(
+    r"SELECT a.attrelid, c.relnatts, a.attnum, a.attname, a.atttypid, a.atttypmod,
+  a.attnotnull, a.attidentity
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+WHERE a.attnum > 0 AND NOT a.attisdropped AND ",
+    scope!()
+);
+
+const TYPE_NAMES_SQL: &str = r"SELECT t.oid, t.typmod, format_type(t.oid, t.typmod)
+FROM unnest($1::oid[], $2::int4[]) AS t(oid, typmod)";
+
+/// Column defaults. Given no relation, pg_get_expr does not open one (a lock
+/// and a relcache entry each). Only expressions that reference columns
+/// (generated columns; their node trees hold a `{VAR`) need theirs.
+const DEFAULTS_SQL: &str = concat!(
+    r"SELECT ad.adrelid, ad.adnum,
+  pg_get_expr(ad.adbin, CASE WHEN ad.adbin::text LIKE '%{VAR %' THEN ad.adrelid ELSE 0::oid END)
+FROM pg_attrdef ad
+JOIN pg_class c ON c.oid = ad.adrelid
+WHERE ",
+    scope!()
+);
+
+/// Comments on relations (objsubid 0) and, when $4, on their columns.
+const COMMENTS_SQL: &str = concat!(
+    r"SELECT d.objoid, d.objsubid, d.description
+FROM pg_description d
+JOIN pg_class c ON c.oid = d.objoid
+WHERE d.classoid = 'pg_class'::regclass AND (d.objsubid = 0 OR $4::bool) AND ",
+    scope!()
+);
+
+/// Primary keys as column numbers, resolved against the columns in memory.
 const PRIMARY_KEYS_SQL: &str = concat!(
+    r"SELECT con.conrelid, con.conkey
+FROM pg_constraint con
+JOIN pg_class c ON c.oid = con.conrelid
+WHERE con.contype = 'p' AND ",
+    scope!()
+);
+
+/// Primary keys with column names, for discovery without columns.
+const PRIMARY_KEY_NAMES_SQL: &str = concat!(
     r"SELECT con.conrelid, array_agg(a.attname::text ORDER BY k.ord)
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
 CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
 WHERE con.contype = 'p' AND ",
-    schema_filter!(),
-    relation_filter!(),
-    "
+    scope!(),
+    r"
 GROUP BY con.conrelid"
 );
 
@@ -124,32 +176,10 @@ FROM pg_type t
 LEFT JOIN pg_type e ON e.oid = t.typelem
 WHERE t.oid >= 16384 AND t.typtype <> 'c' AND (e.oid IS NULL OR e.typtype <> 'c')";
 
-/// Every column of every listed relation, unordered: rows are grouped by
-/// relation in memory, which is cheaper than making the server sort.
-const COLUMNS_SQL: &str = concat!(
-    r"SELECT a.attrelid, a.attnum, a.attname, a.atttypid, format_type(a.atttypid, a.atttypmod),
-  a.attnotnull,
-  CASE a.attidentity
-    WHEN 'a' THEN 'GENERATED ALWAYS AS IDENTITY'
-    WHEN 'd' THEN 'GENERATED BY DEFAULT AS IDENTITY'
-    ELSE pg_get_expr(ad.adbin, ad.adrelid)
-  END,
-  d.description
-FROM pg_attribute a
-JOIN pg_class c ON c.oid = a.attrelid
-JOIN pg_namespace n ON n.oid = c.relnamespace
-LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
-LEFT JOIN pg_description d
-  ON d.objoid = a.attrelid AND d.classoid = 'pg_class'::regclass AND d.objsubid = a.attnum
-WHERE a.attnum > 0 AND NOT a.attisdropped AND ",
-    schema_filter!(),
-    relation_filter!()
-);
-
 const SCHEMA_ACCESS_SQL: &str =
     "SELECT has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = $1";
 
-/// The filters as bind parameters.
+/// The request's name filters as LIKE patterns.
 struct Filters {
     schema_include: Vec<String>,
     schema_exclude: Vec<String>,
@@ -176,21 +206,11 @@ impl Filters {
         }
     }
 
-    fn schema_params(&self) -> [&(dyn ToSql + Sync); 3] {
+    fn schema_params(&self) -> [(&(dyn ToSql + Sync), Type); 3] {
         [
-            &self.schema_include,
-            &self.schema_exclude,
-            &self.include_system,
-        ]
-    }
-
-    fn all_params(&self) -> [&(dyn ToSql + Sync); 5] {
-        [
-            &self.schema_include,
-            &self.schema_exclude,
-            &self.include_system,
-            &self.table_include,
-            &self.table_exclude,
+            (&self.schema_include, Type::TEXT_ARRAY),
+            (&self.schema_exclude, Type::TEXT_ARRAY),
+            (&self.include_system, Type::BOOL),
         ]
     }
 }
@@ -218,22 +238,19 @@ fn table_kind(relkind: i8) -> TableKind {
 }
 
 /// Runs one catalog query to completion, handing each row to `each`, under the
-/// query time limit.
+/// query time limit. Parameters carry their types, so a query is one round
+/// trip (no separate prepare).
 async fn stream_rows(
     conn: &PgConnection,
     what: &'static str,
     sql: &str,
-    params: &[&(dyn ToSql + Sync)],
+    params: &[(&(dyn ToSql + Sync), Type)],
     mut each: impl FnMut(Row) -> Result<(), ConnectorError>,
 ) -> Result<(), ConnectorError> {
-    bounded(conn, what, async {
-        let client = conn.client();
-        let stmt = client
-            .prepare(sql)
-            .await
-            .map_err(|e| parse_error(e, what))?;
-        let stream = client
-            .query_raw(&stmt, params.iter().copied())
+    with_timeout(conn.query_timeout(), what, async {
+        let stream = conn
+            .client()
+            .query_typed_raw(sql, params.iter().map(|(p, t)| (*p, t.clone())))
             .await
             .map_err(|e| parse_error(e, what))?;
         futures_util::pin_mut!(stream);
@@ -243,14 +260,6 @@ async fn stream_rows(
         Ok(())
     })
     .await
-}
-
-async fn bounded<T>(
-    conn: &PgConnection,
-    what: &'static str,
-    fut: impl Future<Output = Result<T, ConnectorError>>,
-) -> Result<T, ConnectorError> {
-    with_timeout(conn.query_timeout(), what, fut).await
 }
 
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
@@ -276,13 +285,14 @@ pub(crate) async fn probe(
 ) -> Result<(), ConnectorError> {
     if let Some(schema) = configured_schema {
         let mut usable = None;
+        const WHAT: &str = "checking the configured schema";
         stream_rows(
             conn,
-            "checking the configured schema",
+            WHAT,
             SCHEMA_ACCESS_SQL,
-            &[&schema],
+            &[(&schema, Type::TEXT)],
             |row| {
-                usable = Some(get::<bool>(&row, 0, "checking the configured schema")?);
+                usable = Some(get::<bool>(&row, 0, WHAT)?);
                 Ok(())
             },
         )
@@ -323,6 +333,20 @@ struct Slot {
     table: Table,
 }
 
+/// One relation's columns as they arrive, with each column's (attnum, type
+/// oid, typmod) until the types are spelled.
+#[derive(Default)]
+struct RelColumns {
+    columns: Vec<Column>,
+    types: Vec<(i16, u32, i32)>,
+}
+
+struct ColumnsResult {
+    by_rel: HashMap<u32, RelColumns>,
+    identity: Vec<(u32, i16, u8)>,
+    type_pairs: HashMap<(u32, i32), (String, DataType)>,
+}
+
 pub(crate) async fn discover(
     conn: &PgConnection,
     req: &DiscoveryRequest,
@@ -331,102 +355,156 @@ pub(crate) async fn discover(
     let filters = Filters::new(req, configured_schema);
 
     let mut schemas: Vec<Schema> = Vec::new();
-    let mut schema_index: HashMap<String, usize> = HashMap::new();
-    stream_rows(
-        conn,
-        "listing schemas",
-        SCHEMAS_SQL,
-        &filters.schema_params(),
-        |row| {
-            let name: String = get(&row, 0, "listing schemas")?;
-            schema_index.insert(name.clone(), schemas.len());
-            schemas.push(Schema {
-                name,
-                comment: get(&row, 1, "listing schemas")?,
-                tables: Vec::new(),
-            });
-            Ok(())
-        },
-    )
+    let mut schema_index: HashMap<u32, usize> = HashMap::new();
+    const SCH: &str = "listing schemas";
+    stream_rows(conn, SCH, SCHEMAS_SQL, &filters.schema_params(), |row| {
+        schema_index.insert(get(&row, 0, SCH)?, schemas.len());
+        schemas.push(Schema {
+            name: get(&row, 1, SCH)?,
+            comment: get(&row, 2, SCH)?,
+            tables: Vec::new(),
+        });
+        Ok(())
+    })
     .await?;
-    if req.depth == Depth::Schemas {
+    if req.depth == Depth::Schemas || schemas.is_empty() {
         let mut catalog = Catalog { schemas };
         catalog.sort();
         return Ok(catalog);
     }
 
     let with_columns = req.depth >= Depth::Columns;
-    let mut slots: Vec<Slot> = Vec::new();
-    let mut by_oid: HashMap<u32, usize> = HashMap::new();
-    let sql = if req.statistics {
-        RELATIONS_STATS_SQL
-    } else {
-        RELATIONS_SQL
-    };
-    const REL: &str = "listing relations";
-    stream_rows(conn, REL, sql, &filters.all_params(), |row| {
-        let oid: u32 = get(&row, 0, REL)?;
-        let schema_name: &str = get(&row, 1, REL)?;
-        // A schema created between the two queries is skipped, not an error.
-        let Some(&schema) = schema_index.get(schema_name) else {
-            return Ok(());
+    let namespaces: Vec<u32> = schema_index.keys().copied().collect();
+    let scope: [(&(dyn ToSql + Sync), Type); 3] = [
+        (&namespaces, Type::OID_ARRAY),
+        (&filters.table_include, Type::TEXT_ARRAY),
+        (&filters.table_exclude, Type::TEXT_ARRAY),
+    ];
+    let comment_params: [(&(dyn ToSql + Sync), Type); 4] = [
+        scope[0].clone(),
+        scope[1].clone(),
+        scope[2].clone(),
+        (&with_columns, Type::BOOL),
+    ];
+
+    let relations = async {
+        let mut slots: Vec<Slot> = Vec::new();
+        let mut oids: Vec<u32> = Vec::new();
+        let sql = if req.statistics {
+            RELATIONS_STATS_SQL
+        } else {
+            RELATIONS_SQL
         };
-        let relkind: i8 = get(&row, 3, REL)?;
-        let mut table = Table::new(get::<String>(&row, 2, REL)?, table_kind(relkind));
-        if with_columns {
-            table
-                .columns
-                .reserve_exact(get::<i16>(&row, 4, REL)?.max(0) as usize);
-        }
-        table.comment = get(&row, 5, REL)?;
-        let parent: Option<u32> = get(&row, 6, REL)?;
-        if let Some(parent_name) = get::<Option<String>>(&row, 7, REL)? {
-            table
-                .properties
-                .insert("partitionOf".into(), parent_name.into());
-            let parent_schema: Option<&str> = get(&row, 8, REL)?;
-            if parent_schema.is_some_and(|p| p != schema_name) {
+        const REL: &str = "listing relations";
+        stream_rows(conn, REL, sql, &scope, |row| {
+            let Some(&schema) = schema_index.get(&get::<u32>(&row, 1, REL)?) else {
+                return Ok(());
+            };
+            let relkind: i8 = get(&row, 3, REL)?;
+            let mut table = Table::new(get::<String>(&row, 2, REL)?, table_kind(relkind));
+            let parent: Option<u32> = get(&row, 4, REL)?;
+            if let Some(parent_name) = get::<Option<String>>(&row, 5, REL)? {
                 table
                     .properties
-                    .insert("partitionOfSchema".into(), parent_schema.into());
+                    .insert("partitionOf".into(), parent_name.into());
+                let parent_schema: Option<&str> = get(&row, 6, REL)?;
+                if parent_schema.is_some_and(|p| p != schemas[schema].name) {
+                    table
+                        .properties
+                        .insert("partitionOfSchema".into(), parent_schema.into());
+                }
+                if let Some(bound) = get::<Option<String>>(&row, 7, REL)? {
+                    table
+                        .properties
+                        .insert("partitionBound".into(), bound.into());
+                }
             }
-            if let Some(bound) = get::<Option<String>>(&row, 9, REL)? {
-                table
-                    .properties
-                    .insert("partitionBound".into(), bound.into());
+            if req.statistics {
+                set_statistics(
+                    &mut table,
+                    relkind as u8,
+                    get(&row, 8, REL)?,
+                    get(&row, 9, REL)?,
+                );
             }
-        }
-        if req.statistics {
-            set_statistics(
-                &mut table,
-                relkind as u8,
-                get(&row, 10, REL)?,
-                get(&row, 11, REL)?,
-            );
-        }
-        by_oid.insert(oid, slots.len());
-        slots.push(Slot {
-            schema,
-            parent,
-            table,
-        });
-        Ok(())
-    })
-    .await?;
+            oids.push(get(&row, 0, REL)?);
+            slots.push(Slot {
+                schema,
+                parent,
+                table,
+            });
+            Ok(())
+        })
+        .await?;
+        Ok::<_, ConnectorError>((slots, oids))
+    };
 
-    const PK: &str = "listing primary keys";
-    stream_rows(conn, PK, PRIMARY_KEYS_SQL, &filters.all_params(), |row| {
-        let oid: u32 = get(&row, 0, PK)?;
-        if let Some(&i) = by_oid.get(&oid) {
-            slots[i].table.primary_key = get(&row, 1, PK)?;
+    let columns = async {
+        let mut result = ColumnsResult {
+            by_rel: HashMap::new(),
+            identity: Vec::new(),
+            type_pairs: HashMap::new(),
+        };
+        if !with_columns {
+            return Ok(result);
         }
-        Ok(())
-    })
-    .await?;
+        const COL: &str = "listing columns";
+        // Consecutive rows usually belong to one relation: remember the last.
+        let mut last: Option<(u32, RelColumns)> = None;
+        stream_rows(conn, COL, COLUMNS_SQL, &scope, |row| {
+            let oid: u32 = get(&row, 0, COL)?;
+            if last.as_ref().is_none_or(|(o, _)| *o != oid) {
+                if let Some((o, rc)) = last.take() {
+                    result.by_rel.insert(o, rc);
+                }
+                let rc = result.by_rel.remove(&oid).unwrap_or_else(|| {
+                    let n = get::<i16>(&row, 1, COL).unwrap_or(0).max(0) as usize;
+                    RelColumns {
+                        columns: Vec::with_capacity(n),
+                        types: Vec::with_capacity(n),
+                    }
+                });
+                last = Some((oid, rc));
+            }
+            let Some((_, rc)) = last.as_mut() else {
+                return Ok(());
+            };
+            let attnum: i16 = get(&row, 2, COL)?;
+            let type_oid: u32 = get(&row, 4, COL)?;
+            let typmod: i32 = get(&row, 5, COL)?;
+            result
+                .type_pairs
+                .entry((type_oid, typmod))
+                .or_insert((String::new(), DataType::Unknown));
+            let ident = get::<i8>(&row, 7, COL)? as u8;
+            if ident != 0 {
+                result.identity.push((oid, attnum, ident));
+            }
+            rc.types.push((attnum, type_oid, typmod));
+            rc.columns.push(Column {
+                name: get(&row, 3, COL)?,
+                ordinal: attnum.max(0) as u32,
+                native_type: String::new(),
+                data_type: DataType::Unknown,
+                nullable: !get::<bool>(&row, 6, COL)?,
+                default: None,
+                comment: None,
+            });
+            Ok(())
+        })
+        .await?;
+        if let Some((o, rc)) = last.take() {
+            result.by_rel.insert(o, rc);
+        }
+        Ok(result)
+    };
 
-    if with_columns {
-        const TY: &str = "listing types";
+    let user_types = async {
         let mut user = HashMap::new();
+        if !with_columns {
+            return Ok(user);
+        }
+        const TY: &str = "listing types";
         stream_rows(conn, TY, USER_TYPES_SQL, &[], |row| {
             let typtype: i8 = get(&row, 1, TY)?;
             user.insert(
@@ -442,37 +520,159 @@ pub(crate) async fn discover(
             Ok(())
         })
         .await?;
-        let mut mapper = TypeMapper::new(user);
+        Ok(user)
+    };
 
-        const COL: &str = "listing columns";
-        stream_rows(conn, COL, COLUMNS_SQL, &filters.all_params(), |row| {
-            let oid: u32 = get(&row, 0, COL)?;
-            let Some(&i) = by_oid.get(&oid) else {
-                return Ok(());
-            };
-            let attnum: i16 = get(&row, 1, COL)?;
-            let type_oid: u32 = get(&row, 3, COL)?;
-            let native: &str = get(&row, 4, COL)?;
-            let data_type = mapper.map(type_oid, native);
-            slots[i].table.columns.push(Column {
-                name: get(&row, 2, COL)?,
-                ordinal: attnum.max(0) as u32,
-                native_type: native.to_owned(),
-                data_type,
-                nullable: !get::<bool>(&row, 5, COL)?,
-                default: get(&row, 6, COL)?,
-                comment: get(&row, 7, COL)?,
-            });
+    let defaults = async {
+        let mut out: Vec<(u32, i16, Option<String>)> = Vec::new();
+        if !with_columns {
+            return Ok(out);
+        }
+        const DEF: &str = "listing column defaults";
+        stream_rows(conn, DEF, DEFAULTS_SQL, &scope, |row| {
+            out.push((get(&row, 0, DEF)?, get(&row, 1, DEF)?, get(&row, 2, DEF)?));
             Ok(())
         })
         .await?;
-        for slot in &mut slots {
-            let cols = &mut slot.table.columns;
-            cols.sort_by_key(|c| c.ordinal);
-            // attnum counts dropped columns; ordinals do not.
-            for (i, c) in cols.iter_mut().enumerate() {
-                c.ordinal = i as u32 + 1;
+        Ok(out)
+    };
+
+    let comments = async {
+        let mut out: Vec<(u32, i32, Option<String>)> = Vec::new();
+        const COM: &str = "listing comments";
+        stream_rows(conn, COM, COMMENTS_SQL, &comment_params, |row| {
+            out.push((get(&row, 0, COM)?, get(&row, 1, COM)?, get(&row, 2, COM)?));
+            Ok(())
+        })
+        .await?;
+        Ok(out)
+    };
+
+    let primary_keys = async {
+        let mut by_num: Vec<(u32, Vec<i16>)> = Vec::new();
+        let mut by_name: Vec<(u32, Vec<String>)> = Vec::new();
+        const PK: &str = "listing primary keys";
+        if with_columns {
+            stream_rows(conn, PK, PRIMARY_KEYS_SQL, &scope, |row| {
+                by_num.push((get(&row, 0, PK)?, get(&row, 1, PK)?));
+                Ok(())
+            })
+            .await?;
+        } else {
+            stream_rows(conn, PK, PRIMARY_KEY_NAMES_SQL, &scope, |row| {
+                by_name.push((get(&row, 0, PK)?, get(&row, 1, PK)?));
+                Ok(())
+            })
+            .await?;
+        }
+        Ok((by_num, by_name))
+    };
+
+    let ((mut slots, oids), columns, user_types, defaults, comments, (pk_nums, pk_names)) = tokio::try_join!(
+        relations,
+        columns,
+        user_types,
+        defaults,
+        comments,
+        primary_keys
+    )?;
+    let by_oid: HashMap<u32, usize> = oids.iter().enumerate().map(|(i, oid)| (*oid, i)).collect();
+    drop(oids);
+
+    if with_columns {
+        let ColumnsResult {
+            mut by_rel,
+            identity,
+            mut type_pairs,
+        } = columns;
+        let mut mapper = TypeMapper::new(user_types);
+        let (pair_oids, pair_mods): (Vec<u32>, Vec<i32>) = type_pairs.keys().copied().unzip();
+        const TN: &str = "spelling column types";
+        let params: [(&(dyn ToSql + Sync), Type); 2] = [
+            (&pair_oids, Type::OID_ARRAY),
+            (&pair_mods, Type::INT4_ARRAY),
+        ];
+        stream_rows(conn, TN, TYPE_NAMES_SQL, &params, |row| {
+            let key: (u32, i32) = (get(&row, 0, TN)?, get(&row, 1, TN)?);
+            let native: String = get(&row, 2, TN)?;
+            let data_type = mapper.map(key.0, &native);
+            type_pairs.insert(key, (native, data_type));
+            Ok(())
+        })
+        .await?;
+
+        for (oid, &i) in &by_oid {
+            // Columns of relations the relations query did not list stay behind.
+            let Some(RelColumns {
+                mut columns,
+                mut types,
+            }) = by_rel.remove(oid)
+            else {
+                continue;
+            };
+            columns.sort_unstable_by_key(|c| c.ordinal);
+            types.sort_unstable_by_key(|t| t.0);
+            for (c, (_, type_oid, typmod)) in columns.iter_mut().zip(&types) {
+                if let Some((native, data_type)) = type_pairs.get(&(*type_oid, *typmod)) {
+                    c.native_type.clone_from(native);
+                    c.data_type = data_type.clone();
+                }
             }
+            slots[i].table.columns = columns;
+        }
+        drop(by_rel);
+
+        for (oid, attnum, kind) in identity {
+            if let Some(c) = column_mut(&mut slots, &by_oid, oid, attnum) {
+                c.default = Some(
+                    if kind == b'a' {
+                        "GENERATED ALWAYS AS IDENTITY"
+                    } else {
+                        "GENERATED BY DEFAULT AS IDENTITY"
+                    }
+                    .to_owned(),
+                );
+            }
+        }
+        for (oid, attnum, expr) in defaults {
+            if let Some(c) = column_mut(&mut slots, &by_oid, oid, attnum) {
+                c.default = expr;
+            }
+        }
+    }
+
+    for (oid, subid, text) in comments {
+        if subid == 0 {
+            if let Some(&i) = by_oid.get(&oid) {
+                slots[i].table.comment = text;
+            }
+        } else if let Some(c) = i16::try_from(subid)
+            .ok()
+            .and_then(|a| column_mut(&mut slots, &by_oid, oid, a))
+        {
+            c.comment = text;
+        }
+    }
+
+    for (oid, key) in pk_nums {
+        let Some(&i) = by_oid.get(&oid) else { continue };
+        let cols = &slots[i].table.columns;
+        let names = key
+            .iter()
+            .filter_map(|a| find_attnum(cols, *a).map(|j| cols[j].name.clone()))
+            .collect();
+        slots[i].table.primary_key = names;
+    }
+    for (oid, names) in pk_names {
+        if let Some(&i) = by_oid.get(&oid) {
+            slots[i].table.primary_key = names;
+        }
+    }
+
+    // attnum counts dropped columns; ordinals do not.
+    for slot in &mut slots {
+        for (i, c) in slot.table.columns.iter_mut().enumerate() {
+            c.ordinal = i as u32 + 1;
         }
     }
 
@@ -487,6 +687,23 @@ pub(crate) async fn discover(
     let mut catalog = Catalog { schemas };
     catalog.sort();
     Ok(catalog)
+}
+
+/// Columns are sorted by attnum (their ordinal until renumbering) by then.
+fn find_attnum(cols: &[Column], attnum: i16) -> Option<usize> {
+    cols.binary_search_by_key(&(attnum.max(0) as u32), |c| c.ordinal)
+        .ok()
+}
+
+fn column_mut<'a>(
+    slots: &'a mut [Slot],
+    by_oid: &HashMap<u32, usize>,
+    oid: u32,
+    attnum: i16,
+) -> Option<&'a mut Column> {
+    let cols = &mut slots[*by_oid.get(&oid)?].table.columns;
+    let j = find_attnum(cols, attnum)?;
+    Some(&mut cols[j])
 }
 
 /// `reltuples` is -1 until the first VACUUM or ANALYZE (PostgreSQL 14+); the
@@ -604,17 +821,19 @@ mod tests {
     }
 
     #[test]
-    fn sql_never_takes_names_from_input() {
-        // The only placeholders are bind parameters.
+    fn filters_are_bind_parameters() {
+        assert!(SCHEMAS_SQL.contains("LIKE ANY($1::text[])"));
         for sql in [
-            SCHEMAS_SQL,
             RELATIONS_SQL,
             RELATIONS_STATS_SQL,
-            PRIMARY_KEYS_SQL,
             COLUMNS_SQL,
+            DEFAULTS_SQL,
+            COMMENTS_SQL,
+            PRIMARY_KEYS_SQL,
+            PRIMARY_KEY_NAMES_SQL,
         ] {
-            assert!(sql.contains("LIKE ANY($1::text[])"));
-            assert!(!sql.contains('{'));
+            assert!(sql.contains("c.relnamespace = ANY($1::oid[])"), "{sql}");
+            assert!(sql.contains("c.relname LIKE ANY($2::text[])"), "{sql}");
         }
         assert!(USER_TYPES_SQL.contains(&format!("t.oid >= {FIRST_NORMAL_OID}")));
     }

@@ -529,6 +529,13 @@ async fn seeded_catalog_table_by_table() {
                 false,
                 Some("nextval('sales.all_types_c_serial_seq'::regclass)"),
             ),
+            (
+                "c_generated",
+                "integer",
+                T::Int32,
+                true,
+                Some("(c_int4 * 2)"),
+            ),
         ],
     );
     assert_eq!(

@@ -1,0 +1,343 @@
+//! Discovery benchmark: our full discovery against two reference catalog
+//! queries on databases of 5,000 and 20,000 tables (20 columns each, plus 5%
+//! views), measured side by side in one process.
+//!
+//! Run with the fixture's variables set (`cargo xtask bench discovery` does):
+//! `cargo run --release -p matih-driver-postgres --example bench_discovery [-- 5000 20000]`
+//!
+//! The databases `matih_bench_<n>` are created by the fixture superuser on the
+//! first run and reused afterwards (a marker table records a complete build).
+//! Peak RSS is the process's VmHWM, reset through /proc/self/clear_refs before
+//! each of our discovery runs.
+
+use std::time::{Duration, Instant};
+
+use futures_util::TryStreamExt;
+use matih_connector_core::{
+    open, ConnectionConfig, Credentials, DiscoveryRequest, EgressPolicy, SslMode, Timeouts,
+};
+use matih_driver_postgres::PostgresDriver;
+use tokio_postgres::{Client, NoTls};
+
+const SCHEMAS: i32 = 4;
+const BATCH: i32 = 250;
+
+struct Env {
+    host: String,
+    port: u16,
+    user: String,
+    password: String,
+}
+
+fn env() -> Env {
+    let var = |k: &str| {
+        std::env::var(format!("MATIH_TEST_POSTGRES_{k}")).unwrap_or_else(|_| {
+            panic!("MATIH_TEST_POSTGRES_{k} is not set: start the fixture first")
+        })
+    };
+    Env {
+        host: var("HOST"),
+        port: var("PORT").parse().expect("port"),
+        user: std::env::var("MATIH_TEST_POSTGRES_SUPERUSER").unwrap_or_else(|_| var("USER")),
+        password: var("PASSWORD"),
+    }
+}
+
+async fn client(e: &Env, db: &str) -> Client {
+    let mut c = tokio_postgres::Config::new();
+    c.host(&e.host)
+        .port(e.port)
+        .user(&e.user)
+        .password(&e.password)
+        .dbname(db);
+    c.options("-c statement_timeout=0");
+    let (client, conn) = c
+        .connect(NoTls)
+        .await
+        .unwrap_or_else(|err| panic!("connecting to {db}: {err}"));
+    tokio::spawn(async move {
+        let _ = conn.await;
+    });
+    client
+}
+
+const MAKE_FN: &str = r#"
+CREATE OR REPLACE FUNCTION public.matih_bench_make(lo int, hi int, schemas int) RETURNS void
+LANGUAGE plpgsql AS $fn$
+DECLARE i int; s text; t text;
+BEGIN
+  FOR i IN lo..hi LOOP
+    s := 'bench_' || (i % schemas);
+    t := 't_' || i;
+    EXECUTE format('CREATE TABLE %I.%I (
+      id bigint PRIMARY KEY, c01 integer, c02 bigint, c03 text, c04 varchar(100),
+      c05 numeric(12,2), c06 timestamptz DEFAULT now(), c07 date, c08 boolean DEFAULT false,
+      c09 jsonb, c10 uuid, c11 double precision, c12 smallint, c13 text[], c14 bytea,
+      c15 timestamp, c16 interval, c17 numeric, c18 char(2), c19 real)', s, t);
+    EXECUTE format('INSERT INTO %I.%I (id, c01, c03, c05) SELECT g, g, ''row '' || g, g * 1.5
+                    FROM generate_series(1, 10) g', s, t);
+    IF i % 20 = 0 THEN
+      EXECUTE format('CREATE VIEW %I.%I AS SELECT id, c01, c03, c05 FROM %I.%I', s, 'v_' || i, s, t);
+    END IF;
+  END LOOP;
+END $fn$"#;
+
+/// Creates `matih_bench_<tables>` unless a complete one exists.
+async fn ensure_database(e: &Env, tables: i32) -> String {
+    let db = format!("matih_bench_{tables}");
+    let admin = client(e, "postgres").await;
+    let exists = admin
+        .query_opt("SELECT 1 FROM pg_database WHERE datname = $1", &[&db])
+        .await
+        .unwrap()
+        .is_some();
+    if exists {
+        let c = client(e, &db).await;
+        let done = c
+            .query_opt(
+                "SELECT 1 FROM pg_class WHERE oid = to_regclass('public.matih_bench_marker')",
+                &[],
+            )
+            .await
+            .unwrap()
+            .is_some();
+        let complete = done
+            && c.query_one("SELECT tables FROM public.matih_bench_marker", &[])
+                .await
+                .unwrap()
+                .get::<_, i32>(0)
+                == tables;
+        drop(c);
+        if complete {
+            println!("reusing {db}");
+            return db;
+        }
+        println!("{db} is incomplete: rebuilding");
+        // The name is ours (matih_bench_<number>), not input.
+        admin
+            .batch_execute(&format!("DROP DATABASE {db} WITH (FORCE)"))
+            .await
+            .unwrap();
+    }
+    let started = Instant::now();
+    admin
+        .batch_execute(&format!("CREATE DATABASE {db}"))
+        .await
+        .unwrap();
+    let c = client(e, &db).await;
+    for s in 0..SCHEMAS {
+        c.batch_execute(&format!("CREATE SCHEMA bench_{s}"))
+            .await
+            .unwrap();
+    }
+    c.batch_execute(MAKE_FN).await.unwrap();
+    // Two sessions build batches side by side.
+    let (c1, c2) = (client(e, &db).await, client(e, &db).await);
+    let batches: Vec<(i32, i32)> = (0..tables)
+        .step_by(BATCH as usize)
+        .map(|lo| (lo + 1, (lo + BATCH).min(tables)))
+        .collect();
+    let even: Vec<(i32, i32)> = batches.iter().copied().step_by(2).collect();
+    let odd: Vec<(i32, i32)> = batches.iter().copied().skip(1).step_by(2).collect();
+    async fn run(cl: Client, part: Vec<(i32, i32)>) {
+        for (lo, hi) in part {
+            cl.execute(
+                "SELECT public.matih_bench_make($1, $2, $3)",
+                &[&lo, &hi, &SCHEMAS],
+            )
+            .await
+            .unwrap();
+        }
+    }
+    tokio::join!(run(c1, even), run(c2, odd));
+    c.batch_execute("ANALYZE").await.unwrap();
+    c.execute(
+        "CREATE TABLE public.matih_bench_marker AS SELECT $1::int AS tables",
+        &[&tables],
+    )
+    .await
+    .unwrap();
+    println!("built {db} in {:.1} s", started.elapsed().as_secs_f64());
+    db
+}
+
+/// (a) The naive single query: columns, primary key flag, reltuples and
+/// pg_total_relation_size, joined and ordered.
+const NAIVE_SQL: &str = r"
+WITH rel AS (
+  SELECT c.oid, n.nspname, c.relname, c.relkind, c.reltuples, pg_total_relation_size(c.oid) AS total_size
+  FROM pg_class c JOIN pg_namespace n ON n.oid = c.relnamespace
+  WHERE c.relkind IN ('r', 'v', 'm', 'p', 'f')
+    AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'
+)
+SELECT r.nspname, r.relname, r.relkind, a.attnum, a.attname, format_type(a.atttypid, a.atttypmod),
+  a.attnotnull, pg_get_expr(ad.adbin, ad.adrelid), col_description(r.oid, a.attnum),
+  coalesce(a.attnum = ANY(i.indkey), false) AS is_pk, r.reltuples, r.total_size
+FROM rel r
+JOIN pg_attribute a ON a.attrelid = r.oid AND a.attnum > 0 AND NOT a.attisdropped
+LEFT JOIN pg_attrdef ad ON ad.adrelid = a.attrelid AND ad.adnum = a.attnum
+LEFT JOIN pg_index i ON i.indrelid = r.oid AND i.indisprimary
+ORDER BY r.nspname, r.relname, a.attnum";
+
+/// (b) The columns alone: pg_attribute + format_type for every user relation.
+const COLUMNS_ONLY_SQL: &str = r"
+SELECT a.attrelid, a.attname, format_type(a.atttypid, a.atttypmod)
+FROM pg_attribute a
+JOIN pg_class c ON c.oid = a.attrelid
+JOIN pg_namespace n ON n.oid = c.relnamespace
+WHERE a.attnum > 0 AND NOT a.attisdropped AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
+  AND n.nspname NOT IN ('pg_catalog', 'information_schema') AND n.nspname !~ '^pg_toast'";
+
+/// Runs a reference query, receiving every row; returns the row count.
+async fn reference(c: &Client, sql: &str) -> usize {
+    let stmt = c.prepare(sql).await.unwrap();
+    let rows = c.query_raw(&stmt, std::iter::empty::<i32>()).await.unwrap();
+    futures_util::pin_mut!(rows);
+    let mut n = 0;
+    while rows.try_next().await.unwrap().is_some() {
+        n += 1;
+    }
+    n
+}
+
+fn proc_status_kb(key: &str) -> Option<u64> {
+    let status = std::fs::read_to_string("/proc/self/status").ok()?;
+    let line = status.lines().find(|l| l.starts_with(key))?;
+    line.split_whitespace().nth(1)?.parse().ok()
+}
+
+/// Resets VmHWM to the current RSS (Linux 4.0+); false where not possible.
+fn reset_peak_rss() -> bool {
+    std::fs::write("/proc/self/clear_refs", "5").is_ok()
+}
+
+struct Stats {
+    best: Duration,
+    median: Duration,
+}
+
+fn stats(mut v: Vec<Duration>) -> Stats {
+    v.sort();
+    Stats {
+        best: v[0],
+        median: v[v.len() / 2],
+    }
+}
+
+fn secs(d: Duration) -> String {
+    format!("{:.3} s", d.as_secs_f64())
+}
+
+async fn bench(e: &Env, db: &str, runs: usize) {
+    let driver = PostgresDriver::new();
+    let cfg = ConnectionConfig {
+        host: Some(e.host.clone()),
+        port: Some(e.port),
+        database: Some(db.to_owned()),
+        ssl_mode: Some(SslMode::Disable),
+        timeouts: Timeouts {
+            connect_ms: 10_000,
+            query_ms: 300_000,
+        },
+        ..Default::default()
+    };
+    let creds = Credentials::new()
+        .with("username", e.user.as_str())
+        .with("password", e.password.as_str());
+    let mut conn = open(&driver, &cfg, &creds, &EgressPolicy::allow_all())
+        .await
+        .expect("connect");
+    let refs = client(e, db).await;
+    let req = DiscoveryRequest::default();
+
+    let (mut ours, mut naive, mut cols) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut tables, mut columns, mut naive_rows, mut col_rows) = (0, 0, 0, 0);
+    let mut peak_kb = 0;
+    let mut peak_measured = true;
+    let rss_before = proc_status_kb("VmRSS:").unwrap_or(0);
+    // One warm-up round (catalog caches, plans), then the timed rounds.
+    for round in 0..=runs {
+        peak_measured &= reset_peak_rss();
+        let t = Instant::now();
+        let catalog = conn.discover(&req).await.expect("discover");
+        let ours_t = t.elapsed();
+        peak_kb = peak_kb.max(proc_status_kb("VmHWM:").unwrap_or(0));
+        tables = catalog.table_count();
+        columns = catalog.column_count();
+        drop(catalog);
+
+        let t = Instant::now();
+        col_rows = reference(&refs, COLUMNS_ONLY_SQL).await;
+        let cols_t = t.elapsed();
+
+        let t = Instant::now();
+        naive_rows = reference(&refs, NAIVE_SQL).await;
+        let naive_t = t.elapsed();
+        if round > 0 {
+            ours.push(ours_t);
+            cols.push(cols_t);
+            naive.push(naive_t);
+        }
+    }
+    conn.close().await.ok();
+    let (o, b, a) = (stats(ours), stats(cols), stats(naive));
+    println!("== {db}: {tables} relations, {columns} columns (reference (b) rows: {col_rows}, (a) rows: {naive_rows}); {runs} timed runs after one warm-up");
+    println!(
+        "  ours: full discovery (columns, types, PKs, estimated rows, sizes)   best {}  median {}",
+        secs(o.best),
+        secs(o.median)
+    );
+    println!(
+        "  (b) columns only (pg_attribute + format_type)                     best {}  median {}",
+        secs(b.best),
+        secs(b.median)
+    );
+    println!(
+        "  (a) naive single query with pg_total_relation_size, ordered       best {}  median {}",
+        secs(a.best),
+        secs(a.median)
+    );
+    println!(
+        "  ratio ours/(b): best {:.2}  median {:.2}   (target <= 1.5)",
+        o.best.as_secs_f64() / b.best.as_secs_f64(),
+        o.median.as_secs_f64() / b.median.as_secs_f64()
+    );
+    println!(
+        "  ratio ours/(a): best {:.2}  median {:.2}",
+        o.best.as_secs_f64() / a.best.as_secs_f64(),
+        o.median.as_secs_f64() / a.median.as_secs_f64()
+    );
+    if peak_measured {
+        println!(
+            "  peak RSS during our discovery: {:.1} MB (VmHWM reset before each run; RSS before the runs {:.1} MB)   (target < 150 MB)",
+            peak_kb as f64 / 1024.0,
+            rss_before as f64 / 1024.0
+        );
+    } else {
+        println!(
+            "  peak RSS of the process so far: {:.1} MB (could not reset VmHWM; run one size per process for a per-size figure)",
+            peak_kb as f64 / 1024.0
+        );
+    }
+}
+
+#[tokio::main]
+async fn main() {
+    matih_connector_core::tls::install_default_provider();
+    let e = env();
+    let sizes: Vec<i32> = {
+        let args: Vec<i32> = std::env::args()
+            .skip(1)
+            .filter_map(|a| a.parse().ok())
+            .collect();
+        if args.is_empty() {
+            vec![5000, 20000]
+        } else {
+            args
+        }
+    };
+    for tables in sizes {
+        let db = ensure_database(&e, tables).await;
+        bench(&e, &db, if tables > 10_000 { 3 } else { 5 }).await;
+    }
+}
