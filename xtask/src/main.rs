@@ -5,7 +5,7 @@
 //! eval "$(cargo xtask fixtures env)"
 //! cargo xtask fixtures down | status | clean
 //! cargo xtask test-drivers [--only postgres,mysql,cli] [--fixtures native|docker]
-//! cargo xtask bench discovery
+//! cargo xtask bench discovery | api
 //! cargo xtask ci
 //! ```
 
@@ -95,6 +95,8 @@ enum FixturesCmd {
 enum BenchCmd {
     /// Catalog discovery against the postgres and mysql fixtures.
     Discovery,
+    /// The connector service's API: GET one, list 1,000, the test route beside the driver.
+    Api,
 }
 
 fn main() -> ExitCode {
@@ -111,6 +113,9 @@ fn main() -> ExitCode {
         Cmd::Bench {
             which: BenchCmd::Discovery,
         } => tasks::bench_discovery(),
+        Cmd::Bench {
+            which: BenchCmd::Api,
+        } => tasks::bench_api(),
         Cmd::Ci { fixtures } => tasks::ci(fixtures),
     };
     match result {

@@ -318,6 +318,28 @@ pub fn bench_discovery() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench api`: the connector service's `bench_api` example, in
+/// release mode, with the postgres fixture for the test-route figures.
+pub fn bench_api() -> Result<()> {
+    let session = Session::acquire(&["postgres".to_owned()], Source::Native)?;
+    say!("cargo run --release -p matih-connector-service --example bench_api");
+    let status = cargo_with(&session.vars, true)
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "matih-connector-service",
+            "--example",
+            "bench_api",
+        ])
+        .status();
+    session.release();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        bail!("the API benchmark failed");
+    }
+    Ok(())
+}
+
 /// `cargo xtask ci`: stops at the first failing stage.
 pub fn ci(source: Source) -> Result<()> {
     type Stage = (&'static str, Box<dyn Fn() -> Result<()>>);
