@@ -1,0 +1,1 @@
+//! Databricks SQL driver (in progress).

@@ -1,0 +1,1 @@
+Jm0wdtGEtH2LnbxYWjuAM2pKQG0utwvLk585EyCuTvM=
