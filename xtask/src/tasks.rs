@@ -47,7 +47,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "snowflake",
         package: "matih-driver-snowflake",
-        fixtures: &[],
+        fixtures: &["snowflake"],
     },
     DriverEntry {
         name: "bigquery",
