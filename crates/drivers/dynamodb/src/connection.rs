@@ -1,0 +1,89 @@
+//! The SDK client (built on the shared HTTP client) and the DynamoDB
+//! connection.
+
+use aws_sdk_dynamodb::config::retry::RetryConfig;
+use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
+use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
+use matih_connector_core::{
+    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
+    DiscoveryRequest,
+};
+
+use crate::aws::{effective_keys, Http};
+use crate::config::DynamoConfig;
+use crate::errors::{from_sdk, parse_error};
+
+pub(crate) struct DynamoConnection {
+    pub(crate) cfg: DynamoConfig,
+    pub(crate) client: aws_sdk_dynamodb::Client,
+    http: Http,
+}
+
+impl DynamoConnection {
+    pub(crate) async fn open(
+        cfg: DynamoConfig,
+        ctx: &ConnectContext,
+    ) -> Result<DynamoConnection, ConnectorError> {
+        let http = Http::new(&cfg.aws, ctx)?;
+        let keys = effective_keys(&cfg.aws, &http).await?;
+        let conf = aws_sdk_dynamodb::Config::builder()
+            .behavior_version(BehaviorVersion::latest())
+            .region(Region::new(cfg.aws.region.clone()))
+            .endpoint_url(cfg.aws.endpoint.as_str().trim_end_matches('/'))
+            .credentials_provider(crate::sdk_credentials(&keys))
+            .http_client(http.clone())
+            // One retry for throttling and transient failures; the caller's
+            // time limits bound the whole call anyway.
+            .retry_config(RetryConfig::standard().with_max_attempts(2))
+            .timeout_config(
+                TimeoutConfig::builder()
+                    .operation_timeout(ctx.timeouts.query())
+                    .build(),
+            )
+            .build();
+        let client = aws_sdk_dynamodb::Client::from_conf(conf);
+        // The cheapest signed call proves endpoint, TLS and credentials.
+        let what = "ListTables";
+        with_timeout(ctx.timeouts.connect(), what, async {
+            client
+                .list_tables()
+                .limit(1)
+                .send()
+                .await
+                .map_err(|e| parse_error(from_sdk(e), what))
+        })
+        .await?;
+        Ok(DynamoConnection { cfg, client, http })
+    }
+
+    /// The endpoint's `Server` header when it names something other than
+    /// AWS's anonymous `Server`, with the region; else "Amazon DynamoDB".
+    fn version(&self) -> String {
+        let region = &self.cfg.aws.region;
+        match self.http.server_header() {
+            Some(h) if !h.eq_ignore_ascii_case("server") => {
+                format!("{h} (DynamoDB API, region {region})")
+            }
+            _ => format!("Amazon DynamoDB (region {region})"),
+        }
+    }
+}
+
+#[async_trait]
+impl Connection for DynamoConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(self.version())
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        crate::discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        crate::discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        Ok(())
+    }
+}

@@ -1,0 +1,211 @@
+//! Amazon DynamoDB driver for MATIH connectors. A region (or the endpoint of a
+//! DynamoDB-compatible service) is one schema; each table is a table whose
+//! primary key is its key schema (hash, then range), with DescribeTable's item
+//! count and size, and attribute types inferred from a bounded Scan.
+//! Authentication: access keys (with a session token), optionally exchanged
+//! for an assumed role's keys through STS AssumeRole.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), matih_connector_core::ConnectorError> {
+//! use matih_connector_core::{open, ConnectionConfig, Credentials, DiscoveryRequest, EgressPolicy};
+//! let driver = matih_driver_dynamodb::DynamodbDriver::new();
+//! let cfg = ConnectionConfig {
+//!     metadata: serde_json::from_value(serde_json::json!({"region": "eu-west-1"})).unwrap(),
+//!     ..Default::default()
+//! };
+//! let creds = Credentials::new().with("accessKeyId", "AKIA…").with("secretAccessKey", "…");
+//! let mut conn = open(&driver, &cfg, &creds, &EgressPolicy::default()).await?;
+//! let catalog = conn.discover(&DiscoveryRequest::default()).await?;
+//! println!("{} tables", catalog.table_count());
+//! # Ok(()) }
+//! ```
+//!
+//! The catalog mapping, keys, type inference and error codes are described in
+//! `docs/drivers/dynamodb.md`.
+
+mod aws;
+mod config;
+mod connection;
+mod discovery;
+mod errors;
+mod types;
+
+use matih_connector_core::{
+    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
+    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+};
+
+use crate::config::DynamoConfig;
+
+/// The DynamoDB driver (`DYNAMODB`).
+#[derive(Debug)]
+pub struct DynamodbDriver {
+    descriptor: DriverDescriptor,
+}
+
+impl DynamodbDriver {
+    pub fn new() -> Self {
+        DynamodbDriver {
+            descriptor: DriverDescriptor {
+                connector_type: ConnectorType::Dynamodb,
+                display_name: "Amazon DynamoDB",
+                default_port: Some(443),
+                credential_keys: aws_credential_keys(),
+                metadata_keys: {
+                    let mut k = aws_metadata_keys();
+                    k.push(Key::optional(
+                        "schemaName",
+                        "Name of the one schema (default: the region)",
+                    ));
+                    k
+                },
+                capabilities: Capabilities {
+                    tls: true,
+                    statistics: true,
+                    primary_keys: true,
+                    comments: false,
+                    inferred_fields: true,
+                    filter_pushdown: false,
+                },
+            },
+        }
+    }
+}
+
+impl Default for DynamodbDriver {
+    fn default() -> Self {
+        DynamodbDriver::new()
+    }
+}
+
+pub(crate) fn aws_credential_keys() -> Vec<Key> {
+    vec![
+        Key::required("accessKeyId", "AWS access key id"),
+        Key::required("secretAccessKey", "AWS secret access key"),
+        Key::optional("sessionToken", "Session token of temporary credentials"),
+    ]
+}
+
+pub(crate) fn aws_metadata_keys() -> Vec<Key> {
+    vec![
+        Key::optional("region", "AWS region (default us-east-1)"),
+        Key::optional(
+            "endpoint",
+            "Endpoint URL override, e.g. http://127.0.0.1:5000 (or give host/port)",
+        ),
+        Key::optional(
+            "roleArn",
+            "Role to assume with STS AssumeRole before connecting",
+        ),
+        Key::optional(
+            "roleSessionName",
+            "Session name for AssumeRole (default matih-connectors)",
+        ),
+        Key::optional("externalId", "External id for AssumeRole"),
+        Key::optional(
+            "stsEndpoint",
+            "STS endpoint URL (default: the endpoint override, else sts.<region>.amazonaws.com)",
+        ),
+    ]
+}
+
+/// The SDK's credentials type from our keys.
+pub(crate) fn sdk_credentials(keys: &aws::Keys) -> aws_sdk_dynamodb::config::Credentials {
+    aws_sdk_dynamodb::config::Credentials::new(
+        keys.access_key_id.expose(),
+        keys.secret_access_key.expose(),
+        keys.session_token.as_ref().map(|t| t.expose().to_owned()),
+        None,
+        "matih-connectors",
+    )
+}
+
+#[async_trait]
+impl Driver for DynamodbDriver {
+    fn descriptor(&self) -> &DriverDescriptor {
+        &self.descriptor
+    }
+
+    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
+        self.descriptor.check_credential_keys(creds)?;
+        self.descriptor.check_metadata_keys(&cfg.metadata)?;
+        DynamoConfig::parse(cfg, creds).map(|_| ())
+    }
+
+    /// The endpoint override's host and port, else
+    /// `dynamodb.<region>.amazonaws.com:443`.
+    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
+        let probe = Credentials::new()
+            .with("accessKeyId", "x")
+            .with("secretAccessKey", "x");
+        let s = aws::AwsSettings::parse(cfg, &probe, "dynamodb")?;
+        Ok(Some((s.host, s.port)))
+    }
+
+    async fn connect(
+        &self,
+        cfg: &ConnectionConfig,
+        creds: &Credentials,
+        ctx: &ConnectContext,
+    ) -> Result<Box<dyn Connection>, ConnectorError> {
+        let parsed = DynamoConfig::parse(cfg, creds)?;
+        Ok(Box::new(
+            connection::DynamoConnection::open(parsed, ctx).await?,
+        ))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matih_connector_core::ErrorCode;
+    use serde_json::json;
+
+    #[test]
+    fn descriptor_endpoint_and_validation() {
+        let d = DynamodbDriver::new();
+        assert_eq!(d.descriptor().connector_type, ConnectorType::Dynamodb);
+        let cfg = ConnectionConfig {
+            metadata: serde_json::from_value(json!({"region": "ap-south-1"})).unwrap(),
+            ..Default::default()
+        };
+        assert_eq!(
+            d.endpoint(&cfg).unwrap(),
+            Some(("dynamodb.ap-south-1.amazonaws.com".into(), 443))
+        );
+        let creds = Credentials::new()
+            .with("accessKeyId", "AKIA")
+            .with("secretAccessKey", "x");
+        d.validate(&cfg, &creds).unwrap();
+        let bad = creds.clone().with("password", "x");
+        assert_eq!(
+            d.validate(&cfg, &bad).unwrap_err().code(),
+            ErrorCode::InvalidConfiguration
+        );
+        let mut cfg2 = cfg.clone();
+        cfg2.metadata.insert("bucket".into(), json!("x"));
+        assert_eq!(
+            d.validate(&cfg2, &creds).unwrap_err().code(),
+            ErrorCode::InvalidConfiguration
+        );
+    }
+}
+
+#[cfg(test)]
+mod shared_files {
+    /// `aws.rs` and `errors.rs` are kept identical in the S3 and DynamoDB
+    /// crates (drivers depend on the core only); a change to one copy must
+    /// reach the other.
+    #[test]
+    fn aws_files_match_the_s3_copy() {
+        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
+        for f in ["src/aws.rs", "src/errors.rs"] {
+            // Absent when this crate is built on its own (from a package).
+            let Ok(theirs) = std::fs::read_to_string(here.join("../s3").join(f)) else {
+                continue;
+            };
+            let ours = std::fs::read_to_string(here.join(f)).unwrap();
+            assert!(ours == theirs, "{f} differs from crates/drivers/s3/{f}");
+        }
+    }
+}
