@@ -1,0 +1,335 @@
+//! Integration tests against the Databricks fixture: minilake 1.9.0, a
+//! DuckDB-backed emulator of the SQL warehouse, Statement Execution and Unity
+//! Catalog APIs, started by `cargo xtask test-drivers --only databricks`. It
+//! is an emulator, not Databricks: it checks no token, so AUTHENTICATION_FAILED
+//! and PERMISSION_DENIED come from the unit tests of `errors.rs` (built from
+//! Databricks' documented error bodies) and from the in-test token endpoint
+//! below, a fake that answers only `/oidc/v1/token`. The catalog assertions
+//! follow tests/fixtures/databricks/seed.json.
+
+use matih_connector_core::{
+    Catalog, ConnectionConfig, Credentials, DataType, Depth, DiscoveryRequest, ErrorCode,
+    NameFilter, SslMode, Step, Table, TableKind,
+};
+use matih_connector_testkit::conformance::{self, Case};
+use matih_connector_testkit::Fixture;
+use matih_driver_databricks::DatabricksDriver;
+use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+fn case(fx: &Fixture) -> Case {
+    let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
+        "host": fx.require("HOST"),
+        "port": fx.port(),
+        // minilake speaks plain HTTP.
+        "sslEnabled": false,
+        "metadata": {
+            "httpPath": format!("/sql/1.0/warehouses/{}", fx.require("WAREHOUSE_ID")),
+            "catalog": fx.require("CATALOG"),
+        },
+    }))
+    .unwrap();
+    Case::new(cfg, Credentials::new().with("token", fx.require("TOKEN")))
+}
+
+fn driver() -> DatabricksDriver {
+    matih_connector_core::tls::install_default_provider();
+    DatabricksDriver::new()
+}
+
+fn table<'a>(c: &'a Catalog, schema: &str, name: &str) -> &'a Table {
+    c.schema(schema)
+        .unwrap_or_else(|| panic!("schema {schema} missing"))
+        .table(name)
+        .unwrap_or_else(|| panic!("table {schema}.{name} missing"))
+}
+
+fn assert_columns(t: &Table, want: &[(&str, &str, DataType, bool)]) {
+    let got: Vec<_> = t
+        .columns
+        .iter()
+        .map(|c| {
+            (
+                c.name.as_str(),
+                c.native_type.as_str(),
+                c.data_type.clone(),
+                c.nullable,
+            )
+        })
+        .collect();
+    let want: Vec<_> = want
+        .iter()
+        .map(|(n, nt, dt, nl)| (*n, *nt, dt.clone(), *nl))
+        .collect();
+    assert_eq!(got, want, "{}", t.name);
+}
+
+#[tokio::test]
+async fn test_succeeds_with_a_token() {
+    let Some(fx) = matih_connector_testkit::fixture("DATABRICKS", "test_succeeds_with_a_token")
+    else {
+        return;
+    };
+    let d = driver();
+    let good = case(&fx);
+    let r = conformance::assert_test_succeeds(&d, &good).await;
+    let version = r.server_version.unwrap();
+    // minilake has no current_version(): the warehouse API answers instead.
+    assert!(
+        version.starts_with("Databricks SQL (warehouse matih"),
+        "{version}"
+    );
+    // warehouseId instead of httpPath, database instead of catalog, endpoint URL.
+    let alt = good.with_cfg(|c| {
+        c.metadata.clear();
+        c.metadata.insert(
+            "warehouseId".into(),
+            serde_json::json!(fx.require("WAREHOUSE_ID")),
+        );
+        c.metadata.insert(
+            "endpoint".into(),
+            serde_json::json!(format!("http://127.0.0.1:{}", fx.port())),
+        );
+        c.host = None;
+        c.port = None;
+        c.database = Some(fx.require("CATALOG").into());
+    });
+    conformance::assert_test_succeeds(&d, &alt).await;
+}
+
+#[tokio::test]
+async fn error_codes_from_real_failures() {
+    let Some(fx) = matih_connector_testkit::fixture("DATABRICKS", "error_codes_from_real_failures")
+    else {
+        return;
+    };
+    let d = driver();
+    let good = case(&fx);
+    let refused = good.with_cfg(|c| c.port = Some(conformance::closed_port()));
+    conformance::assert_test_fails(&d, &refused, Step::Tcp, ErrorCode::ConnectionRefused).await;
+    let dns = good.with_cfg(|c| c.host = Some("adb-1.cloud.databricks.invalid".into()));
+    conformance::assert_test_fails(&d, &dns, Step::Dns, ErrorCode::DnsResolutionFailed).await;
+    let (port, listener) = conformance::silent_listener().await;
+    let silent = good.with_cfg(|c| {
+        c.port = Some(port);
+        c.timeouts = matih_connector_core::Timeouts {
+            connect_ms: 700,
+            query_ms: 700,
+        };
+    });
+    conformance::assert_test_fails(&d, &silent, Step::Connect, ErrorCode::Timeout).await;
+    listener.abort();
+    for mode in [SslMode::VerifyFull, SslMode::Require] {
+        let tls = good.with_cfg(|c| {
+            c.ssl_enabled = None;
+            c.ssl_mode = Some(mode);
+        });
+        conformance::assert_test_fails(&d, &tls, Step::Connect, ErrorCode::SslHandshakeFailed)
+            .await;
+    }
+    // The emulator's real 404s: a missing catalog, a missing warehouse.
+    let missing = good.with_cfg(|c| {
+        c.metadata
+            .insert("catalog".into(), serde_json::json!("matih_no_such_catalog"));
+    });
+    let r =
+        conformance::assert_test_fails(&d, &missing, Step::Connect, ErrorCode::DatabaseNotFound)
+            .await;
+    assert!(r.message.contains("matih_no_such_catalog"), "{}", r.message);
+    let no_wh = good.with_cfg(|c| {
+        c.metadata.insert(
+            "httpPath".into(),
+            serde_json::json!("/sql/1.0/warehouses/nosuchwh"),
+        );
+    });
+    conformance::assert_test_fails(&d, &no_wh, Step::Connect, ErrorCode::InvalidConfiguration)
+        .await;
+    let none = good.with_cfg(|c| {
+        c.metadata.remove("httpPath");
+    });
+    conformance::assert_test_fails(&d, &none, Step::Validate, ErrorCode::InvalidConfiguration)
+        .await;
+}
+
+/// An in-test fake of the workspace's `/oidc/v1/token` only: it refuses the
+/// client credentials as Databricks does (`invalid_client`).
+#[tokio::test]
+async fn oauth_refusal_is_authentication_failed() {
+    let Some(fx) =
+        matih_connector_testkit::fixture("DATABRICKS", "oauth_refusal_is_authentication_failed")
+    else {
+        return;
+    };
+    let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = listener.local_addr().unwrap().port();
+    let server = tokio::spawn(async move {
+        while let Ok((mut s, _)) = listener.accept().await {
+            tokio::spawn(async move {
+                let mut buf = vec![0u8; 8192];
+                let n = s.read(&mut buf).await.unwrap_or(0);
+                let head = String::from_utf8_lossy(&buf[..n]).to_string();
+                let (status, body) = if head.starts_with("POST /oidc/v1/token")
+                    && head.to_ascii_lowercase().contains("authorization: basic")
+                    && head.contains("grant_type=client_credentials")
+                    && head.contains("scope=all-apis")
+                {
+                    (
+                        "401 Unauthorized",
+                        r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
+                    )
+                } else {
+                    ("400 Bad Request", r#"{"error":"invalid_request"}"#)
+                };
+                let resp = format!(
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
+                    body.len()
+                );
+                let _ = s.write_all(resp.as_bytes()).await;
+            });
+        }
+    });
+    let d = driver();
+    let mut c = case(&fx).with_cfg(|c| c.port = Some(port));
+    c.creds = Credentials::new()
+        .with("clientId", "matih-sp")
+        .with("clientSecret", "sp-secret-value");
+    let r = conformance::assert_test_fails(&d, &c, Step::Connect, ErrorCode::AuthenticationFailed)
+        .await;
+    assert!(r.message.contains("invalid_client"), "{}", r.message);
+    server.abort();
+}
+
+#[tokio::test]
+async fn discovers_the_seed() {
+    let Some(fx) = matih_connector_testkit::fixture("DATABRICKS", "discovers_the_seed") else {
+        return;
+    };
+    let d = driver();
+    let c = conformance::discover(&d, &case(&fx), &DiscoveryRequest::default()).await;
+    let names: Vec<&str> = c.schemas.iter().map(|s| s.name.as_str()).collect();
+    assert_eq!(names, vec!["Analytics", "default", "empty_schema", "sales"]);
+    assert_eq!(
+        c.schema("sales").unwrap().comment.as_deref(),
+        Some("orders and customers")
+    );
+    assert!(c.schema("empty_schema").unwrap().tables.is_empty());
+
+    let customers = table(&c, "sales", "customers");
+    assert_eq!(customers.kind, TableKind::Table);
+    assert_eq!(customers.comment.as_deref(), Some("people who buy"));
+    // From the table's Spark statistics property; no size was recorded.
+    assert_eq!(customers.estimated_rows, Some(3));
+    assert_eq!(customers.size_bytes, None);
+    // minilake drops `nullable: false` given through the REST API.
+    assert_columns(
+        customers,
+        &[
+            ("id", "bigint", DataType::Int64, true),
+            ("email", "string", DataType::String, true),
+            ("display_name", "varchar(100)", DataType::String, true),
+            ("created_at", "timestamp", DataType::TimestampTz, true),
+            ("active", "boolean", DataType::Boolean, true),
+        ],
+    );
+    assert_eq!(
+        customers.column("id").unwrap().comment.as_deref(),
+        Some("surrogate key")
+    );
+
+    let items = table(&c, "sales", "order_items");
+    assert_columns(
+        items,
+        &[
+            ("order_id", "bigint", DataType::Int64, true),
+            ("line", "int", DataType::Int32, true),
+            ("qty", "smallint", DataType::Int16, true),
+            ("flag", "tinyint", DataType::Int8, true),
+            ("amount", "decimal(12,2)", DataType::decimal(12, 2), true),
+            ("price", "double", DataType::Float64, true),
+            ("ratio", "float", DataType::Float32, true),
+            ("raw", "binary", DataType::Binary, true),
+            ("ship_date", "date", DataType::Date, true),
+            ("updated_ntz", "timestamp_ntz", DataType::Timestamp, true),
+            (
+                "tags",
+                "array<string>",
+                DataType::array(DataType::String),
+                true,
+            ),
+            ("attrs", "map<string,int>", DataType::Map, true),
+            ("info", "struct<a:int,b:string>", DataType::Struct, true),
+        ],
+    );
+    assert_eq!(items.estimated_rows, None);
+
+    // Created by SQL DDL: minilake lists it as a MANAGED table.
+    let view = table(&c, "sales", "active_customers");
+    assert_eq!(
+        view.columns
+            .iter()
+            .map(|c| c.name.as_str())
+            .collect::<Vec<_>>(),
+        vec!["id", "email"]
+    );
+
+    let kunden = table(&c, "Analytics", "客户 list");
+    assert_columns(
+        kunden,
+        &[
+            ("名字", "string", DataType::String, false),
+            ("select", "int", DataType::Int32, true),
+            ("it's", "date", DataType::Date, true),
+            (
+                "Mixed Case",
+                "decimal(20,4)",
+                DataType::decimal(20, 4),
+                true,
+            ),
+        ],
+    );
+    assert_eq!(c.table_count(), 4);
+}
+
+#[tokio::test]
+async fn discovery_filters_and_depth() {
+    let Some(fx) = matih_connector_testkit::fixture("DATABRICKS", "discovery_filters_and_depth")
+    else {
+        return;
+    };
+    let d = driver();
+    let good = case(&fx);
+    conformance::assert_discovery_filters(&d, &good, "sales", "order_items").await;
+    let only = |s: &[&str], t: &[&str]| DiscoveryRequest {
+        schemas: NameFilter {
+            include: s.iter().map(|x| x.to_string()).collect(),
+            exclude: vec![],
+        },
+        tables: NameFilter {
+            include: t.iter().map(|x| x.to_string()).collect(),
+            exclude: vec![],
+        },
+        ..Default::default()
+    };
+    let c = conformance::discover(&d, &good, &only(&["Analytics"], &["客户 *"])).await;
+    assert_eq!(c.schema("Analytics").unwrap().tables.len(), 1);
+    for hostile in ["x' OR '1'='1", "../sales", "sales%", "sales_"] {
+        let c = conformance::discover(&d, &good, &only(&[hostile], &[])).await;
+        assert!(c.schemas.is_empty(), "{hostile}");
+    }
+    let c = conformance::discover(
+        &d,
+        &good,
+        &DiscoveryRequest::default().with_depth(Depth::Tables),
+    )
+    .await;
+    assert!(c
+        .schemas
+        .iter()
+        .flat_map(|s| &s.tables)
+        .all(|t| t.columns.is_empty()));
+    let req = DiscoveryRequest {
+        statistics: false,
+        ..Default::default()
+    };
+    let c = conformance::discover(&d, &good, &req).await;
+    assert_eq!(table(&c, "sales", "customers").estimated_rows, None);
+}
