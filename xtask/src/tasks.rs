@@ -72,12 +72,12 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "dynamodb",
         package: "matih-driver-dynamodb",
-        fixtures: &["moto"],
+        fixtures: &[],
     },
     DriverEntry {
         name: "s3",
         package: "matih-driver-s3",
-        fixtures: &["moto"],
+        fixtures: &[],
     },
     DriverEntry {
         name: "azure-blob",
