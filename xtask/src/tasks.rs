@@ -72,12 +72,12 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "dynamodb",
         package: "matih-driver-dynamodb",
-        fixtures: &[],
+        fixtures: &["moto"],
     },
     DriverEntry {
         name: "s3",
         package: "matih-driver-s3",
-        fixtures: &[],
+        fixtures: &["moto"],
     },
     DriverEntry {
         name: "azure-blob",
