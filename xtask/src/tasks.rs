@@ -236,10 +236,10 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
             });
             continue;
         }
-        say!("cargo test -p {}", d.package);
+        say!("cargo test --no-fail-fast -p {}", d.package);
         let t = Instant::now();
         let status = cargo_with(&vars, true)
-            .args(["test", "-p", d.package])
+            .args(["test", "--no-fail-fast", "-p", d.package])
             .status();
         let (result, ok) = match status {
             Ok(s) if s.success() => ("ok".to_owned(), true),
@@ -368,7 +368,10 @@ pub fn ci(source: Source) -> Result<()> {
         ),
         // Without fixture variables: tests that need a server say why they skip.
         // Doc tests run here too (cargo test includes them for library crates).
-        ("test (no fixtures)", run(&["test", "--workspace"])),
+        (
+            "test (no fixtures)",
+            run(&["test", "--workspace", "--no-fail-fast"]),
+        ),
         ("test-drivers", Box::new(move || test_drivers(&[], source))),
     ];
     let mut rows = Vec::new();
