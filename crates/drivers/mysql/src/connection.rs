@@ -158,8 +158,13 @@ impl MysqlConnection {
                     .await
             }
         };
+        let started = std::time::Instant::now();
         match tokio::time::timeout(self.query_timeout, work).await {
-            Ok(Ok(rows)) => Ok(rows.into_iter().map(Row::unwrap).collect()),
+            Ok(Ok(rows)) => {
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(what, rows = rows.len(), elapsed_ms, "catalog query");
+                Ok(rows.into_iter().map(Row::unwrap).collect())
+            }
             Ok(Err(e)) => {
                 if e.is_fatal() {
                     self.conn = None;

@@ -1,0 +1,306 @@
+//! Discovery benchmark: our set-based discovery beside two plain
+//! information_schema queries and a naive join, on one server, in one run.
+//!
+//! Reads the fixture's MATIH_TEST_MYSQL_* variables (run by `cargo xtask bench
+//! discovery`, in release). Creates database `matih_bench` with 2,000 tables
+//! (10-20 columns each, primary keys, secondary keys, some JSON columns) and
+//! 10 views unless it already holds them. MATIH_BENCH_RUNS sets the number of
+//! timed runs (default 7; the naive join runs at most 3 times).
+
+use std::time::{Duration, Instant};
+
+use matih_connector_core::{
+    open, ConnectionConfig, Credentials, DiscoveryRequest, EgressPolicy, NameFilter, SslMode,
+    Timeouts,
+};
+use mysql_async::prelude::Queryable;
+use mysql_async::{Conn, OptsBuilder, Row};
+
+const DATABASE: &str = "matih_bench";
+const TABLES: usize = 2_000;
+const VIEWS: usize = 10;
+const TARGET: Duration = Duration::from_millis(150);
+
+fn env(key: &str) -> String {
+    std::env::var(format!("MATIH_TEST_MYSQL_{key}")).unwrap_or_else(|_| {
+        eprintln!("MATIH_TEST_MYSQL_{key} is not set: run `cargo xtask bench discovery`");
+        std::process::exit(2)
+    })
+}
+
+/// Column definitions for table `i`: 10 to 20 columns of mixed types.
+fn table_ddl(i: usize) -> String {
+    const TYPES: [&str; 10] = [
+        "INT NOT NULL DEFAULT 0",
+        "BIGINT UNSIGNED",
+        "VARCHAR(64) DEFAULT 'n/a'",
+        "DECIMAL(12,2)",
+        "DATETIME(3)",
+        "TEXT",
+        "TINYINT(1) NOT NULL DEFAULT 0",
+        "DOUBLE",
+        "DATE",
+        "CHAR(8)",
+    ];
+    let columns = 10 + i % 11;
+    let mut defs = vec!["`id` BIGINT NOT NULL".to_owned()];
+    for c in 1..columns {
+        // c1 and c2 are key columns, so never TEXT.
+        let ty = match c {
+            1 => "INT NOT NULL DEFAULT 0",
+            2 => "VARCHAR(64) DEFAULT 'n/a'",
+            5 if i % 10 == 0 => "JSON",
+            _ => TYPES[(i + c) % TYPES.len()],
+        };
+        defs.push(format!("`c{c}` {ty} COMMENT 'column {c}'"));
+    }
+    match i % 13 {
+        0 => {}
+        _ if i % 7 == 0 => defs.push("PRIMARY KEY (`id`, `c1`)".into()),
+        _ => defs.push("PRIMARY KEY (`id`)".into()),
+    }
+    if i % 2 == 0 {
+        defs.push("KEY `k_c2` (`c2`)".into());
+    }
+    format!(
+        "CREATE TABLE `{DATABASE}`.`t_{i:04}` ({}) ENGINE=InnoDB COMMENT='bench table {i}'",
+        defs.join(", ")
+    )
+}
+
+async fn prepare(conn: &mut Conn) -> mysql_async::Result<()> {
+    let counts: Vec<(String, u64)> = conn
+        .exec(
+            "SELECT TABLE_TYPE, COUNT(*) FROM information_schema.TABLES WHERE TABLE_SCHEMA = ? GROUP BY TABLE_TYPE",
+            (DATABASE,),
+        )
+        .await?;
+    let count = |ty: &str| {
+        counts
+            .iter()
+            .find(|(t, _)| t == ty)
+            .map_or(0, |(_, n)| *n as usize)
+    };
+    if count("BASE TABLE") == TABLES && count("VIEW") == VIEWS {
+        println!("reusing database {DATABASE}");
+        return Ok(());
+    }
+    println!("creating database {DATABASE} with {TABLES} tables and {VIEWS} views…");
+    let started = Instant::now();
+    conn.query_drop(format!("DROP DATABASE IF EXISTS `{DATABASE}`"))
+        .await?;
+    conn.query_drop(format!("CREATE DATABASE `{DATABASE}`"))
+        .await?;
+    for chunk in (0..TABLES).collect::<Vec<_>>().chunks(50) {
+        let batch: Vec<String> = chunk.iter().map(|i| table_ddl(*i)).collect();
+        conn.query_drop(batch.join(";")).await?;
+    }
+    for v in 0..VIEWS {
+        conn.query_drop(format!(
+            "CREATE VIEW `{DATABASE}`.`v_{v:02}` AS SELECT `id`, `c1`, `c2` FROM `{DATABASE}`.`t_{:04}`",
+            v * 100 + 1
+        ))
+        .await?;
+    }
+    println!("created in {:.1} s", started.elapsed().as_secs_f64());
+    Ok(())
+}
+
+struct Timing {
+    label: &'static str,
+    runs: Vec<Duration>,
+    rows: usize,
+}
+
+impl Timing {
+    fn best(&self) -> Duration {
+        self.runs.iter().copied().min().unwrap_or_default()
+    }
+    fn median(&self) -> Duration {
+        let mut r = self.runs.clone();
+        r.sort();
+        r.get(r.len() / 2).copied().unwrap_or_default()
+    }
+}
+
+async fn time_sql(
+    conn: &mut Conn,
+    label: &'static str,
+    runs: usize,
+    statements: &[&str],
+) -> mysql_async::Result<Timing> {
+    let mut t = Timing {
+        label,
+        runs: Vec::new(),
+        rows: 0,
+    };
+    for _ in 0..runs {
+        let started = Instant::now();
+        let mut rows = 0;
+        for sql in statements {
+            let result: Vec<Row> = conn.exec(*sql, (DATABASE,)).await?;
+            rows += result.len();
+        }
+        t.runs.push(started.elapsed());
+        t.rows = rows;
+    }
+    Ok(t)
+}
+
+#[tokio::main]
+async fn main() -> Result<(), Box<dyn std::error::Error>> {
+    let host = env("HOST");
+    let port: u16 = env("PORT").parse()?;
+    let user = env("USER");
+    let password = env("PASSWORD");
+    let runs: usize = std::env::var("MATIH_BENCH_RUNS")
+        .ok()
+        .and_then(|r| r.parse().ok())
+        .unwrap_or(7);
+
+    let mut admin = Conn::new(
+        OptsBuilder::default()
+            .ip_or_hostname(host.clone())
+            .tcp_port(port)
+            .user(Some(user.clone()))
+            .pass(Some(password.clone()))
+            .prefer_socket(false),
+    )
+    .await?;
+    prepare(&mut admin).await?;
+    let version: Option<String> = admin.query_first("SELECT VERSION()").await?;
+
+    let cfg = ConnectionConfig {
+        host: Some(host.clone()),
+        port: Some(port),
+        ssl_mode: Some(SslMode::Disable),
+        timeouts: Timeouts {
+            connect_ms: 10_000,
+            query_ms: 600_000,
+        },
+        ..Default::default()
+    };
+    let creds = Credentials::new()
+        .with("username", user)
+        .with("password", password);
+    let driver = matih_driver_mysql::MysqlDriver::new();
+
+    let bench_only = DiscoveryRequest {
+        schemas: NameFilter {
+            include: vec![DATABASE.into()],
+            exclude: vec![],
+        },
+        ..Default::default()
+    };
+    let mut ours = Timing {
+        label: "matih discovery (matih_bench)",
+        runs: Vec::new(),
+        rows: 0,
+    };
+    let mut ours_all = Timing {
+        label: "matih discovery (all databases)",
+        runs: Vec::new(),
+        rows: 0,
+    };
+    let mut conn = open(&driver, &cfg, &creds, &EgressPolicy::allow_all()).await?;
+    let mut shape = (0, 0, 0);
+    // One untimed run warms the server's table definition cache, as the
+    // other contenders get no cold run either.
+    conn.discover(&bench_only).await?;
+    for _ in 0..runs {
+        let started = Instant::now();
+        let catalog = conn.discover(&bench_only).await?;
+        ours.runs.push(started.elapsed());
+        let s = catalog
+            .schema(DATABASE)
+            .ok_or("matih_bench not discovered")?;
+        let views = s
+            .tables
+            .iter()
+            .filter(|t| t.kind == matih_connector_core::TableKind::View)
+            .count();
+        shape = (s.tables.len() - views, views, catalog.column_count());
+        ours.rows = catalog.table_count() + catalog.column_count();
+
+        let started = Instant::now();
+        let catalog = conn.discover(&DiscoveryRequest::default()).await?;
+        ours_all.runs.push(started.elapsed());
+        ours_all.rows = catalog.table_count() + catalog.column_count();
+    }
+    conn.close().await?;
+
+    let plain = time_sql(
+        &mut admin,
+        "(a) two plain queries: TABLES, COLUMNS",
+        runs,
+        &[
+            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, TABLE_COMMENT \
+             FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, \
+             COLUMN_DEFAULT, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?",
+        ],
+    )
+    .await?;
+    let naive = time_sql(
+        &mut admin,
+        "(b) naive join TABLES x COLUMNS x KEY_COLUMN_USAGE",
+        runs.min(3),
+        &["SELECT t.TABLE_NAME, t.TABLE_TYPE, t.TABLE_ROWS, t.DATA_LENGTH + t.INDEX_LENGTH, t.TABLE_COMMENT, \
+                  c.COLUMN_NAME, c.ORDINAL_POSITION, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, \
+                  c.COLUMN_COMMENT, k.ORDINAL_POSITION \
+           FROM information_schema.TABLES t \
+           JOIN information_schema.COLUMNS c \
+             ON c.TABLE_SCHEMA = t.TABLE_SCHEMA AND c.TABLE_NAME = t.TABLE_NAME \
+           LEFT JOIN information_schema.KEY_COLUMN_USAGE k \
+             ON k.TABLE_SCHEMA = c.TABLE_SCHEMA AND k.TABLE_NAME = c.TABLE_NAME \
+            AND k.COLUMN_NAME = c.COLUMN_NAME AND k.CONSTRAINT_NAME = 'PRIMARY' \
+           WHERE t.TABLE_SCHEMA = ?"],
+    )
+    .await?;
+    admin.disconnect().await?;
+
+    println!();
+    println!(
+        "server {} at {host}:{port}; {DATABASE}: {} tables, {} views, {} columns",
+        version.unwrap_or_default(),
+        shape.0,
+        shape.1,
+        shape.2
+    );
+    println!(
+        "{:<52} {:>9} {:>9} {:>8} {:>10}",
+        "", "best", "median", "runs", "rows"
+    );
+    for t in [&ours, &ours_all, &plain, &naive] {
+        println!(
+            "{:<52} {:>7.3} s {:>7.3} s {:>8} {:>10}",
+            t.label,
+            t.best().as_secs_f64(),
+            t.median().as_secs_f64(),
+            t.runs.len(),
+            t.rows
+        );
+    }
+    let ratio =
+        |a: &Timing, b: &Timing| a.median().as_secs_f64() / b.median().as_secs_f64().max(1e-9);
+    println!();
+    println!(
+        "ours / two plain queries   = {:.2}x (median)",
+        ratio(&ours, &plain)
+    );
+    println!(
+        "naive join / ours          = {:.1}x (median)",
+        ratio(&naive, &ours)
+    );
+    println!(
+        "target: ours <= {:.3} s at {TABLES} tables: {} (median {:.3} s)",
+        TARGET.as_secs_f64(),
+        if ours.median() <= TARGET {
+            "met"
+        } else {
+            "NOT met"
+        },
+        ours.median().as_secs_f64()
+    );
+    Ok(())
+}
