@@ -16,19 +16,57 @@ use matih_connector_testkit::Fixture;
 use matih_driver_databricks::DatabricksDriver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
-fn case(fx: &Fixture) -> Case {
+/// The fixture's warehouse: exported by the native fixture; under
+/// `--fixtures docker` (only the common variables) found by its name.
+async fn warehouse_id(fx: &Fixture, token: &str) -> String {
+    if let Some(id) = fx.get("WAREHOUSE_ID") {
+        return id.to_owned();
+    }
+    let url = format!(
+        "http://{}:{}/api/2.0/sql/warehouses",
+        fx.require("HOST"),
+        fx.port()
+    );
+    let v: serde_json::Value = reqwest::Client::new()
+        .get(url)
+        .bearer_auth(token)
+        .send()
+        .await
+        .expect("listing warehouses")
+        .json()
+        .await
+        .expect("warehouse list");
+    v["warehouses"]
+        .as_array()
+        .and_then(|a| a.iter().find(|w| w["name"] == "matih"))
+        .and_then(|w| w["id"].as_str())
+        .expect("warehouse `matih` missing")
+        .to_owned()
+}
+
+async fn case(fx: &Fixture) -> Case {
+    let token = fx
+        .get("TOKEN")
+        .or(fx.get("PASSWORD"))
+        .expect("MATIH_TEST_DATABRICKS_TOKEN")
+        .to_owned();
+    let catalog = fx
+        .get("CATALOG")
+        .or(fx.get("DATABASE"))
+        .unwrap_or("matih_seed")
+        .to_owned();
     let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
         "host": fx.require("HOST"),
         "port": fx.port(),
         // minilake speaks plain HTTP.
         "sslEnabled": false,
         "metadata": {
-            "httpPath": format!("/sql/1.0/warehouses/{}", fx.require("WAREHOUSE_ID")),
-            "catalog": fx.require("CATALOG"),
+            "httpPath": format!("/sql/1.0/warehouses/{}", warehouse_id(fx, &token).await),
+            "catalog": catalog,
         },
     }))
     .unwrap();
-    Case::new(cfg, Credentials::new().with("token", fx.require("TOKEN")))
+    Case::new(cfg, Credentials::new().with("token", token))
 }
 
 fn driver() -> DatabricksDriver {
@@ -70,8 +108,17 @@ async fn test_succeeds_with_a_token() {
         return;
     };
     let d = driver();
-    let good = case(&fx);
+    let good = case(&fx).await;
     let r = conformance::assert_test_succeeds(&d, &good).await;
+    let wh = good
+        .cfg
+        .metadata_str("httpPath")
+        .unwrap()
+        .rsplit('/')
+        .next()
+        .unwrap()
+        .to_owned();
+    let catalog = good.cfg.metadata_str("catalog").unwrap();
     let version = r.server_version.unwrap();
     // minilake has no current_version(): the warehouse API answers instead.
     assert!(
@@ -81,17 +128,15 @@ async fn test_succeeds_with_a_token() {
     // warehouseId instead of httpPath, database instead of catalog, endpoint URL.
     let alt = good.with_cfg(|c| {
         c.metadata.clear();
-        c.metadata.insert(
-            "warehouseId".into(),
-            serde_json::json!(fx.require("WAREHOUSE_ID")),
-        );
+        c.metadata
+            .insert("warehouseId".into(), serde_json::json!(wh));
         c.metadata.insert(
             "endpoint".into(),
             serde_json::json!(format!("http://127.0.0.1:{}", fx.port())),
         );
         c.host = None;
         c.port = None;
-        c.database = Some(fx.require("CATALOG").into());
+        c.database = Some(catalog.clone());
     });
     conformance::assert_test_succeeds(&d, &alt).await;
 }
@@ -103,7 +148,7 @@ async fn error_codes_from_real_failures() {
         return;
     };
     let d = driver();
-    let good = case(&fx);
+    let good = case(&fx).await;
     let refused = good.with_cfg(|c| c.port = Some(conformance::closed_port()));
     conformance::assert_test_fails(&d, &refused, Step::Tcp, ErrorCode::ConnectionRefused).await;
     let dns = good.with_cfg(|c| c.host = Some("adb-1.cloud.databricks.invalid".into()));
@@ -188,7 +233,7 @@ async fn oauth_refusal_is_authentication_failed() {
         }
     });
     let d = driver();
-    let mut c = case(&fx).with_cfg(|c| c.port = Some(port));
+    let mut c = case(&fx).await.with_cfg(|c| c.port = Some(port));
     c.creds = Credentials::new()
         .with("clientId", "matih-sp")
         .with("clientSecret", "sp-secret-value");
@@ -204,7 +249,7 @@ async fn discovers_the_seed() {
         return;
     };
     let d = driver();
-    let c = conformance::discover(&d, &case(&fx), &DiscoveryRequest::default()).await;
+    let c = conformance::discover(&d, &case(&fx).await, &DiscoveryRequest::default()).await;
     let names: Vec<&str> = c.schemas.iter().map(|s| s.name.as_str()).collect();
     assert_eq!(names, vec!["Analytics", "default", "empty_schema", "sales"]);
     assert_eq!(
@@ -296,7 +341,7 @@ async fn discovery_filters_and_depth() {
         return;
     };
     let d = driver();
-    let good = case(&fx);
+    let good = case(&fx).await;
     conformance::assert_discovery_filters(&d, &good, "sales", "order_items").await;
     let only = |s: &[&str], t: &[&str]| DiscoveryRequest {
         schemas: NameFilter {
