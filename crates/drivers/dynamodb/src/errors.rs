@@ -23,6 +23,8 @@ pub(crate) enum Failure {
         code: Option<String>,
         message: Option<String>,
         request_id: Option<String>,
+        /// S3's `x-amz-bucket-region` header: where the bucket really is.
+        bucket_region: Option<String>,
         source: Option<BoxError>,
     },
     /// The request never got an answer: connect, TLS, DNS, reset.
@@ -44,9 +46,18 @@ impl Failure {
             code,
             message,
             request_id,
+            bucket_region: None,
             source: None,
         }
     }
+}
+
+fn bucket_region(raw: &HttpResponse) -> Option<String> {
+    raw.headers()
+        .get("x-amz-bucket-region")
+        .map(str::trim)
+        .filter(|r| !r.is_empty() && r.len() <= 32)
+        .map(str::to_owned)
 }
 
 /// Classifies an SDK error, keeping the SDK's error as the source.
@@ -74,6 +85,7 @@ where
                 code,
                 message,
                 request_id,
+                bucket_region: bucket_region(se.raw()),
                 source: Some(Box::new(se.into_err())),
             }
         }
@@ -87,6 +99,7 @@ where
                 code,
                 message,
                 request_id,
+                bucket_region: bucket_region(raw),
                 source: None,
             }
         }
@@ -195,6 +208,7 @@ pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
             code,
             message,
             request_id,
+            bucket_region,
             source,
         } => {
             let ours = match code.as_deref() {
@@ -214,7 +228,12 @@ pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
                     Some("PermanentRedirect" | "AuthorizationHeaderMalformed") | None
                 )
             {
-                msg.push_str("; check metadata.region");
+                match &bucket_region {
+                    Some(r) => msg.push_str(&format!(
+                        "; the bucket is in region {r}: set metadata.region"
+                    )),
+                    None => msg.push_str("; check metadata.region"),
+                }
             }
             let mut err = ConnectorError::new(ours, msg)
                 .with_context("httpStatus", status)
@@ -444,6 +463,20 @@ mod tests {
                 .message()
                 .contains("metadata.region")
         );
+        let moved = parse_error(
+            Failure::Service {
+                status: 301,
+                code: Some("PermanentRedirect".into()),
+                message: None,
+                request_id: None,
+                bucket_region: Some("eu-west-1".into()),
+                source: None,
+            },
+            "ListObjectsV2 b",
+        );
+        assert!(moved
+            .message()
+            .contains("the bucket is in region eu-west-1"));
     }
 
     #[test]

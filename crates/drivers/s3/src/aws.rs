@@ -782,6 +782,42 @@ mod tests {
         assert!(e.message().contains("secretAccessKey"));
     }
 
+    #[tokio::test]
+    async fn resolver_pins_the_endpoint_and_checks_other_hosts() {
+        use reqwest::dns::Resolve;
+        let pinned: SocketAddr = "10.1.2.3:443".parse().unwrap();
+        let r = PinnedResolver {
+            host: "s3.example.invalid".into(),
+            addrs: vec![pinned],
+            extra_hosts: vec![],
+            timeouts: Timeouts::default(),
+            egress: EgressPolicy::default(),
+        };
+        let code = |e: Box<dyn std::error::Error + Send + Sync>| {
+            e.downcast_ref::<ConnectorError>().map(|c| c.code())
+        };
+        let got: Vec<SocketAddr> = r
+            .resolve("S3.Example.Invalid".parse().unwrap())
+            .await
+            .unwrap()
+            .collect();
+        assert_eq!(got, vec![pinned]);
+        // A virtual-hosted bucket goes through the core's resolver (which
+        // knows .invalid never resolves, without asking DNS).
+        let e = r
+            .resolve("bucket.s3.example.invalid".parse().unwrap())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(code(e), Some(ErrorCode::DnsResolutionFailed));
+        let e = r
+            .resolve("metadata.example.org".parse().unwrap())
+            .await
+            .err()
+            .unwrap();
+        assert_eq!(code(e), Some(ErrorCode::EgressDenied));
+    }
+
     #[test]
     fn form_encoding() {
         assert_eq!(
