@@ -1,10 +1,13 @@
 //! test-drivers, bench and ci: cargo runs wrapped around the fixtures.
 
-use std::collections::BTreeSet;
-use std::process::Command;
+use std::collections::{BTreeMap, BTreeSet};
+use std::io::{BufRead, BufReader, IsTerminal};
+use std::path::{Path, PathBuf};
+use std::process::{Command, Stdio};
 use std::time::{Duration, Instant};
 
-use anyhow::{bail, Context, Result};
+use anyhow::{anyhow, bail, Context, Result};
+use serde_json::Value;
 
 use crate::fixtures::{self, Session, Source, Vars};
 use crate::say;
@@ -125,10 +128,16 @@ fn cargo() -> Command {
     cmd
 }
 
-/// A cargo command that sees exactly `vars` as fixture variables: stale
-/// `MATIH_TEST_*` values from the caller's shell must not leak in.
+/// A cargo command that sees exactly `vars` as fixture variables.
 fn cargo_with(vars: &Vars, require: bool) -> Command {
     let mut cmd = cargo();
+    fixture_env(&mut cmd, vars, require);
+    cmd
+}
+
+/// Gives a command exactly `vars` as fixture variables: stale `MATIH_TEST_*`
+/// values from the caller's shell must not leak in.
+fn fixture_env(cmd: &mut Command, vars: &Vars, require: bool) {
     for (k, _) in std::env::vars_os() {
         if k.to_str().is_some_and(|k| k.starts_with("MATIH_TEST_")) {
             cmd.env_remove(k);
@@ -140,11 +149,11 @@ fn cargo_with(vars: &Vars, require: bool) -> Command {
     } else {
         cmd.env_remove("MATIH_REQUIRE_FIXTURES");
     }
-    cmd
 }
 
-/// Packages in the workspace, from `cargo metadata` (drivers not written yet are absent).
-fn workspace_packages() -> Result<BTreeSet<String>> {
+/// Workspace packages by manifest path, from `cargo metadata` (drivers not
+/// written yet are absent).
+fn workspace_packages() -> Result<BTreeMap<PathBuf, String>> {
     let out = cargo()
         .args([
             "metadata",
@@ -153,21 +162,176 @@ fn workspace_packages() -> Result<BTreeSet<String>> {
             "1",
             "--offline",
         ])
+        .stderr(Stdio::inherit())
         .output()
         .context("running cargo metadata")?;
     if !out.status.success() {
-        bail!(
-            "cargo metadata failed:\n{}",
-            String::from_utf8_lossy(&out.stderr)
-        );
+        bail!("cargo metadata failed");
     }
-    let text = String::from_utf8_lossy(&out.stdout);
-    Ok(DRIVERS
+    let meta: Value = serde_json::from_slice(&out.stdout).context("parsing cargo metadata")?;
+    let packages = meta["packages"]
+        .as_array()
+        .ok_or_else(|| anyhow!("no packages in cargo metadata"))?;
+    Ok(packages
         .iter()
-        .map(|d| d.package)
-        .filter(|p| text.contains(&format!("\"name\":\"{p}\"")))
-        .map(str::to_owned)
+        .filter_map(|p| {
+            let name = p["name"].as_str()?.to_owned();
+            Some((PathBuf::from(p["manifest_path"].as_str()?), name))
+        })
         .collect())
+}
+
+/// A compiled test harness binary (unit tests of a lib or bin, an
+/// integration test file).
+#[derive(Debug)]
+struct TestBinary {
+    package: String,
+    target: String,
+    kind: String,
+    path: PathBuf,
+    manifest_dir: PathBuf,
+}
+
+/// Test binaries built in one `cargo test --no-run`, and packages whose build failed.
+#[derive(Debug, Default)]
+struct TestBuild {
+    binaries: Vec<TestBinary>,
+    failed: BTreeSet<String>,
+    ok: bool,
+}
+
+/// Builds the test binaries of `packages` (all of the workspace when `None`)
+/// in ONE cargo invocation. Testing packages one `cargo test -p` at a time
+/// resolves dependency features per package and rebuilds shared dependencies
+/// over and over; one build with workspace-wide features reuses what
+/// `cargo test --workspace` already built.
+fn build_tests(packages: Option<&[&str]>, names: &BTreeMap<PathBuf, String>) -> Result<TestBuild> {
+    let mut cmd = cargo();
+    // Diagnostics come back inside the JSON; colour them only for a terminal.
+    let colour = std::io::stderr().is_terminal()
+        && std::env::var("CARGO_TERM_COLOR").map_or(true, |c| c != "never");
+    let format = if colour {
+        "--message-format=json-diagnostic-rendered-ansi"
+    } else {
+        "--message-format=json"
+    };
+    cmd.args(["test", "--no-run", "--no-fail-fast", format]);
+    match packages {
+        None => {
+            cmd.arg("--workspace");
+        }
+        Some(list) => {
+            for p in list {
+                cmd.args(["-p", p]);
+            }
+        }
+    }
+    say!(
+        "building test binaries: cargo test --no-run {}",
+        packages.map_or("--workspace".to_owned(), |l| l.join(" "))
+    );
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("running cargo test --no-run")?;
+    let stdout = child.stdout.take().ok_or_else(|| anyhow!("no stdout"))?;
+    let mut build = TestBuild::default();
+    let package_of = |msg: &Value| -> Option<(String, PathBuf)> {
+        let manifest = PathBuf::from(msg["manifest_path"].as_str()?);
+        let name = names.get(&manifest)?.clone();
+        Some((name, manifest.parent()?.to_path_buf()))
+    };
+    for line in BufReader::new(stdout).lines() {
+        let line = line?;
+        let Ok(msg) = serde_json::from_str::<Value>(&line) else {
+            eprintln!("{line}");
+            continue;
+        };
+        match msg["reason"].as_str() {
+            Some("compiler-message") => {
+                if let Some(rendered) = msg["message"]["rendered"].as_str() {
+                    eprint!("{rendered}");
+                }
+                if msg["message"]["level"].as_str() == Some("error") {
+                    if let Some((name, _)) = package_of(&msg) {
+                        build.failed.insert(name);
+                    }
+                }
+            }
+            Some("compiler-artifact") if msg["profile"]["test"].as_bool() == Some(true) => {
+                let (Some(exe), Some((package, manifest_dir))) =
+                    (msg["executable"].as_str(), package_of(&msg))
+                else {
+                    continue;
+                };
+                let kind = msg["target"]["kind"][0]
+                    .as_str()
+                    .unwrap_or("test")
+                    .to_owned();
+                build.binaries.push(TestBinary {
+                    package,
+                    target: msg["target"]["name"].as_str().unwrap_or("?").to_owned(),
+                    kind,
+                    path: PathBuf::from(exe),
+                    manifest_dir,
+                });
+            }
+            Some("build-finished") => build.ok = msg["success"].as_bool() == Some(true),
+            _ => {}
+        }
+    }
+    let status = child.wait()?;
+    build.ok &= status.success();
+    Ok(build)
+}
+
+/// Runs one package's test binaries the way `cargo test` does (working
+/// directory and `CARGO_MANIFEST_DIR` of the package) with the fixture variables.
+fn run_package_tests(build: &TestBuild, package: &str, vars: &Vars) -> (String, bool) {
+    let mut binaries: Vec<&TestBinary> = build
+        .binaries
+        .iter()
+        .filter(|b| b.package == package)
+        .collect();
+    // Unit tests first, then integration tests by name, as cargo orders them.
+    binaries.sort_by_key(|b| (b.kind != "lib", b.kind.clone(), b.target.clone()));
+    if binaries.is_empty() {
+        return ("ok (no tests)".into(), true);
+    }
+    let mut failed = Vec::new();
+    for b in binaries {
+        say!(
+            "{package}: {} `{}` ({})",
+            b.kind,
+            b.target,
+            short_path(&b.path)
+        );
+        let mut cmd = Command::new(&b.path);
+        cmd.current_dir(&b.manifest_dir)
+            .env("CARGO_MANIFEST_DIR", &b.manifest_dir)
+            .env("CARGO_PKG_NAME", package);
+        fixture_env(&mut cmd, vars, true);
+        match cmd.status() {
+            Ok(s) if s.success() => {}
+            Ok(_) => failed.push(b.target.clone()),
+            Err(e) => {
+                say!("could not run {}: {e}", b.path.display());
+                failed.push(b.target.clone());
+            }
+        }
+    }
+    if failed.is_empty() {
+        ("ok".into(), true)
+    } else {
+        (format!("FAILED: {}", failed.join(", ")), false)
+    }
+}
+
+fn short_path(p: &Path) -> String {
+    p.file_name().map_or_else(
+        || p.display().to_string(),
+        |f| f.to_string_lossy().into_owned(),
+    )
 }
 
 struct Row {
@@ -201,7 +365,8 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
-    let present = workspace_packages()?;
+    let names = workspace_packages()?;
+    let present: BTreeSet<&str> = names.values().map(String::as_str).collect();
     let runnable: Vec<&DriverEntry> = selected
         .iter()
         .copied()
@@ -216,6 +381,22 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
             }
         }
     }
+
+    // Built before the fixtures start, so servers do not wait on the compiler.
+    let t = Instant::now();
+    let packages: Vec<&str> = runnable.iter().map(|d| d.package).collect();
+    let build = build_tests(
+        if only.is_empty() {
+            None
+        } else {
+            Some(&packages)
+        },
+        &names,
+    )?;
+    if !build.ok {
+        say!("some test binaries did not build; the others run");
+    }
+    say!("test binaries built in {}", secs(t.elapsed()));
 
     let t = Instant::now();
     let session = if needed.is_empty() {
@@ -236,15 +417,12 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
             });
             continue;
         }
-        say!("cargo test --no-fail-fast -p {}", d.package);
         let t = Instant::now();
-        let status = cargo_with(&vars, true)
-            .args(["test", "--no-fail-fast", "-p", d.package])
-            .status();
-        let (result, ok) = match status {
-            Ok(s) if s.success() => ("ok".to_owned(), true),
-            Ok(s) => (format!("FAILED ({s})"), false),
-            Err(e) => (format!("FAILED to run cargo: {e}"), false),
+        let nothing_built = !build.ok && !build.binaries.iter().any(|b| b.package == d.package);
+        let (result, ok) = if build.failed.contains(d.package) || nothing_built {
+            ("FAILED (build)".to_owned(), false)
+        } else {
+            run_package_tests(&build, d.package, &vars)
         };
         rows.push(Row {
             name: d.name.into(),
