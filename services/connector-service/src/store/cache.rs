@@ -1,5 +1,6 @@
-//! A read-through cache of connectors for a store that one process owns (the
-//! embedded SQLite file): `GET` one connector is then a map lookup. It is not
+//! A read-through cache of connectors and tenants for a store that one process owns (the
+//! embedded SQLite file): `GET` one connector is then a map lookup, and routes that need the
+//! tenant's slug do not read it again. It is not
 //! used with PostgreSQL, where other replicas write too.
 
 use std::collections::HashMap;
@@ -15,7 +16,8 @@ use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
 pub struct CachedStore<S> {
     inner: S,
     connectors: RwLock<HashMap<Uuid, Connector>>,
-    /// Bumped by every connector write: a read that raced a write does not
+    tenants: RwLock<HashMap<Uuid, Tenant>>,
+    /// Bumped by every write to a cached kind: a read that raced a write does not
     /// put what it read into the cache.
     writes: AtomicU64,
 }
@@ -31,6 +33,7 @@ impl<S: MetadataStore> CachedStore<S> {
         CachedStore {
             inner,
             connectors: RwLock::new(HashMap::new()),
+            tenants: RwLock::new(HashMap::new()),
             writes: AtomicU64::new(0),
         }
     }
@@ -38,6 +41,15 @@ impl<S: MetadataStore> CachedStore<S> {
     fn forget(&self, id: Uuid) {
         self.writes.fetch_add(1, Ordering::SeqCst);
         self.connectors
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .remove(&id);
+    }
+
+    /// Tenants change when their tier or connector count does.
+    fn forget_tenant(&self, id: Uuid) {
+        self.writes.fetch_add(1, Ordering::SeqCst);
+        self.tenants
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
@@ -56,22 +68,46 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.inner.create_tenant(t).await
     }
     async fn get_tenant(&self, id: Uuid) -> Result<Option<Tenant>> {
-        self.inner.get_tenant(id).await
+        if let Some(t) = self
+            .tenants
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok(Some(t.clone()));
+        }
+        let before = self.writes.load(Ordering::SeqCst);
+        let found = self.inner.get_tenant(id).await?;
+        if let Some(t) = &found {
+            let mut map = self.tenants.write().unwrap_or_else(|p| p.into_inner());
+            if self.writes.load(Ordering::SeqCst) == before {
+                map.insert(id, t.clone());
+            }
+        }
+        Ok(found)
     }
     async fn list_tenants(&self) -> Result<Vec<Tenant>> {
         self.inner.list_tenants().await
     }
     async fn set_tier(&self, id: Uuid, tier: Tier, updated_at: &str) -> Result<Option<Tenant>> {
-        self.inner.set_tier(id, tier, updated_at).await
+        let r = self.inner.set_tier(id, tier, updated_at).await;
+        self.forget_tenant(id);
+        r
     }
     async fn reserve_slot(&self, tenant: Uuid, limit: Option<i64>) -> Result<bool> {
-        self.inner.reserve_slot(tenant, limit).await
+        let r = self.inner.reserve_slot(tenant, limit).await;
+        self.forget_tenant(tenant);
+        r
     }
     async fn release_slot(&self, tenant: Uuid) -> Result<()> {
-        self.inner.release_slot(tenant).await
+        let r = self.inner.release_slot(tenant).await;
+        self.forget_tenant(tenant);
+        r
     }
     async fn set_slots(&self, tenant: Uuid, count: i64) -> Result<()> {
-        self.inner.set_slots(tenant, count).await
+        let r = self.inner.set_slots(tenant, count).await;
+        self.forget_tenant(tenant);
+        r
     }
     async fn insert_connector(&self, c: &Connector) -> Result<()> {
         let r = self.inner.insert_connector(c).await;
@@ -111,6 +147,7 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     async fn delete_connector(&self, tenant: Uuid, id: Uuid) -> Result<bool> {
         let r = self.inner.delete_connector(tenant, id).await;
         self.forget(id);
+        self.forget_tenant(tenant);
         r
     }
     async fn insert_job(&self, job: &DiscoveryJob) -> Result<()> {
