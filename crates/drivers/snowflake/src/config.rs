@@ -89,8 +89,20 @@ pub(crate) fn endpoint(cfg: &ConnectionConfig) -> Result<Url, ConnectorError> {
     let host = match cfg.host.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
         Some(h) => h.to_owned(),
         None => match cfg.metadata_str("account") {
+            // A bare account locator is qualified by its region (the legacy
+            // `<locator>.<region>[.<cloud>]` URL); organization-account names
+            // and already-qualified locators are used as they are.
             Some(a) if !a.trim().is_empty() => {
-                format!("{}{SNOWFLAKE_DOMAIN}", a.trim().to_ascii_lowercase())
+                let a = a.trim().to_ascii_lowercase();
+                match cfg
+                    .metadata_str("region")
+                    .map(|r| r.trim().to_ascii_lowercase())
+                {
+                    Some(r) if !r.is_empty() && !a.contains('.') && !a.contains('-') => {
+                        format!("{a}.{r}{SNOWFLAKE_DOMAIN}")
+                    }
+                    _ => format!("{a}{SNOWFLAKE_DOMAIN}"),
+                }
             }
             _ => return Err(ConnectorError::invalid_config(
                 "host",
@@ -291,6 +303,18 @@ mod tests {
             "https://xy12345.us-east-1.snowflakecomputing.com/"
         );
         assert_eq!(p.account, "XY12345");
+        let c =
+            cfg(json!({"database":"D","metadata":{"account":"xy12345","region":"us-east-2.aws"}}));
+        assert_eq!(
+            SnowflakeConfig::parse(&c, &creds()).unwrap().base.as_str(),
+            "https://xy12345.us-east-2.aws.snowflakecomputing.com/"
+        );
+        let c =
+            cfg(json!({"database":"D","metadata":{"account":"myorg-acct","region":"us-east-1"}}));
+        assert_eq!(
+            SnowflakeConfig::parse(&c, &creds()).unwrap().base.as_str(),
+            "https://myorg-acct.snowflakecomputing.com/"
+        );
         let c = cfg(
             json!({"host":"127.0.0.1","port":8080,"sslEnabled":false,"database":"D","metadata":{"account":"acme"}}),
         );

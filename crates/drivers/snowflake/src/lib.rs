@@ -65,7 +65,7 @@ impl SnowflakeDriver {
                 ],
                 metadata_keys: vec![
                     Key::optional("account", "Account identifier (xy12345, xy12345.us-east-1, myorg-myaccount); required unless the host is <account>.snowflakecomputing.com"),
-                    Key::optional("region", "Informational; the host or account identifier carries the region"),
+                    Key::optional("region", "Region of a bare account locator (us-east-2.aws), used when host is absent"),
                     Key::optional("warehouse", "Warehouse for the session"),
                     Key::optional("role", "Role for the session"),
                     Key::optional("endpoint", "Full URL overriding host, port and scheme (private link, proxy, emulator)"),
