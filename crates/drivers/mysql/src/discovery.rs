@@ -55,6 +55,15 @@ impl Where {
     /// `(col LIKE ? OR col LIKE ?)` for the includes, `NOT (col LIKE ?)` for
     /// each exclude.
     fn names(&mut self, column: &str, filter: &NameFilter) {
+        if let [single] = filter.include.as_slice() {
+            if let Some(name) = glob_literal(single) {
+                // An equality on the bare column lets the server look the one
+                // database or table up instead of listing them all; the exact
+                // comparison below still decides.
+                self.and(&format!("{column} = ?"));
+                self.params.push(Value::from(name));
+            }
+        }
         let col = exact(column);
         if !filter.include.is_empty() {
             let alternatives: Vec<String> = filter
@@ -94,6 +103,20 @@ impl Where {
         self.schemas(schema_column, req, only);
         self.names(table_column, &req.tables);
     }
+}
+
+/// The name a glob stands for when it has no wildcard.
+fn glob_literal(glob: &str) -> Option<String> {
+    let mut out = String::with_capacity(glob.len());
+    let mut chars = glob.chars();
+    while let Some(c) = chars.next() {
+        match c {
+            '*' | '?' => return None,
+            '\\' => out.push(chars.next().unwrap_or('\\')),
+            c => out.push(c),
+        }
+    }
+    Some(out)
 }
 
 fn schemas_query(
@@ -358,7 +381,8 @@ pub(crate) async fn discover(
             numeric_precision: c.unsigned(8),
             numeric_scale: c.unsigned(9),
         };
-        let is_json = json_columns.contains(&(schema.clone(), table.clone(), name.clone()));
+        let is_json = data_type.eq_ignore_ascii_case("longtext")
+            && json_columns.contains(&(schema.clone(), table.clone(), name.clone()));
         let column = Column {
             ordinal: c
                 .unsigned(3)
@@ -518,6 +542,25 @@ mod tests {
             assert_eq!(sql.matches("information_schema.").count(), 1, "{sql}");
             assert!(!sql.to_ascii_uppercase().contains(" JOIN "), "{sql}");
         }
+    }
+
+    #[test]
+    fn a_single_literal_include_is_also_an_equality() {
+        assert_eq!(glob_literal("matih_bench").as_deref(), Some("matih_bench"));
+        assert_eq!(glob_literal("a\\*b").as_deref(), Some("a*b"));
+        assert_eq!(glob_literal("sales_*"), None);
+        assert_eq!(glob_literal("a?"), None);
+        let (sql, params) = columns_query(&req(&["Sales Data"], &[]), None);
+        assert!(
+            sql.contains("AND TABLE_SCHEMA = ? AND (CONVERT(TABLE_SCHEMA"),
+            "{sql}"
+        );
+        assert_eq!(
+            params,
+            vec![Value::from("Sales Data"), Value::from("Sales Data")]
+        );
+        let (sql, _) = columns_query(&req(&["a", "b"], &[]), None);
+        assert!(!sql.contains("TABLE_SCHEMA = ?"), "{sql}");
     }
 
     #[test]
