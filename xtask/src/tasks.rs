@@ -90,7 +90,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "gcs",
         package: "matih-driver-gcs",
-        fixtures: &[],
+        fixtures: &["gcs"],
     },
     DriverEntry {
         name: "kafka",
