@@ -39,7 +39,8 @@ fn env() -> Env {
         host: var("HOST"),
         port: var("PORT").parse().expect("port"),
         user: std::env::var("MATIH_TEST_POSTGRES_SUPERUSER").unwrap_or_else(|_| var("USER")),
-        password: var("PASSWORD"),
+        password: std::env::var("MATIH_TEST_POSTGRES_SUPERUSER_PASSWORD")
+            .unwrap_or_else(|_| var("PASSWORD")),
     }
 }
 
@@ -200,6 +201,21 @@ async fn reference(c: &Client, sql: &str) -> usize {
     n
 }
 
+/// User + system CPU time of this process, from /proc/self/stat (clock ticks of 10 ms).
+fn cpu_time() -> Duration {
+    let stat = std::fs::read_to_string("/proc/self/stat").unwrap_or_default();
+    let after_comm = stat.rsplit(')').next().unwrap_or("");
+    let fields: Vec<&str> = after_comm.split_whitespace().collect();
+    let ticks = |i: usize| {
+        fields
+            .get(i)
+            .and_then(|f| f.parse::<u64>().ok())
+            .unwrap_or(0)
+    };
+    // utime and stime are fields 14 and 15 of the line; 12 and 13 after the comm.
+    Duration::from_millis((ticks(11) + ticks(12)) * 10)
+}
+
 fn proc_status_kb(key: &str) -> Option<u64> {
     let status = std::fs::read_to_string("/proc/self/status").ok()?;
     let line = status.lines().find(|l| l.starts_with(key))?;
@@ -251,6 +267,7 @@ async fn bench(e: &Env, db: &str, runs: usize) {
     let req = DiscoveryRequest::default();
 
     let (mut ours, mut naive, mut cols) = (Vec::new(), Vec::new(), Vec::new());
+    let (mut ours_cpu, mut cols_cpu) = (Duration::ZERO, Duration::ZERO);
     let (mut tables, mut columns, mut naive_rows, mut col_rows) = (0, 0, 0, 0);
     let mut peak_kb = 0;
     let mut peak_measured = true;
@@ -258,17 +275,25 @@ async fn bench(e: &Env, db: &str, runs: usize) {
     // One warm-up round (catalog caches, plans), then the timed rounds.
     for round in 0..=runs {
         peak_measured &= reset_peak_rss();
+        let cpu = cpu_time();
         let t = Instant::now();
         let catalog = conn.discover(&req).await.expect("discover");
         let ours_t = t.elapsed();
+        if round > 0 {
+            ours_cpu += cpu_time() - cpu;
+        }
         peak_kb = peak_kb.max(proc_status_kb("VmHWM:").unwrap_or(0));
         tables = catalog.table_count();
         columns = catalog.column_count();
         drop(catalog);
 
+        let cpu = cpu_time();
         let t = Instant::now();
         col_rows = reference(&refs, COLUMNS_ONLY_SQL).await;
         let cols_t = t.elapsed();
+        if round > 0 {
+            cols_cpu += cpu_time() - cpu;
+        }
 
         let t = Instant::now();
         naive_rows = reference(&refs, NAIVE_SQL).await;
@@ -306,6 +331,11 @@ async fn bench(e: &Env, db: &str, runs: usize) {
         "  ratio ours/(a): best {:.2}  median {:.2}",
         o.best.as_secs_f64() / a.best.as_secs_f64(),
         o.median.as_secs_f64() / a.median.as_secs_f64()
+    );
+    println!(
+        "  client CPU per run (this process, user+sys): ours {:.0} ms, (b) {:.0} ms",
+        ours_cpu.as_secs_f64() * 1000.0 / runs as f64,
+        cols_cpu.as_secs_f64() * 1000.0 / runs as f64
     );
     if peak_measured {
         println!(

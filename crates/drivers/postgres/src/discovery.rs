@@ -10,7 +10,7 @@
 //! Filters are pushed into SQL as `LIKE ANY($n::text[])` over bind parameters;
 //! nothing from the request or the configuration is ever spliced into SQL.
 
-use std::collections::HashMap;
+use std::hash::{BuildHasherDefault, Hasher};
 
 use futures_util::TryStreamExt;
 use matih_connector_core::{
@@ -23,6 +23,43 @@ use tokio_postgres::Row;
 use crate::connection::PgConnection;
 use crate::errors::parse_error;
 use crate::types::{TypeMapper, UserType};
+
+/// Maps keyed by catalog oids and small integers, hashed with a
+/// multiply-rotate hash: hundreds of thousands of lookups per discovery, on
+/// keys the server assigns (no flooding concern that SipHash would answer).
+type HashMap<K, V> = std::collections::HashMap<K, V, BuildHasherDefault<OidHasher>>;
+
+#[derive(Default)]
+struct OidHasher(u64);
+
+impl Hasher for OidHasher {
+    fn write(&mut self, bytes: &[u8]) {
+        for b in bytes {
+            self.add(u64::from(*b));
+        }
+    }
+    fn write_u32(&mut self, n: u32) {
+        self.add(u64::from(n));
+    }
+    fn write_i32(&mut self, n: i32) {
+        self.add(n as u32 as u64);
+    }
+    fn write_i16(&mut self, n: i16) {
+        self.add(n as u16 as u64);
+    }
+    fn write_usize(&mut self, n: usize) {
+        self.add(n as u64);
+    }
+    fn finish(&self) -> u64 {
+        self.0
+    }
+}
+
+impl OidHasher {
+    fn add(&mut self, v: u64) {
+        self.0 = (self.0.rotate_left(5) ^ v).wrapping_mul(0x51_7c_c1_b7_27_22_0a_95);
+    }
+}
 
 /// Schemas the user may use, filtered by name. $1 include, $2 exclude (LIKE
 /// patterns), $3 include the system schemas.
@@ -63,28 +100,13 @@ macro_rules! readable {
     };
 }
 
-/// Relations with statistics. Sizes come from `relpages` (kept by VACUUM,
-/// ANALYZE and CREATE INDEX) of the relation, its indexes, its TOAST table
-/// and the TOAST index, times the block size: index lookups per relation in
-/// scope, unlike pg_total_relation_size, which stats every file of every
-/// relation.
+/// Relations with statistics. A relation's size is computed in memory from
+/// its `relpages` and PAGES_SQL (see there).
 const RELATIONS_STATS_SQL: &str = concat!(
     r"SELECT c.oid, c.relnamespace, c.relname, c.relkind,
   inh.inhparent, p.relname AS parent_name, pn.nspname AS parent_schema,
   CASE WHEN c.relispartition THEN pg_get_expr(c.relpartbound, c.oid) END AS bound,
-  c.reltuples,
-  (c.relpages::int8
-   + CASE WHEN c.relhasindex THEN
-       (SELECT sum(ic.relpages) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-        WHERE i.indrelid = c.oid)
-     ELSE 0 END
-   + CASE WHEN c.reltoastrelid <> 0 THEN
-       (SELECT t.relpages + coalesce(
-          (SELECT sum(ic.relpages) FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
-           WHERE i.indrelid = t.oid), 0)
-        FROM pg_class t WHERE t.oid = c.reltoastrelid)
-     ELSE 0 END
-  ) * current_setting('block_size')::int8 AS size_bytes
+  c.reltuples, c.relpages, c.reltoastrelid
 FROM pg_class c
 LEFT JOIN pg_inherits inh ON c.relispartition AND inh.inhrelid = c.oid
 LEFT JOIN pg_class p ON p.oid = inh.inhparent
@@ -93,6 +115,18 @@ WHERE ",
     scope!(),
     readable!()
 );
+
+/// Pages that belong to a relation besides its own: its indexes' (keyed by
+/// the relation), and its TOAST table's and the TOAST index's (keyed by the
+/// TOAST table). Size = (relpages + pages[oid] + pages[reltoastrelid]) ×
+/// block_size: what pg_total_relation_size measures minus the free-space and
+/// visibility maps, from two scans instead of stat calls on every file.
+const PAGES_SQL: &str = r"SELECT i.indrelid, ic.relpages
+FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
+UNION ALL
+SELECT t.oid, t.relpages FROM pg_class t WHERE t.relkind = 't' AND t.relpages > 0";
+
+const BLOCK_SIZE_SQL: &str = "SELECT current_setting('block_size')::int8";
 
 const RELATIONS_SQL: &str = concat!(
     r"SELECT c.oid, c.relnamespace, c.relname, c.relkind,
@@ -237,8 +271,25 @@ fn table_kind(relkind: i8) -> TableKind {
     }
 }
 
-/// Runs one catalog query to completion, handing each row to `each`, under the
-/// query time limit. Parameters carry their types, so a query is one round
+/// Runs one catalog query to completion under the query time limit, handing
+/// each row to `each`.
+async fn query_rows(
+    conn: &PgConnection,
+    what: &'static str,
+    sql: &str,
+    params: &[(&(dyn ToSql + Sync), Type)],
+    each: impl FnMut(Row) -> Result<(), ConnectorError>,
+) -> Result<(), ConnectorError> {
+    with_timeout(
+        conn.query_timeout(),
+        what,
+        stream_rows(conn, what, sql, params, each),
+    )
+    .await
+}
+
+/// Runs one catalog query to completion, handing each row to `each`; the
+/// caller bounds it. Parameters carry their types, so a query is one round
 /// trip (no separate prepare).
 async fn stream_rows(
     conn: &PgConnection,
@@ -247,7 +298,7 @@ async fn stream_rows(
     params: &[(&(dyn ToSql + Sync), Type)],
     mut each: impl FnMut(Row) -> Result<(), ConnectorError>,
 ) -> Result<(), ConnectorError> {
-    with_timeout(conn.query_timeout(), what, async {
+    {
         let stream = conn
             .client()
             .query_typed_raw(sql, params.iter().map(|(p, t)| (*p, t.clone())))
@@ -258,8 +309,7 @@ async fn stream_rows(
             each(row)?;
         }
         Ok(())
-    })
-    .await
+    }
 }
 
 fn get<'a, T: tokio_postgres::types::FromSql<'a>>(
@@ -330,6 +380,8 @@ pub(crate) async fn probe(
 struct Slot {
     schema: usize,
     parent: Option<u32>,
+    /// `relpages` and `reltoastrelid`, for the size.
+    pages: Option<(i32, u32)>,
     table: Table,
 }
 
@@ -355,9 +407,9 @@ pub(crate) async fn discover(
     let filters = Filters::new(req, configured_schema);
 
     let mut schemas: Vec<Schema> = Vec::new();
-    let mut schema_index: HashMap<u32, usize> = HashMap::new();
+    let mut schema_index: HashMap<u32, usize> = HashMap::default();
     const SCH: &str = "listing schemas";
-    stream_rows(conn, SCH, SCHEMAS_SQL, &filters.schema_params(), |row| {
+    query_rows(conn, SCH, SCHEMAS_SQL, &filters.schema_params(), |row| {
         schema_index.insert(get(&row, 0, SCH)?, schemas.len());
         schemas.push(Schema {
             name: get(&row, 1, SCH)?,
@@ -419,18 +471,15 @@ pub(crate) async fn discover(
                         .insert("partitionBound".into(), bound.into());
                 }
             }
-            if req.statistics {
-                set_statistics(
-                    &mut table,
-                    relkind as u8,
-                    get(&row, 8, REL)?,
-                    get(&row, 9, REL)?,
-                );
+            let mut pages = None;
+            if req.statistics && set_statistics(&mut table, relkind as u8, get(&row, 8, REL)?) {
+                pages = Some((get(&row, 9, REL)?, get(&row, 10, REL)?));
             }
             oids.push(get(&row, 0, REL)?);
             slots.push(Slot {
                 schema,
                 parent,
+                pages,
                 table,
             });
             Ok(())
@@ -441,9 +490,9 @@ pub(crate) async fn discover(
 
     let columns = async {
         let mut result = ColumnsResult {
-            by_rel: HashMap::new(),
+            by_rel: HashMap::default(),
             identity: Vec::new(),
-            type_pairs: HashMap::new(),
+            type_pairs: HashMap::default(),
         };
         if !with_columns {
             return Ok(result);
@@ -500,7 +549,7 @@ pub(crate) async fn discover(
     };
 
     let user_types = async {
-        let mut user = HashMap::new();
+        let mut user = std::collections::HashMap::new();
         if !with_columns {
             return Ok(user);
         }
@@ -568,14 +617,65 @@ pub(crate) async fn discover(
         Ok((by_num, by_name))
     };
 
-    let ((mut slots, oids), columns, user_types, defaults, comments, (pk_nums, pk_names)) = tokio::try_join!(
-        relations,
+    let pages = async {
+        let mut by_owner: HashMap<u32, i64> = HashMap::default();
+        let mut block_size = 8192;
+        if !req.statistics {
+            return Ok((by_owner, block_size));
+        }
+        const PG: &str = "reading relation sizes";
+        stream_rows(conn, PG, BLOCK_SIZE_SQL, &[], |row| {
+            block_size = get(&row, 0, PG)?;
+            Ok(())
+        })
+        .await?;
+        stream_rows(conn, PG, PAGES_SQL, &[], |row| {
+            let pages = i64::from(get::<i32>(&row, 1, PG)?.max(0));
+            *by_owner.entry(get(&row, 0, PG)?).or_default() += pages;
+            Ok(())
+        })
+        .await?;
+        Ok((by_owner, block_size))
+    };
+
+    let (
+        (mut slots, oids),
         columns,
         user_types,
         defaults,
         comments,
-        primary_keys
-    )?;
+        (pk_nums, pk_names),
+        (pages_by_owner, block_size),
+    ) = with_timeout(
+        conn.query_timeout(),
+        "discovering relations and columns",
+        async {
+            tokio::try_join!(
+                relations,
+                columns,
+                user_types,
+                defaults,
+                comments,
+                primary_keys,
+                pages
+            )
+        },
+    )
+    .await?;
+    for (slot, oid) in slots.iter_mut().zip(&oids) {
+        if let Some((relpages, toast)) = slot.pages {
+            let extra = |o: u32| {
+                if o == 0 {
+                    0
+                } else {
+                    pages_by_owner.get(&o).copied().unwrap_or(0)
+                }
+            };
+            let total = i64::from(relpages.max(0)) + extra(*oid) + extra(toast);
+            slot.table.size_bytes = Some((total * block_size).max(0) as u64);
+        }
+    }
+    drop(pages_by_owner);
     let by_oid: HashMap<u32, usize> = oids.iter().enumerate().map(|(i, oid)| (*oid, i)).collect();
     drop(oids);
 
@@ -592,7 +692,7 @@ pub(crate) async fn discover(
             (&pair_oids, Type::OID_ARRAY),
             (&pair_mods, Type::INT4_ARRAY),
         ];
-        stream_rows(conn, TN, TYPE_NAMES_SQL, &params, |row| {
+        query_rows(conn, TN, TYPE_NAMES_SQL, &params, |row| {
             let key: (u32, i32) = (get(&row, 0, TN)?, get(&row, 1, TN)?);
             let native: String = get(&row, 2, TN)?;
             let data_type = mapper.map(key.0, &native);
@@ -708,24 +808,26 @@ fn column_mut<'a>(
 
 /// `reltuples` is -1 until the first VACUUM or ANALYZE (PostgreSQL 14+); the
 /// page counts are as fresh as that too, so both stay unknown until then.
-fn set_statistics(table: &mut Table, relkind: u8, reltuples: Option<f32>, size: Option<i64>) {
+/// Returns whether the relation gets a size.
+fn set_statistics(table: &mut Table, relkind: u8, reltuples: Option<f32>) -> bool {
     match relkind {
-        b'r' | b'm' => {
-            if let Some(rows) = reltuples.filter(|r| *r >= 0.0) {
+        b'r' | b'm' => match reltuples.filter(|r| *r >= 0.0) {
+            Some(rows) => {
                 table.estimated_rows = Some(rows.round() as u64);
-                table.size_bytes = size.map(|s| s.max(0) as u64);
+                true
             }
-        }
+            None => false,
+        },
         // Views and foreign tables hold no data here; partitioned parents get
         // their partitions' totals afterwards.
-        _ => {}
+        _ => false,
     }
 }
 
 /// A partitioned table's rows and size are the sums over the leaf partitions
 /// listed in the same discovery.
 fn roll_up_partitions(slots: &mut [Slot], by_oid: &HashMap<u32, usize>) {
-    let mut totals: HashMap<usize, (u64, u64)> = HashMap::new();
+    let mut totals: HashMap<usize, (u64, u64)> = HashMap::default();
     for slot in slots.iter() {
         if slot.table.kind == TableKind::Partitioned || slot.parent.is_none() {
             continue;
@@ -781,13 +883,13 @@ mod tests {
     #[test]
     fn never_analyzed_relations_have_no_statistics() {
         let mut t = Table::new("t", TableKind::Table);
-        set_statistics(&mut t, b'r', Some(-1.0), Some(8192));
-        assert_eq!((t.estimated_rows, t.size_bytes), (None, None));
-        set_statistics(&mut t, b'r', Some(41.6), Some(16384));
-        assert_eq!((t.estimated_rows, t.size_bytes), (Some(42), Some(16384)));
+        assert!(!set_statistics(&mut t, b'r', Some(-1.0)));
+        assert_eq!(t.estimated_rows, None);
+        assert!(set_statistics(&mut t, b'r', Some(41.6)));
+        assert_eq!(t.estimated_rows, Some(42));
         let mut v = Table::new("v", TableKind::View);
-        set_statistics(&mut v, b'v', Some(0.0), Some(0));
-        assert_eq!((v.estimated_rows, v.size_bytes), (None, None));
+        assert!(!set_statistics(&mut v, b'v', Some(0.0)));
+        assert_eq!(v.estimated_rows, None);
     }
 
     #[test]
@@ -799,6 +901,7 @@ mod tests {
             Slot {
                 schema: 0,
                 parent,
+                pages: None,
                 table,
             }
         };
@@ -808,7 +911,7 @@ mod tests {
             mk("leaf1", TableKind::Table, Some(2), Some(10), Some(100)),
             mk("leaf2", TableKind::Table, Some(1), Some(5), Some(50)),
         ];
-        let by_oid = HashMap::from([(1, 0), (2, 1), (3, 2), (4, 3)]);
+        let by_oid: HashMap<u32, usize> = [(1, 0), (2, 1), (3, 2), (4, 3)].into_iter().collect();
         roll_up_partitions(&mut slots, &by_oid);
         assert_eq!(
             (slots[0].table.estimated_rows, slots[0].table.size_bytes),

@@ -709,16 +709,47 @@ async fn seeded_catalog_table_by_table() {
     assert_eq!(t.estimated_rows, Some(1000));
 }
 
+/// Sessions of this driver still open on the server under `app`.
+async fn sessions(c: &Case, app: &str) -> i64 {
+    // A raw client: the driver has no query API, and this must not count itself.
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(c.cfg.host.as_deref().unwrap())
+        .port(c.cfg.port.unwrap())
+        .dbname(c.cfg.database.as_deref().unwrap())
+        .user(c.creds.get("username").unwrap().expose())
+        .password(c.creds.get("password").unwrap().expose());
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("raw connect");
+    let task = tokio::spawn(conn);
+    let n: i64 = client
+        .query_one(
+            "SELECT count(*) FROM pg_stat_activity WHERE application_name = $1",
+            &[&app],
+        )
+        .await
+        .unwrap()
+        .get(0);
+    drop(client);
+    let _ = task.await;
+    n
+}
+
 #[tokio::test]
-async fn dropped_connection_stops_its_task_and_queries_are_bounded() {
+async fn closed_and_dropped_connections_end_their_sessions() {
     let Some(fx) = matih_connector_testkit::fixture(
         "POSTGRES",
-        "dropped_connection_stops_its_task_and_queries_are_bounded",
+        "closed_and_dropped_connections_end_their_sessions",
     ) else {
         return;
     };
     let d = driver();
-    let c = case(&fx);
+    let app = matih_connector_testkit::unique_name("matih_t");
+    let c = case(&fx).with_cfg(|c| {
+        c.metadata
+            .insert("applicationName".into(), serde_json::json!(app));
+    });
     let mut conn = open(&d, &c.cfg, &c.creds, &EgressPolicy::allow_all())
         .await
         .unwrap();
@@ -727,14 +758,25 @@ async fn dropped_connection_stops_its_task_and_queries_are_bounded() {
         .await
         .unwrap()
         .starts_with("PostgreSQL 1"));
-    conn.close().await.unwrap();
-
-    // Many connections opened and dropped without close leave nothing behind
-    // on the server: their sessions end.
-    for _ in 0..5 {
-        let conn = open(&d, &c.cfg, &c.creds, &EgressPolicy::allow_all())
-            .await
-            .unwrap();
-        drop(conn);
+    let mut dropped = Vec::new();
+    for _ in 0..3 {
+        dropped.push(
+            open(&d, &c.cfg, &c.creds, &EgressPolicy::allow_all())
+                .await
+                .unwrap(),
+        );
     }
+    assert_eq!(sessions(&c, &app).await, 4);
+    conn.close().await.unwrap();
+    drop(dropped);
+    // The server notices a closed socket at once; give it a moment to reap.
+    let mut left = -1;
+    for _ in 0..50 {
+        left = sessions(&c, &app).await;
+        if left == 0 {
+            break;
+        }
+        tokio::time::sleep(std::time::Duration::from_millis(100)).await;
+    }
+    assert_eq!(left, 0, "sessions left open");
 }
