@@ -38,6 +38,10 @@ pub fn install_default_drivers(registry: &mut Registry) {
     registry.register(Arc::new(matih_driver_rest::RestDriver::new()));
     #[cfg(feature = "graphql")]
     registry.register(Arc::new(matih_driver_graphql::GraphqlDriver::new()));
+    #[cfg(feature = "s3")]
+    registry.register(Arc::new(matih_driver_s3::S3Driver::new()));
+    #[cfg(feature = "dynamodb")]
+    registry.register(Arc::new(matih_driver_dynamodb::DynamodbDriver::new()));
     let _ = (registry, Arc::<()>::new(()));
 }
 
