@@ -3,9 +3,9 @@
 //! Catalog APIs, started by `cargo xtask test-drivers --only databricks`. It
 //! is an emulator, not Databricks: it checks no token, so AUTHENTICATION_FAILED
 //! and PERMISSION_DENIED come from the unit tests of `errors.rs` (built from
-//! Databricks' documented error bodies) and from the in-test token endpoint
-//! below, a fake that answers only `/oidc/v1/token`. The catalog assertions
-//! follow tests/fixtures/databricks/seed.json.
+//! Databricks' documented error bodies) and from the in-test FAKE workspace
+//! below (token endpoint and three API calls, named as a fake there). The
+//! catalog assertions follow tests/fixtures/databricks/seed.json.
 
 use matih_connector_core::{
     Catalog, ConnectionConfig, Credentials, DataType, Depth, DiscoveryRequest, ErrorCode,
@@ -195,51 +195,175 @@ async fn error_codes_from_real_failures() {
         .await;
 }
 
-/// An in-test fake of the workspace's `/oidc/v1/token` only: it refuses the
-/// client credentials as Databricks does (`invalid_client`).
-#[tokio::test]
-async fn oauth_refusal_is_authentication_failed() {
-    let Some(fx) =
-        matih_connector_testkit::fixture("DATABRICKS", "oauth_refusal_is_authentication_failed")
-    else {
-        return;
-    };
+/// An in-test FAKE of a workspace, for what minilake cannot show: it checks
+/// credentials. It answers `/oidc/v1/token` (client credentials in HTTP Basic,
+/// `grant_type=client_credentials`, `scope=all-apis`), and the warehouse,
+/// catalog and schema-listing calls for the bearer tokens it knows; anything
+/// else gets Databricks' documented error bodies. Its warehouse is STOPPED,
+/// and it counts statement calls: connecting must not start compute.
+async fn fake_workspace() -> (
+    u16,
+    std::sync::Arc<std::sync::atomic::AtomicUsize>,
+    tokio::task::JoinHandle<()>,
+) {
+    use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
+    let statements = std::sync::Arc::new(AtomicUsize::new(0));
+    let counter = statements.clone();
     let server = tokio::spawn(async move {
         while let Ok((mut s, _)) = listener.accept().await {
+            let counter = counter.clone();
             tokio::spawn(async move {
-                let mut buf = vec![0u8; 8192];
-                let n = s.read(&mut buf).await.unwrap_or(0);
-                let head = String::from_utf8_lossy(&buf[..n]).to_string();
-                let (status, body) = if head.starts_with("POST /oidc/v1/token")
-                    && head.to_ascii_lowercase().contains("authorization: basic")
-                    && head.contains("grant_type=client_credentials")
-                    && head.contains("scope=all-apis")
-                {
+                let mut buf = Vec::new();
+                let mut chunk = [0u8; 4096];
+                let head_end = loop {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        return;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                    if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                        break i + 4;
+                    }
+                };
+                let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                let lower = head.to_ascii_lowercase();
+                let len: usize = lower
+                    .lines()
+                    .find_map(|l| l.strip_prefix("content-length:"))
+                    .and_then(|v| v.trim().parse().ok())
+                    .unwrap_or(0);
+                while buf.len() < head_end + len {
+                    let n = s.read(&mut chunk).await.unwrap_or(0);
+                    if n == 0 {
+                        break;
+                    }
+                    buf.extend_from_slice(&chunk[..n]);
+                }
+                let body = String::from_utf8_lossy(&buf[head_end..]).to_string();
+                let line = head.lines().next().unwrap_or_default().to_owned();
+                let bearer = lower
+                    .lines()
+                    .find_map(|l| l.strip_prefix("authorization: bearer "))
+                    .map(|t| t.trim().to_owned());
+                let unauthenticated = (
+                    "401 Unauthorized",
+                    r#"{"error_code":"UNAUTHENTICATED","message":"Invalid access token."}"#
+                        .to_owned(),
+                );
+                let (status, json) = if line.starts_with("POST /oidc/v1/token ") {
+                    // base64("matih-sp:sp-secret-value")
+                    if lower.contains("authorization: basic bwf0awgtc3a6c3atc2vjcmv0lxzhbhvl")
+                        && body.contains("grant_type=client_credentials")
+                        && body.contains("scope=all-apis")
+                    {
+                        ("200 OK", r#"{"access_token":"oauth-access-token","token_type":"Bearer","expires_in":3600}"#.to_owned())
+                    } else {
+                        ("401 Unauthorized", r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#.to_owned())
+                    }
+                } else if line.starts_with("POST /api/2.0/sql/statements") {
+                    counter.fetch_add(1, Ordering::SeqCst);
                     (
-                        "401 Unauthorized",
-                        r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
+                        "400 Bad Request",
+                        r#"{"error_code":"INVALID_STATE","message":"warehouse is stopped"}"#
+                            .to_owned(),
                     )
                 } else {
-                    ("400 Bad Request", r#"{"error":"invalid_request"}"#)
+                    match bearer.as_deref() {
+                        Some("oauth-access-token" | "dapi-good" | "dapi-noprivs") => {
+                            let noprivs = bearer.as_deref() == Some("dapi-noprivs");
+                            if line.starts_with("GET /api/2.0/sql/warehouses/wh1 ") {
+                                ("200 OK", r#"{"id":"wh1","name":"fake","state":"STOPPED","warehouse_type":"PRO","channel":{"name":"CHANNEL_NAME_CURRENT"}}"#.to_owned())
+                            } else if line.starts_with("GET /api/2.1/unity-catalog/catalogs/main ")
+                            {
+                                ("200 OK", r#"{"name":"main"}"#.to_owned())
+                            } else if line.starts_with("GET /api/2.1/unity-catalog/schemas?")
+                                && noprivs
+                            {
+                                ("403 Forbidden", r#"{"error_code":"PERMISSION_DENIED","message":"User does not have USE CATALOG on Catalog 'main'."}"#.to_owned())
+                            } else if line.starts_with("GET /api/2.1/unity-catalog/schemas?") {
+                                (
+                                    "200 OK",
+                                    r#"{"schemas":[{"name":"s1","catalog_name":"main"}]}"#
+                                        .to_owned(),
+                                )
+                            } else {
+                                ("404 Not Found", r#"{"error_code":"RESOURCE_DOES_NOT_EXIST","message":"not here"}"#.to_owned())
+                            }
+                        }
+                        _ => unauthenticated,
+                    }
                 };
                 let resp = format!(
-                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{body}",
-                    body.len()
+                    "HTTP/1.1 {status}\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{json}",
+                    json.len()
                 );
                 let _ = s.write_all(resp.as_bytes()).await;
             });
         }
     });
+    (port, statements, server)
+}
+
+fn fake_case(port: u16, creds: Credentials) -> Case {
+    let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
+        "host": "127.0.0.1", "port": port, "sslEnabled": false,
+        "metadata": {"warehouseId": "wh1", "catalog": "main"},
+    }))
+    .unwrap();
+    Case::new(cfg, creds)
+}
+
+#[tokio::test]
+async fn credentials_against_a_fake_workspace() {
     let d = driver();
-    let mut c = case(&fx).await.with_cfg(|c| c.port = Some(port));
-    c.creds = Credentials::new()
-        .with("clientId", "matih-sp")
-        .with("clientSecret", "sp-secret-value");
-    let r = conformance::assert_test_fails(&d, &c, Step::Connect, ErrorCode::AuthenticationFailed)
-        .await;
+    let (port, statements, server) = fake_workspace().await;
+    let oauth = |secret: &str| {
+        Credentials::new()
+            .with("clientId", "matih-sp")
+            .with("clientSecret", secret)
+    };
+    // OAuth M2M: the exchanged token is what the APIs see.
+    let r = conformance::assert_test_succeeds(&d, &fake_case(port, oauth("sp-secret-value"))).await;
+    assert_eq!(
+        r.server_version.as_deref(),
+        Some("Databricks SQL (warehouse fake, channel CURRENT, PRO, STOPPED)")
+    );
+    let r = conformance::assert_test_fails(
+        &d,
+        &fake_case(port, oauth("wrong-secret-value")),
+        Step::Connect,
+        ErrorCode::AuthenticationFailed,
+    )
+    .await;
     assert!(r.message.contains("invalid_client"), "{}", r.message);
+    // Personal access tokens: unknown, and known without the catalog privilege.
+    conformance::assert_test_succeeds(
+        &d,
+        &fake_case(port, Credentials::new().with("token", "dapi-good")),
+    )
+    .await;
+    let r = conformance::assert_test_fails(
+        &d,
+        &fake_case(port, Credentials::new().with("token", "dapi-revoked")),
+        Step::Connect,
+        ErrorCode::AuthenticationFailed,
+    )
+    .await;
+    assert!(r.message.contains("Invalid access token"), "{}", r.message);
+    conformance::assert_test_fails(
+        &d,
+        &fake_case(port, Credentials::new().with("token", "dapi-noprivs")),
+        Step::AccessProbe,
+        ErrorCode::PermissionDenied,
+    )
+    .await;
+    assert_eq!(
+        statements.load(std::sync::atomic::Ordering::SeqCst),
+        0,
+        "a stopped warehouse must not be sent statements"
+    );
     server.abort();
 }
 
