@@ -737,6 +737,64 @@ async fn sessions(c: &Case, app: &str) -> i64 {
 }
 
 #[tokio::test]
+async fn sizes_track_pg_total_relation_size() {
+    let Some(fx) =
+        matih_connector_testkit::fixture("POSTGRES", "sizes_track_pg_total_relation_size")
+    else {
+        return;
+    };
+    let d = driver();
+    let c = case(&fx);
+    let cat = conformance::discover(
+        &d,
+        &c,
+        &DiscoveryRequest::default().with_depth(Depth::Tables),
+    )
+    .await;
+    let mut cfg = tokio_postgres::Config::new();
+    cfg.host(c.cfg.host.as_deref().unwrap())
+        .port(c.cfg.port.unwrap())
+        .dbname(c.cfg.database.as_deref().unwrap())
+        .user(c.creds.get("username").unwrap().expose())
+        .password(c.creds.get("password").unwrap().expose());
+    let (client, conn) = cfg
+        .connect(tokio_postgres::NoTls)
+        .await
+        .expect("raw connect");
+    let task = tokio::spawn(conn);
+    for (schema, table) in [
+        ("sales", "customers"),
+        ("sales", "all_types"),
+        ("sales", "Order Items"),
+    ] {
+        let ours = cat
+            .schema(schema)
+            .unwrap()
+            .table(table)
+            .unwrap()
+            .size_bytes
+            .unwrap();
+        // Both are built from the same files; ours leaves out the free-space and
+        // visibility maps, so it is at most the total and not far below it.
+        let total: i64 = client
+            .query_one(
+                "SELECT pg_total_relation_size(format('%I.%I', $1::text, $2::text)::regclass)",
+                &[&schema, &table],
+            )
+            .await
+            .unwrap()
+            .get(0);
+        let total = total as u64;
+        assert!(
+            ours <= total && ours * 2 >= total,
+            "{schema}.{table}: ours {ours}, pg_total_relation_size {total}"
+        );
+    }
+    drop(client);
+    let _ = task.await;
+}
+
+#[tokio::test]
 async fn closed_and_dropped_connections_end_their_sessions() {
     let Some(fx) = matih_connector_testkit::fixture(
         "POSTGRES",
