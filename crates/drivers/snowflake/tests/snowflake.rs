@@ -2,10 +2,11 @@
 //! DuckDB-backed emulator of Snowflake's REST protocol, started by `cargo
 //! xtask test-drivers --only snowflake`. It is an emulator, not Snowflake:
 //! it accepts any password or JWT and creates a missing database on login, so
-//! AUTHENTICATION_FAILED and DATABASE_NOT_FOUND at login are covered by the
-//! unit tests of `errors.rs`, built from Snowflake's documented payloads.
-//! The catalog assertions follow tests/fixtures/snowflake/seed.sql table by
-//! table.
+//! AUTHENTICATION_FAILED, DATABASE_NOT_FOUND and PERMISSION_DENIED are
+//! covered by the unit tests of `errors.rs` (Snowflake's documented payloads)
+//! and by the in-test FAKE of the login and query endpoints at the end of this
+//! file. The catalog assertions follow tests/fixtures/snowflake/seed.sql table
+//! by table.
 
 use matih_connector_core::{
     Catalog, ConnectionConfig, Credentials, DataType, Depth, DiscoveryRequest, ErrorCode,
@@ -325,4 +326,219 @@ async fn hostile_patterns_match_literally_and_cannot_inject() {
     // The seed is intact afterwards.
     let c = conformance::discover(&d, &good, &DiscoveryRequest::default()).await;
     assert_eq!(c.table_count(), 5);
+}
+
+/// An in-test FAKE of Snowflake's login and query endpoints, for what
+/// fakesnow cannot show: it checks credentials. Password `right-password`
+/// for user `matih`; a key-pair JWT is verified with the test key's public
+/// half and its `iss`/`sub` claims checked; database `NOPE` is refused with
+/// 390201; user `noaccess` may log in but not read INFORMATION_SCHEMA. Rows
+/// come back as JSON rowsets (Snowflake's format for this session setting),
+/// the first one after an "in progress" answer that must be polled.
+mod fake {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+    const FP: &str = include_str!("data/test_key.fp");
+    const PUBLIC: &str = include_str!("data/test_key.pub.pem");
+
+    fn login(query: &str, body: &serde_json::Value) -> serde_json::Value {
+        let d = &body["data"];
+        let fail = |code: &str, msg: &str| serde_json::json!({"data": null, "code": code, "message": msg, "success": false});
+        if d["ACCOUNT_NAME"] != "MATIH" {
+            return fail("390100", "Incorrect username or password was specified.");
+        }
+        let user = d["LOGIN_NAME"].as_str().unwrap_or_default();
+        let ok = if d["AUTHENTICATOR"] == "SNOWFLAKE_JWT" {
+            let key = jsonwebtoken::DecodingKey::from_rsa_pem(PUBLIC.as_bytes()).unwrap();
+            let mut v = jsonwebtoken::Validation::new(jsonwebtoken::Algorithm::RS256);
+            v.set_required_spec_claims(&["exp", "iss", "sub"]);
+            match jsonwebtoken::decode::<serde_json::Value>(
+                d["TOKEN"].as_str().unwrap_or_default(),
+                &key,
+                &v,
+            ) {
+                Ok(t) => {
+                    let want_sub = format!("MATIH.{}", user.to_ascii_uppercase());
+                    t.claims["sub"] == want_sub.as_str()
+                        && t.claims["iss"] == format!("{want_sub}.SHA256:{}", FP.trim()).as_str()
+                }
+                Err(_) => false,
+            }
+        } else {
+            d["PASSWORD"] == "right-password"
+        };
+        if !ok {
+            return if d["AUTHENTICATOR"] == "SNOWFLAKE_JWT" {
+                fail("390144", "JWT token is invalid.")
+            } else {
+                fail("390100", "Incorrect username or password was specified.")
+            };
+        }
+        if query.contains("databaseName=NOPE") {
+            return fail(
+                "390201",
+                "The requested database does not exist or not authorized.",
+            );
+        }
+        let token = if user == "noaccess" {
+            "token-noaccess"
+        } else {
+            "token-ok"
+        };
+        serde_json::json!({"data": {"token": token, "sessionInfo": {"databaseName": "MATIH_SEED"}}, "success": true})
+    }
+
+    fn rows(names: &[&str], rows: serde_json::Value) -> serde_json::Value {
+        let rowtype: Vec<_> = names
+            .iter()
+            .map(|n| serde_json::json!({"name": n, "type": "text"}))
+            .collect();
+        serde_json::json!({"data": {"rowtype": rowtype, "rowset": rows, "total": 1}, "success": true})
+    }
+
+    fn query(auth: &str, body: &serde_json::Value) -> serde_json::Value {
+        let sql = body["sqlText"].as_str().unwrap_or_default();
+        if sql.starts_with("SELECT CURRENT_VERSION(), CURRENT_DATABASE()") {
+            return serde_json::json!({"data": {"getResultUrl": "/queries/q1/result"}, "code": "333334",
+                "message": "Asynchronous execution in progress.", "success": false});
+        }
+        if sql.contains("INFORMATION_SCHEMA.SCHEMATA") && auth.contains("token-noaccess") {
+            return serde_json::json!({"data": {"errorCode": "003001", "sqlState": "42501"}, "code": "003001",
+                "message": "SQL access control error:\nInsufficient privileges to operate on database 'MATIH_SEED'", "success": false});
+        }
+        rows(&["SCHEMA_NAME"], serde_json::json!([["PUBLIC"]]))
+    }
+
+    pub async fn serve() -> (u16, tokio::task::JoinHandle<()>) {
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = listener.local_addr().unwrap().port();
+        let task = tokio::spawn(async move {
+            while let Ok((mut s, _)) = listener.accept().await {
+                tokio::spawn(async move {
+                    let mut buf = Vec::new();
+                    let mut chunk = [0u8; 4096];
+                    let head_end = loop {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            return;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                        if let Some(i) = buf.windows(4).position(|w| w == b"\r\n\r\n") {
+                            break i + 4;
+                        }
+                    };
+                    let head = String::from_utf8_lossy(&buf[..head_end]).to_string();
+                    let len: usize = head
+                        .to_ascii_lowercase()
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("content-length:")
+                                .map(|v| v.trim().parse().unwrap_or(0))
+                        })
+                        .unwrap_or(0);
+                    while buf.len() < head_end + len {
+                        let n = s.read(&mut chunk).await.unwrap_or(0);
+                        if n == 0 {
+                            break;
+                        }
+                        buf.extend_from_slice(&chunk[..n]);
+                    }
+                    let body: serde_json::Value =
+                        serde_json::from_slice(&buf[head_end..]).unwrap_or_default();
+                    let line = head.lines().next().unwrap_or_default().to_owned();
+                    let auth = head
+                        .lines()
+                        .find(|l| l.to_ascii_lowercase().starts_with("authorization:"))
+                        .unwrap_or_default()
+                        .to_owned();
+                    let signed_in = auth.contains("Snowflake Token=\"token-");
+                    let answer = if line.starts_with("POST /session/v1/login-request?") {
+                        login(&line, &body)
+                    } else if !signed_in {
+                        serde_json::json!({"data": null, "code": "390103", "message": "Session token not found in the request data.", "success": false})
+                    } else if line.starts_with("POST /queries/v1/query-request?") {
+                        query(&auth, &body)
+                    } else if line.starts_with("GET /queries/q1/result ") {
+                        rows(&["V", "D"], serde_json::json!([["9.40.1", "MATIH_SEED"]]))
+                    } else {
+                        serde_json::json!({"data": null, "success": true})
+                    };
+                    let text = answer.to_string();
+                    let resp = format!(
+                        "HTTP/1.1 200 OK\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{text}",
+                        text.len()
+                    );
+                    let _ = s.write_all(resp.as_bytes()).await;
+                });
+            }
+        });
+        (port, task)
+    }
+}
+
+#[tokio::test]
+async fn credentials_against_a_fake_snowflake() {
+    let d = driver();
+    let (port, server) = fake::serve().await;
+    let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
+        "host": "127.0.0.1", "port": port, "database": "MATIH_SEED", "sslEnabled": false,
+        "metadata": {"account": "matih"},
+    }))
+    .unwrap();
+    let good = Case::new(
+        cfg,
+        Credentials::new()
+            .with("username", "matih")
+            .with("password", "right-password"),
+    );
+    let r = conformance::assert_test_succeeds(&d, &good).await;
+    assert_eq!(
+        r.server_version.as_deref(),
+        Some("Snowflake 9.40.1"),
+        "polled result"
+    );
+    let r = conformance::assert_test_fails(
+        &d,
+        &good.with_cred("password", "wrong-password"),
+        Step::Connect,
+        ErrorCode::AuthenticationFailed,
+    )
+    .await;
+    assert!(
+        r.message.contains("Incorrect username or password"),
+        "{}",
+        r.message
+    );
+    // Key pair: the fake verifies the RS256 signature and the claims.
+    let mut kp = good.clone();
+    kp.creds = Credentials::new()
+        .with("username", "matih")
+        .with("privateKey", include_str!("data/test_key.p8"));
+    conformance::assert_test_succeeds(&d, &kp).await;
+    let mut other_user = kp.clone();
+    other_user.creds.insert("username", "someone_else");
+    conformance::assert_test_succeeds(&d, &other_user).await;
+    let wrong_account = kp.with_cfg(|c| {
+        c.metadata
+            .insert("account".into(), serde_json::json!("other"));
+    });
+    conformance::assert_test_fails(
+        &d,
+        &wrong_account,
+        Step::Connect,
+        ErrorCode::AuthenticationFailed,
+    )
+    .await;
+    let missing_db = good.with_cfg(|c| c.database = Some("NOPE".into()));
+    conformance::assert_test_fails(&d, &missing_db, Step::Connect, ErrorCode::DatabaseNotFound)
+        .await;
+    let no_access = good.with_cred("username", "noaccess");
+    conformance::assert_test_fails(
+        &d,
+        &no_access,
+        Step::AccessProbe,
+        ErrorCode::PermissionDenied,
+    )
+    .await;
+    server.abort();
 }
