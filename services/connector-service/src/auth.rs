@@ -60,7 +60,13 @@ impl Claims {
 /// Verifies tokens. Holds key material; `Debug` shows only the algorithms.
 pub struct Verifier {
     keys: Vec<(Algorithm, DecodingKey)>,
+    /// Tokens already verified, so a client reusing its token (every client)
+    /// pays for the signature check once. Bounded; expiry is rechecked on
+    /// every hit.
+    verified: std::sync::RwLock<std::collections::HashMap<String, Arc<Claims>>>,
 }
+
+const VERIFIED_MAX: usize = 4096;
 
 impl std::fmt::Debug for Verifier {
     fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
@@ -90,7 +96,35 @@ impl Verifier {
             keys.push((Algorithm::HS256, DecodingKey::from_secret(secret)));
         }
         anyhow::ensure!(!keys.is_empty(), "no JWT key configured");
-        Ok(Verifier { keys })
+        Ok(Verifier {
+            keys,
+            verified: Default::default(),
+        })
+    }
+
+    /// Verifies a token, from the cache of verified tokens when it is there.
+    pub fn verify_cached(&self, token: &str) -> Result<Arc<Claims>, AppError> {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(c) = self
+            .verified
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+        {
+            if c.exp > now {
+                return Ok(c.clone());
+            }
+        }
+        let claims = Arc::new(self.verify(token)?);
+        let mut map = self.verified.write().unwrap_or_else(|p| p.into_inner());
+        if map.len() >= VERIFIED_MAX {
+            map.retain(|_, c| c.exp > now);
+            if map.len() >= VERIFIED_MAX {
+                map.clear();
+            }
+        }
+        map.insert(token.to_owned(), claims.clone());
+        Ok(claims)
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AppError> {
@@ -171,7 +205,7 @@ impl FromRequestParts<AppState> for Auth {
             .strip_prefix("Bearer ")
             .or_else(|| text.strip_prefix("bearer "))
             .ok_or_else(|| AppError::unauthorized("expected Authorization: Bearer <token>"))?;
-        Ok(Auth(Arc::new(state.verifier.verify(token.trim())?)))
+        Ok(Auth(state.verifier.verify_cached(token.trim())?))
     }
 }
 
@@ -195,5 +229,21 @@ mod tests {
         let expired = mint_hs256(&secret, Role::PlatformAdmin, None, "old", -3600);
         assert_eq!(v.verify(&expired).unwrap_err().message, "token expired");
         assert_eq!(v.verify("nonsense").unwrap_err().status, 401);
+        // The cache answers the same as the check, and never for an expired token.
+        assert_eq!(v.verify_cached(&tok).unwrap().tenant_id, Some(t));
+        assert_eq!(v.verify_cached(&tok).unwrap().tenant_id, Some(t));
+        assert_eq!(v.verify_cached(&other).unwrap_err().status, 401);
+        let short = mint_hs256(&secret, Role::PlatformAdmin, None, "short", 1);
+        v.verify_cached(&short).unwrap();
+        if let Some(c) = v.verified.write().unwrap().get_mut(&short) {
+            let c = Arc::make_mut(c);
+            c.exp = 0;
+            c.sub = "stale".into();
+        }
+        assert_eq!(
+            v.verify_cached(&short).unwrap().sub,
+            "short",
+            "a past-exp entry is checked again"
+        );
     }
 }
