@@ -1,0 +1,1 @@
+//! Kafka driver for MATIH connectors.
