@@ -125,7 +125,28 @@ pub const DRIVERS: &[DriverEntry] = &[
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root());
+    scrub_cargo_run_env(&mut cmd);
     cmd
+}
+
+/// Removes what `cargo run` put in xtask's environment (`CARGO_PKG_NAME=xtask`,
+/// `CARGO_MANIFEST_DIR`, …). A nested cargo compares such variables against
+/// build scripts' `rerun-if-env-changed` (ring's lists several), so leaving
+/// them in rebuilds ring and everything above it, and the next plain
+/// `cargo test` rebuilds it all again.
+fn scrub_cargo_run_env(cmd: &mut Command) {
+    for (k, _) in std::env::vars_os() {
+        let Some(k) = k.to_str() else { continue };
+        let from_cargo_run = k.starts_with("CARGO_PKG_")
+            || k.starts_with("CARGO_MANIFEST_")
+            || matches!(
+                k,
+                "CARGO_CRATE_NAME" | "CARGO_BIN_NAME" | "CARGO_PRIMARY_PACKAGE" | "OUT_DIR"
+            );
+        if from_cargo_run {
+            cmd.env_remove(k);
+        }
+    }
 }
 
 /// A cargo command that sees exactly `vars` as fixture variables.
@@ -307,6 +328,7 @@ fn run_package_tests(build: &TestBuild, package: &str, vars: &Vars) -> (String, 
             short_path(&b.path)
         );
         let mut cmd = Command::new(&b.path);
+        scrub_cargo_run_env(&mut cmd);
         cmd.current_dir(&b.manifest_dir)
             .env("CARGO_MANIFEST_DIR", &b.manifest_dir)
             .env("CARGO_PKG_NAME", package);
