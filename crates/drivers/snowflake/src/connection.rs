@@ -2,6 +2,7 @@
 //! addresses), login (password or key-pair JWT), statements with bindings,
 //! JSON and Arrow result sets, and the session's end.
 
+use std::collections::HashMap;
 use std::io::Cursor;
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -13,8 +14,8 @@ use arrow_array::Array;
 use arrow_schema::DataType as ArrowType;
 use base64::Engine as _;
 use matih_connector_core::{
-    async_trait, tls, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode, SecretString,
+    async_trait, resolve_host, tls, with_timeout, Catalog, ConnectContext, Connection,
+    ConnectorError, DiscoveryRequest, EgressPolicy, ErrorCode, SecretString,
 };
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
 use serde_json::{json, Value};
@@ -71,6 +72,30 @@ fn build_client(
         .redirect(reqwest::redirect::Policy::none())
         .user_agent(concat!("matih-connectors/", env!("CARGO_PKG_VERSION")));
     let bare = cfg.host.trim_start_matches('[').trim_end_matches(']');
+    if bare.parse::<std::net::IpAddr>().is_err() {
+        builder = builder.resolve_to_addrs(bare, addrs);
+    }
+    builder
+        .build()
+        .map_err(|e| parse_error(Failure::Http(e), "building the HTTP client"))
+}
+
+/// A client for one cloud-storage host, pinned to its checked addresses.
+fn build_pinned_client(
+    host: &str,
+    addrs: &[SocketAddr],
+    connect: Duration,
+) -> Result<reqwest::Client, ConnectorError> {
+    let tls = tls::client_config(matih_connector_core::SslMode::VerifyFull, None)?
+        .ok_or_else(|| ConnectorError::internal("TLS configuration missing for a TLS mode"))?;
+    let mut builder = reqwest::Client::builder()
+        .use_preconfigured_tls(tls)
+        .no_proxy()
+        .dns_resolver(Arc::new(NoLookup))
+        .connect_timeout(connect)
+        .redirect(reqwest::redirect::Policy::none())
+        .user_agent(concat!("matih-connectors/", env!("CARGO_PKG_VERSION")));
+    let bare = host.trim_start_matches('[').trim_end_matches(']');
     if bare.parse::<std::net::IpAddr>().is_err() {
         builder = builder.resolve_to_addrs(bare, addrs);
     }
@@ -391,8 +416,44 @@ fn cell(col: &dyn Array, i: usize, scale: u32) -> Option<String> {
     })
 }
 
-/// Reads the rows of a successful query answer.
-pub(crate) fn rows_of(data: &Value) -> Result<Rows, Failure> {
+/// A further part of a large result, at a pre-signed cloud-storage URL.
+#[derive(Debug, Clone)]
+pub(crate) struct Chunk {
+    pub url: String,
+}
+
+/// Rows of a successful answer, and the chunks still to download.
+#[derive(Debug, Default)]
+pub(crate) struct FirstPart {
+    pub rows: Rows,
+    pub chunks: Vec<Chunk>,
+    /// Headers the chunk downloads need (`chunkHeaders`, or the SSE-C headers
+    /// built from `qrmk`).
+    pub chunk_headers: Vec<(String, String)>,
+    pub arrow: bool,
+}
+
+fn cells(set: Vec<Value>) -> Vec<Vec<Option<String>>> {
+    set.into_iter()
+        .map(|r| {
+            r.as_array()
+                .map(|cells| {
+                    cells
+                        .iter()
+                        .map(|c| match c {
+                            Value::Null => None,
+                            Value::String(s) => Some(s.clone()),
+                            other => Some(other.to_string()),
+                        })
+                        .collect()
+                })
+                .unwrap_or_default()
+        })
+        .collect()
+}
+
+/// Reads the first part of a successful query answer.
+pub(crate) fn rows_of(data: &Value) -> Result<FirstPart, Failure> {
     let names: Vec<String> = data
         .get("rowtype")
         .and_then(Value::as_array)
@@ -407,44 +468,93 @@ pub(crate) fn rows_of(data: &Value) -> Result<Rows, Failure> {
                 .collect()
         })
         .unwrap_or_default();
-    if data
-        .get("chunks")
-        .and_then(Value::as_array)
-        .is_some_and(|c| !c.is_empty())
-    {
-        return Err(Failure::Protocol(
-            "the result spans several chunks, which this driver does not download yet; narrow the discovery filters".into(),
-        ));
-    }
+    let arrow = data.get("queryResultFormat").and_then(Value::as_str) == Some("arrow")
+        || data.get("rowsetBase64").and_then(Value::as_str).is_some();
     let rows = if let Some(b64) = data.get("rowsetBase64").and_then(Value::as_str) {
         let bytes = base64::engine::general_purpose::STANDARD
             .decode(b64)
             .map_err(|e| Failure::Protocol(format!("rowsetBase64 is not base64: {e}")))?;
         decode_arrow(&bytes)?
     } else {
-        let set = data
-            .get("rowset")
-            .and_then(Value::as_array)
-            .cloned()
-            .unwrap_or_default();
-        set.into_iter()
-            .map(|r| {
-                r.as_array()
-                    .map(|cells| {
-                        cells
-                            .iter()
-                            .map(|c| match c {
-                                Value::Null => None,
-                                Value::String(s) => Some(s.clone()),
-                                other => Some(other.to_string()),
-                            })
-                            .collect()
-                    })
-                    .unwrap_or_default()
-            })
-            .collect()
+        cells(
+            data.get("rowset")
+                .and_then(Value::as_array)
+                .cloned()
+                .unwrap_or_default(),
+        )
     };
-    Ok(Rows { names, rows })
+    let chunks: Vec<Chunk> = data
+        .get("chunks")
+        .and_then(Value::as_array)
+        .map(|a| {
+            a.iter()
+                .filter_map(|c| c.get("url").and_then(Value::as_str))
+                .map(|u| Chunk { url: u.to_owned() })
+                .collect()
+        })
+        .unwrap_or_default();
+    let mut chunk_headers: Vec<(String, String)> = data
+        .get("chunkHeaders")
+        .and_then(Value::as_object)
+        .map(|m| {
+            m.iter()
+                .filter_map(|(k, v)| v.as_str().map(|v| (k.clone(), v.to_owned())))
+                .collect()
+        })
+        .unwrap_or_default();
+    if chunk_headers.is_empty() {
+        if let Some(qrmk) = data.get("qrmk").and_then(Value::as_str) {
+            // S3 server-side encryption with the query result master key.
+            chunk_headers = vec![
+                (
+                    "x-amz-server-side-encryption-customer-algorithm".into(),
+                    "AES256".into(),
+                ),
+                (
+                    "x-amz-server-side-encryption-customer-key".into(),
+                    qrmk.to_owned(),
+                ),
+            ];
+        }
+    }
+    Ok(FirstPart {
+        rows: Rows { names, rows },
+        chunks,
+        chunk_headers,
+        arrow,
+    })
+}
+
+/// Decodes one downloaded chunk: gzip when it starts with the gzip magic;
+/// JSON chunks hold rows without the enclosing brackets.
+pub(crate) fn decode_chunk(
+    body: &[u8],
+    arrow: bool,
+    limit: u64,
+) -> Result<Vec<Vec<Option<String>>>, Failure> {
+    use std::io::Read as _;
+    let raw: Vec<u8> = if body.starts_with(&[0x1f, 0x8b]) {
+        let mut out = Vec::new();
+        flate2::read::GzDecoder::new(body)
+            .take(limit + 1)
+            .read_to_end(&mut out)
+            .map_err(|e| Failure::Protocol(format!("a result chunk is not valid gzip: {e}")))?;
+        if out.len() as u64 > limit {
+            return Err(Failure::TooLarge { limit });
+        }
+        out
+    } else {
+        body.to_vec()
+    };
+    if arrow {
+        return decode_arrow(&raw);
+    }
+    let mut text = Vec::with_capacity(raw.len() + 2);
+    text.push(b'[');
+    text.extend_from_slice(&raw);
+    text.push(b']');
+    let set: Vec<Value> = serde_json::from_slice(&text).map_err(Failure::Json)?;
+    Ok(cells(set))
 }
 
 // ---------------------------------------------------------------------------
@@ -460,6 +570,9 @@ pub(crate) struct SnowflakeConnection {
     version: String,
     /// `CURRENT_DATABASE()`: the database name as Snowflake resolved it.
     pub(crate) database: String,
+    /// For the cloud-storage hosts of large results.
+    egress: EgressPolicy,
+    chunk_clients: HashMap<String, reqwest::Client>,
 }
 
 impl std::fmt::Debug for SnowflakeConnection {
@@ -485,6 +598,8 @@ impl SnowflakeConnection {
             sequence: 0,
             version: String::new(),
             database: String::new(),
+            egress: ctx.egress.clone(),
+            chunk_clients: HashMap::new(),
         };
         // The session may exist without a current database when the named
         // one is missing or not granted: that is the missing-database case.
@@ -620,7 +735,91 @@ impl SnowflakeConnection {
             return Err(parse_error(failure_of(&v), what));
         }
         let data = v.get("data").cloned().unwrap_or(Value::Null);
-        rows_of(&data).map_err(|f| parse_error(f, what))
+        let first = rows_of(&data).map_err(|f| parse_error(f, what))?;
+        let mut rows = first.rows;
+        if !first.chunks.is_empty() {
+            let more = self
+                .fetch_chunks(
+                    &first.chunks,
+                    &first.chunk_headers,
+                    first.arrow,
+                    limit,
+                    started,
+                )
+                .await?;
+            rows.rows.extend(more);
+        }
+        Ok(rows)
+    }
+
+    /// Downloads the further chunks of a large result from their pre-signed
+    /// URLs: each host resolved and checked against the egress policy, TLS
+    /// verified against the public roots (cloud storage, not the account
+    /// endpoint), all chunks together bounded by `maxResponseBytes`.
+    async fn fetch_chunks(
+        &mut self,
+        chunks: &[Chunk],
+        headers: &[(String, String)],
+        arrow: bool,
+        limit: Duration,
+        started: Instant,
+    ) -> Result<Vec<Vec<Option<String>>>, ConnectorError> {
+        let what = "downloading a result chunk";
+        let mut budget = self.cfg.max_response_bytes;
+        let mut out = Vec::new();
+        for chunk in chunks {
+            let url = Url::parse(&chunk.url)
+                .map_err(|e| parse_error(Failure::Protocol(format!("bad chunk URL: {e}")), what))?;
+            let host = url
+                .host_str()
+                .ok_or_else(|| {
+                    parse_error(Failure::Protocol("chunk URL without a host".into()), what)
+                })?
+                .to_owned();
+            let port = url.port_or_known_default().unwrap_or(443);
+            let key = format!("{host}:{port}");
+            if !self.chunk_clients.contains_key(&key) {
+                let addrs = resolve_host(&host, port, self.cfg.timeouts, &self.egress).await?;
+                let client = build_pinned_client(&host, &addrs, self.cfg.timeouts.connect())?;
+                self.chunk_clients.insert(key.clone(), client);
+            }
+            let client = &self.chunk_clients[&key];
+            let mut req = client.get(url);
+            for (k, v) in headers {
+                let mut hv = HeaderValue::from_str(v).map_err(|_| {
+                    parse_error(
+                        Failure::Protocol("a chunk header is not header-safe".into()),
+                        what,
+                    )
+                })?;
+                hv.set_sensitive(true);
+                req = req.header(k.as_str(), hv);
+            }
+            let remaining = limit
+                .saturating_sub(started.elapsed())
+                .max(Duration::from_millis(1));
+            let fut = async {
+                let mut resp = req
+                    .timeout(remaining)
+                    .send()
+                    .await
+                    .map_err(|e| parse_error(Failure::Http(e), what))?;
+                let status = resp.status();
+                if !status.is_success() {
+                    let body = read_prefix(&mut resp, ERROR_BODY_BYTES).await;
+                    return Err(parse_error(Failure::Status { status, body }, what));
+                }
+                read_bounded(&mut resp, budget)
+                    .await
+                    .map_err(|f| parse_error(f, what))
+            };
+            let body = with_timeout(remaining + Duration::from_millis(250), what, fut).await?;
+            budget = budget.saturating_sub(body.len() as u64);
+            out.extend(
+                decode_chunk(&body, arrow, budget.max(1)).map_err(|f| parse_error(f, what))?,
+            );
+        }
+        Ok(out)
     }
 
     /// A result URL must stay on the session's own origin.
@@ -818,17 +1017,35 @@ mod tests {
     fn json_rowsets_and_chunked_results() {
         let data = json!({"rowtype":[{"name":"A"},{"name":"b"}],"rowset":[["1",null],["x","y"]]});
         let r = rows_of(&data).unwrap();
-        assert_eq!(r.col("B").unwrap(), 1);
+        assert_eq!(r.rows.col("B").unwrap(), 1);
         assert_eq!(
-            r.rows,
+            r.rows.rows,
             vec![
                 vec![Some("1".into()), None],
                 vec![Some("x".into()), Some("y".into())]
             ]
         );
-        let chunked =
-            json!({"rowtype":[],"rowset":[],"chunks":[{"url":"https://s3/x","rowCount":10}]});
-        assert!(matches!(rows_of(&chunked), Err(Failure::Protocol(_))));
+        assert!(r.chunks.is_empty() && !r.arrow);
+        let chunked = json!({"rowtype":[],"rowset":[],"qrmk":"k3y","chunks":[{"url":"https://s3/x","rowCount":10}]});
+        let r = rows_of(&chunked).unwrap();
+        assert_eq!(r.chunks.len(), 1);
+        assert_eq!(
+            r.chunk_headers[1],
+            (
+                "x-amz-server-side-encryption-customer-key".to_owned(),
+                "k3y".to_owned()
+            )
+        );
+        assert_eq!(
+            decode_chunk(br#"["a",null],["b","2"]"#, false, 1024)
+                .unwrap()
+                .len(),
+            2
+        );
+        assert!(matches!(
+            decode_chunk(b"\x1f\x8bnot gzip", false, 1024),
+            Err(Failure::Protocol(_))
+        ));
     }
 
     #[test]

@@ -396,11 +396,22 @@ mod fake {
         serde_json::json!({"data": {"rowtype": rowtype, "rowset": rows, "total": 1}, "success": true})
     }
 
-    fn query(auth: &str, body: &serde_json::Value) -> serde_json::Value {
+    fn query(auth: &str, host: &str, body: &serde_json::Value) -> serde_json::Value {
         let sql = body["sqlText"].as_str().unwrap_or_default();
         if sql.starts_with("SELECT CURRENT_VERSION(), CURRENT_DATABASE()") {
             return serde_json::json!({"data": {"getResultUrl": "/queries/q1/result"}, "code": "333334",
                 "message": "Asynchronous execution in progress.", "success": false});
+        }
+        if sql.contains("SCHEMA_NAME, COMMENT FROM INFORMATION_SCHEMA.SCHEMATA") {
+            // A large result: two more chunks at "pre-signed" URLs that need
+            // the chunk headers; the first is gzip-compressed.
+            let base = format!("http://{host}/chunks");
+            return serde_json::json!({"data": {
+                "rowtype": [{"name": "SCHEMA_NAME"}, {"name": "COMMENT"}],
+                "rowset": [["PUBLIC", null]],
+                "chunkHeaders": {"x-test-chunk": "yes"},
+                "chunks": [{"url": format!("{base}/0"), "rowCount": 2}, {"url": format!("{base}/1"), "rowCount": 1}],
+                "queryResultFormat": "json", "total": 4}, "success": true});
         }
         if sql.contains("INFORMATION_SCHEMA.SCHEMATA") && auth.contains("token-noaccess") {
             return serde_json::json!({"data": {"errorCode": "003001", "sqlState": "42501"}, "code": "003001",
@@ -452,12 +463,37 @@ mod fake {
                         .unwrap_or_default()
                         .to_owned();
                     let signed_in = auth.contains("Snowflake Token=\"token-");
+                    let host = head
+                        .lines()
+                        .find_map(|l| {
+                            l.strip_prefix("host: ")
+                                .or_else(|| l.strip_prefix("Host: "))
+                        })
+                        .unwrap_or_default()
+                        .trim()
+                        .to_owned();
+                    if line.starts_with("GET /chunks/") {
+                        let ok = head.to_ascii_lowercase().contains("x-test-chunk: yes");
+                        let body: &[u8] = match (ok, line.starts_with("GET /chunks/0 ")) {
+                            (false, _) => b"<Error><Code>AccessDenied</Code></Error>",
+                            (true, true) => include_bytes!("data/chunk0.json.gz"),
+                            (true, false) => br#"["C",null]"#,
+                        };
+                        let status = if ok { "200 OK" } else { "403 Forbidden" };
+                        let head = format!(
+                            "HTTP/1.1 {status}\r\ncontent-length: {}\r\nconnection: close\r\n\r\n",
+                            body.len()
+                        );
+                        let _ = s.write_all(head.as_bytes()).await;
+                        let _ = s.write_all(body).await;
+                        return;
+                    }
                     let answer = if line.starts_with("POST /session/v1/login-request?") {
                         login(&line, &body)
                     } else if !signed_in {
                         serde_json::json!({"data": null, "code": "390103", "message": "Session token not found in the request data.", "success": false})
                     } else if line.starts_with("POST /queries/v1/query-request?") {
-                        query(&auth, &body)
+                        query(&auth, &host, &body)
                     } else if line.starts_with("GET /queries/q1/result ") {
                         rows(&["V", "D"], serde_json::json!([["9.40.1", "MATIH_SEED"]]))
                     } else {
@@ -532,6 +568,27 @@ async fn credentials_against_a_fake_snowflake() {
     let missing_db = good.with_cfg(|c| c.database = Some("NOPE".into()));
     conformance::assert_test_fails(&d, &missing_db, Step::Connect, ErrorCode::DatabaseNotFound)
         .await;
+    // A result in several chunks: all rows, in order.
+    let c = conformance::discover(
+        &d,
+        &good,
+        &DiscoveryRequest::default().with_depth(Depth::Schemas),
+    )
+    .await;
+    let names: Vec<_> = c
+        .schemas
+        .iter()
+        .map(|s| (s.name.as_str(), s.comment.as_deref()))
+        .collect();
+    assert_eq!(
+        names,
+        vec![
+            ("A", None),
+            ("B", Some("bee")),
+            ("C", None),
+            ("PUBLIC", None)
+        ]
+    );
     let no_access = good.with_cred("username", "noaccess");
     conformance::assert_test_fails(
         &d,
