@@ -1,0 +1,142 @@
+//! Opening a session over the addresses the core resolved, and the
+//! [`Connection`] implementation.
+
+use std::net::SocketAddr;
+use std::time::Duration;
+
+use matih_connector_core::{
+    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
+    DiscoveryRequest, ErrorCode,
+};
+use tiberius::{Client, Row, ToSql};
+use tokio::net::TcpStream;
+use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
+
+use crate::config::SqlServerOptions;
+use crate::discovery;
+use crate::errors::{parse_error, parse_error_redacted, parse_io_error};
+
+pub(crate) type TdsClient = Client<Compat<TcpStream>>;
+
+pub(crate) struct SqlServerConnection {
+    client: TdsClient,
+    query_timeout: Duration,
+    schema: Option<String>,
+}
+
+/// Connects to the first address that answers. Login and TLS failures stop at
+/// once: another address of the same host would answer the same.
+pub(crate) async fn connect(
+    opts: &SqlServerOptions,
+    ctx: &ConnectContext,
+) -> Result<SqlServerConnection, ConnectorError> {
+    if ctx.addrs.is_empty() {
+        return Err(ConnectorError::internal(
+            "no resolved address to connect to",
+        ));
+    }
+    with_timeout(ctx.timeouts.connect(), "connecting", async {
+        let mut last = None;
+        for addr in &ctx.addrs {
+            match connect_one(opts, ctx, *addr).await {
+                Ok(c) => return Ok(c),
+                Err(e)
+                    if matches!(
+                        e.code(),
+                        ErrorCode::ConnectionRefused | ErrorCode::ConnectionClosed
+                    ) =>
+                {
+                    last = Some(e)
+                }
+                Err(e) => return Err(e),
+            }
+        }
+        Err(last.unwrap_or_else(|| ConnectorError::internal("no address to connect to")))
+    })
+    .await
+}
+
+async fn connect_one(
+    opts: &SqlServerOptions,
+    ctx: &ConnectContext,
+    addr: SocketAddr,
+) -> Result<SqlServerConnection, ConnectorError> {
+    let what = format!("connecting to {addr}");
+    // Our own socket to the checked address: tiberius would resolve the host again.
+    let stream = TcpStream::connect(addr)
+        .await
+        .map_err(|e| parse_io_error(e, &what))?;
+    let _ = stream.set_nodelay(true);
+    let host = ctx
+        .host
+        .as_deref()
+        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
+        .unwrap_or_else(|| addr.ip().to_string());
+    let config = opts.tiberius_config(&host, addr.port());
+    let secrets = [opts.user.as_str(), opts.password.expose()];
+    let client = Client::connect(config, stream.compat_write())
+        .await
+        .map_err(|e| parse_error_redacted(e, &what, &secrets))?;
+    tracing::debug!(%addr, ssl_mode = %opts.ssl_mode, "sqlserver session open");
+    Ok(SqlServerConnection {
+        client,
+        query_timeout: opts.query_timeout,
+        schema: opts.schema.clone(),
+    })
+}
+
+impl SqlServerConnection {
+    /// Runs one statement with bind parameters (`@P1`…) under the query time
+    /// limit and returns its first result set.
+    pub(crate) async fn rows(
+        &mut self,
+        what: &str,
+        sql: &str,
+        params: &[&dyn ToSql],
+    ) -> Result<Vec<Row>, ConnectorError> {
+        let client = &mut self.client;
+        with_timeout(self.query_timeout, what, async {
+            let stream = client
+                .query(sql, params)
+                .await
+                .map_err(|e| parse_error(e, what))?;
+            stream
+                .into_first_result()
+                .await
+                .map_err(|e| parse_error(e, what))
+        })
+        .await
+    }
+}
+
+#[async_trait]
+impl Connection for SqlServerConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        const WHAT: &str = "reading the server version";
+        let rows = self.rows(WHAT, discovery::VERSION_SQL, &[]).await?;
+        let row = rows.first().ok_or_else(|| {
+            ConnectorError::new(
+                ErrorCode::ProtocolError,
+                "the server returned no version row",
+            )
+        })?;
+        let full: Option<&str> = row.try_get(0).map_err(|e| parse_error(e, WHAT))?;
+        let edition: Option<&str> = row.try_get(1).map_err(|e| parse_error(e, WHAT))?;
+        Ok(discovery::format_version(full.unwrap_or_default(), edition))
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        let schema = self.schema.clone();
+        discovery::probe(self, req, schema.as_deref()).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        let schema = self.schema.clone();
+        discovery::discover(self, req, schema.as_deref()).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.close()).await;
+        Ok(())
+    }
+}
