@@ -37,6 +37,8 @@ pub(crate) struct DatabricksConfig {
     pub auth: Auth,
     pub warehouse_id: String,
     pub catalog: String,
+    /// The default schema: checked by the probe, not a discovery scope.
+    pub schema: Option<String>,
     pub tls: SslMode,
     pub ca_pem: Option<String>,
     pub timeouts: Timeouts,
@@ -228,6 +230,7 @@ impl DatabricksConfig {
             auth,
             warehouse_id: warehouse_id(cfg)?,
             catalog,
+            schema: cfg.schema.clone(),
             tls,
             ca_pem: cfg.ssl_ca_pem.clone(),
             timeouts: cfg.timeouts,

@@ -24,6 +24,13 @@ pub(crate) async fn probe(
     conn: &mut DatabricksConnection,
     _req: &DiscoveryRequest,
 ) -> Result<(), ConnectorError> {
+    if let Some(schema) = conn.cfg.schema.clone() {
+        let full = format!("{}.{schema}", conn.cfg.catalog);
+        let url = conn.cfg.url("/api/2.1/unity-catalog/schemas", &[&full]);
+        conn.get(url, conn.cfg.timeouts.query(), "GET schema")
+            .await
+            .map_err(|e| e.with_context("schema", &schema))?;
+    }
     let mut url = conn.cfg.url("/api/2.1/unity-catalog/schemas", &[]);
     url.query_pairs_mut()
         .append_pair("catalog_name", &conn.cfg.catalog)

@@ -180,6 +180,17 @@ async fn error_codes_from_real_failures() {
         conformance::assert_test_fails(&d, &missing, Step::Connect, ErrorCode::DatabaseNotFound)
             .await;
     assert!(r.message.contains("matih_no_such_catalog"), "{}", r.message);
+    // The default schema must exist (it is checked, not a discovery scope).
+    let missing_schema = good.with_cfg(|c| c.schema = Some("no_such_schema".into()));
+    conformance::assert_test_fails(
+        &d,
+        &missing_schema,
+        Step::AccessProbe,
+        ErrorCode::DatabaseNotFound,
+    )
+    .await;
+    conformance::assert_test_succeeds(&d, &good.with_cfg(|c| c.schema = Some("sales".into())))
+        .await;
     let no_wh = good.with_cfg(|c| {
         c.metadata.insert(
             "httpPath".into(),
