@@ -85,7 +85,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "azure-blob",
         package: "matih-driver-azure-blob",
-        fixtures: &[],
+        fixtures: &["azure-blob"],
     },
     DriverEntry {
         name: "gcs",
