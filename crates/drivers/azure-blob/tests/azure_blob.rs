@@ -195,13 +195,91 @@ async fn service_principal_token_endpoint_is_egress_checked() {
         panic!("the metadata address must be refused")
     };
     assert_eq!(err.code(), ErrorCode::EgressDenied, "{err}");
-    // A token endpoint that does not answer is bounded by the connect limit.
+    // A FAKE Entra ID token endpoint answering Microsoft's documented body for
+    // a wrong client secret, after checking the grant's form fields.
+    let (port, seen) = fake_token_endpoint().await;
+    sp.cfg.metadata.insert(
+        "tokenUrl".into(),
+        json!(format!("http://127.0.0.1:{port}/t/oauth2/v2.0/token")),
+    );
+    let r = assert_test_fails(&d, &sp, Step::Connect, ErrorCode::AuthenticationFailed).await;
+    assert!(
+        r.message.contains("invalid_client") && r.message.contains("AADSTS7000215"),
+        "{}",
+        r.message
+    );
+    let form = seen.lock().unwrap().clone();
+    assert_eq!(form.len(), 1, "{form:?}");
+    for want in [
+        "grant_type=client_credentials",
+        "scope=https%3A%2F%2Fstorage.azure.com%2F.default",
+        "client_id=00000000-0000-0000-0000-000000000001",
+    ] {
+        assert!(form[0].contains(want), "{want} not in the token request");
+    }
+    // A token endpoint that refuses connections.
     let port = closed_port();
     sp.cfg.metadata.insert(
         "tokenUrl".into(),
         json!(format!("http://127.0.0.1:{port}/t/oauth2/v2.0/token")),
     );
     assert_test_fails(&d, &sp, Step::Connect, ErrorCode::ConnectionRefused).await;
+}
+
+/// Reads one HTTP/1.1 request's body (by Content-Length).
+async fn read_body(s: &mut tokio::net::TcpStream) -> String {
+    use tokio::io::AsyncReadExt;
+    let mut buf = Vec::new();
+    let mut chunk = [0u8; 4096];
+    loop {
+        let n = s.read(&mut chunk).await.unwrap_or(0);
+        if n == 0 {
+            return String::new();
+        }
+        buf.extend_from_slice(&chunk[..n]);
+        let text = String::from_utf8_lossy(&buf).to_string();
+        if let Some(end) = text.find("\r\n\r\n") {
+            let len = text[..end]
+                .lines()
+                .find_map(|l| {
+                    l.to_ascii_lowercase()
+                        .strip_prefix("content-length:")
+                        .map(|v| v.trim().parse::<usize>().unwrap_or(0))
+                })
+                .unwrap_or(0);
+            if buf.len() >= end + 4 + len {
+                return text[end + 4..].to_owned();
+            }
+        }
+    }
+}
+
+/// A FAKE token endpoint: records each request's form body and answers 401
+/// with Entra ID's body for an invalid client secret.
+async fn fake_token_endpoint() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    use tokio::io::AsyncWriteExt;
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let port = l.local_addr().unwrap().port();
+    let seen = std::sync::Arc::new(std::sync::Mutex::new(Vec::new()));
+    let seen2 = seen.clone();
+    tokio::spawn(async move {
+        while let Ok((mut s, _)) = l.accept().await {
+            let body = read_body(&mut s).await;
+            seen2.lock().unwrap().push(body);
+            let answer = json!({
+                "error": "invalid_client",
+                "error_description": "AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.",
+                "error_codes": [7000215]
+            })
+            .to_string();
+            let resp = format!(
+                "HTTP/1.1 401 Unauthorized\r\ncontent-type: application/json\r\ncontent-length: {}\r\nconnection: close\r\n\r\n{answer}",
+                answer.len()
+            );
+            let _ = s.write_all(resp.as_bytes()).await;
+        }
+    });
+    (port, seen)
 }
 
 #[tokio::test]
