@@ -5,6 +5,7 @@
 //! patterns, so include/exclude filters are applied to the listings here; a
 //! schema filter still saves the table calls of every schema it excludes.
 
+use futures_util::StreamExt as _;
 use matih_connector_core::{
     Catalog, Column, ConnectorError, Depth, DiscoveryRequest, ErrorCode, Schema, Table, TableKind,
 };
@@ -19,6 +20,8 @@ const TABLE_PAGE: &str = "50";
 const SCHEMA_PAGE: &str = "1000";
 /// Pages per listing before giving up (50 000 tables in one schema).
 const MAX_PAGES: usize = 1000;
+/// Schemas whose tables are listed at the same time.
+const SCHEMA_CONCURRENCY: usize = 4;
 
 pub(crate) async fn probe(
     conn: &mut DatabricksConnection,
@@ -231,21 +234,35 @@ pub(crate) async fn discover(
     } else {
         "true"
     };
-    for schema in &mut out {
-        let tables = list_all(
-            conn,
-            "/api/2.1/unity-catalog/tables",
-            &[
-                ("catalog_name", &catalog_name),
-                ("schema_name", &schema.name),
-                ("max_results", TABLE_PAGE),
-                ("omit_columns", omit_columns),
-            ],
-            "tables",
-            "GET tables",
-        )
-        .await?;
-        for t in &tables {
+    // A few schemas at a time: the listings are independent, and a catalog
+    // with hundreds of schemas should not pay their latencies in sequence.
+    let conn_ref: &DatabricksConnection = conn;
+    let names: Vec<String> = out.iter().map(|s| s.name.clone()).collect();
+    let listings: Vec<Result<Vec<Value>, ConnectorError>> =
+        futures_util::stream::iter(names.into_iter().map(|schema_name| {
+            let catalog_name = catalog_name.clone();
+            async move {
+                list_all(
+                    conn_ref,
+                    "/api/2.1/unity-catalog/tables",
+                    &[
+                        ("catalog_name", &catalog_name),
+                        ("schema_name", &schema_name),
+                        ("max_results", TABLE_PAGE),
+                        ("omit_columns", omit_columns),
+                    ],
+                    "tables",
+                    "GET tables",
+                )
+                .await
+                .map_err(|e| e.with_context("schema", &schema_name))
+            }
+        }))
+        .buffered(SCHEMA_CONCURRENCY)
+        .collect()
+        .await;
+    for (schema, tables) in out.iter_mut().zip(listings) {
+        for t in &tables? {
             let Some(name) = s(t, "name") else { continue };
             if req.tables.matches(name) {
                 schema.tables.push(table(t, req));
