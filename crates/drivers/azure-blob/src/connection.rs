@@ -105,6 +105,27 @@ pub(crate) fn shared_key_header(
     ))
 }
 
+/// `<base><segments…>?<query>`: a blob name's `/`s stay path separators and
+/// every part is percent-encoded; the account root of a path-style endpoint
+/// has no trailing slash.
+pub(crate) fn blob_url(base: &Url, segments: &[&str], query: &[(&str, &str)]) -> Url {
+    let mut u = base.clone();
+    if let Ok(mut p) = u.path_segments_mut() {
+        p.pop_if_empty();
+        for s in segments {
+            p.extend(s.split('/'));
+        }
+    }
+    if segments.is_empty() && u.path() != "/" {
+        let p = u.path().trim_end_matches('/').to_owned();
+        u.set_path(&p);
+    }
+    if !query.is_empty() {
+        u.query_pairs_mut().extend_pairs(query);
+    }
+    u
+}
+
 pub(crate) struct AzureConnection {
     pub(crate) cfg: AzureConfig,
     client: reqwest::Client,
@@ -257,22 +278,7 @@ impl AzureConnection {
     /// `<base><segments…>?<query>`; a blob name's `/`s stay path separators
     /// and every segment is percent-encoded.
     pub(crate) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
-        let mut u = self.cfg.base.clone();
-        if let Ok(mut p) = u.path_segments_mut() {
-            p.pop_if_empty();
-            for s in segments {
-                p.extend(s.split('/'));
-            }
-        }
-        if segments.is_empty() && u.path() != "/" {
-            // The account root of a path-style endpoint has no trailing slash.
-            let p = u.path().trim_end_matches('/').to_owned();
-            u.set_path(&p);
-        }
-        if !query.is_empty() {
-            u.query_pairs_mut().extend_pairs(query);
-        }
-        u
+        blob_url(&self.cfg.base, segments, query)
     }
 
     /// Adds the authorization the configuration calls for.
@@ -490,6 +496,33 @@ mod tests {
     /// The example of Microsoft's "Authorize with Shared Key" page, reduced
     /// to a GET: headers sorted and lowercased, query parameters sorted,
     /// decoded, multi-valued ones joined.
+    #[test]
+    fn urls_path_style_and_virtual_hosted() {
+        let emu = Url::parse("http://127.0.0.1:10000/devstoreaccount1/").unwrap();
+        assert_eq!(
+            blob_url(&emu, &[], &[("comp", "list")]).as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1?comp=list"
+        );
+        assert_eq!(
+            blob_url(&emu, &["c", "weird name ü 'q'/data.csv"], &[]).as_str(),
+            "http://127.0.0.1:10000/devstoreaccount1/c/weird%20name%20%C3%BC%20'q'/data.csv"
+        );
+        let azure = Url::parse("https://acme.blob.core.windows.net/").unwrap();
+        assert_eq!(
+            blob_url(&azure, &[], &[("comp", "list")]).as_str(),
+            "https://acme.blob.core.windows.net/?comp=list"
+        );
+        assert_eq!(
+            blob_url(
+                &azure,
+                &["c"],
+                &[("restype", "container"), ("comp", "list")]
+            )
+            .as_str(),
+            "https://acme.blob.core.windows.net/c?restype=container&comp=list"
+        );
+    }
+
     #[test]
     fn string_to_sign_follows_the_documented_layout() {
         let url = Url::parse("http://127.0.0.1:10000/devstoreaccount1/mycontainer?restype=container&comp=list&prefix=a%20b&include=metadata&include=snapshots").unwrap();

@@ -225,18 +225,7 @@ impl GcsConnection {
     /// `<endpoint>/storage/v1/<segments…>?<query>`, each segment encoded
     /// whole (object names keep their `/` as `%2F`).
     pub(crate) fn url(&self, segments: &[&str], query: &[(&str, &str)]) -> Url {
-        self.url_under(&["storage", "v1"], segments, query)
-    }
-
-    fn url_under(&self, base: &[&str], segments: &[&str], query: &[(&str, &str)]) -> Url {
-        let mut u = self.cfg.endpoint.clone();
-        if let Ok(mut p) = u.path_segments_mut() {
-            p.clear().extend(base).extend(segments);
-        }
-        if !query.is_empty() {
-            u.query_pairs_mut().extend_pairs(query);
-        }
-        u
+        api_url(&self.cfg.endpoint, segments, query)
     }
 
     fn request(&self, url: Url) -> reqwest::RequestBuilder {
@@ -346,6 +335,19 @@ impl GcsConnection {
     }
 }
 
+/// `<endpoint>/storage/v1/<segments…>?<query>`, each segment encoded whole
+/// (object names keep their `/` as `%2F`, as the JSON API wants).
+pub(crate) fn api_url(endpoint: &Url, segments: &[&str], query: &[(&str, &str)]) -> Url {
+    let mut u = endpoint.clone();
+    if let Ok(mut p) = u.path_segments_mut() {
+        p.clear().extend(["storage", "v1"]).extend(segments);
+    }
+    if !query.is_empty() {
+        u.query_pairs_mut().extend_pairs(query);
+    }
+    u
+}
+
 /// The first `n` bytes of a body; the rest is not read.
 async fn read_prefix(resp: &mut reqwest::Response, n: usize) -> Vec<u8> {
     let mut buf = Vec::new();
@@ -389,5 +391,29 @@ impl Connection for GcsConnection {
 
     async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
         Ok(())
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn object_names_are_one_encoded_segment() {
+        let e = Url::parse("https://storage.googleapis.com").unwrap();
+        let u = api_url(
+            &e,
+            &["b", "my-bucket", "o", "weird name ü 'q'/data.csv"],
+            &[("alt", "media")],
+        );
+        assert_eq!(
+            u.as_str(),
+            "https://storage.googleapis.com/storage/v1/b/my-bucket/o/weird%20name%20%C3%BC%20'q'%2Fdata.csv?alt=media"
+        );
+        let u = api_url(&e, &["b"], &[("project", "p"), ("prefix", "a&b")]);
+        assert_eq!(
+            u.as_str(),
+            "https://storage.googleapis.com/storage/v1/b?project=p&prefix=a%26b"
+        );
     }
 }
