@@ -125,7 +125,7 @@ pub async fn assert_error_codes(driver: &dyn Driver, good: &Case, cases: &Failur
     });
     assert_test_fails(driver, &refused, Step::Tcp, ErrorCode::ConnectionRefused).await;
 
-    let unresolvable = good.with_cfg(|c| c.host = Some("no-such-host.matih.invalid".into()));
+    let unresolvable = good.with_cfg(|c| c.host = Some("no-such-host.example.invalid".into()));
     assert_test_fails(driver, &unresolvable, Step::Dns, ErrorCode::DnsResolutionFailed).await;
 
     let (port, listener) = silent_listener().await;

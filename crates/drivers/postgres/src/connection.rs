@@ -165,7 +165,7 @@ impl Connection for PgConnection {
     }
 
     async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        discovery::discover(self, req, self.schema.as_deref()).await
+        discovery::discover(self, req).await
     }
 
     async fn close(self: Box<Self>) -> Result<(), ConnectorError> {

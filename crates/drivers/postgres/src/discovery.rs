@@ -223,16 +223,11 @@ struct Filters {
 }
 
 impl Filters {
-    /// A configured schema scopes discovery when the request names no schema.
-    fn new(req: &DiscoveryRequest, configured_schema: Option<&str>) -> Self {
-        let mut schema_include = req.schemas.include_like();
-        if schema_include.is_empty() {
-            if let Some(s) = configured_schema {
-                schema_include.push(like_literal(s));
-            }
-        }
+    /// The configured schema is the connector's default schema, not a scope:
+    /// discovery covers every usable schema unless the request filters them.
+    fn new(req: &DiscoveryRequest) -> Self {
         Filters {
-            schema_include,
+            schema_include: req.schemas.include_like(),
             schema_exclude: req.schemas.exclude_like(),
             include_system: req.include_system,
             table_include: req.tables.include_like(),
@@ -247,18 +242,6 @@ impl Filters {
             (&self.include_system, Type::BOOL),
         ]
     }
-}
-
-/// A name matched literally by `LIKE … ESCAPE '\'`.
-fn like_literal(name: &str) -> String {
-    let mut out = String::with_capacity(name.len() + 2);
-    for c in name.chars() {
-        if matches!(c, '%' | '_' | '\\') {
-            out.push('\\');
-        }
-        out.push(c);
-    }
-    out
 }
 
 fn table_kind(relkind: i8) -> TableKind {
@@ -365,7 +348,7 @@ pub(crate) async fn probe(
             Some(true) => {}
         }
     }
-    let filters = Filters::new(req, configured_schema);
+    let filters = Filters::new(req);
     stream_rows(
         conn,
         "listing schemas",
@@ -402,9 +385,8 @@ struct ColumnsResult {
 pub(crate) async fn discover(
     conn: &PgConnection,
     req: &DiscoveryRequest,
-    configured_schema: Option<&str>,
 ) -> Result<Catalog, ConnectorError> {
-    let filters = Filters::new(req, configured_schema);
+    let filters = Filters::new(req);
 
     let mut schemas: Vec<Schema> = Vec::new();
     let mut schema_index: HashMap<u32, usize> = HashMap::default();
@@ -872,12 +854,6 @@ mod tests {
         for (k, want) in cases {
             assert_eq!(table_kind(k as i8), want, "{}", k as char);
         }
-    }
-
-    #[test]
-    fn like_literal_escapes_metacharacters() {
-        assert_eq!(like_literal("a_b%c\\d"), "a\\_b\\%c\\\\d");
-        assert_eq!(like_literal("ventes_été"), "ventes\\_été");
     }
 
     #[test]
