@@ -11,15 +11,16 @@ use url::Url;
 #[derive(Clone)]
 pub(crate) enum Auth {
     Password(SecretString),
-    /// Key-pair authentication: the PEM private key (PKCS#8 or PKCS#1).
-    KeyPair(SecretString),
+    /// Key-pair authentication: the PEM private key (PKCS#8, encrypted
+    /// PKCS#8 with its passphrase, or PKCS#1).
+    KeyPair(SecretString, Option<SecretString>),
 }
 
 impl fmt::Debug for Auth {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.write_str(match self {
             Auth::Password(_) => "Password(***)",
-            Auth::KeyPair(_) => "KeyPair(***)",
+            Auth::KeyPair(..) => "KeyPair(***)",
         })
     }
 }
@@ -204,8 +205,9 @@ impl SnowflakeConfig {
             }
             (Some(p), None) if !p.is_empty() => Auth::Password(p.clone()),
             (None, Some(k)) if !k.is_empty() => {
-                crate::connection::check_private_key(k, creds.get("privateKeyPassphrase"))?;
-                Auth::KeyPair(k.clone())
+                let passphrase = creds.get("privateKeyPassphrase").filter(|p| !p.is_empty());
+                crate::connection::check_private_key(k, passphrase)?;
+                Auth::KeyPair(k.clone(), passphrase.cloned())
             }
             _ => {
                 return Err(ConnectorError::invalid_config(

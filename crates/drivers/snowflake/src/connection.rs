@@ -188,16 +188,20 @@ fn private_key_der(
     passphrase: Option<&SecretString>,
 ) -> Result<(Vec<u8>, bool), ConnectorError> {
     let text = pem.expose();
-    if text.contains("ENCRYPTED PRIVATE KEY") || text.contains("Proc-Type: 4,ENCRYPTED") {
-        let hint = if passphrase.is_some_and(|p| !p.is_empty()) {
-            "encrypted private keys are not supported yet"
-        } else {
-            "the private key is encrypted and no credentials.privateKeyPassphrase was given; encrypted keys are not supported yet either"
-        };
+    if text.contains("Proc-Type: 4,ENCRYPTED") {
         return Err(ConnectorError::invalid_config(
             "credentials",
-            format!("credentials.privateKey: {hint}: store the key unencrypted (openssl pkcs8 -topk8 -nocrypt)"),
+            "credentials.privateKey is a legacy OpenSSL-encrypted PKCS#1 key, which is not supported: convert it to encrypted PKCS#8 (openssl pkcs8 -topk8 -v2 aes-256-cbc)",
         ));
+    }
+    if text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----") {
+        let Some(pass) = passphrase.filter(|p| !p.is_empty()) else {
+            return Err(ConnectorError::invalid_config(
+                "credentials",
+                "credentials.privateKey is encrypted: credentials.privateKeyPassphrase is required",
+            ));
+        };
+        return decrypt_pkcs8(text, pass).map(|der| (der, true));
     }
     let mut reader = text.as_bytes();
     loop {
@@ -213,6 +217,43 @@ fn private_key_der(
             }
         }
     }
+}
+
+/// Decrypts an `ENCRYPTED PRIVATE KEY` (PKCS#8 with PBES2: PBKDF2 or scrypt,
+/// AES-CBC — what `openssl pkcs8 -topk8 -v2 aes-256-cbc` writes) into the
+/// plain PKCS#8 DER.
+fn decrypt_pkcs8(text: &str, passphrase: &SecretString) -> Result<Vec<u8>, ConnectorError> {
+    let bad = |why: &str| {
+        ConnectorError::invalid_config("credentials", format!("credentials.privateKey: {why}"))
+    };
+    let body: String = text
+        .split("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        .nth(1)
+        .and_then(|r| r.split("-----END ENCRYPTED PRIVATE KEY-----").next())
+        .ok_or_else(|| bad("the encrypted PEM block is not terminated"))?
+        .chars()
+        .filter(|c| !c.is_whitespace())
+        .collect();
+    let der = base64::engine::general_purpose::STANDARD
+        .decode(body)
+        .map_err(|_| bad("the encrypted PEM block is not base64"))?;
+    let info = pkcs8::EncryptedPrivateKeyInfo::try_from(der.as_slice())
+        .map_err(|_| bad("not an encrypted PKCS#8 key"))?;
+    let doc = info
+        .decrypt(passphrase.expose().as_bytes())
+        .map_err(|_| bad("could not decrypt: wrong credentials.privateKeyPassphrase or an unsupported cipher (PBES2 with AES-CBC is supported)"))?;
+    Ok(doc.as_bytes().to_vec())
+}
+
+/// The PKCS#1 `RSAPrivateKey` inside a key, for the JWT signer.
+fn pkcs1_of(der: &[u8], pkcs8: bool) -> Result<Vec<u8>, ConnectorError> {
+    if !pkcs8 {
+        return Ok(der.to_vec());
+    }
+    let info = pkcs8::PrivateKeyInfo::try_from(der).map_err(|_| {
+        ConnectorError::invalid_config("credentials", "credentials.privateKey is not a PKCS#8 key")
+    })?;
+    Ok(info.private_key.to_vec())
 }
 
 fn der_len(n: usize, out: &mut Vec<u8>) {
@@ -286,9 +327,11 @@ pub(crate) fn key_pair_jwt(
     account: &str,
     user: &str,
     pem: &SecretString,
+    passphrase: Option<&SecretString>,
     now: u64,
 ) -> Result<SecretString, ConnectorError> {
-    let fp = public_key_fingerprint(pem, None)?;
+    let fp = public_key_fingerprint(pem, passphrase)?;
+    let (der, pkcs8) = private_key_der(pem, passphrase)?;
     let qualified = format!(
         "{}.{}",
         account.to_ascii_uppercase(),
@@ -300,9 +343,7 @@ pub(crate) fn key_pair_jwt(
         "iat": now,
         "exp": now + JWT_LIFETIME_SECS,
     });
-    let key = jsonwebtoken::EncodingKey::from_rsa_pem(pem.expose().as_bytes()).map_err(|e| {
-        ConnectorError::invalid_config("credentials", format!("credentials.privateKey: {e}"))
-    })?;
+    let key = jsonwebtoken::EncodingKey::from_rsa_der(&pkcs1_of(&der, pkcs8)?);
     let token = jsonwebtoken::encode(
         &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
         &claims,
@@ -873,12 +914,12 @@ async fn login(
     });
     match &cfg.auth {
         Auth::Password(p) => data["PASSWORD"] = Value::String(p.expose().to_owned()),
-        Auth::KeyPair(k) => {
+        Auth::KeyPair(k, passphrase) => {
             let now = SystemTime::now()
                 .duration_since(UNIX_EPOCH)
                 .map(|d| d.as_secs())
                 .unwrap_or(0);
-            let jwt = key_pair_jwt(&cfg.account, &cfg.user, k, now)?;
+            let jwt = key_pair_jwt(&cfg.account, &cfg.user, k, passphrase.as_ref(), now)?;
             data["AUTHENTICATOR"] = Value::String("SNOWFLAKE_JWT".into());
             data["TOKEN"] = Value::String(jwt.expose().to_owned());
         }
@@ -969,7 +1010,7 @@ mod tests {
             public_key_fingerprint(&key, None).unwrap(),
             format!("SHA256:{}", KEY_FP.trim())
         );
-        let jwt = key_pair_jwt("ACME", "matih_reader", &key, 1_700_000_000).unwrap();
+        let jwt = key_pair_jwt("ACME", "matih_reader", &key, None, 1_700_000_000).unwrap();
         let parts: Vec<&str> = jwt.expose().split('.').collect();
         assert_eq!(parts.len(), 3);
         let decode = |s: &str| -> Value {
@@ -994,13 +1035,40 @@ mod tests {
     }
 
     #[test]
+    fn encrypted_pkcs8_keys_decrypt_with_their_passphrase() {
+        let enc = SecretString::new(include_str!("../tests/data/test_key_enc.p8"));
+        let pass = SecretString::new("matih-test-passphrase");
+        assert_eq!(
+            public_key_fingerprint(&enc, Some(&pass)).unwrap(),
+            format!("SHA256:{}", KEY_FP.trim())
+        );
+        let jwt = key_pair_jwt("ACME", "u", &enc, Some(&pass), 1_700_000_000).unwrap();
+        assert_eq!(jwt.expose().split('.').count(), 3);
+        for wrong in [None, Some(SecretString::new("not-the-passphrase"))] {
+            let e = check_private_key(&enc, wrong.as_ref()).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
+            assert!(
+                e.message().contains("privateKeyPassphrase"),
+                "{}",
+                e.message()
+            );
+            assert!(!e.message().contains("not-the-passphrase"));
+        }
+    }
+
+    #[test]
     fn encrypted_and_garbage_keys_are_configuration_errors() {
         let enc = SecretString::new(
             "-----BEGIN ENCRYPTED PRIVATE KEY-----\nMIIB\n-----END ENCRYPTED PRIVATE KEY-----\n",
         );
-        let e = check_private_key(&enc, None).unwrap_err();
+        let pass = SecretString::new("p");
+        let e = check_private_key(&enc, Some(&pass)).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
-        assert!(e.message().contains("not supported yet"));
+        let legacy = SecretString::new(
+            "-----BEGIN RSA PRIVATE KEY-----\nProc-Type: 4,ENCRYPTED\nDEK-Info: AES-128-CBC,00\n\nAAAA\n-----END RSA PRIVATE KEY-----\n",
+        );
+        let e = check_private_key(&legacy, Some(&pass)).unwrap_err();
+        assert!(e.message().contains("legacy"), "{}", e.message());
         let e = check_private_key(&SecretString::new("hello"), None).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
         assert!(!e.message().contains("hello"));

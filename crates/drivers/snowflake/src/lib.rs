@@ -58,8 +58,8 @@ impl SnowflakeDriver {
                 credential_keys: vec![
                     Key::required("username", "Login name"),
                     Key::optional("password", "Password (or privateKey)"),
-                    Key::optional("privateKey", "PEM RSA private key (PKCS#8 or PKCS#1, unencrypted) for key-pair authentication"),
-                    Key::optional("privateKeyPassphrase", "Passphrase of an encrypted privateKey (encrypted keys are not supported yet)"),
+                    Key::optional("privateKey", "PEM RSA private key (PKCS#8, encrypted PKCS#8, or PKCS#1) for key-pair authentication"),
+                    Key::optional("privateKeyPassphrase", "Passphrase of an encrypted PKCS#8 privateKey (PBES2, AES-CBC)"),
                     Key::optional("warehouse", "Warehouse for the session (also accepted in metadata)"),
                     Key::optional("role", "Role for the session (also accepted in metadata)"),
                 ],

@@ -551,6 +551,21 @@ async fn credentials_against_a_fake_snowflake() {
         .with("username", "matih")
         .with("privateKey", include_str!("data/test_key.p8"));
     conformance::assert_test_succeeds(&d, &kp).await;
+    // The same key, encrypted PKCS#8 with its passphrase.
+    let mut enc = kp.clone();
+    enc.creds = Credentials::new()
+        .with("username", "matih")
+        .with("privateKey", include_str!("data/test_key_enc.p8"))
+        .with("privateKeyPassphrase", "matih-test-passphrase");
+    conformance::assert_test_succeeds(&d, &enc).await;
+    let wrong_pass = enc.with_cred("privateKeyPassphrase", "wrong-passphrase");
+    conformance::assert_test_fails(
+        &d,
+        &wrong_pass,
+        Step::Validate,
+        ErrorCode::InvalidConfiguration,
+    )
+    .await;
     let mut other_user = kp.clone();
     other_user.creds.insert("username", "someone_else");
     conformance::assert_test_succeeds(&d, &other_user).await;
