@@ -42,6 +42,10 @@ pub fn install_default_drivers(registry: &mut Registry) {
     registry.register(Arc::new(matih_driver_s3::S3Driver::new()));
     #[cfg(feature = "dynamodb")]
     registry.register(Arc::new(matih_driver_dynamodb::DynamodbDriver::new()));
+    #[cfg(feature = "gcs")]
+    registry.register(Arc::new(matih_driver_gcs::GcsDriver::new()));
+    #[cfg(feature = "azure-blob")]
+    registry.register(Arc::new(matih_driver_azure_blob::AzureBlobDriver::new()));
     let _ = (registry, Arc::<()>::new(()));
 }
 
