@@ -46,6 +46,10 @@ pub fn install_default_drivers(registry: &mut Registry) {
     registry.register(Arc::new(matih_driver_gcs::GcsDriver::new()));
     #[cfg(feature = "azure-blob")]
     registry.register(Arc::new(matih_driver_azure_blob::AzureBlobDriver::new()));
+    #[cfg(feature = "snowflake")]
+    registry.register(Arc::new(matih_driver_snowflake::SnowflakeDriver::new()));
+    #[cfg(feature = "databricks")]
+    registry.register(Arc::new(matih_driver_databricks::DatabricksDriver::new()));
     let _ = (registry, Arc::<()>::new(()));
 }
 
