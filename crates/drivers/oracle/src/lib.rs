@@ -1,0 +1,137 @@
+//! Oracle Database driver for MATIH connectors: user/password logins to a
+//! service name or SID over the `oracle` crate (ODPI-C), and set-based
+//! discovery over the `ALL_*` dictionary views (schemas, tables, views,
+//! materialized views, columns, primary keys, comments, `NUM_ROWS` and
+//! segment sizes where the login may read them).
+//!
+//! ODPI-C loads the Oracle Client library (`libclntsh`, from Oracle Instant
+//! Client) at run time. Without it the driver answers `DRIVER_UNAVAILABLE`
+//! naming what to install; it never panics.
+//!
+//! ```no_run
+//! # async fn demo() -> Result<(), matih_connector_core::ConnectorError> {
+//! use matih_connector_core::{open, ConnectionConfig, Credentials, DiscoveryRequest, EgressPolicy};
+//! let driver = matih_driver_oracle::OracleDriver::new();
+//! let cfg = ConnectionConfig {
+//!     host: Some("ora.internal".into()),
+//!     metadata: serde_json::from_value(serde_json::json!({"serviceName": "FREEPDB1"})).unwrap(),
+//!     ..Default::default()
+//! };
+//! let creds = Credentials::new().with("username", "MATIH_READER").with("password", "…");
+//! let mut conn = open(&driver, &cfg, &creds, &EgressPolicy::default()).await?;
+//! let catalog = conn.discover(&DiscoveryRequest::default()).await?;
+//! println!("{} tables", catalog.table_count());
+//! # Ok(()) }
+//! ```
+//!
+//! Mapping, keys, privileges, types and errors: `docs/drivers/oracle.md`.
+
+mod config;
+mod connection;
+mod discovery;
+mod errors;
+mod types;
+
+use matih_connector_core::{
+    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
+    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+};
+
+use crate::config::{OracleOptions, META_SERVICE_NAME, META_SID};
+
+/// The Oracle driver (`ORACLE`, default port 1521).
+#[derive(Debug)]
+pub struct OracleDriver {
+    descriptor: DriverDescriptor,
+}
+
+impl OracleDriver {
+    pub fn new() -> Self {
+        OracleDriver {
+            descriptor: DriverDescriptor {
+                connector_type: ConnectorType::Oracle,
+                display_name: "Oracle Database",
+                default_port: Some(1521),
+                credential_keys: vec![
+                    Key::required("username", "Database user"),
+                    Key::required("password", "The user's password"),
+                ],
+                metadata_keys: vec![
+                    Key::optional(
+                        META_SERVICE_NAME,
+                        "Service name, e.g. FREEPDB1 or ORCLPDB1 (or give sid, or database)",
+                    ),
+                    Key::optional(
+                        META_SID,
+                        "SID of an instance without a service name (legacy)",
+                    ),
+                ],
+                capabilities: Capabilities {
+                    tls: false,
+                    statistics: true,
+                    primary_keys: true,
+                    comments: true,
+                    inferred_fields: false,
+                    filter_pushdown: true,
+                },
+            },
+        }
+    }
+}
+
+impl Default for OracleDriver {
+    fn default() -> Self {
+        OracleDriver::new()
+    }
+}
+
+#[async_trait]
+impl Driver for OracleDriver {
+    fn descriptor(&self) -> &DriverDescriptor {
+        &self.descriptor
+    }
+
+    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
+        self.descriptor.check_credential_keys(creds)?;
+        self.descriptor.check_metadata_keys(&cfg.metadata)?;
+        cfg.validate_common()?;
+        OracleOptions::from_config(cfg, creds).map(|_| ())
+    }
+
+    async fn connect(
+        &self,
+        cfg: &ConnectionConfig,
+        creds: &Credentials,
+        ctx: &ConnectContext,
+    ) -> Result<Box<dyn Connection>, ConnectorError> {
+        let opts = OracleOptions::from_config(cfg, creds)?;
+        Ok(Box::new(connection::connect(opts, ctx).await?))
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+    use matih_connector_core::ErrorCode;
+
+    #[test]
+    fn descriptor_and_validation() {
+        let d = OracleDriver::new();
+        assert_eq!(d.descriptor().default_port, Some(1521));
+        let mut cfg = ConnectionConfig {
+            host: Some("db".into()),
+            ..Default::default()
+        };
+        cfg.metadata
+            .insert("serviceName".into(), serde_json::json!("FREEPDB1"));
+        let good = Credentials::new()
+            .with("username", "u")
+            .with("password", "p");
+        d.validate(&cfg, &good).unwrap();
+        let bad = good.clone().with("token", "x");
+        assert_eq!(
+            d.validate(&cfg, &bad).unwrap_err().code(),
+            ErrorCode::InvalidConfiguration
+        );
+    }
+}
