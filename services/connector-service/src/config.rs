@@ -63,6 +63,8 @@ pub struct Config {
     pub egress_allow: String,
     pub egress_deny: String,
     pub log: String,
+    /// The `[health]` table: scheduler and notifications.
+    pub health: crate::health::HealthConfig,
 }
 
 impl Default for Config {
@@ -85,6 +87,7 @@ impl Default for Config {
             egress_allow: String::new(),
             egress_deny: String::new(),
             log: "info".into(),
+            health: Default::default(),
         }
     }
 }
@@ -121,6 +124,7 @@ impl fmt::Debug for Config {
             .field("discovery_wait_ms", &self.discovery_wait_ms)
             .field("warning_latency_ms", &self.warning_latency_ms)
             .field("body_limit_bytes", &self.body_limit_bytes)
+            .field("health", &self.health)
             .finish_non_exhaustive()
     }
 }
@@ -185,7 +189,9 @@ impl Config {
                 "EGRESS_ALLOW" => self.egress_allow = v,
                 "EGRESS_DENY" => self.egress_deny = v,
                 "LOG" => self.log = v,
-                _ => {}
+                _ => {
+                    self.health.apply_env(name, &v)?;
+                }
             }
         }
         Ok(())

@@ -17,6 +17,7 @@ pub mod auth;
 pub mod config;
 pub mod discovery;
 pub mod error;
+pub mod health;
 pub mod metrics;
 pub mod model;
 pub mod openapi;

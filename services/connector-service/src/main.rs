@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 #[derive(Parser, Debug)]
 #[command(name = "matih-connector-service", version, about = "MATIH connector service: REST API for tenant connectors",
-    after_long_help = CONFIG_HELP, after_help = "Run with --help for the configuration variables.")]
+    after_long_help = format!("{CONFIG_HELP}\n{}", matih_connector_service::health::config::HEALTH_HELP), after_help = "Run with --help for the configuration variables.")]
 struct Cli {
     /// TOML configuration file (also MATIH_CONFIG).
     #[arg(long, global = true)]
@@ -92,6 +92,7 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         Ok(_) => {}
         Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
     }
+    let health = matih_connector_service::health::start(&state, &config.health)?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
         .with_context(|| format!("binding {}", config.listen))?;
@@ -107,5 +108,8 @@ async fn serve(config: Config) -> anyhow::Result<()> {
             let _ = tokio::signal::ctrl_c().await;
         })
         .await?;
+    if let Some(h) = health {
+        h.stop();
+    }
     Ok(())
 }

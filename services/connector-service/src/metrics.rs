@@ -79,6 +79,11 @@ impl Metrics {
         }
     }
 
+    /// For modules that bring their own metrics (the health monitor).
+    pub fn registry(&self) -> &Registry {
+        &self.registry
+    }
+
     pub fn render(&self) -> String {
         let mut buf = Vec::new();
         let _ = TextEncoder::new().encode(&self.registry.gather(), &mut buf);

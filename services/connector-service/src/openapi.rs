@@ -30,7 +30,7 @@ impl Modify for Bearer {
         tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::set_tier,
         connectors::list_connectors, connectors::get_connector, connectors::create_connector,
         connectors::update_connector, connectors::delete_connector, connectors::test_connector,
-        connectors::update_credentials,
+        connectors::update_credentials, crate::health::api::connector_health,
         discovery::start_discovery, discovery::latest_discovery, discovery::schemas, discovery::diff,
         discovery::table_detail,
     ),

@@ -15,6 +15,7 @@ pub fn router() -> Router<AppState> {
         .merge(tenants::router())
         .merge(connectors::router())
         .merge(discovery::router())
+        .merge(crate::health::api::router())
 }
 
 /// The error shape of every route.

@@ -64,6 +64,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
     }
+    fn sql_pool(&self) -> Option<sqlx::AnyPool> {
+        self.inner.sql_pool()
+    }
+    fn forget_connector(&self, id: Uuid) {
+        self.forget(id);
+    }
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
         self.inner.create_tenant(t).await
     }

@@ -65,6 +65,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn insert_snapshot(&self, s: &Snapshot, keep: i64) -> Result<()>;
     /// The newest `n` snapshots, newest first.
     async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>>;
+
+    /// The SQL pool under the store, for modules that keep their own tables
+    /// (health checks, the notification outbox).
+    fn sql_pool(&self) -> Option<sqlx::AnyPool> {
+        None
+    }
+    /// Drops any cached copy of a connector another module wrote directly.
+    fn forget_connector(&self, _id: Uuid) {}
 }
 
 /// Opens the store a URL names and applies the migrations. The SQLite file

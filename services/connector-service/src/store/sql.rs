@@ -9,8 +9,10 @@ use uuid::Uuid;
 use super::{MetadataStore, Result, StoreError};
 use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
 
-const MIGRATIONS: &[(i64, &str, &str)] =
-    &[(1, "init", include_str!("../../migrations/0001_init.sql"))];
+const MIGRATIONS: &[(i64, &str, &str)] = &[
+    (1, "init", include_str!("../../migrations/0001_init.sql")),
+    (2, "health", include_str!("../../migrations/0002_health.sql")),
+];
 
 /// Serializes migrations across replicas sharing one PostgreSQL database.
 const MIGRATION_LOCK: i64 = 0x6d61_7469_6863;
@@ -191,6 +193,10 @@ impl MetadataStore for SqlStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
+    }
+
+    fn sql_pool(&self) -> Option<AnyPool> {
+        Some(self.pool.clone())
     }
 
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
