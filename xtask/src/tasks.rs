@@ -60,7 +60,8 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "redshift",
         package: "matih-driver-redshift",
-        fixtures: &[],
+        // The Data API fake inside the tests routes SQL to this PostgreSQL.
+        fixtures: &["postgres"],
     },
     DriverEntry {
         name: "databricks",
