@@ -96,7 +96,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "kafka",
         package: "matih-driver-kafka",
-        fixtures: &[],
+        fixtures: &["kafka"],
     },
     DriverEntry {
         name: "rest",
