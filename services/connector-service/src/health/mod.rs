@@ -628,7 +628,7 @@ impl HealthMonitor {
              RETURNING id, kind, payload, attempts"
         ))
         .bind(&i.replica)
-        .bind(now_plus(Duration::from_secs(60)))
+        .bind(now_plus(i.settings.lease))
         .bind(&now)
         .bind(&now)
         .fetch_all(&i.pool)

@@ -1,0 +1,617 @@
+//! Health monitoring against the real PostgreSQL fixture: a TCP proxy in front
+//! of it is stopped, restarted and slowed down; notices go to an in-test
+//! webhook receiver that checks the HMAC signature; two monitors share one
+//! PostgreSQL metadata store.
+
+use std::collections::BTreeMap;
+use std::net::SocketAddr;
+use std::sync::atomic::{AtomicU64, Ordering};
+use std::sync::{Arc, Mutex};
+use std::time::Duration;
+
+use axum::body::Body;
+use axum::http::{HeaderMap, Request, StatusCode};
+use matih_connector_core::{ConnectorType, Credentials, SslMode, Timeouts};
+use matih_connector_service::app::{app, AppState, Settings};
+use matih_connector_service::auth::{mint_hs256, Role, Verifier};
+use matih_connector_service::health::{
+    notify::sign, HealthMonitor, HealthSettings, LogNotifier, Notifier, WebhookNotifier,
+};
+use matih_connector_service::model::{ts, Connector, ConnectorStatus, Tenant, Tier};
+use matih_connector_service::secrets::local::LocalSecretStore;
+use matih_connector_service::secrets::{SecretRef, SecretStore};
+use matih_connector_testkit::{fixture, Fixture};
+use sqlx::Connection as _;
+use tokio::net::{TcpListener, TcpStream};
+use tokio::task::JoinHandle;
+use tower::ServiceExt;
+use uuid::Uuid;
+
+const JWT: &[u8] = b"health-test-jwt-secret-0123456789abcdef";
+const HOOK_SECRET: &[u8] = b"hook-secret-for-tests";
+
+/// A TCP proxy in front of the fixture that can be stopped (connections are
+/// then refused), restarted on the same port, and told to delay each new
+/// connection before it reaches the server.
+struct Proxy {
+    port: u16,
+    upstream: SocketAddr,
+    delay_ms: Arc<AtomicU64>,
+    task: Mutex<Option<JoinHandle<()>>>,
+    conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
+}
+
+impl Proxy {
+    async fn start(upstream: SocketAddr) -> Proxy {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let p = Proxy {
+            port: l.local_addr().unwrap().port(),
+            upstream,
+            delay_ms: Arc::default(),
+            task: Mutex::new(None),
+            conns: Arc::default(),
+        };
+        p.serve(l);
+        p
+    }
+
+    fn serve(&self, l: TcpListener) {
+        let (upstream, delay, conns) = (self.upstream, self.delay_ms.clone(), self.conns.clone());
+        let t = tokio::spawn(async move {
+            while let Ok((mut inbound, _)) = l.accept().await {
+                let delay = delay.load(Ordering::SeqCst);
+                let h = tokio::spawn(async move {
+                    tokio::time::sleep(Duration::from_millis(delay)).await;
+                    if let Ok(mut out) = TcpStream::connect(upstream).await {
+                        let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
+                    }
+                });
+                conns.lock().unwrap().push(h);
+            }
+        });
+        *self.task.lock().unwrap() = Some(t);
+    }
+
+    fn down(&self) {
+        if let Some(t) = self.task.lock().unwrap().take() {
+            t.abort();
+        }
+        for c in self.conns.lock().unwrap().drain(..) {
+            c.abort();
+        }
+    }
+
+    async fn up(&self) {
+        let mut tries = 0;
+        let l = loop {
+            match TcpListener::bind(("127.0.0.1", self.port)).await {
+                Ok(l) => break l,
+                Err(e) if tries < 50 => {
+                    tries += 1;
+                    let _ = e;
+                    tokio::time::sleep(Duration::from_millis(50)).await;
+                }
+                Err(e) => panic!("rebinding the proxy port: {e}"),
+            }
+        };
+        self.serve(l);
+    }
+}
+
+/// A webhook receiver that records what it got (only deliveries whose
+/// signature verifies) and can be down (nothing listening on its port).
+#[derive(Clone, Default)]
+struct Receiver {
+    got: Arc<Mutex<Vec<serde_json::Value>>>,
+    bad_signatures: Arc<AtomicU64>,
+}
+
+impl Receiver {
+    async fn listen(&self, port: u16) -> JoinHandle<()> {
+        let me = self.clone();
+        let router = axum::Router::new().route(
+            "/hook",
+            axum::routing::post(move |headers: HeaderMap, body: String| {
+                let me = me.clone();
+                async move {
+                    let sig = headers
+                        .get("x-matih-signature")
+                        .and_then(|v| v.to_str().ok())
+                        .unwrap_or_default();
+                    if sig != sign(HOOK_SECRET, body.as_bytes()) {
+                        me.bad_signatures.fetch_add(1, Ordering::SeqCst);
+                        return StatusCode::UNAUTHORIZED;
+                    }
+                    me.got
+                        .lock()
+                        .unwrap()
+                        .push(serde_json::from_str(&body).unwrap());
+                    StatusCode::NO_CONTENT
+                }
+            }),
+        );
+        let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(l, router).await;
+        })
+    }
+
+    fn events(&self) -> Vec<String> {
+        self.got
+            .lock()
+            .unwrap()
+            .iter()
+            .map(|v| v["event"].as_str().unwrap().to_owned())
+            .collect()
+    }
+}
+
+async fn free_port() -> u16 {
+    let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    l.local_addr().unwrap().port()
+}
+
+fn settings(interval_ms: u64) -> HealthSettings {
+    HealthSettings {
+        interval: Duration::from_millis(interval_ms),
+        concurrency: 8,
+        check_timeout: Duration::from_secs(10),
+        jitter: Duration::ZERO,
+        poll: Duration::from_millis(100),
+        lease: Duration::from_secs(15),
+        history_kept: 50,
+        warning_ms: 2000,
+        warning_ms_by_type: BTreeMap::from([("POSTGRESQL".to_owned(), 900)]),
+        retry_base: Duration::from_millis(100),
+        retry_max: Duration::from_millis(400),
+        delivery_poll: Duration::from_millis(100),
+    }
+}
+
+async fn state(url: &str, secrets_dir: &std::path::Path) -> AppState {
+    matih_connector_core::tls::install_default_provider();
+    let store = matih_connector_service::store::open(url).await.unwrap();
+    let secrets: Arc<dyn SecretStore> =
+        Arc::new(LocalSecretStore::new(secrets_dir.to_path_buf(), [7u8; 32]).unwrap());
+    AppState::new(
+        store,
+        secrets,
+        matih_connectors::registry(),
+        Verifier::new(Some(JWT), None).unwrap(),
+        Settings::default(),
+    )
+}
+
+fn temp_dir(tag: &str) -> std::path::PathBuf {
+    let d = std::env::temp_dir().join(format!("matih-health-{tag}-{}", Uuid::new_v4().simple()));
+    std::fs::create_dir_all(&d).unwrap();
+    d
+}
+
+async fn tenant(state: &AppState) -> Tenant {
+    let now = ts(chrono::Utc::now());
+    let id = Uuid::new_v4();
+    let t = Tenant {
+        id,
+        name: "Health \"tenant\" ü".into(),
+        slug: format!("h{}", &id.simple().to_string()[..10]),
+        tier: Tier::Enterprise,
+        connector_count: 0,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    state.store.create_tenant(&t).await.unwrap();
+    t
+}
+
+/// A POSTGRESQL connector to `port` on the fixture's host, saved directly.
+async fn connector(
+    state: &AppState,
+    t: &Tenant,
+    fx: &Fixture,
+    name: &str,
+    port: u16,
+    status: ConnectorStatus,
+) -> Connector {
+    let id = Uuid::new_v4();
+    let ty = ConnectorType::Postgresql;
+    let secret = SecretRef::new("matih-", &t.slug, id, &ty);
+    let creds = Credentials::new()
+        .with("username", fx.require("USER"))
+        .with("password", fx.require("PASSWORD"));
+    state.secrets.create(&secret, &creds).await.unwrap();
+    let now = ts(chrono::Utc::now());
+    let c = Connector {
+        id,
+        tenant_id: t.id,
+        name: name.into(),
+        connector_type: ty,
+        host: Some(fx.require("HOST").into()),
+        port: Some(port),
+        database: Some(fx.require("DATABASE").into()),
+        schema: None,
+        credential_secret_name: secret.name,
+        ssl_enabled: false,
+        ssl_mode: Some(SslMode::Disable),
+        ssl_ca_pem: None,
+        status,
+        last_tested_at: None,
+        last_test_result: None,
+        last_error_code: None,
+        metadata: BTreeMap::new(),
+        timeouts: Timeouts::default(),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    state.store.insert_connector(&c).await.unwrap();
+    c
+}
+
+async fn status_of(state: &AppState, c: &Connector) -> Connector {
+    state
+        .store
+        .get_connector(c.tenant_id, c.id)
+        .await
+        .unwrap()
+        .unwrap()
+}
+
+async fn checks_of(state: &AppState, id: Uuid) -> i64 {
+    sqlx::query_scalar("SELECT COUNT(*) FROM health_checks WHERE connector_id = $1")
+        .bind(id.to_string())
+        .fetch_one(&state.store.sql_pool().unwrap())
+        .await
+        .unwrap()
+}
+
+fn upstream(fx: &Fixture) -> SocketAddr {
+    format!("{}:{}", fx.require("HOST"), fx.port())
+        .parse()
+        .unwrap()
+}
+
+fn webhook(port: u16) -> Arc<dyn Notifier> {
+    Arc::new(WebhookNotifier::new(
+        &format!("http://127.0.0.1:{port}/hook"),
+        HOOK_SECRET,
+        Duration::from_secs(2),
+    )
+    .unwrap())
+}
+
+#[tokio::test]
+async fn error_recovery_warning_and_inactive_with_signed_webhook() {
+    let Some(fx) = fixture(
+        "POSTGRES",
+        "error_recovery_warning_and_inactive_with_signed_webhook",
+    ) else {
+        return;
+    };
+    let dir = temp_dir("flow");
+    let state = state(
+        &format!("sqlite://{}/m.db?mode=rwc", dir.display()),
+        &dir.join("secrets"),
+    )
+    .await;
+    let proxy = Proxy::start(upstream(&fx)).await;
+    let receiver = Receiver::default();
+    let hook_port = free_port().await;
+    let _hook = receiver.listen(hook_port).await;
+    let t = tenant(&state).await;
+    let a = connector(&state, &t, &fx, "via proxy", proxy.port, ConnectorStatus::Active).await;
+    let off = connector(&state, &t, &fx, "disabled", fx.port(), ConnectorStatus::Inactive).await;
+    let interval = 300;
+    let m = HealthMonitor::new(
+        state.clone(),
+        settings(interval),
+        webhook(hook_port),
+        Some("r1".into()),
+    )
+    .unwrap();
+    let next_round = || tokio::time::sleep(Duration::from_millis(interval + 50));
+
+    // Round 1: reachable.
+    let s = m.sweep().await.unwrap();
+    assert_eq!((s.checked, s.active), (1, 1), "{s:?}");
+    assert_eq!(status_of(&state, &a).await.status, ConnectorStatus::Active);
+    assert_eq!(m.deliver_pending().await.unwrap(), 0);
+
+    // Round 2: the server is unreachable → ERROR and one notice.
+    proxy.down();
+    next_round().await;
+    let s = m.sweep().await.unwrap();
+    assert_eq!(s.error, 1, "{s:?}");
+    let now = status_of(&state, &a).await;
+    assert_eq!(now.status, ConnectorStatus::Error);
+    assert_eq!(now.last_error_code.as_deref(), Some("CONNECTION_REFUSED"));
+    assert!(now.last_tested_at.is_some() && now.last_test_result.is_some());
+    assert_eq!(m.deliver_pending().await.unwrap(), 1);
+    assert_eq!(receiver.events(), ["connector.error"]);
+    {
+        let got = receiver.got.lock().unwrap();
+        let n = &got[0];
+        assert_eq!(n["connectorId"], a.id.to_string());
+        assert_eq!(n["tenantId"], t.id.to_string());
+        assert_eq!(n["errorCode"], "CONNECTION_REFUSED");
+        assert_eq!(n["failedStep"], "tcp");
+        assert_eq!(n["previousStatus"], "ACTIVE");
+        assert!(n["lastSuccessAt"].is_string(), "{n}");
+        assert!(n["latencyMs"].is_u64() && n["message"].is_string(), "{n}");
+    }
+
+    // Rounds 3 and 4: still down → still ERROR, nobody re-notified.
+    for _ in 0..2 {
+        next_round().await;
+        assert_eq!(m.sweep().await.unwrap().error, 1);
+        m.deliver_pending().await.unwrap();
+    }
+    assert_eq!(receiver.events(), ["connector.error"]);
+
+    // Round 5: back → ACTIVE and one recovery notice.
+    proxy.up().await;
+    next_round().await;
+    assert_eq!(m.sweep().await.unwrap().active, 1);
+    assert_eq!(status_of(&state, &a).await.status, ConnectorStatus::Active);
+    assert_eq!(m.deliver_pending().await.unwrap(), 1);
+    assert_eq!(receiver.events(), ["connector.error", "connector.recovered"]);
+    assert_eq!(receiver.got.lock().unwrap()[1]["status"], "ACTIVE");
+
+    // Round 6: slow (above the POSTGRESQL threshold of 900 ms) → WARNING;
+    // TESTING while the check runs.
+    proxy.delay_ms.store(1300, Ordering::SeqCst);
+    next_round().await;
+    let sweep = tokio::spawn({
+        let m = m.clone();
+        async move { m.sweep().await.unwrap() }
+    });
+    tokio::time::sleep(Duration::from_millis(400)).await;
+    assert_eq!(status_of(&state, &a).await.status, ConnectorStatus::Testing);
+    let s = sweep.await.unwrap();
+    assert_eq!(s.warning, 1, "{s:?}");
+    assert_eq!(status_of(&state, &a).await.status, ConnectorStatus::Warning);
+    m.deliver_pending().await.unwrap();
+    assert_eq!(receiver.events().len(), 2, "WARNING is not a notice");
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+
+    // INACTIVE was never tested.
+    let off_now = status_of(&state, &off).await;
+    assert_eq!(off_now.status, ConnectorStatus::Inactive);
+    assert!(off_now.last_tested_at.is_none());
+    assert_eq!(checks_of(&state, off.id).await, 0);
+
+    // The history route, newest first.
+    let token = mint_hs256(JWT, Role::TenantAdmin, Some(t.id), "admin", 600);
+    let resp = app(state.clone())
+        .oneshot(
+            Request::get(format!(
+                "/api/v1/tenants/{}/connectors/{}/health?limit=10",
+                t.id, a.id
+            ))
+            .header("authorization", format!("Bearer {token}"))
+            .body(Body::empty())
+            .unwrap(),
+        )
+        .await
+        .unwrap();
+    assert_eq!(resp.status(), StatusCode::OK);
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let h: serde_json::Value = serde_json::from_slice(&body).unwrap();
+    let statuses: Vec<&str> = h["checks"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|c| c["status"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        statuses,
+        ["WARNING", "ACTIVE", "ERROR", "ERROR", "ERROR", "ACTIVE"]
+    );
+    assert_eq!(h["status"], "WARNING");
+    assert_eq!(h["checks"][1]["errorCode"], serde_json::Value::Null);
+    assert_eq!(h["checks"][2]["errorCode"], "CONNECTION_REFUSED");
+    assert!(h["lastSuccessAt"].is_string());
+
+    let metrics = state.metrics.render();
+    for line in [
+        "matih_health_checks_total{error_code=\"CONNECTION_REFUSED\",result=\"ERROR\"} 3",
+        "matih_health_checks_total{error_code=\"none\",result=\"WARNING\"} 1",
+        "matih_health_notifications_total{outcome=\"delivered\"} 2",
+        "matih_health_check_duration_seconds_count{type=\"POSTGRESQL\"} 6",
+    ] {
+        assert!(metrics.contains(line), "{line} missing from\n{metrics}");
+    }
+    m.refresh_status_gauge().await.unwrap();
+    assert!(state
+        .metrics
+        .render()
+        .contains("matih_connectors_by_status{status=\"INACTIVE\"} 1"));
+    proxy.down();
+}
+
+#[tokio::test]
+async fn a_notice_survives_a_down_receiver_and_a_restart() {
+    let Some(fx) = fixture("POSTGRES", "a_notice_survives_a_down_receiver_and_a_restart") else {
+        return;
+    };
+    let dir = temp_dir("outbox");
+    let url = format!("sqlite://{}/m.db?mode=rwc", dir.display());
+    let state1 = state(&url, &dir.join("secrets")).await;
+    let proxy = Proxy::start(upstream(&fx)).await;
+    proxy.down();
+    let hook_port = free_port().await;
+    let receiver = Receiver::default();
+    let t = tenant(&state1).await;
+    let a = connector(&state1, &t, &fx, "failing", proxy.port, ConnectorStatus::Active).await;
+
+    // First process: the scheduler and delivery loops run; the receiver is down.
+    let running = HealthMonitor::new(
+        state1.clone(),
+        settings(300),
+        webhook(hook_port),
+        Some("before-restart".into()),
+    )
+    .unwrap()
+    .spawn();
+    let pool = state1.store.sql_pool().unwrap();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    loop {
+        let attempts: Option<i64> =
+            sqlx::query_scalar("SELECT MAX(attempts) FROM notification_outbox")
+                .fetch_one(&pool)
+                .await
+                .unwrap();
+        if attempts.unwrap_or(0) >= 3 {
+            break;
+        }
+        assert!(tokio::time::Instant::now() < deadline, "no failed attempts");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    running.stop();
+    assert_eq!(status_of(&state1, &a).await.status, ConnectorStatus::Error);
+    let (pending, last_error): (i64, Option<String>) = sqlx::query_as(
+        "SELECT COUNT(*), MAX(last_error) FROM notification_outbox WHERE delivered_at IS NULL",
+    )
+    .fetch_one(&pool)
+    .await
+    .unwrap();
+    assert_eq!(pending, 1, "one notice although several sweeps saw ERROR");
+    assert!(last_error.unwrap().contains("webhook request failed"));
+    drop(state1);
+
+    // "Restart": a new state and monitor on the same store; the receiver is up.
+    let state2 = state(&url, &dir.join("secrets")).await;
+    let _hook = receiver.listen(hook_port).await;
+    let running = HealthMonitor::new(
+        state2.clone(),
+        settings(300),
+        webhook(hook_port),
+        Some("after-restart".into()),
+    )
+    .unwrap()
+    .spawn();
+    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
+    while receiver.events().is_empty() {
+        assert!(tokio::time::Instant::now() < deadline, "the notice never arrived");
+        tokio::time::sleep(Duration::from_millis(100)).await;
+    }
+    // Further sweeps (still failing) add nothing.
+    tokio::time::sleep(Duration::from_millis(1000)).await;
+    running.stop();
+    assert_eq!(receiver.events(), ["connector.error"]);
+    assert_eq!(receiver.got.lock().unwrap()[0]["connectorId"], a.id.to_string());
+    assert!(checks_of(&state2, a.id).await >= 3);
+}
+
+/// A fresh database on the PostgreSQL fixture, made with the superuser.
+async fn fresh_database(fx: &Fixture) -> (String, String, String) {
+    let enc = |s: &str| -> String {
+        s.bytes()
+            .map(|b| {
+                if b.is_ascii_alphanumeric() {
+                    (b as char).to_string()
+                } else {
+                    format!("%{b:02X}")
+                }
+            })
+            .collect()
+    };
+    let su = fx.require("SUPERUSER");
+    let pw = fx
+        .get("SUPERUSER_PASSWORD")
+        .unwrap_or_else(|| fx.require("PASSWORD"));
+    let (host, port) = (fx.require("HOST"), fx.port());
+    let admin = format!("postgres://{}:{}@{host}:{port}/postgres", enc(su), enc(pw));
+    let name = format!("matih_health_{}", Uuid::new_v4().simple());
+    let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
+    // A generated identifier of [a-z0-9_]: nothing user-supplied reaches this DDL.
+    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
+        .execute(&mut conn)
+        .await
+        .unwrap();
+    conn.close().await.unwrap();
+    let url = format!("postgres://{}:{}@{host}:{port}/{name}", enc(su), enc(pw));
+    (admin, name, url)
+}
+
+#[tokio::test]
+async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
+    let Some(fx) = fixture(
+        "POSTGRES",
+        "two_replicas_on_postgres_test_each_connector_once_per_round",
+    ) else {
+        return;
+    };
+    let (admin, db, url) = fresh_database(&fx).await;
+    let dir = temp_dir("replicas");
+    let a_state = state(&url, &dir.join("secrets")).await;
+    let b_state = state(&url, &dir.join("secrets")).await;
+    let t = tenant(&a_state).await;
+    let mut ids = Vec::new();
+    for i in 0..24 {
+        let c = connector(
+            &a_state,
+            &t,
+            &fx,
+            &format!("pg {i} \"q\" é"),
+            fx.port(),
+            ConnectorStatus::Active,
+        )
+        .await;
+        ids.push(c.id);
+    }
+    let interval = 4000;
+    let log: Arc<dyn Notifier> = Arc::new(LogNotifier);
+    let mut s = settings(interval);
+    s.concurrency = 4;
+    let a = HealthMonitor::new(a_state.clone(), s.clone(), log.clone(), Some("a".into())).unwrap();
+    let b = HealthMonitor::new(b_state.clone(), s.clone(), log.clone(), Some("b".into())).unwrap();
+    let counts = || async {
+        let mut out = Vec::new();
+        for id in &ids {
+            out.push(checks_of(&a_state, *id).await);
+        }
+        out
+    };
+
+    // Round 1: both replicas sweep at once.
+    let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
+    let (ra, rb) = (ra.unwrap(), rb.unwrap());
+    assert_eq!(ra.checked + rb.checked, 24, "{ra:?} {rb:?}");
+    assert!(ra.checked > 0 && rb.checked > 0, "{ra:?} {rb:?}");
+    assert_eq!(counts().await, vec![1; 24]);
+
+    // Round 2: a third replica claims five connectors and dies; the others
+    // take the rest now and those five once the dead one's lease expires.
+    tokio::time::sleep(Duration::from_millis(interval + 100)).await;
+    let mut short = s.clone();
+    short.lease = Duration::from_millis(1500);
+    let dead = HealthMonitor::new(a_state.clone(), short, log.clone(), Some("dead".into())).unwrap();
+    let held = dead
+        .claim(5, &ts(chrono::Utc::now()))
+        .await
+        .unwrap();
+    assert_eq!(held.len(), 5);
+    let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
+    assert_eq!(ra.unwrap().checked + rb.unwrap().checked, 19);
+    for h in &held {
+        assert_eq!(checks_of(&a_state, h.id).await, 1, "held by the dead replica");
+    }
+    tokio::time::sleep(Duration::from_millis(1600)).await;
+    let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
+    assert_eq!(ra.unwrap().checked + rb.unwrap().checked, 5);
+    assert_eq!(counts().await, vec![2; 24]);
+    let (dead_rows, replicas): (i64, i64) = sqlx::query_as(
+        "SELECT COUNT(*) FILTER (WHERE replica = 'dead'), COUNT(DISTINCT replica) FROM health_checks",
+    )
+    .fetch_one(&a_state.store.sql_pool().unwrap())
+    .await
+    .unwrap();
+    assert_eq!((dead_rows, replicas), (0, 2));
+
+    drop((a, b, dead, a_state, b_state));
+    if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&admin).await {
+        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
+            .execute(&mut conn)
+            .await;
+    }
+}
