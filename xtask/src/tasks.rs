@@ -55,7 +55,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "bigquery",
         package: "matih-driver-bigquery",
-        fixtures: &[],
+        fixtures: &["bigquery"],
     },
     DriverEntry {
         name: "redshift",
