@@ -271,12 +271,14 @@ fn upstream(fx: &Fixture) -> SocketAddr {
 }
 
 fn webhook(port: u16) -> Arc<dyn Notifier> {
-    Arc::new(WebhookNotifier::new(
-        &format!("http://127.0.0.1:{port}/hook"),
-        HOOK_SECRET,
-        Duration::from_secs(2),
+    Arc::new(
+        WebhookNotifier::new(
+            &format!("http://127.0.0.1:{port}/hook"),
+            HOOK_SECRET,
+            Duration::from_secs(2),
+        )
+        .unwrap(),
     )
-    .unwrap())
 }
 
 #[tokio::test]
@@ -298,8 +300,24 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
     let hook_port = free_port().await;
     let _hook = receiver.listen(hook_port).await;
     let t = tenant(&state).await;
-    let a = connector(&state, &t, &fx, "via proxy", proxy.port, ConnectorStatus::Active).await;
-    let off = connector(&state, &t, &fx, "disabled", fx.port(), ConnectorStatus::Inactive).await;
+    let a = connector(
+        &state,
+        &t,
+        &fx,
+        "via proxy",
+        proxy.port,
+        ConnectorStatus::Active,
+    )
+    .await;
+    let off = connector(
+        &state,
+        &t,
+        &fx,
+        "disabled",
+        fx.port(),
+        ConnectorStatus::Inactive,
+    )
+    .await;
     let interval = 300;
     let m = HealthMonitor::new(
         state.clone(),
@@ -353,7 +371,10 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
     assert_eq!(m.sweep().await.unwrap().active, 1);
     assert_eq!(status_of(&state, &a).await.status, ConnectorStatus::Active);
     assert_eq!(m.deliver_pending().await.unwrap(), 1);
-    assert_eq!(receiver.events(), ["connector.error", "connector.recovered"]);
+    assert_eq!(
+        receiver.events(),
+        ["connector.error", "connector.recovered"]
+    );
     assert_eq!(receiver.got.lock().unwrap()[1]["status"], "ACTIVE");
 
     // Round 6: slow (above the POSTGRESQL threshold of 900 ms) → WARNING;
@@ -394,7 +415,9 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
         .await
         .unwrap();
     assert_eq!(resp.status(), StatusCode::OK);
-    let body = axum::body::to_bytes(resp.into_body(), 1 << 20).await.unwrap();
+    let body = axum::body::to_bytes(resp.into_body(), 1 << 20)
+        .await
+        .unwrap();
     let h: serde_json::Value = serde_json::from_slice(&body).unwrap();
     let statuses: Vec<&str> = h["checks"]
         .as_array()
@@ -430,7 +453,10 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
 
 #[tokio::test]
 async fn a_notice_survives_a_down_receiver_and_a_restart() {
-    let Some(fx) = fixture("POSTGRES", "a_notice_survives_a_down_receiver_and_a_restart") else {
+    let Some(fx) = fixture(
+        "POSTGRES",
+        "a_notice_survives_a_down_receiver_and_a_restart",
+    ) else {
         return;
     };
     let dir = temp_dir("outbox");
@@ -441,7 +467,15 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
     let hook_port = free_port().await;
     let receiver = Receiver::default();
     let t = tenant(&state1).await;
-    let a = connector(&state1, &t, &fx, "failing", proxy.port, ConnectorStatus::Active).await;
+    let a = connector(
+        &state1,
+        &t,
+        &fx,
+        "failing",
+        proxy.port,
+        ConnectorStatus::Active,
+    )
+    .await;
 
     // First process: the scheduler and delivery loops run; the receiver is down.
     let running = HealthMonitor::new(
@@ -491,14 +525,20 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
     .spawn();
     let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
     while receiver.events().is_empty() {
-        assert!(tokio::time::Instant::now() < deadline, "the notice never arrived");
+        assert!(
+            tokio::time::Instant::now() < deadline,
+            "the notice never arrived"
+        );
         tokio::time::sleep(Duration::from_millis(100)).await;
     }
     // Further sweeps (still failing) add nothing.
     tokio::time::sleep(Duration::from_millis(1000)).await;
     running.stop();
     assert_eq!(receiver.events(), ["connector.error"]);
-    assert_eq!(receiver.got.lock().unwrap()[0]["connectorId"], a.id.to_string());
+    assert_eq!(
+        receiver.got.lock().unwrap()[0]["connectorId"],
+        a.id.to_string()
+    );
     assert!(checks_of(&state2, a.id).await >= 3);
 }
 
@@ -585,16 +625,18 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
     tokio::time::sleep(Duration::from_millis(interval + 100)).await;
     let mut short = s.clone();
     short.lease = Duration::from_millis(1500);
-    let dead = HealthMonitor::new(a_state.clone(), short, log.clone(), Some("dead".into())).unwrap();
-    let held = dead
-        .claim(5, &ts(chrono::Utc::now()))
-        .await
-        .unwrap();
+    let dead =
+        HealthMonitor::new(a_state.clone(), short, log.clone(), Some("dead".into())).unwrap();
+    let held = dead.claim(5, &ts(chrono::Utc::now())).await.unwrap();
     assert_eq!(held.len(), 5);
     let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
     assert_eq!(ra.unwrap().checked + rb.unwrap().checked, 19);
     for h in &held {
-        assert_eq!(checks_of(&a_state, h.id).await, 1, "held by the dead replica");
+        assert_eq!(
+            checks_of(&a_state, h.id).await,
+            1,
+            "held by the dead replica"
+        );
     }
     tokio::time::sleep(Duration::from_millis(1600)).await;
     let (ra, rb) = tokio::join!(a.sweep(), b.sweep());

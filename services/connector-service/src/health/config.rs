@@ -75,7 +75,10 @@ impl fmt::Debug for HealthConfig {
             .field("jitter_secs", &self.jitter_secs)
             .field("history_kept", &self.history_kept)
             .field("webhook_url", &self.webhook_url.as_ref().map(|_| "***"))
-            .field("webhook_secret", &self.webhook_secret.as_ref().map(|_| "***"))
+            .field(
+                "webhook_secret",
+                &self.webhook_secret.as_ref().map(|_| "***"),
+            )
             .finish_non_exhaustive()
     }
 }

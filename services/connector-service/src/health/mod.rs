@@ -410,32 +410,32 @@ impl HealthMonitor {
     async fn check(&self, c: Claimed) -> anyhow::Result<Option<ConnectorStatus>> {
         let i = &self.inner;
         let started = Instant::now();
-        let outcome =
-            match tokio::time::timeout(i.settings.check_timeout, self.run_check(&c)).await {
-                Ok(Some(o)) => o,
-                Ok(None) => {
-                    self.release(&c).await?;
-                    return Ok(None);
+        let outcome = match tokio::time::timeout(i.settings.check_timeout, self.run_check(&c)).await
+        {
+            Ok(Some(o)) => o,
+            Ok(None) => {
+                self.release(&c).await?;
+                return Ok(None);
+            }
+            Err(_) => {
+                let (ty, name) = match i.state.store.get_connector(c.tenant_id, c.id).await {
+                    Ok(Some(x)) => (x.connector_type.as_str().to_owned(), x.name),
+                    _ => (String::new(), String::new()),
+                };
+                Outcome {
+                    connector_type: ty,
+                    name,
+                    success: false,
+                    latency_ms: started.elapsed().as_millis() as u64,
+                    error_code: Some("TIMEOUT".into()),
+                    failed_step: None,
+                    message: format!(
+                        "the health check did not finish within {} ms",
+                        i.settings.check_timeout.as_millis()
+                    ),
                 }
-                Err(_) => {
-                    let (ty, name) = match i.state.store.get_connector(c.tenant_id, c.id).await {
-                        Ok(Some(x)) => (x.connector_type.as_str().to_owned(), x.name),
-                        _ => (String::new(), String::new()),
-                    };
-                    Outcome {
-                        connector_type: ty,
-                        name,
-                        success: false,
-                        latency_ms: started.elapsed().as_millis() as u64,
-                        error_code: Some("TIMEOUT".into()),
-                        failed_step: None,
-                        message: format!(
-                            "the health check did not finish within {} ms",
-                            i.settings.check_timeout.as_millis()
-                        ),
-                    }
-                }
-            };
+            }
+        };
         i.metrics
             .check_latency
             .with_label_values(&[&outcome.connector_type])
@@ -644,7 +644,10 @@ impl HealthMonitor {
             match i.notifier.deliver(&notice).await {
                 Ok(()) => {
                     delivered += 1;
-                    i.metrics.notifications.with_label_values(&["delivered"]).inc();
+                    i.metrics
+                        .notifications
+                        .with_label_values(&["delivered"])
+                        .inc();
                     sqlx::query(
                         "UPDATE notification_outbox SET delivered_at = $1, attempts = attempts + 1, \
                          lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $2",
@@ -681,12 +684,18 @@ impl HealthMonitor {
             .fetch_all(&i.pool)
             .await?;
         for s in ["ACTIVE", "WARNING", "ERROR", "TESTING", "INACTIVE"] {
-            i.metrics.connectors_by_status.with_label_values(&[s]).set(0);
+            i.metrics
+                .connectors_by_status
+                .with_label_values(&[s])
+                .set(0);
         }
         for r in rows {
             let s: String = r.try_get("status")?;
             let n: i64 = r.try_get("n")?;
-            i.metrics.connectors_by_status.with_label_values(&[&s]).set(n);
+            i.metrics
+                .connectors_by_status
+                .with_label_values(&[&s])
+                .set(n);
         }
         Ok(())
     }

@@ -70,7 +70,10 @@ impl WebhookNotifier {
             matches!(parsed.scheme(), "http" | "https"),
             "the notification webhook URL must be http or https"
         );
-        anyhow::ensure!(!secret.is_empty(), "the notification webhook needs a secret");
+        anyhow::ensure!(
+            !secret.is_empty(),
+            "the notification webhook needs a secret"
+        );
         let client = reqwest::Client::builder()
             .timeout(timeout)
             .connect_timeout(timeout)

@@ -11,7 +11,11 @@ use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/0001_init.sql")),
-    (2, "health", include_str!("../../migrations/0002_health.sql")),
+    (
+        2,
+        "health",
+        include_str!("../../migrations/0002_health.sql"),
+    ),
 ];
 
 /// Serializes migrations across replicas sharing one PostgreSQL database.
