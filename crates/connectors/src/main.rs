@@ -11,12 +11,16 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use matih_connector_core::{
-    open, run_test, ConnectorError, ConnectorSpec, Depth, DiscoveryRequest, EgressPolicy, NameFilter,
-    TestOptions,
+    open, run_test, ConnectorError, ConnectorSpec, Depth, DiscoveryRequest, EgressPolicy,
+    NameFilter, TestOptions,
 };
 
 #[derive(Parser)]
-#[command(name = "matih-connectors", version, about = "Test MATIH connectors and discover their catalogs")]
+#[command(
+    name = "matih-connectors",
+    version,
+    about = "Test MATIH connectors and discover their catalogs"
+)]
 struct Cli {
     #[command(subcommand)]
     command: Command,
@@ -102,8 +106,14 @@ enum DepthArg {
 impl Filters {
     fn request(&self) -> DiscoveryRequest {
         DiscoveryRequest {
-            schemas: NameFilter { include: self.include_schema.clone(), exclude: self.exclude_schema.clone() },
-            tables: NameFilter { include: self.include_table.clone(), exclude: self.exclude_table.clone() },
+            schemas: NameFilter {
+                include: self.include_schema.clone(),
+                exclude: self.exclude_schema.clone(),
+            },
+            tables: NameFilter {
+                include: self.include_table.clone(),
+                exclude: self.exclude_table.clone(),
+            },
             ..Default::default()
         }
     }
@@ -122,7 +132,10 @@ fn main() -> ExitCode {
         )
         .init();
     let cli = Cli::parse();
-    let runtime = match tokio::runtime::Builder::new_multi_thread().enable_all().build() {
+    let runtime = match tokio::runtime::Builder::new_multi_thread()
+        .enable_all()
+        .build()
+    {
         Ok(rt) => rt,
         Err(e) => {
             eprintln!("error: cannot start the async runtime: {e}");
@@ -164,17 +177,26 @@ fn load(common: &Common) -> Result<(ConnectorSpec, EgressPolicy), BadInput> {
     let text = if common.spec == "-" {
         let mut s = String::new();
         std::io::stdin().read_to_string(&mut s).map_err(|e| {
-            BadInput(ConnectorError::invalid_config("spec", format!("cannot read standard input: {e}")))
+            BadInput(ConnectorError::invalid_config(
+                "spec",
+                format!("cannot read standard input: {e}"),
+            ))
         })?;
         s
     } else {
         std::fs::read_to_string(&common.spec).map_err(|e| {
-            BadInput(ConnectorError::invalid_config("spec", format!("cannot read {}: {e}", common.spec)))
+            BadInput(ConnectorError::invalid_config(
+                "spec",
+                format!("cannot read {}: {e}", common.spec),
+            ))
         })?
     };
     let spec = ConnectorSpec::from_json(&text).map_err(BadInput)?;
-    let egress = EgressPolicy::from_lists(&common.egress_allow.join(","), &common.egress_deny.join(","))
-        .map_err(BadInput)?;
+    let egress = EgressPolicy::from_lists(
+        &common.egress_allow.join(","),
+        &common.egress_deny.join(","),
+    )
+    .map_err(BadInput)?;
     Ok((spec, egress))
 }
 
@@ -187,15 +209,31 @@ async fn cmd_test(args: TestArgs) -> ExitCode {
         Ok(d) => d,
         Err(e) => return bad_input(BadInput(e)),
     };
+    // A spec that cannot pass validation is a bad spec (status 2), not a
+    // failed test; the report would only say the same thing at step one.
+    let cfg = spec.config();
+    if let Err(e) = cfg
+        .validate_common()
+        .and_then(|_| driver.validate(&cfg, &spec.credentials))
+    {
+        return bad_input(BadInput(e));
+    }
     eprintln!("testing {} connector …", spec.connector_type);
-    let opts = TestOptions { egress, discovery: args.filters.request() };
-    let report = run_test(&*driver, &spec.config(), &spec.credentials, &opts).await;
+    let opts = TestOptions {
+        egress,
+        discovery: args.filters.request(),
+    };
+    let report = run_test(&*driver, &cfg, &spec.credentials, &opts).await;
     for step in &report.steps {
         eprintln!(
             "  {:<15} {:>6} ms  {}",
             step.name.as_str(),
             step.latency_ms,
-            if step.success { "ok".to_owned() } else { format!("{:?}", step.error_code) }
+            if step.success {
+                "ok".to_owned()
+            } else {
+                format!("{:?}", step.error_code)
+            }
         );
     }
     print_json(&report);
@@ -226,7 +264,10 @@ async fn cmd_discover(args: DiscoverArgs) -> ExitCode {
     req.include_system = args.include_system;
 
     let cfg = spec.config();
-    if let Err(e) = driver.validate(&cfg, &spec.credentials).and_then(|_| cfg.validate_common()) {
+    if let Err(e) = cfg
+        .validate_common()
+        .and_then(|_| driver.validate(&cfg, &spec.credentials))
+    {
         return bad_input(BadInput(e));
     }
     let started = Instant::now();
@@ -235,7 +276,10 @@ async fn cmd_discover(args: DiscoverArgs) -> ExitCode {
         Ok(c) => c,
         Err(e) => return failed(&e),
     };
-    eprintln!("connected in {} ms; discovering …", started.elapsed().as_millis());
+    eprintln!(
+        "connected in {} ms; discovering …",
+        started.elapsed().as_millis()
+    );
     let discovered = matih_connector_core::with_timeout(
         cfg.timeouts.query() * 10,
         "discovery",

@@ -18,7 +18,12 @@ fn run_with_stdin(args: &[&str], stdin: &str) -> Output {
         .stderr(Stdio::piped())
         .spawn()
         .expect("spawn matih-connectors");
-    child.stdin.take().unwrap().write_all(stdin.as_bytes()).unwrap();
+    child
+        .stdin
+        .take()
+        .unwrap()
+        .write_all(stdin.as_bytes())
+        .unwrap();
     child.wait_with_output().unwrap()
 }
 
@@ -63,7 +68,8 @@ mod tempfile_path {
         }
     }
     pub fn write(text: &str) -> TempPath {
-        let path = std::env::temp_dir().join(matih_connector_testkit::unique_name("matih-cli-spec") + ".json");
+        let path = std::env::temp_dir()
+            .join(matih_connector_testkit::unique_name("matih-cli-spec") + ".json");
         std::fs::write(&path, text).unwrap();
         TempPath(path)
     }
@@ -73,17 +79,34 @@ mod tempfile_path {
 fn bad_spec_exits_2_with_a_clear_code() {
     for (spec, needle) in [
         ("{not json", "invalid spec"),
-        (r#"{"type":"POSTGRESQL","hots":"x"}"#, "unknown field `hots`"),
+        (
+            r#"{"type":"POSTGRESQL","hots":"x"}"#,
+            "unknown field `hots`",
+        ),
         (r#"{"type":"NO SUCH"}"#, "invalid connector type"),
-        (r#"{"type":"POSTGRESQL","host":"db","sslEnabled":false,"sslMode":"verify-full"}"#, "contradicts"),
+        (
+            r#"{"type":"POSTGRESQL","host":"db","sslEnabled":false,"sslMode":"verify-full"}"#,
+            "contradicts",
+        ),
     ] {
         let out = run_with_stdin(&["test", "--spec", "-"], spec);
-        assert_eq!(out.status.code(), Some(2), "{spec}: {}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(2),
+            "{spec}: {}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v = stdout_json(&out);
         assert_eq!(v["errorCode"], "INVALID_CONFIGURATION", "{spec}");
-        assert!(v["message"].as_str().unwrap().contains(needle), "{spec}: {v}");
+        assert!(
+            v["message"].as_str().unwrap().contains(needle),
+            "{spec}: {v}"
+        );
     }
-    let out = bin().args(["test", "--spec", "/nonexistent/spec.json"]).output().unwrap();
+    let out = bin()
+        .args(["test", "--spec", "/nonexistent/spec.json"])
+        .output()
+        .unwrap();
     assert_eq!(out.status.code(), Some(2));
 }
 
@@ -91,7 +114,11 @@ fn bad_spec_exits_2_with_a_clear_code() {
 fn missing_secret_never_echoes_credentials() {
     let spec = r#"{"type":"POSTGRESQL","host":"127.0.0.1","port":1,"credentials":{"username":"u","password":"pw-9d1c0e-never-print"},"metadata":{"nonsense":1}}"#;
     let out = run_with_stdin(&["test", "--spec", "-"], spec);
-    let all = format!("{}{}", String::from_utf8_lossy(&out.stdout), String::from_utf8_lossy(&out.stderr));
+    let all = format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    );
     assert!(!all.contains("pw-9d1c0e-never-print"), "{all}");
 }
 
@@ -102,7 +129,12 @@ fn refused_port_exits_1_with_the_failing_step() {
         let spec = json!({"type": ty, "host": "127.0.0.1", "port": port,
             "credentials": {"username": "u", "password": "p"}});
         let out = run_with_stdin(&["test", "--spec", "-"], &spec.to_string());
-        assert_eq!(out.status.code(), Some(1), "{}", String::from_utf8_lossy(&out.stderr));
+        assert_eq!(
+            out.status.code(),
+            Some(1),
+            "{}",
+            String::from_utf8_lossy(&out.stderr)
+        );
         let v = stdout_json(&out);
         assert_eq!(v["success"], false);
         assert_eq!(v["errorCode"], "CONNECTION_REFUSED");
@@ -121,16 +153,39 @@ fn refused_port_exits_1_with_the_failing_step() {
 
 fn passes_against(fx: &Fixture, ty: &str) {
     let spec = write_spec(&spec_for(fx, ty));
-    let out = bin().args(["test", "--spec", spec.as_str()]).output().unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    let out = bin()
+        .args(["test", "--spec", spec.as_str()])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = stdout_json(&out);
     assert_eq!(v["success"], true);
     assert_eq!(v["message"], "Connection successful");
     assert!(v["latencyMs"].is_u64());
     assert!(v["errorCode"].is_null());
     assert!(!v["serverVersion"].as_str().unwrap().is_empty());
-    let names: Vec<_> = v["steps"].as_array().unwrap().iter().map(|s| s["name"].as_str().unwrap().to_owned()).collect();
-    assert_eq!(names, ["validate", "dns", "tcp", "connect", "server_version", "access_probe"]);
+    let names: Vec<_> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "validate",
+            "dns",
+            "tcp",
+            "connect",
+            "server_version",
+            "access_probe"
+        ]
+    );
     // Progress went to stderr, the secret went nowhere.
     let stderr = String::from_utf8_lossy(&out.stderr);
     assert!(stderr.contains("access_probe"), "{stderr}");
@@ -148,10 +203,21 @@ fn passes_against(fx: &Fixture, ty: &str) {
 fn discovers_from(fx: &Fixture, ty: &str, schema: &str) {
     let spec = write_spec(&spec_for(fx, ty));
     let out = bin()
-        .args(["discover", "--spec", spec.as_str(), "--include-schema", schema])
+        .args([
+            "discover",
+            "--spec",
+            spec.as_str(),
+            "--include-schema",
+            schema,
+        ])
         .output()
         .unwrap();
-    assert_eq!(out.status.code(), Some(0), "{}", String::from_utf8_lossy(&out.stderr));
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
     let v = stdout_json(&out);
     let schemas = v["schemas"].as_array().unwrap();
     assert_eq!(schemas.len(), 1, "{v}");
@@ -159,11 +225,26 @@ fn discovers_from(fx: &Fixture, ty: &str, schema: &str) {
     let tables = schemas[0]["tables"].as_array().unwrap();
     assert!(!tables.is_empty());
     for t in tables {
-        for key in ["name", "type", "estimatedRows", "sizeBytes", "primaryKey", "columns"] {
+        for key in [
+            "name",
+            "type",
+            "estimatedRows",
+            "sizeBytes",
+            "primaryKey",
+            "columns",
+        ] {
             assert!(t.get(key).is_some(), "table lacks {key}: {t}");
         }
         for c in t["columns"].as_array().unwrap() {
-            for key in ["name", "ordinal", "nativeType", "dataType", "nullable", "default", "comment"] {
+            for key in [
+                "name",
+                "ordinal",
+                "nativeType",
+                "dataType",
+                "nullable",
+                "default",
+                "comment",
+            ] {
                 assert!(c.get(key).is_some(), "column lacks {key}: {c}");
             }
         }
@@ -172,23 +253,42 @@ fn discovers_from(fx: &Fixture, ty: &str, schema: &str) {
 
     // Excluding every table leaves the schema empty.
     let out = bin()
-        .args(["discover", "--spec", spec.as_str(), "--include-schema", schema, "--exclude-table", "*"])
+        .args([
+            "discover",
+            "--spec",
+            spec.as_str(),
+            "--include-schema",
+            schema,
+            "--exclude-table",
+            "*",
+        ])
         .output()
         .unwrap();
     let v = stdout_json(&out);
-    assert!(v["schemas"].as_array().unwrap().iter().all(|s| s["tables"].as_array().unwrap().is_empty()), "{v}");
+    assert!(
+        v["schemas"]
+            .as_array()
+            .unwrap()
+            .iter()
+            .all(|s| s["tables"].as_array().unwrap().is_empty()),
+        "{v}"
+    );
 }
 
 #[test]
 fn cli_against_postgres() {
-    let Some(fx) = fixture("POSTGRES", "cli_against_postgres") else { return };
+    let Some(fx) = fixture("POSTGRES", "cli_against_postgres") else {
+        return;
+    };
     passes_against(&fx, "POSTGRESQL");
-    discovers_from(&fx, "POSTGRESQL", "public");
+    discovers_from(&fx, "POSTGRESQL", "sales");
 }
 
 #[test]
 fn cli_against_mysql() {
-    let Some(fx) = fixture("MYSQL", "cli_against_mysql") else { return };
+    let Some(fx) = fixture("MYSQL", "cli_against_mysql") else {
+        return;
+    };
     passes_against(&fx, "MYSQL");
     let db = fx.require("DATABASE").to_owned();
     discovers_from(&fx, "MYSQL", &db);
@@ -199,6 +299,14 @@ fn drivers_lists_the_compiled_ones() {
     let out = bin().arg("drivers").output().unwrap();
     assert!(out.status.success());
     let v = stdout_json(&out);
-    let types: Vec<_> = v.as_array().unwrap().iter().map(|d| d["type"].as_str().unwrap().to_owned()).collect();
-    assert!(types.contains(&"POSTGRESQL".to_owned()) && types.contains(&"MYSQL".to_owned()), "{types:?}");
+    let types: Vec<_> = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|d| d["type"].as_str().unwrap().to_owned())
+        .collect();
+    assert!(
+        types.contains(&"POSTGRESQL".to_owned()) && types.contains(&"MYSQL".to_owned()),
+        "{types:?}"
+    );
 }

@@ -23,7 +23,11 @@ impl Catalog {
     }
 
     pub fn column_count(&self) -> usize {
-        self.schemas.iter().flat_map(|s| &s.tables).map(|t| t.columns.len()).sum()
+        self.schemas
+            .iter()
+            .flat_map(|s| &s.tables)
+            .map(|t| t.columns.len())
+            .sum()
     }
 
     /// Sorts schemas and tables by name and columns by ordinal, so output is stable.
@@ -140,7 +144,10 @@ pub enum DataType {
     Float32,
     Float64,
     /// Precision and scale when the source fixes them.
-    Decimal { precision: Option<u32>, scale: Option<i32> },
+    Decimal {
+        precision: Option<u32>,
+        scale: Option<i32>,
+    },
     String,
     Binary,
     Date,
@@ -160,7 +167,10 @@ pub enum DataType {
 
 impl DataType {
     pub fn decimal(precision: u32, scale: i32) -> DataType {
-        DataType::Decimal { precision: Some(precision), scale: Some(scale) }
+        DataType::Decimal {
+            precision: Some(precision),
+            scale: Some(scale),
+        }
     }
 
     pub fn array(inner: DataType) -> DataType {
@@ -178,8 +188,14 @@ impl fmt::Display for DataType {
             DataType::Int64 => f.write_str("int64"),
             DataType::Float32 => f.write_str("float32"),
             DataType::Float64 => f.write_str("float64"),
-            DataType::Decimal { precision: Some(p), scale: Some(s) } => write!(f, "decimal({p},{s})"),
-            DataType::Decimal { precision: Some(p), scale: None } => write!(f, "decimal({p})"),
+            DataType::Decimal {
+                precision: Some(p),
+                scale: Some(s),
+            } => write!(f, "decimal({p},{s})"),
+            DataType::Decimal {
+                precision: Some(p),
+                scale: None,
+            } => write!(f, "decimal({p})"),
             DataType::Decimal { .. } => f.write_str("decimal"),
             DataType::String => f.write_str("string"),
             DataType::Binary => f.write_str("binary"),
@@ -212,7 +228,10 @@ impl FromStr for DataType {
             if p.is_none() {
                 return Err(format!("invalid decimal type {s:?}"));
             }
-            return Ok(DataType::Decimal { precision: p, scale: sc });
+            return Ok(DataType::Decimal {
+                precision: p,
+                scale: sc,
+            });
         }
         Ok(match s {
             "boolean" => DataType::Boolean,
@@ -222,7 +241,10 @@ impl FromStr for DataType {
             "int64" => DataType::Int64,
             "float32" => DataType::Float32,
             "float64" => DataType::Float64,
-            "decimal" => DataType::Decimal { precision: None, scale: None },
+            "decimal" => DataType::Decimal {
+                precision: None,
+                scale: None,
+            },
             "string" => DataType::String,
             "binary" => DataType::Binary,
             "date" => DataType::Date,
@@ -268,8 +290,14 @@ mod tests {
             DataType::Float32,
             DataType::Float64,
             DataType::decimal(10, 2),
-            DataType::Decimal { precision: Some(20), scale: None },
-            DataType::Decimal { precision: None, scale: None },
+            DataType::Decimal {
+                precision: Some(20),
+                scale: None,
+            },
+            DataType::Decimal {
+                precision: None,
+                scale: None,
+            },
             DataType::String,
             DataType::Binary,
             DataType::Date,
@@ -289,7 +317,10 @@ mod tests {
             assert_eq!(text.parse::<DataType>().unwrap(), t, "{text}");
         }
         assert_eq!(DataType::decimal(10, 2).to_string(), "decimal(10,2)");
-        assert_eq!(DataType::array(DataType::String).to_string(), "array<string>");
+        assert_eq!(
+            DataType::array(DataType::String).to_string(),
+            "array<string>"
+        );
         assert!("varchar".parse::<DataType>().is_err());
     }
 

@@ -93,7 +93,10 @@ impl Timeouts {
 
 impl Default for Timeouts {
     fn default() -> Self {
-        Timeouts { connect_ms: Self::default_connect_ms(), query_ms: Self::default_query_ms() }
+        Timeouts {
+            connect_ms: Self::default_connect_ms(),
+            query_ms: Self::default_query_ms(),
+        }
     }
 }
 
@@ -162,7 +165,8 @@ impl ConnectionConfig {
             let h = host.trim();
             let bad = h.is_empty()
                 || h.len() > 253
-                || h.chars().any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@');
+                || h.chars()
+                    .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@');
             if bad {
                 return Err(ConnectorError::invalid_config(
                     "host",
@@ -174,7 +178,10 @@ impl ConnectionConfig {
             }
         }
         if self.port == Some(0) {
-            return Err(ConnectorError::invalid_config("port", "port must be 1-65535"));
+            return Err(ConnectorError::invalid_config(
+                "port",
+                "port must be 1-65535",
+            ));
         }
         for (field, value) in [("database", &self.database), ("schema", &self.schema)] {
             if let Some(v) = value {
@@ -187,7 +194,10 @@ impl ConnectionConfig {
             }
         }
         if self.timeouts.connect_ms == 0 || self.timeouts.query_ms == 0 {
-            return Err(ConnectorError::invalid_config("timeouts", "timeouts must be positive"));
+            return Err(ConnectorError::invalid_config(
+                "timeouts",
+                "timeouts must be positive",
+            ));
         }
         if let Some(pem) = &self.ssl_ca_pem {
             crate::tls::parse_pem_certs(pem)?;
@@ -243,7 +253,10 @@ impl ConnectorSpec {
     /// `INVALID_CONFIGURATION` error that names the line and column.
     pub fn from_json(text: &str) -> Result<ConnectorSpec, ConnectorError> {
         serde_json::from_str(text).map_err(|e| {
-            ConnectorError::new(ErrorCode::InvalidConfiguration, format!("invalid spec: {e}"))
+            ConnectorError::new(
+                ErrorCode::InvalidConfiguration,
+                format!("invalid spec: {e}"),
+            )
         })
     }
 
@@ -275,10 +288,16 @@ mod tests {
         c.ssl_mode = Some(SslMode::Require);
         assert_eq!(c.ssl_mode().unwrap(), SslMode::Require);
         c.ssl_mode = Some(SslMode::Disable);
-        assert_eq!(c.ssl_mode().unwrap_err().code(), ErrorCode::InvalidConfiguration);
+        assert_eq!(
+            c.ssl_mode().unwrap_err().code(),
+            ErrorCode::InvalidConfiguration
+        );
         c.ssl_enabled = Some(false);
         c.ssl_mode = Some(SslMode::VerifyCa);
-        assert_eq!(c.ssl_mode().unwrap_err().code(), ErrorCode::InvalidConfiguration);
+        assert_eq!(
+            c.ssl_mode().unwrap_err().code(),
+            ErrorCode::InvalidConfiguration
+        );
     }
 
     #[test]
@@ -292,14 +311,20 @@ mod tests {
         .unwrap();
         assert_eq!(spec.connector_type, ConnectorType::Snowflake);
         assert_eq!(spec.config().ssl_mode().unwrap(), SslMode::VerifyFull);
-        assert_eq!(spec.config().metadata_str("account").as_deref(), Some("acme"));
+        assert_eq!(
+            spec.config().metadata_str("account").as_deref(),
+            Some("acme")
+        );
         assert!(!format!("{spec:?}").contains("encrypted_value"));
     }
 
     #[test]
     fn spec_rejects_unknown_fields_and_bad_values() {
         for (body, needle) in [
-            (r#"{"type":"POSTGRESQL","hots":"x"}"#, "unknown field `hots`"),
+            (
+                r#"{"type":"POSTGRESQL","hots":"x"}"#,
+                "unknown field `hots`",
+            ),
             (r#"{"type":"POSTGRESQL","port":70000}"#, "70000"),
             (r#"{"type":"POSTGRESQL","sslMode":"sometimes"}"#, "sslMode"),
             (r#"{"type":"no such type!"}"#, "invalid connector type"),
@@ -307,17 +332,27 @@ mod tests {
         ] {
             let err = ConnectorSpec::from_json(body).unwrap_err();
             assert_eq!(err.code(), ErrorCode::InvalidConfiguration);
-            assert!(err.message().contains(needle) || err.message().contains("variant"), "{body}: {}", err.message());
+            assert!(
+                err.message().contains(needle) || err.message().contains("variant"),
+                "{body}: {}",
+                err.message()
+            );
         }
     }
 
     #[test]
     fn common_validation() {
-        let mut c = ConnectionConfig { host: Some("db.example.com".into()), ..Default::default() };
+        let mut c = ConnectionConfig {
+            host: Some("db.example.com".into()),
+            ..Default::default()
+        };
         c.validate_common().unwrap();
         for bad in ["", "a b", "user@host", "h/x"] {
             c.host = Some(bad.into());
-            assert_eq!(c.validate_common().unwrap_err().code(), ErrorCode::InvalidConfiguration);
+            assert_eq!(
+                c.validate_common().unwrap_err().code(),
+                ErrorCode::InvalidConfiguration
+            );
         }
         c.host = Some("h".into());
         c.port = Some(0);

@@ -203,7 +203,10 @@ mod tests {
 
     #[test]
     fn filter_semantics() {
-        let f = NameFilter { include: vec!["s*".into()], exclude: vec!["s_tmp*".into()] };
+        let f = NameFilter {
+            include: vec!["s*".into()],
+            exclude: vec!["s_tmp*".into()],
+        };
         assert!(f.matches("sales"));
         assert!(!f.matches("s_tmp1"));
         assert!(!f.matches("other"));

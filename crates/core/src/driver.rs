@@ -24,10 +24,18 @@ pub struct Key {
 
 impl Key {
     pub const fn required(name: &'static str, description: &'static str) -> Key {
-        Key { name, required: true, description }
+        Key {
+            name,
+            required: true,
+            description,
+        }
     }
     pub const fn optional(name: &'static str, description: &'static str) -> Key {
-        Key { name, required: false, description }
+        Key {
+            name,
+            required: false,
+            description,
+        }
     }
 }
 
@@ -75,7 +83,11 @@ impl DriverDescriptor {
                     format!(
                         "unknown credential {key:?} for {}: expected {}",
                         self.connector_type,
-                        self.credential_keys.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+                        self.credential_keys
+                            .iter()
+                            .map(|k| k.name)
+                            .collect::<Vec<_>>()
+                            .join(", ")
                     ),
                 ));
             }
@@ -103,7 +115,11 @@ impl DriverDescriptor {
                         } else {
                             format!(
                                 ": expected {}",
-                                self.metadata_keys.iter().map(|k| k.name).collect::<Vec<_>>().join(", ")
+                                self.metadata_keys
+                                    .iter()
+                                    .map(|k| k.name)
+                                    .collect::<Vec<_>>()
+                                    .join(", ")
                             )
                         }
                     ),
@@ -184,7 +200,10 @@ pub async fn resolve_host(
             Err(_) => {
                 return Err(ConnectorError::new(
                     ErrorCode::Timeout,
-                    format!("resolving {host} took longer than {} ms", timeouts.connect_ms),
+                    format!(
+                        "resolving {host} took longer than {} ms",
+                        timeouts.connect_ms
+                    ),
                 )
                 .with_context("host", host))
             }
@@ -290,7 +309,12 @@ pub async fn open(
 ) -> Result<Box<dyn Connection>, ConnectorError> {
     driver.validate(cfg, creds)?;
     let ctx = ConnectContext::resolve(driver, cfg, egress).await?;
-    with_timeout(cfg.timeouts.connect(), "connecting", driver.connect(cfg, creds, &ctx)).await
+    with_timeout(
+        cfg.timeouts.connect(),
+        "connecting",
+        driver.connect(cfg, creds, &ctx),
+    )
+    .await
 }
 
 /// Runs `fut` under a time limit, turning the limit into a `TIMEOUT` error.
@@ -321,7 +345,8 @@ impl Registry {
 
     /// Adds a driver under its descriptor's type, replacing any earlier one.
     pub fn register(&mut self, driver: Arc<dyn Driver>) -> &mut Self {
-        self.drivers.insert(driver.descriptor().connector_type.clone(), driver);
+        self.drivers
+            .insert(driver.descriptor().connector_type.clone(), driver);
         self
     }
 
@@ -371,13 +396,17 @@ mod tests {
     async fn invalid_tld_and_ip_literals() {
         let t = Timeouts::default();
         let p = EgressPolicy::default();
-        let err = resolve_host("db.example.invalid", 5432, t, &p).await.unwrap_err();
+        let err = resolve_host("db.example.invalid", 5432, t, &p)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::DnsResolutionFailed);
         let a = resolve_host("127.0.0.1", 5432, t, &p).await.unwrap();
         assert_eq!(a, vec!["127.0.0.1:5432".parse().unwrap()]);
         let a = resolve_host("[::1]", 1, t, &p).await.unwrap();
         assert_eq!(a[0].port(), 1);
-        let err = resolve_host("169.254.169.254", 80, t, &p).await.unwrap_err();
+        let err = resolve_host("169.254.169.254", 80, t, &p)
+            .await
+            .unwrap_err();
         assert_eq!(err.code(), ErrorCode::EgressDenied);
     }
 
@@ -386,7 +415,9 @@ mod tests {
         let r = Registry::new();
         let err = r.get(&ConnectorType::Kafka).unwrap_err();
         assert_eq!(err.code(), ErrorCode::DriverUnavailable);
-        assert!(err.message().contains("driver `kafka` is not enabled in this build"));
+        assert!(err
+            .message()
+            .contains("driver `kafka` is not enabled in this build"));
         let err = r.get(&ConnectorType::Custom("ERP".into())).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidConfiguration);
     }

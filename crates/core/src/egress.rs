@@ -46,14 +46,22 @@ fn yes() -> bool {
 
 impl Default for EgressPolicy {
     fn default() -> Self {
-        EgressPolicy { allow: Vec::new(), deny: Vec::new(), deny_defaults: true }
+        EgressPolicy {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            deny_defaults: true,
+        }
     }
 }
 
 impl EgressPolicy {
     /// A policy that allows everything (for tools run by an operator).
     pub fn allow_all() -> Self {
-        EgressPolicy { allow: Vec::new(), deny: Vec::new(), deny_defaults: false }
+        EgressPolicy {
+            allow: Vec::new(),
+            deny: Vec::new(),
+            deny_defaults: false,
+        }
     }
 
     /// Parses comma- or space-separated CIDR lists, e.g. from environment variables.
@@ -66,12 +74,19 @@ impl EgressPolicy {
                     s.parse::<IpNet>()
                         .or_else(|_| s.parse::<IpAddr>().map(IpNet::from))
                         .map_err(|_| {
-                            ConnectorError::invalid_config(field, format!("{s:?} is not a CIDR network"))
+                            ConnectorError::invalid_config(
+                                field,
+                                format!("{s:?} is not a CIDR network"),
+                            )
                         })
                 })
                 .collect()
         }
-        Ok(EgressPolicy { allow: parse(allow, "egress.allow")?, deny: parse(deny, "egress.deny")?, deny_defaults: true })
+        Ok(EgressPolicy {
+            allow: parse(allow, "egress.allow")?,
+            deny: parse(deny, "egress.deny")?,
+            deny_defaults: true,
+        })
     }
 
     pub fn check(&self, ip: IpAddr) -> Result<(), ConnectorError> {
@@ -91,7 +106,9 @@ impl EgressPolicy {
             return deny("it is outside the allowed networks");
         }
         if self.deny_defaults && !allowed && default_denied().iter().any(|n| n.contains(&ip)) {
-            return deny("link-local, metadata, multicast and unspecified addresses are denied by default");
+            return deny(
+                "link-local, metadata, multicast and unspecified addresses are denied by default",
+            );
         }
         Ok(())
     }
@@ -99,7 +116,12 @@ impl EgressPolicy {
 
 fn default_denied() -> &'static [IpNet] {
     static NETS: std::sync::OnceLock<Vec<IpNet>> = std::sync::OnceLock::new();
-    NETS.get_or_init(|| DEFAULT_DENIED.iter().map(|s| s.parse().expect("valid CIDR")).collect())
+    NETS.get_or_init(|| {
+        DEFAULT_DENIED
+            .iter()
+            .map(|s| s.parse().expect("valid CIDR"))
+            .collect()
+    })
 }
 
 #[cfg(test)]
@@ -113,7 +135,14 @@ mod tests {
     #[test]
     fn defaults_deny_metadata_and_link_local() {
         let p = EgressPolicy::default();
-        for bad in ["169.254.169.254", "fe80::1", "100.100.100.200", "fd00:ec2::254", "::ffff:169.254.169.254", "0.0.0.0"] {
+        for bad in [
+            "169.254.169.254",
+            "fe80::1",
+            "100.100.100.200",
+            "fd00:ec2::254",
+            "::ffff:169.254.169.254",
+            "0.0.0.0",
+        ] {
             let err = p.check(ip(bad)).unwrap_err();
             assert_eq!(err.code(), ErrorCode::EgressDenied, "{bad}");
         }
@@ -124,13 +153,16 @@ mod tests {
 
     #[test]
     fn allow_and_deny_lists() {
-        let p = EgressPolicy::from_lists("10.0.0.0/8, 169.254.10.0/24", "10.9.0.0/16 127.0.0.1").unwrap();
+        let p = EgressPolicy::from_lists("10.0.0.0/8, 169.254.10.0/24", "10.9.0.0/16 127.0.0.1")
+            .unwrap();
         p.check(ip("10.1.1.1")).unwrap();
         p.check(ip("169.254.10.5")).unwrap();
         assert!(p.check(ip("10.9.1.1")).is_err());
         assert!(p.check(ip("127.0.0.1")).is_err());
         assert!(p.check(ip("8.8.8.8")).is_err());
         assert!(EgressPolicy::from_lists("nonsense", "").is_err());
-        EgressPolicy::allow_all().check(ip("169.254.169.254")).unwrap();
+        EgressPolicy::allow_all()
+            .check(ip("169.254.169.254"))
+            .unwrap();
     }
 }

@@ -133,9 +133,10 @@ impl ErrorCode {
     pub fn from_io_kind(kind: io::ErrorKind) -> ErrorCode {
         use io::ErrorKind as K;
         match kind {
-            K::ConnectionRefused | K::HostUnreachable | K::NetworkUnreachable | K::AddrNotAvailable => {
-                ErrorCode::ConnectionRefused
-            }
+            K::ConnectionRefused
+            | K::HostUnreachable
+            | K::NetworkUnreachable
+            | K::AddrNotAvailable => ErrorCode::ConnectionRefused,
             K::TimedOut | K::WouldBlock => ErrorCode::Timeout,
             K::ConnectionReset
             | K::ConnectionAborted
@@ -231,7 +232,10 @@ impl ConnectorError {
 
     /// The first context value under `key`.
     pub fn context_value(&self, key: &str) -> Option<&str> {
-        self.context.iter().find(|(k, _)| *k == key).map(|(_, v)| v.as_str())
+        self.context
+            .iter()
+            .find(|(k, _)| *k == key)
+            .map(|(_, v)| v.as_str())
     }
 
     /// The code's hint followed by the detail, e.g.
@@ -277,7 +281,9 @@ impl fmt::Debug for ConnectorError {
 
 impl StdError for ConnectorError {
     fn source(&self) -> Option<&(dyn StdError + 'static)> {
-        self.source.as_deref().map(|s| s as &(dyn StdError + 'static))
+        self.source
+            .as_deref()
+            .map(|s| s as &(dyn StdError + 'static))
     }
 }
 
@@ -319,7 +325,10 @@ mod tests {
     #[test]
     fn io_kinds_map_to_codes() {
         let cases = [
-            (io::ErrorKind::ConnectionRefused, ErrorCode::ConnectionRefused),
+            (
+                io::ErrorKind::ConnectionRefused,
+                ErrorCode::ConnectionRefused,
+            ),
             (io::ErrorKind::TimedOut, ErrorCode::Timeout),
             (io::ErrorKind::ConnectionReset, ErrorCode::ConnectionClosed),
             (io::ErrorKind::UnexpectedEof, ErrorCode::ConnectionClosed),
@@ -336,7 +345,10 @@ mod tests {
     fn display_and_report_message() {
         let err = ConnectorError::new(ErrorCode::ConnectionRefused, "127.0.0.1:1: refused")
             .with_context("step", "tcp");
-        assert_eq!(err.to_string(), "CONNECTION_REFUSED: 127.0.0.1:1: refused [step=tcp]");
+        assert_eq!(
+            err.to_string(),
+            "CONNECTION_REFUSED: 127.0.0.1:1: refused [step=tcp]"
+        );
         assert_eq!(
             err.report_message(),
             "Connection refused: verify host and port (127.0.0.1:1: refused)"
@@ -347,7 +359,7 @@ mod tests {
 
     #[test]
     fn source_chain_is_kept() {
-        let inner = io::Error::new(io::ErrorKind::Other, "boom");
+        let inner = io::Error::other("boom");
         let err = ConnectorError::new(ErrorCode::SourceError, "x").with_source(inner);
         assert_eq!(err.source().unwrap().to_string(), "boom");
         assert!(find_source::<io::Error>(&err).is_some());

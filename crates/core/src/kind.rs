@@ -58,22 +58,77 @@ const fn info(
     driver: &'static str,
     category: Category,
 ) -> TypeInfo {
-    TypeInfo { ty, wire, driver, category }
+    TypeInfo {
+        ty,
+        wire,
+        driver,
+        category,
+    }
 }
 
 static TYPES: [TypeInfo; 16] = [
-    info(ConnectorType::Postgresql, "POSTGRESQL", "postgres", Category::Relational),
+    info(
+        ConnectorType::Postgresql,
+        "POSTGRESQL",
+        "postgres",
+        Category::Relational,
+    ),
     info(ConnectorType::Mysql, "MYSQL", "mysql", Category::Relational),
-    info(ConnectorType::Sqlserver, "SQLSERVER", "sqlserver", Category::Relational),
-    info(ConnectorType::Oracle, "ORACLE", "oracle", Category::Relational),
-    info(ConnectorType::Snowflake, "SNOWFLAKE", "snowflake", Category::CloudWarehouse),
-    info(ConnectorType::Bigquery, "BIGQUERY", "bigquery", Category::CloudWarehouse),
-    info(ConnectorType::Redshift, "REDSHIFT", "redshift", Category::CloudWarehouse),
-    info(ConnectorType::Databricks, "DATABRICKS", "databricks", Category::CloudWarehouse),
-    info(ConnectorType::Mongodb, "MONGODB", "mongodb", Category::Nosql),
-    info(ConnectorType::Dynamodb, "DYNAMODB", "dynamodb", Category::Nosql),
+    info(
+        ConnectorType::Sqlserver,
+        "SQLSERVER",
+        "sqlserver",
+        Category::Relational,
+    ),
+    info(
+        ConnectorType::Oracle,
+        "ORACLE",
+        "oracle",
+        Category::Relational,
+    ),
+    info(
+        ConnectorType::Snowflake,
+        "SNOWFLAKE",
+        "snowflake",
+        Category::CloudWarehouse,
+    ),
+    info(
+        ConnectorType::Bigquery,
+        "BIGQUERY",
+        "bigquery",
+        Category::CloudWarehouse,
+    ),
+    info(
+        ConnectorType::Redshift,
+        "REDSHIFT",
+        "redshift",
+        Category::CloudWarehouse,
+    ),
+    info(
+        ConnectorType::Databricks,
+        "DATABRICKS",
+        "databricks",
+        Category::CloudWarehouse,
+    ),
+    info(
+        ConnectorType::Mongodb,
+        "MONGODB",
+        "mongodb",
+        Category::Nosql,
+    ),
+    info(
+        ConnectorType::Dynamodb,
+        "DYNAMODB",
+        "dynamodb",
+        Category::Nosql,
+    ),
     info(ConnectorType::S3, "S3", "s3", Category::FileStorage),
-    info(ConnectorType::AzureBlob, "AZURE_BLOB", "azure-blob", Category::FileStorage),
+    info(
+        ConnectorType::AzureBlob,
+        "AZURE_BLOB",
+        "azure-blob",
+        Category::FileStorage,
+    ),
     info(ConnectorType::Gcs, "GCS", "gcs", Category::FileStorage),
     info(ConnectorType::Kafka, "KAFKA", "kafka", Category::Streaming),
     info(ConnectorType::Rest, "REST", "rest", Category::Api),
@@ -130,10 +185,17 @@ impl FromStr for ConnectorType {
         }
         let valid = !trimmed.is_empty()
             && trimmed.len() <= 64
-            && trimmed.chars().next().is_some_and(|c| c.is_ascii_alphabetic())
-            && trimmed.chars().all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
+            && trimmed
+                .chars()
+                .next()
+                .is_some_and(|c| c.is_ascii_alphabetic())
+            && trimmed
+                .chars()
+                .all(|c| c.is_ascii_alphanumeric() || c == '_' || c == '-');
         if valid {
-            Ok(ConnectorType::Custom(trimmed.to_ascii_uppercase().replace('-', "_")))
+            Ok(ConnectorType::Custom(
+                trimmed.to_ascii_uppercase().replace('-', "_"),
+            ))
         } else {
             Err(ConnectorError::new(
                 ErrorCode::InvalidConfiguration,
@@ -174,7 +236,8 @@ impl Serialize for ConnectorType {
 impl<'de> Deserialize<'de> for ConnectorType {
     fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         let s = String::deserialize(d)?;
-        s.parse().map_err(|e: ConnectorError| serde::de::Error::custom(e.message()))
+        s.parse()
+            .map_err(|e: ConnectorError| serde::de::Error::custom(e.message()))
     }
 }
 
@@ -195,10 +258,19 @@ mod tests {
 
     #[test]
     fn parses_case_insensitively_and_driver_names() {
-        assert_eq!("postgresql".parse::<ConnectorType>().unwrap(), ConnectorType::Postgresql);
-        assert_eq!("azure-blob".parse::<ConnectorType>().unwrap(), ConnectorType::AzureBlob);
+        assert_eq!(
+            "postgresql".parse::<ConnectorType>().unwrap(),
+            ConnectorType::Postgresql
+        );
+        assert_eq!(
+            "azure-blob".parse::<ConnectorType>().unwrap(),
+            ConnectorType::AzureBlob
+        );
         assert_eq!(ConnectorType::AzureBlob.driver_name(), "azure-blob");
-        assert_eq!(ConnectorType::Databricks.category(), Category::CloudWarehouse);
+        assert_eq!(
+            ConnectorType::Databricks.category(),
+            Category::CloudWarehouse
+        );
     }
 
     #[test]

@@ -84,7 +84,10 @@ fn rfc3339_millis<S: serde::Serializer>(t: &DateTime<Utc>, s: S) -> Result<S::Ok
 impl TestReport {
     /// The step that failed and its error code, if any.
     pub fn failure(&self) -> Option<(Step, ErrorCode)> {
-        self.steps.iter().find(|s| !s.success).and_then(|s| Some((s.name, s.error_code?)))
+        self.steps
+            .iter()
+            .find(|s| !s.success)
+            .and_then(|s| Some((s.name, s.error_code?)))
     }
 
     pub fn step(&self, name: Step) -> Option<&StepReport> {
@@ -118,7 +121,13 @@ impl Recorder {
         };
         let latency_ms = started.elapsed().as_millis() as u64;
         let report = match &result {
-            Ok(_) => StepReport { name, success: true, latency_ms, error_code: None, message: None },
+            Ok(_) => StepReport {
+                name,
+                success: true,
+                latency_ms,
+                error_code: None,
+                message: None,
+            },
             Err(e) => {
                 tracing::debug!(step = %name, error = %e, "connectivity test step failed");
                 StepReport {
@@ -144,7 +153,9 @@ pub async fn run_test(
     opts: &TestOptions,
 ) -> TestReport {
     let tested_at = Utc::now();
-    let mut rec = Recorder { steps: Vec::with_capacity(6) };
+    let mut rec = Recorder {
+        steps: Vec::with_capacity(6),
+    };
     let mut network_started = None;
     let outcome = run_steps(driver, cfg, creds, opts, &mut rec, &mut network_started).await;
     match outcome {
@@ -199,17 +210,39 @@ async fn run_steps(
     };
     if let Some((host, port)) = endpoint {
         let addrs = rec
-            .step(Step::Dns, Some(connect_limit), resolve_host(&host, port, cfg.timeouts, &opts.egress))
+            .step(
+                Step::Dns,
+                Some(connect_limit),
+                resolve_host(&host, port, cfg.timeouts, &opts.egress),
+            )
             .await?;
-        ctx.addrs = rec.step(Step::Tcp, Some(connect_limit), tcp_probe(addrs)).await?;
+        ctx.addrs = rec
+            .step(Step::Tcp, Some(connect_limit), tcp_probe(addrs))
+            .await?;
         ctx.host = Some(host);
     }
 
-    let mut conn = rec.step(Step::Connect, Some(connect_limit), driver.connect(cfg, creds, &ctx)).await?;
+    let mut conn = rec
+        .step(
+            Step::Connect,
+            Some(connect_limit),
+            driver.connect(cfg, creds, &ctx),
+        )
+        .await?;
     let result = async {
-        let version =
-            rec.step(Step::ServerVersion, Some(query_limit), conn.server_version()).await?;
-        rec.step(Step::AccessProbe, Some(query_limit), conn.probe(&opts.discovery)).await?;
+        let version = rec
+            .step(
+                Step::ServerVersion,
+                Some(query_limit),
+                conn.server_version(),
+            )
+            .await?;
+        rec.step(
+            Step::AccessProbe,
+            Some(query_limit),
+            conn.probe(&opts.discovery),
+        )
+        .await?;
         Ok(version)
     }
     .await;
@@ -282,7 +315,9 @@ mod tests {
                 .await
                 .map_err(|e| ConnectorError::from_io(e, "connect"))?;
             let mut b = [0u8; 1];
-            s.read_exact(&mut b).await.map_err(|e| ConnectorError::from_io(e, "greeting"))?;
+            s.read_exact(&mut b)
+                .await
+                .map_err(|e| ConnectorError::from_io(e, "greeting"))?;
             Ok(Box::new(GreetingConn))
         }
     }
@@ -302,7 +337,10 @@ mod tests {
         ConnectionConfig {
             host: Some("127.0.0.1".into()),
             port: Some(port),
-            timeouts: crate::Timeouts { connect_ms: 300, query_ms: 300 },
+            timeouts: crate::Timeouts {
+                connect_ms: 300,
+                query_ms: 300,
+            },
             ..Default::default()
         }
     }
@@ -320,13 +358,26 @@ mod tests {
                 });
             }
         });
-        let r = run_test(&driver(), &cfg(port), &Credentials::new(), &TestOptions::default()).await;
+        let r = run_test(
+            &driver(),
+            &cfg(port),
+            &Credentials::new(),
+            &TestOptions::default(),
+        )
+        .await;
         assert!(r.success, "{r:?}");
         assert_eq!(r.server_version.as_deref(), Some("greeter 1.0"));
         let names: Vec<_> = r.steps.iter().map(|s| s.name).collect();
         assert_eq!(
             names,
-            [Step::Validate, Step::Dns, Step::Tcp, Step::Connect, Step::ServerVersion, Step::AccessProbe]
+            [
+                Step::Validate,
+                Step::Dns,
+                Step::Tcp,
+                Step::Connect,
+                Step::ServerVersion,
+                Step::AccessProbe
+            ]
         );
         assert!(r.latency_ms.is_some());
         let json = serde_json::to_value(&r).unwrap();
@@ -341,11 +392,22 @@ mod tests {
             let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
             l.local_addr().unwrap().port()
         };
-        let r = run_test(&driver(), &cfg(port), &Credentials::new(), &TestOptions::default()).await;
+        let r = run_test(
+            &driver(),
+            &cfg(port),
+            &Credentials::new(),
+            &TestOptions::default(),
+        )
+        .await;
         assert!(!r.success);
         assert_eq!(r.failure(), Some((Step::Tcp, ErrorCode::ConnectionRefused)));
         assert_eq!(r.latency_ms, None);
-        assert!(r.message.starts_with("Connection refused: verify host and port"), "{}", r.message);
+        assert!(
+            r.message
+                .starts_with("Connection refused: verify host and port"),
+            "{}",
+            r.message
+        );
         assert_eq!(r.steps.len(), 3);
     }
 
@@ -359,7 +421,13 @@ mod tests {
                 held.push(s);
             }
         });
-        let r = run_test(&driver(), &cfg(port), &Credentials::new(), &TestOptions::default()).await;
+        let r = run_test(
+            &driver(),
+            &cfg(port),
+            &Credentials::new(),
+            &TestOptions::default(),
+        )
+        .await;
         assert_eq!(r.failure(), Some((Step::Connect, ErrorCode::Timeout)));
         assert_eq!(r.error_code, Some(ErrorCode::Timeout));
     }
@@ -369,11 +437,17 @@ mod tests {
         let mut c = cfg(1);
         c.host = Some("nowhere.invalid".into());
         let r = run_test(&driver(), &c, &Credentials::new(), &TestOptions::default()).await;
-        assert_eq!(r.failure(), Some((Step::Dns, ErrorCode::DnsResolutionFailed)));
+        assert_eq!(
+            r.failure(),
+            Some((Step::Dns, ErrorCode::DnsResolutionFailed))
+        );
 
         c.host = Some("bad host".into());
         let r = run_test(&driver(), &c, &Credentials::new(), &TestOptions::default()).await;
-        assert_eq!(r.failure(), Some((Step::Validate, ErrorCode::InvalidConfiguration)));
+        assert_eq!(
+            r.failure(),
+            Some((Step::Validate, ErrorCode::InvalidConfiguration))
+        );
         assert_eq!(r.steps.len(), 1);
     }
 }

@@ -12,14 +12,18 @@ use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, Server
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{self, CryptoProvider};
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
-use rustls::{CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme};
+use rustls::{
+    CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
+};
 
 use crate::{ConnectorError, ErrorCode, SslMode};
 
 /// The crypto provider every TLS configuration in the workspace uses.
 pub fn provider() -> Arc<CryptoProvider> {
     static PROVIDER: OnceLock<Arc<CryptoProvider>> = OnceLock::new();
-    PROVIDER.get_or_init(|| Arc::new(crypto::ring::default_provider())).clone()
+    PROVIDER
+        .get_or_init(|| Arc::new(crypto::ring::default_provider()))
+        .clone()
 }
 
 /// Installs [`provider`] as the process default if none is installed yet.
@@ -57,7 +61,10 @@ pub fn root_store(ca_pem: Option<&str>) -> Result<RootCertStore, ConnectorError>
         Some(pem) => {
             for cert in parse_pem_certs(pem)? {
                 roots.add(cert).map_err(|e| {
-                    ConnectorError::invalid_config("sslCaPem", format!("unusable CA certificate: {e}"))
+                    ConnectorError::invalid_config(
+                        "sslCaPem",
+                        format!("unusable CA certificate: {e}"),
+                    )
                 })?;
             }
         }
@@ -77,7 +84,9 @@ pub fn client_config(
         .map_err(|e| ConnectorError::internal(format!("TLS set-up: {e}")).with_source(e))?;
     let config = match mode {
         SslMode::Disable => return Ok(None),
-        SslMode::VerifyFull => builder.with_root_certificates(root_store(ca_pem)?).with_no_client_auth(),
+        SslMode::VerifyFull => builder
+            .with_root_certificates(root_store(ca_pem)?)
+            .with_no_client_auth(),
         SslMode::VerifyCa => {
             let inner = webpki_verifier(ca_pem, &provider)?;
             builder
@@ -143,8 +152,13 @@ impl ServerCertVerifier for ChainOnly {
         ocsp_response: &[u8],
         now: UnixTime,
     ) -> Result<ServerCertVerified, rustls::Error> {
-        match self.inner.verify_server_cert(end_entity, intermediates, server_name, ocsp_response, now)
-        {
+        match self.inner.verify_server_cert(
+            end_entity,
+            intermediates,
+            server_name,
+            ocsp_response,
+            now,
+        ) {
             Ok(v) => Ok(v),
             Err(rustls::Error::InvalidCertificate(
                 CertificateError::NotValidForName | CertificateError::NotValidForNameContext { .. },
@@ -201,7 +215,12 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls12_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        crypto::verify_tls12_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn verify_tls13_signature(
@@ -210,11 +229,18 @@ impl ServerCertVerifier for AcceptAny {
         cert: &CertificateDer<'_>,
         dss: &DigitallySignedStruct,
     ) -> Result<HandshakeSignatureValid, rustls::Error> {
-        crypto::verify_tls13_signature(message, cert, dss, &self.provider.signature_verification_algorithms)
+        crypto::verify_tls13_signature(
+            message,
+            cert,
+            dss,
+            &self.provider.signature_verification_algorithms,
+        )
     }
 
     fn supported_verify_schemes(&self) -> Vec<SignatureScheme> {
-        self.provider.signature_verification_algorithms.supported_schemes()
+        self.provider
+            .signature_verification_algorithms
+            .supported_schemes()
     }
 }
 

@@ -50,17 +50,33 @@ pub struct FailureCases {
 }
 
 fn options() -> TestOptions {
-    TestOptions { egress: EgressPolicy::allow_all(), ..Default::default() }
+    TestOptions {
+        egress: EgressPolicy::allow_all(),
+        ..Default::default()
+    }
 }
 
 /// Runs the connectivity test and asserts it passes every step with a version.
 pub async fn assert_test_succeeds(driver: &dyn Driver, case: &Case) -> TestReport {
     let r = run_test(driver, &case.cfg, &case.creds, &options()).await;
-    assert!(r.success, "test should pass: {}", serde_json::to_string_pretty(&r).unwrap());
+    assert!(
+        r.success,
+        "test should pass: {}",
+        serde_json::to_string_pretty(&r).unwrap()
+    );
     let version = r.server_version.as_deref().unwrap_or_default();
     assert!(!version.trim().is_empty(), "server version is empty");
-    for step in [Step::Validate, Step::Dns, Step::Tcp, Step::Connect, Step::ServerVersion, Step::AccessProbe] {
-        let s = r.step(step).unwrap_or_else(|| panic!("step {step} missing: {r:?}"));
+    for step in [
+        Step::Validate,
+        Step::Dns,
+        Step::Tcp,
+        Step::Connect,
+        Step::ServerVersion,
+        Step::AccessProbe,
+    ] {
+        let s = r
+            .step(step)
+            .unwrap_or_else(|| panic!("step {step} missing: {r:?}"));
         assert!(s.success, "{step} failed: {r:?}");
     }
     assert!(r.latency_ms.is_some());
@@ -68,7 +84,12 @@ pub async fn assert_test_succeeds(driver: &dyn Driver, case: &Case) -> TestRepor
 }
 
 /// Runs the connectivity test and asserts it fails at `step` with `code`.
-pub async fn assert_test_fails(driver: &dyn Driver, case: &Case, step: Step, code: ErrorCode) -> TestReport {
+pub async fn assert_test_fails(
+    driver: &dyn Driver,
+    case: &Case,
+    step: Step,
+    code: ErrorCode,
+) -> TestReport {
     let r = run_test(driver, &case.cfg, &case.creds, &options()).await;
     assert!(!r.success, "expected {code} at {step}, test passed: {r:?}");
     assert_eq!(
@@ -87,7 +108,10 @@ pub async fn assert_test_fails(driver: &dyn Driver, case: &Case, step: Step, cod
 pub fn assert_no_secret(text: &str, creds: &Credentials) {
     for (key, value) in creds.iter() {
         if value.expose().len() >= 4 {
-            assert!(!text.contains(value.expose()), "credential {key} leaked into output: {text}");
+            assert!(
+                !text.contains(value.expose()),
+                "credential {key} leaked into output: {text}"
+            );
         }
     }
 }
@@ -101,7 +125,9 @@ pub fn closed_port() -> u16 {
 /// A listener that accepts connections and never says a word. Dropping the
 /// handle stops it.
 pub async fn silent_listener() -> (u16, tokio::task::JoinHandle<()>) {
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.expect("bind");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind");
     let port = l.local_addr().expect("addr").port();
     let task = tokio::spawn(async move {
         let mut held = Vec::new();
@@ -118,7 +144,12 @@ pub async fn silent_listener() -> (u16, tokio::task::JoinHandle<()>) {
 ///
 /// `no_privilege_step` is where the driver's source reports the missing
 /// privilege (at login for PostgreSQL's CONNECT, at the probe elsewhere).
-pub async fn assert_error_codes(driver: &dyn Driver, good: &Case, cases: &FailureCases, no_privilege_step: Step) {
+pub async fn assert_error_codes(
+    driver: &dyn Driver,
+    good: &Case,
+    cases: &FailureCases,
+    no_privilege_step: Step,
+) {
     let refused = good.with_cfg(|c| {
         c.host = Some("127.0.0.1".into());
         c.port = Some(closed_port());
@@ -126,24 +157,61 @@ pub async fn assert_error_codes(driver: &dyn Driver, good: &Case, cases: &Failur
     assert_test_fails(driver, &refused, Step::Tcp, ErrorCode::ConnectionRefused).await;
 
     let unresolvable = good.with_cfg(|c| c.host = Some("no-such-host.example.invalid".into()));
-    assert_test_fails(driver, &unresolvable, Step::Dns, ErrorCode::DnsResolutionFailed).await;
+    assert_test_fails(
+        driver,
+        &unresolvable,
+        Step::Dns,
+        ErrorCode::DnsResolutionFailed,
+    )
+    .await;
 
     let (port, listener) = silent_listener().await;
     let silent = good.with_cfg(|c| {
         c.host = Some("127.0.0.1".into());
         c.port = Some(port);
-        c.timeouts = Timeouts { connect_ms: 700, query_ms: 700 };
+        c.timeouts = Timeouts {
+            connect_ms: 700,
+            query_ms: 700,
+        };
     });
     let started = std::time::Instant::now();
     let r = assert_test_fails(driver, &silent, Step::Connect, ErrorCode::Timeout).await;
     // Bounded: the run ends soon after the limit, whatever the driver does.
-    assert!(started.elapsed() < Duration::from_secs(10), "took {:?}: {r:?}", started.elapsed());
+    assert!(
+        started.elapsed() < Duration::from_secs(10),
+        "took {:?}: {r:?}",
+        started.elapsed()
+    );
     listener.abort();
 
-    assert_test_fails(driver, &cases.untrusted_tls, Step::Connect, ErrorCode::SslHandshakeFailed).await;
-    assert_test_fails(driver, &cases.wrong_password, Step::Connect, ErrorCode::AuthenticationFailed).await;
-    assert_test_fails(driver, &cases.missing_database, Step::Connect, ErrorCode::DatabaseNotFound).await;
-    assert_test_fails(driver, &cases.no_privilege, no_privilege_step, ErrorCode::PermissionDenied).await;
+    assert_test_fails(
+        driver,
+        &cases.untrusted_tls,
+        Step::Connect,
+        ErrorCode::SslHandshakeFailed,
+    )
+    .await;
+    assert_test_fails(
+        driver,
+        &cases.wrong_password,
+        Step::Connect,
+        ErrorCode::AuthenticationFailed,
+    )
+    .await;
+    assert_test_fails(
+        driver,
+        &cases.missing_database,
+        Step::Connect,
+        ErrorCode::DatabaseNotFound,
+    )
+    .await;
+    assert_test_fails(
+        driver,
+        &cases.no_privilege,
+        no_privilege_step,
+        ErrorCode::PermissionDenied,
+    )
+    .await;
 }
 
 /// Discovers with `req` on a fresh connection.
@@ -151,7 +219,10 @@ pub async fn discover(driver: &dyn Driver, case: &Case, req: &DiscoveryRequest) 
     let mut conn = open(driver, &case.cfg, &case.creds, &EgressPolicy::allow_all())
         .await
         .unwrap_or_else(|e| panic!("connect: {e}"));
-    let catalog = conn.discover(req).await.unwrap_or_else(|e| panic!("discover: {e}"));
+    let catalog = conn
+        .discover(req)
+        .await
+        .unwrap_or_else(|e| panic!("discover: {e}"));
     conn.close().await.expect("close");
     assert_catalog_well_formed(&catalog);
     catalog
@@ -165,15 +236,37 @@ pub fn assert_catalog_well_formed(catalog: &Catalog) {
         assert!(schemas.insert(&s.name), "duplicate schema {}", s.name);
         let mut tables = HashSet::new();
         for t in &s.tables {
-            assert!(tables.insert(&t.name), "duplicate table {}.{}", s.name, t.name);
+            assert!(
+                tables.insert(&t.name),
+                "duplicate table {}.{}",
+                s.name,
+                t.name
+            );
             for (i, c) in t.columns.iter().enumerate() {
-                assert_eq!(c.ordinal as usize, i + 1, "{}.{} column {} ordinal", s.name, t.name, c.name);
+                assert_eq!(
+                    c.ordinal as usize,
+                    i + 1,
+                    "{}.{} column {} ordinal",
+                    s.name,
+                    t.name,
+                    c.name
+                );
             }
             for pk in &t.primary_key {
-                assert!(t.column(pk).is_some() || t.columns.is_empty(), "{}.{}: primary key column {pk} missing", s.name, t.name);
+                assert!(
+                    t.column(pk).is_some() || t.columns.is_empty(),
+                    "{}.{}: primary key column {pk} missing",
+                    s.name,
+                    t.name
+                );
             }
             if t.kind == TableKind::View {
-                assert!(t.size_bytes.unwrap_or(0) == 0, "{}.{}: a view has no size", s.name, t.name);
+                assert!(
+                    t.size_bytes.unwrap_or(0) == 0,
+                    "{}.{}: a view has no size",
+                    s.name,
+                    t.name
+                );
             }
         }
     }
@@ -181,40 +274,104 @@ pub fn assert_catalog_well_formed(catalog: &Catalog) {
 
 /// Filters and depth: `schema` holds `table`, and at least one other table.
 pub async fn assert_discovery_filters(driver: &dyn Driver, case: &Case, schema: &str, table: &str) {
-    let only = |inc: &str| NameFilter { include: vec![inc.into()], exclude: vec![] };
+    let only = |inc: &str| NameFilter {
+        include: vec![inc.into()],
+        exclude: vec![],
+    };
 
     let full = discover(driver, case, &DiscoveryRequest::default()).await;
-    let s = full.schema(schema).unwrap_or_else(|| panic!("schema {schema} not discovered"));
-    assert!(s.table(table).is_some(), "table {schema}.{table} not discovered");
-    assert!(s.tables.len() >= 2, "{schema} needs two tables for the filter checks");
+    let s = full
+        .schema(schema)
+        .unwrap_or_else(|| panic!("schema {schema} not discovered"));
+    assert!(
+        s.table(table).is_some(),
+        "table {schema}.{table} not discovered"
+    );
+    assert!(
+        s.tables.len() >= 2,
+        "{schema} needs two tables for the filter checks"
+    );
 
-    let req = DiscoveryRequest { schemas: only(schema), ..Default::default() };
+    let req = DiscoveryRequest {
+        schemas: only(schema),
+        ..Default::default()
+    };
     let c = discover(driver, case, &req).await;
-    assert_eq!(c.schemas.iter().map(|s| s.name.as_str()).collect::<Vec<_>>(), vec![schema]);
+    assert_eq!(
+        c.schemas
+            .iter()
+            .map(|s| s.name.as_str())
+            .collect::<Vec<_>>(),
+        vec![schema]
+    );
 
-    let req = DiscoveryRequest { schemas: only(schema), tables: only(table), ..Default::default() };
+    let req = DiscoveryRequest {
+        schemas: only(schema),
+        tables: only(table),
+        ..Default::default()
+    };
     let c = discover(driver, case, &req).await;
-    let names: Vec<_> = c.schemas.iter().flat_map(|s| &s.tables).map(|t| t.name.as_str()).collect();
+    let names: Vec<_> = c
+        .schemas
+        .iter()
+        .flat_map(|s| &s.tables)
+        .map(|t| t.name.as_str())
+        .collect();
     assert_eq!(names, vec![table], "include table {table}");
 
     let req = DiscoveryRequest {
         schemas: only(schema),
-        tables: NameFilter { include: vec![], exclude: vec![table.into()] },
+        tables: NameFilter {
+            include: vec![],
+            exclude: vec![table.into()],
+        },
         ..Default::default()
     };
     let c = discover(driver, case, &req).await;
     let got = c.schema(schema).expect("schema");
-    assert!(got.table(table).is_none(), "excluded table {table} still listed");
+    assert!(
+        got.table(table).is_none(),
+        "excluded table {table} still listed"
+    );
     assert_eq!(got.tables.len(), s.tables.len() - 1);
 
-    let req = DiscoveryRequest { schemas: NameFilter { include: vec![], exclude: vec![schema.into()] }, ..Default::default() };
+    let req = DiscoveryRequest {
+        schemas: NameFilter {
+            include: vec![],
+            exclude: vec![schema.into()],
+        },
+        ..Default::default()
+    };
     let c = discover(driver, case, &req).await;
-    assert!(c.schema(schema).is_none(), "excluded schema {schema} still listed");
+    assert!(
+        c.schema(schema).is_none(),
+        "excluded schema {schema} still listed"
+    );
 
-    let c = discover(driver, case, &DiscoveryRequest::default().with_depth(Depth::Tables)).await;
-    assert!(c.schema(schema).unwrap().tables.iter().all(|t| t.columns.is_empty()), "depth=tables returned columns");
+    let c = discover(
+        driver,
+        case,
+        &DiscoveryRequest::default().with_depth(Depth::Tables),
+    )
+    .await;
+    assert!(
+        c.schema(schema)
+            .unwrap()
+            .tables
+            .iter()
+            .all(|t| t.columns.is_empty()),
+        "depth=tables returned columns"
+    );
     assert_eq!(c.schema(schema).unwrap().tables.len(), s.tables.len());
 
-    let c = discover(driver, case, &DiscoveryRequest::default().with_depth(Depth::Schemas)).await;
-    assert!(c.schema(schema).unwrap().tables.is_empty(), "depth=schemas returned tables");
+    let c = discover(
+        driver,
+        case,
+        &DiscoveryRequest::default().with_depth(Depth::Schemas),
+    )
+    .await;
+    assert!(
+        c.schema(schema).unwrap().tables.is_empty(),
+        "depth=schemas returned tables"
+    );
 }

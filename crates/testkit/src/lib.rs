@@ -37,7 +37,10 @@ impl Fixture {
         let vars: BTreeMap<String, String> = std::env::vars()
             .filter_map(|(k, v)| k.strip_prefix(&prefix).map(|rest| (rest.to_owned(), v)))
             .collect();
-        vars.contains_key("HOST").then(|| Fixture { name: name.to_owned(), vars })
+        vars.contains_key("HOST").then(|| Fixture {
+            name: name.to_owned(),
+            vars,
+        })
     }
 
     pub fn name(&self) -> &str {
@@ -51,24 +54,33 @@ impl Fixture {
     /// The variable's value; panics naming the variable when it is missing.
     pub fn require(&self, key: &str) -> &str {
         self.get(key).unwrap_or_else(|| {
-            panic!("fixture {}: MATIH_TEST_{}_{key} is not set", self.name, self.name)
+            panic!(
+                "fixture {}: MATIH_TEST_{}_{key} is not set",
+                self.name, self.name
+            )
         })
     }
 
     pub fn port(&self) -> u16 {
-        self.require("PORT").parse().unwrap_or_else(|_| panic!("MATIH_TEST_{}_PORT is not a port", self.name))
+        self.require("PORT")
+            .parse()
+            .unwrap_or_else(|_| panic!("MATIH_TEST_{}_PORT is not a port", self.name))
     }
 
     /// Reads the file a variable names (a CA certificate, say).
     pub fn read_file(&self, key: &str) -> String {
         let path = self.require(key);
-        std::fs::read_to_string(path).unwrap_or_else(|e| panic!("reading {path} (MATIH_TEST_{}_{key}): {e}", self.name))
+        std::fs::read_to_string(path)
+            .unwrap_or_else(|e| panic!("reading {path} (MATIH_TEST_{}_{key}): {e}", self.name))
     }
 }
 
 /// Whether missing fixtures are failures (`MATIH_REQUIRE_FIXTURES=1`).
 pub fn fixtures_required() -> bool {
-    matches!(std::env::var(REQUIRE_FIXTURES).as_deref(), Ok("1") | Ok("true") | Ok("yes"))
+    matches!(
+        std::env::var(REQUIRE_FIXTURES).as_deref(),
+        Ok("1") | Ok("true") | Ok("yes")
+    )
 }
 
 /// The fixture for a test, or `None` after printing why the test skips. Under
