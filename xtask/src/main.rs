@@ -5,7 +5,7 @@
 //! eval "$(cargo xtask fixtures env)"
 //! cargo xtask fixtures down | status | clean
 //! cargo xtask test-drivers [--only postgres,mysql,cli] [--fixtures native|docker]
-//! cargo xtask bench discovery | api
+//! cargo xtask bench discovery | api | scheduler [--connectors N]
 //! cargo xtask ci
 //! ```
 
@@ -97,6 +97,13 @@ enum BenchCmd {
     Discovery,
     /// The connector service's API: GET one, list 1,000, the test route beside the driver.
     Api,
+    /// One health sweep over N connectors pointed at local listeners: time, checks/s, peak RSS.
+    Scheduler {
+        #[arg(long, default_value_t = 10_000)]
+        connectors: usize,
+        #[arg(long)]
+        concurrency: Option<usize>,
+    },
 }
 
 fn main() -> ExitCode {
@@ -116,6 +123,13 @@ fn main() -> ExitCode {
         Cmd::Bench {
             which: BenchCmd::Api,
         } => tasks::bench_api(),
+        Cmd::Bench {
+            which:
+                BenchCmd::Scheduler {
+                    connectors,
+                    concurrency,
+                },
+        } => tasks::bench_scheduler(connectors, concurrency),
         Cmd::Ci { fixtures } => tasks::ci(fixtures),
     };
     match result {

@@ -541,6 +541,32 @@ pub fn bench_api() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench scheduler`: the connector service's `bench_scheduler`
+/// example in release mode. It needs no fixture: its connectors point at
+/// in-process listeners.
+pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<()> {
+    let mut args = vec![
+        "run".to_owned(),
+        "--release".into(),
+        "-p".into(),
+        "matih-connector-service".into(),
+        "--example".into(),
+        "bench_scheduler".into(),
+        "--".into(),
+        "--connectors".into(),
+        connectors.to_string(),
+    ];
+    if let Some(c) = concurrency {
+        args.extend(["--concurrency".into(), c.to_string()]);
+    }
+    say!("cargo {}", args.join(" "));
+    let status = cargo().args(&args).status();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        bail!("the scheduler benchmark failed");
+    }
+    Ok(())
+}
+
 /// `cargo xtask ci`: stops at the first failing stage.
 pub fn ci(source: Source) -> Result<()> {
     type Stage = (&'static str, Box<dyn Fn() -> Result<()>>);
