@@ -87,7 +87,7 @@ impl Observed {
 
 /// Columns for sampled payloads (None for a message without a value). JSON
 /// objects only → their fields, in order of first appearance (keys of one
-/// message in sorted order, as serde_json keeps them), nullable when
+/// message in sorted order), nullable when
 /// absent from some message or null; otherwise one `value` column.
 pub(crate) fn infer_columns(payloads: &[Option<Vec<u8>>]) -> Vec<Column> {
     let mut objects = Vec::with_capacity(payloads.len());
@@ -110,7 +110,12 @@ pub(crate) fn infer_columns(payloads: &[Option<Vec<u8>>]) -> Vec<Column> {
     let mut order: Vec<String> = Vec::new();
     let mut seen: BTreeMap<String, (Observed, usize)> = BTreeMap::new();
     for o in &objects {
-        for (k, v) in o {
+        // Sorted here: serde_json keeps insertion order when another crate in
+        // the build enables `preserve_order`, and the catalog must not depend
+        // on which crates are linked.
+        let mut fields: Vec<(&String, &Value)> = o.iter().collect();
+        fields.sort_by(|a, b| a.0.cmp(b.0));
+        for (k, v) in fields {
             let e = seen.entry(k.clone()).or_insert_with(|| {
                 order.push(k.clone());
                 (Observed::default(), 0)
