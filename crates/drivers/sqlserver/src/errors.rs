@@ -80,6 +80,14 @@ pub(crate) fn parse_error_redacted(
             let message = format!("{what}: {message}");
             ConnectorError::new(code, message).with_source(err)
         }
+        // The server declined the encryption the SSL mode requires: TLS
+        // negotiation failed before any handshake byte.
+        E::Protocol(msg) if msg.contains("encryption level") => {
+            let message = format!(
+                "{what}: the server does not offer the TLS encryption sslMode requires ({msg})"
+            );
+            ConnectorError::new(ErrorCode::SslHandshakeFailed, message).with_source(err)
+        }
         E::Protocol(msg) => {
             let message = format!("{what}: protocol error: {msg}");
             ConnectorError::new(ErrorCode::ProtocolError, message).with_source(err)

@@ -13,7 +13,7 @@
 //!   service, seeded with tests/fixtures/sqlserver/seed.sql); they skip here.
 
 use matih_connector_core::{
-    ConnectionConfig, Credentials, DataType, ErrorCode, Step, TableKind, Timeouts,
+    ConnectionConfig, Credentials, DataType, ErrorCode, SslMode, Step, TableKind, Timeouts,
 };
 use matih_connector_testkit::conformance::{self, Case};
 use matih_driver_sqlserver::SqlserverDriver;
@@ -170,6 +170,24 @@ async fn tds_fake_server_principal_without_access_is_permission_denied() {
         ErrorCode::PermissionDenied,
     )
     .await;
+    task.abort();
+}
+
+#[tokio::test]
+async fn tds_fake_declining_encryption_fails_tls_modes() {
+    // The fake answers ENCRYPTION=NOT_SUP: every mode that needs TLS must
+    // fail before the login packet (and its password) is sent.
+    let (port, task) = tds_fake::start(18456, "Login failed for user 'fake_login'.").await;
+    for mode in [SslMode::Require, SslMode::VerifyCa, SslMode::VerifyFull] {
+        let c = case(port).with_cfg(|c| c.ssl_mode = Some(mode));
+        conformance::assert_test_fails(
+            &SqlserverDriver::new(),
+            &c,
+            Step::Connect,
+            ErrorCode::SslHandshakeFailed,
+        )
+        .await;
+    }
     task.abort();
 }
 
