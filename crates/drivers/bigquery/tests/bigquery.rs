@@ -11,8 +11,8 @@
 use std::sync::Arc;
 
 use matih_connector_core::{
-    ConnectionConfig, Credentials, Depth, DiscoveryRequest, ErrorCode, NameFilter, Step, Table,
-    TableKind, Timeouts,
+    ConnectionConfig, Credentials, Depth, DiscoveryRequest, ErrorCode, NameFilter, SslMode, Step,
+    Table, TableKind, Timeouts,
 };
 use matih_connector_testkit::conformance::{
     assert_discovery_filters, assert_no_secret, assert_test_fails, assert_test_succeeds,
@@ -106,6 +106,13 @@ async fn failures_map_to_codes() {
     assert_test_fails(&d, &silent, Step::Connect, ErrorCode::Timeout).await;
     assert!(started.elapsed() < std::time::Duration::from_secs(10));
     listener.abort();
+
+    // https to the emulator's plain-HTTP port: the TLS handshake fails.
+    let tls = good.with_cfg(|c| {
+        c.ssl_enabled = Some(true);
+        c.ssl_mode = Some(SslMode::VerifyFull);
+    });
+    assert_test_fails(&d, &tls, Step::Connect, ErrorCode::SslHandshakeFailed).await;
 
     // A dataset that does not exist: the emulator's 404 notFound.
     let missing = good.with_cfg(|c| c.database = Some("no_such_dataset".into()));
