@@ -50,6 +50,14 @@ pub fn install_default_drivers(registry: &mut Registry) {
     registry.register(Arc::new(matih_driver_snowflake::SnowflakeDriver::new()));
     #[cfg(feature = "databricks")]
     registry.register(Arc::new(matih_driver_databricks::DatabricksDriver::new()));
+    #[cfg(feature = "sqlserver")]
+    registry.register(Arc::new(matih_driver_sqlserver::SqlserverDriver::new()));
+    #[cfg(feature = "oracle")]
+    registry.register(Arc::new(matih_driver_oracle::OracleDriver::new()));
+    #[cfg(feature = "redshift")]
+    registry.register(Arc::new(matih_driver_redshift::RedshiftDriver::new()));
+    #[cfg(feature = "bigquery")]
+    registry.register(Arc::new(matih_driver_bigquery::BigqueryDriver::new()));
     let _ = (registry, Arc::<()>::new(()));
 }
 
