@@ -58,6 +58,10 @@ pub fn install_default_drivers(registry: &mut Registry) {
     registry.register(Arc::new(matih_driver_redshift::RedshiftDriver::new()));
     #[cfg(feature = "bigquery")]
     registry.register(Arc::new(matih_driver_bigquery::BigqueryDriver::new()));
+    #[cfg(feature = "kafka")]
+    registry.register(Arc::new(matih_driver_kafka::KafkaDriver::new()));
+    #[cfg(feature = "mongodb")]
+    registry.register(Arc::new(matih_driver_mongodb::MongodbDriver::new()));
     let _ = (registry, Arc::<()>::new(()));
 }
 
