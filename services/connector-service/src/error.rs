@@ -19,7 +19,9 @@ pub struct AppError {
     pub status: StatusCode,
     pub code: String,
     pub message: String,
-    pub details: Option<Value>,
+    /// Boxed: `Value` is large when serde_json keeps key order, and errors
+    /// travel in every `Result` of the handlers.
+    pub details: Option<Box<Value>>,
     cause: Option<String>,
 }
 
@@ -35,7 +37,7 @@ impl AppError {
     }
 
     pub fn with_details(mut self, details: Value) -> Self {
-        self.details = Some(details);
+        self.details = Some(Box::new(details));
         self
     }
 
@@ -95,7 +97,7 @@ impl AppError {
         };
         let mut e = AppError::new(status, err.code().as_str(), err.message().to_owned());
         if let Some(field) = err.context_value("field") {
-            e.details = Some(json!({ "field": field }));
+            e.details = Some(Box::new(json!({ "field": field })));
         }
         e
     }
@@ -124,7 +126,9 @@ impl IntoResponse for AppError {
             tracing::error!(code = %self.code, cause = self.cause.as_deref().unwrap_or(""), "request failed");
         }
         let mut body = json!({ "code": self.code, "message": self.message });
-        if let (Some(Value::Object(extra)), Value::Object(map)) = (self.details, &mut body) {
+        if let (Some(Value::Object(extra)), Value::Object(map)) =
+            (self.details.map(|d| *d), &mut body)
+        {
             for (k, v) in extra {
                 map.insert(k, v);
             }
