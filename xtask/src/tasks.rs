@@ -469,7 +469,8 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench discovery`: each driver's `bench_discovery` example,
+/// `cargo xtask bench discovery`: each driver's `<name>_bench_discovery` example
+/// (named per driver so examples of different packages never share a file),
 /// in release mode, against the fixtures.
 pub fn bench_discovery() -> Result<()> {
     let root = workspace_root();
@@ -478,30 +479,24 @@ pub fn bench_discovery() -> Result<()> {
     let mut rows = Vec::new();
     for name in drivers {
         let dir = root.join("crates/drivers").join(name).join("examples");
-        let exists = dir.join("bench_discovery.rs").is_file()
-            || dir.join("bench_discovery/main.rs").is_file();
+        let example = format!("{name}_bench_discovery");
+        let exists = dir.join(format!("{example}.rs")).is_file()
+            || dir.join(&example).join("main.rs").is_file();
         if !exists {
-            say!("{name}: no example bench_discovery in {}", dir.display());
+            say!("{name}: no example {example} in {}", dir.display());
             rows.push(Row {
                 name: name.into(),
-                result: "absent (no bench_discovery example)".into(),
+                result: format!("absent (no {example} example)"),
                 duration: Duration::ZERO,
                 ok: true,
             });
             continue;
         }
         let package = format!("matih-driver-{name}");
-        say!("cargo run --release -p {package} --example bench_discovery");
+        say!("cargo run --release -p {package} --example {example}");
         let t = Instant::now();
         let status = cargo_with(&session.vars, true)
-            .args([
-                "run",
-                "--release",
-                "-p",
-                &package,
-                "--example",
-                "bench_discovery",
-            ])
+            .args(["run", "--release", "-p", &package, "--example", &example])
             .status();
         let ok = status.as_ref().is_ok_and(|s| s.success());
         rows.push(Row {

@@ -30,6 +30,8 @@ mod egress;
 mod error;
 mod kind;
 mod runner;
+#[cfg(feature = "file-sample")]
+pub mod sample;
 pub mod tls;
 
 pub use catalog::{Catalog, Column, DataType, Schema, Table, TableKind};

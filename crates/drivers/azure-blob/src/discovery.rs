@@ -17,7 +17,7 @@ use serde_json::json;
 
 use crate::connection::AzureConnection;
 use crate::errors::{xml_elements, xml_text};
-use crate::sample::{
+use matih_connector_core::sample::{
     add_csv, add_jsonl, merge_columns, parquet_columns, parquet_footer_len, parquet_metadata,
     Fields, Format, PARQUET_FIRST_READ, PARQUET_MAX_FOOTER, PARQUET_TAIL,
 };

@@ -16,7 +16,7 @@ use matih_connector_core::{
 use serde_json::{json, Value};
 
 use crate::connection::GcsConnection;
-use crate::sample::{
+use matih_connector_core::sample::{
     add_csv, add_jsonl, merge_columns, parquet_columns, parquet_footer_len, parquet_metadata,
     Fields, Format, PARQUET_FIRST_READ, PARQUET_MAX_FOOTER, PARQUET_TAIL,
 };

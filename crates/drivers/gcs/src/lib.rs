@@ -30,8 +30,6 @@ mod config;
 mod connection;
 mod discovery;
 mod errors;
-mod sample;
-mod types;
 
 use matih_connector_core::{
     async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,

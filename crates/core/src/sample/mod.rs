@@ -1,22 +1,27 @@
+//! Shared by the object-store drivers (S3, GCS, Azure Blob), behind the core's
+//! `file-sample` feature so other drivers do not compile Parquet.
+//!
 //! File formats and what a bounded sample of each yields: CSV (header and
 //! rows from the first bytes of a file), JSON lines (records from the first
 //! bytes) and Parquet (the schema in the footer, nothing else).
 
-use matih_connector_core::{Column, ConnectorError, DataType, ErrorCode};
+use crate::{Column, ConnectorError, DataType, ErrorCode};
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use serde_json::Value;
 
-use crate::types::{infer_json, infer_text, parquet_type, Inferred};
+pub mod types;
+
+use self::types::{infer_json, infer_text, parquet_type, Inferred};
 
 /// Parquet files end with a 4-byte metadata length and `PAR1`.
-pub(crate) const PARQUET_TAIL: usize = 8;
+pub const PARQUET_TAIL: usize = 8;
 /// The footer read first; most footers fit.
-pub(crate) const PARQUET_FIRST_READ: u64 = 64 * 1024;
+pub const PARQUET_FIRST_READ: u64 = 64 * 1024;
 /// A larger footer than this is not read.
-pub(crate) const PARQUET_MAX_FOOTER: u64 = 16 << 20;
+pub const PARQUET_MAX_FOOTER: u64 = 16 << 20;
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
-pub(crate) enum Format {
+pub enum Format {
     Csv,
     Tsv,
     Jsonl,
@@ -74,7 +79,7 @@ impl Format {
 
 /// Fields seen across sampled records, in order of first appearance.
 #[derive(Debug, Default)]
-pub(crate) struct Fields {
+pub struct Fields {
     names: Vec<String>,
     stats: Vec<FieldStats>,
     pub records: usize,
@@ -148,12 +153,7 @@ impl Fields {
 /// Splits CSV text into records (RFC 4180: quoted fields, `""` escapes, CRLF
 /// or LF). When the text was cut short (`truncated`), the last record is
 /// dropped: it may be incomplete.
-pub(crate) fn csv_records(
-    text: &str,
-    delim: char,
-    truncated: bool,
-    max: usize,
-) -> Vec<Vec<String>> {
+pub fn csv_records(text: &str, delim: char, truncated: bool, max: usize) -> Vec<Vec<String>> {
     let mut records = Vec::new();
     let mut record = Vec::new();
     let mut field = String::new();
@@ -222,7 +222,7 @@ fn header_names(raw: &[String]) -> Vec<String> {
 
 /// Adds a CSV sample: the header names the fields, up to `max_rows` rows type
 /// them. Returns the rows read.
-pub(crate) fn add_csv(
+pub fn add_csv(
     fields: &mut Fields,
     bytes: &[u8],
     delim: char,
@@ -253,12 +253,7 @@ pub(crate) fn add_csv(
 
 /// Adds a JSON-lines sample: each complete line holding an object is a
 /// record. Returns the records read.
-pub(crate) fn add_jsonl(
-    fields: &mut Fields,
-    bytes: &[u8],
-    truncated: bool,
-    max_rows: usize,
-) -> usize {
+pub fn add_jsonl(fields: &mut Fields, bytes: &[u8], truncated: bool, max_rows: usize) -> usize {
     let text = String::from_utf8_lossy(bytes);
     let mut lines: Vec<&str> = text.split('\n').collect();
     if truncated {
@@ -286,7 +281,7 @@ pub(crate) fn add_jsonl(
 }
 
 /// The metadata length a Parquet file's last 8 bytes announce.
-pub(crate) fn parquet_footer_len(tail: &[u8]) -> Result<u64, ConnectorError> {
+pub fn parquet_footer_len(tail: &[u8]) -> Result<u64, ConnectorError> {
     let last: &[u8; PARQUET_TAIL] = tail
         .get(tail.len().saturating_sub(PARQUET_TAIL)..)
         .and_then(|s| s.try_into().ok())
@@ -296,7 +291,7 @@ pub(crate) fn parquet_footer_len(tail: &[u8]) -> Result<u64, ConnectorError> {
 }
 
 /// Decodes the metadata from the file's tail (which must hold all of it).
-pub(crate) fn parquet_metadata(tail: &[u8]) -> Result<ParquetMetaData, ConnectorError> {
+pub fn parquet_metadata(tail: &[u8]) -> Result<ParquetMetaData, ConnectorError> {
     let len = parquet_footer_len(tail)? as usize;
     let end = tail.len() - PARQUET_TAIL;
     let start = end
@@ -315,7 +310,7 @@ fn not_parquet(detail: &str) -> ConnectorError {
 }
 
 /// Columns of a Parquet schema's top-level fields.
-pub(crate) fn parquet_columns(meta: &ParquetMetaData) -> Vec<Column> {
+pub fn parquet_columns(meta: &ParquetMetaData) -> Vec<Column> {
     let root = meta.file_metadata().schema_descr().root_schema();
     root.get_fields()
         .iter()
@@ -339,7 +334,7 @@ pub(crate) fn parquet_columns(meta: &ParquetMetaData) -> Vec<Column> {
 }
 
 /// Adds columns of another file's schema that the first lacked.
-pub(crate) fn merge_columns(into: &mut Vec<Column>, more: Vec<Column>) {
+pub fn merge_columns(into: &mut Vec<Column>, more: Vec<Column>) {
     for mut c in more {
         match into.iter_mut().find(|x| x.name == c.name) {
             Some(x) => {

@@ -1,15 +1,15 @@
 //! Column types of sampled files: text values of CSV cells, JSON values of
 //! JSON lines, and Parquet schema types (physical + logical) → normalized.
 
+use crate::DataType;
 use chrono::{DateTime, NaiveDate, NaiveDateTime};
-use matih_connector_core::DataType;
 use parquet::basic::{ConvertedType, LogicalType, TimeUnit, Type as Physical};
 use parquet::schema::types::Type as ParquetType;
 use serde_json::Value;
 
 /// What the values of one CSV column or JSON field looked like.
 #[derive(Clone, Debug, PartialEq, Eq)]
-pub(crate) enum Inferred {
+pub enum Inferred {
     /// Only empty cells / nulls seen.
     Nothing,
     Boolean,
@@ -101,7 +101,7 @@ fn temporal(s: &str) -> Option<Inferred> {
 }
 
 /// One CSV cell. Empty cells are nulls.
-pub(crate) fn infer_text(cell: &str) -> Inferred {
+pub fn infer_text(cell: &str) -> Inferred {
     let s = cell.trim();
     if s.is_empty() {
         return Inferred::Nothing;
@@ -124,7 +124,7 @@ pub(crate) fn infer_text(cell: &str) -> Inferred {
 }
 
 /// One JSON value. Strings holding ISO dates or timestamps count as such.
-pub(crate) fn infer_json(v: &Value) -> Inferred {
+pub fn infer_json(v: &Value) -> Inferred {
     match v {
         Value::Null => Inferred::Nothing,
         Value::Bool(_) => Inferred::Boolean,
@@ -143,7 +143,7 @@ pub(crate) fn infer_json(v: &Value) -> Inferred {
 }
 
 /// A Parquet field's native spelling and normalized type.
-pub(crate) fn parquet_type(t: &ParquetType) -> (String, DataType) {
+pub fn parquet_type(t: &ParquetType) -> (String, DataType) {
     let info = t.get_basic_info();
     let logical = info.logical_type_ref().cloned();
     let converted = info.converted_type();

@@ -3,7 +3,7 @@
 //! views), measured side by side in one process.
 //!
 //! Run with the fixture's variables set (`cargo xtask bench discovery` does):
-//! `cargo run --release -p matih-driver-postgres --example bench_discovery [-- 5000 20000]`
+//! `cargo run --release -p matih-driver-postgres --example postgres_bench_discovery [-- 5000 20000]`
 //!
 //! The databases `matih_bench_<n>` are created by the fixture superuser on the
 //! first run and reused afterwards (a marker table records a complete build).
