@@ -308,7 +308,7 @@ impl HealthMonitor {
                 }
                 Ok(Ok(None)) => stats.lost += 1,
                 Ok(Err(e)) => {
-                    tracing::warn!(error = %e, "recording a health check failed");
+                    tracing::warn!(error = format!("{e:#}"), "recording a health check failed");
                     stats.lost += 1;
                 }
                 Err(e) => tracing::error!(error = %e, "a health check task panicked"),
@@ -488,19 +488,28 @@ impl HealthMonitor {
         let now = Utc::now();
         let checked_at = ts(now);
         let mut tx = i.pool.begin().await?;
-        let lock = if i.postgres { "FOR UPDATE" } else { "" };
-        let row = sqlx::query(&format!(
-            "SELECT status, health_prev_status, last_success_at FROM connectors \
-             WHERE id = $1 AND health_lease_owner = $2 {lock}"
-        ))
+        // A write first: it takes SQLite's write lock at once (waiting under the
+        // busy timeout) instead of upgrading a read lock later, which SQLite
+        // refuses with SQLITE_BUSY when another writer got there first; on
+        // PostgreSQL it locks the row. No row: the lease is no longer ours.
+        let held = sqlx::query(
+            "UPDATE connectors SET health_lease_owner = health_lease_owner \
+             WHERE id = $1 AND health_lease_owner = $2",
+        )
         .bind(&id)
         .bind(&i.replica)
-        .fetch_optional(&mut *tx)
+        .execute(&mut *tx)
         .await?;
-        let Some(row) = row else {
+        if held.rows_affected() == 0 {
             tx.rollback().await?;
             return Ok(None);
-        };
+        }
+        let row = sqlx::query(
+            "SELECT status, health_prev_status, last_success_at FROM connectors WHERE id = $1",
+        )
+        .bind(&id)
+        .fetch_one(&mut *tx)
+        .await?;
         let current: String = row.try_get("status")?;
         let prev: Option<String> = row.try_get("health_prev_status")?;
         let last_success: Option<String> = row.try_get("last_success_at")?;
