@@ -86,8 +86,12 @@ pub(crate) fn openapi_endpoints(doc: &Value) -> Result<Vec<Endpoint>, String> {
             })
         })
     };
+    // Sorted by path: the map's own order depends on whether some crate in the
+    // build turned on serde_json's `preserve_order`.
+    let mut sorted: Vec<(&String, &Value)> = paths.iter().collect();
+    sorted.sort_by(|a, b| a.0.cmp(b.0));
     let mut out = Vec::new();
-    for (path, item) in paths {
+    for (path, item) in sorted {
         let Some(get) = item.get("get") else { continue };
         if path.contains('{') || required(item.get("parameters")) || required(get.get("parameters"))
         {
