@@ -599,7 +599,10 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
         .await;
         ids.push(c.id);
     }
-    let interval = 4000;
+    // The dead replica's lease must outlast a loaded machine's sweep of the
+    // other 19, and expire well before those 19 are due again.
+    let interval = 10_000;
+    let dead_lease = 5_000;
     let log: Arc<dyn Notifier> = Arc::new(LogNotifier);
     let mut s = settings(interval);
     s.concurrency = 4;
@@ -624,7 +627,7 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
     // take the rest now and those five once the dead one's lease expires.
     tokio::time::sleep(Duration::from_millis(interval + 100)).await;
     let mut short = s.clone();
-    short.lease = Duration::from_millis(1500);
+    short.lease = Duration::from_millis(dead_lease);
     let dead =
         HealthMonitor::new(a_state.clone(), short, log.clone(), Some("dead".into())).unwrap();
     let held = dead.claim(5, &ts(chrono::Utc::now())).await.unwrap();
@@ -638,7 +641,7 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
             "held by the dead replica"
         );
     }
-    tokio::time::sleep(Duration::from_millis(1600)).await;
+    tokio::time::sleep(Duration::from_millis(dead_lease + 100)).await;
     let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
     assert_eq!(ra.unwrap().checked + rb.unwrap().checked, 5);
     assert_eq!(counts().await, vec![2; 24]);
