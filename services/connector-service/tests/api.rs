@@ -4,7 +4,6 @@
 
 mod common;
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
@@ -18,15 +17,16 @@ use uuid::Uuid;
 struct Fake {
     h: Harness,
     catalog: Arc<Mutex<matih_connector_core::Catalog>>,
-    delay: Arc<AtomicU64>,
+    /// Discovery is held while this is closed.
+    gate: fake_driver::Gate,
     port: u16,
 }
 
 async fn fake(discovery_wait: Duration) -> Fake {
     let catalog = Arc::new(Mutex::new(fake_driver::catalog(2, 3)));
-    let delay = Arc::new(AtomicU64::new(0));
+    let gate = fake_driver::Gate::default();
     let h = Harness::start(Options {
-        registry: fake_registry(catalog.clone(), delay.clone()),
+        registry: fake_registry(catalog.clone(), gate.clone()),
         discovery_wait,
         ..Default::default()
     })
@@ -34,7 +34,7 @@ async fn fake(discovery_wait: Duration) -> Fake {
     Fake {
         h,
         catalog,
-        delay,
+        gate,
         port: fake_server().await,
     }
 }
@@ -376,8 +376,8 @@ async fn failed_test_saves_error_and_slow_discovery_reports_running() {
         .await;
 
     // Discovery slower than the create's wait: RUNNING, and a second request
-    // returns the same job.
-    f.delay.store(1500, Ordering::SeqCst);
+    // returns the same job. The gate holds discovery until both are seen.
+    f.gate.close();
     let (s, c3) = h
         .call(
             Method::POST,
@@ -394,10 +394,11 @@ async fn failed_test_saves_error_and_slow_discovery_reports_running() {
         .await;
     assert_eq!(s, 202);
     assert_eq!(again["id"], c3["discoveryJobId"]);
+    assert_eq!(again["status"], "RUNNING");
+    f.gate.open();
     let done = h.wait_discovery(tenant, id3, &tok).await;
     assert_eq!(done["status"], "SUCCEEDED");
     assert_eq!(done["tablesDiscovered"], 6);
-    f.delay.store(0, Ordering::SeqCst);
 }
 
 #[tokio::test]

@@ -3,7 +3,6 @@
 //! diffs, auth) be tested without a database server; the real drivers are
 //! exercised against the PostgreSQL and MariaDB fixtures in `e2e_fixtures.rs`.
 
-use std::sync::atomic::{AtomicU64, Ordering};
 use std::sync::{Arc, Mutex};
 
 use matih_connector_core::{
@@ -14,15 +13,41 @@ use matih_connector_core::{
 
 pub const GOOD_PASSWORD: &str = "fake-good-pass-7Qx";
 
+/// Holds every discovery while it is closed: a test closes it to keep a job
+/// RUNNING for exactly as long as it needs, then opens it to let the job end.
+#[derive(Clone, Debug)]
+pub struct Gate(Arc<tokio::sync::watch::Sender<bool>>);
+
+impl Default for Gate {
+    fn default() -> Self {
+        Gate(Arc::new(tokio::sync::watch::channel(true).0))
+    }
+}
+
+impl Gate {
+    pub fn close(&self) {
+        self.0.send_replace(false);
+    }
+
+    pub fn open(&self) {
+        self.0.send_replace(true);
+    }
+
+    async fn pass(&self) {
+        let mut rx = self.0.subscribe();
+        let _ = rx.wait_for(|open| *open).await;
+    }
+}
+
 pub struct FakeDriver {
     desc: DriverDescriptor,
     pub catalog: Arc<Mutex<Catalog>>,
-    /// Discovery takes this long, in milliseconds.
-    pub delay_ms: Arc<AtomicU64>,
+    /// Discovery waits here while it is closed.
+    pub gate: Gate,
 }
 
 impl FakeDriver {
-    pub fn new(ty: ConnectorType, catalog: Arc<Mutex<Catalog>>, delay_ms: Arc<AtomicU64>) -> Self {
+    pub fn new(ty: ConnectorType, catalog: Arc<Mutex<Catalog>>, gate: Gate) -> Self {
         FakeDriver {
             desc: DriverDescriptor {
                 connector_type: ty,
@@ -36,7 +61,7 @@ impl FakeDriver {
                 capabilities: Capabilities::default(),
             },
             catalog,
-            delay_ms,
+            gate,
         }
     }
 }
@@ -70,14 +95,14 @@ impl Driver for FakeDriver {
         }
         Ok(Box::new(FakeConn {
             catalog: self.catalog.lock().unwrap().clone(),
-            delay_ms: self.delay_ms.load(Ordering::SeqCst),
+            gate: self.gate.clone(),
         }))
     }
 }
 
 struct FakeConn {
     catalog: Catalog,
-    delay_ms: u64,
+    gate: Gate,
 }
 
 #[async_trait]
@@ -89,7 +114,7 @@ impl Connection for FakeConn {
         Ok(())
     }
     async fn discover(&mut self, _req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        tokio::time::sleep(std::time::Duration::from_millis(self.delay_ms)).await;
+        self.gate.pass().await;
         Ok(self.catalog.clone())
     }
     async fn close(self: Box<Self>) -> Result<(), ConnectorError> {

@@ -90,10 +90,7 @@ impl Default for Options {
 }
 
 /// The fake driver registered as POSTGRESQL and MYSQL and as the custom type ACME.
-pub fn fake_registry(
-    catalog: Arc<Mutex<Catalog>>,
-    delay_ms: Arc<std::sync::atomic::AtomicU64>,
-) -> Registry {
+pub fn fake_registry(catalog: Arc<Mutex<Catalog>>, gate: fake_driver::Gate) -> Registry {
     let mut r = Registry::new();
     for ty in [
         ConnectorType::Postgresql,
@@ -103,7 +100,7 @@ pub fn fake_registry(
         r.register(Arc::new(fake_driver::FakeDriver::new(
             ty,
             catalog.clone(),
-            delay_ms.clone(),
+            gate.clone(),
         )));
     }
     r
