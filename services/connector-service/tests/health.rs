@@ -1,7 +1,16 @@
 //! Health monitoring against the real PostgreSQL fixture: a TCP proxy in front
-//! of it is stopped, restarted and slowed down; notices go to an in-test
+//! of it is stopped, restarted, held and slowed down; notices go to an in-test
 //! webhook receiver that checks the HMAC signature; two monitors share one
 //! PostgreSQL metadata store.
+//!
+//! Nothing here waits for time to pass in the hope that something happened:
+//! rounds are driven by calling `sweep`/`deliver_pending` directly (interval 0
+//! makes every connector due at each sweep), a check in flight is held at the
+//! proxy until the test has looked at it, and the running loops are followed
+//! through history rows, outbox rows and the receiver's own count, each with a
+//! deadline. Where the scheduler compares stored instants with the clock (the
+//! next due time, a dead replica's lease), the test moves the stored instant
+//! instead of sleeping until the clock reaches it.
 
 use std::collections::BTreeMap;
 use std::net::SocketAddr;
@@ -17,26 +26,63 @@ use matih_connector_service::auth::{mint_hs256, Role, Verifier};
 use matih_connector_service::health::{
     notify::sign, HealthMonitor, HealthSettings, LogNotifier, Notifier, WebhookNotifier,
 };
-use matih_connector_service::model::{ts, Connector, ConnectorStatus, Tenant, Tier};
+use matih_connector_service::model::{parse_ts, ts, Connector, ConnectorStatus, Tenant, Tier};
 use matih_connector_service::secrets::local::LocalSecretStore;
 use matih_connector_service::secrets::{SecretRef, SecretStore};
 use matih_connector_testkit::{fixture, Fixture};
 use sqlx::Connection as _;
 use tokio::net::{TcpListener, TcpStream};
+use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use uuid::Uuid;
 
 const JWT: &[u8] = b"health-test-jwt-secret-0123456789abcdef";
 const HOOK_SECRET: &[u8] = b"hook-secret-for-tests";
+/// How long any awaited event may take on a loaded machine before the test fails.
+const DEADLINE: Duration = Duration::from_secs(30);
+/// The POSTGRESQL WARNING threshold: a check slower than this passes as WARNING.
+const SLOW_MS: u64 = 3000;
+
+/// Awaits `what` for at most [`DEADLINE`].
+async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {DEADLINE:?}"))
+}
+
+/// Polls a condition on the metadata store (rows have no change feed) until
+/// it holds, for at most [`DEADLINE`].
+async fn until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
+    within(what, async {
+        while !cond().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
+
+/// Check history is ordered by a millisecond timestamp: returns once the clock
+/// has left the millisecond it is in, so the next check sorts after the last.
+async fn next_millisecond() {
+    let now = ts(chrono::Utc::now());
+    while ts(chrono::Utc::now()) == now {
+        tokio::task::yield_now().await;
+    }
+}
 
 /// A TCP proxy in front of the fixture that can be stopped (connections are
-/// then refused), restarted on the same port, and told to delay each new
-/// connection before it reaches the server.
+/// then refused), restarted on the same port, held (connections are accepted
+/// and counted but not forwarded until it opens) and told to delay each new
+/// connection before it reaches the server (a slow peer).
 struct Proxy {
     port: u16,
     upstream: SocketAddr,
     delay_ms: Arc<AtomicU64>,
+    /// Connections accepted so far.
+    accepted: Arc<watch::Sender<u64>>,
+    /// Whether accepted connections may go on to the server.
+    open: Arc<watch::Sender<bool>>,
     task: Mutex<Option<JoinHandle<()>>>,
     conns: Arc<Mutex<Vec<JoinHandle<()>>>>,
 }
@@ -48,6 +94,8 @@ impl Proxy {
             port: l.local_addr().unwrap().port(),
             upstream,
             delay_ms: Arc::default(),
+            accepted: Arc::new(watch::channel(0).0),
+            open: Arc::new(watch::channel(true).0),
             task: Mutex::new(None),
             conns: Arc::default(),
         };
@@ -57,10 +105,15 @@ impl Proxy {
 
     fn serve(&self, l: TcpListener) {
         let (upstream, delay, conns) = (self.upstream, self.delay_ms.clone(), self.conns.clone());
+        let (accepted, open) = (self.accepted.clone(), self.open.clone());
         let t = tokio::spawn(async move {
             while let Ok((mut inbound, _)) = l.accept().await {
                 let delay = delay.load(Ordering::SeqCst);
+                let mut open = open.subscribe();
+                accepted.send_modify(|n| *n += 1);
                 let h = tokio::spawn(async move {
+                    let _ = open.wait_for(|o| *o).await;
+                    // The slow peer: every new connection takes this long.
                     tokio::time::sleep(Duration::from_millis(delay)).await;
                     if let Ok(mut out) = TcpStream::connect(upstream).await {
                         let _ = tokio::io::copy_bidirectional(&mut inbound, &mut out).await;
@@ -72,38 +125,65 @@ impl Proxy {
         *self.task.lock().unwrap() = Some(t);
     }
 
-    fn down(&self) {
-        if let Some(t) = self.task.lock().unwrap().take() {
+    /// Stops listening and cuts open connections; returns once the port is closed.
+    async fn down(&self) {
+        let task = self.task.lock().unwrap().take();
+        if let Some(t) = task {
             t.abort();
+            let _ = t.await;
         }
-        for c in self.conns.lock().unwrap().drain(..) {
+        let conns: Vec<_> = self.conns.lock().unwrap().drain(..).collect();
+        for c in conns {
             c.abort();
+            let _ = c.await;
         }
     }
 
     async fn up(&self) {
-        let mut tries = 0;
-        let l = loop {
-            match TcpListener::bind(("127.0.0.1", self.port)).await {
-                Ok(l) => break l,
-                Err(e) if tries < 50 => {
-                    tries += 1;
-                    let _ = e;
-                    tokio::time::sleep(Duration::from_millis(50)).await;
-                }
-                Err(e) => panic!("rebinding the proxy port: {e}"),
-            }
-        };
+        let l = TcpListener::bind(("127.0.0.1", self.port))
+            .await
+            .expect("rebinding the proxy port");
         self.serve(l);
+    }
+
+    /// Waits until `n` connections have been accepted in all.
+    async fn accepted(&self, n: u64) {
+        let mut rx = self.accepted.subscribe();
+        within(
+            &format!("{n} connections at the proxy"),
+            rx.wait_for(|a| *a >= n),
+        )
+        .await
+        .unwrap();
+    }
+
+    fn hold(&self) {
+        self.open.send_replace(false);
+    }
+
+    fn release(&self) {
+        self.open.send_replace(true);
     }
 }
 
 /// A webhook receiver that records what it got (only deliveries whose
 /// signature verifies) and can be down (nothing listening on its port).
-#[derive(Clone, Default)]
+#[derive(Clone)]
 struct Receiver {
     got: Arc<Mutex<Vec<serde_json::Value>>>,
+    /// How many verified notices arrived.
+    count: Arc<watch::Sender<usize>>,
     bad_signatures: Arc<AtomicU64>,
+}
+
+impl Default for Receiver {
+    fn default() -> Self {
+        Receiver {
+            got: Arc::default(),
+            count: Arc::new(watch::channel(0).0),
+            bad_signatures: Arc::default(),
+        }
+    }
 }
 
 impl Receiver {
@@ -122,10 +202,12 @@ impl Receiver {
                         me.bad_signatures.fetch_add(1, Ordering::SeqCst);
                         return StatusCode::UNAUTHORIZED;
                     }
-                    me.got
-                        .lock()
-                        .unwrap()
-                        .push(serde_json::from_str(&body).unwrap());
+                    let n = {
+                        let mut got = me.got.lock().unwrap();
+                        got.push(serde_json::from_str(&body).unwrap());
+                        got.len()
+                    };
+                    me.count.send_replace(n);
                     StatusCode::NO_CONTENT
                 }
             }),
@@ -134,6 +216,17 @@ impl Receiver {
         tokio::spawn(async move {
             let _ = axum::serve(l, router).await;
         })
+    }
+
+    /// Waits until `n` verified notices have arrived in all.
+    async fn received(&self, n: usize) {
+        let mut rx = self.count.subscribe();
+        within(
+            &format!("{n} notices at the receiver"),
+            rx.wait_for(|c| *c >= n),
+        )
+        .await
+        .unwrap();
     }
 
     fn events(&self) -> Vec<String> {
@@ -161,7 +254,8 @@ fn settings(interval_ms: u64) -> HealthSettings {
         lease: Duration::from_secs(15),
         history_kept: 50,
         warning_ms: 2000,
-        warning_ms_by_type: BTreeMap::from([("POSTGRESQL".to_owned(), 900)]),
+        // Far above a login on a loaded machine, far below the check timeout.
+        warning_ms_by_type: BTreeMap::from([("POSTGRESQL".to_owned(), SLOW_MS)]),
         retry_base: Duration::from_millis(100),
         retry_max: Duration::from_millis(400),
         delivery_poll: Duration::from_millis(100),
@@ -318,15 +412,14 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
         ConnectorStatus::Inactive,
     )
     .await;
-    let interval = 300;
+    // Interval 0: each sweep is a round that tests the connector again.
     let m = HealthMonitor::new(
         state.clone(),
-        settings(interval),
+        settings(0),
         webhook(hook_port),
         Some("r1".into()),
     )
     .unwrap();
-    let next_round = || tokio::time::sleep(Duration::from_millis(interval + 50));
 
     // Round 1: reachable.
     let s = m.sweep().await.unwrap();
@@ -335,8 +428,8 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
     assert_eq!(m.deliver_pending().await.unwrap(), 0);
 
     // Round 2: the server is unreachable → ERROR and one notice.
-    proxy.down();
-    next_round().await;
+    proxy.down().await;
+    next_millisecond().await;
     let s = m.sweep().await.unwrap();
     assert_eq!(s.error, 1, "{s:?}");
     let now = status_of(&state, &a).await;
@@ -359,7 +452,7 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
 
     // Rounds 3 and 4: still down → still ERROR, nobody re-notified.
     for _ in 0..2 {
-        next_round().await;
+        next_millisecond().await;
         assert_eq!(m.sweep().await.unwrap().error, 1);
         m.deliver_pending().await.unwrap();
     }
@@ -367,7 +460,7 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
 
     // Round 5: back → ACTIVE and one recovery notice.
     proxy.up().await;
-    next_round().await;
+    next_millisecond().await;
     assert_eq!(m.sweep().await.unwrap().active, 1);
     assert_eq!(status_of(&state, &a).await.status, ConnectorStatus::Active);
     assert_eq!(m.deliver_pending().await.unwrap(), 1);
@@ -377,17 +470,21 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
     );
     assert_eq!(receiver.got.lock().unwrap()[1]["status"], "ACTIVE");
 
-    // Round 6: slow (above the POSTGRESQL threshold of 900 ms) → WARNING;
-    // TESTING while the check runs.
-    proxy.delay_ms.store(1300, Ordering::SeqCst);
-    next_round().await;
+    // Round 6: slow (above the POSTGRESQL threshold) → WARNING; TESTING while
+    // the check runs. The proxy holds the check's connection until the TESTING
+    // status has been read, then delays it past the threshold.
+    proxy.delay_ms.store(SLOW_MS + 300, Ordering::SeqCst);
+    proxy.hold();
+    let seen = *proxy.accepted.borrow();
+    next_millisecond().await;
     let sweep = tokio::spawn({
         let m = m.clone();
         async move { m.sweep().await.unwrap() }
     });
-    tokio::time::sleep(Duration::from_millis(400)).await;
+    proxy.accepted(seen + 1).await;
     assert_eq!(status_of(&state, &a).await.status, ConnectorStatus::Testing);
-    let s = sweep.await.unwrap();
+    proxy.release();
+    let s = within("the slow sweep", sweep).await.unwrap();
     assert_eq!(s.warning, 1, "{s:?}");
     assert_eq!(status_of(&state, &a).await.status, ConnectorStatus::Warning);
     m.deliver_pending().await.unwrap();
@@ -448,7 +545,7 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
         .metrics
         .render()
         .contains("matih_connectors_by_status{status=\"INACTIVE\"} 1"));
-    proxy.down();
+    proxy.down().await;
 }
 
 #[tokio::test]
@@ -463,7 +560,7 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
     let url = format!("sqlite://{}/m.db?mode=rwc", dir.display());
     let state1 = state(&url, &dir.join("secrets")).await;
     let proxy = Proxy::start(upstream(&fx)).await;
-    proxy.down();
+    proxy.down().await;
     let hook_port = free_port().await;
     let receiver = Receiver::default();
     let t = tenant(&state1).await;
@@ -477,30 +574,50 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
     )
     .await;
 
-    // First process: the scheduler and delivery loops run; the receiver is down.
-    let running = HealthMonitor::new(
+    // First process, the receiver down: three sweeps see ERROR and queue one
+    // notice; three delivery passes fail, each backing off twice as long
+    // (100, 200, 400 ms). Rather than sleep through a backoff, the test moves
+    // the notice's stored due instant to now.
+    let m1 = HealthMonitor::new(
         state1.clone(),
-        settings(300),
+        settings(0),
         webhook(hook_port),
         Some("before-restart".into()),
     )
-    .unwrap()
-    .spawn();
+    .unwrap();
+    for _ in 0..3 {
+        next_millisecond().await;
+        assert_eq!(m1.sweep().await.unwrap().error, 1);
+    }
     let pool = state1.store.sql_pool().unwrap();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    loop {
-        let attempts: Option<i64> =
-            sqlx::query_scalar("SELECT MAX(attempts) FROM notification_outbox")
+    let next_attempt = || async {
+        let (at, attempts): (String, i64) =
+            sqlx::query_as("SELECT next_attempt_at, attempts FROM notification_outbox")
                 .fetch_one(&pool)
                 .await
                 .unwrap();
-        if attempts.unwrap_or(0) >= 3 {
-            break;
-        }
-        assert!(tokio::time::Instant::now() < deadline, "no failed attempts");
-        tokio::time::sleep(Duration::from_millis(100)).await;
+        (parse_ts(&at).unwrap(), attempts)
+    };
+    for (done, backoff_ms) in [(1, 100), (2, 200), (3, 400)] {
+        sqlx::query("UPDATE notification_outbox SET next_attempt_at = $1")
+            .bind(ts(chrono::Utc::now()))
+            .execute(&pool)
+            .await
+            .unwrap();
+        next_millisecond().await;
+        let before = chrono::Utc::now();
+        assert_eq!(m1.deliver_pending().await.unwrap(), 0);
+        let after = chrono::Utc::now();
+        let (at, attempts) = next_attempt().await;
+        assert_eq!(attempts, done);
+        let backoff = chrono::Duration::milliseconds(backoff_ms);
+        // Stored to the millisecond, so up to 1 ms before the exact instant.
+        let earliest = before + backoff - chrono::Duration::milliseconds(1);
+        assert!(
+            earliest <= at && at <= after + backoff,
+            "attempt {done}: next at {at}, expected {backoff_ms} ms after {before}..{after}"
+        );
     }
-    running.stop();
     assert_eq!(status_of(&state1, &a).await.status, ConnectorStatus::Error);
     let (pending, last_error): (i64, Option<String>) = sqlx::query_as(
         "SELECT COUNT(*), MAX(last_error) FROM notification_outbox WHERE delivered_at IS NULL",
@@ -508,38 +625,50 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
     .fetch_one(&pool)
     .await
     .unwrap();
-    assert_eq!(pending, 1, "one notice although several sweeps saw ERROR");
+    assert_eq!(pending, 1, "one notice although three sweeps saw ERROR");
     assert!(last_error.unwrap().contains("webhook request failed"));
-    drop(state1);
+    assert_eq!(
+        m1.metrics()
+            .notifications
+            .with_label_values(&["failed"])
+            .get(),
+        3
+    );
+    drop((m1, pool, state1));
 
-    // "Restart": a new state and monitor on the same store; the receiver is up.
+    // "Restart": a new state and monitor on the same store, its scheduler and
+    // delivery loops running; the receiver is up.
     let state2 = state(&url, &dir.join("secrets")).await;
     let _hook = receiver.listen(hook_port).await;
     let running = HealthMonitor::new(
         state2.clone(),
-        settings(300),
+        settings(0),
         webhook(hook_port),
         Some("after-restart".into()),
     )
     .unwrap()
     .spawn();
-    let deadline = tokio::time::Instant::now() + Duration::from_secs(20);
-    while receiver.events().is_empty() {
-        assert!(
-            tokio::time::Instant::now() < deadline,
-            "the notice never arrived"
-        );
-        tokio::time::sleep(Duration::from_millis(100)).await;
-    }
-    // Further sweeps (still failing) add nothing.
-    tokio::time::sleep(Duration::from_millis(1000)).await;
+    receiver.received(1).await;
+    // Two more checks by the loop (still failing) add no notice: a check's
+    // notice is written in the same transaction as its history row.
+    let seen = checks_of(&state2, a.id).await;
+    until("two more scheduled checks", || async {
+        checks_of(&state2, a.id).await >= seen + 2
+    })
+    .await;
     running.stop();
+    let (total, delivered): (i64, i64) =
+        sqlx::query_as("SELECT COUNT(*), COUNT(delivered_at) FROM notification_outbox")
+            .fetch_one(&state2.store.sql_pool().unwrap())
+            .await
+            .unwrap();
+    assert_eq!((total, delivered), (1, 1));
     assert_eq!(receiver.events(), ["connector.error"]);
     assert_eq!(
         receiver.got.lock().unwrap()[0]["connectorId"],
         a.id.to_string()
     );
-    assert!(checks_of(&state2, a.id).await >= 3);
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
 }
 
 /// A fresh database on the PostgreSQL fixture, made with the superuser.
@@ -586,6 +715,7 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
     let a_state = state(&url, &dir.join("secrets")).await;
     let b_state = state(&url, &dir.join("secrets")).await;
     let t = tenant(&a_state).await;
+    let proxy = Proxy::start(upstream(&fx)).await;
     let mut ids = Vec::new();
     for i in 0..24 {
         let c = connector(
@@ -593,19 +723,19 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
             &t,
             &fx,
             &format!("pg {i} \"q\" é"),
-            fx.port(),
+            proxy.port,
             ConnectorStatus::Active,
         )
         .await;
         ids.push(c.id);
     }
-    // The dead replica's lease must outlast a loaded machine's sweep of the
-    // other 19, and expire well before those 19 are due again.
-    let interval = 10_000;
-    let dead_lease = 5_000;
+    // An hour between rounds: nothing becomes due by itself while the test
+    // runs, however slow the machine; a new round is made by moving every
+    // connector's stored due instant to now.
     let log: Arc<dyn Notifier> = Arc::new(LogNotifier);
-    let mut s = settings(interval);
+    let mut s = settings(3_600_000);
     s.concurrency = 4;
+    let pool = a_state.store.sql_pool().unwrap();
     let a = HealthMonitor::new(a_state.clone(), s.clone(), log.clone(), Some("a".into())).unwrap();
     let b = HealthMonitor::new(b_state.clone(), s.clone(), log.clone(), Some("b".into())).unwrap();
     let counts = || async {
@@ -616,8 +746,13 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
         out
     };
 
-    // Round 1: both replicas sweep at once.
-    let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
+    // Round 1: both replicas sweep at once. The proxy holds connections until
+    // each replica has its first four checks in flight, so both get work.
+    proxy.hold();
+    let (ra, rb, ()) = tokio::join!(a.sweep(), b.sweep(), async {
+        proxy.accepted(2 * s.concurrency as u64).await;
+        proxy.release();
+    });
     let (ra, rb) = (ra.unwrap(), rb.unwrap());
     assert_eq!(ra.checked + rb.checked, 24, "{ra:?} {rb:?}");
     assert!(ra.checked > 0 && rb.checked > 0, "{ra:?} {rb:?}");
@@ -625,11 +760,14 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
 
     // Round 2: a third replica claims five connectors and dies; the others
     // take the rest now and those five once the dead one's lease expires.
-    tokio::time::sleep(Duration::from_millis(interval + 100)).await;
-    let mut short = s.clone();
-    short.lease = Duration::from_millis(dead_lease);
-    let dead =
-        HealthMonitor::new(a_state.clone(), short, log.clone(), Some("dead".into())).unwrap();
+    sqlx::query("UPDATE connectors SET health_next_at = $1")
+        .bind(ts(chrono::Utc::now()))
+        .execute(&pool)
+        .await
+        .unwrap();
+    let mut long = s.clone();
+    long.lease = Duration::from_secs(3600);
+    let dead = HealthMonitor::new(a_state.clone(), long, log.clone(), Some("dead".into())).unwrap();
     let held = dead.claim(5, &ts(chrono::Utc::now())).await.unwrap();
     assert_eq!(held.len(), 5);
     let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
@@ -641,19 +779,48 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
             "held by the dead replica"
         );
     }
-    tokio::time::sleep(Duration::from_millis(dead_lease + 100)).await;
+    let statuses = || async {
+        let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM connectors")
+            .fetch_all(&pool)
+            .await
+            .unwrap();
+        rows.into_iter().collect::<BTreeMap<_, _>>()
+    };
+    let now = statuses().await;
+    for h in &held {
+        assert_eq!(
+            now[&h.id.to_string()],
+            "TESTING",
+            "left by the dead replica"
+        );
+    }
+    // The dead replica's lease runs out (its stored end moved to the past).
+    let expired = sqlx::query(
+        "UPDATE connectors SET health_lease_until = $1 WHERE health_lease_owner = 'dead'",
+    )
+    .bind(ts(chrono::Utc::now() - chrono::Duration::seconds(1)))
+    .execute(&pool)
+    .await
+    .unwrap();
+    assert_eq!(expired.rows_affected(), 5);
     let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
     assert_eq!(ra.unwrap().checked + rb.unwrap().checked, 5);
     assert_eq!(counts().await, vec![2; 24]);
     let (dead_rows, replicas): (i64, i64) = sqlx::query_as(
         "SELECT COUNT(*) FILTER (WHERE replica = 'dead'), COUNT(DISTINCT replica) FROM health_checks",
     )
-    .fetch_one(&a_state.store.sql_pool().unwrap())
+    .fetch_one(&pool)
     .await
     .unwrap();
     assert_eq!((dead_rows, replicas), (0, 2));
+    assert!(
+        statuses().await.values().all(|s| s == "ACTIVE"),
+        "{:?}",
+        statuses().await
+    );
 
-    drop((a, b, dead, a_state, b_state));
+    proxy.down().await;
+    drop((a, b, dead, pool, a_state, b_state));
     if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&admin).await {
         let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
             .execute(&mut conn)
