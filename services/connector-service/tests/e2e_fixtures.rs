@@ -7,6 +7,7 @@
 //! skips otherwise (fails under MATIH_REQUIRE_FIXTURES=1).
 
 mod common;
+mod seed_catalog;
 
 use std::sync::Arc;
 
@@ -17,6 +18,7 @@ use matih_connector_service::secrets::kubernetes::KubernetesSecretStore;
 use matih_connector_service::secrets::{SecretError, SecretRef, SecretStore};
 use matih_connector_testkit::{fixture, Fixture};
 use reqwest::Method;
+use seed_catalog::{SeedSchema, MARIADB, POSTGRES};
 use serde_json::{json, Value};
 use sqlx::Connection;
 use uuid::Uuid;
@@ -57,6 +59,117 @@ fn registry() -> matih_connector_core::Registry {
     matih_connectors::registry()
 }
 
+/// The seed's catalog for a fixture, and whether the discovery holds nothing
+/// else: the PostgreSQL connector sees only its own database, `matih_seed`; the
+/// MariaDB login sees every database on the server, where other tools (the
+/// discovery bench) may have left theirs.
+fn seed(fx: &Fixture) -> (&'static [SeedSchema], bool) {
+    match fx.name() {
+        "POSTGRES" => (POSTGRES, true),
+        _ => (MARIADB, false),
+    }
+}
+
+/// The stored catalog, through `…/schemas?include=columns` and the per-table
+/// route, is the seed's, schema by schema and table by table.
+async fn assert_seeded_catalog(h: &Harness, fx: &Fixture, path: &str, tok: &str) {
+    let (want, only_seed) = seed(fx);
+    // Schemas and tables in name order (byte order), as the API documents.
+    let mut want: Vec<&SeedSchema> = want.iter().collect();
+    want.sort_by_key(|s| s.name);
+    let (s, cat) = h
+        .call(
+            Method::GET,
+            &format!("{path}/schemas?include=columns"),
+            tok,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200, "{cat}");
+    assert!(cat.get("nextCursor").is_none(), "one page: {cat}");
+    let schemas = cat["schemas"].as_array().unwrap();
+    let got_names: Vec<&str> = schemas
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    let want_names: Vec<&str> = want.iter().map(|s| s.name).collect();
+    if only_seed {
+        assert_eq!(got_names, want_names, "schemas");
+        let tables: usize = want.iter().map(|s| s.tables.len()).sum();
+        assert_eq!(cat["totalSchemas"], want.len(), "{cat}");
+        assert_eq!(cat["totalTables"], tables, "{cat}");
+    } else {
+        let seeded: Vec<&str> = got_names
+            .iter()
+            .copied()
+            .filter(|n| want_names.contains(n))
+            .collect();
+        assert_eq!(
+            seeded, want_names,
+            "the seed's schemas, in order: {got_names:?}"
+        );
+    }
+    for ws in want {
+        let gs = schemas.iter().find(|s| s["name"] == ws.name).unwrap();
+        let mut want_tables: Vec<_> = ws.tables.iter().collect();
+        want_tables.sort_by_key(|t| t.name);
+        let got_tables = gs["tables"].as_array().unwrap();
+        let got_table_names: Vec<&str> = got_tables
+            .iter()
+            .map(|t| t["name"].as_str().unwrap())
+            .collect();
+        let want_table_names: Vec<&str> = want_tables.iter().map(|t| t.name).collect();
+        assert_eq!(got_table_names, want_table_names, "{}: tables", ws.name);
+        for (wt, gt) in want_tables.iter().zip(got_tables) {
+            let at = format!("{}.{}", ws.name, wt.name);
+            assert_eq!(gt["type"], wt.kind, "{at}: kind");
+            assert_eq!(gt["columns"], wt.columns.len(), "{at}: column count");
+            let summary_columns = &gt["columnDetails"];
+            assert_columns(&at, summary_columns, wt.columns);
+
+            let (s, d) = h
+                .call(
+                    Method::GET,
+                    &format!("{path}/schemas/{}/tables/{}", pct(ws.name), pct(wt.name)),
+                    tok,
+                    None,
+                )
+                .await;
+            assert_eq!(s, 200, "{at}: {d}");
+            assert_eq!(d["schema"], ws.name, "{at}");
+            let table = &d["table"];
+            assert_eq!(table["name"], wt.name, "{at}");
+            assert_eq!(table["type"], wt.kind, "{at}: kind");
+            assert_eq!(
+                table["primaryKey"],
+                json!(wt.primary_key),
+                "{at}: primary key"
+            );
+            assert_columns(&at, &table["columns"], wt.columns);
+            assert_eq!(
+                &table["columns"], summary_columns,
+                "{at}: the table route and include=columns agree"
+            );
+        }
+    }
+}
+
+fn assert_columns(at: &str, got: &Value, want: &[seed_catalog::Col]) {
+    let got = got
+        .as_array()
+        .unwrap_or_else(|| panic!("{at}: no columns in {got}"));
+    let names: Vec<&str> = got.iter().map(|c| c["name"].as_str().unwrap()).collect();
+    let want_names: Vec<&str> = want.iter().map(|c| c.0).collect();
+    assert_eq!(names, want_names, "{at}: columns in ordinal order");
+    for (i, (c, (name, native, normalized, nullable))) in got.iter().zip(want).enumerate() {
+        let at = format!("{at}.{name}");
+        assert_eq!(c["ordinal"], i + 1, "{at}: ordinal");
+        assert_eq!(c["nativeType"], *native, "{at}: native type");
+        assert_eq!(c["dataType"], *normalized, "{at}: normalized type");
+        assert_eq!(c["nullable"], *nullable, "{at}: nullable");
+    }
+}
+
 /// tenant → token → create (ACTIVE, counts) → test → discover → schemas → bad
 /// new credentials (422, old kept) → good new credentials → delete (secret gone).
 /// Returns the secret's namespace and name for store-specific checks.
@@ -82,8 +195,17 @@ async fn flow(
     assert_eq!(c["status"], "ACTIVE", "{c}");
     assert_eq!(c["lastTestResult"], "Connection successful");
     assert_eq!(c["discoveryStatus"], "SUCCEEDED", "{c}");
-    assert!(c["schemasDiscovered"].as_i64().unwrap() >= 1, "{c}");
-    assert!(c["tablesDiscovered"].as_i64().unwrap() >= 3, "{c}");
+    let (want, only_seed) = seed(fx);
+    let want_tables: usize = want.iter().map(|s| s.tables.len()).sum();
+    let (schemas, tables) = (
+        c["schemasDiscovered"].as_u64().unwrap() as usize,
+        c["tablesDiscovered"].as_u64().unwrap() as usize,
+    );
+    if only_seed {
+        assert_eq!((schemas, tables), (want.len(), want_tables), "{c}");
+    } else {
+        assert!(schemas >= want.len() && tables >= want_tables, "{c}");
+    }
     let id = c["id"].as_str().unwrap().to_owned();
     let path = format!("{base}/{id}");
     let ns = format!("matih-{slug}");
@@ -94,7 +216,15 @@ async fn flow(
         .call(Method::POST, &format!("{path}/test"), &tok, None)
         .await;
     assert_eq!((s, t["success"].as_bool()), (200, Some(true)), "{t}");
-    assert!(t["serverVersion"].as_str().unwrap().len() > 2);
+    let version = t["serverVersion"].as_str().unwrap();
+    assert!(version.len() > 2);
+    if fx.name() == "MYSQL" {
+        // The expected native types are MariaDB's spelling (the fixture's server).
+        assert!(
+            version.contains("MariaDB"),
+            "the MYSQL fixture is MariaDB: {version}"
+        );
+    }
     assert_eq!(t["connectorId"], id);
 
     let (s, _) = h
@@ -104,44 +234,14 @@ async fn flow(
     let job = h.wait_discovery(tenant, &id, &tok).await;
     assert_eq!(job["status"], "SUCCEEDED", "{job}");
 
-    // The fixture is shared: other runs may add schemas, so ask for the seed's.
+    assert_seeded_catalog(h, fx, &path, &tok).await;
+
+    // The seed's schemas only: other runs may add their own.
     let want_schema = if fx.name() == "POSTGRES" {
         "sales"
     } else {
         "matih_seed"
     };
-    let (s, sch) = h
-        .call(
-            Method::GET,
-            &format!("{path}/schemas?schema={}", pct(want_schema)),
-            &tok,
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{sch}");
-    let schemas = sch["schemas"].as_array().unwrap();
-    let names: Vec<&Value> = schemas.iter().map(|s| &s["name"]).collect();
-    let sales = schemas
-        .iter()
-        .find(|s| s["name"] == want_schema)
-        .unwrap_or_else(|| panic!("{want_schema} missing: {names:?}"));
-    let first = &sales["tables"][0];
-    assert!(first["columns"].as_u64().unwrap() >= 1, "{first}");
-    assert!(first["type"].is_string());
-    let (s, d) = h
-        .call(
-            Method::GET,
-            &format!(
-                "{path}/schemas/{}/tables/{}",
-                pct(want_schema),
-                pct(first["name"].as_str().unwrap())
-            ),
-            &tok,
-            None,
-        )
-        .await;
-    assert_eq!(s, 200, "{d}");
-    assert!(d["table"]["columns"][0]["nativeType"].is_string());
     let (s, diff) = h
         .call(Method::GET, &format!("{path}/schemas/diff"), &tok, None)
         .await;
