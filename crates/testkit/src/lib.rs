@@ -17,6 +17,7 @@
 //! ```
 
 pub mod conformance;
+pub mod egress;
 
 use std::collections::BTreeMap;
 

@@ -40,6 +40,7 @@
 //! # Ok(()) }
 //! ```
 
+pub mod api;
 mod auth;
 mod body;
 mod errors;
@@ -58,7 +59,7 @@ use crate::{
     tls, with_timeout, ConnectContext, ConnectorError, EgressPolicy, SecretString, SslMode,
 };
 
-pub use auth::{api_auth, HttpAuth};
+pub use auth::HttpAuth;
 pub use errors::{body_detail, status_code, status_retryable, RefineStatus, StatusFailure};
 pub use reqwest::{header, Method, StatusCode};
 pub use token::{ClientAuthMethod, ClientCredentials, JwtBearer, RsaSigningKey, TokenSource};

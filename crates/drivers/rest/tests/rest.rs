@@ -903,3 +903,46 @@ fn validation_rejects_before_io() {
     assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
     assert!(!e.message().contains("\"t\""));
 }
+
+/// The egress proof of the REST family: every way the driver reaches an
+/// address (a redirect, an IP-literal OpenAPI URL or token URL, the API host
+/// itself) is refused with EGRESS_DENIED before any packet reaches the
+/// denied address, where a listener records every connection.
+#[tokio::test]
+async fn egress_refusals_happen_before_any_packet() {
+    use matih_connector_testkit::egress::{assert_refused, DeniedListener};
+    let denied = DeniedListener::bind("127.0.0.3").await;
+    let to = denied.url("/latest/meta-data/");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let app = Router::new()
+        .route(
+            "/api/users",
+            get(move || async move { (StatusCode::FOUND, [(header::LOCATION, to)]) }),
+        )
+        .route("/api/orders", get(|| async { Json(json!([{"id": 1}])) }));
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let redirect = case(addr, json!({"endpoints": ["/users"]}));
+    assert_refused(&driver(), &redirect, Step::Connect, &denied).await;
+
+    let openapi = case(addr, json!({"openapiUrl": denied.url("/openapi.json")}));
+    assert_refused(&driver(), &openapi, Step::Connect, &denied).await;
+
+    let token = case(
+        addr,
+        json!({"endpoints": ["/orders"], "tokenUrl": denied.url("/token")}),
+    )
+    .with_cred("clientId", "cid")
+    .with_cred("clientSecret", "csecret");
+    assert_refused(&driver(), &token, Step::Connect, &denied).await;
+
+    let host = case(denied.addr, json!({"endpoints": ["/orders"]}))
+        .with_cfg(|c| c.host = Some(denied.addr.ip().to_string()));
+    assert_refused(&driver(), &host, Step::Dns, &denied).await;
+
+    // The same connector passes once the policy allows it.
+    conformance::assert_test_succeeds(&driver(), &case(addr, json!({"endpoints": ["/orders"]})))
+        .await;
+    denied.assert_never_reached().await;
+}
