@@ -29,7 +29,18 @@ pub struct StatusFailure<'a> {
     pub(crate) redirects: Redirects,
 }
 
-impl StatusFailure<'_> {
+impl<'a> StatusFailure<'a> {
+    /// A failure as a driver's tests build one from a recorded answer.
+    pub fn new(status: StatusCode, headers: &'a HeaderMap, body: &'a [u8], what: &'a str) -> Self {
+        StatusFailure {
+            status,
+            headers,
+            body,
+            what,
+            redirects: Redirects::default(),
+        }
+    }
+
     fn header(&self, name: reqwest::header::HeaderName) -> Option<String> {
         self.headers
             .get(name)

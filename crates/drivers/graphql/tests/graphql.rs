@@ -744,3 +744,53 @@ async fn egress_policy_applies_to_the_token_url() {
         "{r:?}"
     );
 }
+
+/// The egress proof of the GraphQL family: a redirect of the endpoint, an
+/// IP-literal token URL and the endpoint's host itself in a denied network
+/// are refused with EGRESS_DENIED before any packet reaches the denied
+/// address, where a listener records every connection.
+#[tokio::test]
+async fn egress_refusals_happen_before_any_packet() {
+    use matih_connector_testkit::egress::{assert_refused, DeniedListener};
+    let denied = DeniedListener::bind("127.0.0.3").await;
+    let to = denied.url("/graphql");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let moved = l.local_addr().unwrap();
+    // 307 keeps the POST and its body: the hop a GraphQL client would follow.
+    let app = Router::new().route(
+        "/graphql",
+        post(move || async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]) }),
+    );
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    assert_refused(&driver(), &case(moved, json!({})), Step::Connect, &denied).await;
+
+    let addr = serve(Mode::OAuth).await;
+    let token = case(addr, json!({"tokenUrl": denied.url("/oauth/token")}))
+        .with_cred("clientId", "cid")
+        .with_cred("clientSecret", "csecret");
+    assert_refused(&driver(), &token, Step::Connect, &denied).await;
+
+    let host =
+        case(denied.addr, json!({})).with_cfg(|c| c.host = Some(denied.addr.ip().to_string()));
+    assert_refused(&driver(), &host, Step::Dns, &denied).await;
+
+    // The token URL on the allowed server passes under the same policy.
+    let allowed = case(
+        addr,
+        json!({"tokenUrl": format!("http://{addr}/oauth/token")}),
+    )
+    .with_cred("clientId", "cid")
+    .with_cred("clientSecret", "csecret");
+    let r = run_test(
+        &driver(),
+        &allowed.cfg,
+        &allowed.creds,
+        &TestOptions {
+            egress: denied.policy(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(r.success, "{r:?}");
+    denied.assert_never_reached().await;
+}
