@@ -18,6 +18,7 @@
 
 pub mod conformance;
 pub mod egress;
+pub mod tls;
 
 use std::collections::BTreeMap;
 

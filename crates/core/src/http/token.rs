@@ -77,6 +77,19 @@ impl RsaSigningKey {
         Ok(RsaSigningKey(Arc::new(pair)))
     }
 
+    /// A PKCS#8 DER key (what a driver holds after decrypting an encrypted
+    /// PKCS#8 PEM itself).
+    pub fn from_pkcs8_der(der: &[u8], field: &'static str) -> Result<Self, ConnectorError> {
+        ring::signature::RsaKeyPair::from_pkcs8(der)
+            .map(|k| RsaSigningKey(Arc::new(k)))
+            .map_err(|e| {
+                ConnectorError::invalid_config(
+                    field,
+                    format!("{field}: is not a usable RSA private key ({e})"),
+                )
+            })
+    }
+
     /// The public half as a PKCS#1 `RSAPublicKey` (DER).
     pub fn public_key_der(&self) -> Vec<u8> {
         use ring::signature::KeyPair;
@@ -439,6 +452,10 @@ mod tests {
     fn rs256_signatures_verify_with_the_public_key() {
         let key = RsaSigningKey::from_pem(&SecretString::new(KEY), "credentials").unwrap();
         assert_eq!(format!("{key:?}"), "RsaSigningKey(***)");
+        let der = PrivateKeyDer::from_pem_slice(KEY.as_bytes()).unwrap();
+        let same = RsaSigningKey::from_pkcs8_der(der.secret_der(), "credentials").unwrap();
+        assert_eq!(same.public_key_der(), key.public_key_der());
+        assert!(RsaSigningKey::from_pkcs8_der(b"junk", "credentials").is_err());
         let jwt = sign_rs256(&json!({"iss": "a@b", "exp": 1}), Some("kid-1"), &key).unwrap();
         let parts: Vec<&str> = jwt.expose().split('.').collect();
         assert_eq!(parts.len(), 3);
