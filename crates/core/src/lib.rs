@@ -28,7 +28,10 @@ mod discovery;
 mod driver;
 mod egress;
 mod error;
+#[cfg(feature = "http")]
+pub mod http;
 mod kind;
+pub mod metadata;
 mod runner;
 #[cfg(feature = "file-sample")]
 pub mod sample;

@@ -11,6 +11,7 @@ use std::sync::{Arc, OnceLock};
 use rustls::client::danger::{HandshakeSignatureValid, ServerCertVerified, ServerCertVerifier};
 use rustls::client::WebPkiServerVerifier;
 use rustls::crypto::{self, CryptoProvider};
+use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::{CertificateDer, ServerName, UnixTime};
 use rustls::{
     CertificateError, ClientConfig, DigitallySignedStruct, RootCertStore, SignatureScheme,
@@ -37,8 +38,7 @@ pub fn install_default_provider() {
 
 /// Parses PEM text into certificates; an error when none is found.
 pub fn parse_pem_certs(pem: &str) -> Result<Vec<CertificateDer<'static>>, ConnectorError> {
-    let mut reader = pem.as_bytes();
-    let certs: Result<Vec<_>, _> = rustls_pemfile::certs(&mut reader).collect();
+    let certs: Result<Vec<_>, _> = CertificateDer::pem_slice_iter(pem.as_bytes()).collect();
     match certs {
         Ok(c) if !c.is_empty() => Ok(c),
         Ok(_) => Err(ConnectorError::invalid_config(

@@ -17,6 +17,8 @@
 //! ```
 
 pub mod conformance;
+pub mod egress;
+pub mod tls;
 
 use std::collections::BTreeMap;
 

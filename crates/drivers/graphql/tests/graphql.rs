@@ -3,7 +3,6 @@
 //! failures and hostile responses.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use async_graphql::{
@@ -291,70 +290,9 @@ async fn serve(mode: Mode) -> SocketAddr {
     addr
 }
 
+/// The same app behind TLS (testkit's test CA); the address and the CA's PEM.
 async fn serve_tls() -> (SocketAddr, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        while let Ok((tcp, peer)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                if let Ok(Ok(tls)) =
-                    tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
-                {
-                    let _ = tx.send((tls, peer)).await;
-                }
-            });
-        }
-    });
-    tokio::spawn(async move {
-        axum::serve(TlsListener { rx, addr }, app(Mode::Open))
-            .await
-            .unwrap()
-    });
-    (addr, ca.pem())
-}
-
-struct TlsListener {
-    rx: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
-    addr: SocketAddr,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            None => std::future::pending().await,
-        }
-    }
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.addr)
-    }
+    matih_connector_testkit::tls::serve_tls(app(Mode::Open)).await
 }
 
 // ---------------------------------------------------------------- helpers
@@ -743,4 +681,54 @@ async fn egress_policy_applies_to_the_token_url() {
         Some((Step::Connect, ErrorCode::EgressDenied)),
         "{r:?}"
     );
+}
+
+/// The egress proof of the GraphQL family: a redirect of the endpoint, an
+/// IP-literal token URL and the endpoint's host itself in a denied network
+/// are refused with EGRESS_DENIED before any packet reaches the denied
+/// address, where a listener records every connection.
+#[tokio::test]
+async fn egress_refusals_happen_before_any_packet() {
+    use matih_connector_testkit::egress::{assert_refused, DeniedListener};
+    let denied = DeniedListener::bind("127.0.0.3").await;
+    let to = denied.url("/graphql");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let moved = l.local_addr().unwrap();
+    // 307 keeps the POST and its body: the hop a GraphQL client would follow.
+    let app = Router::new().route(
+        "/graphql",
+        post(move || async move { (StatusCode::TEMPORARY_REDIRECT, [(header::LOCATION, to)]) }),
+    );
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+    assert_refused(&driver(), &case(moved, json!({})), Step::Connect, &denied).await;
+
+    let addr = serve(Mode::OAuth).await;
+    let token = case(addr, json!({"tokenUrl": denied.url("/oauth/token")}))
+        .with_cred("clientId", "cid")
+        .with_cred("clientSecret", "csecret");
+    assert_refused(&driver(), &token, Step::Connect, &denied).await;
+
+    let host =
+        case(denied.addr, json!({})).with_cfg(|c| c.host = Some(denied.addr.ip().to_string()));
+    assert_refused(&driver(), &host, Step::Dns, &denied).await;
+
+    // The token URL on the allowed server passes under the same policy.
+    let allowed = case(
+        addr,
+        json!({"tokenUrl": format!("http://{addr}/oauth/token")}),
+    )
+    .with_cred("clientId", "cid")
+    .with_cred("clientSecret", "csecret");
+    let r = run_test(
+        &driver(),
+        &allowed.cfg,
+        &allowed.creds,
+        &TestOptions {
+            egress: denied.policy(),
+            ..Default::default()
+        },
+    )
+    .await;
+    assert!(r.success, "{r:?}");
+    denied.assert_never_reached().await;
 }

@@ -50,17 +50,17 @@ fn table_ddl(i: usize) -> String {
         let ty = match c {
             1 => "INT NOT NULL DEFAULT 0",
             2 => "VARCHAR(64) DEFAULT 'n/a'",
-            5 if i % 10 == 0 => "JSON",
+            5 if i.is_multiple_of(10) => "JSON",
             _ => TYPES[(i + c) % TYPES.len()],
         };
         defs.push(format!("`c{c}` {ty} COMMENT 'column {c}'"));
     }
     match i % 13 {
         0 => {}
-        _ if i % 7 == 0 => defs.push("PRIMARY KEY (`id`, `c1`)".into()),
+        _ if i.is_multiple_of(7) => defs.push("PRIMARY KEY (`id`, `c1`)".into()),
         _ => defs.push("PRIMARY KEY (`id`)".into()),
     }
-    if i % 2 == 0 {
+    if i.is_multiple_of(2) {
         defs.push("KEY `k_c2` (`c2`)".into());
     }
     format!(

@@ -1,20 +1,20 @@
 //! REST connector configuration: base URL, endpoints, version source, limits and
-//! authentication, all checked before any I/O.
+//! authentication, all checked before any I/O. The scheme, TLS, path, limit
+//! and credential rules are the generic API convention of
+//! `matih_connector_core::http::api`.
 
 use std::collections::HashSet;
-use std::fmt;
 
+use matih_connector_core::http::api::{self, join, relative_path, ApiBase};
+use matih_connector_core::http::header::HeaderName;
+use matih_connector_core::http::{HttpAuth, Method, Url};
 use matih_connector_core::{
-    ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode, Timeouts,
+    metadata, ConnectionConfig, ConnectorError, Credentials, SslMode, Timeouts,
 };
-use reqwest::header::HeaderName;
-use reqwest::Method;
 use serde_json::Value;
-use url::Url;
 
 /// Default cap on one sampled response body.
 pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 1 << 20;
-const MAX_RESPONSE_BYTES_LIMIT: u64 = 256 << 20;
 const MAX_ENDPOINTS: usize = 1000;
 
 /// One endpoint discovered as a table.
@@ -38,62 +38,12 @@ pub(crate) enum OpenApiSource {
     Url(Url),
 }
 
-/// How requests authenticate. `Debug` names the mode only.
-#[derive(Clone)]
-pub(crate) enum Auth {
-    None,
-    Basic {
-        username: SecretString,
-        password: Option<SecretString>,
-    },
-    Bearer(SecretString),
-    ApiKey {
-        header: HeaderName,
-        key: SecretString,
-    },
-    OAuth2(OAuth2),
-}
-
-#[derive(Clone)]
-pub(crate) struct OAuth2 {
-    pub client_id: SecretString,
-    pub client_secret: SecretString,
-    pub token_url: Url,
-    pub scope: Option<String>,
-    /// Send the client credentials in the form body (`client_secret_post`)
-    /// instead of HTTP Basic (`client_secret_basic`, RFC 6749 §2.3.1's default).
-    pub credentials_in_body: bool,
-}
-
-impl Auth {
-    pub fn mode(&self) -> &'static str {
-        match self {
-            Auth::None => "none",
-            Auth::Basic { .. } => "basic",
-            Auth::Bearer(_) => "bearer",
-            Auth::ApiKey { .. } => "apiKey",
-            Auth::OAuth2(_) => "oauth2ClientCredentials",
-        }
-    }
-}
-
-impl fmt::Debug for Auth {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        match self {
-            Auth::ApiKey { header, .. } => write!(f, "Auth(apiKey in {header})"),
-            Auth::OAuth2(o) => write!(f, "Auth(oauth2 via {})", o.token_url),
-            other => write!(f, "Auth({})", other.mode()),
-        }
-    }
-}
-
 /// The REST connector's parsed configuration. Holds credentials only inside
-/// [`Auth`], whose `Debug` prints no secret.
+/// [`HttpAuth`], whose `Debug` prints no secret.
 #[derive(Clone, Debug)]
 pub(crate) struct RestConfig {
     /// `scheme://host:port/basePath/`, always ending in `/`.
     pub base: Url,
-    pub host: String,
     pub tls: SslMode,
     pub ca_pem: Option<String>,
     /// The schema name: metadata `name`, else the host.
@@ -104,132 +54,8 @@ pub(crate) struct RestConfig {
     pub version_endpoint: Option<String>,
     pub version_header: Option<HeaderName>,
     pub max_response_bytes: u64,
-    pub auth: Auth,
+    pub auth: HttpAuth,
     pub timeouts: Timeouts,
-}
-
-/// The scheme and TLS mode: `metadata.scheme` when given, else https unless TLS
-/// was switched off explicitly. https with nothing said about TLS means
-/// `verify-full`, so TLS is verified by default.
-pub(crate) fn scheme_and_tls(
-    cfg: &ConnectionConfig,
-) -> Result<(&'static str, SslMode), ConnectorError> {
-    let mode = cfg.ssl_mode()?;
-    let said = cfg.ssl_enabled.is_some() || cfg.ssl_mode.is_some();
-    let scheme = match cfg.metadata.get("scheme") {
-        None | Some(Value::Null) => None,
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("https") => Some("https"),
-        Some(Value::String(s)) if s.eq_ignore_ascii_case("http") => Some("http"),
-        Some(other) => {
-            return Err(ConnectorError::invalid_config(
-                "metadata.scheme",
-                format!("metadata.scheme must be \"http\" or \"https\", not {other}"),
-            ))
-        }
-    };
-    match (scheme, said, mode.is_tls()) {
-        (Some("http"), true, true) => Err(ConnectorError::invalid_config(
-            "metadata.scheme",
-            format!("metadata.scheme http contradicts sslMode {mode}"),
-        )),
-        (Some("http"), _, _) => Ok(("http", SslMode::Disable)),
-        (Some(_), true, false) => Err(ConnectorError::invalid_config(
-            "metadata.scheme",
-            "metadata.scheme https contradicts sslEnabled=false / sslMode disable",
-        )),
-        (Some(_), false, _) => Ok(("https", SslMode::VerifyFull)),
-        (Some(_), true, true) => Ok(("https", mode)),
-        (None, true, false) => Ok(("http", SslMode::Disable)),
-        (None, true, true) => Ok(("https", mode)),
-        (None, false, _) => Ok(("https", SslMode::VerifyFull)),
-    }
-}
-
-/// The port: the configured one, else the scheme's.
-pub(crate) fn port_for(cfg: &ConnectionConfig, scheme: &str) -> u16 {
-    cfg.port.unwrap_or(if scheme == "https" { 443 } else { 80 })
-}
-
-/// `scheme://host:port/` with IPv6 literals bracketed.
-pub(crate) fn origin_url(scheme: &str, host: &str, port: u16) -> Result<Url, ConnectorError> {
-    let h = if host.contains(':') && !host.starts_with('[') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    Url::parse(&format!("{scheme}://{h}:{port}/")).map_err(|e| {
-        ConnectorError::invalid_config("host", format!("host {host:?} does not form a URL: {e}"))
-    })
-}
-
-pub(crate) fn meta_string(
-    cfg: &ConnectionConfig,
-    key: &'static str,
-) -> Result<Option<String>, ConnectorError> {
-    match cfg.metadata.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(ConnectorError::invalid_config(
-            "metadata",
-            format!("metadata.{key} is empty"),
-        )),
-        Some(Value::String(s)) => Ok(Some(s.clone())),
-        Some(_) => Err(ConnectorError::invalid_config(
-            "metadata",
-            format!("metadata.{key} must be a string"),
-        )),
-    }
-}
-
-pub(crate) fn meta_u64(
-    cfg: &ConnectionConfig,
-    key: &'static str,
-) -> Result<Option<u64>, ConnectorError> {
-    match cfg.metadata.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::Number(n)) if n.as_u64().is_some() => Ok(n.as_u64()),
-        Some(Value::String(s)) if s.parse::<u64>().is_ok() => Ok(s.parse().ok()),
-        Some(_) => Err(ConnectorError::invalid_config(
-            "metadata",
-            format!("metadata.{key} must be a non-negative integer"),
-        )),
-    }
-}
-
-pub(crate) fn max_response_bytes(
-    cfg: &ConnectionConfig,
-    default: u64,
-) -> Result<u64, ConnectorError> {
-    match meta_u64(cfg, "maxResponseBytes")? {
-        None => Ok(default),
-        Some(n) if (1024..=MAX_RESPONSE_BYTES_LIMIT).contains(&n) => Ok(n),
-        Some(_) => Err(ConnectorError::invalid_config(
-            "metadata",
-            format!(
-                "metadata.maxResponseBytes must be between 1024 and {MAX_RESPONSE_BYTES_LIMIT}"
-            ),
-        )),
-    }
-}
-
-/// A path on the API's origin: relative, no scheme, no authority, no fragment.
-fn check_relative_path(key: &'static str, path: &str) -> Result<String, ConnectorError> {
-    let p = path.trim();
-    let bad = p.is_empty()
-        || p.starts_with("//")
-        || p.contains("://")
-        || p.contains('#')
-        || p.chars().any(|c| c.is_control())
-        || p.split(['/', '?']).any(|seg| seg == "..");
-    if bad {
-        return Err(ConnectorError::invalid_config(
-            "metadata",
-            format!(
-                "{key} {:?} must be a path on the API (no scheme, host, `..` or fragment)",
-                trunc(p)
-            ),
-        ));
-    }
-    Ok(p.to_owned())
 }
 
 fn check_pointer(key: &'static str, p: &str) -> Result<String, ConnectorError> {
@@ -248,21 +74,6 @@ fn check_pointer(key: &'static str, p: &str) -> Result<String, ConnectorError> {
 
 fn trunc(s: &str) -> String {
     s.chars().take(80).collect()
-}
-
-/// Joins a path (relative to the base path) onto the base URL and checks the
-/// result stayed on the base's origin.
-pub(crate) fn join(base: &Url, path: &str) -> Result<Url, ConnectorError> {
-    let url = base.join(path.trim_start_matches('/')).map_err(|e| {
-        ConnectorError::invalid_config("metadata", format!("path {:?}: {e}", trunc(path)))
-    })?;
-    if url.origin() != base.origin() {
-        return Err(ConnectorError::invalid_config(
-            "metadata",
-            format!("path {:?} leaves the API's origin", trunc(path)),
-        ));
-    }
-    Ok(url)
 }
 
 fn parse_method(s: &str) -> Result<Method, ConnectorError> {
@@ -315,7 +126,7 @@ fn parse_endpoints(v: &Value) -> Result<Vec<Endpoint>, ConnectorError> {
     for item in items {
         let ep = match item {
             Value::String(path) => {
-                let path = check_relative_path("endpoint path", path)?;
+                let path = relative_path("endpoint path", path)?;
                 Endpoint {
                     name: default_name(&path),
                     path,
@@ -352,7 +163,7 @@ fn parse_endpoints(v: &Value) -> Result<Vec<Endpoint>, ConnectorError> {
                 let path = s("path")?.ok_or_else(|| {
                     ConnectorError::invalid_config("metadata", "every endpoint object needs a path")
                 })?;
-                let path = check_relative_path("endpoint path", &path)?;
+                let path = relative_path("endpoint path", &path)?;
                 let name = match s("name")? {
                     Some(n) if !n.trim().is_empty() => n,
                     Some(_) => {
@@ -396,184 +207,21 @@ fn parse_endpoints(v: &Value) -> Result<Vec<Endpoint>, ConnectorError> {
     Ok(out)
 }
 
-/// A secret that travels in a header must be a valid header value (no CR, LF
-/// or other control characters), checked before any I/O; the error names the
-/// key, never the value.
-fn header_safe(key: &'static str, value: &SecretString) -> Result<(), ConnectorError> {
-    if reqwest::header::HeaderValue::from_str(value.expose()).is_err() {
-        return Err(ConnectorError::invalid_config(
-            "credentials",
-            format!("credentials.{key} holds characters an HTTP header cannot carry"),
-        ));
-    }
-    Ok(())
-}
-
-/// Picks the authentication mode from the credential keys present; more than
-/// one mode, or half of one, is a configuration error.
-pub(crate) fn parse_auth(
-    cfg: &ConnectionConfig,
-    creds: &Credentials,
-    base_scheme: &str,
-) -> Result<Auth, ConnectorError> {
-    let has = |k: &str| creds.get(k).is_some_and(|v| !v.is_empty());
-    let oauth_meta = ["tokenUrl", "scope", "tokenAuthMethod"];
-    let modes: Vec<&str> = [
-        (
-            has("username") || has("password"),
-            "basic (username/password)",
-        ),
-        (has("token"), "bearer (token)"),
-        (has("apiKey"), "API key (apiKey)"),
-        (
-            has("clientId") || has("clientSecret"),
-            "OAuth2 (clientId/clientSecret)",
-        ),
-    ]
-    .into_iter()
-    .filter(|(on, _)| *on)
-    .map(|(_, n)| n)
-    .collect();
-    if modes.len() > 1 {
-        return Err(ConnectorError::invalid_config(
-            "credentials",
-            format!(
-                "credentials mix authentication modes: {}; give one",
-                modes.join(", ")
-            ),
-        ));
-    }
-    if !has("apiKey") && cfg.metadata.contains_key("apiKeyHeader") {
-        return Err(ConnectorError::invalid_config(
-            "metadata",
-            "metadata.apiKeyHeader needs credentials.apiKey",
-        ));
-    }
-    let oauth = has("clientId") || has("clientSecret");
-    if !oauth {
-        if let Some(k) = oauth_meta.iter().find(|k| cfg.metadata.contains_key(**k)) {
-            return Err(ConnectorError::invalid_config(
-                "metadata",
-                format!("metadata.{k} needs credentials.clientId and clientSecret"),
-            ));
-        }
-    }
-    if has("password") && !has("username") {
-        return Err(ConnectorError::invalid_config(
-            "credentials",
-            "credentials.password needs credentials.username",
-        ));
-    }
-    let get = |k: &'static str| creds.require(k).cloned();
-    if has("username") {
-        return Ok(Auth::Basic {
-            username: get("username")?,
-            password: creds.get("password").cloned(),
-        });
-    }
-    if has("token") {
-        let token = get("token")?;
-        header_safe("token", &token)?;
-        return Ok(Auth::Bearer(token));
-    }
-    if has("apiKey") {
-        let name = meta_string(cfg, "apiKeyHeader")?.unwrap_or_else(|| "X-API-Key".to_owned());
-        let header = HeaderName::from_bytes(name.as_bytes()).map_err(|_| {
-            ConnectorError::invalid_config(
-                "metadata",
-                format!(
-                    "metadata.apiKeyHeader {:?} is not a header name",
-                    trunc(&name)
-                ),
-            )
-        })?;
-        if matches!(
-            header.as_str(),
-            "host" | "content-length" | "transfer-encoding" | "connection"
-        ) {
-            return Err(ConnectorError::invalid_config(
-                "metadata",
-                format!("metadata.apiKeyHeader cannot be {header}"),
-            ));
-        }
-        header_safe("apiKey", creds.require("apiKey")?)?;
-        return Ok(Auth::ApiKey {
-            header,
-            key: get("apiKey")?,
-        });
-    }
-    if oauth {
-        let client_id = get("clientId")?;
-        let client_secret = get("clientSecret")?;
-        let raw = meta_string(cfg, "tokenUrl")?.ok_or_else(|| {
-            ConnectorError::invalid_config(
-                "metadata",
-                "OAuth2 client credentials need metadata.tokenUrl",
-            )
-        })?;
-        let token_url = Url::parse(&raw).map_err(|e| {
-            ConnectorError::invalid_config(
-                "metadata",
-                format!("metadata.tokenUrl is not a URL: {e}"),
-            )
-        })?;
-        match token_url.scheme() {
-            "https" => {}
-            // A client secret travels in clear only to an API that is itself
-            // plain HTTP (a lab or a sidecar); otherwise it needs TLS.
-            "http" if base_scheme == "http" => {}
-            _ => {
-                return Err(ConnectorError::invalid_config(
-                    "metadata",
-                    "metadata.tokenUrl must be https (http only when the API itself is http)",
-                ))
-            }
-        }
-        if token_url.host_str().is_none()
-            || !token_url.username().is_empty()
-            || token_url.password().is_some()
-        {
-            return Err(ConnectorError::invalid_config(
-                "metadata",
-                "metadata.tokenUrl needs a host and no user information",
-            ));
-        }
-        let credentials_in_body = match meta_string(cfg, "tokenAuthMethod")?.as_deref() {
-            None | Some("client_secret_basic") => false,
-            Some("client_secret_post") => true,
-            Some(other) => {
-                return Err(ConnectorError::invalid_config(
-                    "metadata",
-                    format!(
-                        "metadata.tokenAuthMethod {:?}: client_secret_basic or client_secret_post",
-                        trunc(other)
-                    ),
-                ))
-            }
-        };
-        return Ok(Auth::OAuth2(OAuth2 {
-            client_id,
-            client_secret,
-            token_url,
-            scope: meta_string(cfg, "scope")?,
-            credentials_in_body,
-        }));
-    }
-    Ok(Auth::None)
-}
-
 impl RestConfig {
     /// Parses and checks everything; no I/O.
     pub fn parse(
         cfg: &ConnectionConfig,
         creds: &Credentials,
     ) -> Result<RestConfig, ConnectorError> {
-        let host = cfg.require_host()?.to_owned();
-        let (scheme, tls) = scheme_and_tls(cfg)?;
-        let port = port_for(cfg, scheme);
-        let mut base = origin_url(scheme, &host, port)?;
-        if let Some(bp) = meta_string(cfg, "basePath")? {
-            let bp = check_relative_path("metadata.basePath", &bp)?;
+        let ApiBase {
+            scheme,
+            tls,
+            host,
+            origin: mut base,
+            ..
+        } = ApiBase::parse(cfg)?;
+        if let Some(bp) = metadata::string(cfg, "basePath")? {
+            let bp = relative_path("metadata.basePath", &bp)?;
             if bp.contains('?') {
                 return Err(ConnectorError::invalid_config(
                     "metadata",
@@ -593,8 +241,8 @@ impl RestConfig {
             join(&base, &ep.path)?;
         }
         let openapi = match (
-            meta_string(cfg, "openapiPath")?,
-            meta_string(cfg, "openapiUrl")?,
+            metadata::string(cfg, "openapiPath")?,
+            metadata::string(cfg, "openapiUrl")?,
         ) {
             (Some(_), Some(_)) => {
                 return Err(ConnectorError::invalid_config(
@@ -603,7 +251,7 @@ impl RestConfig {
                 ))
             }
             (Some(p), None) => {
-                let p = check_relative_path("metadata.openapiPath", &p)?;
+                let p = relative_path("metadata.openapiPath", &p)?;
                 join(&base, &p)?;
                 Some(OpenApiSource::Path(p))
             }
@@ -630,36 +278,22 @@ impl RestConfig {
                 "a REST connector needs metadata.endpoints or an OpenAPI document (metadata.openapiPath / openapiUrl)",
             ));
         }
-        let version_endpoint = meta_string(cfg, "versionEndpoint")?
-            .map(|p| check_relative_path("metadata.versionEndpoint", &p))
+        let version_endpoint = metadata::string(cfg, "versionEndpoint")?
+            .map(|p| relative_path("metadata.versionEndpoint", &p))
             .transpose()?;
         if let Some(v) = &version_endpoint {
             join(&base, v)?;
         }
-        let version_header = meta_string(cfg, "versionHeader")?
-            .map(|h| {
-                HeaderName::from_bytes(h.as_bytes()).map_err(|_| {
-                    ConnectorError::invalid_config(
-                        "metadata",
-                        format!(
-                            "metadata.versionHeader {:?} is not a header name",
-                            trunc(&h)
-                        ),
-                    )
-                })
-            })
+        let version_header = metadata::string(cfg, "versionHeader")?
+            .map(|h| api::header_name("versionHeader", &h))
             .transpose()?;
-        let default_records_path = meta_string(cfg, "recordsPath")?
+        let default_records_path = metadata::string(cfg, "recordsPath")?
             .map(|p| check_pointer("metadata.recordsPath", &p))
             .transpose()?;
-        let name = match meta_string(cfg, "name")? {
-            Some(n) => n,
-            None => host.clone(),
-        };
-        let auth = parse_auth(cfg, creds, scheme)?;
+        let name = metadata::string(cfg, "name")?.unwrap_or(host);
+        let auth = api::credentials(cfg, creds, scheme)?;
         Ok(RestConfig {
             base,
-            host,
             tls,
             ca_pem: cfg.ssl_ca_pem.clone(),
             name,
@@ -668,7 +302,7 @@ impl RestConfig {
             default_records_path,
             version_endpoint,
             version_header,
-            max_response_bytes: max_response_bytes(cfg, DEFAULT_MAX_RESPONSE_BYTES)?,
+            max_response_bytes: api::max_response_bytes(cfg, DEFAULT_MAX_RESPONSE_BYTES)?,
             auth,
             timeouts: cfg.timeouts,
         })
@@ -718,27 +352,7 @@ mod tests {
             "https://api.example.com/v2/orders?status=open"
         );
         assert_eq!(r.endpoints[1].records_path.as_deref(), Some("/data"));
-        assert!(matches!(r.auth, Auth::None));
-    }
-
-    #[test]
-    fn scheme_and_tls_rules() {
-        let mut c = cfg(json!({"scheme": "http", "endpoints": ["/x"]}));
-        assert_eq!(scheme_and_tls(&c).unwrap(), ("http", SslMode::Disable));
-        c.ssl_mode = Some(SslMode::VerifyFull);
-        assert_eq!(
-            scheme_and_tls(&c).unwrap_err().code(),
-            ErrorCode::InvalidConfiguration
-        );
-        let mut c = cfg(json!({"endpoints": ["/x"]}));
-        c.ssl_enabled = Some(false);
-        assert_eq!(scheme_and_tls(&c).unwrap(), ("http", SslMode::Disable));
-        c.ssl_enabled = None;
-        c.ssl_mode = Some(SslMode::Require);
-        assert_eq!(scheme_and_tls(&c).unwrap(), ("https", SslMode::Require));
-        let mut c = cfg(json!({"scheme": "https"}));
-        c.ssl_enabled = Some(false);
-        assert!(scheme_and_tls(&c).is_err());
+        assert_eq!(r.auth.mode(), "none");
     }
 
     #[test]
@@ -763,53 +377,16 @@ mod tests {
     }
 
     #[test]
-    fn auth_modes_and_nonsense_combinations() {
-        let c = cfg(json!({"endpoints": ["/x"]}));
-        let creds = |pairs: &[(&str, &str)]| {
-            pairs
-                .iter()
-                .fold(Credentials::new(), |c, (k, v)| c.with(*k, *v))
-        };
-        let mode = |c: &ConnectionConfig, cr: Credentials| {
-            RestConfig::parse(c, &cr).map(|r| r.auth.mode())
-        };
-        assert_eq!(
-            mode(&c, creds(&[("username", "u"), ("password", "p")])).unwrap(),
-            "basic"
-        );
-        assert_eq!(mode(&c, creds(&[("token", "t")])).unwrap(), "bearer");
-        assert_eq!(mode(&c, creds(&[("apiKey", "k")])).unwrap(), "apiKey");
-        let o = cfg(
-            json!({"endpoints": ["/x"], "tokenUrl": "https://idp.example/token", "scope": "read"}),
-        );
-        assert_eq!(
-            mode(&o, creds(&[("clientId", "i"), ("clientSecret", "s")])).unwrap(),
-            "oauth2ClientCredentials"
-        );
-        for (c, cr) in [
-            (&c, creds(&[("token", "t"), ("apiKey", "k")])),
-            (&c, creds(&[("password", "p")])),
-            (&c, creds(&[("token", "t\r\nX-Injected: 1")])),
-            (&c, creds(&[("apiKey", "k\n")])),
-            (&c, creds(&[("clientId", "i"), ("clientSecret", "s")])),
-            (&o, creds(&[("clientId", "i")])),
-            (&o, creds(&[("token", "t")])),
-            (
-                &cfg(json!({"endpoints": ["/x"], "apiKeyHeader": "X-K"})),
-                creds(&[("token", "t")]),
-            ),
-            (
-                &cfg(json!({"endpoints": ["/x"], "apiKeyHeader": "bad header"})),
-                creds(&[("apiKey", "k")]),
-            ),
-            (
-                &cfg(json!({"endpoints": ["/x"], "tokenUrl": "http://idp/token"})),
-                creds(&[("clientId", "i"), ("clientSecret", "s")]),
-            ),
-        ] {
-            let err = mode(c, cr).unwrap_err();
-            assert_eq!(err.code(), ErrorCode::InvalidConfiguration);
-        }
+    fn credentials_follow_the_api_convention() {
+        let c = cfg(json!({"endpoints": ["/x"], "tokenUrl": "https://idp.example/token"}));
+        let creds = Credentials::new()
+            .with("clientId", "i")
+            .with("clientSecret", "s");
+        let r = RestConfig::parse(&c, &creds).unwrap();
+        assert_eq!(r.auth.mode(), "oauth2ClientCredentials");
+        let mixed = Credentials::new().with("token", "t").with("apiKey", "k");
+        let e = RestConfig::parse(&cfg(json!({"endpoints": ["/x"]})), &mixed).unwrap_err();
+        assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
     }
 
     #[test]

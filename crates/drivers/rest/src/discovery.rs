@@ -2,15 +2,16 @@
 //! inferred from a bounded sample of its response.
 
 use futures_util::stream::{self, StreamExt};
+use matih_connector_core::http::api::join;
+use matih_connector_core::http::{display_url, Method, Url};
 use matih_connector_core::{
     Catalog, ConnectorError, Depth, DiscoveryRequest, ErrorCode, Schema, Table, TableKind,
 };
-use reqwest::Method;
 use serde_json::{json, Value};
-use url::Url;
 
-use crate::config::{join, Endpoint, OpenApiSource, RestConfig};
-use crate::connection::{display_url, RestConnection};
+use crate::config::{Endpoint, OpenApiSource, RestConfig};
+use crate::connection::RestConnection;
+use crate::errors::payload_error;
 use crate::types::columns_from_records;
 
 /// Endpoints sampled at once; enough to hide latency, few enough not to look
@@ -37,7 +38,7 @@ async fn endpoints(conn: &RestConnection) -> Result<Vec<Endpoint>, ConnectorErro
         let doc = conn
             .request(Method::GET, url, conn.cfg.timeouts.query())
             .await?
-            .json(&what)
+            .json::<Value>()
             .map_err(|e| {
                 ConnectorError::new(
                     e.code(),
@@ -47,9 +48,7 @@ async fn endpoints(conn: &RestConnection) -> Result<Vec<Endpoint>, ConnectorErro
                     ),
                 )
             })?;
-        for ep in openapi_endpoints(&doc)
-            .map_err(|m| ConnectorError::new(ErrorCode::ProtocolError, format!("{what}: {m}")))?
-        {
+        for ep in openapi_endpoints(&doc).map_err(|m| payload_error(&what, &m))? {
             if !out.iter().any(|e| e.name == ep.name) {
                 out.push(ep);
             }
@@ -165,11 +164,10 @@ pub(crate) async fn probe(
         return Ok(());
     };
     let url = conn.cfg.url(&ep.path)?;
-    let what = format!("{} {}", ep.method, display_url(&url));
     let fetched = conn
         .request(ep.method.clone(), url, conn.cfg.timeouts.query())
         .await?;
-    fetched.json(&what)?;
+    fetched.json::<Value>()?;
     Ok(())
 }
 
@@ -202,9 +200,8 @@ async fn table(
         let fetched = conn
             .request(ep.method.clone(), url, conn.cfg.timeouts.query())
             .await?;
-        let body = fetched.json(&what)?;
-        records(body, records_path.as_deref(), sample)
-            .map_err(|m| ConnectorError::new(ErrorCode::ProtocolError, format!("{what}: {m}")))
+        let body = fetched.json::<Value>()?;
+        records(body, records_path.as_deref(), sample).map_err(|m| payload_error(&what, &m))
     }
     .await;
     match outcome {

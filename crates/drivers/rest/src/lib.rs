@@ -37,6 +37,8 @@ use matih_connector_core::{
     ConnectorType, Credentials, Driver, DriverDescriptor, Key,
 };
 
+use matih_connector_core::http::api::ApiBase;
+
 use crate::config::RestConfig;
 use crate::connection::RestConnection;
 
@@ -113,9 +115,8 @@ impl Driver for RestDriver {
 
     /// The host and the port of the scheme in force (443 for https, 80 for http).
     fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let host = cfg.require_host()?.to_owned();
-        let (scheme, _) = config::scheme_and_tls(cfg)?;
-        Ok(Some((host, config::port_for(cfg, scheme))))
+        let base = ApiBase::parse(cfg)?;
+        Ok(Some((base.host, base.port)))
     }
 
     async fn connect(

@@ -2,7 +2,6 @@
 //! 127.0.0.1:0): authentication modes, TLS, failures and hostile payloads.
 
 use std::net::SocketAddr;
-use std::sync::Arc;
 use std::time::Duration;
 
 use axum::body::Body;
@@ -249,72 +248,9 @@ async fn serve(auth: AuthCheck) -> SocketAddr {
     addr
 }
 
-/// TLS in front of the same app: a test CA signs a certificate for
-/// 127.0.0.1 and localhost. Returns the address and the CA's PEM.
+/// The same app behind TLS (testkit's test CA); the address and the CA's PEM.
 async fn serve_tls() -> (SocketAddr, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    let (tx, rx) = tokio::sync::mpsc::channel(16);
-    tokio::spawn(async move {
-        while let Ok((tcp, peer)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            let tx = tx.clone();
-            tokio::spawn(async move {
-                if let Ok(Ok(tls)) =
-                    tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
-                {
-                    let _ = tx.send((tls, peer)).await;
-                }
-            });
-        }
-    });
-    tokio::spawn(async move {
-        axum::serve(TlsListener { rx, addr }, app(AuthCheck::None))
-            .await
-            .unwrap()
-    });
-    (addr, ca.pem())
-}
-
-struct TlsListener {
-    rx: tokio::sync::mpsc::Receiver<(
-        tokio_rustls::server::TlsStream<tokio::net::TcpStream>,
-        SocketAddr,
-    )>,
-    addr: SocketAddr,
-}
-
-impl axum::serve::Listener for TlsListener {
-    type Io = tokio_rustls::server::TlsStream<tokio::net::TcpStream>;
-    type Addr = SocketAddr;
-    async fn accept(&mut self) -> (Self::Io, Self::Addr) {
-        match self.rx.recv().await {
-            Some(c) => c,
-            None => std::future::pending().await,
-        }
-    }
-    fn local_addr(&self) -> std::io::Result<SocketAddr> {
-        Ok(self.addr)
-    }
+    matih_connector_testkit::tls::serve_tls(app(AuthCheck::None)).await
 }
 
 // ---------------------------------------------------------------- helpers
@@ -902,4 +838,47 @@ fn validation_rejects_before_io() {
     let e = d.validate(&c.cfg, &creds).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
     assert!(!e.message().contains("\"t\""));
+}
+
+/// The egress proof of the REST family: every way the driver reaches an
+/// address (a redirect, an IP-literal OpenAPI URL or token URL, the API host
+/// itself) is refused with EGRESS_DENIED before any packet reaches the
+/// denied address, where a listener records every connection.
+#[tokio::test]
+async fn egress_refusals_happen_before_any_packet() {
+    use matih_connector_testkit::egress::{assert_refused, DeniedListener};
+    let denied = DeniedListener::bind("127.0.0.3").await;
+    let to = denied.url("/latest/meta-data/");
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    let app = Router::new()
+        .route(
+            "/api/users",
+            get(move || async move { (StatusCode::FOUND, [(header::LOCATION, to)]) }),
+        )
+        .route("/api/orders", get(|| async { Json(json!([{"id": 1}])) }));
+    tokio::spawn(async move { axum::serve(l, app).await.unwrap() });
+
+    let redirect = case(addr, json!({"endpoints": ["/users"]}));
+    assert_refused(&driver(), &redirect, Step::Connect, &denied).await;
+
+    let openapi = case(addr, json!({"openapiUrl": denied.url("/openapi.json")}));
+    assert_refused(&driver(), &openapi, Step::Connect, &denied).await;
+
+    let token = case(
+        addr,
+        json!({"endpoints": ["/orders"], "tokenUrl": denied.url("/token")}),
+    )
+    .with_cred("clientId", "cid")
+    .with_cred("clientSecret", "csecret");
+    assert_refused(&driver(), &token, Step::Connect, &denied).await;
+
+    let host = case(denied.addr, json!({"endpoints": ["/orders"]}))
+        .with_cfg(|c| c.host = Some(denied.addr.ip().to_string()));
+    assert_refused(&driver(), &host, Step::Dns, &denied).await;
+
+    // The same connector passes once the policy allows it.
+    conformance::assert_test_succeeds(&driver(), &case(addr, json!({"endpoints": ["/orders"]})))
+        .await;
+    denied.assert_never_reached().await;
 }

@@ -18,6 +18,8 @@ use matih_connector_core::{
     ConnectorError, DiscoveryRequest, EgressPolicy, ErrorCode, SecretString,
 };
 use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use rustls::pki_types::pem::PemObject;
+use rustls::pki_types::PrivateKeyDer;
 use serde_json::{json, Value};
 use url::Url;
 
@@ -203,19 +205,13 @@ fn private_key_der(
         };
         return decrypt_pkcs8(text, pass).map(|der| (der, true));
     }
-    let mut reader = text.as_bytes();
-    loop {
-        match rustls_pemfile::read_one(&mut reader) {
-            Ok(Some(rustls_pemfile::Item::Pkcs8Key(k))) => return Ok((k.secret_pkcs8_der().to_vec(), true)),
-            Ok(Some(rustls_pemfile::Item::Pkcs1Key(k))) => return Ok((k.secret_pkcs1_der().to_vec(), false)),
-            Ok(Some(_)) => continue,
-            Ok(None) | Err(_) => {
-                return Err(ConnectorError::invalid_config(
-                    "credentials",
-                    "credentials.privateKey holds no PEM RSA private key (PKCS#8 \"BEGIN PRIVATE KEY\" or PKCS#1 \"BEGIN RSA PRIVATE KEY\")",
-                ))
-            }
-        }
+    match PrivateKeyDer::from_pem_slice(text.as_bytes()) {
+        Ok(PrivateKeyDer::Pkcs8(k)) => Ok((k.secret_pkcs8_der().to_vec(), true)),
+        Ok(PrivateKeyDer::Pkcs1(k)) => Ok((k.secret_pkcs1_der().to_vec(), false)),
+        _ => Err(ConnectorError::invalid_config(
+            "credentials",
+            "credentials.privateKey holds no PEM RSA private key (PKCS#8 \"BEGIN PRIVATE KEY\" or PKCS#1 \"BEGIN RSA PRIVATE KEY\")",
+        )),
     }
 }
 
