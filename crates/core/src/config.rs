@@ -162,20 +162,7 @@ impl ConnectionConfig {
     pub fn validate_common(&self) -> Result<(), ConnectorError> {
         self.ssl_mode()?;
         if let Some(host) = &self.host {
-            let h = host.trim();
-            let bad = h.is_empty()
-                || h.len() > 253
-                || h.chars()
-                    .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@');
-            if bad {
-                return Err(ConnectorError::invalid_config(
-                    "host",
-                    format!(
-                        "host {:?} is not a valid host name or address",
-                        h.chars().take(80).collect::<String>()
-                    ),
-                ));
-            }
+            check_host_name("host", host)?;
         }
         if self.port == Some(0) {
             return Err(ConnectorError::invalid_config(
@@ -204,6 +191,27 @@ impl ConnectionConfig {
         }
         Ok(())
     }
+}
+
+/// Rejects what cannot be a host name or address (empty, longer than a DNS
+/// name, whitespace, control characters, URL pieces); `field` names the
+/// setting in the error (`host`, `metadata.sshTunnel.host`).
+pub(crate) fn check_host_name(field: &'static str, host: &str) -> Result<(), ConnectorError> {
+    let h = host.trim();
+    let bad = h.is_empty()
+        || h.len() > 253
+        || h.chars()
+            .any(|c| c.is_whitespace() || c.is_control() || c == '/' || c == '@');
+    if bad {
+        return Err(ConnectorError::invalid_config(
+            field,
+            format!(
+                "{field} {:?} is not a valid host name or address",
+                h.chars().take(80).collect::<String>()
+            ),
+        ));
+    }
+    Ok(())
 }
 
 /// A connector as a tenant describes it: the API's create body, and the CLI's

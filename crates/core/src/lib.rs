@@ -35,6 +35,7 @@ pub mod metadata;
 mod runner;
 #[cfg(feature = "file-sample")]
 pub mod sample;
+pub mod ssh;
 pub mod tls;
 
 pub use catalog::{Catalog, Column, DataType, Schema, Table, TableKind};
