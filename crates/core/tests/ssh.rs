@@ -355,6 +355,52 @@ async fn closing_the_session_ends_its_streams() {
 
 // Failures that need no bastion at all.
 
+#[test]
+fn encrypted_openssh_keys_need_the_right_passphrase() {
+    // A throwaway key encrypted by ssh-keygen itself (bcrypt-pbkdf + aes256-ctr,
+    // OpenSSH's own format); the passphrase guards nothing.
+    let dir = std::env::temp_dir().join(format!("matih-ssh-key-{}", std::process::id()));
+    std::fs::create_dir_all(&dir).unwrap();
+    let path = dir.join("key");
+    let status = std::process::Command::new("ssh-keygen")
+        .args([
+            "-q",
+            "-t",
+            "ed25519",
+            "-a",
+            "4",
+            "-N",
+            "test-passphrase",
+            "-C",
+            "t",
+            "-f",
+        ])
+        .arg(&path)
+        .status()
+        .expect("ssh-keygen (Debian package openssh-client)");
+    assert!(status.success());
+    let key = std::fs::read_to_string(&path).unwrap();
+    std::fs::remove_dir_all(&dir).unwrap();
+    let cfg = {
+        let mut c = ConnectionConfig::default();
+        c.metadata.insert(
+            "sshTunnel".into(),
+            json!({"host": "b", "username": "u",
+                   "hostKey": "SHA256:AAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAAA"}),
+        );
+        c
+    };
+    let creds = Credentials::new().with("sshPrivateKey", key.clone());
+    let err = TunnelSpec::parse(&cfg, &creds).unwrap_err();
+    assert!(err.message().contains("is encrypted"), "{err}");
+    let wrong = creds.clone().with("sshPrivateKeyPassphrase", "not-it");
+    let err = TunnelSpec::parse(&cfg, &wrong).unwrap_err();
+    assert!(err.message().contains("wrong passphrase"), "{err}");
+    let right = creds.with("sshPrivateKeyPassphrase", "test-passphrase");
+    let spec = TunnelSpec::parse(&cfg, &right).unwrap().unwrap();
+    assert_eq!(spec.auth().method(), "key");
+}
+
 fn spec_for(host: &str, port: u16) -> TunnelSpec {
     let mut cfg = ConnectionConfig::default();
     cfg.metadata.insert(

@@ -356,12 +356,16 @@ fn decode_private_key(
              (-----BEGIN … PRIVATE KEY-----)",
         ));
     }
+    // PEM encryption is visible in the armour; russh reports it only for
+    // OpenSSH keys (`KeyIsEncrypted`).
+    let pem_encrypted = text.contains("-----BEGIN ENCRYPTED PRIVATE KEY-----")
+        || text.contains("Proc-Type: 4,ENCRYPTED");
+    if pem_encrypted && passphrase.is_none() {
+        return Err(encrypted_without_passphrase());
+    }
     match russh::keys::decode_secret_key(&text, passphrase.map(SecretString::expose)) {
         Ok(k) => Ok(k),
-        Err(russh::keys::Error::KeyIsEncrypted) => Err(invalid(
-            "credentials",
-            "credentials.sshPrivateKey is encrypted: give credentials.sshPrivateKeyPassphrase",
-        )),
+        Err(russh::keys::Error::KeyIsEncrypted) => Err(encrypted_without_passphrase()),
         Err(russh::keys::Error::UnsupportedKeyType {
             key_type_string, ..
         }) => Err(invalid(
@@ -382,6 +386,13 @@ fn decode_private_key(
             "credentials.sshPrivateKey is not a valid OpenSSH or PEM private key",
         )),
     }
+}
+
+fn encrypted_without_passphrase() -> ConnectorError {
+    invalid(
+        "credentials",
+        "credentials.sshPrivateKey is encrypted: give credentials.sshPrivateKeyPassphrase",
+    )
 }
 
 fn required_string(
