@@ -108,13 +108,13 @@ pub const DRIVERS: &[DriverEntry] = &[
         package: "matih-driver-graphql",
         fixtures: &[],
     },
-    // Core's SSH tunnel tests: a real OpenSSH bastion, and PostgreSQL as the
-    // target reached through it. Core's dev-dependencies turn its `ssh`
-    // feature on, so the one `cargo test --no-run` builds them.
+    // Core's SSH tunnel tests: a real OpenSSH bastion, and PostgreSQL and
+    // MariaDB as targets reached through it. Core's dev-dependencies turn its
+    // `ssh` feature on, so the one `cargo test --no-run` builds them.
     DriverEntry {
         name: "ssh",
         package: "matih-connector-core",
-        fixtures: &["ssh", "postgres"],
+        fixtures: &["ssh", "postgres", "mysql"],
     },
     // The CLI's end-to-end tests drive real servers through the facade.
     DriverEntry {

@@ -110,6 +110,35 @@ async fn postgres_through_the_tunnel_on_an_address_denied_to_direct_connections(
 }
 
 #[tokio::test]
+async fn mariadb_greets_through_the_tunnel() {
+    let Some(ssh) = fixture("SSH", "mariadb_greets_through_the_tunnel") else {
+        return;
+    };
+    let Some(my) = fixture("MYSQL", "mariadb_greets_through_the_tunnel") else {
+        return;
+    };
+    let session = open(&key_spec(&ssh)).await.unwrap();
+    let mut stream = session
+        .open_stream(ssh.require("TARGET_HOST"), my.port())
+        .await
+        .unwrap();
+    // The server speaks first: a protocol-10 handshake packet naming its version.
+    let mut header = [0u8; 4];
+    tokio::time::timeout(DEADLINE, stream.read_exact(&mut header))
+        .await
+        .expect("MariaDB greets")
+        .unwrap();
+    let len = usize::from(header[0]) | usize::from(header[1]) << 8 | usize::from(header[2]) << 16;
+    let mut body = vec![0u8; len];
+    stream.read_exact(&mut body).await.unwrap();
+    assert_eq!(body[0], 10, "protocol version");
+    let version =
+        String::from_utf8_lossy(&body[1..body.iter().position(|b| *b == 0).unwrap()]).into_owned();
+    assert!(version.contains("MariaDB"), "{version}");
+    session.close().await;
+}
+
+#[tokio::test]
 async fn pem_encrypted_and_password_credentials_authenticate() {
     let Some(ssh) = fixture("SSH", "pem_encrypted_and_password_credentials") else {
         return;
