@@ -17,6 +17,7 @@
 //! ```
 
 pub mod conformance;
+pub mod tls_proxy;
 
 use std::collections::BTreeMap;
 
