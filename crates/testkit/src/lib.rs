@@ -19,6 +19,7 @@
 pub mod conformance;
 pub mod egress;
 pub mod tls;
+pub mod tls_proxy;
 
 use std::collections::BTreeMap;
 

@@ -18,6 +18,7 @@ use matih_connector_testkit::conformance::{
     assert_discovery_filters, assert_no_secret, assert_test_fails, assert_test_succeeds,
     closed_port, discover, silent_listener, Case,
 };
+use matih_connector_testkit::tls_proxy::{assert_tls_modes, TlsProxy};
 use matih_connector_testkit::Fixture;
 use matih_driver_bigquery::BigqueryDriver;
 use serde_json::json;
@@ -384,4 +385,32 @@ async fn filters_are_pushed_down_and_honoured() {
     let c = discover(&d, &one, &DiscoveryRequest::default()).await;
     assert_eq!(c.schemas.len(), 1);
     assert_eq!(c.schemas[0].name, "matih_other");
+}
+
+/// TLS modes through the shared terminating proxy in front of bqemulator.
+#[tokio::test]
+async fn tls_modes_through_the_terminating_proxy() {
+    let Some(fx) =
+        matih_connector_testkit::fixture("BIGQUERY", "tls_modes_through_the_terminating_proxy")
+    else {
+        return;
+    };
+    let d = BigqueryDriver::new();
+    let proxy = TlsProxy::start(fx.port()).await;
+    let port = proxy.port();
+    let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
+        let (host, ca) = (host.to_owned(), ca.map(str::to_owned));
+        project(&fx).with_cfg(move |c| {
+            c.host = Some(host);
+            c.port = Some(port);
+            c.ssl_enabled = Some(true);
+            c.ssl_mode = Some(mode);
+            c.ssl_ca_pem = ca;
+        })
+    })
+    .await;
+    let one = good.with_cfg(|c| c.database = Some(dataset_id(&fx).to_owned()));
+    let c = discover(&d, &one, &DiscoveryRequest::default()).await;
+    let orders = c.schemas[0].table("orders").expect("orders through TLS");
+    assert!(!orders.columns.is_empty(), "{orders:?}");
 }

@@ -12,6 +12,7 @@ use matih_connector_core::{
     NameFilter, SslMode, Step, Table, TableKind,
 };
 use matih_connector_testkit::conformance::{self, Case};
+use matih_connector_testkit::tls_proxy::{assert_tls_modes, TlsProxy};
 use matih_connector_testkit::Fixture;
 use matih_driver_databricks::DatabricksDriver;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
@@ -512,4 +513,32 @@ async fn discovery_filters_and_depth() {
     };
     let c = conformance::discover(&d, &good, &req).await;
     assert_eq!(table(&c, "sales", "customers").estimated_rows, None);
+}
+
+/// TLS modes through the shared terminating proxy in front of minilake:
+/// the warehouse check, Unity Catalog listing and statements go through TLS.
+#[tokio::test]
+async fn tls_modes_through_the_terminating_proxy() {
+    let Some(fx) =
+        matih_connector_testkit::fixture("DATABRICKS", "tls_modes_through_the_terminating_proxy")
+    else {
+        return;
+    };
+    let d = driver();
+    let proxy = TlsProxy::start(fx.port()).await;
+    let port = proxy.port();
+    let plain = case(&fx).await;
+    let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
+        let (host, ca) = (host.to_owned(), ca.map(str::to_owned));
+        plain.with_cfg(move |c| {
+            c.host = Some(host);
+            c.port = Some(port);
+            c.ssl_enabled = Some(true);
+            c.ssl_mode = Some(mode);
+            c.ssl_ca_pem = ca;
+        })
+    })
+    .await;
+    let c = conformance::discover(&d, &good, &DiscoveryRequest::default()).await;
+    assert!(!table(&c, "sales", "customers").columns.is_empty());
 }

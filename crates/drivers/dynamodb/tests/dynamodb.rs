@@ -9,6 +9,7 @@ use matih_connector_testkit::conformance::{
     assert_discovery_filters, assert_test_fails, assert_test_succeeds, closed_port, discover,
     silent_listener, Case,
 };
+use matih_connector_testkit::tls_proxy::{assert_tls_modes, TlsProxy};
 use matih_connector_testkit::Fixture;
 use matih_driver_dynamodb::DynamodbDriver;
 use serde_json::json;
@@ -288,4 +289,37 @@ async fn discovery_filters_and_depth() {
     let c = discover(&d, &named, &req).await;
     assert_eq!(c.schemas[0].name, "prod tables");
     assert_eq!(c.table_count(), 1);
+}
+
+/// TLS modes through the shared terminating proxy in front of moto: the
+/// certificate names `localhost`, which the core resolves and pins; SigV4
+/// signs the host the driver dialled.
+#[tokio::test]
+async fn tls_modes_through_the_terminating_proxy() {
+    let Some(fx) =
+        matih_connector_testkit::fixture("DYNAMODB", "tls_modes_through_the_terminating_proxy")
+    else {
+        return;
+    };
+    let d = DynamodbDriver::new();
+    let proxy = TlsProxy::start(fx.port()).await;
+    let port = proxy.port();
+    let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
+        let (host, ca) = (host.to_owned(), ca.map(str::to_owned));
+        good(&fx).with_cfg(move |c| {
+            c.host = Some(host);
+            c.port = Some(port);
+            c.ssl_enabled = Some(true);
+            c.ssl_mode = Some(mode);
+            c.ssl_ca_pem = ca;
+        })
+    })
+    .await;
+    let c = discover(
+        &d,
+        &good,
+        &DiscoveryRequest::default().with_depth(Depth::Tables),
+    )
+    .await;
+    assert!(c.schemas[0].table("orders").is_some(), "{c:?}");
 }

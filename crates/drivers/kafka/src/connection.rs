@@ -2,6 +2,7 @@
 //! ApiVersions for the server version.
 
 use std::net::{IpAddr, SocketAddr};
+use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::Duration;
 
@@ -150,6 +151,15 @@ pub(crate) async fn blocking<T: Send + 'static>(
     joined.map_err(|e| parse_error(e, what, &client.context().captured.lines()))
 }
 
+/// Sets its flag when dropped.
+struct StopOnDrop(Arc<AtomicBool>);
+
+impl Drop for StopOnDrop {
+    fn drop(&mut self) {
+        self.0.store(true, Ordering::Relaxed);
+    }
+}
+
 pub(crate) async fn connect(
     opts: &KafkaOptions,
     ctx: &ConnectContext,
@@ -171,11 +181,48 @@ pub(crate) async fn connect(
     let client = Arc::new(client);
     let limit = opts.connect_timeout;
     let started = std::time::Instant::now();
-    let md = blocking(&client, limit, "reading cluster metadata", move |c| {
+    // librdkafka hands its log lines and error callbacks to the context only
+    // through the consumer queue: serve that queue while the metadata call
+    // runs, so a refused login or certificate is seen when it happens. Each
+    // poll waits for the next event, at most 100 ms between looks at `stop`.
+    // The guard stops the pump also when the connect step is cancelled (the
+    // runner's timeout), so no blocking task outlives the connection attempt.
+    let stop = StopOnDrop(Arc::new(AtomicBool::new(false)));
+    let pump = {
+        let (c, stop) = (client.clone(), stop.0.clone());
+        tokio::task::spawn_blocking(move || {
+            while !stop.load(Ordering::Relaxed) {
+                let _ = c.poll(Duration::from_millis(100));
+            }
+        })
+    };
+    let metadata = blocking(&client, limit, "reading cluster metadata", move |c| {
         c.fetch_metadata(None, limit)
-    })
-    .await
-    .map_err(|e| {
+    });
+    // With one bootstrap broker, a refused login or certificate is final:
+    // librdkafka would retry it until the timeout, so the connect step would
+    // end as TIMEOUT with the cause only in the log. With several, another
+    // broker may still answer, so the call runs its course.
+    let decisive = async {
+        if bootstrap.len() == 1 {
+            client.context().captured.decisive().await;
+            Err(parse_error(
+                KafkaError::MetadataFetch(rdkafka::error::RDKafkaErrorCode::AllBrokersDown),
+                "reading cluster metadata",
+                &client.context().captured.lines(),
+            ))
+        } else {
+            std::future::pending().await
+        }
+    };
+    let md = tokio::select! {
+        r = metadata => r,
+        e = decisive => e,
+    };
+    // Wait for the pump to end: it must not take messages meant for sampling.
+    drop(stop);
+    let _ = pump.await;
+    let md = md.map_err(|e| {
         // A broker that accepts the connection and never answers shows up
         // as a transport failure once librdkafka's own timeout has passed.
         if e.code() == ErrorCode::ConnectionRefused && started.elapsed() >= limit.mul_f32(0.9) {

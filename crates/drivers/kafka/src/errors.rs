@@ -12,22 +12,34 @@ use matih_connector_core::{ConnectorError, ErrorCode};
 use rdkafka::error::{KafkaError, RDKafkaErrorCode as C};
 
 /// Error callbacks and warning-or-worse log lines librdkafka emitted, newest
-/// last, bounded.
+/// last, bounded; and a signal when one of them is a broker's or a TLS
+/// peer's final word (see [`is_decisive`]).
 #[derive(Debug, Default)]
 pub(crate) struct Captured {
     lines: Mutex<Vec<String>>,
+    decisive: tokio::sync::Notify,
 }
 
 impl Captured {
     const MAX: usize = 64;
 
     pub fn push(&self, line: String) {
+        let decisive = code_for_log(&line).is_some_and(is_decisive);
         if let Ok(mut l) = self.lines.lock() {
             if l.len() >= Self::MAX {
                 l.remove(0);
             }
             l.push(line);
         }
+        if decisive {
+            self.decisive.notify_one();
+        }
+    }
+
+    /// Resolves once a decisive line has been captured (also when it came
+    /// before the call).
+    pub async fn decisive(&self) {
+        self.decisive.notified().await
     }
 
     pub fn lines(&self) -> Vec<String> {
@@ -68,11 +80,23 @@ pub(crate) fn code_for(code: C) -> ErrorCode {
     }
 }
 
+/// Causes that retrying the same broker cannot change: librdkafka keeps
+/// retrying until the call's timeout, but the answer is already known.
+pub(crate) fn is_decisive(code: ErrorCode) -> bool {
+    matches!(
+        code,
+        ErrorCode::AuthenticationFailed | ErrorCode::SslHandshakeFailed | ErrorCode::Unsupported
+    )
+}
+
 /// The cause librdkafka's log and error callback lines name, if any. Lines
 /// as librdkafka 2.x prints them.
 pub(crate) fn code_for_log(line: &str) -> Option<ErrorCode> {
     let l = line.to_ascii_lowercase();
-    if l.contains("sasl authentication error")
+    if l.contains("unsupported sasl mechanism") {
+        // The broker offers no SASL mechanism the client was configured for.
+        Some(ErrorCode::Unsupported)
+    } else if l.contains("sasl authentication error")
         || l.contains("authentication failed")
         || l.contains("sasl_authentication_failed")
     {
@@ -190,6 +214,9 @@ mod tests {
             ("FAIL: 127.0.0.1:1/bootstrap: Connect to ipv4#127.0.0.1:1 failed: Connection refused (after 0ms in state CONNECT)", ErrorCode::ConnectionRefused),
             ("FAIL: kafka.example.invalid:9092/bootstrap: Failed to resolve 'kafka.example.invalid:9092': Name or service not known (after 2ms in state CONNECT)", ErrorCode::DnsResolutionFailed),
             ("REQTMOUT: 127.0.0.1:5/bootstrap: Timed out ApiVersionRequest in flight (after 1000ms, timeout #0)", ErrorCode::Timeout),
+            // As tansu 0.6 is answered (tests/kafka.rs runs both against it).
+            ("FAIL: sasl_plaintext://127.0.0.1:35245/bootstrap: SASL PLAIN mechanism handshake failed: Broker: Unsupported SASL mechanism: broker's supported mechanisms: PLAIN (after 0ms in state AUTH_HANDSHAKE)", ErrorCode::Unsupported),
+            ("FAIL: sasl_plaintext://127.0.0.1:44103/bootstrap: SASL authentication error: SASL SCRAM authentication failed: broker responded with unknown-user (after 31ms in state AUTH_REQ)", ErrorCode::AuthenticationFailed),
         ];
         for (line, code) in cases {
             assert_eq!(code_for_log(line), Some(code), "{line}");

@@ -1,9 +1,9 @@
-//! Message sampling and field inference against librdkafka's own in-process
+//! The newest-messages window of sampling against librdkafka's own in-process
 //! mock cluster (`rdkafka::mocking::MockCluster`): a FAKE broker implemented
-//! by librdkafka, named as such. It is used because the tansu fixture's
-//! in-memory storage answers Fetch with no records (its own `tansu cat
-//! consume` reads nothing either), so sampled fields cannot be proven there.
-//! Runs without any fixture.
+//! by librdkafka, named as such. Sampling and field inference against a
+//! running broker are in tests/kafka.rs (the tansu fixture); this adds 50
+//! older messages of another shape that the seed does not hold, and checks
+//! that only the newest are sampled. Runs without any fixture.
 
 use std::time::Duration;
 

@@ -1,90 +1,58 @@
 //! Opening a client on the pinned address and the connection's commands.
 
-use std::io::Write;
-use std::net::IpAddr;
-
 use matih_connector_core::{
     async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode, SslMode,
+    DiscoveryRequest, ErrorCode,
 };
 use mongodb::bson::{doc, Document};
 use mongodb::options::{
     AuthMechanism, ClientOptions, Credential, ReadPreference, ReadPreferenceOptions,
-    SelectionCriteria, ServerAddress, Tls, TlsOptions,
+    SelectionCriteria, ServerAddress, Tls,
 };
 use mongodb::Client;
 
 use crate::config::{Mechanism, MongoOptions};
 use crate::errors::parse_error;
+use crate::tls_bridge::{self, TlsBridge};
 
 pub(crate) struct MongoConnection {
     pub client: Client,
     pub opts: MongoOptions,
+    /// Declared after the client: dropped after it.
+    bridge: Option<TlsBridge>,
 }
 
-/// The CA PEM as a file the driver can read, removed once the client has
-/// built its TLS configuration (the driver takes only a path).
-struct CaFile(std::path::PathBuf);
-
-impl CaFile {
-    fn write(pem: &str) -> Result<CaFile, ConnectorError> {
-        let path = std::env::temp_dir().join(format!(
-            "matih-mongodb-ca-{}-{}.pem",
-            std::process::id(),
-            std::time::SystemTime::now()
-                .duration_since(std::time::UNIX_EPOCH)
-                .map(|d| d.as_nanos())
-                .unwrap_or(0)
-        ));
-        let mut f = std::fs::OpenOptions::new()
-            .write(true)
-            .create_new(true)
-            .open(&path)
-            .map_err(|e| {
-                ConnectorError::internal(format!("writing the CA certificate: {e}")).with_source(e)
-            })?;
-        f.write_all(pem.as_bytes()).map_err(|e| {
-            ConnectorError::internal(format!("writing the CA certificate: {e}")).with_source(e)
-        })?;
-        Ok(CaFile(path))
+/// The address the client dials. Without TLS it is the resolved,
+/// egress-checked address itself; with TLS the bridge's socket, behind which
+/// the bridge dials that same address.
+fn server_address(
+    ctx: &ConnectContext,
+    bridge: Option<&TlsBridge>,
+) -> Result<ServerAddress, ConnectorError> {
+    if let Some(b) = bridge {
+        return Ok(b.address());
     }
-}
-
-impl Drop for CaFile {
-    fn drop(&mut self) {
-        let _ = std::fs::remove_file(&self.0);
-    }
-}
-
-/// The address the client dials. Without TLS (or for an IP literal) it is the
-/// resolved, egress-checked address itself. With TLS and a host name the name
-/// is kept so the certificate is verified against it; the driver then resolves
-/// the name again, a window the docs describe.
-fn server_address(opts: &MongoOptions, ctx: &ConnectContext) -> ServerAddress {
-    let literal = opts
-        .host
-        .trim_start_matches('[')
-        .trim_end_matches(']')
-        .parse::<IpAddr>()
-        .is_ok();
-    match ctx.addrs.first() {
-        Some(addr) if !opts.ssl_mode.is_tls() || literal => ServerAddress::Tcp {
-            host: addr.ip().to_string(),
-            port: Some(addr.port()),
-        },
-        _ => ServerAddress::Tcp {
-            host: opts.host.clone(),
-            port: Some(opts.port),
-        },
-    }
+    let addr = ctx
+        .addrs
+        .first()
+        .ok_or_else(|| ConnectorError::internal("no resolved address for MongoDB"))?;
+    Ok(ServerAddress::Tcp {
+        host: addr.ip().to_string(),
+        port: Some(addr.port()),
+    })
 }
 
 pub(crate) async fn connect(
     opts: &MongoOptions,
     ctx: &ConnectContext,
 ) -> Result<MongoConnection, ConnectorError> {
+    let bridge = if opts.ssl_mode.is_tls() {
+        Some(TlsBridge::start(opts, &ctx.addrs, ctx.timeouts.connect()).await?)
+    } else {
+        None
+    };
     let mut co = ClientOptions::default();
-    co.hosts = vec![server_address(opts, ctx)];
+    co.hosts = vec![server_address(ctx, bridge.as_ref())?];
     // One server only: replica-set members the server advertises are never
     // dialled, so no address escapes the egress check.
     co.direct_connection = Some(true);
@@ -110,37 +78,26 @@ pub(crate) async fn connect(
         });
         co.credential = Some(cred);
     }
-    let mut _ca_file = None;
-    co.tls = Some(match opts.ssl_mode {
-        SslMode::Disable => Tls::Disabled,
-        mode => {
-            let mut t = TlsOptions::default();
-            if let Some(pem) = &opts.ca_pem {
-                let f = CaFile::write(pem)?;
-                t.ca_file_path = Some(f.0.clone());
-                _ca_file = Some(f);
-            }
-            // The driver's rustls back end cannot skip only the host name
-            // check: verify-ca (and require with a CA) verify as verify-full.
-            if mode == SslMode::Require && opts.ca_pem.is_none() {
-                t.allow_invalid_certificates = Some(true);
-            }
-            Tls::Enabled(t)
-        }
-    });
+    // TLS, when on, is the bridge's: the client speaks plain wire protocol
+    // to the bridge's socket.
+    co.tls = Some(Tls::Disabled);
     let client =
         Client::with_options(co).map_err(|e| parse_error(e, "creating the MongoDB client"))?;
-    drop(_ca_file);
     let conn = MongoConnection {
         client,
         opts: opts.clone(),
+        bridge,
     };
     // The first command dials, negotiates TLS and authenticates.
     let admin = conn.client.database("admin");
     let ping = admin.run_command(doc! {"ping": 1});
     with_timeout(ctx.timeouts.connect(), "connecting to MongoDB", async {
-        ping.await
-            .map_err(|e| parse_error(e, "connecting to MongoDB"))
+        ping.await.map_err(|e| {
+            tls_bridge::explain(
+                conn.bridge.as_ref(),
+                parse_error(e, "connecting to MongoDB"),
+            )
+        })
     })
     .await?;
     if let Some(db) = &opts.database {

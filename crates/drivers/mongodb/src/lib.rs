@@ -28,6 +28,7 @@ mod config;
 mod connection;
 mod discovery;
 mod errors;
+mod tls_bridge;
 mod types;
 
 use matih_connector_core::{

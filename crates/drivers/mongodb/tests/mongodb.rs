@@ -1,14 +1,16 @@
 //! Integration tests against the MongoDB fixture (`cargo xtask test-drivers
 //! --only mongodb`): mongoeco's wire-protocol server behind
 //! tests/fixtures/mongodb/server.py, seeded from tests/fixtures/mongodb/seed.json.
-//! It checks SCRAM-SHA-256 passwords but has no TLS and no roles, so TLS and
-//! PERMISSION_DENIED are covered by the unit tests of the error mapping.
+//! It checks SCRAM-SHA-256 passwords but has no TLS and no roles: TLS modes
+//! are checked through the shared terminating proxy in front of it, and
+//! PERMISSION_DENIED is covered by the unit tests of the error mapping.
 
 use matih_connector_core::{
     open, ConnectionConfig, Credentials, DataType, Depth, DiscoveryRequest, EgressPolicy,
     ErrorCode, NameFilter, SslMode, Step, TableKind, Timeouts,
 };
 use matih_connector_testkit::conformance::{self, Case};
+use matih_connector_testkit::tls_proxy::{assert_tls_modes, TlsProxy};
 use matih_connector_testkit::Fixture;
 use matih_driver_mongodb::MongodbDriver;
 
@@ -101,7 +103,10 @@ async fn error_codes_the_fixture_can_produce() {
     let missing = good.with_cfg(|c| c.database = Some("no_such_database".into()));
     conformance::assert_test_fails(&d, &missing, Step::Connect, ErrorCode::DatabaseNotFound).await;
 
-    // TLS against a server that speaks none: the handshake fails, as a TLS failure.
+    // TLS to the plain wire-protocol port: the server reads the ClientHello
+    // as the start of a message and waits for the rest, so the handshake
+    // runs out of time (the bridge's handshake bound and the runner's step
+    // bound are both the connect timeout; either may report it).
     let tls = good.with_cfg(|c| {
         c.ssl_mode = Some(SslMode::Require);
         c.timeouts = Timeouts {
@@ -109,26 +114,46 @@ async fn error_codes_the_fixture_can_produce() {
             query_ms: 3000,
         };
     });
-    let r = matih_connector_core::run_test(
+    conformance::assert_test_fails(&d, &tls, Step::Connect, ErrorCode::Timeout).await;
+}
+
+/// TLS modes through the shared terminating proxy in front of the mongoeco
+/// wrapper: SCRAM, `ping`, `buildInfo` and discovery go through TLS.
+#[tokio::test]
+async fn tls_modes_through_the_terminating_proxy() {
+    let Some(fx) =
+        matih_connector_testkit::fixture("MONGODB", "tls_modes_through_the_terminating_proxy")
+    else {
+        return;
+    };
+    let d = driver();
+    let proxy = TlsProxy::start(fx.port()).await;
+    let port = proxy.port();
+    let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
+        let (host, ca) = (host.to_owned(), ca.map(str::to_owned));
+        case(&fx).with_cfg(move |c| {
+            c.host = Some(host);
+            c.port = Some(port);
+            c.ssl_enabled = Some(true);
+            c.ssl_mode = Some(mode);
+            c.ssl_ca_pem = ca;
+        })
+    })
+    .await;
+    // A wrong password through TLS is still the server's refusal.
+    conformance::assert_test_fails(
         &d,
-        &tls.cfg,
-        &tls.creds,
-        &matih_connector_core::TestOptions {
-            egress: EgressPolicy::allow_all(),
-            ..Default::default()
-        },
+        &good.with_cred("password", "not-the-password"),
+        Step::Connect,
+        ErrorCode::AuthenticationFailed,
     )
     .await;
-    assert!(!r.success);
-    assert!(
-        matches!(
-            r.error_code,
-            Some(ErrorCode::SslHandshakeFailed)
-                | Some(ErrorCode::ConnectionClosed)
-                | Some(ErrorCode::Timeout)
-        ),
-        "{r:?}"
-    );
+    let c = conformance::discover(&d, &good, &DiscoveryRequest::default()).await;
+    let customers = c.schemas[0]
+        .table("customers")
+        .expect("customers through TLS");
+    assert_eq!(customers.estimated_rows, Some(3));
+    assert_eq!(customers.columns.len(), 12, "{customers:?}");
 }
 
 #[tokio::test]

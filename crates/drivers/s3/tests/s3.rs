@@ -10,6 +10,7 @@ use matih_connector_testkit::conformance::{
     assert_discovery_filters, assert_test_fails, assert_test_succeeds, closed_port, discover,
     silent_listener, Case,
 };
+use matih_connector_testkit::tls_proxy::{assert_tls_modes, TlsProxy};
 use matih_connector_testkit::Fixture;
 use matih_driver_s3::S3Driver;
 use serde_json::json;
@@ -343,57 +344,17 @@ async fn discovery_filters_and_depth() {
     assert_eq!(logs.properties["format"], json!("jsonl"));
 }
 
-/// A TLS-terminating proxy in front of the (plain-HTTP) emulator: a test CA
-/// signs a certificate for `localhost` only. Returns the port and the CA PEM.
-async fn tls_proxy(upstream: u16) -> (u16, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use std::sync::Arc;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-            });
-        }
-    });
-    (port, ca.pem())
-}
-
+/// TLS modes through the shared terminating proxy in front of the emulator;
+/// the certificate names `localhost`, which the core resolves and pins.
 #[tokio::test]
 async fn tls_is_verified_with_pinned_addresses() {
     let Some(fx) = matih_connector_testkit::fixture("S3", "tls_is_verified") else {
         return;
     };
     let d = S3Driver::new();
-    let (port, ca) = tls_proxy(fx.port()).await;
-    let tls = |host: &str, mode: SslMode, ca: Option<&str>| {
+    let proxy = TlsProxy::start(fx.port()).await;
+    let port = proxy.port();
+    let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
         let (host, ca) = (host.to_owned(), ca.map(str::to_owned));
         seed_bucket(&fx).with_cfg(move |c| {
             c.host = Some(host);
@@ -402,10 +363,8 @@ async fn tls_is_verified_with_pinned_addresses() {
             c.ssl_mode = Some(mode);
             c.ssl_ca_pem = ca;
         })
-    };
-    // The certificate names localhost, which the core resolves and pins.
-    let good = tls("localhost", SslMode::VerifyFull, Some(&ca));
-    assert_test_succeeds(&d, &good).await;
+    })
+    .await;
     let c = discover(
         &d,
         &good,
@@ -413,27 +372,4 @@ async fn tls_is_verified_with_pinned_addresses() {
     )
     .await;
     assert!(c.schemas[0].table("orders").is_some());
-    // Public roots do not know the test CA.
-    let r = assert_test_fails(
-        &d,
-        &tls("localhost", SslMode::VerifyFull, None),
-        Step::Connect,
-        ErrorCode::SslHandshakeFailed,
-    )
-    .await;
-    assert!(
-        r.message.contains("UnknownIssuer") || r.message.contains("issuer"),
-        "{}",
-        r.message
-    );
-    // The certificate does not name 127.0.0.1: verify-full refuses, verify-ca
-    // (chain only) accepts.
-    assert_test_fails(
-        &d,
-        &tls("127.0.0.1", SslMode::VerifyFull, Some(&ca)),
-        Step::Connect,
-        ErrorCode::SslHandshakeFailed,
-    )
-    .await;
-    assert_test_succeeds(&d, &tls("127.0.0.1", SslMode::VerifyCa, Some(&ca))).await;
 }

@@ -13,6 +13,7 @@ use matih_connector_core::{
     NameFilter, SslMode, Step, Table, TableKind,
 };
 use matih_connector_testkit::conformance::{self, Case};
+use matih_connector_testkit::tls_proxy::{assert_tls_modes, TlsProxy};
 use matih_connector_testkit::Fixture;
 use matih_driver_snowflake::SnowflakeDriver;
 
@@ -613,4 +614,31 @@ async fn credentials_against_a_fake_snowflake() {
     )
     .await;
     server.abort();
+}
+
+/// TLS modes through the shared terminating proxy in front of fakesnow:
+/// login, the version query and the access probe all go through TLS.
+#[tokio::test]
+async fn tls_modes_through_the_terminating_proxy() {
+    let Some(fx) =
+        matih_connector_testkit::fixture("SNOWFLAKE", "tls_modes_through_the_terminating_proxy")
+    else {
+        return;
+    };
+    let d = driver();
+    let proxy = TlsProxy::start(fx.port()).await;
+    let port = proxy.port();
+    let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
+        let (host, ca) = (host.to_owned(), ca.map(str::to_owned));
+        case(&fx).with_cfg(move |c| {
+            c.host = Some(host);
+            c.port = Some(port);
+            c.ssl_enabled = Some(true);
+            c.ssl_mode = Some(mode);
+            c.ssl_ca_pem = ca;
+        })
+    })
+    .await;
+    let c = conformance::discover(&d, &good, &DiscoveryRequest::default()).await;
+    assert_eq!(table(&c, "SALES", "CUSTOMERS").columns.len(), 5);
 }
