@@ -1,24 +1,30 @@
-//! An axum app behind TLS on 127.0.0.1, for drivers whose tests serve their
-//! own API: a test CA signs a certificate for `127.0.0.1` and `localhost`.
+//! TLS for tests: an axum app behind TLS on 127.0.0.1 (for drivers whose
+//! tests serve their own API), and a TLS-terminating proxy in front of a
+//! plain-text fixture (so TLS modes can be proven against emulators that only
+//! speak plain HTTP or TCP). Each makes a fresh test CA.
 
+use std::collections::HashMap;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
-/// Serves `app` over TLS on a free loopback port; returns the address and the
-/// CA's PEM (for `sslCaPem`). Handshakes that fail or stall (5 s) are dropped.
-pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
+use crate::Fixture;
+
+/// A fresh test CA and a server configuration whose certificate, signed by
+/// it, names `names`. Returns the acceptor and the CA's PEM.
+fn test_ca_acceptor(names: &[&str]) -> (tokio_rustls::TlsAcceptor, String) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
         .expect("CA certificate");
     let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let leaf = CertificateParams::new(names)
         .expect("leaf params")
         .signed_by(&leaf_key, &ca)
         .expect("leaf certificate");
@@ -30,7 +36,14 @@ pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
         .with_no_client_auth()
         .with_single_cert(vec![leaf.der().clone()], key)
         .expect("server configuration");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
+}
+
+/// Serves `app` over TLS on a free loopback port; returns the address and the
+/// CA's PEM (for `sslCaPem`). The certificate names `127.0.0.1` and
+/// `localhost`. Handshakes that fail or stall (5 s) are dropped.
+pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
+    let (acceptor, ca_pem) = test_ca_acceptor(&["localhost", "127.0.0.1"]);
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = l.local_addr().expect("addr");
     let (tx, rx) = mpsc::channel(16);
@@ -49,7 +62,7 @@ pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
     tokio::spawn(async move {
         let _ = axum::serve(Accepted { rx, addr }, app).await;
     });
-    (addr, ca.pem())
+    (addr, ca_pem)
 }
 
 /// Connections whose handshake is done, as axum's listener.
@@ -70,4 +83,55 @@ impl axum::serve::Listener for Accepted {
     fn local_addr(&self) -> std::io::Result<SocketAddr> {
         Ok(self.addr)
     }
+}
+
+/// Proxy ports of this process and the fixture each one fronts.
+fn proxies() -> &'static Mutex<HashMap<u16, String>> {
+    static PROXIES: OnceLock<Mutex<HashMap<u16, String>>> = OnceLock::new();
+    PROXIES.get_or_init(Default::default)
+}
+
+/// The fixture behind a TLS proxy of this process listening on `port`.
+pub(crate) fn proxied_fixture(port: u16) -> Option<String> {
+    proxies().lock().ok()?.get(&port).cloned()
+}
+
+/// Starts a TLS-terminating proxy in front of the fixture's `PORT`: see
+/// [`tls_proxy_to`].
+pub async fn tls_proxy(fx: &Fixture) -> (u16, String) {
+    tls_proxy_to(fx, fx.port()).await
+}
+
+/// Starts a TLS-terminating proxy on a free loopback port that forwards to
+/// `127.0.0.1:upstream` (a port of `fx`). A fresh test CA signs a certificate
+/// for `localhost` only, so `verify-full` to `localhost` with the CA passes,
+/// without the CA fails (unknown issuer), to `127.0.0.1` fails (wrong name)
+/// and `verify-ca` to `127.0.0.1` passes. Returns the proxy's port and the CA
+/// PEM. The proxy is recorded in the run's proof file as fronting `fx`; it
+/// runs until the test's runtime ends.
+pub async fn tls_proxy_to(fx: &Fixture, upstream: u16) -> (u16, String) {
+    let (acceptor, ca_pem) = test_ca_acceptor(&["localhost"]);
+    let l = TcpListener::bind("127.0.0.1:0")
+        .await
+        .expect("bind the TLS proxy");
+    let port = l.local_addr().expect("proxy address").port();
+    if let Ok(mut map) = proxies().lock() {
+        map.insert(port, fx.name().to_owned());
+    }
+    crate::proof::tls_proxy(fx.name(), port);
+    tokio::spawn(async move {
+        while let Ok((tcp, _)) = l.accept().await {
+            let acceptor = acceptor.clone();
+            tokio::spawn(async move {
+                let Ok(mut tls) = acceptor.accept(tcp).await else {
+                    return;
+                };
+                let Ok(mut up) = TcpStream::connect(("127.0.0.1", upstream)).await else {
+                    return;
+                };
+                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
+            });
+        }
+    });
+    (port, ca_pem)
 }

@@ -441,56 +441,14 @@ async fn discovery_filters_and_depth() {
     assert_eq!(weird.table_count(), 1);
 }
 
-/// A TLS-terminating proxy in front of the (plain-HTTP) emulator: a test CA
-/// signs a certificate for `localhost` only. Returns the port and the CA PEM.
-async fn tls_proxy(upstream: u16) -> (u16, String) {
-    use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
-    use std::sync::Arc;
-    let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
-    ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-    let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().unwrap()).unwrap();
-    let leaf_key = KeyPair::generate().unwrap();
-    let leaf = CertificateParams::new(vec!["localhost".to_owned()])
-        .unwrap()
-        .signed_by(&leaf_key, &ca)
-        .unwrap();
-    let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der()).unwrap();
-    let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-        rustls::crypto::ring::default_provider(),
-    ))
-    .with_safe_default_protocol_versions()
-    .unwrap()
-    .with_no_client_auth()
-    .with_single_cert(vec![leaf.der().clone()], key)
-    .unwrap();
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = l.local_addr().unwrap().port();
-    tokio::spawn(async move {
-        while let Ok((tcp, _)) = l.accept().await {
-            let acceptor = acceptor.clone();
-            tokio::spawn(async move {
-                let Ok(mut tls) = acceptor.accept(tcp).await else {
-                    return;
-                };
-                let Ok(mut up) = tokio::net::TcpStream::connect(("127.0.0.1", upstream)).await
-                else {
-                    return;
-                };
-                let _ = tokio::io::copy_bidirectional(&mut tls, &mut up).await;
-            });
-        }
-    });
-    (port, ca.pem())
-}
-
 #[tokio::test]
 async fn tls_is_verified_with_pinned_addresses() {
     let Some(fx) = matih_connector_testkit::fixture("GCS", "tls_is_verified") else {
         return;
     };
     let d = GcsDriver::new();
-    let (port, ca) = tls_proxy(fx.port()).await;
+    // The testkit's TLS-terminating proxy in front of the plain-HTTP emulator.
+    let (port, ca) = matih_connector_testkit::tls_proxy(&fx).await;
     let tls = |host: &str, mode: SslMode, ca: Option<&str>| {
         let (host, ca) = (host.to_owned(), ca.map(str::to_owned));
         seed_bucket(&fx).with_cfg(move |c| {
