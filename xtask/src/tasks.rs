@@ -365,6 +365,8 @@ struct Proof {
     versions: BTreeMap<String, BTreeSet<String>>,
     /// Fake name → tests that used it.
     fakes: BTreeMap<String, BTreeSet<String>>,
+    /// Machine conditions tests needed and found (no Oracle client library).
+    conditions: BTreeMap<String, BTreeSet<String>>,
     /// Fixture or condition → tests that did not run for want of it.
     not_proven: BTreeMap<String, BTreeSet<String>>,
 }
@@ -405,6 +407,12 @@ impl Proof {
                 Some("fake") => {
                     p.fakes.entry(str_of("fake")).or_default().insert(test);
                 }
+                Some("condition") => {
+                    p.conditions
+                        .entry(str_of("condition"))
+                        .or_default()
+                        .insert(test);
+                }
                 Some("not_proven") => {
                     p.not_proven.entry(fixture).or_default().insert(test);
                 }
@@ -444,6 +452,9 @@ impl Proof {
         if !self.fakes.is_empty() {
             let names: Vec<&str> = self.fakes.keys().map(String::as_str).collect();
             parts.push(format!("in-test fake: {}", names.join(", ")));
+        }
+        for name in self.conditions.keys() {
+            parts.push(format!("machine condition {name}"));
         }
         if parts.is_empty() {
             parts.push(if ran_tests { "unit only" } else { "not run" }.to_owned());
@@ -632,6 +643,10 @@ fn driver_row(
     for (fake, used_by) in &run.proof.fakes {
         let names: Vec<&str> = used_by.iter().map(String::as_str).collect();
         details.push(format!("fake `{fake}`: {}", names.join(", ")));
+    }
+    for (name, tests) in &run.proof.conditions {
+        let names: Vec<&str> = tests.iter().map(String::as_str).collect();
+        details.push(format!("condition {name} held for: {}", names.join(", ")));
     }
     for (name, tests) in &run.proof.not_proven {
         let names: Vec<&str> = tests.iter().map(String::as_str).collect();

@@ -142,6 +142,7 @@ pub fn fixture(name: &str, test: &str) -> Option<Fixture> {
 /// recorded as not proven.
 pub fn precondition(name: &str, test: &str, holds: bool, why_not: &str) -> bool {
     if holds {
+        proof::condition(name, test);
         return true;
     }
     if proof::declared_unavailable(name) {

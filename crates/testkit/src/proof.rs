@@ -95,6 +95,12 @@ pub(crate) fn not_proven(fixture: &str, test: &str) {
     record(json!({"event": "not_proven", "fixture": fixture, "test": test}));
 }
 
+/// A condition of the machine a test needed and found (see
+/// [`crate::precondition`]).
+pub(crate) fn condition(name: &str, test: &str) {
+    record(json!({"event": "condition", "condition": name, "test": test}));
+}
+
 /// A TLS-terminating proxy put in front of a fixture.
 pub(crate) fn tls_proxy(fixture: &str, port: u16) {
     record(json!({"event": "tls_proxy", "fixture": fixture, "port": port}));

@@ -145,6 +145,7 @@ async fn failures_map_to_codes() {
 /// Signs nothing itself: checks the assertion the driver signed with the
 /// test key, then answers with a token or Google's `invalid_grant`.
 async fn fake_token_endpoint() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    matih_connector_testkit::fake("Google OAuth2 token endpoint fake", "fake_token_endpoint");
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));

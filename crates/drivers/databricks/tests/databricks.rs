@@ -217,6 +217,10 @@ async fn fake_workspace() -> (
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
     tokio::task::JoinHandle<()>,
 ) {
+    matih_connector_testkit::fake(
+        "Databricks workspace fake (OAuth M2M, tokens, stopped warehouse)",
+        "fake_workspace",
+    );
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();

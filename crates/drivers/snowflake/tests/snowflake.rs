@@ -514,6 +514,10 @@ mod fake {
 
 #[tokio::test]
 async fn credentials_against_a_fake_snowflake() {
+    matih_connector_testkit::fake(
+        "Snowflake fake (login errors, key-pair JWT, result chunks)",
+        "credentials_against_a_fake_snowflake",
+    );
     let d = driver();
     let (port, server) = fake::serve().await;
     let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
