@@ -44,7 +44,9 @@ enum Cmd {
         /// matih-connectors package's tests.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        #[arg(long, value_enum, default_value = "native")]
+        /// Where fixtures come from (also spelled `--source`). Fixtures that
+        /// cannot come from it here are declared unavailable: NOT PROVEN.
+        #[arg(long, alias = "source", value_enum, default_value = "native")]
         fixtures: Source,
     },
     /// Benchmarks: figures measured side by side in one run (not tests).

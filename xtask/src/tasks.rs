@@ -984,3 +984,76 @@ pub fn ci(source: Source) -> Result<()> {
     eprintln!("ci passed");
     Ok(())
 }
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn libtest_result_lines_are_counted() {
+        let mut c = Counts::default();
+        c.add_line("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.70s");
+        c.add_line(
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        c.add_line("test real_server_conformance ... ok");
+        c.add_line("running 9 tests");
+        assert_eq!((c.passed, c.failed, c.ignored), (15, 2, 1));
+    }
+
+    fn proof_from(lines: &[&str]) -> Proof {
+        let path = std::env::temp_dir().join(format!("xtask-proof-{}.jsonl", std::process::id()));
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let p = Proof::read(&path);
+        std::fs::remove_file(&path).unwrap();
+        p
+    }
+
+    #[test]
+    fn proof_records_make_the_column() {
+        let p = proof_from(&[
+            r#"{"event":"fixture","fixture":"S3","test":"a","kind":"emulator","server":"moto 5.2.5","thread":"tls_is_verified"}"#,
+            r#"{"event":"fixture","fixture":"S3","test":"b","kind":"emulator","server":"moto 5.2.5","thread":"other"}"#,
+            r#"{"event":"tls_proxy","fixture":"S3","port":1}"#,
+            r#"{"event":"version","fixture":"S3","port":2,"version":"moto"}"#,
+            r#"{"event":"fake","fake":"token endpoint fake","test":"x","thread":"sa_key"}"#,
+            "not json",
+        ]);
+        assert_eq!(p.fixtures["S3"].2.len(), 2);
+        assert_eq!(
+            p.column(true),
+            "emulator moto 5.2.5 [S3] (also behind the TLS proxy); in-test fake: token endpoint fake"
+        );
+        assert_eq!(p.not_proven_tests(), 0);
+        assert_eq!(proof_from(&[]).column(true), "unit only");
+        assert_eq!(proof_from(&[]).column(false), "not run");
+    }
+
+    #[test]
+    fn not_proven_tests_turn_ok_into_not_proven_and_no_tests_into_a_failure() {
+        let d = DRIVERS.iter().find(|d| d.name == "sqlserver").unwrap();
+        let unavailable = BTreeMap::from([("SQLSERVER".to_owned(), "no Docker engine".to_owned())]);
+        let run = |passed, proof| PackageRun {
+            counts: Counts {
+                passed,
+                failed: 0,
+                ignored: 0,
+            },
+            failed: Vec::new(),
+            binaries: 2,
+            proof,
+        };
+        let not_proven = proof_from(&[
+            r#"{"event":"not_proven","fixture":"SQLSERVER","test":"real_server_conformance","thread":"real_server_conformance"}"#,
+            r#"{"event":"not_proven","fixture":"SQLSERVER","test":"real_server_seed_catalog","thread":"real_server_seed_catalog"}"#,
+        ]);
+        let row = driver_row(d, run(9, not_proven), Duration::ZERO, &unavailable);
+        assert!(row.ok);
+        assert_eq!(row.tests, "7 passed, 2 not proven");
+        assert_eq!(row.result, "NOT PROVEN: SQLSERVER: no Docker engine");
+        let row = driver_row(d, run(0, Proof::default()), Duration::ZERO, &unavailable);
+        assert!(!row.ok, "a package in which no test ran must fail");
+        let row = driver_row(d, run(4, Proof::default()), Duration::ZERO, &unavailable);
+        assert_eq!((row.ok, row.result.as_str()), (true, "ok"));
+    }
+}

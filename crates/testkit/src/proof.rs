@@ -78,9 +78,20 @@ pub fn fake(what: &str, test: &str) {
     record(json!({"event": "fake", "fake": what, "test": test}));
 }
 
+/// Fixtures this process took, to attribute a port two fixtures share (moto
+/// serves S3 and DynamoDB on one) to the one the tests use.
+fn taken() -> &'static std::sync::Mutex<std::collections::BTreeSet<String>> {
+    static TAKEN: std::sync::OnceLock<std::sync::Mutex<std::collections::BTreeSet<String>>> =
+        std::sync::OnceLock::new();
+    TAKEN.get_or_init(Default::default)
+}
+
 /// A fixture a test took, with what xtask said it is (`KIND`: real server or
 /// emulator; `SERVER`: product and version read from the started server).
 pub(crate) fn fixture_used(fx: &crate::Fixture, test: &str) {
+    if let Ok(mut t) = taken().lock() {
+        t.insert(fx.name().to_owned());
+    }
     record(json!({
         "event": "fixture",
         "fixture": fx.name(),
@@ -120,10 +131,18 @@ fn fixture_on_port(port: u16) -> Option<String> {
         return Some(name);
     }
     let p = port.to_string();
-    std::env::vars().find_map(|(k, v)| {
-        let name = k.strip_prefix("MATIH_TEST_")?.strip_suffix("_PORT")?;
-        (v == p).then(|| name.to_owned())
-    })
+    let on_port: Vec<String> = std::env::vars()
+        .filter_map(|(k, v)| {
+            let name = k.strip_prefix("MATIH_TEST_")?.strip_suffix("_PORT")?;
+            (v == p).then(|| name.to_owned())
+        })
+        .collect();
+    let taken = taken().lock().map(|t| t.clone()).unwrap_or_default();
+    on_port
+        .iter()
+        .find(|n| taken.contains(*n))
+        .or(on_port.first())
+        .cloned()
 }
 
 #[cfg(test)]
