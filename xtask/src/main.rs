@@ -118,7 +118,7 @@ fn main() -> ExitCode {
             FixturesCmd::Status { only } => fixtures::cmd_status(&only),
             FixturesCmd::Clean { only } => fixtures::cmd_clean(&only),
         },
-        Cmd::TestDrivers { only, fixtures } => tasks::test_drivers(&only, fixtures),
+        Cmd::TestDrivers { only, fixtures } => tasks::test_drivers(&only, fixtures).map(drop),
         Cmd::Bench {
             which: BenchCmd::Discovery,
         } => tasks::bench_discovery(),

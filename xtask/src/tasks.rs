@@ -311,7 +311,7 @@ fn build_tests(packages: Option<&[&str]>, names: &BTreeMap<PathBuf, String>) -> 
 /// Conditions of the machine (not servers) that some drivers' tests need,
 /// with the check xtask makes: `Err(reason)` when the condition does not
 /// hold here, and it is then declared unavailable.
-const CONDITIONS: &[(&str, &str, fn() -> std::result::Result<(), String>)] = &[(
+const CONDITIONS: &[(&str, &str, fixtures::HostCheck)] = &[(
     "oracle",
     "ORACLE_CLIENT_MISSING",
     || match fixtures::oracle_client_library() {
@@ -689,8 +689,9 @@ fn driver_row(
     }
 }
 
-/// `cargo xtask test-drivers`.
-pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
+/// `cargo xtask test-drivers`. On success, a note naming the drivers that
+/// are NOT PROVEN (empty when there are none).
+pub fn test_drivers(only: &[String], source: Source) -> Result<String> {
     let selected: Vec<&DriverEntry> = if only.is_empty() {
         DRIVERS.iter().collect()
     } else {
@@ -816,7 +817,16 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
     if !failed.is_empty() {
         bail!("driver tests failed: {}", failed.join(", "));
     }
-    Ok(())
+    let not_proven: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.result.starts_with("NOT PROVEN"))
+        .map(|r| r.name.as_str())
+        .collect();
+    Ok(if not_proven.is_empty() {
+        String::new()
+    } else {
+        format!("NOT PROVEN: {}", not_proven.join(", "))
+    })
 }
 
 /// `cargo xtask bench discovery`: each driver's `<name>_bench_discovery` example
@@ -913,16 +923,20 @@ pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<
 }
 
 /// `cargo xtask ci`: stops at the first failing stage.
+/// A ci stage: its name and what it runs (`Ok(note)`: passed, with a note
+/// for the table such as the drivers not proven).
+type Stage<'a> = (&'static str, Box<dyn Fn() -> Result<String> + 'a>);
+
+/// `cargo xtask ci`: stops at the first failing stage.
 pub fn ci(source: Source) -> Result<()> {
-    type Stage = (&'static str, Box<dyn Fn() -> Result<()>>);
-    let run = |args: &'static [&'static str]| -> Box<dyn Fn() -> Result<()>> {
+    let run = |args: &'static [&'static str]| -> Box<dyn Fn() -> Result<String>> {
         Box::new(move || {
             say!("cargo {}", args.join(" "));
             let status = cargo_with(&Vars::new(), false).args(args).status()?;
             if !status.success() {
                 bail!("`cargo {}` failed ({status})", args.join(" "));
             }
-            Ok(())
+            Ok(String::new())
         })
     };
     let stages: Vec<Stage> = vec![
@@ -946,34 +960,8 @@ pub fn ci(source: Source) -> Result<()> {
         ),
         ("test-drivers", Box::new(move || test_drivers(&[], source))),
     ];
-    let mut rows = Vec::new();
     let total = Instant::now();
-    let mut failure = None;
-    for (name, stage) in &stages {
-        if failure.is_some() {
-            // Listed all the same: the table shows every stage of the run.
-            rows.push(Row {
-                name: (*name).into(),
-                result: "not run (an earlier stage failed)".into(),
-                duration: Duration::ZERO,
-                ok: false,
-            });
-            continue;
-        }
-        say!("=== stage: {name}");
-        let t = Instant::now();
-        let res = stage();
-        let ok = res.is_ok();
-        rows.push(Row {
-            name: (*name).into(),
-            result: if ok { "ok".into() } else { "FAILED".into() },
-            duration: t.elapsed(),
-            ok,
-        });
-        if let Err(e) = res {
-            failure = Some((name, e));
-        }
-    }
+    let (rows, failure) = run_stages(&stages);
     print_table(
         &format!("ci summary (total {})", secs(total.elapsed())),
         &rows,
@@ -985,9 +973,78 @@ pub fn ci(source: Source) -> Result<()> {
     Ok(())
 }
 
+/// Runs the stages in order until one fails. Every stage gets a row, those
+/// after a failure as not run, so the table always shows the whole pipeline.
+fn run_stages(stages: &[Stage]) -> (Vec<Row>, Option<(&'static str, anyhow::Error)>) {
+    let mut rows = Vec::new();
+    let mut failure = None;
+    for (name, stage) in stages {
+        if failure.is_some() {
+            rows.push(Row {
+                name: (*name).into(),
+                result: "not run (an earlier stage failed)".into(),
+                duration: Duration::ZERO,
+                ok: false,
+            });
+            continue;
+        }
+        say!("=== stage: {name}");
+        let t = Instant::now();
+        let res = stage();
+        let (result, ok) = match &res {
+            Ok(note) if note.is_empty() => ("ok".to_owned(), true),
+            Ok(note) => (format!("ok ({note})"), true),
+            Err(_) => ("FAILED".to_owned(), false),
+        };
+        rows.push(Row {
+            name: (*name).into(),
+            result,
+            duration: t.elapsed(),
+            ok,
+        });
+        if let Err(e) = res {
+            failure = Some((*name, e));
+        }
+    }
+    (rows, failure)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn every_stage_has_a_row_even_after_a_failure() {
+        let stages: Vec<Stage> = vec![
+            ("fmt", Box::new(|| Ok(String::new()))),
+            ("clippy", Box::new(|| bail!("warnings"))),
+            ("test (no fixtures)", Box::new(|| Ok(String::new()))),
+            ("test-drivers", Box::new(|| Ok("NOT PROVEN: oracle".into()))),
+        ];
+        let (rows, failure) = run_stages(&stages);
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.result.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("fmt", "ok"),
+                ("clippy", "FAILED"),
+                ("test (no fixtures)", "not run (an earlier stage failed)"),
+                ("test-drivers", "not run (an earlier stage failed)"),
+            ]
+        );
+        assert_eq!(failure.map(|f| f.0), Some("clippy"));
+        let ok: Vec<Stage> = vec![
+            ("test (no fixtures)", Box::new(|| Ok(String::new()))),
+            ("test-drivers", Box::new(|| Ok("NOT PROVEN: oracle".into()))),
+        ];
+        let (rows, failure) = run_stages(&ok);
+        assert!(failure.is_none());
+        assert_eq!(rows[0].result, "ok");
+        assert_eq!(rows[1].result, "ok (NOT PROVEN: oracle)");
+    }
 
     #[test]
     fn libtest_result_lines_are_counted() {

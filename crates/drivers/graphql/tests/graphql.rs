@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use matih_connector_core::{
-    open, run_test, ConnectionConfig, Credentials, DataType, Depth, DiscoveryRequest, EgressPolicy,
+    open, run_test, ConnectionConfig, Credentials, Depth, DiscoveryRequest, EgressPolicy,
     ErrorCode, SslMode, Step, TableKind, TestOptions, Timeouts,
 };
 use matih_connector_testkit::conformance::{self, Case};
