@@ -123,7 +123,7 @@ pub fn fixture(name: &str, test: &str) -> Option<Fixture> {
         }
         None if fixtures_required() => panic!(
             "{test}: fixture {name} is required ({REQUIRE_FIXTURES}=1) but MATIH_TEST_{name}_HOST is not set; \
-             start it with `cargo xtask fixtures up --only {only}`"
+             start it with `cargo xtask fixtures up --only {only}` (with `--source docker` for SQL Server and Oracle)"
         ),
         None => {
             eprintln!(
