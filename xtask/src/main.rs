@@ -44,7 +44,9 @@ enum Cmd {
         /// matih-connectors package's tests.
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
-        #[arg(long, value_enum, default_value = "native")]
+        /// Where fixtures come from (also spelled `--source`). Fixtures that
+        /// cannot come from it here are declared unavailable: NOT PROVEN.
+        #[arg(long, alias = "source", value_enum, default_value = "native")]
         fixtures: Source,
     },
     /// Benchmarks: figures measured side by side in one run (not tests).
@@ -116,7 +118,7 @@ fn main() -> ExitCode {
             FixturesCmd::Status { only } => fixtures::cmd_status(&only),
             FixturesCmd::Clean { only } => fixtures::cmd_clean(&only),
         },
-        Cmd::TestDrivers { only, fixtures } => tasks::test_drivers(&only, fixtures),
+        Cmd::TestDrivers { only, fixtures } => tasks::test_drivers(&only, fixtures).map(drop),
         Cmd::Bench {
             which: BenchCmd::Discovery,
         } => tasks::bench_discovery(),

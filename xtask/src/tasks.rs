@@ -34,18 +34,18 @@ pub const DRIVERS: &[DriverEntry] = &[
         package: "matih-driver-mysql",
         fixtures: &["mysql"],
     },
-    // Drivers below run without an xtask fixture for now (servers written
-    // inside the tests, or none installable here); a driver that gains one
-    // lists it, as postgres and mysql do.
+    // Docker-only fixtures: a native run (or a machine without a Docker
+    // engine, or for Oracle without Instant Client) declares them
+    // unavailable and the driver is NOT PROVEN, not ok.
     DriverEntry {
         name: "sqlserver",
         package: "matih-driver-sqlserver",
-        fixtures: &[],
+        fixtures: &["sqlserver"],
     },
     DriverEntry {
         name: "oracle",
         package: "matih-driver-oracle",
-        fixtures: &[],
+        fixtures: &["oracle"],
     },
     DriverEntry {
         name: "snowflake",
@@ -98,6 +98,7 @@ pub const DRIVERS: &[DriverEntry] = &[
         package: "matih-driver-kafka",
         fixtures: &["kafka"],
     },
+    // Servers written inside the tests (declared to the proof file as fakes).
     DriverEntry {
         name: "rest",
         package: "matih-driver-rest",
@@ -315,9 +316,180 @@ fn build_tests(packages: Option<&[&str]>, names: &BTreeMap<PathBuf, String>) -> 
     Ok(build)
 }
 
+/// Conditions of the machine (not servers) that some drivers' tests need,
+/// with the check xtask makes: `Err(reason)` when the condition does not
+/// hold here, and it is then declared unavailable.
+const CONDITIONS: &[(&str, &str, fixtures::HostCheck)] = &[(
+    "oracle",
+    "ORACLE_CLIENT_MISSING",
+    || match fixtures::oracle_client_library() {
+        None => Ok(()),
+        Some(p) => Err(format!(
+            "an Oracle Client library is installed here ({}), so the path where it is missing \
+             cannot be exercised",
+            p.display()
+        )),
+    },
+)];
+
+/// libtest's counts, summed over a package's binaries.
+#[derive(Debug, Default, Clone, Copy)]
+struct Counts {
+    passed: usize,
+    failed: usize,
+    ignored: usize,
+}
+
+impl Counts {
+    /// Adds a `test result: ok. 3 passed; 0 failed; 1 ignored; …` line.
+    fn add_line(&mut self, line: &str) {
+        let Some(rest) = line.trim().strip_prefix("test result: ") else {
+            return;
+        };
+        for part in rest.split(';') {
+            let mut words = part.split_whitespace().rev();
+            let (Some(what), Some(n)) = (words.next(), words.next()) else {
+                continue;
+            };
+            let Ok(n) = n.parse::<usize>() else { continue };
+            match what {
+                "passed" => self.passed += n,
+                "failed" => self.failed += n,
+                "ignored" => self.ignored += n,
+                _ => {}
+            }
+        }
+    }
+}
+
+/// What a package's tests ran against in this run, from its proof file.
+#[derive(Debug, Default)]
+struct Proof {
+    /// Fixture name → (kind, server, tests that took it).
+    fixtures: BTreeMap<String, (String, String, BTreeSet<String>)>,
+    /// Fixtures a TLS proxy fronted.
+    proxied: BTreeSet<String>,
+    /// Fixture name → versions the drivers read from it.
+    versions: BTreeMap<String, BTreeSet<String>>,
+    /// Fake name → tests that used it.
+    fakes: BTreeMap<String, BTreeSet<String>>,
+    /// Machine conditions tests needed and found (no Oracle client library).
+    conditions: BTreeMap<String, BTreeSet<String>>,
+    /// Fixture or condition → tests that did not run for want of it.
+    not_proven: BTreeMap<String, BTreeSet<String>>,
+}
+
+impl Proof {
+    fn read(path: &Path) -> Proof {
+        let mut p = Proof::default();
+        let text = std::fs::read_to_string(path).unwrap_or_default();
+        for line in text.lines() {
+            let Ok(v) = serde_json::from_str::<Value>(line) else {
+                continue;
+            };
+            let str_of = |k: &str| v[k].as_str().unwrap_or_default().to_owned();
+            // libtest's thread name is the test's path; the argument is the
+            // caller's label.
+            let test = v["thread"]
+                .as_str()
+                .map(str::to_owned)
+                .unwrap_or_else(|| str_of("test"));
+            let fixture = str_of("fixture");
+            match v["event"].as_str() {
+                Some("fixture") => {
+                    p.fixtures
+                        .entry(fixture)
+                        .or_insert_with(|| (str_of("kind"), str_of("server"), BTreeSet::new()))
+                        .2
+                        .insert(test);
+                }
+                Some("tls_proxy") => {
+                    p.proxied.insert(fixture);
+                }
+                Some("version") if !fixture.is_empty() => {
+                    p.versions
+                        .entry(fixture)
+                        .or_default()
+                        .insert(str_of("version"));
+                }
+                Some("fake") => {
+                    p.fakes.entry(str_of("fake")).or_default().insert(test);
+                }
+                Some("condition") => {
+                    p.conditions
+                        .entry(str_of("condition"))
+                        .or_default()
+                        .insert(test);
+                }
+                Some("not_proven") => {
+                    p.not_proven.entry(fixture).or_default().insert(test);
+                }
+                _ => {}
+            }
+        }
+        p
+    }
+
+    /// Tests that did not run for want of a fixture (counted by libtest as passed).
+    fn not_proven_tests(&self) -> usize {
+        self.not_proven
+            .values()
+            .flatten()
+            .collect::<BTreeSet<_>>()
+            .len()
+    }
+
+    /// The proof column: what the tests ran against.
+    fn column(&self, ran_tests: bool) -> String {
+        let mut parts = Vec::new();
+        for (name, (kind, server, _)) in &self.fixtures {
+            let proxy = if self.proxied.contains(name) {
+                " (also behind the TLS proxy)"
+            } else {
+                ""
+            };
+            parts.push(format!("{kind} {server} [{name}]{proxy}"));
+        }
+        for name in self
+            .proxied
+            .iter()
+            .filter(|n| !self.fixtures.contains_key(*n))
+        {
+            parts.push(format!("TLS proxy in front of {name}"));
+        }
+        if !self.fakes.is_empty() {
+            let names: Vec<&str> = self.fakes.keys().map(String::as_str).collect();
+            parts.push(format!("in-test fake: {}", names.join(", ")));
+        }
+        for name in self.conditions.keys() {
+            parts.push(format!("machine condition {name}"));
+        }
+        if parts.is_empty() {
+            parts.push(if ran_tests { "unit only" } else { "not run" }.to_owned());
+        }
+        parts.join("; ")
+    }
+}
+
+/// The outcome of one package's test binaries.
+struct PackageRun {
+    counts: Counts,
+    failed: Vec<String>,
+    binaries: usize,
+    proof: Proof,
+}
+
 /// Runs one package's test binaries the way `cargo test` does (working
-/// directory and `CARGO_MANIFEST_DIR` of the package) with the fixture variables.
-fn run_package_tests(build: &TestBuild, package: &str, vars: &Vars) -> (String, bool) {
+/// directory and `CARGO_MANIFEST_DIR` of the package) with the fixture
+/// variables, `MATIH_UNAVAILABLE_FIXTURES` and a proof file of its own. Their
+/// output passes through; libtest's `test result:` lines are counted.
+fn run_package_tests(
+    build: &TestBuild,
+    package: &str,
+    vars: &Vars,
+    unavailable: &str,
+    proof_file: &Path,
+) -> PackageRun {
     let mut binaries: Vec<&TestBinary> = build
         .binaries
         .iter()
@@ -325,10 +497,13 @@ fn run_package_tests(build: &TestBuild, package: &str, vars: &Vars) -> (String, 
         .collect();
     // Unit tests first, then integration tests by name, as cargo orders them.
     binaries.sort_by_key(|b| (b.kind != "lib", b.kind.clone(), b.target.clone()));
-    if binaries.is_empty() {
-        return ("ok (no tests)".into(), true);
-    }
-    let mut failed = Vec::new();
+    let _ = std::fs::remove_file(proof_file);
+    let mut run = PackageRun {
+        counts: Counts::default(),
+        failed: Vec::new(),
+        binaries: binaries.len(),
+        proof: Proof::default(),
+    };
     for b in binaries {
         say!(
             "{package}: {} `{}` ({})",
@@ -340,22 +515,31 @@ fn run_package_tests(build: &TestBuild, package: &str, vars: &Vars) -> (String, 
         scrub_cargo_run_env(&mut cmd);
         cmd.current_dir(&b.manifest_dir)
             .env("CARGO_MANIFEST_DIR", &b.manifest_dir)
-            .env("CARGO_PKG_NAME", package);
+            .env("CARGO_PKG_NAME", package)
+            .env("MATIH_UNAVAILABLE_FIXTURES", unavailable)
+            .env("MATIH_PROOF_FILE", proof_file)
+            .stdout(Stdio::piped());
         fixture_env(&mut cmd, vars, true);
-        match cmd.status() {
+        let status = cmd.spawn().and_then(|mut child| {
+            if let Some(out) = child.stdout.take() {
+                for line in BufReader::new(out).lines().map_while(|l| l.ok()) {
+                    println!("{line}");
+                    run.counts.add_line(&line);
+                }
+            }
+            child.wait()
+        });
+        match status {
             Ok(s) if s.success() => {}
-            Ok(_) => failed.push(b.target.clone()),
+            Ok(_) => run.failed.push(b.target.clone()),
             Err(e) => {
                 say!("could not run {}: {e}", b.path.display());
-                failed.push(b.target.clone());
+                run.failed.push(b.target.clone());
             }
         }
     }
-    if failed.is_empty() {
-        ("ok".into(), true)
-    } else {
-        (format!("FAILED: {}", failed.join(", ")), false)
-    }
+    run.proof = Proof::read(proof_file);
+    run
 }
 
 fn short_path(p: &Path) -> String {
@@ -382,8 +566,140 @@ fn print_table(title: &str, rows: &[Row]) {
     }
 }
 
-/// `cargo xtask test-drivers`.
-pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
+/// One driver's line in the test-drivers summary.
+struct DriverRow {
+    name: String,
+    tests: String,
+    duration: Duration,
+    proof: String,
+    result: String,
+    ok: bool,
+    details: Vec<String>,
+}
+
+fn print_driver_table(rows: &[DriverRow], unavailable: &BTreeMap<String, String>) {
+    eprintln!();
+    eprintln!("test-drivers summary");
+    if !unavailable.is_empty() {
+        eprintln!("declared unavailable on this machine (MATIH_UNAVAILABLE_FIXTURES):");
+        for (name, why) in unavailable {
+            eprintln!("  {name}: {why}");
+        }
+    }
+    let w = rows
+        .iter()
+        .map(|r| r.proof.len())
+        .max()
+        .unwrap_or(5)
+        .clamp(5, 90);
+    eprintln!(
+        "{:<11} {:<26} {:>8}  {:<w$}  result",
+        "driver", "tests", "duration", "proof (what the tests ran against in this run)"
+    );
+    eprintln!("{}", "-".repeat(11 + 26 + 8 + w + 14));
+    for r in rows {
+        eprintln!(
+            "{:<11} {:<26} {:>8}  {:<w$}  {}",
+            r.name,
+            r.tests,
+            secs(r.duration),
+            r.proof,
+            r.result
+        );
+    }
+    let detailed: Vec<&DriverRow> = rows.iter().filter(|r| !r.details.is_empty()).collect();
+    if !detailed.is_empty() {
+        eprintln!();
+        eprintln!("proof details (tests per fixture and fake, versions the drivers read)");
+        for r in detailed {
+            eprintln!("{}:", r.name);
+            for d in &r.details {
+                eprintln!("  {d}");
+            }
+        }
+    }
+}
+
+/// The summary line of one package that ran.
+fn driver_row(
+    d: &DriverEntry,
+    run: PackageRun,
+    duration: Duration,
+    unavailable: &BTreeMap<String, String>,
+) -> DriverRow {
+    let c = run.counts;
+    let not_proven = run.proof.not_proven_tests();
+    let ran = c.passed + c.failed;
+    let mut tests = format!("{} passed", c.passed.saturating_sub(not_proven));
+    if c.failed > 0 {
+        tests.push_str(&format!(", {} failed", c.failed));
+    }
+    if not_proven > 0 {
+        tests.push_str(&format!(", {not_proven} not proven"));
+    }
+    if c.ignored > 0 {
+        tests.push_str(&format!(", {} ignored", c.ignored));
+    }
+    let mut details = Vec::new();
+    for (name, (kind, server, used_by)) in &run.proof.fixtures {
+        details.push(format!("{name}: {kind} {server}: {} tests", used_by.len()));
+        if let Some(v) = run.proof.versions.get(name) {
+            let seen: Vec<&str> = v.iter().map(String::as_str).collect();
+            details.push(format!("  version the driver read: {}", seen.join(" | ")));
+        }
+    }
+    for (fake, used_by) in &run.proof.fakes {
+        let names: Vec<&str> = used_by.iter().map(String::as_str).collect();
+        details.push(format!("fake `{fake}`: {}", names.join(", ")));
+    }
+    for (name, tests) in &run.proof.conditions {
+        let names: Vec<&str> = tests.iter().map(String::as_str).collect();
+        details.push(format!("condition {name} held for: {}", names.join(", ")));
+    }
+    for (name, tests) in &run.proof.not_proven {
+        let names: Vec<&str> = tests.iter().map(String::as_str).collect();
+        details.push(format!(
+            "NOT PROVEN for want of {name}: {}",
+            names.join(", ")
+        ));
+    }
+    let (result, ok) = if !run.failed.is_empty() {
+        (format!("FAILED: {}", run.failed.join(", ")), false)
+    } else if run.binaries == 0 || ran == 0 {
+        // A package whose tests vanished proves nothing.
+        ("FAILED: no tests ran".to_owned(), false)
+    } else if !run.proof.not_proven.is_empty() {
+        let reasons: Vec<String> = run
+            .proof
+            .not_proven
+            .keys()
+            .map(|n| {
+                format!(
+                    "{n}: {}",
+                    unavailable
+                        .get(n)
+                        .map_or("declared unavailable", String::as_str)
+                )
+            })
+            .collect();
+        (format!("NOT PROVEN: {}", reasons.join("; ")), true)
+    } else {
+        ("ok".to_owned(), true)
+    };
+    DriverRow {
+        name: d.name.into(),
+        tests,
+        duration,
+        proof: run.proof.column(ran > 0),
+        result,
+        ok,
+        details,
+    }
+}
+
+/// `cargo xtask test-drivers`. On success, a note naming the drivers that
+/// are NOT PROVEN (empty when there are none).
+pub fn test_drivers(only: &[String], source: Source) -> Result<String> {
     let selected: Vec<&DriverEntry> = if only.is_empty() {
         DRIVERS.iter().collect()
     } else {
@@ -396,6 +712,11 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
             })
             .collect::<Result<_>>()?
     };
+    if source == Source::Docker {
+        if let Err(why) = fixtures::docker_engine() {
+            bail!("`--fixtures docker` needs a Docker engine: {why}");
+        }
+    }
     let names = workspace_packages()?;
     let present: BTreeSet<&str> = names.values().map(String::as_str).collect();
     let runnable: Vec<&DriverEntry> = selected
@@ -403,14 +724,37 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
         .copied()
         .filter(|d| present.contains(d.package))
         .collect();
+    // Fixtures to start, and those that cannot exist here (by the name the
+    // tests ask for) with the reason.
     let mut needed: Vec<String> = Vec::new();
+    let mut unavailable: BTreeMap<String, String> = BTreeMap::new();
     for d in &runnable {
         for f in d.fixtures {
-            fixtures::find(f)?;
-            if !needed.iter().any(|n| n == f) {
-                needed.push((*f).to_owned());
+            let def = fixtures::find(f)?;
+            if needed.iter().any(|n| n == f) || unavailable.contains_key(def.env_name) {
+                continue;
+            }
+            match fixtures::availability(def, source) {
+                Ok(_) => needed.push((*f).to_owned()),
+                Err(why) => {
+                    unavailable.insert(def.env_name.to_owned(), why);
+                }
             }
         }
+        for (driver, condition, check) in CONDITIONS {
+            if *driver == d.name {
+                if let Err(why) = check() {
+                    unavailable.insert((*condition).to_owned(), why);
+                }
+            }
+        }
+    }
+    let unavailable_list = unavailable.keys().cloned().collect::<Vec<_>>().join(",");
+    // Printed before anything runs: a reader of the log sees what will not be
+    // proven and why.
+    println!("MATIH_UNAVAILABLE_FIXTURES={unavailable_list}");
+    for (name, why) in &unavailable {
+        say!("unavailable here: {name}: {why}");
     }
 
     // Built before the fixtures start, so servers do not wait on the compiler.
@@ -437,35 +781,42 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
     };
     let vars = session.as_ref().map(|s| s.vars.clone()).unwrap_or_default();
     say!("fixtures ready in {}", secs(t.elapsed()));
+    let proof_dir = std::env::temp_dir().join(format!("matih-proof-{}", std::process::id()));
+    std::fs::create_dir_all(&proof_dir)
+        .with_context(|| format!("creating {}", proof_dir.display()))?;
     let mut rows = Vec::new();
     for d in selected {
+        let not_run = |result: &str| DriverRow {
+            name: d.name.into(),
+            tests: "-".into(),
+            duration: Duration::ZERO,
+            proof: "not run".into(),
+            result: result.to_owned(),
+            ok: false,
+            details: Vec::new(),
+        };
         if !present.contains(d.package) {
-            rows.push(Row {
-                name: d.name.into(),
-                result: "absent (not in the workspace)".into(),
-                duration: Duration::ZERO,
-                ok: true,
-            });
+            rows.push(not_run(&format!(
+                "FAILED: package {} is not in the workspace",
+                d.package
+            )));
             continue;
         }
         let t = Instant::now();
         let nothing_built = !build.ok && !build.binaries.iter().any(|b| b.package == d.package);
-        let (result, ok) = if build.failed.contains(d.package) || nothing_built {
-            ("FAILED (build)".to_owned(), false)
-        } else {
-            run_package_tests(&build, d.package, &vars)
-        };
-        rows.push(Row {
-            name: d.name.into(),
-            result,
-            duration: t.elapsed(),
-            ok,
-        });
+        if build.failed.contains(d.package) || nothing_built {
+            rows.push(not_run("FAILED (build)"));
+            continue;
+        }
+        let proof_file = proof_dir.join(format!("{}.jsonl", d.package));
+        let run = run_package_tests(&build, d.package, &vars, &unavailable_list, &proof_file);
+        rows.push(driver_row(d, run, t.elapsed(), &unavailable));
     }
     if let Some(s) = session {
         s.release();
     }
-    print_table("test-drivers summary", &rows);
+    let _ = std::fs::remove_dir_all(&proof_dir);
+    print_driver_table(&rows, &unavailable);
     let failed: Vec<&str> = rows
         .iter()
         .filter(|r| !r.ok)
@@ -474,7 +825,16 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<()> {
     if !failed.is_empty() {
         bail!("driver tests failed: {}", failed.join(", "));
     }
-    Ok(())
+    let not_proven: Vec<&str> = rows
+        .iter()
+        .filter(|r| r.result.starts_with("NOT PROVEN"))
+        .map(|r| r.name.as_str())
+        .collect();
+    Ok(if not_proven.is_empty() {
+        String::new()
+    } else {
+        format!("NOT PROVEN: {}", not_proven.join(", "))
+    })
 }
 
 /// `cargo xtask bench discovery`: each driver's `<name>_bench_discovery` example
@@ -571,16 +931,20 @@ pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<
 }
 
 /// `cargo xtask ci`: stops at the first failing stage.
+/// A ci stage: its name and what it runs (`Ok(note)`: passed, with a note
+/// for the table such as the drivers not proven).
+type Stage<'a> = (&'static str, Box<dyn Fn() -> Result<String> + 'a>);
+
+/// `cargo xtask ci`: stops at the first failing stage.
 pub fn ci(source: Source) -> Result<()> {
-    type Stage = (&'static str, Box<dyn Fn() -> Result<()>>);
-    let run = |args: &'static [&'static str]| -> Box<dyn Fn() -> Result<()>> {
+    let run = |args: &'static [&'static str]| -> Box<dyn Fn() -> Result<String>> {
         Box::new(move || {
             say!("cargo {}", args.join(" "));
             let status = cargo_with(&Vars::new(), false).args(args).status()?;
             if !status.success() {
                 bail!("`cargo {}` failed ({status})", args.join(" "));
             }
-            Ok(())
+            Ok(String::new())
         })
     };
     let stages: Vec<Stage> = vec![
@@ -604,25 +968,8 @@ pub fn ci(source: Source) -> Result<()> {
         ),
         ("test-drivers", Box::new(move || test_drivers(&[], source))),
     ];
-    let mut rows = Vec::new();
     let total = Instant::now();
-    let mut failure = None;
-    for (name, stage) in &stages {
-        say!("=== stage: {name}");
-        let t = Instant::now();
-        let res = stage();
-        let ok = res.is_ok();
-        rows.push(Row {
-            name: (*name).into(),
-            result: if ok { "ok".into() } else { "FAILED".into() },
-            duration: t.elapsed(),
-            ok,
-        });
-        if let Err(e) = res {
-            failure = Some((name, e));
-            break;
-        }
-    }
+    let (rows, failure) = run_stages(&stages);
     print_table(
         &format!("ci summary (total {})", secs(total.elapsed())),
         &rows,
@@ -632,4 +979,146 @@ pub fn ci(source: Source) -> Result<()> {
     }
     eprintln!("ci passed");
     Ok(())
+}
+
+/// Runs the stages in order until one fails. Every stage gets a row, those
+/// after a failure as not run, so the table always shows the whole pipeline.
+fn run_stages(stages: &[Stage]) -> (Vec<Row>, Option<(&'static str, anyhow::Error)>) {
+    let mut rows = Vec::new();
+    let mut failure = None;
+    for (name, stage) in stages {
+        if failure.is_some() {
+            rows.push(Row {
+                name: (*name).into(),
+                result: "not run (an earlier stage failed)".into(),
+                duration: Duration::ZERO,
+                ok: false,
+            });
+            continue;
+        }
+        say!("=== stage: {name}");
+        let t = Instant::now();
+        let res = stage();
+        let (result, ok) = match &res {
+            Ok(note) if note.is_empty() => ("ok".to_owned(), true),
+            Ok(note) => (format!("ok ({note})"), true),
+            Err(_) => ("FAILED".to_owned(), false),
+        };
+        rows.push(Row {
+            name: (*name).into(),
+            result,
+            duration: t.elapsed(),
+            ok,
+        });
+        if let Err(e) = res {
+            failure = Some((*name, e));
+        }
+    }
+    (rows, failure)
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn every_stage_has_a_row_even_after_a_failure() {
+        let stages: Vec<Stage> = vec![
+            ("fmt", Box::new(|| Ok(String::new()))),
+            ("clippy", Box::new(|| bail!("warnings"))),
+            ("test (no fixtures)", Box::new(|| Ok(String::new()))),
+            ("test-drivers", Box::new(|| Ok("NOT PROVEN: oracle".into()))),
+        ];
+        let (rows, failure) = run_stages(&stages);
+        let got: Vec<(&str, &str)> = rows
+            .iter()
+            .map(|r| (r.name.as_str(), r.result.as_str()))
+            .collect();
+        assert_eq!(
+            got,
+            [
+                ("fmt", "ok"),
+                ("clippy", "FAILED"),
+                ("test (no fixtures)", "not run (an earlier stage failed)"),
+                ("test-drivers", "not run (an earlier stage failed)"),
+            ]
+        );
+        assert_eq!(failure.map(|f| f.0), Some("clippy"));
+        let ok: Vec<Stage> = vec![
+            ("test (no fixtures)", Box::new(|| Ok(String::new()))),
+            ("test-drivers", Box::new(|| Ok("NOT PROVEN: oracle".into()))),
+        ];
+        let (rows, failure) = run_stages(&ok);
+        assert!(failure.is_none());
+        assert_eq!(rows[0].result, "ok");
+        assert_eq!(rows[1].result, "ok (NOT PROVEN: oracle)");
+    }
+
+    #[test]
+    fn libtest_result_lines_are_counted() {
+        let mut c = Counts::default();
+        c.add_line("test result: ok. 12 passed; 0 failed; 1 ignored; 0 measured; 0 filtered out; finished in 0.70s");
+        c.add_line(
+            "test result: FAILED. 3 passed; 2 failed; 0 ignored; 0 measured; 0 filtered out",
+        );
+        c.add_line("test real_server_conformance ... ok");
+        c.add_line("running 9 tests");
+        assert_eq!((c.passed, c.failed, c.ignored), (15, 2, 1));
+    }
+
+    fn proof_from(lines: &[&str]) -> Proof {
+        let path = std::env::temp_dir().join(format!("xtask-proof-{}.jsonl", std::process::id()));
+        std::fs::write(&path, lines.join("\n")).unwrap();
+        let p = Proof::read(&path);
+        std::fs::remove_file(&path).unwrap();
+        p
+    }
+
+    #[test]
+    fn proof_records_make_the_column() {
+        let p = proof_from(&[
+            r#"{"event":"fixture","fixture":"S3","test":"a","kind":"emulator","server":"moto 5.2.5","thread":"tls_is_verified"}"#,
+            r#"{"event":"fixture","fixture":"S3","test":"b","kind":"emulator","server":"moto 5.2.5","thread":"other"}"#,
+            r#"{"event":"tls_proxy","fixture":"S3","port":1}"#,
+            r#"{"event":"version","fixture":"S3","port":2,"version":"moto"}"#,
+            r#"{"event":"fake","fake":"token endpoint fake","test":"x","thread":"sa_key"}"#,
+            "not json",
+        ]);
+        assert_eq!(p.fixtures["S3"].2.len(), 2);
+        assert_eq!(
+            p.column(true),
+            "emulator moto 5.2.5 [S3] (also behind the TLS proxy); in-test fake: token endpoint fake"
+        );
+        assert_eq!(p.not_proven_tests(), 0);
+        assert_eq!(proof_from(&[]).column(true), "unit only");
+        assert_eq!(proof_from(&[]).column(false), "not run");
+    }
+
+    #[test]
+    fn not_proven_tests_turn_ok_into_not_proven_and_no_tests_into_a_failure() {
+        let d = DRIVERS.iter().find(|d| d.name == "sqlserver").unwrap();
+        let unavailable = BTreeMap::from([("SQLSERVER".to_owned(), "no Docker engine".to_owned())]);
+        let run = |passed, proof| PackageRun {
+            counts: Counts {
+                passed,
+                failed: 0,
+                ignored: 0,
+            },
+            failed: Vec::new(),
+            binaries: 2,
+            proof,
+        };
+        let not_proven = proof_from(&[
+            r#"{"event":"not_proven","fixture":"SQLSERVER","test":"real_server_conformance","thread":"real_server_conformance"}"#,
+            r#"{"event":"not_proven","fixture":"SQLSERVER","test":"real_server_seed_catalog","thread":"real_server_seed_catalog"}"#,
+        ]);
+        let row = driver_row(d, run(9, not_proven), Duration::ZERO, &unavailable);
+        assert!(row.ok);
+        assert_eq!(row.tests, "7 passed, 2 not proven");
+        assert_eq!(row.result, "NOT PROVEN: SQLSERVER: no Docker engine");
+        let row = driver_row(d, run(0, Proof::default()), Duration::ZERO, &unavailable);
+        assert!(!row.ok, "a package in which no test ran must fail");
+        let row = driver_row(d, run(4, Proof::default()), Duration::ZERO, &unavailable);
+        assert_eq!((row.ok, row.result.as_str()), (true, "ok"));
+    }
 }

@@ -308,6 +308,20 @@ pub fn tail(path: &Path, n: usize) -> String {
     lines[lines.len().saturating_sub(n)..].join("\n")
 }
 
+/// The first line a program prints for `args` (`--version`), bounded in time;
+/// `None` when it fails.
+pub fn program_version(program: &Path, args: &[&str]) -> Option<String> {
+    let out = run_capture(
+        Command::new(program).args(args).stdin(Stdio::null()),
+        "reading a version",
+        Duration::from_secs(20),
+    )
+    .ok()?;
+    let text = String::from_utf8_lossy(&out.stdout);
+    let line = text.lines().map(str::trim).find(|l| !l.is_empty())?;
+    out.status.success().then(|| line.to_owned())
+}
+
 /// Quotes a value for a POSIX shell when it needs it.
 pub fn shell_quote(v: &str) -> String {
     if !v.is_empty()

@@ -80,6 +80,8 @@ pub async fn assert_test_succeeds(driver: &dyn Driver, case: &Case) -> TestRepor
         assert!(s.success, "{step} failed: {r:?}");
     }
     assert!(r.latency_ms.is_some());
+    // What the driver read from the server, for the run's proof column.
+    crate::proof::version_seen(case.cfg.port, version);
     r
 }
 

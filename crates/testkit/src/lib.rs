@@ -7,7 +7,18 @@
 //! `AZURE_BLOB`). `cargo xtask fixtures up` starts the fixtures and
 //! `cargo xtask fixtures env` prints the variables. When they are missing a
 //! test prints why it skips and returns; with `MATIH_REQUIRE_FIXTURES=1` (set by
-//! `cargo xtask test-drivers` and CI) a missing fixture fails the test instead.
+//! `cargo xtask test-drivers` and CI) a missing fixture fails the test instead,
+//! unless xtask declared that fixture unavailable on this machine in
+//! `MATIH_UNAVAILABLE_FIXTURES` (no Docker engine for SQL Server, say): then
+//! the test returns and is recorded as not proven, and xtask's summary says
+//! `NOT PROVEN` for the driver instead of `ok`.
+//!
+//! # Proof records
+//!
+//! Every fixture taken, in-test fake declared ([`fake`]), TLS proxy started
+//! ([`tls_proxy::TlsProxy`]) and server version seen is appended to the file named by
+//! `MATIH_PROOF_FILE` (see [`proof`]); xtask prints what each package's tests
+//! ran against from it.
 //!
 //! ```no_run
 //! # async fn t() {
@@ -18,10 +29,13 @@
 
 pub mod conformance;
 pub mod egress;
+pub mod proof;
 pub mod tls;
 pub mod tls_proxy;
 
 use std::collections::BTreeMap;
+
+pub use proof::fake;
 
 /// The variable that turns a missing fixture into a failure.
 pub const REQUIRE_FIXTURES: &str = "MATIH_REQUIRE_FIXTURES";
@@ -87,23 +101,63 @@ pub fn fixtures_required() -> bool {
 }
 
 /// The fixture for a test, or `None` after printing why the test skips. Under
-/// `MATIH_REQUIRE_FIXTURES=1` a missing fixture panics, failing the test.
+/// `MATIH_REQUIRE_FIXTURES=1` a missing fixture panics, failing the test,
+/// unless xtask declared it unavailable (`MATIH_UNAVAILABLE_FIXTURES`): then
+/// the test is recorded as not proven and `None` is returned. A fixture that
+/// is there is recorded in the run's proof file.
 pub fn fixture(name: &str, test: &str) -> Option<Fixture> {
+    let only = name.to_ascii_lowercase().replace('_', "-");
     match Fixture::from_env(name) {
-        Some(f) => Some(f),
+        Some(f) => {
+            proof::fixture_used(&f, test);
+            Some(f)
+        }
+        None if proof::declared_unavailable(name) => {
+            eprintln!(
+                "NOT PROVEN {test}: fixture {name} was declared unavailable on this machine \
+                 ({}); the reason is in the run's summary",
+                proof::UNAVAILABLE_FIXTURES
+            );
+            proof::not_proven(name, test);
+            None
+        }
         None if fixtures_required() => panic!(
             "{test}: fixture {name} is required ({REQUIRE_FIXTURES}=1) but MATIH_TEST_{name}_HOST is not set; \
-             start it with `cargo xtask fixtures up --only {}`",
-            name.to_ascii_lowercase().replace('_', "-")
+             start it with `cargo xtask fixtures up --only {only}` (with `--source docker` for SQL Server and Oracle)"
         ),
         None => {
             eprintln!(
-                "SKIP {test}: MATIH_TEST_{name}_HOST is not set; run `cargo xtask test-drivers --only {}` to start the fixture",
-                name.to_ascii_lowercase().replace('_', "-")
+                "SKIP {test}: MATIH_TEST_{name}_HOST is not set; run `cargo xtask test-drivers --only {only}` to start the fixture"
             );
             None
         }
     }
+}
+
+/// A condition of the machine a test needs that is not a server (e.g.
+/// `ORACLE_CLIENT_MISSING`: no Oracle Client library installed, to prove the
+/// missing-library path). `true` when it holds. When it does not, the test
+/// skips (printing `why_not`), or under `MATIH_REQUIRE_FIXTURES=1` fails
+/// unless xtask declared the condition unavailable, in which case the test is
+/// recorded as not proven.
+pub fn precondition(name: &str, test: &str, holds: bool, why_not: &str) -> bool {
+    if holds {
+        proof::condition(name, test);
+        return true;
+    }
+    if proof::declared_unavailable(name) {
+        eprintln!("NOT PROVEN {test}: {name} does not hold here: {why_not}");
+        proof::not_proven(name, test);
+    } else if fixtures_required() {
+        panic!(
+            "{test}: {name} does not hold ({why_not}), {REQUIRE_FIXTURES}=1 and xtask did not \
+             declare it unavailable in {}",
+            proof::UNAVAILABLE_FIXTURES
+        );
+    } else {
+        eprintln!("SKIP {test}: {name} does not hold here: {why_not}");
+    }
+    false
 }
 
 /// A name no other run uses, for objects a test creates (`prefix_<pid>_<nanos>`).

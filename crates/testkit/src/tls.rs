@@ -1,5 +1,7 @@
-//! An axum app behind TLS on 127.0.0.1, for drivers whose tests serve their
-//! own API: a test CA signs a certificate for `127.0.0.1` and `localhost`.
+//! TLS for tests: the test CA every TLS server of the testkit makes afresh,
+//! and an axum app behind TLS on 127.0.0.1 (for drivers whose tests serve
+//! their own API). The TLS-terminating proxy in front of a plain-text fixture
+//! is in [`crate::tls_proxy`].
 
 use std::net::SocketAddr;
 use std::sync::Arc;
@@ -9,16 +11,17 @@ use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::mpsc;
 use tokio_rustls::server::TlsStream;
 
-/// Serves `app` over TLS on a free loopback port; returns the address and the
-/// CA's PEM (for `sslCaPem`). Handshakes that fail or stall (5 s) are dropped.
-pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
+/// A fresh test CA and a server configuration whose certificate, signed by
+/// it, names `names`. Returns the acceptor and the CA's PEM.
+pub(crate) fn test_ca_acceptor(names: &[&str]) -> (tokio_rustls::TlsAcceptor, String) {
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA params");
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
     let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
         .expect("CA certificate");
     let leaf_key = KeyPair::generate().expect("leaf key");
-    let leaf = CertificateParams::new(vec!["localhost".to_owned(), "127.0.0.1".to_owned()])
+    let names: Vec<String> = names.iter().map(|n| (*n).to_owned()).collect();
+    let leaf = CertificateParams::new(names)
         .expect("leaf params")
         .signed_by(&leaf_key, &ca)
         .expect("leaf certificate");
@@ -30,7 +33,14 @@ pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
         .with_no_client_auth()
         .with_single_cert(vec![leaf.der().clone()], key)
         .expect("server configuration");
-    let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    (tokio_rustls::TlsAcceptor::from(Arc::new(config)), ca.pem())
+}
+
+/// Serves `app` over TLS on a free loopback port; returns the address and the
+/// CA's PEM (for `sslCaPem`). The certificate names `127.0.0.1` and
+/// `localhost`. Handshakes that fail or stall (5 s) are dropped.
+pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
+    let (acceptor, ca_pem) = test_ca_acceptor(&["localhost", "127.0.0.1"]);
     let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
     let addr = l.local_addr().expect("addr");
     let (tx, rx) = mpsc::channel(16);
@@ -49,7 +59,7 @@ pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
     tokio::spawn(async move {
         let _ = axum::serve(Accepted { rx, addr }, app).await;
     });
-    (addr, ca.pem())
+    (addr, ca_pem)
 }
 
 /// Connections whose handshake is done, as axum's listener.

@@ -3,18 +3,24 @@
 //!
 //! Most emulators here speak plain HTTP or plain TCP only (moto, fake-gcs,
 //! Azurite, bqemulator, fakesnow, minilake, mongoeco). The proxy accepts TLS on
-//! a loopback port with a certificate for `localhost` only, signed by a CA made
-//! for this proxy, and copies bytes both ways to the fixture's port. The bytes
-//! inside the tunnel are the driver's own protocol, untouched: a request the
-//! emulator answers through the proxy is one it answered over TLS.
+//! a loopback port with a certificate for `localhost` only, signed by a test
+//! CA made for this proxy ([`crate::tls`]), and copies bytes both ways to the
+//! fixture's port. The bytes inside the tunnel are the driver's own protocol,
+//! untouched: a request the emulator answers through the proxy is one it
+//! answered over TLS.
+//!
+//! Every proxy is recorded in the run's proof file as fronting its fixture,
+//! and a server version read through it is attributed to that fixture, so
+//! xtask's proof column says the fixture was also reached behind the proxy.
 
+use std::collections::HashMap;
 use std::sync::atomic::{AtomicUsize, Ordering};
-use std::sync::Arc;
+use std::sync::{Arc, Mutex, OnceLock};
 
 use matih_connector_core::{Driver, ErrorCode, SslMode, Step};
-use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
 
 use crate::conformance::{assert_test_fails, assert_test_succeeds, Case};
+use crate::Fixture;
 
 /// The only name the proxy's certificate holds.
 pub const CERT_NAME: &str = "localhost";
@@ -29,34 +35,20 @@ pub struct TlsProxy {
 }
 
 impl TlsProxy {
-    /// Starts a proxy on a free loopback port forwarding to
-    /// `127.0.0.1:upstream`. Each accepted connection dials the upstream
-    /// afresh once its handshake has completed.
-    pub async fn start(upstream: u16) -> TlsProxy {
-        let mut ca_params = CertificateParams::new(Vec::<String>::new()).expect("CA parameters");
-        ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
-        let ca = CertifiedIssuer::self_signed(ca_params, KeyPair::generate().expect("CA key"))
-            .expect("self-signed CA");
-        let leaf_key = KeyPair::generate().expect("server key");
-        let leaf = CertificateParams::new(vec![CERT_NAME.to_owned()])
-            .expect("server certificate parameters")
-            .signed_by(&leaf_key, &ca)
-            .expect("server certificate");
-        let key = rustls::pki_types::PrivateKeyDer::try_from(leaf_key.serialize_der())
-            .expect("server key DER");
-        let config = rustls::ServerConfig::builder_with_provider(Arc::new(
-            rustls::crypto::ring::default_provider(),
-        ))
-        .with_safe_default_protocol_versions()
-        .expect("TLS versions")
-        .with_no_client_auth()
-        .with_single_cert(vec![leaf.der().clone()], key)
-        .expect("server TLS configuration");
-        let acceptor = tokio_rustls::TlsAcceptor::from(Arc::new(config));
+    /// Starts a proxy on a free loopback port forwarding to the fixture's
+    /// `127.0.0.1:PORT`. Each accepted connection dials the fixture afresh
+    /// once its handshake has completed.
+    pub async fn start(fx: &Fixture) -> TlsProxy {
+        let upstream = fx.port();
+        let (acceptor, ca_pem) = crate::tls::test_ca_acceptor(&[CERT_NAME]);
         let listener = tokio::net::TcpListener::bind("127.0.0.1:0")
             .await
             .expect("binding the TLS proxy");
         let port = listener.local_addr().expect("proxy address").port();
+        if let Ok(mut map) = proxies().lock() {
+            map.insert(port, fx.name().to_owned());
+        }
+        crate::proof::tls_proxy(fx.name(), port);
         let handshakes = Arc::new(AtomicUsize::new(0));
         let counter = handshakes.clone();
         let task = tokio::spawn(async move {
@@ -78,7 +70,7 @@ impl TlsProxy {
         });
         TlsProxy {
             port,
-            ca_pem: ca.pem(),
+            ca_pem,
             handshakes,
             task,
         }
@@ -103,7 +95,21 @@ impl TlsProxy {
 impl Drop for TlsProxy {
     fn drop(&mut self) {
         self.task.abort();
+        if let Ok(mut map) = proxies().lock() {
+            map.remove(&self.port);
+        }
     }
+}
+
+/// Ports of this process's running proxies and the fixture each one fronts.
+fn proxies() -> &'static Mutex<HashMap<u16, String>> {
+    static PROXIES: OnceLock<Mutex<HashMap<u16, String>>> = OnceLock::new();
+    PROXIES.get_or_init(Default::default)
+}
+
+/// The fixture behind a running proxy of this process listening on `port`.
+pub(crate) fn proxied_fixture(port: u16) -> Option<String> {
+    proxies().lock().ok()?.get(&port).cloned()
 }
 
 /// The four TLS checks through `proxy`, against the fixture behind it.

@@ -188,6 +188,7 @@ impl Default for Receiver {
 
 impl Receiver {
     async fn listen(&self, port: u16) -> JoinHandle<()> {
+        matih_connector_testkit::fake("webhook receiver written in the test", "webhook listen");
         let me = self.clone();
         let router = axum::Router::new().route(
             "/hook",

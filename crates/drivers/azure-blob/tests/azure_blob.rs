@@ -258,6 +258,7 @@ async fn read_body(s: &mut tokio::net::TcpStream) -> String {
 /// A FAKE token endpoint: records each request's form body and answers 401
 /// with Entra ID's body for an invalid client secret.
 async fn fake_token_endpoint() -> (u16, std::sync::Arc<std::sync::Mutex<Vec<String>>>) {
+    matih_connector_testkit::fake("Entra ID token endpoint fake", "fake_token_endpoint");
     use tokio::io::AsyncWriteExt;
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
@@ -482,7 +483,7 @@ async fn tls_is_verified_with_pinned_addresses() {
         return;
     };
     let d = AzureBlobDriver::new();
-    let proxy = TlsProxy::start(fx.port()).await;
+    let proxy = TlsProxy::start(&fx).await;
     let port = proxy.port();
     let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
         let (host, ca) = (host.to_owned(), ca.map(str::to_owned));

@@ -146,6 +146,7 @@ async fn failures_map_to_codes() {
 /// Signs nothing itself: checks the assertion the driver signed with the
 /// test key, then answers with a token or Google's `invalid_grant`.
 async fn fake_token_endpoint() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    matih_connector_testkit::fake("Google OAuth2 token endpoint fake", "fake_token_endpoint");
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -396,7 +397,7 @@ async fn tls_modes_through_the_terminating_proxy() {
         return;
     };
     let d = BigqueryDriver::new();
-    let proxy = TlsProxy::start(fx.port()).await;
+    let proxy = TlsProxy::start(&fx).await;
     let port = proxy.port();
     let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
         let (host, ca) = (host.to_owned(), ca.map(str::to_owned));

@@ -218,6 +218,10 @@ async fn fake_workspace() -> (
     std::sync::Arc<std::sync::atomic::AtomicUsize>,
     tokio::task::JoinHandle<()>,
 ) {
+    matih_connector_testkit::fake(
+        "Databricks workspace fake (OAuth M2M, tokens, stopped warehouse)",
+        "fake_workspace",
+    );
     use std::sync::atomic::{AtomicUsize, Ordering};
     let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = listener.local_addr().unwrap().port();
@@ -525,7 +529,7 @@ async fn tls_modes_through_the_terminating_proxy() {
         return;
     };
     let d = driver();
-    let proxy = TlsProxy::start(fx.port()).await;
+    let proxy = TlsProxy::start(&fx).await;
     let port = proxy.port();
     let plain = case(&fx).await;
     let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {

@@ -171,6 +171,7 @@ async fn read_request(s: &mut tokio::net::TcpStream) -> String {
 /// signature, audience and issuer as Google's does, and answers with a token
 /// or Google's documented `invalid_grant` body.
 async fn fake_token_endpoint() -> (u16, Arc<std::sync::Mutex<Vec<String>>>) {
+    matih_connector_testkit::fake("Google OAuth2 token endpoint fake", "fake_token_endpoint");
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let port = l.local_addr().unwrap().port();
     let seen = Arc::new(std::sync::Mutex::new(Vec::new()));
@@ -450,7 +451,7 @@ async fn tls_is_verified_with_pinned_addresses() {
         return;
     };
     let d = GcsDriver::new();
-    let proxy = TlsProxy::start(fx.port()).await;
+    let proxy = TlsProxy::start(&fx).await;
     let port = proxy.port();
     let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
         let (host, ca) = (host.to_owned(), ca.map(str::to_owned));

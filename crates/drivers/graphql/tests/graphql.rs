@@ -15,7 +15,7 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::post;
 use axum::{Json, Router};
 use matih_connector_core::{
-    open, run_test, ConnectionConfig, Credentials, DataType, Depth, DiscoveryRequest, EgressPolicy,
+    open, run_test, ConnectionConfig, Credentials, Depth, DiscoveryRequest, EgressPolicy,
     ErrorCode, SslMode, Step, TableKind, TestOptions, Timeouts,
 };
 use matih_connector_testkit::conformance::{self, Case};
@@ -284,6 +284,7 @@ fn app(mode: Mode) -> Router {
 }
 
 async fn serve(mode: Mode) -> SocketAddr {
+    matih_connector_testkit::fake("async-graphql server written in the test", "serve");
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app(mode)).await.unwrap() });
@@ -292,6 +293,7 @@ async fn serve(mode: Mode) -> SocketAddr {
 
 /// The same app behind TLS (testkit's test CA); the address and the CA's PEM.
 async fn serve_tls() -> (SocketAddr, String) {
+    matih_connector_testkit::fake("async-graphql server written in the test", "serve_tls");
     matih_connector_testkit::tls::serve_tls(app(Mode::Open)).await
 }
 
@@ -345,6 +347,25 @@ async fn test_passes_with_server_version_from_headers() {
     assert_eq!(r.server_version.as_deref(), Some("2024-10"));
 }
 
+/// Every column of `t`, in order: name, native type, normalized type, nullable.
+fn assert_columns(t: &matih_connector_core::Table, expect: &[(&str, &str, &str, bool)]) {
+    assert_eq!(
+        t.columns.len(),
+        expect.len(),
+        "{}: {:#?}",
+        t.name,
+        t.columns
+    );
+    for (i, (name, native, ty, nullable)) in expect.iter().enumerate() {
+        let c = &t.columns[i];
+        assert_eq!(c.name, *name, "{}", t.name);
+        assert_eq!(c.ordinal as usize, i + 1);
+        assert_eq!(c.native_type, *native, "{}.{name}", t.name);
+        assert_eq!(c.data_type.to_string(), *ty, "{}.{name}", t.name);
+        assert_eq!(c.nullable, *nullable, "{}.{name}", t.name);
+    }
+}
+
 #[tokio::test]
 async fn discovers_object_types_field_by_field() {
     let addr = serve(Mode::Open).await;
@@ -382,20 +403,7 @@ async fn discovers_object_types_field_by_field() {
         ("legacyName", "String", "string", true),
         ("select", "String!", "string", false),
     ];
-    assert_eq!(
-        customer.columns.len(),
-        expect.len(),
-        "{:#?}",
-        customer.columns
-    );
-    for (i, (name, native, ty, nullable)) in expect.iter().enumerate() {
-        let c = &customer.columns[i];
-        assert_eq!(c.name, *name);
-        assert_eq!(c.ordinal as usize, i + 1);
-        assert_eq!(c.native_type, *native, "{name}");
-        assert_eq!(c.data_type.to_string(), *ty, "{name}");
-        assert_eq!(c.nullable, *nullable, "{name}");
-    }
+    assert_columns(customer, expect);
     assert_eq!(
         customer.column("id").unwrap().comment.as_deref(),
         Some("Unique identifier.")
@@ -405,13 +413,34 @@ async fn discovers_object_types_field_by_field() {
         Some("deprecated: use name")
     );
 
+    // Every seeded type, column by column, not only Customer.
     let order = s.table("Order").unwrap();
-    assert_eq!(order.column("total").unwrap().data_type, DataType::Unknown);
-    assert_eq!(order.column("total").unwrap().native_type, "Money!");
     assert_eq!(
-        order.column("placedAt").unwrap().data_type,
-        DataType::TimestampTz
+        order.comment.as_deref(),
+        Some("An order placed by a customer.")
     );
+    assert_columns(
+        order,
+        &[
+            ("id", "ID!", "string", false),
+            // A custom scalar the driver cannot know: unknown, named as served.
+            ("total", "Money!", "unknown", false),
+            ("placedAt", "DateTime!", "timestamp_tz", false),
+        ],
+    );
+    let address = s.table("Address").unwrap();
+    assert_eq!(address.comment.as_deref(), Some("A postal address."));
+    assert_columns(
+        address,
+        &[
+            ("city", "String!", "string", false),
+            ("zip", "String", "string", true),
+        ],
+    );
+    assert!(s
+        .tables
+        .iter()
+        .all(|t| t.primary_key.is_empty() && t.estimated_rows.is_none()));
 
     let with_roots = case(addr, json!({"includeRootTypes": true}));
     let c = conformance::discover(&driver(), &with_roots, &DiscoveryRequest::default()).await;

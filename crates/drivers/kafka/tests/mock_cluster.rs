@@ -32,6 +32,10 @@ fn produce(bootstrap: &str, topic: &str, messages: &[(i32, &str)]) {
 
 #[tokio::test]
 async fn samples_the_newest_messages_of_each_partition() {
+    matih_connector_testkit::fake(
+        "rdkafka MockCluster (librdkafka in-process mock broker)",
+        "samples_the_newest_messages_of_each_partition",
+    );
     matih_connector_core::tls::install_default_provider();
     let cluster = MockCluster::new(1).unwrap();
     let bootstrap = cluster.bootstrap_servers();

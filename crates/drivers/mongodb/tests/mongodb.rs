@@ -127,7 +127,7 @@ async fn tls_modes_through_the_terminating_proxy() {
         return;
     };
     let d = driver();
-    let proxy = TlsProxy::start(fx.port()).await;
+    let proxy = TlsProxy::start(&fx).await;
     let port = proxy.port();
     let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
         let (host, ca) = (host.to_owned(), ca.map(str::to_owned));

@@ -7,7 +7,8 @@
 //! the signature itself), maps `DbUser` to the PostgreSQL fixture's logins,
 //! runs the SQL on PostgreSQL with the named parameters bound (`:name` →
 //! `$n`), answers the first DescribeStatement with STARTED (so the driver's
-//! polling runs), and pages results 100 records at a time. Records are typed
+//! polling runs), and pages results (100 records a page, or the page size a
+//! test asks for, counting the pages it served after the first). Records are typed
 //! from PostgreSQL's JSON rendering of each row. It is not Redshift:
 //! `SVV_TABLE_INFO`, Redshift's information_schema and its error texts are
 //! covered by unit tests only (docs/drivers/redshift.md).
@@ -27,6 +28,7 @@ use matih_driver_redshift::RedshiftDriver;
 const FAKE_ACCESS_KEY: &str = "AKIDMATIHFAKE0000001";
 const FAKE_SECRET_KEY: &str = "matih-fake-secret-key-0000000000000000000";
 const FAKE_CLUSTER: &str = "matih-fake";
+const FAKE: &str = "Redshift Data API fake (SQL run on the PostgreSQL fixture)";
 
 mod data_api_fake {
     use super::*;
@@ -36,7 +38,8 @@ mod data_api_fake {
     use axum::response::{IntoResponse, Response};
     use serde_json::{json, Value};
 
-    const PAGE: usize = 100;
+    /// The Data API's usual page size in these tests.
+    pub const PAGE: usize = 100;
 
     struct Statement {
         describes: u32,
@@ -50,6 +53,10 @@ mod data_api_fake {
         pg: Fixture,
         statements: Mutex<HashMap<String, Statement>>,
         next: AtomicU64,
+        page: usize,
+        /// GetStatementResult calls that carried a NextToken: pages after
+        /// the first that the driver asked for.
+        pub later_pages: AtomicU64,
     }
 
     fn now() -> f64 {
@@ -282,11 +289,14 @@ mod data_api_fake {
             let Some(st) = all.get(id).filter(|s| s.has_result) else {
                 return aws_error("ResourceNotFoundException", "Query does not exist.");
             };
-            let start: usize = req["NextToken"]
-                .as_str()
-                .and_then(|t| t.parse().ok())
-                .unwrap_or(0);
-            let end = (start + PAGE).min(st.rows.len());
+            let start: usize = match req["NextToken"].as_str() {
+                Some(t) => {
+                    self.later_pages.fetch_add(1, Ordering::Relaxed);
+                    t.parse().unwrap_or(0)
+                }
+                None => 0,
+            };
+            let end = (start + self.page).min(st.rows.len());
             let mut body = json!({
                 "Records": st.rows[start..end],
                 "ColumnMetadata": st.columns.iter().map(|c| json!({"name": c, "label": c})).collect::<Vec<_>>(),
@@ -327,20 +337,24 @@ mod data_api_fake {
         }
     }
 
-    /// Starts the fake on a loopback port in front of the PostgreSQL fixture.
-    pub async fn start(pg: Fixture) -> (u16, tokio::task::JoinHandle<()>) {
+    /// Starts the fake on a loopback port in front of the PostgreSQL
+    /// fixture, paging results `page` records at a time.
+    pub async fn start(pg: Fixture, page: usize) -> (u16, Arc<Fake>, tokio::task::JoinHandle<()>) {
         let fake = Arc::new(Fake {
             pg,
             statements: Mutex::new(HashMap::new()),
             next: AtomicU64::new(1),
+            page,
+            later_pages: AtomicU64::new(0),
         });
         let app = axum::Router::new()
             .route("/", axum::routing::post(handle))
-            .with_state(fake);
+            .with_state(fake.clone());
         let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
         let port = l.local_addr().unwrap().port();
         (
             port,
+            fake,
             tokio::spawn(async move { axum::serve(l, app).await.unwrap() }),
         )
     }
@@ -388,7 +402,8 @@ async fn data_api_fake_conformance() {
     let Some(fx) = matih_connector_testkit::fixture("POSTGRES", "data_api_fake_conformance") else {
         return;
     };
-    let (port, task) = data_api_fake::start(fx.clone()).await;
+    matih_connector_testkit::fake(FAKE, "data_api_fake_conformance");
+    let (port, _fake, task) = data_api_fake::start(fx.clone(), data_api_fake::PAGE).await;
     let d = RedshiftDriver::new();
     let good = case(&fx, port);
     let r = conformance::assert_test_succeeds(&d, &good).await;
@@ -471,10 +486,18 @@ async fn data_api_fake_seed_catalog() {
     else {
         return;
     };
-    let (port, task) = data_api_fake::start(fx.clone()).await;
+    matih_connector_testkit::fake(FAKE, "data_api_fake_seed_catalog");
+    // Seven records a page: the seed's catalog queries answer with more rows
+    // than that, so the driver must follow NextToken to see the whole seed.
+    let (port, fake, task) = data_api_fake::start(fx.clone(), 7).await;
     let d = RedshiftDriver::new();
     let good = case(&fx, port);
     let c = conformance::discover(&d, &good, &DiscoveryRequest::default()).await;
+    let later_pages = fake.later_pages.load(Ordering::Relaxed);
+    assert!(
+        later_pages > 0,
+        "the driver read only first pages: the assertions below would not see paged results"
+    );
     let names: Vec<&str> = c.schemas.iter().map(|s| s.name.as_str()).collect();
     for s in ["sales", "Analytics 2024", "ventes_été", "odd%_schema"] {
         assert!(names.contains(&s), "schema {s} missing from {names:?}");

@@ -242,6 +242,7 @@ async fn token(headers: HeaderMap, body: String) -> Response {
 }
 
 async fn serve(auth: AuthCheck) -> SocketAddr {
+    matih_connector_testkit::fake("axum REST server written in the test", "serve");
     let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
     let addr = l.local_addr().unwrap();
     tokio::spawn(async move { axum::serve(l, app(auth)).await.unwrap() });
@@ -250,6 +251,7 @@ async fn serve(auth: AuthCheck) -> SocketAddr {
 
 /// The same app behind TLS (testkit's test CA); the address and the CA's PEM.
 async fn serve_tls() -> (SocketAddr, String) {
+    matih_connector_testkit::fake("axum REST server written in the test", "serve_tls");
     matih_connector_testkit::tls::serve_tls(app(AuthCheck::None)).await
 }
 

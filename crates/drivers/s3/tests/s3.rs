@@ -352,7 +352,7 @@ async fn tls_is_verified_with_pinned_addresses() {
         return;
     };
     let d = S3Driver::new();
-    let proxy = TlsProxy::start(fx.port()).await;
+    let proxy = TlsProxy::start(&fx).await;
     let port = proxy.port();
     let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
         let (host, ca) = (host.to_owned(), ca.map(str::to_owned));

@@ -515,6 +515,10 @@ mod fake {
 
 #[tokio::test]
 async fn credentials_against_a_fake_snowflake() {
+    matih_connector_testkit::fake(
+        "Snowflake fake (login errors, key-pair JWT, result chunks)",
+        "credentials_against_a_fake_snowflake",
+    );
     let d = driver();
     let (port, server) = fake::serve().await;
     let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
@@ -626,7 +630,7 @@ async fn tls_modes_through_the_terminating_proxy() {
         return;
     };
     let d = driver();
-    let proxy = TlsProxy::start(fx.port()).await;
+    let proxy = TlsProxy::start(&fx).await;
     let port = proxy.port();
     let good = assert_tls_modes(&d, &proxy, |host, mode, ca| {
         let (host, ca) = (host.to_owned(), ca.map(str::to_owned));

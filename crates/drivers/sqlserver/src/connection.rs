@@ -14,7 +14,10 @@ use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::config::SqlServerOptions;
 use crate::discovery;
-use crate::errors::{parse_error, parse_error_redacted, parse_io_error};
+use crate::errors::{
+    cannot_open_database, is_cannot_open_database, parse_error, parse_error_redacted,
+    parse_io_error, DATABASE_ACCESS_SQL,
+};
 
 pub(crate) type TdsClient = Client<Compat<TcpStream>>;
 
@@ -74,15 +77,49 @@ async fn connect_one(
         .unwrap_or_else(|| addr.ip().to_string());
     let config = opts.tiberius_config(&host, addr.port());
     let secrets = [opts.user.as_str(), opts.password.expose()];
-    let client = Client::connect(config, stream.compat_write())
-        .await
-        .map_err(|e| parse_error_redacted(e, &what, &secrets))?;
+    let client = match Client::connect(config, stream.compat_write()).await {
+        Ok(c) => c,
+        Err(e) => {
+            let err = parse_error_redacted(e, &what, &secrets);
+            if !is_cannot_open_database(&err) || opts.database.eq_ignore_ascii_case("master") {
+                return Err(err);
+            }
+            let access = database_access(opts, &host, addr).await;
+            return Err(cannot_open_database(err, &opts.database, access));
+        }
+    };
     tracing::debug!(%addr, ssl_mode = %opts.ssl_mode, "sqlserver session open");
     Ok(SqlServerConnection {
         client,
         query_timeout: opts.query_timeout,
         schema: opts.schema.clone(),
     })
+}
+
+/// After a 4060 login failure: logs in to `master` (which every login may
+/// open) at the same checked address and asks whether the configured database
+/// exists and may be opened ([`DATABASE_ACCESS_SQL`]). `None` when that
+/// cannot be learned. Runs inside the caller's connect time limit.
+async fn database_access(
+    opts: &SqlServerOptions,
+    host: &str,
+    addr: SocketAddr,
+) -> Option<Option<i32>> {
+    let stream = TcpStream::connect(addr).await.ok()?;
+    let _ = stream.set_nodelay(true);
+    let mut config = opts.tiberius_config(host, addr.port());
+    config.database("master");
+    let mut client = Client::connect(config, stream.compat_write()).await.ok()?;
+    let row = client
+        .query(DATABASE_ACCESS_SQL, &[&opts.database.as_str()])
+        .await
+        .ok()?
+        .into_row()
+        .await
+        .ok()??;
+    let access: Option<i32> = row.try_get(0).ok()?;
+    let _ = tokio::time::timeout(Duration::from_secs(2), client.close()).await;
+    Some(access)
 }
 
 impl SqlServerConnection {

@@ -107,6 +107,56 @@ pub(crate) fn parse_error_redacted(
     }
 }
 
+/// The query a second login (to `master`) runs after a login to a database
+/// failed with 4060: `NULL` when no such database exists, 1 when the login
+/// may open it, 0 when it may not (no user there, CONNECT denied), 2 when
+/// the database exists but is not online.
+pub(crate) const DATABASE_ACCESS_SQL: &str = "SELECT CASE WHEN DB_ID(@P1) IS NULL THEN NULL \
+     WHEN HAS_DBACCESS(@P1) = 1 THEN 1 \
+     WHEN CONVERT(nvarchar(60), DATABASEPROPERTYEX(@P1, 'Status')) = N'ONLINE' THEN 0 \
+     ELSE 2 END";
+
+/// Whether a login failed with 4060, "Cannot open database … requested by
+/// the login". SQL Server sends it (then 18456) both for a database that does
+/// not exist and for one the login may not open, and tiberius reports the
+/// first error token; only a second question tells the two apart.
+pub(crate) fn is_cannot_open_database(err: &ConnectorError) -> bool {
+    err.context_value("sqlserver_error") == Some("4060")
+}
+
+/// The final error for a 4060 login failure, from what the second login
+/// learned about the database (`None` when it learned nothing: the second
+/// login or its query failed, and 4060's own mapping stands).
+pub(crate) fn cannot_open_database(
+    err: ConnectorError,
+    database: &str,
+    access: Option<Option<i32>>,
+) -> ConnectorError {
+    let (code, why) = match access {
+        Some(None) => (
+            ErrorCode::DatabaseNotFound,
+            format!("database \"{database}\" does not exist"),
+        ),
+        Some(Some(0)) => (
+            ErrorCode::PermissionDenied,
+            format!(
+                "the login may not open database \"{database}\" (it exists, but the login has \
+                 no user in it or CONNECT is denied)"
+            ),
+        ),
+        Some(Some(2)) => (
+            ErrorCode::DatabaseNotFound,
+            format!("database \"{database}\" exists but is not online"),
+        ),
+        _ => return err,
+    };
+    let message = format!("{}: {why}", err.message());
+    ConnectorError::new(code, message)
+        .with_context("sqlserver_error", "4060")
+        .with_context("severity", err.context_value("severity").unwrap_or("11"))
+        .with_source(err)
+}
+
 /// Maps an I/O error met outside tiberius (opening the TCP stream).
 pub(crate) fn parse_io_error(err: io::Error, what: &str) -> ConnectorError {
     if let Some(t) = tls::tls_error(&err) {
@@ -161,6 +211,41 @@ mod tests {
             assert_eq!(server_code(*number).0, *want, "{number}: {message}");
         }
         assert!(server_code(40613).1 && server_code(1205).1 && !server_code(18456).1);
+    }
+
+    #[test]
+    fn cannot_open_database_is_told_apart_by_the_second_login() {
+        let original = || {
+            ConnectorError::new(
+                ErrorCode::DatabaseNotFound,
+                "connecting: Cannot open database \"sales\" requested by the login. The login failed. (error 4060, state 1, class 11)",
+            )
+            .with_context("sqlserver_error", "4060")
+        };
+        assert!(is_cannot_open_database(&original()));
+        assert!(!is_cannot_open_database(
+            &ConnectorError::new(ErrorCode::AuthenticationFailed, "x")
+                .with_context("sqlserver_error", "18456")
+        ));
+        let cases = [
+            (Some(None), ErrorCode::DatabaseNotFound, "does not exist"),
+            (Some(Some(0)), ErrorCode::PermissionDenied, "may not open"),
+            (Some(Some(2)), ErrorCode::DatabaseNotFound, "not online"),
+            // The login may open it (a race, or 4060 for another reason):
+            // 4060's own mapping stands, as it does when nothing was learned.
+            (
+                Some(Some(1)),
+                ErrorCode::DatabaseNotFound,
+                "requested by the login",
+            ),
+            (None, ErrorCode::DatabaseNotFound, "requested by the login"),
+        ];
+        for (access, code, text) in cases {
+            let e = cannot_open_database(original(), "sales", access);
+            assert_eq!(e.code(), code, "{access:?}");
+            assert!(e.message().contains(text), "{access:?}: {}", e.message());
+            assert_eq!(e.context_value("sqlserver_error"), Some("4060"));
+        }
     }
 
     #[test]

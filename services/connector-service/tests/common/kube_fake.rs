@@ -277,6 +277,10 @@ async fn delete(
 impl FakeKube {
     /// Serves on a free loopback port; returns the base URL.
     pub async fn serve(&self) -> String {
+        matih_connector_testkit::fake(
+            "Kubernetes Secrets API fake (core/v1 over axum)",
+            "kube_fake::serve",
+        );
         let router = Router::new()
             .route("/api/v1/namespaces/{ns}/secrets", get(list).post(create))
             .route(

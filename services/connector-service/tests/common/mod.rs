@@ -91,6 +91,7 @@ impl Default for Options {
 
 /// The fake driver registered as POSTGRESQL and MYSQL and as the custom type ACME.
 pub fn fake_registry(catalog: Arc<Mutex<Catalog>>, gate: fake_driver::Gate) -> Registry {
+    matih_connector_testkit::fake("fake drivers (in-process registry)", "fake_registry");
     let mut r = Registry::new();
     for ty in [
         ConnectorType::Postgresql,
