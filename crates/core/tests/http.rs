@@ -139,6 +139,7 @@ async fn answer<S: AsyncRead + AsyncWrite + Unpin>(mut s: S, h: Handler) {
 
 /// An HTTP server on `ip`, one request per connection.
 async fn serve(ip: &str, h: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> SocketAddr {
+    matih_connector_testkit::fake("HTTP/1.1 server written in the test", "serve");
     let l = TcpListener::bind((ip, 0)).await.unwrap();
     let addr = l.local_addr().unwrap();
     let h: Handler = Arc::new(h);
@@ -153,6 +154,7 @@ async fn serve(ip: &str, h: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> S
 /// The same behind TLS with a certificate for 127.0.0.1 and localhost signed
 /// by a test CA; returns the address and the CA's PEM.
 async fn serve_tls(h: impl Fn(&Req) -> Reply + Send + Sync + 'static) -> (SocketAddr, String) {
+    matih_connector_testkit::fake("HTTP/1.1 server written in the test", "serve_tls");
     use rcgen::{BasicConstraints, CertificateParams, CertifiedIssuer, IsCa, KeyPair};
     let mut ca_params = CertificateParams::new(Vec::<String>::new()).unwrap();
     ca_params.is_ca = IsCa::Ca(BasicConstraints::Unconstrained);
