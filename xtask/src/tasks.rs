@@ -930,7 +930,6 @@ pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<
     Ok(())
 }
 
-/// `cargo xtask ci`: stops at the first failing stage.
 /// A ci stage: its name and what it runs (`Ok(note)`: passed, with a note
 /// for the table such as the drivers not proven).
 type Stage<'a> = (&'static str, Box<dyn Fn() -> Result<String> + 'a>);
