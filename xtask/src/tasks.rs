@@ -1066,7 +1066,11 @@ mod tests {
     }
 
     fn proof_from(lines: &[&str]) -> Proof {
-        let path = std::env::temp_dir().join(format!("xtask-proof-{}.jsonl", std::process::id()));
+        // Tests run on parallel threads: one file per call, never shared.
+        static CALLS: std::sync::atomic::AtomicUsize = std::sync::atomic::AtomicUsize::new(0);
+        let n = CALLS.fetch_add(1, std::sync::atomic::Ordering::SeqCst);
+        let path =
+            std::env::temp_dir().join(format!("xtask-proof-{}-{n}.jsonl", std::process::id()));
         std::fs::write(&path, lines.join("\n")).unwrap();
         let p = Proof::read(&path);
         std::fs::remove_file(&path).unwrap();
