@@ -16,7 +16,7 @@ pub enum Depth {
 /// characters, `?` one character, `\` escapes the next one; matching is
 /// case-sensitive and whole-name. No include pattern means "all".
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NameFilter {
     #[serde(default)]
     pub include: Vec<String>,
@@ -120,9 +120,10 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 }
 
 /// A discovery request. Filters are pushed down to the source wherever it can
-/// evaluate them.
+/// evaluate them. Unknown fields are refused, as in every request body: a
+/// misspelt filter must not silently discover everything.
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DiscoveryRequest {
     #[serde(default)]
     pub depth: Depth,

@@ -199,6 +199,41 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequest<S> for ApiJson<T> {
     }
 }
 
+/// A JSON body parsed only when the handler asks: after it has authorized the
+/// caller for the tenant, so another tenant's request is answered 404 whatever
+/// its body holds. Parsing answers exactly as [`ApiJson`] does.
+#[derive(Debug)]
+pub struct LaterJson(Request);
+
+impl<S: Send + Sync> FromRequest<S> for LaterJson {
+    type Rejection = std::convert::Infallible;
+    async fn from_request(req: Request, _: &S) -> Result<Self, Self::Rejection> {
+        Ok(LaterJson(req))
+    }
+}
+
+impl LaterJson {
+    pub async fn parse<T: DeserializeOwned>(self) -> Result<T, AppError> {
+        let ApiJson(v) = ApiJson::<T>::from_request(self.0, &()).await?;
+        Ok(v)
+    }
+
+    /// The raw body, for routes whose body is optional.
+    pub async fn bytes(self) -> Result<axum::body::Bytes, AppError> {
+        axum::body::Bytes::from_request(self.0, &())
+            .await
+            .map_err(|r| {
+                let status = r.status();
+                let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
+                    "PAYLOAD_TOO_LARGE"
+                } else {
+                    "INVALID_REQUEST"
+                };
+                AppError::new(status, code, r.body_text())
+            })
+    }
+}
+
 /// `axum::extract::Path` with API-shaped rejections.
 #[derive(Debug)]
 pub struct ApiPath<T>(pub T);

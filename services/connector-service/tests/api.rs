@@ -967,3 +967,88 @@ async fn reconcile_removes_orphan_secrets_and_recounts_slots() {
         1
     );
 }
+
+/// The tenant is authorized before the body is read: another tenant's admin
+/// gets 404 for any body (malformed, unknown fields, wrong types, no content
+/// type), while the tenant's own admin gets the parse error for the same body.
+#[tokio::test]
+async fn rival_tenant_gets_404_before_its_body_is_parsed() {
+    let f = fake(Duration::from_secs(10)).await;
+    let h = &f.h;
+    let a = h.create_tenant("rival-a", "ENTERPRISE").await;
+    let b = h.create_tenant("rival-b", "ENTERPRISE").await;
+    let (ta, tb) = (h.tenant_token(a), h.tenant_token(b));
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{b}/connectors"),
+            &tb,
+            Some(body("b1", "POSTGRESQL", f.port, GOOD_PASSWORD)),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let cid = c["id"].as_str().unwrap();
+    let routes = [
+        (Method::POST, format!("/api/v1/tenants/{b}/connectors")),
+        (Method::PUT, format!("/api/v1/tenants/{b}/connectors/{cid}")),
+        (
+            Method::PUT,
+            format!("/api/v1/tenants/{b}/connectors/{cid}/credentials"),
+        ),
+        (
+            Method::POST,
+            format!("/api/v1/tenants/{b}/connectors/{cid}/discover"),
+        ),
+        (Method::PATCH, format!("/api/v1/tenants/{b}/tier")),
+    ];
+    for (m, p) in &routes {
+        for bad in [
+            "{,}",
+            "{\"name\":",
+            r#"{"nosuchfield":1}"#,
+            r#"{"tier":42}"#,
+        ] {
+            let (s, text) = h.raw(m.clone(), p, Some(&ta), Some(bad.into())).await;
+            let v: Value = serde_json::from_str(&text).unwrap();
+            assert_eq!(
+                (s, v["code"].as_str()),
+                (404, Some("NOT_FOUND")),
+                "{m} {p} {bad}: {text}"
+            );
+        }
+        let no_ct = h
+            .client
+            .request(m.clone(), format!("{}{p}", h.base))
+            .bearer_auth(&ta)
+            .body("not json")
+            .send()
+            .await
+            .unwrap();
+        assert_eq!(
+            no_ct.status().as_u16(),
+            404,
+            "{m} {p} without a content type"
+        );
+    }
+    // The owner (or, for the tier, the platform admin) gets the parse errors.
+    let own = |m: &Method| {
+        if *m == Method::PATCH {
+            h.platform_token()
+        } else {
+            tb.clone()
+        }
+    };
+    for (m, p) in &routes {
+        let (s, text) = h.raw(m.clone(), p, Some(&own(m)), Some("{,}".into())).await;
+        assert_eq!(s, 400, "{m} {p}: {text}");
+        let (s, text) = h
+            .raw(
+                m.clone(),
+                p,
+                Some(&own(m)),
+                Some(r#"{"nosuchfield":1}"#.into()),
+            )
+            .await;
+        assert!(s == 422 || s == 400, "{m} {p}: {s} {text}");
+    }
+}

@@ -67,6 +67,13 @@ async fn starts_on_defaults_and_mint_token_agrees() {
             cwd.join("matih-data").join(f).exists(),
             "{f} under ./matih-data"
         );
+        // The metadata database is private like the key files.
+        let mode = std::os::unix::fs::PermissionsExt::mode(
+            &std::fs::metadata(cwd.join("matih-data").join(f))
+                .unwrap()
+                .permissions(),
+        );
+        assert_eq!(mode & 0o777, 0o600, "{f} is mode 0600");
     }
 
     let mut mint = Command::new(bin);

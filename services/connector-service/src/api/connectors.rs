@@ -20,7 +20,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::auth::{Auth, Claims};
 use crate::discovery;
-use crate::error::{ApiJson, ApiPath, AppError};
+use crate::error::{ApiPath, AppError, LaterJson};
 use crate::model::{ts, Connector, ConnectorStatus, Tenant};
 use crate::secrets::{SecretError, SecretRef};
 
@@ -313,9 +313,10 @@ pub async fn create_connector(
     State(state): State<AppState>,
     Auth(claims): Auth,
     ApiPath(tenant_id): ApiPath<Uuid>,
-    ApiJson(spec): ApiJson<ConnectorSpec>,
+    body: LaterJson,
 ) -> Result<(StatusCode, Json<ConnectorWithTest>), AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let spec: ConnectorSpec = body.parse().await?;
     detached(create(state, tenant, spec))
         .await
         .map(|r| (StatusCode::CREATED, Json(r)))
@@ -496,9 +497,10 @@ pub async fn update_connector(
     State(state): State<AppState>,
     Auth(claims): Auth,
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<UpdateConnector>,
+    body: LaterJson,
 ) -> Result<Json<serde_json::Value>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let body: UpdateConnector = body.parse().await?;
     let mut c = state
         .store
         .get_connector(tenant_id, id)
@@ -682,9 +684,10 @@ pub async fn update_credentials(
     State(state): State<AppState>,
     Auth(claims): Auth,
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
-    ApiJson(body): ApiJson<UpdateCredentials>,
+    body: LaterJson,
 ) -> Result<Json<ConnectorWithTest>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let body: UpdateCredentials = body.parse().await?;
     let mut c = state
         .store
         .get_connector(tenant_id, id)

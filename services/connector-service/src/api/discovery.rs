@@ -4,7 +4,6 @@
 
 use std::collections::BTreeMap;
 
-use axum::body::Bytes;
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -19,7 +18,7 @@ use crate::api::connectors::{connector_for, secret_ref, tenant_for};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::discovery;
-use crate::error::{ApiPath, ApiQuery, AppError};
+use crate::error::{ApiPath, ApiQuery, AppError, LaterJson};
 use crate::model::{ConnectorStatus, DiscoveryJob, Snapshot};
 
 pub fn router() -> Router<AppState> {
@@ -52,7 +51,7 @@ pub async fn start_discovery(
     State(state): State<AppState>,
     Auth(claims): Auth,
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
-    body: Bytes,
+    body: LaterJson,
 ) -> Result<(StatusCode, Json<DiscoveryJob>), AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let c = state
@@ -60,11 +59,20 @@ pub async fn start_discovery(
         .get_connector(tenant_id, id)
         .await?
         .ok_or_else(|| AppError::not_found("connector"))?;
+    let body = body.bytes().await?;
+    // The body is optional; when present it answers like every other body:
+    // 400 for malformed JSON, 422 for a well-formed body that does not fit.
     let req: DiscoveryRequest = if body.iter().all(u8::is_ascii_whitespace) {
         DiscoveryRequest::default()
     } else {
         serde_json::from_slice(&body).map_err(|e| {
-            AppError::bad_request("INVALID_REQUEST", format!("invalid discovery request: {e}"))
+            let (status, code) = match e.classify() {
+                serde_json::error::Category::Data => {
+                    (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST")
+                }
+                _ => (StatusCode::BAD_REQUEST, "MALFORMED_JSON"),
+            };
+            AppError::new(status, code, format!("invalid discovery request: {e}"))
         })?
     };
     if c.status == ConnectorStatus::Inactive {

@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Auth;
-use crate::error::{ApiJson, ApiPath, AppError};
+use crate::error::{ApiPath, AppError, LaterJson};
 use crate::model::{ts, Tenant, Tier};
 
 pub fn router() -> Router<AppState> {
@@ -66,9 +66,10 @@ pub fn valid_slug(slug: &str, prefix: &str) -> bool {
 pub async fn create_tenant(
     State(state): State<AppState>,
     Auth(claims): Auth,
-    ApiJson(body): ApiJson<CreateTenant>,
+    body: LaterJson,
 ) -> Result<(StatusCode, Json<Tenant>), AppError> {
     claims.require_platform_admin()?;
+    let body: CreateTenant = body.parse().await?;
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(AppError::bad_request(
@@ -142,12 +143,13 @@ pub async fn set_tier(
     State(state): State<AppState>,
     Auth(claims): Auth,
     ApiPath(tenant_id): ApiPath<Uuid>,
-    ApiJson(body): ApiJson<SetTier>,
+    body: LaterJson,
 ) -> Result<Json<Tenant>, AppError> {
     if claims.require_tenant(tenant_id).is_err() {
         return Err(AppError::not_found("tenant"));
     }
     claims.require_platform_admin()?;
+    let body: SetTier = body.parse().await?;
     let t = state
         .store
         .set_tier(tenant_id, body.tier, &ts(Utc::now()))
