@@ -130,7 +130,8 @@ impl AppState {
             (None, Some(_)) => None,
             (None, None) => Some(crate::auth::load_or_create_hs256_secret(None, &c.data_dir)?),
         };
-        let verifier = Verifier::new(hs256.as_deref(), rs256.as_deref())?;
+        let verifier =
+            Verifier::new(hs256.as_deref(), rs256.as_deref())?.with_rules(c.token_rules());
         let state = AppState::new(
             store,
             secrets,

@@ -32,8 +32,9 @@ pub struct Claims {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub tenant_id: Option<Uuid>,
     pub exp: i64,
-    #[serde(default)]
-    pub iat: i64,
+    /// Issued at; with it the lifetime is `exp - iat`, without it `exp - now`.
+    #[serde(default, skip_serializing_if = "Option::is_none")]
+    pub iat: Option<i64>,
 }
 
 impl Claims {
@@ -57,9 +58,36 @@ impl Claims {
     }
 }
 
+/// What a token must satisfy beyond its signature.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct TokenRules {
+    /// Required `iss` when set; `iss` is not looked at otherwise.
+    pub issuer: Option<String>,
+    /// Required `aud` (one of the token's audiences) when set; `aud` is
+    /// ignored otherwise, so an identity provider that always sets it works.
+    pub audience: Option<String>,
+    /// The longest lifetime accepted: `exp - iat`, and `exp - now` for any
+    /// token. 0 accepts any lifetime.
+    pub max_lifetime_secs: u64,
+    /// Clock skew tolerated on `exp`, `nbf` and `iat`, nothing more.
+    pub leeway_secs: u64,
+}
+
+impl Default for TokenRules {
+    fn default() -> Self {
+        TokenRules {
+            issuer: None,
+            audience: None,
+            max_lifetime_secs: 24 * 3600,
+            leeway_secs: 5,
+        }
+    }
+}
+
 /// Verifies tokens. Holds key material; `Debug` shows only the algorithms.
 pub struct Verifier {
     keys: Vec<(Algorithm, DecodingKey)>,
+    rules: TokenRules,
     /// Tokens already verified, so a client reusing its token (every client)
     /// pays for the signature check once. Bounded; expiry is rechecked on
     /// every hit.
@@ -98,8 +126,15 @@ impl Verifier {
         anyhow::ensure!(!keys.is_empty(), "no JWT key configured");
         Ok(Verifier {
             keys,
+            rules: TokenRules::default(),
             verified: Default::default(),
         })
+    }
+
+    /// Replaces the default [`TokenRules`].
+    pub fn with_rules(mut self, rules: TokenRules) -> Self {
+        self.rules = rules;
+        self
     }
 
     /// Verifies a token, from the cache of verified tokens when it is there.
@@ -133,19 +168,70 @@ impl Verifier {
         let Some((alg, key)) = self.keys.iter().find(|(a, _)| *a == header.alg) else {
             return Err(AppError::unauthorized("token algorithm not accepted"));
         };
+        let r = &self.rules;
         let mut v = Validation::new(*alg);
-        v.set_required_spec_claims(&["exp", "sub"]);
-        v.leeway = 30;
-        jsonwebtoken::decode::<Claims>(token, key, &v)
+        let mut required = vec!["exp", "sub"];
+        v.leeway = r.leeway_secs;
+        v.validate_nbf = true;
+        match &r.issuer {
+            Some(iss) => {
+                v.set_issuer(&[iss]);
+                required.push("iss");
+            }
+            None => v.iss = None,
+        }
+        match &r.audience {
+            Some(aud) => {
+                v.set_audience(&[aud]);
+                required.push("aud");
+            }
+            None => v.validate_aud = false,
+        }
+        v.set_required_spec_claims(&required);
+        let claims = jsonwebtoken::decode::<Claims>(token, key, &v)
             .map(|d| d.claims)
             .map_err(|e| {
                 use jsonwebtoken::errors::ErrorKind;
                 AppError::unauthorized(match e.kind() {
                     ErrorKind::ExpiredSignature => "token expired",
+                    ErrorKind::ImmatureSignature => "token not yet valid",
                     ErrorKind::InvalidSignature => "token signature invalid",
+                    ErrorKind::InvalidIssuer => "token issuer not accepted",
+                    ErrorKind::InvalidAudience => "token audience not accepted",
+                    ErrorKind::MissingRequiredClaim(c) if c == "iss" => "token issuer not accepted",
+                    ErrorKind::MissingRequiredClaim(c) if c == "aud" => {
+                        "token audience not accepted"
+                    }
                     _ => "token invalid",
                 })
-            })
+            })?;
+        self.check_lifetime(&claims, chrono::Utc::now().timestamp())?;
+        Ok(claims)
+    }
+
+    /// The lifetime bound. Leeway widens only the comparisons with the clock
+    /// (`iat` ahead of it, `exp` beyond `now + max`), never the lifetime itself.
+    fn check_lifetime(&self, c: &Claims, now: i64) -> Result<(), AppError> {
+        let leeway = i64::try_from(self.rules.leeway_secs).unwrap_or(i64::MAX);
+        if let Some(iat) = c.iat {
+            if iat > now.saturating_add(leeway) {
+                return Err(AppError::unauthorized("token issued in the future"));
+            }
+        }
+        if self.rules.max_lifetime_secs == 0 {
+            return Ok(());
+        }
+        let max = i64::try_from(self.rules.max_lifetime_secs).unwrap_or(i64::MAX);
+        let too_long = match c.iat {
+            Some(iat) => c.exp.saturating_sub(iat) > max,
+            None => false,
+        } || c.exp.saturating_sub(now) > max.saturating_add(leeway);
+        if too_long {
+            return Err(AppError::unauthorized(
+                "token lifetime exceeds the accepted maximum",
+            ));
+        }
+        Ok(())
     }
 }
 
@@ -163,7 +249,7 @@ pub fn mint_hs256(
         role,
         tenant_id,
         exp: now + ttl_secs,
-        iat: now,
+        iat: Some(now),
     };
     jsonwebtoken::encode(
         &Header::new(Algorithm::HS256),
@@ -201,11 +287,13 @@ impl FromRequestParts<AppState> for Auth {
         let text = header
             .to_str()
             .map_err(|_| AppError::unauthorized("malformed Authorization header"))?;
+        // The scheme name is case-insensitive (RFC 7235 section 2.1).
         let token = text
-            .strip_prefix("Bearer ")
-            .or_else(|| text.strip_prefix("bearer "))
+            .split_once(' ')
+            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+            .map(|(_, token)| token.trim())
             .ok_or_else(|| AppError::unauthorized("expected Authorization: Bearer <token>"))?;
-        Ok(Auth(state.verifier.verify_cached(token.trim())?))
+        Ok(Auth(state.verifier.verify_cached(token)?))
     }
 }
 
@@ -245,5 +333,171 @@ mod tests {
             "short",
             "a past-exp entry is checked again"
         );
+    }
+
+    const SECRET: [u8; 32] = [9u8; 32];
+
+    fn sign(claims: serde_json::Value) -> String {
+        jsonwebtoken::encode(
+            &Header::new(Algorithm::HS256),
+            &claims,
+            &EncodingKey::from_secret(&SECRET),
+        )
+        .unwrap()
+    }
+
+    fn now() -> i64 {
+        chrono::Utc::now().timestamp()
+    }
+
+    fn base(extra: serde_json::Value) -> serde_json::Value {
+        let mut c = serde_json::json!({"sub": "s", "role": "PLATFORM_ADMIN", "iat": now(), "exp": now() + 600});
+        for (k, v) in extra.as_object().unwrap() {
+            c[k] = v.clone();
+        }
+        c
+    }
+
+    fn verifier(rules: TokenRules) -> Verifier {
+        Verifier::new(Some(&SECRET), None)
+            .unwrap()
+            .with_rules(rules)
+    }
+
+    fn refused(v: &Verifier, claims: serde_json::Value) -> String {
+        let e = v.verify(&sign(claims)).unwrap_err();
+        assert_eq!(e.status, 401);
+        e.message
+    }
+
+    #[test]
+    fn nbf_in_the_future_is_refused_beyond_the_leeway() {
+        let v = verifier(TokenRules::default());
+        assert_eq!(
+            refused(&v, base(serde_json::json!({"nbf": now() + 120}))),
+            "token not yet valid"
+        );
+        v.verify(&sign(base(serde_json::json!({"nbf": now() - 1}))))
+            .unwrap();
+        // Within the leeway (clock skew) it passes.
+        v.verify(&sign(base(serde_json::json!({"nbf": now() + 2}))))
+            .unwrap();
+    }
+
+    #[test]
+    fn audience_is_ignored_unless_configured_then_required() {
+        let open = verifier(TokenRules::default());
+        open.verify(&sign(base(serde_json::json!({"aud": "some-idp-client"}))))
+            .unwrap();
+        open.verify(&sign(base(serde_json::json!({"aud": ["a", "b"]}))))
+            .unwrap();
+        let strict = verifier(TokenRules {
+            audience: Some("matih-connectors".into()),
+            ..Default::default()
+        });
+        strict
+            .verify(&sign(base(serde_json::json!({"aud": "matih-connectors"}))))
+            .unwrap();
+        strict
+            .verify(&sign(base(
+                serde_json::json!({"aud": ["other", "matih-connectors"]}),
+            )))
+            .unwrap();
+        assert_eq!(
+            refused(&strict, base(serde_json::json!({"aud": "other"}))),
+            "token audience not accepted"
+        );
+        assert_eq!(
+            refused(&strict, base(serde_json::json!({}))),
+            "token audience not accepted"
+        );
+    }
+
+    #[test]
+    fn issuer_is_required_when_configured() {
+        let open = verifier(TokenRules::default());
+        open.verify(&sign(base(serde_json::json!({"iss": "anyone"}))))
+            .unwrap();
+        let strict = verifier(TokenRules {
+            issuer: Some("https://idp.example".into()),
+            ..Default::default()
+        });
+        strict
+            .verify(&sign(base(
+                serde_json::json!({"iss": "https://idp.example"}),
+            )))
+            .unwrap();
+        assert_eq!(
+            refused(
+                &strict,
+                base(serde_json::json!({"iss": "https://evil.example"}))
+            ),
+            "token issuer not accepted"
+        );
+        assert_eq!(
+            refused(&strict, base(serde_json::json!({}))),
+            "token issuer not accepted"
+        );
+    }
+
+    #[test]
+    fn lifetime_is_bounded_with_or_without_iat() {
+        let v = verifier(TokenRules {
+            max_lifetime_secs: 3600,
+            ..Default::default()
+        });
+        v.verify(&sign(base(serde_json::json!({"exp": now() + 3000}))))
+            .unwrap();
+        let msg = "token lifetime exceeds the accepted maximum";
+        // exp - iat too long, even though little of it remains.
+        assert_eq!(
+            refused(
+                &v,
+                base(serde_json::json!({"iat": now() - 7000, "exp": now() + 100}))
+            ),
+            msg
+        );
+        // No iat: the remaining lifetime is what counts.
+        let mut no_iat = base(serde_json::json!({"exp": now() + 7200}));
+        no_iat.as_object_mut().unwrap().remove("iat");
+        assert_eq!(refused(&v, no_iat.clone()), msg);
+        no_iat["exp"] = serde_json::json!(now() + 600);
+        v.verify(&sign(no_iat)).unwrap();
+        // An iat ahead of the clock beyond the leeway is refused.
+        assert_eq!(
+            refused(&v, base(serde_json::json!({"iat": now() + 120}))),
+            "token issued in the future"
+        );
+        // 0 lifts the bound.
+        verifier(TokenRules {
+            max_lifetime_secs: 0,
+            ..Default::default()
+        })
+        .verify(&sign(base(
+            serde_json::json!({"exp": now() + 10 * 365 * 86400}),
+        )))
+        .unwrap();
+    }
+
+    #[test]
+    fn leeway_is_only_clock_skew() {
+        let v = verifier(TokenRules {
+            leeway_secs: 5,
+            ..Default::default()
+        });
+        // Expired 20 s ago: refused with 5 s of skew (a fixed 30 s leeway
+        // used to accept it); a wider configured skew accepts it.
+        assert_eq!(
+            refused(&v, base(serde_json::json!({"exp": now() - 20}))),
+            "token expired"
+        );
+        v.verify(&sign(base(serde_json::json!({"exp": now() + 2}))))
+            .unwrap();
+        let wide = verifier(TokenRules {
+            leeway_secs: 60,
+            ..Default::default()
+        });
+        wide.verify(&sign(base(serde_json::json!({"exp": now() - 20}))))
+            .unwrap();
     }
 }

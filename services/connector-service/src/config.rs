@@ -26,6 +26,11 @@ CONFIGURATION
   MATIH_JWT_SECRET             HS256 shared secret [generated once into DATA_DIR/jwt.secret,
                                mode 0600, unless MATIH_JWT_PUBLIC_KEY_FILE is set]
   MATIH_JWT_PUBLIC_KEY_FILE    RS256 public key (PEM) for production tokens
+  MATIH_JWT_ISSUER             required `iss` claim; unset = `iss` not checked
+  MATIH_JWT_AUDIENCE           required `aud` claim; unset = `aud` ignored
+  MATIH_JWT_MAX_LIFETIME_SECS  longest token lifetime accepted (exp - iat, and exp - now);
+                               0 = unbounded                      [86400]
+  MATIH_JWT_LEEWAY_SECS        clock skew tolerated on exp, nbf and iat [5]
   MATIH_DISCOVERY_WAIT_MS      how long create waits for discovery before answering [5000]
   MATIH_DISCOVERY_TIMEOUT_SECS limit for one discovery job        [600]
   MATIH_WARNING_LATENCY_MS     test latency above which a connector is WARNING [2000]
@@ -56,6 +61,10 @@ pub struct Config {
     pub kube_namespace_prefix: String,
     pub jwt_secret: Option<String>,
     pub jwt_public_key_file: Option<PathBuf>,
+    pub jwt_issuer: Option<String>,
+    pub jwt_audience: Option<String>,
+    pub jwt_max_lifetime_secs: u64,
+    pub jwt_leeway_secs: u64,
     pub discovery_wait_ms: u64,
     pub discovery_timeout_secs: u64,
     pub warning_latency_ms: u64,
@@ -80,6 +89,10 @@ impl Default for Config {
             kube_namespace_prefix: "matih-".into(),
             jwt_secret: None,
             jwt_public_key_file: None,
+            jwt_issuer: None,
+            jwt_audience: None,
+            jwt_max_lifetime_secs: crate::auth::TokenRules::default().max_lifetime_secs,
+            jwt_leeway_secs: crate::auth::TokenRules::default().leeway_secs,
             discovery_wait_ms: 5000,
             discovery_timeout_secs: 600,
             warning_latency_ms: 2000,
@@ -182,6 +195,10 @@ impl Config {
                 "KUBE_NAMESPACE_PREFIX" => self.kube_namespace_prefix = v,
                 "JWT_SECRET" => self.jwt_secret = some(&v),
                 "JWT_PUBLIC_KEY_FILE" => self.jwt_public_key_file = some(&v).map(PathBuf::from),
+                "JWT_ISSUER" => self.jwt_issuer = some(&v),
+                "JWT_AUDIENCE" => self.jwt_audience = some(&v),
+                "JWT_MAX_LIFETIME_SECS" => self.jwt_max_lifetime_secs = num(&k, &v)?,
+                "JWT_LEEWAY_SECS" => self.jwt_leeway_secs = num(&k, &v)?,
                 "DISCOVERY_WAIT_MS" => self.discovery_wait_ms = num(&k, &v)?,
                 "DISCOVERY_TIMEOUT_SECS" => self.discovery_timeout_secs = num(&k, &v)?,
                 "WARNING_LATENCY_MS" => self.warning_latency_ms = num(&k, &v)?,
@@ -195,6 +212,16 @@ impl Config {
             }
         }
         Ok(())
+    }
+
+    /// The claims rules tokens are verified against.
+    pub fn token_rules(&self) -> crate::auth::TokenRules {
+        crate::auth::TokenRules {
+            issuer: self.jwt_issuer.clone(),
+            audience: self.jwt_audience.clone(),
+            max_lifetime_secs: self.jwt_max_lifetime_secs,
+            leeway_secs: self.jwt_leeway_secs,
+        }
     }
 
     pub fn database_url(&self) -> String {
@@ -235,5 +262,25 @@ mod tests {
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("topsecret") && !dbg.contains("abc"), "{dbg}");
         assert!(toml::from_str::<Config>("lisen = 1").is_err());
+    }
+
+    #[test]
+    fn jwt_rules_from_the_environment() {
+        let mut cfg = Config::default();
+        assert_eq!(cfg.token_rules(), crate::auth::TokenRules::default());
+        cfg.apply_env([
+            ("MATIH_JWT_ISSUER".to_owned(), "https://idp".to_owned()),
+            ("MATIH_JWT_AUDIENCE".to_owned(), "matih".to_owned()),
+            ("MATIH_JWT_MAX_LIFETIME_SECS".to_owned(), "600".to_owned()),
+            ("MATIH_JWT_LEEWAY_SECS".to_owned(), "2".to_owned()),
+        ])
+        .unwrap();
+        let r = cfg.token_rules();
+        assert_eq!(r.issuer.as_deref(), Some("https://idp"));
+        assert_eq!(r.audience.as_deref(), Some("matih"));
+        assert_eq!((r.max_lifetime_secs, r.leeway_secs), (600, 2));
+        assert!(Config::default()
+            .apply_env([("MATIH_JWT_LEEWAY_SECS".to_owned(), "soon".to_owned())])
+            .is_err());
     }
 }

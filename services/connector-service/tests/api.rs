@@ -1052,3 +1052,26 @@ async fn rival_tenant_gets_404_before_its_body_is_parsed() {
         assert!(s == 422 || s == 400, "{m} {p}: {s} {text}");
     }
 }
+
+/// The `Bearer` scheme name is case-insensitive (RFC 7235); other schemes and
+/// a missing token are refused.
+#[tokio::test]
+async fn bearer_scheme_is_case_insensitive() {
+    let f = fake(Duration::from_secs(10)).await;
+    let h = &f.h;
+    let tok = h.platform_token();
+    let get = |auth: String| {
+        h.client
+            .get(format!("{}/api/v1/tenants", h.base))
+            .header("authorization", auth)
+            .send()
+    };
+    for scheme in ["Bearer", "bearer", "BEARER", "bEaReR"] {
+        let r = get(format!("{scheme} {tok}")).await.unwrap();
+        assert_eq!(r.status(), 200, "{scheme}");
+    }
+    for bad in [format!("Basic {tok}"), format!("Bearer{tok}"), tok.clone()] {
+        let r = get(bad.clone()).await.unwrap();
+        assert_eq!(r.status(), 401, "{bad:.12}");
+    }
+}

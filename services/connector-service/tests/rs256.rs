@@ -19,7 +19,7 @@ fn rs256_public_key_verifies_and_hs256_is_off() {
         role: Role::TenantAdmin,
         tenant_id: Some(tenant),
         exp: chrono::Utc::now().timestamp() + 60,
-        iat: 0,
+        iat: None,
     };
     let key = jsonwebtoken::EncodingKey::from_rsa_pem(PRIVATE).unwrap();
     let got = v
