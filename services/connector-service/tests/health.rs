@@ -188,9 +188,23 @@ impl Default for Receiver {
 
 impl Receiver {
     async fn listen(&self, port: u16) -> JoinHandle<()> {
+        let router = self.router();
+        let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
+        tokio::spawn(async move {
+            let _ = axum::serve(l, router).await;
+        })
+    }
+
+    /// The same receiver over HTTPS, with a certificate from a fresh private
+    /// CA; returns its address and the CA's PEM.
+    async fn listen_tls(&self) -> (SocketAddr, String) {
+        matih_connector_testkit::tls::serve_tls(self.router()).await
+    }
+
+    fn router(&self) -> axum::Router {
         matih_connector_testkit::fake("webhook receiver written in the test", "webhook listen");
         let me = self.clone();
-        let router = axum::Router::new().route(
+        axum::Router::new().route(
             "/hook",
             axum::routing::post(move |headers: HeaderMap, body: String| {
                 let me = me.clone();
@@ -212,11 +226,7 @@ impl Receiver {
                     StatusCode::NO_CONTENT
                 }
             }),
-        );
-        let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(l, router).await;
-        })
+        )
     }
 
     /// Waits until `n` verified notices have arrived in all.
@@ -826,4 +836,100 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
             .execute(&mut conn)
             .await;
     }
+}
+
+/// An HTTPS webhook whose receiver's certificate comes from a private CA:
+/// configured with `MATIH_NOTIFY_WEBHOOK_CA_FILE` (through the same
+/// `notifier_from_config` the binary uses) it receives the signed ERROR
+/// notice; with the public roots only, the handshake is refused.
+#[tokio::test]
+async fn https_webhook_with_a_private_ca_receives_the_signed_error_notice() {
+    let dir = temp_dir("https-hook");
+    let state = state(
+        &format!("sqlite://{}/m.db?mode=rwc", dir.display()),
+        &dir.join("secrets"),
+    )
+    .await;
+    let receiver = Receiver::default();
+    let (addr, ca_pem) = receiver.listen_tls().await;
+    let url = format!("https://localhost:{}/hook", addr.port());
+
+    // Public roots only: the private CA is not trusted, nothing is received.
+    let public_only = WebhookNotifier::new(&url, HOOK_SECRET, Duration::from_secs(5)).unwrap();
+    let probe = matih_connector_service::health::Notice {
+        id: "probe".into(),
+        kind: "connector.error".into(),
+        body: "{}".into(),
+    };
+    let err = within("a refused handshake", public_only.deliver(&probe))
+        .await
+        .unwrap_err();
+    assert!(err.contains("webhook request failed"), "{err}");
+    assert_eq!(*receiver.count.borrow(), 0);
+
+    // The CA file configured: the ERROR notice arrives, signed.
+    let ca_file = dir.join("webhook-ca.pem");
+    std::fs::write(&ca_file, &ca_pem).unwrap();
+    let mut cfg = matih_connector_service::health::HealthConfig::default();
+    for (k, v) in [
+        ("NOTIFY_WEBHOOK_URL", url.as_str()),
+        (
+            "NOTIFY_WEBHOOK_SECRET",
+            std::str::from_utf8(HOOK_SECRET).unwrap(),
+        ),
+        ("NOTIFY_WEBHOOK_CA_FILE", ca_file.to_str().unwrap()),
+        ("NOTIFY_LOG", "false"),
+    ] {
+        assert!(cfg.apply_env(k, v).unwrap(), "{k}");
+    }
+    let notifier = matih_connector_service::health::notifier_from_config(&cfg).unwrap();
+
+    // A connector whose server went away: a closed loopback port.
+    let closed = {
+        let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
+        l.local_addr().unwrap().port()
+    };
+    let t = tenant(&state).await;
+    let id = Uuid::new_v4();
+    let ty = ConnectorType::Postgresql;
+    let secret = SecretRef::new("matih-", &t.slug, id, &ty);
+    let creds = Credentials::new()
+        .with("username", "u")
+        .with("password", "not-used-here");
+    state.secrets.create(&secret, &creds).await.unwrap();
+    let now = ts(chrono::Utc::now());
+    let c = Connector {
+        id,
+        tenant_id: t.id,
+        name: "gone".into(),
+        connector_type: ty,
+        host: Some("127.0.0.1".into()),
+        port: Some(closed),
+        database: Some("db".into()),
+        schema: None,
+        credential_secret_name: secret.name,
+        ssl_enabled: false,
+        ssl_mode: Some(SslMode::Disable),
+        ssl_ca_pem: None,
+        status: ConnectorStatus::Active,
+        last_tested_at: None,
+        last_test_result: None,
+        last_error_code: None,
+        metadata: BTreeMap::new(),
+        timeouts: Timeouts::default(),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    state.store.insert_connector(&c).await.unwrap();
+    let m = HealthMonitor::new(state.clone(), settings(0), notifier, Some("tls".into())).unwrap();
+    assert_eq!(m.sweep().await.unwrap().error, 1);
+    assert_eq!(m.deliver_pending().await.unwrap(), 1);
+    receiver.received(1).await;
+    assert_eq!(receiver.events(), ["connector.error"]);
+    assert_eq!(
+        receiver.got.lock().unwrap()[0]["connectorId"],
+        id.to_string()
+    );
+    assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
+    std::fs::remove_dir_all(&dir).ok();
 }

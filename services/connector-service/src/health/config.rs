@@ -22,6 +22,8 @@ HEALTH MONITORING ([health] table in the file)
                                      (others use MATIH_WARNING_LATENCY_MS)
   MATIH_NOTIFY_WEBHOOK_URL           signed webhook for ERROR / recovery notices
   MATIH_NOTIFY_WEBHOOK_SECRET        HMAC-SHA256 key for X-Matih-Signature
+  MATIH_NOTIFY_WEBHOOK_CA_FILE       PEM CA certificates an https webhook is verified
+                                     against [the public (Mozilla) roots]
   MATIH_NOTIFY_LOG                   also log every notice              [true]
   MATIH_NOTIFY_RETRY_MAX_SECS        longest wait between delivery attempts [300]
 ";
@@ -41,6 +43,7 @@ pub struct HealthConfig {
     pub warning_latency_by_type: BTreeMap<String, u64>,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
+    pub webhook_ca_file: Option<std::path::PathBuf>,
     pub notify_log: bool,
     pub retry_max_secs: u64,
 }
@@ -59,6 +62,7 @@ impl Default for HealthConfig {
             warning_latency_by_type: BTreeMap::new(),
             webhook_url: None,
             webhook_secret: None,
+            webhook_ca_file: None,
             notify_log: true,
             retry_max_secs: 300,
         }
@@ -79,6 +83,7 @@ impl fmt::Debug for HealthConfig {
                 "webhook_secret",
                 &self.webhook_secret.as_ref().map(|_| "***"),
             )
+            .field("webhook_ca_file", &self.webhook_ca_file)
             .finish_non_exhaustive()
     }
 }
@@ -121,6 +126,7 @@ impl HealthConfig {
             }
             "NOTIFY_WEBHOOK_URL" => self.webhook_url = some(v),
             "NOTIFY_WEBHOOK_SECRET" => self.webhook_secret = some(v),
+            "NOTIFY_WEBHOOK_CA_FILE" => self.webhook_ca_file = some(v).map(Into::into),
             "NOTIFY_LOG" => self.notify_log = flag(name, v)?,
             "NOTIFY_RETRY_MAX_SECS" => self.retry_max_secs = num(name, v)?,
             _ => return Ok(false),

@@ -104,10 +104,17 @@ pub fn notifier_from_config(c: &HealthConfig) -> anyhow::Result<Arc<dyn Notifier
             .webhook_secret
             .as_deref()
             .context("MATIH_NOTIFY_WEBHOOK_URL is set but MATIH_NOTIFY_WEBHOOK_SECRET is not")?;
-        list.push(Arc::new(WebhookNotifier::new(
+        let ca = match &c.webhook_ca_file {
+            Some(p) => Some(std::fs::read_to_string(p).with_context(|| {
+                format!("reading MATIH_NOTIFY_WEBHOOK_CA_FILE {}", p.display())
+            })?),
+            None => None,
+        };
+        list.push(Arc::new(WebhookNotifier::with_ca(
             url,
             secret.as_bytes(),
             Duration::from_secs(10),
+            ca.as_deref(),
         )?));
     }
     Ok(Arc::new(FanOut(list)))

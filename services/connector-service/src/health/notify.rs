@@ -63,7 +63,20 @@ fn hex(bytes: &[u8]) -> String {
 }
 
 impl WebhookNotifier {
+    /// A webhook trusting the public (Mozilla) roots for `https` URLs.
     pub fn new(url: &str, secret: &[u8], timeout: Duration) -> anyhow::Result<Self> {
+        Self::with_ca(url, secret, timeout, None)
+    }
+
+    /// A webhook whose `https` URL is verified against `ca_pem` (PEM
+    /// certificates, e.g. a private CA) instead of the public roots. The TLS
+    /// configuration is core's `verify-full` one, with core's crypto provider.
+    pub fn with_ca(
+        url: &str,
+        secret: &[u8],
+        timeout: Duration,
+        ca_pem: Option<&str>,
+    ) -> anyhow::Result<Self> {
         let parsed = reqwest::Url::parse(url)
             .map_err(|_| anyhow::anyhow!("the notification webhook URL is not a valid URL"))?;
         anyhow::ensure!(
@@ -74,7 +87,14 @@ impl WebhookNotifier {
             !secret.is_empty(),
             "the notification webhook needs a secret"
         );
+        let tls = matih_connector_core::tls::client_config(
+            matih_connector_core::SslMode::VerifyFull,
+            ca_pem,
+        )
+        .map_err(|e| anyhow::anyhow!("the notification webhook CA: {}", e.message()))?
+        .expect("verify-full always has a TLS configuration");
         let client = reqwest::Client::builder()
+            .use_preconfigured_tls(tls)
             .timeout(timeout)
             .connect_timeout(timeout)
             .redirect(reqwest::redirect::Policy::none())
