@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+#[cfg(feature = "aws")]
+pub mod aws;
 mod catalog;
 mod config;
 mod credentials;

@@ -232,7 +232,7 @@ pub(crate) fn transport_error(err: reqwest::Error, what: &str) -> ConnectorError
 /// (`ConnectionRefused` inside hyper's `Other`). hyper-util wraps the
 /// connector's `io::Error` in another, and `io::Error::source` skips the
 /// wrapped error itself, so `get_ref` is walked too.
-fn innermost_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
+pub(crate) fn innermost_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
     let mut found = None;
     let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
     let mut hops = 0;
@@ -250,7 +250,7 @@ fn innermost_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> 
 }
 
 /// The error and its causes on one line; reqwest's own text stops at the top.
-fn chain(err: &(dyn StdError + 'static)) -> String {
+pub(crate) fn chain(err: &(dyn StdError + 'static)) -> String {
     let mut parts = vec![err.to_string()];
     let mut cur = err.source();
     let mut hops = 0;

@@ -43,7 +43,7 @@
 pub mod api;
 mod auth;
 mod body;
-mod errors;
+pub(crate) mod errors;
 mod resolver;
 mod token;
 

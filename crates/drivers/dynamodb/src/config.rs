@@ -2,7 +2,8 @@
 
 use matih_connector_core::{ConnectionConfig, ConnectorError, Credentials};
 
-use crate::aws::{meta_string, AwsSettings};
+use matih_connector_core::aws::AwsSettings;
+use matih_connector_core::metadata;
 
 /// The parsed configuration: AWS settings plus the schema name.
 #[derive(Clone, Debug)]
@@ -25,7 +26,7 @@ impl DynamoConfig {
                  (metadata.schemaName names the discovered schema)",
             ));
         }
-        let schema = meta_string(cfg, "schemaName")?.unwrap_or_else(|| aws.region.clone());
+        let schema = metadata::string(cfg, "schemaName")?.unwrap_or_else(|| aws.region.clone());
         Ok(DynamoConfig { aws, schema })
     }
 }

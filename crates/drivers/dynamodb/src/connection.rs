@@ -4,19 +4,18 @@
 use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
+use matih_connector_core::aws::{effective_keys, from_sdk, parse_error, AwsHttp};
 use matih_connector_core::{
     async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
     DiscoveryRequest,
 };
 
-use crate::aws::{effective_keys, Http};
 use crate::config::DynamoConfig;
-use crate::errors::{from_sdk, parse_error};
 
 pub(crate) struct DynamoConnection {
     pub(crate) cfg: DynamoConfig,
     pub(crate) client: aws_sdk_dynamodb::Client,
-    http: Http,
+    http: AwsHttp,
 }
 
 impl DynamoConnection {
@@ -24,13 +23,13 @@ impl DynamoConnection {
         cfg: DynamoConfig,
         ctx: &ConnectContext,
     ) -> Result<DynamoConnection, ConnectorError> {
-        let http = Http::new(&cfg.aws, ctx)?;
+        let http = AwsHttp::new(&cfg.aws, ctx)?;
         let keys = effective_keys(&cfg.aws, &http).await?;
         let conf = aws_sdk_dynamodb::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(cfg.aws.region.clone()))
             .endpoint_url(cfg.aws.endpoint.as_str().trim_end_matches('/'))
-            .credentials_provider(crate::sdk_credentials(&keys))
+            .credentials_provider(keys.sdk_credentials())
             .http_client(http.clone())
             // One retry for throttling and transient failures; the caller's
             // time limits bound the whole call anyway.

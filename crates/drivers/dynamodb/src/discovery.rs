@@ -15,8 +15,8 @@ use matih_connector_core::{
 use serde_json::json;
 
 use crate::connection::DynamoConnection;
-use crate::errors::{from_sdk, parse_error};
 use crate::types::{declared, observe, Observed};
+use matih_connector_core::aws::{from_sdk, parse_error};
 
 /// Tables listed at most; ListTables returns 100 per page.
 const MAX_TABLES: usize = 10_000;

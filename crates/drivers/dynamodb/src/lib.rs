@@ -23,11 +23,9 @@
 //! The catalog mapping, keys, type inference and error codes are described in
 //! `docs/drivers/dynamodb.md`.
 
-mod aws;
 mod config;
 mod connection;
 mod discovery;
-mod errors;
 mod types;
 
 use matih_connector_core::{
@@ -86,37 +84,9 @@ pub(crate) fn aws_credential_keys() -> Vec<Key> {
     ]
 }
 
-pub(crate) fn aws_metadata_keys() -> Vec<Key> {
-    vec![
-        Key::optional("region", "AWS region (default us-east-1)"),
-        Key::optional(
-            "endpoint",
-            "Endpoint URL override, e.g. http://127.0.0.1:5000 (or give host/port)",
-        ),
-        Key::optional(
-            "roleArn",
-            "Role to assume with STS AssumeRole before connecting",
-        ),
-        Key::optional(
-            "roleSessionName",
-            "Session name for AssumeRole (default matih-connectors)",
-        ),
-        Key::optional("externalId", "External id for AssumeRole"),
-        Key::optional(
-            "stsEndpoint",
-            "STS endpoint URL (default: the endpoint override, else sts.<region>.amazonaws.com)",
-        ),
-    ]
-}
-
-/// The SDK's credentials type from our keys.
-pub(crate) fn sdk_credentials(keys: &aws::Keys) -> aws_sdk_dynamodb::config::Credentials {
-    aws_sdk_dynamodb::config::Credentials::new(
-        keys.access_key_id.expose(),
-        keys.secret_access_key.expose(),
-        keys.session_token.as_ref().map(|t| t.expose().to_owned()),
-        None,
-        "matih-connectors",
+fn aws_metadata_keys() -> Vec<Key> {
+    matih_connector_core::aws::metadata_keys(
+        "Endpoint URL override, e.g. http://127.0.0.1:5000 (or give host/port)",
     )
 }
 
@@ -138,7 +108,7 @@ impl Driver for DynamodbDriver {
         let probe = Credentials::new()
             .with("accessKeyId", "x")
             .with("secretAccessKey", "x");
-        let s = aws::AwsSettings::parse(cfg, &probe, "dynamodb")?;
+        let s = matih_connector_core::aws::AwsSettings::parse(cfg, &probe, "dynamodb")?;
         Ok(Some((s.host, s.port)))
     }
 
@@ -188,24 +158,5 @@ mod tests {
             d.validate(&cfg2, &creds).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
-    }
-}
-
-#[cfg(test)]
-mod shared_files {
-    /// `aws.rs` and `errors.rs` are kept identical in the S3 and DynamoDB
-    /// crates (drivers depend on the core only); a change to one copy must
-    /// reach the other.
-    #[test]
-    fn aws_files_match_the_s3_copy() {
-        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        for f in ["src/aws.rs", "src/errors.rs"] {
-            // Absent when this crate is built on its own (from a package).
-            let Ok(theirs) = std::fs::read_to_string(here.join("../s3").join(f)) else {
-                continue;
-            };
-            let ours = std::fs::read_to_string(here.join(f)).unwrap();
-            assert!(ours == theirs, "{f} differs from crates/drivers/s3/{f}");
-        }
     }
 }

@@ -2,7 +2,8 @@
 
 use matih_connector_core::{ConnectionConfig, ConnectorError, Credentials};
 
-use crate::aws::{meta_string, AwsSettings};
+use matih_connector_core::aws::AwsSettings;
+use matih_connector_core::metadata;
 
 pub(crate) const META_CLUSTER: &str = "clusterIdentifier";
 pub(crate) const META_WORKGROUP: &str = "workgroupName";
@@ -47,8 +48,8 @@ impl RedshiftConfig {
         creds: &Credentials,
     ) -> Result<RedshiftConfig, ConnectorError> {
         let aws = AwsSettings::parse(cfg, creds, "redshift-data")?;
-        let cluster = meta_string(cfg, META_CLUSTER)?;
-        let workgroup = meta_string(cfg, META_WORKGROUP)?;
+        let cluster = metadata::string(cfg, META_CLUSTER)?;
+        let workgroup = metadata::string(cfg, META_WORKGROUP)?;
         let target = match (cluster, workgroup) {
             (Some(c), None) if name_ok(&c, 63) => Target::Cluster(c),
             (None, Some(w)) if name_ok(&w, 64) => Target::Workgroup(w),
@@ -81,8 +82,8 @@ impl RedshiftConfig {
                 ))
             }
         };
-        let db_user = meta_string(cfg, META_DB_USER)?;
-        let secret = meta_string(cfg, META_SECRET_ARN)?;
+        let db_user = metadata::string(cfg, META_DB_USER)?;
+        let secret = metadata::string(cfg, META_SECRET_ARN)?;
         let auth = match (db_user, secret, &target) {
             (Some(_), Some(_), _) => {
                 return Err(ConnectorError::invalid_config(

@@ -8,14 +8,14 @@ use aws_sdk_redshiftdata::config::retry::RetryConfig;
 use aws_sdk_redshiftdata::config::timeout::TimeoutConfig;
 use aws_sdk_redshiftdata::config::{BehaviorVersion, Region};
 use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
+use matih_connector_core::aws::{effective_keys, from_sdk, AwsHttp};
 use matih_connector_core::{
     async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
     DiscoveryRequest, ErrorCode,
 };
 
-use crate::aws::{effective_keys, Http};
 use crate::config::{DbAuth, RedshiftConfig, Target};
-use crate::errors::{from_sdk, parse_error, statement_error};
+use crate::errors::{parse_error, statement_error};
 
 /// Bound on the records one statement may return: catalog queries of the
 /// largest warehouses stay far below; a runaway result stops here.
@@ -88,13 +88,13 @@ impl RedshiftConnection {
         cfg: RedshiftConfig,
         ctx: &ConnectContext,
     ) -> Result<RedshiftConnection, ConnectorError> {
-        let http = Http::new(&cfg.aws, ctx)?;
+        let http = AwsHttp::new(&cfg.aws, ctx)?;
         let keys = effective_keys(&cfg.aws, &http).await?;
         let conf = aws_sdk_redshiftdata::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(cfg.aws.region.clone()))
             .endpoint_url(cfg.aws.endpoint.as_str().trim_end_matches('/'))
-            .credentials_provider(crate::sdk_credentials(&keys))
+            .credentials_provider(keys.sdk_credentials())
             .http_client(http.clone())
             .retry_config(RetryConfig::standard().with_max_attempts(2))
             .timeout_config(

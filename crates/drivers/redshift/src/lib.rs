@@ -2,8 +2,8 @@
 //! (`aws-sdk-redshiftdata`): provisioned clusters (`clusterIdentifier` with a
 //! `dbUser` or a Secrets Manager `secretArn`) and serverless workgroups
 //! (`workgroupName`, IAM identity or `secretArn`). Every SDK request goes
-//! through our own reqwest client with the core's TLS and the addresses the
-//! core resolved and checked. Discovery is set-based: one statement each for
+//! through the core's pinned HTTP client (`matih_connector_core::aws`): the
+//! core's TLS, the egress resolver, no redirects, bounded bodies. Discovery is set-based: one statement each for
 //! schemas, relations, statistics (SVV_TABLE_INFO), columns, primary keys and
 //! comments, with filters bound as named parameters.
 //!
@@ -27,7 +27,6 @@
 //!
 //! Mapping, keys, privileges, types and errors: `docs/drivers/redshift.md`.
 
-mod aws;
 mod config;
 mod connection;
 mod discovery;
@@ -99,36 +98,8 @@ impl Default for RedshiftDriver {
 }
 
 fn aws_metadata_keys() -> Vec<Key> {
-    vec![
-        Key::optional("region", "AWS region (default us-east-1)"),
-        Key::optional(
-            "endpoint",
-            "Data API endpoint URL override (VPC endpoint, proxy, emulator)",
-        ),
-        Key::optional(
-            "roleArn",
-            "Role to assume with STS AssumeRole before connecting",
-        ),
-        Key::optional(
-            "roleSessionName",
-            "Session name for AssumeRole (default matih-connectors)",
-        ),
-        Key::optional("externalId", "External id for AssumeRole"),
-        Key::optional(
-            "stsEndpoint",
-            "STS endpoint URL (default: the endpoint override, else sts.<region>.amazonaws.com)",
-        ),
-    ]
-}
-
-/// The SDK's credentials type from our keys.
-pub(crate) fn sdk_credentials(keys: &aws::Keys) -> aws_sdk_redshiftdata::config::Credentials {
-    aws_sdk_redshiftdata::config::Credentials::new(
-        keys.access_key_id.expose(),
-        keys.secret_access_key.expose(),
-        keys.session_token.as_ref().map(|t| t.expose().to_owned()),
-        None,
-        "matih-connectors",
+    matih_connector_core::aws::metadata_keys(
+        "Data API endpoint URL override (VPC endpoint, proxy, emulator)",
     )
 }
 
@@ -151,7 +122,7 @@ impl Driver for RedshiftDriver {
         let probe = Credentials::new()
             .with("accessKeyId", "x")
             .with("secretAccessKey", "x");
-        let s = aws::AwsSettings::parse(cfg, &probe, "redshift-data")?;
+        let s = matih_connector_core::aws::AwsSettings::parse(cfg, &probe, "redshift-data")?;
         Ok(Some((s.host, s.port)))
     }
 
@@ -205,23 +176,6 @@ mod tests {
         assert_eq!(
             d.validate(&cfg2, &creds).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
-        );
-    }
-}
-
-#[cfg(test)]
-mod shared_files {
-    /// `aws.rs` is kept identical to the S3 and DynamoDB crates' copy.
-    #[test]
-    fn aws_file_matches_the_s3_copy() {
-        let here = std::path::Path::new(env!("CARGO_MANIFEST_DIR"));
-        let Ok(theirs) = std::fs::read_to_string(here.join("../s3/src/aws.rs")) else {
-            return;
-        };
-        let ours = std::fs::read_to_string(here.join("src/aws.rs")).unwrap();
-        assert!(
-            ours == theirs,
-            "src/aws.rs differs from crates/drivers/s3/src/aws.rs"
         );
     }
 }

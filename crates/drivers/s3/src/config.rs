@@ -2,7 +2,8 @@
 
 use matih_connector_core::{ConnectionConfig, ConnectorError, Credentials};
 
-use crate::aws::{meta_bool, meta_string, meta_u64, AwsSettings};
+use matih_connector_core::aws::AwsSettings;
+use matih_connector_core::metadata;
 
 /// Objects listed per file set at most (for counts, sizes and formats).
 pub(crate) const DEFAULT_MAX_OBJECTS: u64 = 10_000;
@@ -42,7 +43,7 @@ fn check_bucket(b: &str) -> Result<(), ConnectorError> {
 impl S3Config {
     pub fn parse(cfg: &ConnectionConfig, creds: &Credentials) -> Result<S3Config, ConnectorError> {
         let aws = AwsSettings::parse(cfg, creds, "s3")?;
-        let meta_bucket = meta_string(cfg, "bucket")?;
+        let meta_bucket = metadata::string(cfg, "bucket")?;
         let bucket = match (meta_bucket, cfg.database.clone()) {
             (Some(a), Some(b)) if a != b => {
                 return Err(ConnectorError::invalid_config(
@@ -62,16 +63,17 @@ impl S3Config {
             ));
         }
         // Per-bucket host names cannot exist on an IP address or localhost.
-        let force_path_style = meta_bool(cfg, "forcePathStyle")?
+        let force_path_style = metadata::bool(cfg, "forcePathStyle")?
             .unwrap_or(aws.custom_endpoint && aws.host_is_local_or_ip());
         Ok(S3Config {
             bucket,
             force_path_style,
-            max_objects: meta_u64(cfg, "maxObjectsPerTable", 1, 1_000_000)?
+            max_objects: metadata::u64_in(cfg, "maxObjectsPerTable", 1, 1_000_000)?
                 .unwrap_or(DEFAULT_MAX_OBJECTS),
-            sample_bytes: meta_u64(cfg, "sampleBytes", 1024, 64 << 20)?
+            sample_bytes: metadata::u64_in(cfg, "sampleBytes", 1024, 64 << 20)?
                 .unwrap_or(DEFAULT_SAMPLE_BYTES),
-            sample_files: meta_u64(cfg, "sampleFiles", 1, 100)?.unwrap_or(DEFAULT_SAMPLE_FILES),
+            sample_files: metadata::u64_in(cfg, "sampleFiles", 1, 100)?
+                .unwrap_or(DEFAULT_SAMPLE_FILES),
             aws,
         })
     }

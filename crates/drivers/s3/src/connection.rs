@@ -5,19 +5,18 @@ use aws_sdk_s3::config::timeout::TimeoutConfig;
 use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
+use matih_connector_core::aws::{effective_keys, from_sdk, parse_error, AwsHttp};
 use matih_connector_core::{
     async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
     DiscoveryRequest,
 };
 
-use crate::aws::{effective_keys, Http};
 use crate::config::S3Config;
-use crate::errors::{from_sdk, parse_error};
 
 pub(crate) struct S3Connection {
     pub(crate) cfg: S3Config,
     pub(crate) client: aws_sdk_s3::Client,
-    http: Http,
+    http: AwsHttp,
 }
 
 impl S3Connection {
@@ -25,14 +24,14 @@ impl S3Connection {
         cfg: S3Config,
         ctx: &ConnectContext,
     ) -> Result<S3Connection, ConnectorError> {
-        let http = Http::new(&cfg.aws, ctx)?;
+        let http = AwsHttp::new(&cfg.aws, ctx)?;
         let keys = effective_keys(&cfg.aws, &http).await?;
         let conf = aws_sdk_s3::Config::builder()
             .behavior_version(BehaviorVersion::latest())
             .region(Region::new(cfg.aws.region.clone()))
             .endpoint_url(cfg.aws.endpoint.as_str().trim_end_matches('/'))
             .force_path_style(cfg.force_path_style)
-            .credentials_provider(crate::sdk_credentials(&keys))
+            .credentials_provider(keys.sdk_credentials())
             .http_client(http.clone())
             // Reads only: no request checksums to compute, and ranged reads
             // cannot be checked against whole-object checksums.

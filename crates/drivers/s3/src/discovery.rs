@@ -15,7 +15,7 @@ use matih_connector_core::{
 use serde_json::json;
 
 use crate::connection::S3Connection;
-use crate::errors::{from_sdk, parse_error};
+use matih_connector_core::aws::{from_sdk, parse_error};
 use matih_connector_core::sample::{
     add_csv, add_jsonl, merge_columns, parquet_columns, parquet_footer_len, parquet_metadata,
     Fields, Format, PARQUET_FIRST_READ, PARQUET_MAX_FOOTER, PARQUET_TAIL,

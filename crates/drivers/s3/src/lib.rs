@@ -25,11 +25,9 @@
 //! The catalog mapping, keys, sampling bounds, type inference and error codes
 //! are described in `docs/drivers/s3.md`.
 
-mod aws;
 mod config;
 mod connection;
 mod discovery;
-mod errors;
 
 use matih_connector_core::{
     async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
@@ -88,37 +86,9 @@ pub(crate) fn aws_credential_keys() -> Vec<Key> {
     ]
 }
 
-pub(crate) fn aws_metadata_keys() -> Vec<Key> {
-    vec![
-        Key::optional("region", "AWS region (default us-east-1)"),
-        Key::optional(
-            "endpoint",
-            "Endpoint URL override, e.g. http://127.0.0.1:9000 (or give host/port)",
-        ),
-        Key::optional(
-            "roleArn",
-            "Role to assume with STS AssumeRole before connecting",
-        ),
-        Key::optional(
-            "roleSessionName",
-            "Session name for AssumeRole (default matih-connectors)",
-        ),
-        Key::optional("externalId", "External id for AssumeRole"),
-        Key::optional(
-            "stsEndpoint",
-            "STS endpoint URL (default: the endpoint override, else sts.<region>.amazonaws.com)",
-        ),
-    ]
-}
-
-/// The SDK's credentials type from our keys.
-pub(crate) fn sdk_credentials(keys: &aws::Keys) -> aws_sdk_s3::config::Credentials {
-    aws_sdk_s3::config::Credentials::new(
-        keys.access_key_id.expose(),
-        keys.secret_access_key.expose(),
-        keys.session_token.as_ref().map(|t| t.expose().to_owned()),
-        None,
-        "matih-connectors",
+fn aws_metadata_keys() -> Vec<Key> {
+    matih_connector_core::aws::metadata_keys(
+        "Endpoint URL override, e.g. http://127.0.0.1:9000 (or give host/port)",
     )
 }
 
@@ -139,7 +109,7 @@ impl Driver for S3Driver {
         let probe = Credentials::new()
             .with("accessKeyId", "x")
             .with("secretAccessKey", "x");
-        let s = aws::AwsSettings::parse(cfg, &probe, "s3")?;
+        let s = matih_connector_core::aws::AwsSettings::parse(cfg, &probe, "s3")?;
         Ok(Some((s.host, s.port)))
     }
 

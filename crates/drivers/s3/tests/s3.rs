@@ -373,3 +373,98 @@ async fn tls_is_verified_with_pinned_addresses() {
     .await;
     assert!(c.schemas[0].table("orders").is_some());
 }
+
+/// A fake S3 endpoint written in the test: it answers every request with a
+/// `307 Temporary Redirect` to `location`, as S3 does for a bucket that moved.
+async fn redirecting_fake(location: String) -> std::net::SocketAddr {
+    use tokio::io::{AsyncReadExt, AsyncWriteExt};
+    matih_connector_testkit::fake(
+        "S3 endpoint answering 307 to a denied address, written in the test",
+        "egress_refusals_happen_before_any_packet",
+    );
+    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = l.local_addr().unwrap();
+    tokio::spawn(async move {
+        while let Ok((mut tcp, _)) = l.accept().await {
+            let location = location.clone();
+            tokio::spawn(async move {
+                let mut head = Vec::new();
+                let mut buf = [0u8; 4096];
+                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
+                    match tcp.read(&mut buf).await {
+                        Ok(0) | Err(_) => return,
+                        Ok(n) => head.extend_from_slice(&buf[..n]),
+                    }
+                }
+                let answer = format!(
+                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n\
+                     Content-Length: 0\r\nConnection: close\r\n\r\n"
+                );
+                let _ = tcp.write_all(answer.as_bytes()).await;
+                let _ = tcp.shutdown().await;
+            });
+        }
+    });
+    addr
+}
+
+/// The egress proof of the AWS family (S3, DynamoDB and Redshift share the
+/// core `aws` client): a redirect to a denied address, an STS endpoint and a
+/// service endpoint given as IP literals in a denied network are refused with
+/// EGRESS_DENIED before any packet reaches the denied address, where a
+/// listener records every connection. Runs without a fixture.
+#[tokio::test]
+async fn egress_refusals_happen_before_any_packet() {
+    use matih_connector_core::{ConnectContext, Driver};
+    use matih_connector_testkit::egress::{assert_refused, DeniedListener};
+    let denied = DeniedListener::bind("127.0.0.3").await;
+    let fake = redirecting_fake(denied.url("/latest/meta-data/")).await;
+    let d = S3Driver::new();
+    let case = |endpoint: String, meta: serde_json::Value| {
+        let mut m = json!({"endpoint": endpoint, "region": "us-east-1"});
+        m.as_object_mut()
+            .unwrap()
+            .extend(meta.as_object().unwrap().clone());
+        let cfg = ConnectionConfig {
+            metadata: serde_json::from_value(m).unwrap(),
+            timeouts: Timeouts {
+                connect_ms: 10_000,
+                query_ms: 20_000,
+            },
+            ..Default::default()
+        };
+        let creds = Credentials::new()
+            .with("accessKeyId", "AKIAEXAMPLE")
+            .with("secretAccessKey", "secret-example");
+        Case::new(cfg, creds)
+    };
+
+    // ListBuckets is redirected to the denied address: the hop is checked.
+    let redirect = case(format!("http://{fake}"), json!({}));
+    assert_refused(&d, &redirect, Step::Connect, &denied).await;
+
+    // STS AssumeRole at an IP literal in the denied network.
+    let sts = case(
+        format!("http://{fake}"),
+        json!({"roleArn": "arn:aws:iam::123456789012:role/reader", "stsEndpoint": denied.url("/")}),
+    );
+    assert_refused(&d, &sts, Step::Connect, &denied).await;
+
+    // The service endpoint itself: the connectivity test's DNS step refuses it,
+    // and the client refuses it on its own when handed the address anyway.
+    let direct = case(denied.url(""), json!({}));
+    assert_refused(&d, &direct, Step::Dns, &denied).await;
+    let ctx = ConnectContext {
+        host: Some(denied.addr.ip().to_string()),
+        addrs: vec![denied.addr],
+        timeouts: direct.cfg.timeouts,
+        egress: denied.policy(),
+    };
+    let e = match d.connect(&direct.cfg, &direct.creds, &ctx).await {
+        Ok(_) => panic!("connected to a denied address"),
+        Err(e) => e,
+    };
+    assert_eq!(e.code(), ErrorCode::EgressDenied, "{e}");
+
+    denied.assert_never_reached().await;
+}

@@ -1,30 +1,37 @@
 //! The one place AWS failures become [`ConnectorError`]s: service error codes
 //! (from the SDK, or read from the body when the SDK could not parse it, as
 //! with the XML IAM errors an emulator returns for a JSON API), HTTP statuses,
-//! and transport failures (TLS, I/O, DNS, timeouts).
+//! and transport failures (TLS, I/O, DNS, timeouts, the core client's own
+//! refusals). A driver with service-specific codes passes a
+//! [`RefineAwsCode`] to [`parse_error_with`].
 
 use std::error::Error as StdError;
-use std::io;
 
+use crate::http::errors::{chain, innermost_io};
+use crate::{find_source, ConnectorError, ErrorCode};
 use aws_smithy_runtime_api::client::orchestrator::HttpResponse;
 use aws_smithy_runtime_api::client::result::SdkError;
 use aws_smithy_types::error::metadata::ProvideErrorMetadata;
-use matih_connector_core::{find_source, ConnectorError, ErrorCode};
 use serde_json::Value;
 
 type BoxError = Box<dyn StdError + Send + Sync + 'static>;
 
 /// Something that went wrong talking to AWS.
 #[derive(Debug)]
-pub(crate) enum Failure {
+pub enum Failure {
     /// The service answered with an error status.
     Service {
+        /// The HTTP status.
         status: u16,
+        /// The AWS error code (`NoSuchBucket`, `AccessDeniedException`).
         code: Option<String>,
+        /// The service's message.
         message: Option<String>,
+        /// The request id, for support cases.
         request_id: Option<String>,
         /// S3's `x-amz-bucket-region` header: where the bucket really is.
         bucket_region: Option<String>,
+        /// The SDK's error, kept as the source.
         source: Option<BoxError>,
     },
     /// The request never got an answer: connect, TLS, DNS, reset.
@@ -61,7 +68,7 @@ fn bucket_region(raw: &HttpResponse) -> Option<String> {
 }
 
 /// Classifies an SDK error, keeping the SDK's error as the source.
-pub(crate) fn from_sdk<E>(err: SdkError<E, HttpResponse>) -> Failure
+pub fn from_sdk<E>(err: SdkError<E, HttpResponse>) -> Failure
 where
     E: ProvideErrorMetadata + StdError + Send + Sync + 'static,
 {
@@ -118,7 +125,7 @@ where
 
 /// AWS error code → our code. Codes are those the S3, DynamoDB, STS and IAM
 /// documentation lists; unknown codes fall back to the status.
-pub(crate) fn code_for(aws_code: &str, status: u16) -> ErrorCode {
+pub fn code_for(aws_code: &str, status: u16) -> ErrorCode {
     match aws_code {
         "InvalidAccessKeyId"
         | "SignatureDoesNotMatch"
@@ -183,7 +190,7 @@ pub(crate) fn code_for(aws_code: &str, status: u16) -> ErrorCode {
 
 /// HTTP status → our code, for errors without a recognized AWS code (HEAD
 /// requests carry no body).
-pub(crate) fn status_code(status: u16) -> ErrorCode {
+pub fn status_code(status: u16) -> ErrorCode {
     match status {
         401 => ErrorCode::AuthenticationFailed,
         403 => ErrorCode::PermissionDenied,
@@ -200,8 +207,18 @@ fn retryable(code: ErrorCode, status: u16) -> bool {
     code.is_retryable() || matches!(status, 500 | 502 | 503 | 504)
 }
 
+/// A driver's reading of its service's own error codes: given the AWS code,
+/// the message and the status, `Some` overrides [`code_for`].
+pub type RefineAwsCode =
+    fn(aws_code: &str, message: Option<&str>, status: u16) -> Option<ErrorCode>;
+
 /// Maps a failure. `what` says what we were doing and holds no secret.
-pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
+pub fn parse_error(failure: Failure, what: &str) -> ConnectorError {
+    parse_error_with(failure, what, |_, _, _| None)
+}
+
+/// [`parse_error`] with the driver's own codes tried first.
+pub fn parse_error_with(failure: Failure, what: &str, refine: RefineAwsCode) -> ConnectorError {
     match failure {
         Failure::Service {
             status,
@@ -212,7 +229,9 @@ pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
             source,
         } => {
             let ours = match code.as_deref() {
-                Some(c) => code_for(c, status),
+                Some(c) => {
+                    refine(c, message.as_deref(), status).unwrap_or_else(|| code_for(c, status))
+                }
                 None => status_code(status),
             };
             let mut msg = format!("{what}: HTTP {status}");
@@ -276,8 +295,12 @@ pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
 fn transport(e: BoxError, what: &str) -> ConnectorError {
     let err: &(dyn StdError + 'static) = &*e;
     if let Some(ours) = find_source::<ConnectorError>(err) {
-        return ConnectorError::new(ours.code(), format!("{what}: {}", ours.message()))
-            .with_source(Boxed(e));
+        let mut mapped = ConnectorError::new(ours.code(), format!("{what}: {}", ours.message()))
+            .with_retryable(ours.is_retryable());
+        for (k, v) in ours.context() {
+            mapped = mapped.with_context(k, v);
+        }
+        return mapped.with_source(Boxed(e));
     }
     if let Some(t) = find_source::<rustls::Error>(err) {
         return ConnectorError::new(ErrorCode::SslHandshakeFailed, format!("{what}: TLS: {t}"))
@@ -304,41 +327,8 @@ fn transport(e: BoxError, what: &str) -> ConnectorError {
     ConnectorError::new(code, format!("{what}: {detail}")).with_source(Boxed(e))
 }
 
-/// The deepest `io::Error` in the chain: its kind is the real cause.
-fn innermost_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
-    let mut found = None;
-    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 32) {
-        hops += 1;
-        cur = match e.downcast_ref::<io::Error>() {
-            Some(io) => {
-                found = Some(io);
-                io.get_ref().map(|i| i as &(dyn StdError + 'static))
-            }
-            None => e.source(),
-        };
-    }
-    found
-}
-
-/// The error and its causes on one line, repeated parts dropped.
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 16) {
-        hops += 1;
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    one_line(&parts.join(": "))
-}
-
-fn one_line(s: &str) -> String {
+/// Whitespace collapsed, at most 300 characters: service messages in ours.
+pub fn one_line(s: &str) -> String {
     s.split_whitespace()
         .collect::<Vec<_>>()
         .join(" ")
@@ -365,7 +355,7 @@ impl StdError for Boxed {
 
 /// The text of the first `<name>…</name>` element, entities decoded. Enough
 /// for AWS's flat error and STS documents.
-pub(crate) fn xml_text(doc: &str, name: &str) -> Option<String> {
+pub fn xml_text(doc: &str, name: &str) -> Option<String> {
     let open = format!("<{name}>");
     let close = format!("</{name}>");
     let start = doc.find(&open)? + open.len();
@@ -408,6 +398,7 @@ fn body_fields(body: &[u8]) -> (Option<String>, Option<String>, Option<String>) 
 #[cfg(test)]
 mod tests {
     use super::*;
+    use std::io;
 
     fn service(status: u16, body: &str) -> ConnectorError {
         parse_error(Failure::from_body(status, body.as_bytes()), "ListTables")
@@ -519,6 +510,49 @@ mod tests {
             parse_error(Failure::Construction(c), "x").code(),
             ErrorCode::InvalidConfiguration
         );
+    }
+
+    #[test]
+    fn a_driver_refines_its_own_codes_first() {
+        fn refine(code: &str, message: Option<&str>, _status: u16) -> Option<ErrorCode> {
+            match code {
+                "ValidationException" if message.is_some_and(|m| m.contains("does not exist")) => {
+                    Some(ErrorCode::DatabaseNotFound)
+                }
+                "AccessDenied" => Some(ErrorCode::SourceError),
+                _ => None,
+            }
+        }
+        let body = r#"{"__type":"ValidationException","message":"Workgroup wg does not exist."}"#;
+        let f = || Failure::from_body(400, body.as_bytes());
+        assert_eq!(parse_error(f(), "x").code(), ErrorCode::SourceError);
+        assert_eq!(
+            parse_error_with(f(), "x", refine).code(),
+            ErrorCode::DatabaseNotFound
+        );
+        let denied = Failure::from_body(403, b"<Error><Code>AccessDenied</Code></Error>");
+        assert_eq!(
+            parse_error_with(denied, "x", refine).code(),
+            ErrorCode::SourceError
+        );
+        // Unknown codes still fall back to the shared table.
+        let slow = Failure::from_body(503, b"<Error><Code>SlowDown</Code></Error>");
+        assert_eq!(
+            parse_error_with(slow, "x", refine).code(),
+            ErrorCode::RateLimited
+        );
+    }
+
+    #[test]
+    fn our_own_errors_keep_code_context_and_retryability() {
+        let inner = ConnectorError::new(ErrorCode::EgressDenied, "169.254.169.254 denied")
+            .with_context("url", "http://169.254.169.254/")
+            .with_retryable(false);
+        let e = parse_error(Failure::Transport(Box::new(inner)), "ListBuckets");
+        assert_eq!(e.code(), ErrorCode::EgressDenied);
+        assert_eq!(e.context_value("url"), Some("http://169.254.169.254/"));
+        assert!(!e.is_retryable());
+        assert!(e.message().starts_with("ListBuckets: "), "{}", e.message());
     }
 
     #[test]
