@@ -34,6 +34,10 @@ pub struct Settings {
     pub body_limit_bytes: usize,
     /// Snapshots kept per connector.
     pub snapshots_kept: i64,
+    /// Lease of a create's plan-slot reservation (renewed at a third of it).
+    pub create_lease: Duration,
+    /// Reconciliation removes a secret without a connector only this old.
+    pub orphan_secret_min_age: Duration,
 }
 
 impl Settings {
@@ -47,6 +51,8 @@ impl Settings {
                 .map_err(|e| anyhow::anyhow!("egress policy: {e}"))?,
             body_limit_bytes: c.body_limit_bytes,
             snapshots_kept: 10,
+            create_lease: Duration::from_secs(c.create_lease_secs.max(1)),
+            orphan_secret_min_age: Duration::from_secs(c.orphan_secret_min_age_secs),
         })
     }
 }

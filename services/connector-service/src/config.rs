@@ -38,6 +38,12 @@ CONFIGURATION
   MATIH_EGRESS_ALLOW           CIDRs connectors may reach (comma separated; empty = all
                                but the default-denied link-local/metadata networks)
   MATIH_EGRESS_DENY            CIDRs connectors may never reach
+  MATIH_RECONCILE_INTERVAL_SECS time between reconciliations (slot counts, orphan
+                               secrets); also run at start-up; 0 = start-up only [300]
+  MATIH_ORPHAN_SECRET_MIN_AGE_SECS  a secret without a connector is removed only once
+                               this old (longer than the longest create) [900]
+  MATIH_CREATE_LEASE_SECS      lease of a create's plan-slot reservation, renewed while
+                               it runs; a dead process's slots free after it [30]
   MATIH_LOG                    log filter (tracing EnvFilter syntax) [info]
 ";
 
@@ -71,6 +77,9 @@ pub struct Config {
     pub body_limit_bytes: usize,
     pub egress_allow: String,
     pub egress_deny: String,
+    pub reconcile_interval_secs: u64,
+    pub orphan_secret_min_age_secs: u64,
+    pub create_lease_secs: u64,
     pub log: String,
     /// The `[health]` table: scheduler and notifications.
     pub health: crate::health::HealthConfig,
@@ -99,6 +108,9 @@ impl Default for Config {
             body_limit_bytes: 1 << 20,
             egress_allow: String::new(),
             egress_deny: String::new(),
+            reconcile_interval_secs: 300,
+            orphan_secret_min_age_secs: 900,
+            create_lease_secs: 30,
             log: "info".into(),
             health: Default::default(),
         }
@@ -205,6 +217,9 @@ impl Config {
                 "BODY_LIMIT_BYTES" => self.body_limit_bytes = num(&k, &v)?,
                 "EGRESS_ALLOW" => self.egress_allow = v,
                 "EGRESS_DENY" => self.egress_deny = v,
+                "RECONCILE_INTERVAL_SECS" => self.reconcile_interval_secs = num(&k, &v)?,
+                "ORPHAN_SECRET_MIN_AGE_SECS" => self.orphan_secret_min_age_secs = num(&k, &v)?,
+                "CREATE_LEASE_SECS" => self.create_lease_secs = num(&k, &v)?,
                 "LOG" => self.log = v,
                 _ => {
                     self.health.apply_env(name, &v)?;

@@ -23,4 +23,5 @@ pub mod model;
 pub mod openapi;
 pub mod reconcile;
 pub mod secrets;
+pub mod slots;
 pub mod store;

@@ -81,17 +81,13 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         )
         .init();
     let state = AppState::from_config(&config).await?;
-    let repair = state.store.backend() == "sqlite";
-    match matih_connector_service::reconcile::reconcile(&state, repair).await {
-        Ok(r) if !r.orphan_secrets.is_empty() || r.recounted_tenants > 0 => tracing::warn!(
-            orphans = r.orphan_secrets.len(),
-            removed = r.removed,
-            recounted_tenants = r.recounted_tenants,
-            "reconciled secrets and plan slots"
-        ),
-        Ok(_) => {}
-        Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
-    }
+    // Start-up reconciliation before serving, then periodically, on every
+    // store: slot counts from rows, orphan secrets removed.
+    matih_connector_service::reconcile::run_logged(&state).await;
+    let reconciler = matih_connector_service::reconcile::spawn(
+        state.clone(),
+        std::time::Duration::from_secs(config.reconcile_interval_secs),
+    );
     let health = matih_connector_service::health::start(&state, &config.health)?;
     let listener = tokio::net::TcpListener::bind(&config.listen)
         .await
@@ -111,5 +107,6 @@ async fn serve(config: Config) -> anyhow::Result<()> {
     if let Some(h) = health {
         h.stop();
     }
+    reconciler.abort();
     Ok(())
 }

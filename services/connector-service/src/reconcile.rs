@@ -1,14 +1,23 @@
-//! Start-up repair: finds secrets no connector references (left by a process
-//! that died between writing a secret and saving its row, or by a failed
-//! clean-up) and recounts plan slots held by creates that never finished.
+//! Reconciliation, at start-up and every `MATIH_RECONCILE_INTERVAL_SECS`, on
+//! every store: drops create reservations whose lease ended (their process
+//! died), recomputes each tenant's slot count from its rows and live
+//! reservations, and removes orphan secrets — secrets no connector row
+//! references and no live reservation names, written at least
+//! `MATIH_ORPHAN_SECRET_MIN_AGE_SECS` ago.
 //!
-//! Both repairs assume no create is in flight, which holds at start-up for the
-//! embedded SQLite store (one process owns it). With a shared PostgreSQL store
-//! other replicas may be mid-create, so orphans are only reported there.
+//! Safe with several replicas: counts are recomputed under the tenant row's
+//! lock (see `slots.rs`), a create in flight on any replica holds a live
+//! reservation naming its secret, and the secrets are listed before the rows
+//! and reservations are read, so a create finishing in between is seen with
+//! its row.
 
 use std::collections::BTreeSet;
+use std::time::Duration;
+
+use chrono::Utc;
 
 use crate::app::AppState;
+use crate::model::ts;
 
 /// What a reconciliation found and did.
 #[derive(Debug, Default, PartialEq, Eq)]
@@ -16,28 +25,48 @@ pub struct Report {
     pub orphan_secrets: Vec<String>,
     pub removed: usize,
     pub recounted_tenants: usize,
+    pub expired_reservations: u64,
 }
 
+/// One pass. With `repair` false it only reports orphans (nothing changes).
 pub async fn reconcile(state: &AppState, repair: bool) -> anyhow::Result<Report> {
     let mut report = Report::default();
+    let min_age = state.settings.orphan_secret_min_age;
+    if repair {
+        report.expired_reservations = state
+            .store
+            .delete_expired_reservations(&ts(Utc::now()))
+            .await?;
+    }
     for tenant in state.store.list_tenants().await? {
         let namespace = format!("{}{}", state.settings.namespace_prefix, tenant.slug);
+        // Secrets first: anything written after this is not judged now.
+        let secrets = match state.secrets.list_with_age(&namespace).await {
+            Ok(s) => s,
+            Err(e) => {
+                tracing::warn!(namespace, error = %e, "could not list secrets to reconcile");
+                Vec::new()
+            }
+        };
+        let now = ts(Utc::now());
         let connectors = state.store.list_connectors(tenant.id).await?;
+        let reserved: BTreeSet<String> = state
+            .store
+            .reserved_secrets(tenant.id, &now)
+            .await?
+            .into_iter()
+            .collect();
         let referenced: BTreeSet<&str> = connectors
             .iter()
             .map(|c| c.credential_secret_name.as_str())
             .collect();
-        let secrets = match state.secrets.list(&namespace).await {
-            Ok(s) => s,
-            Err(e) => {
-                tracing::warn!(namespace, error = %e, "could not list secrets to reconcile");
+        for (name, age) in secrets {
+            if referenced.contains(name.as_str())
+                || reserved.contains(&format!("{namespace}/{name}"))
+                || age.is_some_and(|a| a < min_age)
+            {
                 continue;
             }
-        };
-        for name in secrets
-            .into_iter()
-            .filter(|n| !referenced.contains(n.as_str()))
-        {
             tracing::warn!(namespace, secret = %name, repair, "secret without a connector");
             if repair {
                 let r = crate::secrets::SecretRef {
@@ -55,13 +84,48 @@ pub async fn reconcile(state: &AppState, repair: bool) -> anyhow::Result<Report>
             }
             report.orphan_secrets.push(format!("{namespace}/{name}"));
         }
-        if repair && tenant.connector_count != connectors.len() as i64 {
-            state
-                .store
-                .set_slots(tenant.id, connectors.len() as i64)
-                .await?;
-            report.recounted_tenants += 1;
+        if repair {
+            let (before, after) = state.store.recount_slots(tenant.id, &now).await?;
+            if before != after {
+                tracing::warn!(tenant = %tenant.id, before, after, "recounted plan slots");
+                report.recounted_tenants += 1;
+            }
         }
     }
     Ok(report)
+}
+
+/// One pass, logged; errors are logged, never fatal.
+pub async fn run_logged(state: &AppState) {
+    match reconcile(state, true).await {
+        Ok(r)
+            if !r.orphan_secrets.is_empty()
+                || r.recounted_tenants > 0
+                || r.expired_reservations > 0 =>
+        {
+            tracing::warn!(
+                orphans = r.orphan_secrets.len(),
+                removed = r.removed,
+                recounted_tenants = r.recounted_tenants,
+                expired_reservations = r.expired_reservations,
+                "reconciled secrets and plan slots"
+            )
+        }
+        Ok(_) => {}
+        Err(e) => tracing::warn!(error = %e, "reconciliation failed"),
+    }
+}
+
+/// Runs a pass every `interval` (0: never) in the background; the start-up
+/// pass is the caller's, before it serves.
+pub fn spawn(state: AppState, interval: Duration) -> tokio::task::JoinHandle<()> {
+    tokio::spawn(async move {
+        if interval.is_zero() {
+            return;
+        }
+        loop {
+            tokio::time::sleep(interval).await;
+            run_logged(&state).await;
+        }
+    })
 }

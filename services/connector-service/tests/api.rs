@@ -938,8 +938,29 @@ async fn reconcile_removes_orphan_secrets_and_recounts_slots() {
         .with("username", "u")
         .with("password", "p");
     h.state.secrets.create(&orphan, &creds).await.unwrap();
-    assert!(h.state.store.reserve_slot(tenant, Some(2)).await.unwrap());
+    // And what an older version's crash left: a slot counted with no row.
+    h.state.store.set_slots(tenant, 2).await.unwrap();
 
+    // Just written: it may be a create in flight on a replica that has not
+    // named it yet, so it is left alone until it is older than the longest
+    // create (MATIH_ORPHAN_SECRET_MIN_AGE_SECS, 900 s by default).
+    let young = matih_connector_service::reconcile::reconcile(&h.state, true)
+        .await
+        .unwrap();
+    assert!(young.orphan_secrets.is_empty(), "{young:?}");
+    assert_eq!(young.recounted_tenants, 1, "the count is repaired at once");
+    h.state.store.set_slots(tenant, 2).await.unwrap();
+    let file = h
+        .dir
+        .join("secrets")
+        .join("matih-recon")
+        .join(format!("{}.secret", orphan.name));
+    std::fs::File::options()
+        .write(true)
+        .open(&file)
+        .unwrap()
+        .set_modified(std::time::SystemTime::now() - Duration::from_secs(3600))
+        .unwrap();
     let dry = matih_connector_service::reconcile::reconcile(&h.state, false)
         .await
         .unwrap();

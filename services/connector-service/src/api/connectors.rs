@@ -360,12 +360,9 @@ async fn create(
         ));
     }
 
-    // 2. Plan limit: a slot taken atomically, given back on any later failure.
-    if !state
-        .store
-        .reserve_slot(tenant.id, tier.max_connectors())
-        .await?
-    {
+    // 2. Plan limit: a slot taken atomically, given back on any later failure
+    // (or, if this process dies, when its reservation's lease ends).
+    let Some(held) = crate::slots::reserve(&state, tenant.id, tier.max_connectors()).await? else {
         let limit = tier.max_connectors().unwrap_or_default();
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
@@ -373,14 +370,20 @@ async fn create(
             format!("the {} plan allows at most {limit} connectors; upgrade the plan or delete a connector", tier.as_str()),
         )
         .with_details(serde_json::json!({"tier": tier.as_str(), "limit": limit})));
-    }
+    };
 
-    let result =
-        create_after_reservation(&state, &tenant, spec, name.trim().to_owned(), driver, cfg).await;
+    let result = create_after_reservation(
+        &state,
+        &tenant,
+        spec,
+        name.trim().to_owned(),
+        driver,
+        cfg,
+        &held,
+    )
+    .await;
     if result.is_err() {
-        if let Err(e) = state.store.release_slot(tenant.id).await {
-            tracing::error!(tenant = %tenant.id, error = %e, "could not release a connector slot");
-        }
+        held.release().await;
     }
     result
 }
@@ -392,6 +395,7 @@ async fn create_after_reservation(
     name: String,
     driver: Arc<dyn Driver>,
     cfg: ConnectionConfig,
+    held: &crate::slots::Held,
 ) -> Result<ConnectorWithTest, AppError> {
     // 3. The secret, in the tenant's namespace. The name holds 8 hex digits of
     // the id; on the rare clash, draw another id.
@@ -404,6 +408,7 @@ async fn create_after_reservation(
     );
     let mut attempts = 0;
     loop {
+        held.name_secret(&secret.namespace, &secret.name).await?;
         match state.secrets.create(&secret, &spec.credentials).await {
             Ok(()) => break,
             Err(SecretError::AlreadyExists(_)) if attempts < 3 => {
@@ -447,7 +452,7 @@ async fn create_after_reservation(
             updated_at: now,
         };
         apply_report(state, &mut c, &report);
-        state.store.insert_connector(&c).await?;
+        held.save(&c).await?;
         Ok::<_, AppError>((c, report))
     }
     .await;

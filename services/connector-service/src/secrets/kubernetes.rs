@@ -183,4 +183,31 @@ impl SecretStore for KubernetesSecretStore {
         names.sort();
         Ok(names)
     }
+
+    async fn list_with_age(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<(String, Option<std::time::Duration>)>, SecretError> {
+        let lp = ListParams::default().labels(LABEL_ID);
+        let list = self
+            .api(namespace)
+            .list(&lp)
+            .await
+            .map_err(|e| map_err(namespace, e))?;
+        let now = chrono::Utc::now();
+        let mut out: Vec<_> = list
+            .items
+            .into_iter()
+            .filter_map(|s| {
+                let age = s
+                    .metadata
+                    .creation_timestamp
+                    .as_ref()
+                    .and_then(|t| (now - t.0).to_std().ok());
+                s.metadata.name.map(|n| (n, age))
+            })
+            .collect();
+        out.sort();
+        Ok(out)
+    }
 }

@@ -289,6 +289,24 @@ impl SecretStore for LocalSecretStore {
         out.sort();
         Ok(out)
     }
+
+    async fn list_with_age(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<(String, Option<std::time::Duration>)>, SecretError> {
+        let dir = self.root.join(safe_component(namespace)?);
+        let mut out = Vec::new();
+        for name in self.list(namespace).await? {
+            // A file removed meanwhile has no age; the next pass will not list it.
+            let age = tokio::fs::metadata(dir.join(format!("{name}.secret")))
+                .await
+                .ok()
+                .and_then(|m| m.modified().ok())
+                .map(|t| t.elapsed().unwrap_or_default());
+            out.push((name, age));
+        }
+        Ok(out)
+    }
 }
 
 #[cfg(test)]

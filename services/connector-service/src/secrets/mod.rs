@@ -57,4 +57,17 @@ pub trait SecretStore: Send + Sync + 'static {
     async fn delete(&self, r: &SecretRef) -> Result<(), SecretError>;
     /// Names of the connector secrets in a namespace (for reconciling orphans).
     async fn list(&self, namespace: &str) -> Result<Vec<String>, SecretError>;
+    /// The same names with how long ago each secret was written, where the
+    /// store knows (`None`: unknown, treated as old enough to reconcile).
+    async fn list_with_age(
+        &self,
+        namespace: &str,
+    ) -> Result<Vec<(String, Option<std::time::Duration>)>, SecretError> {
+        Ok(self
+            .list(namespace)
+            .await?
+            .into_iter()
+            .map(|n| (n, None))
+            .collect())
+    }
 }

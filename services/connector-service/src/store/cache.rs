@@ -100,20 +100,60 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.forget_tenant(id);
         r
     }
-    async fn reserve_slot(&self, tenant: Uuid, limit: Option<i64>) -> Result<bool> {
-        let r = self.inner.reserve_slot(tenant, limit).await;
-        self.forget_tenant(tenant);
-        r
-    }
-    async fn release_slot(&self, tenant: Uuid) -> Result<()> {
-        let r = self.inner.release_slot(tenant).await;
-        self.forget_tenant(tenant);
-        r
-    }
     async fn set_slots(&self, tenant: Uuid, count: i64) -> Result<()> {
         let r = self.inner.set_slots(tenant, count).await;
         self.forget_tenant(tenant);
         r
+    }
+    async fn reserve_create(
+        &self,
+        tenant: Uuid,
+        limit: Option<i64>,
+        reservation: Uuid,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<bool> {
+        let r = self
+            .inner
+            .reserve_create(tenant, limit, reservation, now, lease_until)
+            .await;
+        self.forget_tenant(tenant);
+        r
+    }
+    async fn renew_reservation(
+        &self,
+        reservation: Uuid,
+        secret_name: Option<&str>,
+        lease_until: &str,
+    ) -> Result<bool> {
+        self.inner
+            .renew_reservation(reservation, secret_name, lease_until)
+            .await
+    }
+    async fn insert_reserved_connector(&self, c: &Connector, reservation: Uuid) -> Result<bool> {
+        let r = self.inner.insert_reserved_connector(c, reservation).await;
+        self.forget(c.id);
+        self.forget_tenant(c.tenant_id);
+        r
+    }
+    async fn release_reservation(&self, tenant: Uuid, reservation: Uuid, now: &str) -> Result<()> {
+        let r = self
+            .inner
+            .release_reservation(tenant, reservation, now)
+            .await;
+        self.forget_tenant(tenant);
+        r
+    }
+    async fn recount_slots(&self, tenant: Uuid, now: &str) -> Result<(i64, i64)> {
+        let r = self.inner.recount_slots(tenant, now).await;
+        self.forget_tenant(tenant);
+        r
+    }
+    async fn reserved_secrets(&self, tenant: Uuid, now: &str) -> Result<Vec<String>> {
+        self.inner.reserved_secrets(tenant, now).await
+    }
+    async fn delete_expired_reservations(&self, now: &str) -> Result<u64> {
+        self.inner.delete_expired_reservations(now).await
     }
     async fn insert_connector(&self, c: &Connector) -> Result<()> {
         let r = self.inner.insert_connector(c).await;

@@ -40,13 +40,41 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn list_tenants(&self) -> Result<Vec<Tenant>>;
     async fn set_tier(&self, id: Uuid, tier: Tier, updated_at: &str) -> Result<Option<Tenant>>;
 
-    /// Takes one connector slot if the tenant is under `limit` (`None`:
-    /// unlimited), atomically; false when the plan is full.
-    async fn reserve_slot(&self, tenant: Uuid, limit: Option<i64>) -> Result<bool>;
-    /// Gives back a slot reserved by a create that did not save.
-    async fn release_slot(&self, tenant: Uuid) -> Result<()>;
-    /// Sets the slot count outright (start-up reconciliation).
+    /// Sets the slot count outright (tests; reconciliation uses `recount_slots`).
     async fn set_slots(&self, tenant: Uuid, count: i64) -> Result<()>;
+
+    /// Takes a plan slot for a create in flight, as reservation `reservation`
+    /// leased until `lease_until`: under the tenant's lock, counts connector
+    /// rows plus live reservations, refuses at `limit` (`None`: unlimited),
+    /// and stores the recomputed count. False when the plan is full.
+    async fn reserve_create(
+        &self,
+        tenant: Uuid,
+        limit: Option<i64>,
+        reservation: Uuid,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<bool>;
+    /// Extends a reservation's lease and records the secret its create writes
+    /// (`namespace/name`); false when the reservation is gone.
+    async fn renew_reservation(
+        &self,
+        reservation: Uuid,
+        secret_name: Option<&str>,
+        lease_until: &str,
+    ) -> Result<bool>;
+    /// Saves the connector in place of its reservation, in one transaction;
+    /// false (nothing saved) when the reservation is gone.
+    async fn insert_reserved_connector(&self, c: &Connector, reservation: Uuid) -> Result<bool>;
+    /// Drops a reservation whose create failed and recounts the tenant.
+    async fn release_reservation(&self, tenant: Uuid, reservation: Uuid, now: &str) -> Result<()>;
+    /// Recomputes the tenant's count (rows + live reservations) under its lock;
+    /// returns the count before and after.
+    async fn recount_slots(&self, tenant: Uuid, now: &str) -> Result<(i64, i64)>;
+    /// The secrets (`namespace/name`) live reservations of the tenant write.
+    async fn reserved_secrets(&self, tenant: Uuid, now: &str) -> Result<Vec<String>>;
+    /// Deletes reservations whose lease ended (their process died).
+    async fn delete_expired_reservations(&self, now: &str) -> Result<u64>;
 
     async fn insert_connector(&self, c: &Connector) -> Result<()>;
     async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>>;

@@ -16,7 +16,22 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "health",
         include_str!("../../migrations/0002_health.sql"),
     ),
+    (
+        3,
+        "reservations",
+        include_str!("../../migrations/0003_reservations.sql"),
+    ),
 ];
+
+/// Connector rows plus live reservations: the slots a tenant holds. Run after
+/// the tenant row is locked, in the same transaction.
+const SLOTS_HELD: &str = "SELECT (SELECT COUNT(*) FROM connectors WHERE tenant_id = $1) + \
+     (SELECT COUNT(*) FROM create_reservations WHERE tenant_id = $1 AND lease_until > $2)";
+
+/// Locks the tenant row (PostgreSQL) or the database (SQLite) until the end of
+/// the transaction: every change to a tenant's slot count goes through it, and
+/// statements after it see everything committed before it was granted.
+const LOCK_TENANT: &str = "UPDATE tenants SET connector_count = connector_count WHERE id = $1";
 
 /// Serializes migrations across replicas sharing one PostgreSQL database.
 const MIGRATION_LOCK: i64 = 0x6d61_7469_6863;
@@ -130,6 +145,56 @@ const CONNECTOR_COLUMNS: &str =
     "id, tenant_id, name, type, host, port, database_name, schema_name, \
     credential_secret_name, ssl_enabled, ssl_mode, ssl_ca_pem, status, last_tested_at, \
     last_test_result, last_error_code, metadata, timeouts, created_at, updated_at";
+
+async fn insert_connector_row(conn: &mut sqlx::AnyConnection, c: &Connector) -> Result<()> {
+    let sql = format!(
+        "INSERT INTO connectors ({CONNECTOR_COLUMNS}) VALUES \
+         ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
+    );
+    sqlx::query(&sql)
+        .bind(c.id.to_string())
+        .bind(c.tenant_id.to_string())
+        .bind(&c.name)
+        .bind(c.connector_type.as_str().to_owned())
+        .bind(c.host.clone())
+        .bind(c.port.map(i64::from))
+        .bind(c.database.clone())
+        .bind(c.schema.clone())
+        .bind(&c.credential_secret_name)
+        .bind(i64::from(c.ssl_enabled))
+        .bind(c.ssl_mode.map(|m| m.as_str().to_owned()))
+        .bind(c.ssl_ca_pem.clone())
+        .bind(c.status.as_str())
+        .bind(c.last_tested_at.clone())
+        .bind(c.last_test_result.clone())
+        .bind(c.last_error_code.clone())
+        .bind(serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
+        .bind(serde_json::to_string(&c.timeouts).unwrap_or_else(|_| "{}".into()))
+        .bind(&c.created_at)
+        .bind(&c.updated_at)
+        .execute(conn)
+        .await
+        .map_err(|e| {
+            unique_violation(e, "a connector with this name already exists in the tenant")
+        })?;
+    Ok(())
+}
+
+/// Sets the tenant's count to rows plus live reservations; the tenant row must
+/// be locked by the transaction.
+async fn recount(conn: &mut sqlx::AnyConnection, tenant: Uuid, now: &str) -> Result<i64> {
+    let held: i64 = sqlx::query_scalar(SLOTS_HELD)
+        .bind(tenant.to_string())
+        .bind(now)
+        .fetch_one(&mut *conn)
+        .await?;
+    sqlx::query("UPDATE tenants SET connector_count = $1 WHERE id = $2")
+        .bind(held)
+        .bind(tenant.to_string())
+        .execute(&mut *conn)
+        .await?;
+    Ok(held)
+}
 
 impl SqlStore {
     pub(super) fn new(pool: AnyPool, backend: &'static str) -> Self {
@@ -252,40 +317,6 @@ impl MetadataStore for SqlStore {
         self.get_tenant(id).await
     }
 
-    async fn reserve_slot(&self, tenant: Uuid, limit: Option<i64>) -> Result<bool> {
-        let done = match limit {
-            Some(limit) => {
-                sqlx::query(
-                    "UPDATE tenants SET connector_count = connector_count + 1 \
-                 WHERE id = $1 AND connector_count < $2",
-                )
-                .bind(tenant.to_string())
-                .bind(limit)
-                .execute(&self.pool)
-                .await?
-            }
-            None => {
-                sqlx::query(
-                    "UPDATE tenants SET connector_count = connector_count + 1 WHERE id = $1",
-                )
-                .bind(tenant.to_string())
-                .execute(&self.pool)
-                .await?
-            }
-        };
-        Ok(done.rows_affected() == 1)
-    }
-
-    async fn release_slot(&self, tenant: Uuid) -> Result<()> {
-        sqlx::query(
-            "UPDATE tenants SET connector_count = connector_count - 1 WHERE id = $1 AND connector_count > 0",
-        )
-        .bind(tenant.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     async fn set_slots(&self, tenant: Uuid, count: i64) -> Result<()> {
         sqlx::query("UPDATE tenants SET connector_count = $1 WHERE id = $2")
             .bind(count)
@@ -295,38 +326,143 @@ impl MetadataStore for SqlStore {
         Ok(())
     }
 
-    async fn insert_connector(&self, c: &Connector) -> Result<()> {
-        let sql = format!(
-            "INSERT INTO connectors ({CONNECTOR_COLUMNS}) VALUES \
-             ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11, $12, $13, $14, $15, $16, $17, $18, $19, $20)"
-        );
-        sqlx::query(&sql)
-            .bind(c.id.to_string())
-            .bind(c.tenant_id.to_string())
-            .bind(&c.name)
-            .bind(c.connector_type.as_str().to_owned())
-            .bind(c.host.clone())
-            .bind(c.port.map(i64::from))
-            .bind(c.database.clone())
-            .bind(c.schema.clone())
-            .bind(&c.credential_secret_name)
-            .bind(i64::from(c.ssl_enabled))
-            .bind(c.ssl_mode.map(|m| m.as_str().to_owned()))
-            .bind(c.ssl_ca_pem.clone())
-            .bind(c.status.as_str())
-            .bind(c.last_tested_at.clone())
-            .bind(c.last_test_result.clone())
-            .bind(c.last_error_code.clone())
-            .bind(serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
-            .bind(serde_json::to_string(&c.timeouts).unwrap_or_else(|_| "{}".into()))
-            .bind(&c.created_at)
-            .bind(&c.updated_at)
-            .execute(&self.pool)
-            .await
-            .map_err(|e| {
-                unique_violation(e, "a connector with this name already exists in the tenant")
-            })?;
+    async fn reserve_create(
+        &self,
+        tenant: Uuid,
+        limit: Option<i64>,
+        reservation: Uuid,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let locked = sqlx::query(LOCK_TENANT)
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if locked.rows_affected() != 1 {
+            return Ok(false);
+        }
+        let held: i64 = sqlx::query_scalar(SLOTS_HELD)
+            .bind(tenant.to_string())
+            .bind(now)
+            .fetch_one(&mut *tx)
+            .await?;
+        if limit.is_some_and(|l| held >= l) {
+            // Still worth correcting a count a crash left behind.
+            sqlx::query("UPDATE tenants SET connector_count = $1 WHERE id = $2")
+                .bind(held)
+                .bind(tenant.to_string())
+                .execute(&mut *tx)
+                .await?;
+            tx.commit().await?;
+            return Ok(false);
+        }
+        sqlx::query(
+            "INSERT INTO create_reservations (id, tenant_id, created_at, lease_until) \
+             VALUES ($1, $2, $3, $4)",
+        )
+        .bind(reservation.to_string())
+        .bind(tenant.to_string())
+        .bind(now)
+        .bind(lease_until)
+        .execute(&mut *tx)
+        .await?;
+        sqlx::query("UPDATE tenants SET connector_count = $1 WHERE id = $2")
+            .bind(held + 1)
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn renew_reservation(
+        &self,
+        reservation: Uuid,
+        secret_name: Option<&str>,
+        lease_until: &str,
+    ) -> Result<bool> {
+        let done = sqlx::query(
+            "UPDATE create_reservations SET lease_until = $1, \
+             secret_name = COALESCE($2, secret_name) WHERE id = $3",
+        )
+        .bind(lease_until)
+        .bind(secret_name.map(str::to_owned))
+        .bind(reservation.to_string())
+        .execute(&self.pool)
+        .await?;
+        Ok(done.rows_affected() == 1)
+    }
+
+    async fn insert_reserved_connector(&self, c: &Connector, reservation: Uuid) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        // The row replaces the reservation in one transaction, so the slot
+        // count (rows + live reservations) never sees both or neither.
+        let gone = sqlx::query("DELETE FROM create_reservations WHERE id = $1")
+            .bind(reservation.to_string())
+            .execute(&mut *tx)
+            .await?;
+        if gone.rows_affected() != 1 {
+            return Ok(false);
+        }
+        insert_connector_row(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn release_reservation(&self, tenant: Uuid, reservation: Uuid, now: &str) -> Result<()> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(LOCK_TENANT)
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        sqlx::query("DELETE FROM create_reservations WHERE id = $1")
+            .bind(reservation.to_string())
+            .execute(&mut *tx)
+            .await?;
+        recount(&mut tx, tenant, now).await?;
+        tx.commit().await?;
         Ok(())
+    }
+
+    async fn recount_slots(&self, tenant: Uuid, now: &str) -> Result<(i64, i64)> {
+        let mut tx = self.pool.begin().await?;
+        sqlx::query(LOCK_TENANT)
+            .bind(tenant.to_string())
+            .execute(&mut *tx)
+            .await?;
+        let before: Option<i64> =
+            sqlx::query_scalar("SELECT connector_count FROM tenants WHERE id = $1")
+                .bind(tenant.to_string())
+                .fetch_optional(&mut *tx)
+                .await?;
+        let after = recount(&mut tx, tenant, now).await?;
+        tx.commit().await?;
+        Ok((before.unwrap_or(0), after))
+    }
+
+    async fn reserved_secrets(&self, tenant: Uuid, now: &str) -> Result<Vec<String>> {
+        Ok(sqlx::query_scalar(
+            "SELECT secret_name FROM create_reservations \
+             WHERE tenant_id = $1 AND lease_until > $2 AND secret_name IS NOT NULL",
+        )
+        .bind(tenant.to_string())
+        .bind(now)
+        .fetch_all(&self.pool)
+        .await?)
+    }
+
+    async fn delete_expired_reservations(&self, now: &str) -> Result<u64> {
+        let done = sqlx::query("DELETE FROM create_reservations WHERE lease_until <= $1")
+            .bind(now)
+            .execute(&self.pool)
+            .await?;
+        Ok(done.rows_affected())
+    }
+
+    async fn insert_connector(&self, c: &Connector) -> Result<()> {
+        let mut conn = self.pool.acquire().await?;
+        insert_connector_row(&mut conn, c).await
     }
 
     async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>> {

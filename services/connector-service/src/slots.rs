@@ -1,0 +1,131 @@
+//! Plan slots held by creates in flight. A create takes a reservation (a row
+//! leased for `Settings::create_lease`, renewed at a third of it while the
+//! create runs), names the secret it writes on it, and either saves its
+//! connector in the reservation's place or releases it. A process that dies
+//! mid-create stops renewing: the lease ends, reconciliation drops the row and
+//! recounts, and the secret it names becomes an orphan to remove. Counts are
+//! always recomputed from rows and live reservations, never incremented blind,
+//! so a crash cannot leave a slot taken for good on any store or replica count.
+
+use std::time::Duration;
+
+use axum::http::StatusCode;
+use chrono::Utc;
+use uuid::Uuid;
+
+use crate::app::AppState;
+use crate::error::AppError;
+use crate::model::{ts, Connector};
+
+/// A reservation held by this process; renewal stops when it is dropped.
+#[derive(Debug)]
+pub struct Held {
+    id: Uuid,
+    tenant: Uuid,
+    state: AppState,
+    renewal: tokio::task::JoinHandle<()>,
+}
+
+fn lease_end(lease: Duration) -> String {
+    ts(Utc::now() + chrono::Duration::from_std(lease).unwrap_or(chrono::Duration::MAX))
+}
+
+/// Takes a slot of `tenant` (`limit`: the plan's, `None` unlimited); `None`
+/// when the plan is full.
+pub async fn reserve(
+    state: &AppState,
+    tenant: Uuid,
+    limit: Option<i64>,
+) -> Result<Option<Held>, AppError> {
+    let lease = state.settings.create_lease;
+    let id = Uuid::new_v4();
+    let now = ts(Utc::now());
+    if !state
+        .store
+        .reserve_create(tenant, limit, id, &now, &lease_end(lease))
+        .await?
+    {
+        return Ok(None);
+    }
+    let store = state.store.clone();
+    let renewal = tokio::spawn(async move {
+        let every = (lease / 3).max(Duration::from_millis(100));
+        loop {
+            tokio::time::sleep(every).await;
+            match store.renew_reservation(id, None, &lease_end(lease)).await {
+                Ok(true) => {}
+                Ok(false) => return,
+                Err(e) => {
+                    tracing::warn!(reservation = %id, error = %e, "could not renew a create's reservation")
+                }
+            }
+        }
+    });
+    Ok(Some(Held {
+        id,
+        tenant,
+        state: state.clone(),
+        renewal,
+    }))
+}
+
+fn lost() -> AppError {
+    AppError::new(
+        StatusCode::SERVICE_UNAVAILABLE,
+        "CREATE_INTERRUPTED",
+        "the create lost its plan slot before it could be saved; try again",
+    )
+}
+
+impl Held {
+    /// Records the secret (`namespace/name`) the create is about to write,
+    /// before writing it.
+    pub async fn name_secret(&self, namespace: &str, name: &str) -> Result<(), AppError> {
+        let full = format!("{namespace}/{name}");
+        let lease = lease_end(self.state.settings.create_lease);
+        match self
+            .state
+            .store
+            .renew_reservation(self.id, Some(&full), &lease)
+            .await?
+        {
+            true => Ok(()),
+            false => Err(lost()),
+        }
+    }
+
+    /// Saves the connector in the reservation's place. On failure the
+    /// reservation is still to be released.
+    pub async fn save(&self, c: &Connector) -> Result<(), AppError> {
+        if self
+            .state
+            .store
+            .insert_reserved_connector(c, self.id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(lost())
+        }
+    }
+
+    /// Gives the slot back (the create failed).
+    pub async fn release(self) {
+        self.renewal.abort();
+        if let Err(e) = self
+            .state
+            .store
+            .release_reservation(self.tenant, self.id, &ts(Utc::now()))
+            .await
+        {
+            tracing::error!(tenant = %self.tenant, error = %e,
+                "could not release a create's reservation; its lease will end and reconciliation recounts");
+        }
+    }
+}
+
+impl Drop for Held {
+    fn drop(&mut self) {
+        self.renewal.abort();
+    }
+}
