@@ -30,6 +30,8 @@ mod discovery;
 mod driver;
 mod egress;
 mod error;
+#[cfg(feature = "google")]
+pub mod google;
 #[cfg(feature = "http")]
 pub mod http;
 mod kind;

@@ -30,6 +30,7 @@
 pub mod conformance;
 pub mod egress;
 pub mod proof;
+pub mod redirect;
 pub mod tls;
 pub mod tls_proxy;
 

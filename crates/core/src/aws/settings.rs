@@ -5,6 +5,7 @@ use std::net::IpAddr;
 
 use url::Url;
 
+use crate::http::endpoint::{origin, service_endpoint};
 use crate::{
     metadata, ConnectionConfig, ConnectorError, Credentials, Key, SecretString, SslMode, Timeouts,
 };
@@ -115,47 +116,6 @@ fn valid_region(r: &str) -> bool {
         && !r.ends_with('-')
 }
 
-/// Whether TLS was said anything about (`sslEnabled` or `sslMode` given).
-fn tls_said(cfg: &ConnectionConfig) -> bool {
-    cfg.ssl_enabled.is_some() || cfg.ssl_mode.is_some()
-}
-
-/// The TLS mode for a scheme: https verifies fully unless a mode says
-/// otherwise; http with TLS asked for is a contradiction.
-fn tls_for_scheme(cfg: &ConnectionConfig, scheme: &str) -> Result<SslMode, ConnectorError> {
-    let mode = cfg.ssl_mode()?;
-    match (scheme, tls_said(cfg), mode.is_tls()) {
-        ("http", true, true) => Err(ConnectorError::invalid_config(
-            "metadata.endpoint",
-            format!("an http endpoint contradicts sslMode {mode}"),
-        )),
-        ("http", _, _) => Ok(SslMode::Disable),
-        (_, true, false) => Err(ConnectorError::invalid_config(
-            "metadata.endpoint",
-            "an https endpoint contradicts sslEnabled=false / sslMode disable",
-        )),
-        (_, true, true) => Ok(mode),
-        (_, false, _) => Ok(SslMode::VerifyFull),
-    }
-}
-
-fn host_of(url: &Url) -> Option<String> {
-    url.host_str()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
-}
-
-/// `scheme://host:port` with IPv6 literals bracketed.
-fn origin(scheme: &str, host: &str, port: u16) -> Result<Url, ConnectorError> {
-    let h = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    Url::parse(&format!("{scheme}://{h}:{port}")).map_err(|e| {
-        ConnectorError::invalid_config("host", format!("host {host:?} does not form a URL: {e}"))
-    })
-}
-
 impl AwsSettings {
     /// Parses the settings. `service` is the endpoint prefix of the AWS API
     /// (`s3`, `dynamodb`, `redshift-data`), for the default endpoint.
@@ -174,64 +134,8 @@ impl AwsSettings {
                 ),
             ));
         }
-        let (endpoint, custom) = match metadata::string(cfg, "endpoint")? {
-            Some(text) => {
-                let url = Url::parse(&text).map_err(|e| {
-                    ConnectorError::invalid_config(
-                        "metadata.endpoint",
-                        format!("metadata.endpoint is not a URL: {e}"),
-                    )
-                })?;
-                if !matches!(url.scheme(), "http" | "https")
-                    || url.host_str().is_none()
-                    || !url.username().is_empty()
-                    || url.password().is_some()
-                    || url.query().is_some()
-                    || !matches!(url.path(), "" | "/")
-                {
-                    return Err(ConnectorError::invalid_config(
-                        "metadata.endpoint",
-                        "metadata.endpoint must be http(s)://host[:port] without user, path or query",
-                    ));
-                }
-                let host = host_of(&url).unwrap_or_default();
-                if let Some(h) = cfg.host.as_deref().map(str::trim) {
-                    if !h.eq_ignore_ascii_case(&host) {
-                        return Err(ConnectorError::invalid_config(
-                            "host",
-                            "host and metadata.endpoint name different hosts: give one",
-                        ));
-                    }
-                }
-                let port = url.port_or_known_default().unwrap_or(443);
-                if cfg.port.is_some_and(|p| p != port) {
-                    return Err(ConnectorError::invalid_config(
-                        "port",
-                        "port and metadata.endpoint name different ports: give one",
-                    ));
-                }
-                (origin(url.scheme(), &host, port)?, true)
-            }
-            None => match cfg.host.as_deref().map(str::trim) {
-                Some(h) if !h.is_empty() => {
-                    let https = tls_said(cfg) && cfg.ssl_mode()?.is_tls() || !tls_said(cfg);
-                    let scheme = if https { "https" } else { "http" };
-                    let port = cfg.port.unwrap_or(if https { 443 } else { 80 });
-                    let host = h.trim_start_matches('[').trim_end_matches(']');
-                    (origin(scheme, host, port)?, true)
-                }
-                _ => {
-                    let host = format!("{service}.{region}.amazonaws.com");
-                    (
-                        origin("https", &host, cfg.port.unwrap_or(443))?,
-                        cfg.port.is_some(),
-                    )
-                }
-            },
-        };
-        let tls = tls_for_scheme(cfg, endpoint.scheme())?;
-        let host = host_of(&endpoint).unwrap_or_default();
-        let port = endpoint.port_or_known_default().unwrap_or(443);
+        let ep = service_endpoint(cfg, &format!("{service}.{region}.amazonaws.com"))?;
+        let (endpoint, custom, tls, host, port) = (ep.url, ep.custom, ep.tls, ep.host, ep.port);
 
         let keys = Keys {
             access_key_id: creds.require("accessKeyId")?.clone(),

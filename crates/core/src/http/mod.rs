@@ -43,6 +43,7 @@
 pub mod api;
 mod auth;
 mod body;
+pub mod endpoint;
 pub(crate) mod errors;
 mod resolver;
 mod token;

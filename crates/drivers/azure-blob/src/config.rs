@@ -3,9 +3,7 @@
 use std::net::IpAddr;
 
 use base64::Engine;
-use matih_connector_core::{
-    ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode, Timeouts,
-};
+use matih_connector_core::{ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode};
 use serde_json::Value;
 use url::Url;
 
@@ -40,8 +38,6 @@ pub(crate) struct AzureConfig {
     /// The account's root: `https://<account>.blob.core.windows.net/`, or a
     /// path-style `http://127.0.0.1:10000/<account>` for emulators.
     pub base: Url,
-    pub host: String,
-
     pub tls: SslMode,
     pub ca_pem: Option<String>,
     pub container: Option<String>,
@@ -49,7 +45,6 @@ pub(crate) struct AzureConfig {
     pub max_objects: u64,
     pub sample_bytes: u64,
     pub sample_files: u64,
-    pub timeouts: Timeouts,
 }
 
 pub(crate) fn meta_string(
@@ -414,7 +409,6 @@ impl AzureConfig {
         Ok(AzureConfig {
             account,
             base,
-            host,
             tls,
             ca_pem: cfg.ssl_ca_pem.clone(),
             container,
@@ -424,7 +418,6 @@ impl AzureConfig {
             sample_bytes: meta_u64(cfg, "sampleBytes", 1024, 64 << 20)?
                 .unwrap_or(DEFAULT_SAMPLE_BYTES),
             sample_files: meta_u64(cfg, "sampleFiles", 1, 100)?.unwrap_or(DEFAULT_SAMPLE_FILES),
-            timeouts: cfg.timeouts,
         })
     }
 }

@@ -1,52 +1,27 @@
-//! The HTTP client (core TLS, pinned addresses, bounded bodies), request
-//! authorization (Shared Key signing, SAS, Entra ID bearer tokens) and the
-//! Azure Blob connection.
+//! Request authorization (Shared Key signing, SAS, Entra ID bearer tokens
+//! from the core `TokenSource`) and the Azure Blob connection, whose requests
+//! go through the core's pinned HTTP client.
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
 use base64::Engine;
-use matih_connector_core::{
-    async_trait, resolve_host, tls, with_timeout, Catalog, ConnectContext, Connection,
-    ConnectorError, DiscoveryRequest, ErrorCode, SecretString, SslMode,
+use matih_connector_core::http::header::{
+    HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, SERVER,
 };
-use reqwest::header::{HeaderMap, HeaderName, HeaderValue, AUTHORIZATION, SERVER};
-use url::Url;
+use matih_connector_core::http::{
+    ClientAuthMethod, ClientCredentials, HttpAuth, HttpClient, HttpOptions, HttpRequest,
+    TokenSource, Url,
+};
+use matih_connector_core::{
+    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
+    DiscoveryRequest, ErrorCode, SecretString,
+};
 
-use crate::config::{host_of, Auth, AzureConfig, API_VERSION, STORAGE_SCOPE};
-use crate::errors::{parse_error, Failure};
+use crate::config::{Auth, AzureConfig, API_VERSION, STORAGE_SCOPE};
+use crate::errors::{refine, token_error};
 
 /// Listing pages are read only this far.
 const MAX_LIST_BYTES: u64 = 32 << 20;
-const ERROR_BODY_BYTES: usize = 8192;
-
-/// Resolves host names for the HTTP client from addresses already checked
-/// against the egress policy: the endpoint's (resolved by the core) and the
-/// token endpoint's (resolved at connect). Any other name is refused.
-struct PinnedResolver {
-    pinned: Vec<(String, Vec<SocketAddr>)>,
-}
-
-impl reqwest::dns::Resolve for PinnedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let name = name.as_str().trim_end_matches('.').to_ascii_lowercase();
-        let found = self
-            .pinned
-            .iter()
-            .find(|(h, _)| *h == name)
-            .map(|(_, a)| a.clone());
-        Box::pin(async move {
-            match found {
-                Some(addrs) => Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs),
-                None => Err(Box::new(ConnectorError::new(
-                    ErrorCode::EgressDenied,
-                    format!("{name} is neither the endpoint nor the token endpoint; refusing to look it up"),
-                )) as Box<dyn std::error::Error + Send + Sync>),
-            }
-        })
-    }
-}
 
 /// The Shared Key string-to-sign of a GET without body (Blob service,
 /// version 2009-09-19 and later): twelve standard header slots (all empty:
@@ -128,8 +103,9 @@ pub(crate) fn blob_url(base: &Url, segments: &[&str], query: &[(&str, &str)]) ->
 
 pub(crate) struct AzureConnection {
     pub(crate) cfg: AzureConfig,
-    client: reqwest::Client,
-    bearer: Option<SecretString>,
+    client: HttpClient,
+    /// Entra ID tokens for a service principal; `None` for the other modes.
+    token: HttpAuth,
     /// `Server` and `x-ms-version` of the latest response.
     seen: Mutex<(Option<String>, Option<String>)>,
 }
@@ -139,53 +115,35 @@ impl AzureConnection {
         cfg: AzureConfig,
         ctx: &ConnectContext,
     ) -> Result<AzureConnection, ConnectorError> {
-        // An http endpoint still gets a verifying configuration, for an https
-        // token endpoint.
-        let mode = if cfg.tls.is_tls() {
-            cfg.tls
-        } else {
-            SslMode::VerifyFull
+        // Same-origin redirects only, every hop egress-checked.
+        let opts = HttpOptions::new(cfg.tls, cfg.ca_pem.as_deref())
+            .max_body_bytes(MAX_LIST_BYTES)
+            .refine(refine);
+        let client = ctx.http_client(&opts)?;
+        let token = match &cfg.auth {
+            Auth::ServicePrincipal {
+                client_id,
+                client_secret,
+                token_url,
+            } => HttpAuth::Token(Arc::new(TokenSource::client_credentials(
+                token_url.clone(),
+                ClientCredentials {
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    scope: Some(STORAGE_SCOPE.to_owned()),
+                    method: ClientAuthMethod::Post,
+                },
+            ))),
+            _ => HttpAuth::None,
         };
-        let tls = tls::client_config(mode, cfg.ca_pem.as_deref())?
-            .ok_or_else(|| ConnectorError::internal("TLS configuration missing for a TLS mode"))?;
-        let mut pinned = vec![(cfg.host.to_ascii_lowercase(), ctx.addrs.clone())];
-        if let Auth::ServicePrincipal { token_url, .. } = &cfg.auth {
-            // Checked even when it is an IP literal, which reqwest would
-            // connect to without asking any resolver.
-            let host = host_of(token_url).unwrap_or_default();
-            let port = token_url.port_or_known_default().unwrap_or(443);
-            let addrs = resolve_host(&host, port, ctx.timeouts, &ctx.egress)
-                .await
-                .map_err(|e| e.with_context("tokenUrl", token_url.as_str()))?;
-            pinned.push((host.to_ascii_lowercase(), addrs));
-        }
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .no_proxy()
-            .dns_resolver(Arc::new(PinnedResolver { pinned }))
-            .connect_timeout(ctx.timeouts.connect())
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(4)
-            .user_agent(concat!("matih-connectors/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| parse_error(Failure::Http(e), "building the HTTP client"))?;
-        let mut conn = AzureConnection {
+        // A service principal's token is fetched now: bad secrets fail at connect.
+        token.authorize(&client).await.map_err(token_error)?;
+        let conn = AzureConnection {
             cfg,
             client,
-            bearer: None,
+            token,
             seen: Mutex::new((None, None)),
         };
-        if let Auth::ServicePrincipal {
-            client_id,
-            client_secret,
-            token_url,
-        } = &conn.cfg.auth
-        {
-            conn.bearer = Some(
-                conn.fetch_token(client_id, client_secret, token_url)
-                    .await?,
-            );
-        }
         with_timeout(
             ctx.timeouts.connect(),
             "checking access",
@@ -193,54 +151,6 @@ impl AzureConnection {
         )
         .await?;
         Ok(conn)
-    }
-
-    async fn fetch_token(
-        &self,
-        id: &SecretString,
-        secret: &SecretString,
-        url: &Url,
-    ) -> Result<SecretString, ConnectorError> {
-        let what = format!("POST {url}");
-        let form = [
-            ("grant_type", "client_credentials"),
-            ("client_id", id.expose()),
-            ("client_secret", secret.expose()),
-            ("scope", STORAGE_SCOPE),
-        ];
-        let req = self
-            .client
-            .post(url.clone())
-            .form(&form)
-            .timeout(self.cfg.timeouts.connect());
-        let fut = async {
-            let mut resp = req
-                .send()
-                .await
-                .map_err(|e| parse_error(Failure::Http(e), &what))?;
-            let status = resp.status().as_u16();
-            if !(200..300).contains(&status) {
-                let body = read_prefix(&mut resp, ERROR_BODY_BYTES).await;
-                return Err(parse_error(Failure::Token { status, body }, &what));
-            }
-            let body = read_bounded(&mut resp, 64 * 1024)
-                .await
-                .map_err(|f| parse_error(f, &what))?;
-            let v: serde_json::Value = serde_json::from_slice(&body).map_err(|e| {
-                parse_error(
-                    Failure::Malformed(format!("token response is not JSON: {e}")),
-                    &what,
-                )
-            })?;
-            match v.get("access_token").and_then(|t| t.as_str()) {
-                Some(t) if !t.is_empty() => Ok(SecretString::new(t)),
-                _ => Err(parse_error(
-                    Failure::Malformed("no access_token".into()),
-                    &what,
-                )),
-            }
-        };
-        with_timeout(self.cfg.timeouts.connect(), &what, fut).await
     }
 
     /// One listing of one blob of `container` (or the configured one);
@@ -281,12 +191,12 @@ impl AzureConnection {
         blob_url(&self.cfg.base, segments, query)
     }
 
-    /// Adds the authorization the configuration calls for.
-    fn request(
+    /// A GET with the authorization the configuration calls for.
+    async fn request(
         &self,
         mut url: Url,
         extra: &[(&'static str, String)],
-    ) -> Result<reqwest::RequestBuilder, ConnectorError> {
+    ) -> Result<HttpRequest, ConnectorError> {
         if let Auth::Sas(pairs) = &self.cfg.auth {
             let mut q = url.query_pairs_mut();
             for (k, v) in pairs {
@@ -301,39 +211,21 @@ impl AzureConnection {
             ("x-ms-version", API_VERSION.to_owned()),
         ];
         ms.extend(extra.iter().cloned());
-        let mut headers = HeaderMap::new();
+        let mut req = self.client.get(url.clone());
         for (k, v) in &ms {
             let v = HeaderValue::from_str(v)
                 .map_err(|_| ConnectorError::internal("invalid header value"))?;
-            headers.insert(HeaderName::from_static(k), v);
+            req = req.header(HeaderName::from_static(k), v);
         }
-        let auth = match &self.cfg.auth {
-            Auth::SharedKey(key) => Some(shared_key_header(
+        if let Auth::SharedKey(key) = &self.cfg.auth {
+            let signed = shared_key_header(
                 &self.cfg.account,
                 key,
                 &string_to_sign(&self.cfg.account, &url, &ms),
-            )?),
-            Auth::ServicePrincipal { .. } => self
-                .bearer
-                .as_ref()
-                .map(|t| format!("Bearer {}", t.expose())),
-            Auth::Sas(_) | Auth::Anonymous => None,
-        };
-        if let Some(a) = auth {
-            let mut v = HeaderValue::from_str(&a).map_err(|_| {
-                ConnectorError::invalid_config(
-                    "credentials",
-                    "the credentials hold characters a header cannot carry",
-                )
-            })?;
-            v.set_sensitive(true);
-            headers.insert(AUTHORIZATION, v);
+            )?;
+            req = req.secret_header(AUTHORIZATION, &SecretString::new(signed))?;
         }
-        Ok(self
-            .client
-            .get(url)
-            .headers(headers)
-            .timeout(self.cfg.timeouts.query()))
+        self.token.apply(req).await.map_err(token_error)
     }
 
     fn remember(&self, headers: &HeaderMap) {
@@ -358,8 +250,13 @@ impl AzureConnection {
     /// A listing's XML text, within the size and time limits.
     pub(crate) async fn get_text(&self, url: Url, what: &str) -> Result<String, ConnectorError> {
         let body = self.get(url, None, MAX_LIST_BYTES, what).await?;
-        String::from_utf8(body)
-            .map_err(|_| parse_error(Failure::Malformed("the listing is not UTF-8".into()), what))
+        String::from_utf8(body).map_err(|_| {
+            ConnectorError::new(
+                ErrorCode::ProtocolError,
+                format!("{what}: unexpected response: the listing is not UTF-8"),
+            )
+            .with_retryable(false)
+        })
     }
 
     /// Bytes `start..=end` of a blob.
@@ -390,44 +287,18 @@ impl AzureConnection {
             Some((s, e)) => vec![("x-ms-range", format!("bytes={s}-{e}"))],
             None => vec![],
         };
-        let req = self.request(url, &extra)?;
-        let fut = async {
-            let mut resp = req
-                .send()
-                .await
-                .map_err(|e| parse_error(Failure::Http(e), what))?;
-            self.remember(resp.headers());
-            let status = resp.status().as_u16();
-            if !(200..300).contains(&status) {
-                let error_code = resp
-                    .headers()
-                    .get("x-ms-error-code")
-                    .and_then(|v| v.to_str().ok())
-                    .map(|v| v.chars().take(100).collect());
-                let body = read_prefix(&mut resp, ERROR_BODY_BYTES).await;
-                return Err(parse_error(
-                    Failure::Status {
-                        status,
-                        error_code,
-                        body,
-                    },
-                    what,
-                ));
-            }
-            if range.is_some() {
-                Ok(read_prefix(&mut resp, limit as usize).await)
-            } else {
-                read_bounded(&mut resp, limit)
-                    .await
-                    .map_err(|f| parse_error(f, what))
-            }
-        };
-        with_timeout(
-            self.cfg.timeouts.query() + Duration::from_millis(250),
-            what,
-            fut,
-        )
-        .await
+        let req = self.request(url, &extra).await?.what(what).limit(limit);
+        let mut resp = req.send().await?;
+        self.remember(resp.headers());
+        if !resp.status().is_success() {
+            return Err(resp.error().await);
+        }
+        if range.is_some() {
+            // A server that ignores the range is cut off at its length.
+            Ok(resp.prefix(limit as usize).await)
+        } else {
+            resp.bytes().await
+        }
     }
 
     /// "Azure Blob Storage REST API <x-ms-version>", with the `Server`
@@ -443,31 +314,6 @@ impl AzureConnection {
         }
         v
     }
-}
-
-async fn read_prefix(resp: &mut reqwest::Response, n: usize) -> Vec<u8> {
-    let mut buf = Vec::new();
-    while buf.len() < n {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(n - buf.len())]),
-            _ => break,
-        }
-    }
-    buf
-}
-
-async fn read_bounded(resp: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, Failure> {
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Err(Failure::TooLarge { limit });
-    }
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(Failure::Http)? {
-        if buf.len() as u64 + chunk.len() as u64 > limit {
-            return Err(Failure::TooLarge { limit });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
 }
 
 #[async_trait]

@@ -1,34 +1,11 @@
-//! The one place Azure Blob failures become [`ConnectorError`]s: storage
-//! error codes (the `x-ms-error-code` header, or `<Error><Code>` in the XML
-//! body), Microsoft Entra ID token errors (`error` + `AADSTS` codes), HTTP
-//! statuses, and reqwest's transport failures (TLS, I/O, DNS, timeouts).
+//! The one place Azure Blob failures become [`ConnectorError`]s: Blob service
+//! error codes (`x-ms-error-code`, the XML `<Code>`) through the core HTTP
+//! client's refine hook, and Microsoft Entra ID's `AADSTS` codes on top of the
+//! core token source's OAuth2 mapping. Transport failures are mapped by the
+//! core client.
 
-use std::error::Error as StdError;
-use std::io;
-
-use matih_connector_core::{find_source, ConnectorError, ErrorCode};
-use serde_json::Value;
-
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// The Blob service answered with an error status.
-    Status {
-        status: u16,
-        error_code: Option<String>,
-        body: Vec<u8>,
-    },
-    /// The token endpoint refused the client credentials.
-    Token {
-        status: u16,
-        body: Vec<u8>,
-    },
-    Http(reqwest::Error),
-    /// A listing that is not the XML expected.
-    Malformed(String),
-    TooLarge {
-        limit: u64,
-    },
-}
+use matih_connector_core::http::StatusFailure;
+use matih_connector_core::{ConnectorError, ErrorCode};
 
 /// Blob service error code → our code. Codes are those of the Blob service
 /// and common REST error code tables.
@@ -85,10 +62,6 @@ pub(crate) fn status_code(status: u16) -> ErrorCode {
         501 => ErrorCode::Unsupported,
         _ => ErrorCode::SourceError,
     }
-}
-
-fn retryable(code: ErrorCode, status: u16) -> bool {
-    code.is_retryable() || matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
 }
 
 /// The text of the first `<name …>…</name>` element, entities decoded.
@@ -184,178 +157,78 @@ fn percent_decode(s: &str) -> String {
         .unwrap_or_else(|| s.to_owned())
 }
 
-/// Maps a failure. `what` says what we were doing and holds no secret.
-pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
-    match failure {
-        Failure::Status {
-            status,
-            error_code,
-            body,
-        } => {
-            let text = String::from_utf8_lossy(&body);
-            let code_text = error_code
-                .or_else(|| xml_text(&text, "Code"))
-                .filter(|c| !c.is_empty());
-            let message = xml_text(&text, "Message")
-                .map(|m| one_line(m.lines().next().unwrap_or_default()))
-                .filter(|m| !m.is_empty());
-            let mut code = code_text
-                .as_deref()
-                .and_then(storage_code)
-                .unwrap_or_else(|| status_code(status));
-            // Azurite answers a bad Shared Key or SAS signature with
-            // AuthorizationFailure where Azure says AuthenticationFailed; its
-            // message tells the two apart.
-            if code_text.as_deref() == Some("AuthorizationFailure")
-                && message
-                    .as_deref()
-                    .is_some_and(|m| m.starts_with("Server failed to authenticate"))
-            {
-                code = ErrorCode::AuthenticationFailed;
-            }
-            let mut msg = format!("{what}: HTTP {status}");
-            if let Some(c) = &code_text {
-                msg.push_str(&format!(" {c}"));
-            }
-            if let Some(m) = message {
-                msg.push_str(&format!(": {m}"));
-            }
-            if code_text.as_deref() == Some("InvalidHeaderValue") {
-                msg.push_str("; the service may not support API version ");
-                msg.push_str(crate::config::API_VERSION);
-            }
-            let mut err = ConnectorError::new(code, msg)
-                .with_context("httpStatus", status)
-                .with_retryable(retryable(code, status));
-            if let Some(c) = code_text {
-                err = err.with_context("azureErrorCode", c);
-            }
-            err
-        }
-        Failure::Token { status, body } => {
-            let v = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-            let oauth = v.get("error").and_then(Value::as_str).map(str::to_owned);
-            let aadsts = v
-                .get("error_codes")
-                .and_then(Value::as_array)
-                .and_then(|a| a.first())
-                .and_then(Value::as_u64);
-            let code = match (aadsts, oauth.as_deref()) {
-                // Tenant not found / not a valid tenant.
-                (Some(90002 | 900023 | 90013), _) => ErrorCode::InvalidConfiguration,
-                (Some(7000215 | 7000222 | 700016 | 50034 | 50126), _) => {
-                    ErrorCode::AuthenticationFailed
-                }
-                (_, Some("invalid_client" | "unauthorized_client" | "invalid_grant")) => {
-                    ErrorCode::AuthenticationFailed
-                }
-                (_, Some("invalid_scope" | "access_denied")) => ErrorCode::PermissionDenied,
-                (_, Some("invalid_request" | "unsupported_grant_type")) => {
-                    ErrorCode::InvalidConfiguration
-                }
-                (_, Some("temporarily_unavailable")) => ErrorCode::RateLimited,
-                _ => match status_code(status) {
-                    ErrorCode::DatabaseNotFound => ErrorCode::InvalidConfiguration,
-                    c => c,
-                },
-            };
-            let desc = v
-                .get("error_description")
-                .and_then(Value::as_str)
-                .map(|d| one_line(d.lines().next().unwrap_or_default()));
-            let mut msg = format!("{what}: token endpoint answered HTTP {status}");
-            if let Some(e) = &oauth {
-                msg.push_str(&format!(" {e}"));
-            }
-            if let Some(d) = desc.filter(|d| !d.is_empty()) {
-                msg.push_str(&format!(": {d}"));
-            }
-            let mut err = ConnectorError::new(code, msg)
-                .with_context("httpStatus", status)
-                .with_retryable(retryable(code, status));
-            if let Some(e) = oauth {
-                err = err.with_context("oauthError", e);
-            }
-            if let Some(a) = aadsts {
-                err = err.with_context("aadsts", a);
-            }
-            err
-        }
-        Failure::Http(e) => reqwest_error(e, what),
-        Failure::Malformed(detail) => ConnectorError::new(
-            ErrorCode::ProtocolError,
-            format!("{what}: unexpected response: {detail}"),
-        )
-        .with_retryable(false),
-        Failure::TooLarge { limit } => ConnectorError::new(
-            ErrorCode::ProtocolError,
-            format!("{what}: the response exceeds {limit} bytes"),
-        )
-        .with_context("limitBytes", limit)
-        .with_retryable(false),
+/// A Blob service error answer: `x-ms-error-code` (else the body's `<Code>`)
+/// decides, the status when it is unknown; `azureErrorCode` in the context.
+pub(crate) fn refine(f: &StatusFailure<'_>) -> Option<ConnectorError> {
+    let status = f.status.as_u16();
+    let header = f
+        .headers
+        .get("x-ms-error-code")
+        .and_then(|v| v.to_str().ok())
+        .map(|v| v.chars().take(100).collect::<String>());
+    let text = String::from_utf8_lossy(f.body);
+    let code_text = header
+        .or_else(|| xml_text(&text, "Code"))
+        .filter(|c| !c.is_empty());
+    let message = xml_text(&text, "Message")
+        .map(|m| one_line(m.lines().next().unwrap_or_default()))
+        .filter(|m| !m.is_empty());
+    let mut code = code_text
+        .as_deref()
+        .and_then(storage_code)
+        .unwrap_or_else(|| status_code(status));
+    // Azurite answers a bad Shared Key or SAS signature with
+    // AuthorizationFailure where Azure says AuthenticationFailed; its message
+    // tells the two apart.
+    if code_text.as_deref() == Some("AuthorizationFailure")
+        && message
+            .as_deref()
+            .is_some_and(|m| m.starts_with("Server failed to authenticate"))
+    {
+        code = ErrorCode::AuthenticationFailed;
     }
-}
-
-fn reqwest_error(err: reqwest::Error, what: &str) -> ConnectorError {
-    if let Some(ours) = find_source::<ConnectorError>(&err) {
-        return ConnectorError::new(ours.code(), format!("{what}: {}", ours.message()))
-            .with_source(err);
-    }
-    if let Some(t) = find_source::<rustls::Error>(&err) {
-        return ConnectorError::new(ErrorCode::SslHandshakeFailed, format!("{what}: TLS: {t}"))
-            .with_source(err);
-    }
-    if err.is_timeout() {
-        return ConnectorError::new(ErrorCode::Timeout, format!("{what}: timed out"))
-            .with_source(err);
-    }
-    let detail = chain(&err);
-    let code = if let Some(ioe) = innermost_io(&err) {
-        ErrorCode::from_io_kind(ioe.kind())
-    } else if err.is_connect() {
-        ErrorCode::ConnectionRefused
-    } else if err.is_decode() {
-        ErrorCode::ProtocolError
-    } else if err.is_builder() {
-        ErrorCode::InvalidConfiguration
-    } else if detail.contains("invalid HTTP") || detail.contains("parse") {
-        ErrorCode::ProtocolError
-    } else {
-        ErrorCode::ConnectionClosed
+    let mut detail = match (&code_text, message) {
+        (Some(c), Some(m)) => format!("{c}: {m}"),
+        (Some(c), None) => c.clone(),
+        (None, Some(m)) => m,
+        (None, None) => String::new(),
     };
-    ConnectorError::new(code, format!("{what}: {detail}")).with_source(err)
+    if code_text.as_deref() == Some("InvalidHeaderValue") {
+        detail.push_str("; the service may not support API version ");
+        detail.push_str(crate::config::API_VERSION);
+    }
+    let mut err = f.error(code, Some(detail));
+    if let Some(c) = code_text {
+        err = err.with_context("azureErrorCode", c);
+    }
+    Some(err)
 }
 
-fn innermost_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
-    let mut found = None;
-    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 32) {
-        hops += 1;
-        cur = match e.downcast_ref::<io::Error>() {
-            Some(io) => {
-                found = Some(io);
-                io.get_ref().map(|i| i as &(dyn StdError + 'static))
-            }
-            None => e.source(),
-        };
+/// A token endpoint refusal as the core mapped it (OAuth2 `error`, status),
+/// refined by Entra ID's `AADSTS<n>` code at the start of the description:
+/// a missing tenant is the configuration's fault, a bad secret or unknown
+/// application the credentials'. The code is kept as `aadsts`.
+pub(crate) fn token_error(e: ConnectorError) -> ConnectorError {
+    if e.context_value("oauthError").is_none() && !e.message().contains("token endpoint answered") {
+        return e;
     }
-    found
-}
-
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 16) {
-        hops += 1;
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
+    let Some(n) = e.message().split("AADSTS").nth(1).and_then(|t| {
+        let digits: String = t.chars().take_while(char::is_ascii_digit).collect();
+        digits.parse::<u64>().ok()
+    }) else {
+        return e;
+    };
+    let code = match n {
+        // Tenant not found / not a valid tenant.
+        90002 | 900023 | 90013 => ErrorCode::InvalidConfiguration,
+        7000215 | 7000222 | 700016 | 50034 | 50126 => ErrorCode::AuthenticationFailed,
+        _ => e.code(),
+    };
+    let mut out = ConnectorError::new(code, e.message()).with_retryable(e.is_retryable());
+    for (k, v) in e.context() {
+        out = out.with_context(k, v);
     }
-    one_line(&parts.join(": "))
+    out.with_context("aadsts", n)
 }
 
 fn one_line(s: &str) -> String {
@@ -370,16 +243,22 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use matih_connector_core::http::header::HeaderMap;
+    use matih_connector_core::http::StatusCode;
 
     fn status(status: u16, header: Option<&str>, body: &str) -> ConnectorError {
-        parse_error(
-            Failure::Status {
-                status,
-                error_code: header.map(str::to_owned),
-                body: body.as_bytes().to_vec(),
-            },
+        let mut headers = HeaderMap::new();
+        if let Some(h) = header {
+            headers.insert("x-ms-error-code", h.parse().unwrap());
+        }
+        let st = StatusCode::from_u16(status).unwrap();
+        refine(&StatusFailure::new(
+            st,
+            &headers,
+            body.as_bytes(),
             "listing containers",
-        )
+        ))
+        .unwrap()
     }
 
     fn xml(code: &str, message: &str) -> String {
@@ -431,43 +310,54 @@ mod tests {
             .contains("API version"));
     }
 
-    /// Microsoft Entra ID token endpoint errors (client credentials grant).
+    /// Microsoft Entra ID token endpoint errors (client credentials grant),
+    /// as the core token source words them, refined by their AADSTS code.
     #[test]
     fn token_endpoint_errors() {
-        let cases: &[(u16, &str, ErrorCode)] = &[
+        let core = |code: ErrorCode, oauth: &str, desc: &str| {
+            ConnectorError::new(
+                code,
+                format!("POST token: token endpoint answered HTTP 400 ({oauth}): {desc}"),
+            )
+            .with_context("oauthError", oauth)
+        };
+        let cases = [
             (
-                401,
-                r#"{"error":"invalid_client","error_description":"AADSTS7000215: Invalid client secret provided. Ensure the secret being sent in the request is the client secret value, not the client secret ID.","error_codes":[7000215]}"#,
+                core(ErrorCode::AuthenticationFailed, "invalid_client", "AADSTS7000215: Invalid client secret provided."),
                 ErrorCode::AuthenticationFailed,
+                Some("7000215"),
             ),
             (
-                400,
-                r#"{"error":"unauthorized_client","error_description":"AADSTS700016: Application with identifier 'x' was not found in the directory 'y'.","error_codes":[700016]}"#,
+                core(ErrorCode::AuthenticationFailed, "unauthorized_client", "AADSTS700016: Application with identifier 'x' was not found in the directory 'y'."),
                 ErrorCode::AuthenticationFailed,
+                Some("700016"),
             ),
             (
-                400,
-                r#"{"error":"invalid_request","error_description":"AADSTS90002: Tenant 'nope' not found.","error_codes":[90002]}"#,
+                core(ErrorCode::PermissionDenied, "invalid_grant", "AADSTS90002: Tenant 'nope' not found."),
                 ErrorCode::InvalidConfiguration,
+                Some("90002"),
             ),
             (
-                400,
-                r#"{"error":"invalid_scope","error_description":"AADSTS70011: The provided request must include a 'scope' input parameter.","error_codes":[70011]}"#,
+                core(ErrorCode::PermissionDenied, "invalid_scope", "AADSTS70011: The provided request must include a 'scope' input parameter."),
                 ErrorCode::PermissionDenied,
+                Some("70011"),
             ),
-            (429, "", ErrorCode::RateLimited),
-            (404, "", ErrorCode::InvalidConfiguration),
+            (
+                core(ErrorCode::RateLimited, "temporarily_unavailable", "busy"),
+                ErrorCode::RateLimited,
+                None,
+            ),
         ];
-        for (st, body, want) in cases {
-            let e = parse_error(
-                Failure::Token {
-                    status: *st,
-                    body: body.as_bytes().to_vec(),
-                },
-                "POST token",
-            );
-            assert_eq!(e.code(), *want, "{body}");
+        for (e, want, aadsts) in cases {
+            let text = e.message().to_owned();
+            let got = token_error(e);
+            assert_eq!(got.code(), want, "{text}");
+            assert_eq!(got.context_value("aadsts"), aadsts, "{text}");
+            assert!(got.context_value("oauthError").is_some());
         }
+        // Errors that are not the token endpoint's pass unchanged.
+        let other = ConnectorError::new(ErrorCode::Timeout, "GET x: AADSTS90002 in a URL");
+        assert_eq!(token_error(other).code(), ErrorCode::Timeout);
     }
 
     #[test]

@@ -499,3 +499,69 @@ async fn tls_is_verified_with_pinned_addresses() {
     let c = discover(&d, &good, &DiscoveryRequest::default()).await;
     assert!(!c.schemas[0].table("orders").unwrap().columns.is_empty());
 }
+
+/// The egress proof of the Azure family: a redirect to a denied address, an
+/// Entra ID token endpoint and a Blob endpoint given as IP literals in a denied
+/// network are refused with EGRESS_DENIED before any packet reaches the denied
+/// address, where a listener records every connection. Runs without a fixture.
+#[tokio::test]
+async fn egress_refusals_happen_before_any_packet() {
+    use matih_connector_core::{ConnectContext, Driver};
+    use matih_connector_testkit::egress::{assert_refused, DeniedListener};
+    let denied = DeniedListener::bind("127.0.0.3").await;
+    let fake = matih_connector_testkit::redirect::redirecting_origin(
+        denied.url("/metadata/identity/oauth2/token"),
+        "egress_refusals_happen_before_any_packet",
+    )
+    .await;
+    let d = AzureBlobDriver::new();
+    let case = |endpoint: String, creds: Credentials| {
+        let cfg = ConnectionConfig {
+            metadata: serde_json::from_value(
+                json!({"endpoint": endpoint, "account": "acct", "container": "seed"}),
+            )
+            .unwrap(),
+            timeouts: Timeouts {
+                connect_ms: 10_000,
+                query_ms: 20_000,
+            },
+            ..Default::default()
+        };
+        Case::new(cfg, creds)
+    };
+
+    // The blob listing is redirected to the denied address: the hop is checked.
+    let redirect = case(format!("http://{fake}/acct"), Credentials::new());
+    assert_refused(&d, &redirect, Step::Connect, &denied).await;
+
+    // A service principal whose token endpoint is in the denied network.
+    let mut sp = case(
+        format!("http://{fake}/acct"),
+        Credentials::new()
+            .with("clientId", "00000000-0000-0000-0000-000000000001")
+            .with("clientSecret", "not-a-real-secret")
+            .with("tenantId", "matih-test"),
+    );
+    sp.cfg
+        .metadata
+        .insert("tokenUrl".into(), json!(denied.url("/t/oauth2/v2.0/token")));
+    assert_refused(&d, &sp, Step::Connect, &denied).await;
+
+    // The Blob endpoint itself: the DNS step refuses it, and the client
+    // refuses it on its own when handed the address anyway.
+    let direct = case(denied.url("/acct"), Credentials::new());
+    assert_refused(&d, &direct, Step::Dns, &denied).await;
+    let ctx = ConnectContext {
+        host: Some(denied.addr.ip().to_string()),
+        addrs: vec![denied.addr],
+        timeouts: direct.cfg.timeouts,
+        egress: denied.policy(),
+    };
+    let e = match d.connect(&direct.cfg, &direct.creds, &ctx).await {
+        Ok(_) => panic!("connected to a denied address"),
+        Err(e) => e,
+    };
+    assert_eq!(e.code(), ErrorCode::EgressDenied, "{e}");
+
+    denied.assert_never_reached().await;
+}

@@ -1,47 +1,18 @@
 //! BigQuery connector configuration, checked before any I/O.
 
-use std::fmt;
-
+use matih_connector_core::google::ServiceAccount;
+use matih_connector_core::http::endpoint::{service_endpoint, ServiceEndpoint};
+use matih_connector_core::http::Url;
 use matih_connector_core::{
-    ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode, Timeouts,
+    metadata, ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode, Timeouts,
 };
-use serde::Deserialize;
-use serde_json::Value;
-use url::Url;
 
+/// Google's REST API host.
+pub(crate) const DEFAULT_HOST: &str = "bigquery.googleapis.com";
 pub(crate) const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
-pub(crate) const DEFAULT_TOKEN_URI: &str = "https://oauth2.googleapis.com/token";
 /// Listing datasets and tables and running INFORMATION_SCHEMA queries needs
 /// nothing more.
 pub(crate) const READ_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.readonly";
-
-/// The fields of a service account key file the driver uses.
-#[derive(Clone, Deserialize)]
-pub(crate) struct ServiceAccountKey {
-    #[serde(rename = "type", default)]
-    pub key_type: Option<String>,
-    pub client_email: String,
-    #[serde(deserialize_with = "secret")]
-    pub private_key: SecretString,
-    #[serde(default)]
-    pub private_key_id: Option<String>,
-    #[serde(default)]
-    pub token_uri: Option<String>,
-}
-
-/// Reads a private key straight into a [`SecretString`].
-fn secret<'de, D: serde::Deserializer<'de>>(d: D) -> Result<SecretString, D::Error> {
-    String::deserialize(d).map(SecretString::new)
-}
-
-impl fmt::Debug for ServiceAccountKey {
-    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
-        f.debug_struct("ServiceAccountKey")
-            .field("client_email", &self.client_email)
-            .field("private_key", &"***")
-            .finish()
-    }
-}
 
 /// How requests are authorized.
 #[derive(Clone, Debug)]
@@ -49,10 +20,7 @@ pub(crate) enum Auth {
     /// No Authorization header: emulators only (BigQuery itself refuses it).
     Anonymous,
     /// A service account key, exchanged for an access token (JWT bearer grant).
-    ServiceAccount {
-        key: Box<ServiceAccountKey>,
-        token_uri: Url,
-    },
+    ServiceAccount(Box<ServiceAccount>),
     /// An OAuth2 access token obtained elsewhere.
     AccessToken(SecretString),
 }
@@ -61,7 +29,6 @@ pub(crate) enum Auth {
 pub(crate) struct BqConfig {
     /// `scheme://host:port`, the REST API's root.
     pub endpoint: Url,
-    pub host: String,
     pub tls: SslMode,
     pub ca_pem: Option<String>,
     /// The project whose datasets are discovered (and where queries run).
@@ -72,128 +39,6 @@ pub(crate) struct BqConfig {
     pub dataset: Option<String>,
     pub auth: Auth,
     pub timeouts: Timeouts,
-}
-
-pub(crate) fn meta_string(
-    cfg: &ConnectionConfig,
-    key: &'static str,
-) -> Result<Option<String>, ConnectorError> {
-    match cfg.metadata.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(ConnectorError::invalid_config(
-            "metadata",
-            format!("metadata.{key} is empty"),
-        )),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-        Some(_) => Err(ConnectorError::invalid_config(
-            "metadata",
-            format!("metadata.{key} must be a string"),
-        )),
-    }
-}
-
-fn tls_said(cfg: &ConnectionConfig) -> bool {
-    cfg.ssl_enabled.is_some() || cfg.ssl_mode.is_some()
-}
-
-/// https verifies fully unless a mode says otherwise; http with TLS asked
-/// for is a contradiction.
-fn tls_for_scheme(cfg: &ConnectionConfig, scheme: &str) -> Result<SslMode, ConnectorError> {
-    let mode = cfg.ssl_mode()?;
-    match (scheme, tls_said(cfg), mode.is_tls()) {
-        ("http", true, true) => Err(ConnectorError::invalid_config(
-            "metadata.endpoint",
-            format!("an http endpoint contradicts sslMode {mode}"),
-        )),
-        ("http", _, _) => Ok(SslMode::Disable),
-        (_, true, false) => Err(ConnectorError::invalid_config(
-            "metadata.endpoint",
-            "an https endpoint contradicts sslEnabled=false / sslMode disable",
-        )),
-        (_, true, true) => Ok(mode),
-        (_, false, _) => Ok(SslMode::VerifyFull),
-    }
-}
-
-pub(crate) fn host_of(url: &Url) -> Option<String> {
-    url.host_str()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
-}
-
-fn origin(scheme: &str, host: &str, port: u16) -> Result<Url, ConnectorError> {
-    let h = if host.contains(':') {
-        format!("[{host}]")
-    } else {
-        host.to_owned()
-    };
-    Url::parse(&format!("{scheme}://{h}:{port}")).map_err(|e| {
-        ConnectorError::invalid_config("host", format!("host {host:?} does not form a URL: {e}"))
-    })
-}
-
-/// The endpoint: `metadata.endpoint`, else `host`/`port` with the scheme the
-/// TLS settings imply, else Google's.
-pub(crate) fn parse_endpoint(cfg: &ConnectionConfig) -> Result<(Url, SslMode), ConnectorError> {
-    let endpoint = match meta_string(cfg, "endpoint")? {
-        Some(text) => {
-            let url = Url::parse(&text).map_err(|e| {
-                ConnectorError::invalid_config(
-                    "metadata.endpoint",
-                    format!("metadata.endpoint is not a URL: {e}"),
-                )
-            })?;
-            if !matches!(url.scheme(), "http" | "https")
-                || url.host_str().is_none()
-                || !url.username().is_empty()
-                || url.password().is_some()
-                || url.query().is_some()
-                || !matches!(url.path(), "" | "/")
-            {
-                return Err(ConnectorError::invalid_config(
-                    "metadata.endpoint",
-                    "metadata.endpoint must be http(s)://host[:port] without user, path or query",
-                ));
-            }
-            let host = host_of(&url).unwrap_or_default();
-            if let Some(h) = cfg.host.as_deref().map(str::trim) {
-                if !h.eq_ignore_ascii_case(&host) {
-                    return Err(ConnectorError::invalid_config(
-                        "host",
-                        "host and metadata.endpoint name different hosts: give one",
-                    ));
-                }
-            }
-            let port = url.port_or_known_default().unwrap_or(443);
-            if cfg.port.is_some_and(|p| p != port) {
-                return Err(ConnectorError::invalid_config(
-                    "port",
-                    "port and metadata.endpoint name different ports: give one",
-                ));
-            }
-            origin(url.scheme(), &host, port)?
-        }
-        None => match cfg.host.as_deref().map(str::trim) {
-            Some(h) if !h.is_empty() => {
-                let https = !tls_said(cfg) || cfg.ssl_mode()?.is_tls();
-                let scheme = if https { "https" } else { "http" };
-                let port = cfg.port.unwrap_or(if https { 443 } else { 80 });
-                origin(
-                    scheme,
-                    h.trim_start_matches('[').trim_end_matches(']'),
-                    port,
-                )?
-            }
-            _ => {
-                let mut u = Url::parse(DEFAULT_ENDPOINT).expect("valid default endpoint");
-                if let Some(p) = cfg.port {
-                    let _ = u.set_port(Some(p));
-                }
-                u
-            }
-        },
-    };
-    let tls = tls_for_scheme(cfg, endpoint.scheme())?;
-    Ok((endpoint, tls))
 }
 
 /// Dataset ids: letters, digits and underscores, at most 1024 bytes. The
@@ -242,48 +87,11 @@ fn check_location(l: &str) -> Result<(), ConnectorError> {
     }
 }
 
-fn parse_key(text: &SecretString) -> Result<ServiceAccountKey, ConnectorError> {
-    // serde's message could quote the text; it is replaced by our own.
-    let key: ServiceAccountKey = serde_json::from_str(text.expose()).map_err(|e| {
-        ConnectorError::invalid_config(
-            "credentials",
-            format!(
-                "credentials.serviceAccountKey is not a service account key JSON (line {}, column {}; \
-                 it needs client_email and private_key)",
-                e.line(),
-                e.column()
-            ),
-        )
-    })?;
-    if key
-        .key_type
-        .as_deref()
-        .is_some_and(|t| t != "service_account")
-    {
-        return Err(ConnectorError::invalid_config(
-            "credentials",
-            "credentials.serviceAccountKey has a \"type\" other than \"service_account\"",
-        ));
-    }
-    if !key.private_key.expose().contains("PRIVATE KEY-----") {
-        return Err(ConnectorError::invalid_config(
-            "credentials",
-            "credentials.serviceAccountKey.private_key is not a PEM private key",
-        ));
-    }
-    if jsonwebtoken::EncodingKey::from_rsa_pem(key.private_key.expose().as_bytes()).is_err() {
-        return Err(ConnectorError::invalid_config(
-            "credentials",
-            "credentials.serviceAccountKey.private_key is not an RSA private key",
-        ));
-    }
-    Ok(key)
-}
-
 impl BqConfig {
     pub fn parse(cfg: &ConnectionConfig, creds: &Credentials) -> Result<BqConfig, ConnectorError> {
-        let (endpoint, tls) = parse_endpoint(cfg)?;
-        let host = host_of(&endpoint).unwrap_or_default();
+        let ServiceEndpoint {
+            url: endpoint, tls, ..
+        } = service_endpoint(cfg, DEFAULT_HOST)?;
         let dataset = cfg
             .database
             .as_deref()
@@ -307,25 +115,7 @@ impl BqConfig {
                     "give credentials.serviceAccountKey or credentials.accessToken, not both",
                 ))
             }
-            (Some(k), None) => {
-                let key = parse_key(k)?;
-                let uri = meta_string(cfg, "tokenUrl")?
-                    .or_else(|| key.token_uri.clone())
-                    .unwrap_or_else(|| DEFAULT_TOKEN_URI.to_owned());
-                let token_uri = Url::parse(&uri)
-                    .ok()
-                    .filter(|u| matches!(u.scheme(), "http" | "https") && u.host_str().is_some())
-                    .ok_or_else(|| {
-                        ConnectorError::invalid_config(
-                            "credentials",
-                            "the service account key's token_uri (or metadata.tokenUrl) is not an http(s) URL",
-                        )
-                    })?;
-                Auth::ServiceAccount {
-                    key: Box::new(key),
-                    token_uri,
-                }
-            }
+            (Some(k), None) => Auth::ServiceAccount(Box::new(ServiceAccount::parse(cfg, k)?)),
             (None, Some(t)) => {
                 if t.expose().chars().any(|c| c.is_control() || c == ' ') {
                     return Err(ConnectorError::invalid_config(
@@ -337,7 +127,7 @@ impl BqConfig {
             }
             (None, None) => Auth::Anonymous,
         };
-        if !matches!(auth, Auth::ServiceAccount { .. }) && cfg.metadata.contains_key("tokenUrl") {
+        if !matches!(auth, Auth::ServiceAccount(_)) && cfg.metadata.contains_key("tokenUrl") {
             return Err(ConnectorError::invalid_config(
                 "metadata",
                 "metadata.tokenUrl needs credentials.serviceAccountKey",
@@ -353,17 +143,16 @@ impl BqConfig {
                 "credentials.serviceAccountKey is required for bigquery.googleapis.com",
             ));
         }
-        let project = meta_string(cfg, "project")?.ok_or_else(|| {
+        let project = metadata::string(cfg, "project")?.ok_or_else(|| {
             ConnectorError::invalid_config("metadata.project", "metadata.project is required")
         })?;
         check_project(&project)?;
-        let location = meta_string(cfg, "location")?;
+        let location = metadata::string(cfg, "location")?;
         if let Some(l) = &location {
             check_location(l)?;
         }
         Ok(BqConfig {
             endpoint,
-            host,
             tls,
             ca_pem: cfg.ssl_ca_pem.clone(),
             project,
@@ -396,7 +185,7 @@ pub(crate) mod tests {
         .to_string()
     }
 
-    fn cfg(meta: Value) -> ConnectionConfig {
+    fn cfg(meta: serde_json::Value) -> ConnectionConfig {
         ConnectionConfig {
             metadata: serde_json::from_value(meta).unwrap(),
             ..Default::default()
@@ -415,7 +204,7 @@ pub(crate) mod tests {
         let c = BqConfig::parse(&cfg(json!({"project": "p"})), &sa()).unwrap();
         assert_eq!(c.endpoint.as_str(), "https://bigquery.googleapis.com/");
         assert_eq!(
-            (c.host.as_str(), c.tls),
+            (c.endpoint.host_str().unwrap(), c.tls),
             ("bigquery.googleapis.com", SslMode::VerifyFull)
         );
         let c = BqConfig::parse(
@@ -450,7 +239,7 @@ pub(crate) mod tests {
         let c = BqConfig::parse(&cfg(json!({"project": "p", "location": "EU"})), &sa()).unwrap();
         assert_eq!(c.project, "p");
         assert_eq!(c.location.as_deref(), Some("EU"));
-        assert!(matches!(c.auth, Auth::ServiceAccount { .. }));
+        assert!(matches!(c.auth, Auth::ServiceAccount(_)));
         assert!(!format!("{c:?}").contains("PRIVATE KEY"));
         // The project is required even when the key names one: it says where
         // queries are billed, which is the user's choice.

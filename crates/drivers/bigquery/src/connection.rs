@@ -1,20 +1,20 @@
-//! The HTTP client (core TLS, pinned addresses, bounded bodies), the
-//! service-account token exchange, jobs.query, and the BigQuery connection.
+//! The BigQuery connection: REST calls (jobs.query and the listings) through
+//! the core's pinned HTTP client (egress resolver, TLS, bounded bodies),
+//! authorized by a bearer token or a service account's JWT bearer grant (core
+//! `TokenSource`).
 
-use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
-use std::time::Duration;
 
+use matih_connector_core::http::header::{HeaderMap, SERVER};
+use matih_connector_core::http::{HttpAuth, HttpClient, HttpOptions, HttpRequest, Url};
 use matih_connector_core::{
-    async_trait, resolve_host, tls, with_timeout, Catalog, ConnectContext, Connection,
-    ConnectorError, DiscoveryRequest, ErrorCode, SecretString, SslMode,
+    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
+    DiscoveryRequest, ErrorCode,
 };
-use reqwest::header::{HeaderMap, SERVER};
 use serde_json::{json, Value};
-use url::Url;
 
-use crate::config::{host_of, Auth, BqConfig, ServiceAccountKey, READ_SCOPE};
-use crate::errors::{parse_error, Failure};
+use crate::config::{Auth, BqConfig, READ_SCOPE};
+use crate::errors::{job_failure, json_error, refine};
 
 /// Listing pages and query results are read only this far.
 const MAX_JSON_BYTES: u64 = 32 << 20;
@@ -23,79 +23,13 @@ const PAGE_ROWS: u64 = 10_000;
 /// Pages one query may return: a runaway catalog stops with an error
 /// instead of filling memory.
 const MAX_PAGES: usize = 200;
-/// Error bodies are read only this far, for the message.
-const ERROR_BODY_BYTES: usize = 8192;
-
-/// Resolves host names for the HTTP client from addresses already checked
-/// against the egress policy: the endpoint's (resolved by the core) and the
-/// token endpoint's (resolved at connect). Any other name is refused.
-struct PinnedResolver {
-    pinned: Vec<(String, Vec<SocketAddr>)>,
-}
-
-impl reqwest::dns::Resolve for PinnedResolver {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let name = name.as_str().trim_end_matches('.').to_ascii_lowercase();
-        let found = self
-            .pinned
-            .iter()
-            .find(|(h, _)| *h == name)
-            .map(|(_, a)| a.clone());
-        Box::pin(async move {
-            match found {
-                Some(addrs) => Ok(Box::new(addrs.into_iter()) as reqwest::dns::Addrs),
-                None => Err(Box::new(ConnectorError::new(
-                    ErrorCode::EgressDenied,
-                    format!("{name} is neither the endpoint nor the token endpoint; refusing to look it up"),
-                )) as Box<dyn std::error::Error + Send + Sync>),
-            }
-        })
-    }
-}
 
 pub(crate) struct BqConnection {
     pub(crate) cfg: BqConfig,
-    client: reqwest::Client,
-    token: Option<SecretString>,
+    client: HttpClient,
+    auth: HttpAuth,
     /// The latest `Server` header, for the server version.
     server: Mutex<Option<String>>,
-}
-
-/// The `iat`/`exp` claims are seconds since the epoch.
-fn now_secs() -> u64 {
-    std::time::SystemTime::now()
-        .duration_since(std::time::UNIX_EPOCH)
-        .map(|d| d.as_secs())
-        .unwrap_or(0)
-}
-
-#[derive(serde::Serialize)]
-struct Claims<'a> {
-    iss: &'a str,
-    scope: &'a str,
-    aud: &'a str,
-    iat: u64,
-    exp: u64,
-}
-
-/// The signed assertion of the OAuth2 JWT bearer grant (RFC 7523) as Google
-/// documents it for service accounts.
-pub(crate) fn assertion(key: &ServiceAccountKey, aud: &str) -> Result<SecretString, Failure> {
-    let mut header = jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256);
-    header.kid = key.private_key_id.clone();
-    let iat = now_secs();
-    let claims = Claims {
-        iss: &key.client_email,
-        scope: READ_SCOPE,
-        aud,
-        iat,
-        exp: iat + 3600,
-    };
-    let enc = jsonwebtoken::EncodingKey::from_rsa_pem(key.private_key.expose().as_bytes())
-        .map_err(Failure::Sign)?;
-    jsonwebtoken::encode(&header, &claims, &enc)
-        .map(SecretString::new)
-        .map_err(Failure::Sign)
 }
 
 impl BqConnection {
@@ -103,94 +37,29 @@ impl BqConnection {
         cfg: BqConfig,
         ctx: &ConnectContext,
     ) -> Result<BqConnection, ConnectorError> {
-        // An http endpoint still gets a verifying configuration, for an https
-        // token endpoint.
-        let mode = if cfg.tls.is_tls() {
-            cfg.tls
-        } else {
-            SslMode::VerifyFull
+        // Same-origin redirects only, every hop egress-checked.
+        let opts = HttpOptions::new(cfg.tls, cfg.ca_pem.as_deref())
+            .max_body_bytes(MAX_JSON_BYTES)
+            .refine(refine);
+        let client = ctx.http_client(&opts)?;
+        let auth = match &cfg.auth {
+            Auth::Anonymous => HttpAuth::None,
+            Auth::AccessToken(t) => HttpAuth::Bearer(t.clone()),
+            Auth::ServiceAccount(sa) => HttpAuth::Token(Arc::new(sa.token_source(READ_SCOPE)?)),
         };
-        let tls = tls::client_config(mode, cfg.ca_pem.as_deref())?
-            .ok_or_else(|| ConnectorError::internal("TLS configuration missing for a TLS mode"))?;
-        let mut pinned = vec![(cfg.host.to_ascii_lowercase(), ctx.addrs.clone())];
-        if let Auth::ServiceAccount { token_uri, .. } = &cfg.auth {
-            // Checked even when it is an IP literal, which reqwest would
-            // connect to without asking any resolver.
-            let host = host_of(token_uri).unwrap_or_default();
-            let port = token_uri.port_or_known_default().unwrap_or(443);
-            let addrs = resolve_host(&host, port, ctx.timeouts, &ctx.egress)
-                .await
-                .map_err(|e| e.with_context("tokenUrl", token_uri.as_str()))?;
-            pinned.push((host.to_ascii_lowercase(), addrs));
-        }
-        let resolver = PinnedResolver { pinned };
-        let client = reqwest::Client::builder()
-            .use_preconfigured_tls(tls)
-            .no_proxy()
-            .dns_resolver(Arc::new(resolver))
-            .connect_timeout(ctx.timeouts.connect())
-            .redirect(reqwest::redirect::Policy::none())
-            .pool_max_idle_per_host(4)
-            .user_agent(concat!("matih-connectors/", env!("CARGO_PKG_VERSION")))
-            .build()
-            .map_err(|e| parse_error(Failure::Http(e), "building the HTTP client"))?;
-        let mut conn = BqConnection {
+        // A service account's token is fetched now: bad keys fail at connect.
+        auth.authorize(&client).await?;
+        let conn = BqConnection {
             cfg,
             client,
-            token: None,
+            auth,
             server: Mutex::new(None),
-        };
-        conn.token = match &conn.cfg.auth {
-            Auth::Anonymous => None,
-            Auth::AccessToken(t) => Some(t.clone()),
-            Auth::ServiceAccount { key, token_uri } => {
-                Some(conn.fetch_token(key, token_uri).await?)
-            }
         };
         // The cheapest authorized call proves endpoint, TLS and credentials,
         // and that the project (and dataset) exists.
         let what = "checking access";
         with_timeout(ctx.timeouts.connect(), what, conn.check_access()).await?;
         Ok(conn)
-    }
-
-    async fn fetch_token(
-        &self,
-        key: &ServiceAccountKey,
-        token_uri: &Url,
-    ) -> Result<SecretString, ConnectorError> {
-        let what = format!("POST {token_uri}");
-        let jwt = assertion(key, token_uri.as_str()).map_err(|f| parse_error(f, &what))?;
-        let form = [
-            ("grant_type", "urn:ietf:params:oauth:grant-type:jwt-bearer"),
-            ("assertion", jwt.expose()),
-        ];
-        let req = self.client.post(token_uri.clone()).form(&form);
-        let fut = async {
-            let mut resp = req
-                .timeout(self.cfg.timeouts.connect())
-                .send()
-                .await
-                .map_err(|e| parse_error(Failure::Http(e), &what))?;
-            let status = resp.status().as_u16();
-            if !(200..300).contains(&status) {
-                let body = read_prefix(&mut resp, ERROR_BODY_BYTES).await;
-                return Err(parse_error(Failure::Token { status, body }, &what));
-            }
-            let body = read_bounded(&mut resp, 64 * 1024)
-                .await
-                .map_err(|f| parse_error(f, &what))?;
-            let v: Value =
-                serde_json::from_slice(&body).map_err(|e| parse_error(Failure::Json(e), &what))?;
-            match v.get("access_token").and_then(Value::as_str) {
-                Some(t) if !t.is_empty() => Ok(SecretString::new(t)),
-                _ => Err(ConnectorError::new(
-                    ErrorCode::ProtocolError,
-                    format!("{what}: the token response has no access_token"),
-                )),
-            }
-        };
-        with_timeout(self.cfg.timeouts.connect(), &what, fut).await
     }
 
     /// One dataset of the project (or the configured dataset itself).
@@ -221,14 +90,6 @@ impl BqConnection {
         api_url(&self.cfg.endpoint, segments, query)
     }
 
-    fn authorize(&self, req: reqwest::RequestBuilder) -> reqwest::RequestBuilder {
-        let req = req.timeout(self.cfg.timeouts.query());
-        match &self.token {
-            Some(t) => req.bearer_auth(t.expose()),
-            None => req,
-        }
-    }
-
     fn remember_server(&self, headers: &HeaderMap) {
         if let Some(v) = headers
             .get(SERVER)
@@ -243,43 +104,22 @@ impl BqConnection {
 
     /// GETs a JSON document within the size and time limits.
     pub(crate) async fn get_json(&self, url: Url, what: &str) -> Result<Value, ConnectorError> {
-        self.send(self.authorize(self.client.get(url)), what).await
+        self.send(self.client.get(url), what).await
     }
 
     /// POSTs a JSON body and reads the JSON answer within the limits.
     async fn post_json(&self, url: Url, body: &Value, what: &str) -> Result<Value, ConnectorError> {
-        self.send(self.authorize(self.client.post(url).json(body)), what)
-            .await
+        self.send(self.client.post(url).json(body), what).await
     }
 
-    async fn send(
-        &self,
-        req: reqwest::RequestBuilder,
-        what: &str,
-    ) -> Result<Value, ConnectorError> {
-        let fut = async {
-            let mut resp = req
-                .send()
-                .await
-                .map_err(|e| parse_error(Failure::Http(e), what))?;
-            self.remember_server(resp.headers());
-            let status = resp.status().as_u16();
-            if !(200..300).contains(&status) {
-                let body = read_prefix(&mut resp, ERROR_BODY_BYTES).await;
-                return Err(parse_error(Failure::Status { status, body }, what));
-            }
-            let body = read_bounded(&mut resp, MAX_JSON_BYTES)
-                .await
-                .map_err(|f| parse_error(f, what))?;
-            serde_json::from_slice(&body).map_err(|e| parse_error(Failure::Json(e), what))
-        };
-        // reqwest's timeout covers the body too; this one is a backstop.
-        with_timeout(
-            self.cfg.timeouts.query() + Duration::from_millis(250),
-            what,
-            fut,
-        )
-        .await
+    async fn send(&self, req: HttpRequest, what: &str) -> Result<Value, ConnectorError> {
+        let resp = self.auth.apply(req.what(what)).await?.send().await?;
+        self.remember_server(resp.headers());
+        if !resp.status().is_success() {
+            return Err(resp.error().await);
+        }
+        let body = resp.bytes().await?;
+        serde_json::from_slice(&body).map_err(|e| json_error(e, what))
     }
 
     /// Runs a read-only GoogleSQL query with named parameters (`@name`) through
@@ -326,7 +166,7 @@ impl BqConnection {
                 .and_then(Value::as_bool)
                 .unwrap_or(true);
             if let Some(err) = job_error(&resp, complete) {
-                return Err(parse_error(Failure::Job(err.clone()), what));
+                return Err(job_failure(err, what));
             }
             if complete {
                 collect_rows(&resp, &mut rows);
@@ -455,33 +295,6 @@ pub(crate) fn api_url(endpoint: &Url, segments: &[&str], query: &[(&str, &str)])
         u.query_pairs_mut().extend_pairs(query);
     }
     u
-}
-
-/// The first `n` bytes of a body; the rest is not read.
-async fn read_prefix(resp: &mut reqwest::Response, n: usize) -> Vec<u8> {
-    let mut buf = Vec::new();
-    while buf.len() < n {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(n - buf.len())]),
-            _ => break,
-        }
-    }
-    buf
-}
-
-/// Reads a body, refusing more than `limit` bytes.
-async fn read_bounded(resp: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, Failure> {
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Err(Failure::TooLarge { limit });
-    }
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(Failure::Http)? {
-        if buf.len() as u64 + chunk.len() as u64 > limit {
-            return Err(Failure::TooLarge { limit });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
 }
 
 #[async_trait]

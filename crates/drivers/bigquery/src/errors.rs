@@ -1,40 +1,12 @@
 //! The one place BigQuery failures become [`ConnectorError`]s: REST API error
-//! payloads (`error.code`, `error.status`, `error.errors[].reason`), OAuth2
-//! token endpoint errors (RFC 6749 §5.2), HTTP statuses, and reqwest's
-//! transport failures (TLS, I/O, DNS, timeouts).
+//! payloads (`error.code`, `error.status`, `error.errors[].reason`) through
+//! the core HTTP client's refine hook, and failed query jobs. Token endpoint
+//! errors (RFC 6749 §5.2) and transport failures are mapped by the core client.
 
-use std::error::Error as StdError;
-use std::io;
-
-use matih_connector_core::{find_source, ConnectorError, ErrorCode};
+use matih_connector_core::google::error_fields;
+use matih_connector_core::http::StatusFailure;
+use matih_connector_core::{ConnectorError, ErrorCode};
 use serde_json::Value;
-
-/// Something that went wrong talking to BigQuery or the token endpoint.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// The REST API answered with an error status; `body` holds its start.
-    Status {
-        status: u16,
-        body: Vec<u8>,
-    },
-    /// The token endpoint refused the assertion.
-    Token {
-        status: u16,
-        body: Vec<u8>,
-    },
-    /// A query job finished with `status.errorResult` (HTTP 200 or in the
-    /// body of `jobs.query`): `{reason, location, message}`.
-    Job(Value),
-    Http(reqwest::Error),
-    /// The body is not the JSON we expected.
-    Json(serde_json::Error),
-    /// The body exceeded the byte limit.
-    TooLarge {
-        limit: u64,
-    },
-    /// The JWT could not be signed (a key the parser accepted but ring did not).
-    Sign(jsonwebtoken::errors::Error),
-}
 
 /// A BigQuery `errors[].reason` (or the RPC-style `error.status`) → our
 /// code. Reasons are those of BigQuery's error message reference
@@ -116,205 +88,74 @@ pub(crate) fn status_code(status: u16) -> ErrorCode {
     }
 }
 
-fn retryable(code: ErrorCode, status: u16, reason: Option<&str>) -> bool {
-    code.is_retryable()
-        || matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
-        || reason.is_some_and(retryable_reason)
-}
-
-/// `(reason, status, message)` from a JSON API error body.
-fn body_fields(body: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        let text = String::from_utf8_lossy(body);
-        let t = text.trim();
-        let msg = (!t.is_empty() && !t.starts_with('<')).then(|| t.to_owned());
-        return (None, None, msg);
+/// A REST API error answer: the reason (or RPC status) decides the code, the
+/// status when neither is known; `bigqueryReason` and `googleStatus` in the
+/// context.
+pub(crate) fn refine(f: &StatusFailure<'_>) -> Option<ConnectorError> {
+    let fields = error_fields(f.body);
+    let status = f.status.as_u16();
+    let code = fields
+        .reason
+        .as_deref()
+        .and_then(reason_code)
+        .or_else(|| fields.status.as_deref().and_then(reason_code))
+        .unwrap_or_else(|| status_code(status));
+    let message = fields.message.as_deref().map(one_line);
+    let detail = match (&fields.reason, message) {
+        (Some(r), Some(m)) if !m.is_empty() => Some(format!("{r}: {m}")),
+        (Some(r), _) => Some(r.clone()),
+        (None, m) => m,
     };
-    let err = v.get("error").unwrap_or(&Value::Null);
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    let reason = err
-        .get("errors")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(|e| s(e, "reason"));
-    (reason, s(err, "status"), s(err, "message"))
+    let retry = fields.reason.as_deref().is_some_and(retryable_reason);
+    let mut err = f.error(code, detail);
+    if retry {
+        err = err.with_retryable(true);
+    }
+    if let Some(r) = fields.reason {
+        err = err.with_context("bigqueryReason", r);
+    }
+    if let Some(s) = fields.status {
+        err = err.with_context("googleStatus", s);
+    }
+    Some(err)
 }
 
-/// Maps a failure. `what` says what we were doing and holds no secret.
-pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
-    match failure {
-        Failure::Status { status, body } => {
-            let (reason, rpc_status, message) = body_fields(&body);
-            let code = reason
-                .as_deref()
-                .and_then(reason_code)
-                .or_else(|| rpc_status.as_deref().and_then(reason_code))
-                .unwrap_or_else(|| status_code(status));
-            let mut msg = format!("{what}: HTTP {status}");
-            if let Some(r) = &reason {
-                msg.push_str(&format!(" {r}"));
-            }
-            if let Some(m) = message.as_deref().map(one_line).filter(|m| !m.is_empty()) {
-                msg.push_str(&format!(": {m}"));
-            }
-            let mut err = ConnectorError::new(code, msg)
-                .with_context("httpStatus", status)
-                .with_retryable(retryable(code, status, reason.as_deref()));
-            if let Some(r) = reason {
-                err = err.with_context("bigqueryReason", r);
-            }
-            if let Some(s) = rpc_status {
-                err = err.with_context("googleStatus", s);
-            }
-            err
-        }
-        Failure::Token { status, body } => {
-            let v = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-            let oauth = v.get("error").and_then(Value::as_str).map(str::to_owned);
-            let desc = v
-                .get("error_description")
-                .and_then(Value::as_str)
-                .map(one_line);
-            let code = match oauth.as_deref() {
-                Some("invalid_grant" | "invalid_client" | "unauthorized_client") => {
-                    ErrorCode::AuthenticationFailed
-                }
-                Some("invalid_scope" | "access_denied") => ErrorCode::PermissionDenied,
-                Some("invalid_request" | "unsupported_grant_type") => {
-                    ErrorCode::InvalidConfiguration
-                }
-                Some("temporarily_unavailable") => ErrorCode::RateLimited,
-                _ => match status_code(status) {
-                    // The token endpoint's own 404 means the token_uri is wrong.
-                    ErrorCode::DatabaseNotFound => ErrorCode::InvalidConfiguration,
-                    c => c,
-                },
-            };
-            let mut msg = format!("{what}: token endpoint answered HTTP {status}");
-            if let Some(e) = &oauth {
-                msg.push_str(&format!(" {e}"));
-            }
-            if let Some(d) = desc.filter(|d| !d.is_empty()) {
-                msg.push_str(&format!(": {d}"));
-            }
-            let mut err = ConnectorError::new(code, msg)
-                .with_context("httpStatus", status)
-                .with_retryable(retryable(code, status, None));
-            if let Some(e) = oauth {
-                err = err.with_context("oauthError", e);
-            }
-            err
-        }
-        Failure::Job(err) => {
-            let s = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_owned);
-            let reason = s("reason");
-            let code = reason
-                .as_deref()
-                .and_then(reason_code)
-                .unwrap_or(ErrorCode::SourceError);
-            let mut msg = format!("{what}: query failed");
-            if let Some(r) = &reason {
-                msg.push_str(&format!(" ({r})"));
-            }
-            if let Some(m) = s("message")
-                .as_deref()
-                .map(one_line)
-                .filter(|m| !m.is_empty())
-            {
-                msg.push_str(&format!(": {m}"));
-            }
-            let mut e = ConnectorError::new(code, msg).with_retryable(
-                code.is_retryable() || reason.as_deref().is_some_and(retryable_reason),
-            );
-            if let Some(r) = reason {
-                e = e.with_context("bigqueryReason", r);
-            }
-            e
-        }
-        Failure::Http(e) => reqwest_error(e, what),
-        Failure::Json(e) => ConnectorError::new(
-            ErrorCode::ProtocolError,
-            format!("{what}: the response is not the JSON expected: {e}"),
-        )
-        .with_retryable(false)
-        .with_source(e),
-        Failure::TooLarge { limit } => ConnectorError::new(
-            ErrorCode::ProtocolError,
-            format!("{what}: the response exceeds {limit} bytes"),
-        )
-        .with_context("limitBytes", limit)
-        .with_retryable(false),
-        Failure::Sign(e) => ConnectorError::new(
-            ErrorCode::InvalidConfiguration,
-            format!("{what}: the service account key cannot sign: {e}"),
-        )
-        .with_context("field", "credentials")
-        .with_source(e),
+/// A query job that finished with `status.errorResult` (HTTP 200 or in the
+/// body of `jobs.query`): `{reason, location, message}`.
+pub(crate) fn job_failure(err: &Value, what: &str) -> ConnectorError {
+    let s = |k: &str| err.get(k).and_then(Value::as_str).map(str::to_owned);
+    let reason = s("reason");
+    let code = reason
+        .as_deref()
+        .and_then(reason_code)
+        .unwrap_or(ErrorCode::SourceError);
+    let mut msg = format!("{what}: query failed");
+    if let Some(r) = &reason {
+        msg.push_str(&format!(" ({r})"));
     }
+    if let Some(m) = s("message")
+        .as_deref()
+        .map(one_line)
+        .filter(|m| !m.is_empty())
+    {
+        msg.push_str(&format!(": {m}"));
+    }
+    let mut e = ConnectorError::new(code, msg)
+        .with_retryable(code.is_retryable() || reason.as_deref().is_some_and(retryable_reason));
+    if let Some(r) = reason {
+        e = e.with_context("bigqueryReason", r);
+    }
+    e
 }
 
-/// Transport failures: our own error (egress, DNS) from the resolver, TLS,
-/// timeouts, then the innermost I/O error's kind.
-fn reqwest_error(err: reqwest::Error, what: &str) -> ConnectorError {
-    if let Some(ours) = find_source::<ConnectorError>(&err) {
-        return ConnectorError::new(ours.code(), format!("{what}: {}", ours.message()))
-            .with_source(err);
-    }
-    if let Some(t) = find_source::<rustls::Error>(&err) {
-        return ConnectorError::new(ErrorCode::SslHandshakeFailed, format!("{what}: TLS: {t}"))
-            .with_source(err);
-    }
-    if err.is_timeout() {
-        return ConnectorError::new(ErrorCode::Timeout, format!("{what}: timed out"))
-            .with_source(err);
-    }
-    let detail = chain(&err);
-    let code = if let Some(ioe) = innermost_io(&err) {
-        ErrorCode::from_io_kind(ioe.kind())
-    } else if err.is_connect() {
-        ErrorCode::ConnectionRefused
-    } else if err.is_decode() {
-        ErrorCode::ProtocolError
-    } else if err.is_builder() {
-        ErrorCode::InvalidConfiguration
-    } else if detail.contains("invalid HTTP") || detail.contains("parse") {
-        ErrorCode::ProtocolError
-    } else {
-        ErrorCode::ConnectionClosed
-    };
-    ConnectorError::new(code, format!("{what}: {detail}")).with_source(err)
-}
-
-fn innermost_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
-    let mut found = None;
-    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 32) {
-        hops += 1;
-        cur = match e.downcast_ref::<io::Error>() {
-            Some(io) => {
-                found = Some(io);
-                io.get_ref().map(|i| i as &(dyn StdError + 'static))
-            }
-            None => e.source(),
-        };
-    }
-    found
-}
-
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 16) {
-        hops += 1;
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    one_line(&parts.join(": "))
+/// A body that is not the JSON expected.
+pub(crate) fn json_error(e: serde_json::Error, what: &str) -> ConnectorError {
+    ConnectorError::new(
+        ErrorCode::ProtocolError,
+        format!("{what}: the response is not the JSON expected: {e}"),
+    )
+    .with_retryable(false)
+    .with_source(e)
 }
 
 fn one_line(s: &str) -> String {
@@ -329,16 +170,20 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use matih_connector_core::http::header::HeaderMap;
+    use matih_connector_core::http::StatusCode;
     use serde_json::json;
 
     fn status(status: u16, body: &str) -> ConnectorError {
-        parse_error(
-            Failure::Status {
-                status,
-                body: body.as_bytes().to_vec(),
-            },
+        let headers = HeaderMap::new();
+        let st = StatusCode::from_u16(status).unwrap();
+        refine(&StatusFailure::new(
+            st,
+            &headers,
+            body.as_bytes(),
             "GET projects/p/datasets",
-        )
+        ))
+        .unwrap()
     }
 
     /// Error bodies as BigQuery's REST reference and error-message guide
@@ -499,57 +344,12 @@ mod tests {
             (json!({"message": "???"}), ErrorCode::SourceError, false),
         ];
         for (body, want, retry) in cases {
-            let e = parse_error(Failure::Job(body.clone()), "INFORMATION_SCHEMA.COLUMNS");
+            let e = job_failure(&body, "INFORMATION_SCHEMA.COLUMNS");
             assert_eq!(e.code(), want, "{body}");
             assert_eq!(e.is_retryable(), retry, "{body}");
         }
     }
 
-    /// Google's OAuth2 token endpoint error bodies for the JWT bearer grant.
-    #[test]
-    fn token_endpoint_errors() {
-        let cases: &[(u16, &str, ErrorCode)] = &[
-            (
-                400,
-                r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
-                ErrorCode::AuthenticationFailed,
-            ),
-            (
-                400,
-                r#"{"error":"invalid_grant","error_description":"Invalid grant: account not found"}"#,
-                ErrorCode::AuthenticationFailed,
-            ),
-            (
-                401,
-                r#"{"error":"unauthorized_client","error_description":"Client is unauthorized to retrieve access tokens using this method."}"#,
-                ErrorCode::AuthenticationFailed,
-            ),
-            (
-                400,
-                r#"{"error":"invalid_scope","error_description":"Invalid OAuth scope"}"#,
-                ErrorCode::PermissionDenied,
-            ),
-            (
-                400,
-                r#"{"error":"invalid_request","error_description":"Missing required parameter: assertion"}"#,
-                ErrorCode::InvalidConfiguration,
-            ),
-            (404, "Not Found", ErrorCode::InvalidConfiguration),
-            (503, "", ErrorCode::SourceError),
-        ];
-        for (st, body, want) in cases {
-            let e = parse_error(
-                Failure::Token {
-                    status: *st,
-                    body: body.as_bytes().to_vec(),
-                },
-                "POST token",
-            );
-            assert_eq!(e.code(), *want, "{body}");
-        }
-    }
-
-    /// Every reason of BigQuery's error-message table.
     #[test]
     fn reasons_cover_the_documented_set() {
         for (r, want) in [

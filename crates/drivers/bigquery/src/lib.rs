@@ -110,9 +110,8 @@ impl Driver for BigqueryDriver {
 
     /// The endpoint override's host and port, else `bigquery.googleapis.com:443`.
     fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let (url, _) = config::parse_endpoint(cfg)?;
-        let host = config::host_of(&url).unwrap_or_default();
-        Ok(Some((host, url.port_or_known_default().unwrap_or(443))))
+        let e = matih_connector_core::http::endpoint::service_endpoint(cfg, config::DEFAULT_HOST)?;
+        Ok(Some((e.host, e.port)))
     }
 
     async fn connect(

@@ -1,37 +1,11 @@
 //! The one place GCS failures become [`ConnectorError`]s: JSON API error
-//! payloads (`error.code`, `error.status`, `error.errors[].reason`), OAuth2
-//! token endpoint errors (RFC 6749 §5.2), HTTP statuses, and reqwest's
-//! transport failures (TLS, I/O, DNS, timeouts).
+//! payloads (`error.code`, `error.status`, `error.errors[].reason`) through
+//! the core HTTP client's refine hook. Token endpoint errors (RFC 6749 §5.2)
+//! and transport failures are mapped by the core client.
 
-use std::error::Error as StdError;
-use std::io;
-
-use matih_connector_core::{find_source, ConnectorError, ErrorCode};
-use serde_json::Value;
-
-/// Something that went wrong talking to GCS or the token endpoint.
-#[derive(Debug)]
-pub(crate) enum Failure {
-    /// The JSON API answered with an error status; `body` holds its start.
-    Status {
-        status: u16,
-        body: Vec<u8>,
-    },
-    /// The token endpoint refused the assertion.
-    Token {
-        status: u16,
-        body: Vec<u8>,
-    },
-    Http(reqwest::Error),
-    /// The body is not the JSON we expected.
-    Json(serde_json::Error),
-    /// The body exceeded the byte limit.
-    TooLarge {
-        limit: u64,
-    },
-    /// The JWT could not be signed (a key the parser accepted but ring did not).
-    Sign(jsonwebtoken::errors::Error),
-}
+use matih_connector_core::google::error_fields;
+use matih_connector_core::http::StatusFailure;
+use matih_connector_core::{ConnectorError, ErrorCode};
 
 /// A GCS `errors[].reason` (or the RPC-style `error.status`) → our code.
 /// Reasons are those of Google's JSON API error reference.
@@ -91,177 +65,41 @@ pub(crate) fn status_code(status: u16) -> ErrorCode {
     }
 }
 
-fn retryable(code: ErrorCode, status: u16) -> bool {
-    code.is_retryable() || matches!(status, 408 | 429 | 500 | 502 | 503 | 504)
-}
-
-/// `(reason, status, message)` from a JSON API error body.
-fn body_fields(body: &[u8]) -> (Option<String>, Option<String>, Option<String>) {
-    let Ok(v) = serde_json::from_slice::<Value>(body) else {
-        let text = String::from_utf8_lossy(body);
-        let t = text.trim();
-        let msg = (!t.is_empty() && !t.starts_with('<')).then(|| t.to_owned());
-        return (None, None, msg);
+/// A JSON API error answer: the reason (or RPC status) decides the code, the
+/// status when neither is known; `gcsReason` and `gcsStatus` in the context.
+pub(crate) fn refine(f: &StatusFailure<'_>) -> Option<ConnectorError> {
+    let fields = error_fields(f.body);
+    let status = f.status.as_u16();
+    let code = fields
+        .reason
+        .as_deref()
+        .and_then(reason_code)
+        .or_else(|| fields.status.as_deref().and_then(reason_code))
+        .unwrap_or_else(|| status_code(status));
+    let message = fields.message.as_deref().map(one_line);
+    let detail = match (&fields.reason, message) {
+        (Some(r), Some(m)) if !m.is_empty() => Some(format!("{r}: {m}")),
+        (Some(r), _) => Some(r.clone()),
+        (None, m) => m,
     };
-    let err = v.get("error").unwrap_or(&Value::Null);
-    let s = |v: &Value, k: &str| v.get(k).and_then(Value::as_str).map(str::to_owned);
-    let reason = err
-        .get("errors")
-        .and_then(Value::as_array)
-        .and_then(|a| a.first())
-        .and_then(|e| s(e, "reason"));
-    (reason, s(err, "status"), s(err, "message"))
+    let mut err = f.error(code, detail);
+    if let Some(r) = fields.reason {
+        err = err.with_context("gcsReason", r);
+    }
+    if let Some(s) = fields.status {
+        err = err.with_context("gcsStatus", s);
+    }
+    Some(err)
 }
 
-/// Maps a failure. `what` says what we were doing and holds no secret.
-pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
-    match failure {
-        Failure::Status { status, body } => {
-            let (reason, rpc_status, message) = body_fields(&body);
-            let code = reason
-                .as_deref()
-                .and_then(reason_code)
-                .or_else(|| rpc_status.as_deref().and_then(reason_code))
-                .unwrap_or_else(|| status_code(status));
-            let mut msg = format!("{what}: HTTP {status}");
-            if let Some(r) = &reason {
-                msg.push_str(&format!(" {r}"));
-            }
-            if let Some(m) = message.as_deref().map(one_line).filter(|m| !m.is_empty()) {
-                msg.push_str(&format!(": {m}"));
-            }
-            let mut err = ConnectorError::new(code, msg)
-                .with_context("httpStatus", status)
-                .with_retryable(retryable(code, status));
-            if let Some(r) = reason {
-                err = err.with_context("gcsReason", r);
-            }
-            if let Some(s) = rpc_status {
-                err = err.with_context("gcsStatus", s);
-            }
-            err
-        }
-        Failure::Token { status, body } => {
-            let v = serde_json::from_slice::<Value>(&body).unwrap_or(Value::Null);
-            let oauth = v.get("error").and_then(Value::as_str).map(str::to_owned);
-            let desc = v
-                .get("error_description")
-                .and_then(Value::as_str)
-                .map(one_line);
-            let code = match oauth.as_deref() {
-                Some("invalid_grant" | "invalid_client" | "unauthorized_client") => {
-                    ErrorCode::AuthenticationFailed
-                }
-                Some("invalid_scope" | "access_denied") => ErrorCode::PermissionDenied,
-                Some("invalid_request" | "unsupported_grant_type") => {
-                    ErrorCode::InvalidConfiguration
-                }
-                Some("temporarily_unavailable") => ErrorCode::RateLimited,
-                _ => match status_code(status) {
-                    // The token endpoint's own 404 means the token_uri is wrong.
-                    ErrorCode::DatabaseNotFound => ErrorCode::InvalidConfiguration,
-                    c => c,
-                },
-            };
-            let mut msg = format!("{what}: token endpoint answered HTTP {status}");
-            if let Some(e) = &oauth {
-                msg.push_str(&format!(" {e}"));
-            }
-            if let Some(d) = desc.filter(|d| !d.is_empty()) {
-                msg.push_str(&format!(": {d}"));
-            }
-            let mut err = ConnectorError::new(code, msg)
-                .with_context("httpStatus", status)
-                .with_retryable(retryable(code, status));
-            if let Some(e) = oauth {
-                err = err.with_context("oauthError", e);
-            }
-            err
-        }
-        Failure::Http(e) => reqwest_error(e, what),
-        Failure::Json(e) => ConnectorError::new(
-            ErrorCode::ProtocolError,
-            format!("{what}: the response is not the JSON expected: {e}"),
-        )
-        .with_retryable(false)
-        .with_source(e),
-        Failure::TooLarge { limit } => ConnectorError::new(
-            ErrorCode::ProtocolError,
-            format!("{what}: the response exceeds {limit} bytes"),
-        )
-        .with_context("limitBytes", limit)
-        .with_retryable(false),
-        Failure::Sign(e) => ConnectorError::new(
-            ErrorCode::InvalidConfiguration,
-            format!("{what}: the service account key cannot sign: {e}"),
-        )
-        .with_context("field", "credentials")
-        .with_source(e),
-    }
-}
-
-/// Transport failures: our own error (egress, DNS) from the resolver, TLS,
-/// timeouts, then the innermost I/O error's kind.
-fn reqwest_error(err: reqwest::Error, what: &str) -> ConnectorError {
-    if let Some(ours) = find_source::<ConnectorError>(&err) {
-        return ConnectorError::new(ours.code(), format!("{what}: {}", ours.message()))
-            .with_source(err);
-    }
-    if let Some(t) = find_source::<rustls::Error>(&err) {
-        return ConnectorError::new(ErrorCode::SslHandshakeFailed, format!("{what}: TLS: {t}"))
-            .with_source(err);
-    }
-    if err.is_timeout() {
-        return ConnectorError::new(ErrorCode::Timeout, format!("{what}: timed out"))
-            .with_source(err);
-    }
-    let detail = chain(&err);
-    let code = if let Some(ioe) = innermost_io(&err) {
-        ErrorCode::from_io_kind(ioe.kind())
-    } else if err.is_connect() {
-        ErrorCode::ConnectionRefused
-    } else if err.is_decode() {
-        ErrorCode::ProtocolError
-    } else if err.is_builder() {
-        ErrorCode::InvalidConfiguration
-    } else if detail.contains("invalid HTTP") || detail.contains("parse") {
-        ErrorCode::ProtocolError
-    } else {
-        ErrorCode::ConnectionClosed
-    };
-    ConnectorError::new(code, format!("{what}: {detail}")).with_source(err)
-}
-
-fn innermost_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
-    let mut found = None;
-    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 32) {
-        hops += 1;
-        cur = match e.downcast_ref::<io::Error>() {
-            Some(io) => {
-                found = Some(io);
-                io.get_ref().map(|i| i as &(dyn StdError + 'static))
-            }
-            None => e.source(),
-        };
-    }
-    found
-}
-
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 16) {
-        hops += 1;
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    one_line(&parts.join(": "))
+/// A body that is not the JSON expected.
+pub(crate) fn json_error(e: serde_json::Error, what: &str) -> ConnectorError {
+    ConnectorError::new(
+        ErrorCode::ProtocolError,
+        format!("{what}: the response is not the JSON expected: {e}"),
+    )
+    .with_retryable(false)
+    .with_source(e)
 }
 
 fn one_line(s: &str) -> String {
@@ -276,15 +114,19 @@ fn one_line(s: &str) -> String {
 #[cfg(test)]
 mod tests {
     use super::*;
+    use matih_connector_core::http::header::HeaderMap;
+    use matih_connector_core::http::StatusCode;
 
     fn status(status: u16, body: &str) -> ConnectorError {
-        parse_error(
-            Failure::Status {
-                status,
-                body: body.as_bytes().to_vec(),
-            },
+        let headers = HeaderMap::new();
+        let st = StatusCode::from_u16(status).unwrap();
+        refine(&StatusFailure::new(
+            st,
+            &headers,
+            body.as_bytes(),
             "GET b/x/o",
-        )
+        ))
+        .unwrap()
     }
 
     /// Error bodies as the JSON API reference documents them, and as
@@ -380,50 +222,6 @@ mod tests {
             .len()
                 < 400
         );
-    }
-
-    /// Google's OAuth2 token endpoint error bodies for the JWT bearer grant.
-    #[test]
-    fn token_endpoint_errors() {
-        let cases: &[(u16, &str, ErrorCode)] = &[
-            (
-                400,
-                r#"{"error":"invalid_grant","error_description":"Invalid JWT Signature."}"#,
-                ErrorCode::AuthenticationFailed,
-            ),
-            (
-                400,
-                r#"{"error":"invalid_grant","error_description":"Invalid grant: account not found"}"#,
-                ErrorCode::AuthenticationFailed,
-            ),
-            (
-                401,
-                r#"{"error":"unauthorized_client","error_description":"Client is unauthorized to retrieve access tokens using this method."}"#,
-                ErrorCode::AuthenticationFailed,
-            ),
-            (
-                400,
-                r#"{"error":"invalid_scope","error_description":"Invalid OAuth scope"}"#,
-                ErrorCode::PermissionDenied,
-            ),
-            (
-                400,
-                r#"{"error":"invalid_request","error_description":"Missing required parameter: assertion"}"#,
-                ErrorCode::InvalidConfiguration,
-            ),
-            (404, "Not Found", ErrorCode::InvalidConfiguration),
-            (503, "", ErrorCode::SourceError),
-        ];
-        for (st, body, want) in cases {
-            let e = parse_error(
-                Failure::Token {
-                    status: *st,
-                    body: body.as_bytes().to_vec(),
-                },
-                "POST token",
-            );
-            assert_eq!(e.code(), *want, "{body}");
-        }
     }
 
     #[test]

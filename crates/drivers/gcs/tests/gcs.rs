@@ -467,3 +467,59 @@ async fn tls_is_verified_with_pinned_addresses() {
     let c = discover(&d, &good, &DiscoveryRequest::default()).await;
     assert!(!c.schemas[0].table("orders").unwrap().columns.is_empty());
 }
+
+/// The egress proof of the Google family (GCS and BigQuery share the core
+/// client and the service-account token source): a redirect to a denied
+/// address, a token endpoint and a storage endpoint given as IP literals in a
+/// denied network are refused with EGRESS_DENIED before any packet reaches
+/// the denied address, where a listener records every connection. Runs
+/// without a fixture.
+#[tokio::test]
+async fn egress_refusals_happen_before_any_packet() {
+    use matih_connector_core::{ConnectContext, Driver};
+    use matih_connector_testkit::egress::{assert_refused, DeniedListener};
+    let denied = DeniedListener::bind("127.0.0.3").await;
+    let fake = matih_connector_testkit::redirect::redirecting_origin(
+        denied.url("/computeMetadata/v1/"),
+        "egress_refusals_happen_before_any_packet",
+    )
+    .await;
+    let d = GcsDriver::new();
+    let case = |endpoint: String| {
+        let cfg = ConnectionConfig {
+            metadata: serde_json::from_value(json!({"endpoint": endpoint, "bucket": "b"})).unwrap(),
+            timeouts: Timeouts {
+                connect_ms: 10_000,
+                query_ms: 20_000,
+            },
+            ..Default::default()
+        };
+        Case::new(cfg, Credentials::new())
+    };
+
+    // The bucket listing is redirected to the denied address: the hop is checked.
+    assert_refused(&d, &case(format!("http://{fake}")), Step::Connect, &denied).await;
+
+    // The service account's token endpoint is an IP literal in the denied network.
+    let token = case(format!("http://{fake}"))
+        .with_cred("serviceAccountKey", &key_json(&denied.url("/token")));
+    assert_refused(&d, &token, Step::Connect, &denied).await;
+
+    // The storage endpoint itself: the DNS step refuses it, and the client
+    // refuses it on its own when handed the address anyway.
+    let direct = case(denied.url(""));
+    assert_refused(&d, &direct, Step::Dns, &denied).await;
+    let ctx = ConnectContext {
+        host: Some(denied.addr.ip().to_string()),
+        addrs: vec![denied.addr],
+        timeouts: direct.cfg.timeouts,
+        egress: denied.policy(),
+    };
+    let e = match d.connect(&direct.cfg, &direct.creds, &ctx).await {
+        Ok(_) => panic!("connected to a denied address"),
+        Err(e) => e,
+    };
+    assert_eq!(e.code(), ErrorCode::EgressDenied, "{e}");
+
+    denied.assert_never_reached().await;
+}

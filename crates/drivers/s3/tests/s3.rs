@@ -374,40 +374,6 @@ async fn tls_is_verified_with_pinned_addresses() {
     assert!(c.schemas[0].table("orders").is_some());
 }
 
-/// A fake S3 endpoint written in the test: it answers every request with a
-/// `307 Temporary Redirect` to `location`, as S3 does for a bucket that moved.
-async fn redirecting_fake(location: String) -> std::net::SocketAddr {
-    use tokio::io::{AsyncReadExt, AsyncWriteExt};
-    matih_connector_testkit::fake(
-        "S3 endpoint answering 307 to a denied address, written in the test",
-        "egress_refusals_happen_before_any_packet",
-    );
-    let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let addr = l.local_addr().unwrap();
-    tokio::spawn(async move {
-        while let Ok((mut tcp, _)) = l.accept().await {
-            let location = location.clone();
-            tokio::spawn(async move {
-                let mut head = Vec::new();
-                let mut buf = [0u8; 4096];
-                while !head.windows(4).any(|w| w == b"\r\n\r\n") && head.len() < 65536 {
-                    match tcp.read(&mut buf).await {
-                        Ok(0) | Err(_) => return,
-                        Ok(n) => head.extend_from_slice(&buf[..n]),
-                    }
-                }
-                let answer = format!(
-                    "HTTP/1.1 307 Temporary Redirect\r\nLocation: {location}\r\n\
-                     Content-Length: 0\r\nConnection: close\r\n\r\n"
-                );
-                let _ = tcp.write_all(answer.as_bytes()).await;
-                let _ = tcp.shutdown().await;
-            });
-        }
-    });
-    addr
-}
-
 /// The egress proof of the AWS family (S3, DynamoDB and Redshift share the
 /// core `aws` client): a redirect to a denied address, an STS endpoint and a
 /// service endpoint given as IP literals in a denied network are refused with
@@ -418,7 +384,11 @@ async fn egress_refusals_happen_before_any_packet() {
     use matih_connector_core::{ConnectContext, Driver};
     use matih_connector_testkit::egress::{assert_refused, DeniedListener};
     let denied = DeniedListener::bind("127.0.0.3").await;
-    let fake = redirecting_fake(denied.url("/latest/meta-data/")).await;
+    let fake = matih_connector_testkit::redirect::redirecting_origin(
+        denied.url("/latest/meta-data/"),
+        "egress_refusals_happen_before_any_packet",
+    )
+    .await;
     let d = S3Driver::new();
     let case = |endpoint: String, meta: serde_json::Value| {
         let mut m = json!({"endpoint": endpoint, "region": "us-east-1"});
