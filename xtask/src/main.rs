@@ -6,9 +6,11 @@
 //! cargo xtask fixtures down | status | clean
 //! cargo xtask test-drivers [--only postgres,mysql,cli] [--fixtures native|docker]
 //! cargo xtask bench discovery | api | scheduler [--connectors N]
+//! cargo xtask check deploy
 //! cargo xtask ci
 //! ```
 
+mod deploy;
 mod fixtures;
 mod tasks;
 mod tls;
@@ -54,7 +56,13 @@ enum Cmd {
         #[command(subcommand)]
         which: BenchCmd,
     },
-    /// Everything CI checks: fmt, clippy, tests, driver tests with fixtures.
+    /// Checks beside the tests: the deploy artifacts.
+    Check {
+        #[command(subcommand)]
+        what: CheckCmd,
+    },
+    /// Everything CI checks: fmt, clippy, deploy artifacts, tests, driver
+    /// tests with fixtures.
     Ci {
         #[arg(long, value_enum, default_value = "native")]
         fixtures: Source,
@@ -91,6 +99,13 @@ enum FixturesCmd {
         #[arg(long, value_delimiter = ',')]
         only: Vec<String>,
     },
+}
+
+#[derive(Subcommand)]
+enum CheckCmd {
+    /// hadolint on the Dockerfile; the Kubernetes manifests against the
+    /// Kubernetes schemas (kubernetes-validate) and a security lint (checkov).
+    Deploy,
 }
 
 #[derive(Subcommand)]
@@ -132,6 +147,9 @@ fn main() -> ExitCode {
                     concurrency,
                 },
         } => tasks::bench_scheduler(connectors, concurrency),
+        Cmd::Check {
+            what: CheckCmd::Deploy,
+        } => deploy::check_deploy().map(drop),
         Cmd::Ci { fixtures } => tasks::ci(fixtures),
     };
     match result {

@@ -959,6 +959,7 @@ pub fn ci(source: Source) -> Result<()> {
                 "warnings",
             ]),
         ),
+        ("check deploy", Box::new(crate::deploy::check_deploy)),
         // Without fixture variables: tests that need a server say why they skip.
         // Doc tests run here too (cargo test includes them for library crates).
         (

@@ -2,8 +2,10 @@
 //!
 //! The spec file is the API's create body (`type`, `host`, `port`, `database`,
 //! `schema`, `sslEnabled`, `sslMode`, `sslCaPem`, `credentials`, `metadata`);
-//! `-` reads standard input. Results go to standard output as JSON; progress and
-//! logs go to standard error.
+//! `-` reads standard input. Results go to standard output as JSON (or, for
+//! `discover --output table`, as a table); progress and logs go to standard
+//! error, progress lines naming each step's wire code and message
+//! (`connect  9 ms  PERMISSION_DENIED  …`). `--quiet` leaves progress out.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -11,8 +13,8 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use matih_connector_core::{
-    open, run_test, ConnectorError, ConnectorSpec, Depth, DiscoveryRequest, EgressPolicy,
-    NameFilter, TestOptions,
+    open, run_test, Catalog, ConnectorError, ConnectorSpec, Depth, DiscoveryRequest, EgressPolicy,
+    NameFilter, StepReport, TestOptions,
 };
 
 #[derive(Parser)]
@@ -22,6 +24,9 @@ use matih_connector_core::{
     about = "Test MATIH connectors and discover their catalogs"
 )]
 struct Cli {
+    /// No progress lines on standard error; results and errors only.
+    #[arg(long, short, global = true)]
+    quiet: bool,
     #[command(subcommand)]
     command: Command,
 }
@@ -31,7 +36,7 @@ enum Command {
     /// Run the step-wise connectivity test and print its report as JSON.
     /// Exit status: 0 when the test passes, 1 when it fails, 2 on a bad spec.
     Test(TestArgs),
-    /// Discover the catalog and print it as JSON.
+    /// Discover the catalog and print it as JSON (or a table, `--output table`).
     /// Exit status: 0 on success, 1 when discovery fails, 2 on a bad spec.
     Discover(DiscoverArgs),
     /// List the drivers compiled into this build with their descriptors.
@@ -94,6 +99,16 @@ struct DiscoverArgs {
     /// Include the source's system schemas.
     #[arg(long)]
     include_system: bool,
+    /// `json` (the catalog model) or `table` (schemas, tables, row estimates,
+    /// sizes, column counts; for people).
+    #[arg(long, value_enum, default_value_t = OutputArg::Json)]
+    output: OutputArg,
+}
+
+#[derive(Clone, Copy, PartialEq, ValueEnum)]
+enum OutputArg {
+    Json,
+    Table,
 }
 
 #[derive(Clone, Copy, ValueEnum)]
@@ -142,13 +157,52 @@ fn main() -> ExitCode {
             return ExitCode::from(1);
         }
     };
+    let progress = Progress { quiet: cli.quiet };
     runtime.block_on(async {
         match cli.command {
-            Command::Test(args) => cmd_test(args).await,
-            Command::Discover(args) => cmd_discover(args).await,
+            Command::Test(args) => cmd_test(args, progress).await,
+            Command::Discover(args) => cmd_discover(args, progress).await,
             Command::Drivers => cmd_drivers(),
         }
     })
+}
+
+/// Progress lines on standard error, unless `--quiet`.
+#[derive(Clone, Copy)]
+struct Progress {
+    quiet: bool,
+}
+
+impl Progress {
+    fn line(self, text: impl std::fmt::Display) {
+        if !self.quiet {
+            eprintln!("{text}");
+        }
+    }
+}
+
+/// One step of a connectivity test as a progress line: its wire code and
+/// message when it failed (`connect  9 ms  PERMISSION_DENIED  Access denied …`).
+fn step_line(step: &StepReport) -> String {
+    let outcome = if step.success {
+        "ok".to_owned()
+    } else {
+        let code = step.error_code.map_or("FAILED", |c| c.as_str());
+        match step.message.as_deref() {
+            Some(m) => format!("{code}  {}", one_line(m)),
+            None => code.to_owned(),
+        }
+    };
+    format!(
+        "  {:<15} {:>6} ms  {outcome}",
+        step.name.as_str(),
+        step.latency_ms
+    )
+}
+
+/// A message on one line: a source's multi-line answer would break the layout.
+fn one_line(text: &str) -> String {
+    text.split_whitespace().collect::<Vec<_>>().join(" ")
 }
 
 fn print_json(value: &impl serde::Serialize) {
@@ -200,7 +254,7 @@ fn load(common: &Common) -> Result<(ConnectorSpec, EgressPolicy), BadInput> {
     Ok((spec, egress))
 }
 
-async fn cmd_test(args: TestArgs) -> ExitCode {
+async fn cmd_test(args: TestArgs, progress: Progress) -> ExitCode {
     let (spec, egress) = match load(&args.common) {
         Ok(v) => v,
         Err(e) => return bad_input(e),
@@ -218,23 +272,14 @@ async fn cmd_test(args: TestArgs) -> ExitCode {
     {
         return bad_input(BadInput(e));
     }
-    eprintln!("testing {} connector …", spec.connector_type);
+    progress.line(format_args!("testing {} connector …", spec.connector_type));
     let opts = TestOptions {
         egress,
         discovery: args.filters.request(),
     };
     let report = run_test(&*driver, &cfg, &spec.credentials, &opts).await;
     for step in &report.steps {
-        eprintln!(
-            "  {:<15} {:>6} ms  {}",
-            step.name.as_str(),
-            step.latency_ms,
-            if step.success {
-                "ok".to_owned()
-            } else {
-                format!("{:?}", step.error_code)
-            }
-        );
+        progress.line(step_line(step));
     }
     print_json(&report);
     if report.success {
@@ -244,7 +289,7 @@ async fn cmd_test(args: TestArgs) -> ExitCode {
     }
 }
 
-async fn cmd_discover(args: DiscoverArgs) -> ExitCode {
+async fn cmd_discover(args: DiscoverArgs, progress: Progress) -> ExitCode {
     let (spec, egress) = match load(&args.common) {
         Ok(v) => v,
         Err(e) => return bad_input(e),
@@ -271,15 +316,15 @@ async fn cmd_discover(args: DiscoverArgs) -> ExitCode {
         return bad_input(BadInput(e));
     }
     let started = Instant::now();
-    eprintln!("connecting to {} …", spec.connector_type);
+    progress.line(format_args!("connecting to {} …", spec.connector_type));
     let mut conn = match open(&*driver, &cfg, &spec.credentials, &egress).await {
         Ok(c) => c,
         Err(e) => return failed(&e),
     };
-    eprintln!(
+    progress.line(format_args!(
         "connected in {} ms; discovering …",
         started.elapsed().as_millis()
-    );
+    ));
     let discovered = matih_connector_core::with_timeout(
         cfg.timeouts.query() * 10,
         "discovery",
@@ -289,14 +334,17 @@ async fn cmd_discover(args: DiscoverArgs) -> ExitCode {
     let _ = tokio::time::timeout(std::time::Duration::from_secs(2), conn.close()).await;
     match discovered {
         Ok(catalog) => {
-            eprintln!(
+            progress.line(format_args!(
                 "discovered {} schemas, {} tables, {} columns in {} ms",
                 catalog.schemas.len(),
                 catalog.table_count(),
                 catalog.column_count(),
                 started.elapsed().as_millis()
-            );
-            print_json(&catalog);
+            ));
+            match args.output {
+                OutputArg::Json => print_json(&catalog),
+                OutputArg::Table => print!("{}", catalog_table(&catalog)),
+            }
             ExitCode::SUCCESS
         }
         Err(e) => failed(&e),
@@ -314,4 +362,109 @@ fn cmd_drivers() -> ExitCode {
     let descriptors: Vec<_> = registry.descriptors().collect();
     print_json(&descriptors);
     ExitCode::SUCCESS
+}
+
+/// The catalog as a table for people: one row per table (or per schema without
+/// tables), with row estimates, sizes and column counts; `-` where unknown.
+fn catalog_table(catalog: &Catalog) -> String {
+    let mut rows = vec![[
+        "SCHEMA".to_owned(),
+        "TABLE".to_owned(),
+        "KIND".to_owned(),
+        "ROWS (EST.)".to_owned(),
+        "SIZE".to_owned(),
+        "COLUMNS".to_owned(),
+    ]];
+    let dash = || "-".to_owned();
+    for schema in &catalog.schemas {
+        if schema.tables.is_empty() {
+            rows.push([schema.name.clone(), dash(), dash(), dash(), dash(), dash()]);
+        }
+        for t in &schema.tables {
+            rows.push([
+                schema.name.clone(),
+                t.name.clone(),
+                serde_json::to_value(t.kind)
+                    .ok()
+                    .and_then(|v| v.as_str().map(str::to_owned))
+                    .unwrap_or_else(dash),
+                t.estimated_rows.map_or_else(dash, |n| n.to_string()),
+                t.size_bytes.map_or_else(dash, human_size),
+                if t.columns.is_empty() {
+                    dash()
+                } else {
+                    t.columns.len().to_string()
+                },
+            ]);
+        }
+    }
+    let mut widths = [0usize; 6];
+    for row in &rows {
+        for (w, cell) in widths.iter_mut().zip(row) {
+            *w = (*w).max(cell.chars().count());
+        }
+    }
+    let mut out = String::new();
+    for row in &rows {
+        let line: Vec<String> = row
+            .iter()
+            .zip(widths)
+            .enumerate()
+            // Numbers right-aligned, names left-aligned.
+            .map(|(i, (cell, w))| {
+                if i >= 3 {
+                    format!("{cell:>w$}")
+                } else {
+                    format!("{cell:<w$}")
+                }
+            })
+            .collect();
+        out.push_str(line.join("  ").trim_end());
+        out.push('\n');
+    }
+    out
+}
+
+/// Bytes in binary units: `812 B`, `96.0 KiB`, `1.5 GiB`.
+fn human_size(bytes: u64) -> String {
+    const UNITS: [&str; 5] = ["KiB", "MiB", "GiB", "TiB", "PiB"];
+    if bytes < 1024 {
+        return format!("{bytes} B");
+    }
+    let mut value = bytes as f64 / 1024.0;
+    let mut unit = 0;
+    while value >= 1024.0 && unit < UNITS.len() - 1 {
+        value /= 1024.0;
+        unit += 1;
+    }
+    format!("{value:.1} {}", UNITS[unit])
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn sizes_in_binary_units() {
+        assert_eq!(human_size(0), "0 B");
+        assert_eq!(human_size(1023), "1023 B");
+        assert_eq!(human_size(1024), "1.0 KiB");
+        assert_eq!(human_size(98_304), "96.0 KiB");
+        assert_eq!(human_size(3 * 1024 * 1024 * 1024 / 2), "1.5 GiB");
+    }
+
+    #[test]
+    fn failed_step_line_has_the_wire_code_and_one_line_message() {
+        let step = StepReport {
+            name: matih_connector_core::Step::Connect,
+            success: false,
+            latency_ms: 9,
+            error_code: Some(matih_connector_core::ErrorCode::PermissionDenied),
+            message: Some("Access denied for user 'reader'@'%'\n to database 'db'".into()),
+        };
+        assert_eq!(
+            step_line(&step),
+            "  connect              9 ms  PERMISSION_DENIED  Access denied for user 'reader'@'%' to database 'db'"
+        );
+    }
 }

@@ -198,6 +198,56 @@ fn passes_against(fx: &Fixture, ty: &str) {
     assert_eq!(out.status.code(), Some(1));
     let v = stdout_json(&out);
     assert_eq!(v["errorCode"], "AUTHENTICATION_FAILED", "{v}");
+    // The progress line names the wire code and the user, never the password.
+    let line = failed_step_line(&out, "connect");
+    let user = fx.require("USER");
+    assert!(
+        line.contains("AUTHENTICATION_FAILED") && line.contains(user),
+        "{line}"
+    );
+    assert!(!all_output(&out).contains("definitely-wrong-password"));
+
+    // --quiet: the report and nothing else.
+    let out = bin()
+        .args(["--quiet", "test", "--spec", spec.as_str()])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert_eq!(stdout_json(&out)["success"], true);
+    assert!(
+        out.stderr.is_empty(),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+}
+
+/// A row of `--output table`: cells are separated by two spaces or more, names
+/// and sizes hold single spaces.
+fn cells(line: &str) -> Vec<&str> {
+    line.split("  ")
+        .map(str::trim)
+        .filter(|c| !c.is_empty())
+        .collect()
+}
+
+/// Standard output and standard error together, for leak scans.
+fn all_output(out: &Output) -> String {
+    format!(
+        "{}{}",
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr)
+    )
+}
+
+/// The progress line of the step that failed, which must be `step`.
+fn failed_step_line(out: &Output, step: &str) -> String {
+    let stderr = String::from_utf8_lossy(&out.stderr);
+    let line = stderr
+        .lines()
+        .find(|l| l.trim_start().starts_with(step))
+        .unwrap_or_else(|| panic!("no {step} progress line:\n{stderr}"));
+    assert!(!line.contains("Some("), "debug text in {line}");
+    line.to_owned()
 }
 
 fn discovers_from(fx: &Fixture, ty: &str, schema: &str) {
@@ -251,6 +301,47 @@ fn discovers_from(fx: &Fixture, ty: &str, schema: &str) {
     }
     assert!(String::from_utf8_lossy(&out.stderr).contains("discovered"));
 
+    // The same catalog as a table: a row per table with its estimate and size.
+    let out = bin()
+        .args([
+            "--quiet",
+            "discover",
+            "--spec",
+            spec.as_str(),
+            "--include-schema",
+            schema,
+            "--depth",
+            "tables",
+            "--output",
+            "table",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(out.status.code(), Some(0));
+    assert!(out.stderr.is_empty());
+    let text = String::from_utf8(out.stdout).unwrap();
+    let mut lines = text.lines();
+    let header = cells(lines.next().unwrap());
+    assert_eq!(
+        header,
+        ["SCHEMA", "TABLE", "KIND", "ROWS (EST.)", "SIZE", "COLUMNS"]
+    );
+    let rows: Vec<Vec<&str>> = lines.map(cells).collect();
+    assert_eq!(rows.len(), tables.len(), "{text}");
+    for t in tables {
+        let name = t["name"].as_str().unwrap();
+        let row = rows
+            .iter()
+            .find(|r| r[0] == schema && r[1] == name)
+            .unwrap_or_else(|| panic!("no row for {name}:\n{text}"));
+        assert_eq!(row[2], t["type"].as_str().unwrap(), "{text}");
+        let rows_cell = t["estimatedRows"]
+            .as_u64()
+            .map_or("-".to_owned(), |n| n.to_string());
+        assert_eq!(row[3], rows_cell, "{text}");
+        assert_eq!(row[4] == "-", t["sizeBytes"].is_null(), "{text}");
+    }
+
     // Excluding every table leaves the schema empty.
     let out = bin()
         .args([
@@ -292,6 +383,30 @@ fn cli_against_mysql() {
     passes_against(&fx, "MYSQL");
     let db = fx.require("DATABASE").to_owned();
     discovers_from(&fx, "MYSQL", &db);
+}
+
+/// The failing test's progress line names the wire code and the user, so an
+/// administrator knows whose privilege to fix; the password appears nowhere.
+#[test]
+fn failing_test_progress_line_shows_permission_denied_and_the_user() {
+    let Some(fx) = fixture(
+        "MYSQL",
+        "failing_test_progress_line_shows_permission_denied_and_the_user",
+    ) else {
+        return;
+    };
+    let mut spec = spec_for(&fx, "MYSQL");
+    let (user, password) = (fx.require("NOPRIV_USER"), fx.require("NOPRIV_PASSWORD"));
+    spec["credentials"] = json!({"username": user, "password": password});
+    let out = run_with_stdin(&["test", "--spec", "-"], &spec.to_string());
+    assert_eq!(out.status.code(), Some(1), "{}", all_output(&out));
+    assert_eq!(stdout_json(&out)["errorCode"], "PERMISSION_DENIED");
+    let line = failed_step_line(&out, "connect");
+    assert!(
+        line.contains("PERMISSION_DENIED") && line.contains(&format!("'{user}'")),
+        "{line}"
+    );
+    assert!(!all_output(&out).contains(password));
 }
 
 #[test]

@@ -102,6 +102,29 @@ impl Credentials {
     pub fn values(&self) -> impl Iterator<Item = &SecretString> {
         self.0.values()
     }
+
+    /// Every key with its value, except the user names ([`USER_NAME_KEYS`]):
+    /// the values that must never reach a message, log or response.
+    pub fn secrets(&self) -> impl Iterator<Item = (&str, &SecretString)> {
+        self.iter().filter(|(k, _)| !USER_NAME_KEYS.contains(k))
+    }
+}
+
+/// Credential keys whose values say who logs in rather than prove it. They are
+/// kept in error messages ("Access denied for user 'reader'"): the user name is
+/// what an administrator needs to fix a login, and it is not a secret.
+pub const USER_NAME_KEYS: &[&str] = &["username"];
+
+/// `text` with every secret value in it replaced by `***`: the one redaction
+/// rule for messages built from a source's answers. Pass passwords, tokens and
+/// keys, never user names. Values shorter than 3 characters are left alone;
+/// they would blank out ordinary words.
+pub fn redact_secrets<S: AsRef<str>>(text: &str, secrets: &[S]) -> String {
+    secrets
+        .iter()
+        .map(AsRef::as_ref)
+        .filter(|s| s.len() >= 3)
+        .fold(text.to_owned(), |t, s| t.replace(s, "***"))
 }
 
 impl FromIterator<(String, SecretString)> for Credentials {
@@ -165,7 +188,28 @@ mod tests {
             assert!(!dbg.contains(secret), "{dbg}");
         }
         assert_eq!(format!("{:?}", c.get("password").unwrap()), "\"***\"");
+        let secret_keys: Vec<_> = c.secrets().map(|(k, _)| k).collect();
+        assert!(!secret_keys.contains(&"username"), "{secret_keys:?}");
+        assert!(secret_keys.contains(&"password"), "{secret_keys:?}");
         assert!(c.get("key").unwrap().expose().contains("PK-SECRET"));
+    }
+
+    #[test]
+    fn redaction_hides_secrets_and_keeps_user_names() {
+        let c = Credentials::new()
+            .with("username", "reader7")
+            .with("password", "hunter2-secret");
+        let secrets: Vec<&str> = c.secrets().map(|(_, v)| v.expose()).collect();
+        let text = redact_secrets(
+            "password authentication failed for user \"reader7\" (hunter2-secret); at",
+            &secrets,
+        );
+        assert_eq!(
+            text,
+            "password authentication failed for user \"reader7\" (***); at"
+        );
+        // Too short to be told from ordinary words: left alone.
+        assert_eq!(redact_secrets("at the gate", &["at"]), "at the gate");
     }
 
     #[test]

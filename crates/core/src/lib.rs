@@ -44,7 +44,7 @@ pub mod tls;
 
 pub use catalog::{Catalog, Column, DataType, Schema, Table, TableKind};
 pub use config::{ConnectionConfig, ConnectorSpec, SslMode, Timeouts};
-pub use credentials::{Credentials, SecretString};
+pub use credentials::{redact_secrets, Credentials, SecretString, USER_NAME_KEYS};
 pub use discovery::{glob_match, glob_to_like, Depth, DiscoveryRequest, NameFilter};
 pub use driver::{
     open, resolve_host, with_timeout, Capabilities, ConnectContext, Connection, Driver,

@@ -106,9 +106,10 @@ pub async fn assert_test_fails(
     r
 }
 
-/// Asserts no credential value appears in `text`.
+/// Asserts no secret credential value appears in `text`. User names are not
+/// secrets ([`matih_connector_core::USER_NAME_KEYS`]) and may appear.
 pub fn assert_no_secret(text: &str, creds: &Credentials) {
-    for (key, value) in creds.iter() {
+    for (key, value) in creds.secrets() {
         if value.expose().len() >= 4 {
             assert!(
                 !text.contains(value.expose()),
@@ -116,6 +117,21 @@ pub fn assert_no_secret(text: &str, creds: &Credentials) {
             );
         }
     }
+}
+
+/// Asserts a failed login's report names the user (what an administrator
+/// needs to fix it) while no secret appears ([`assert_no_secret`]).
+pub fn assert_names_the_user(report: &TestReport, creds: &Credentials) {
+    let user = creds
+        .get("username")
+        .expect("the case has a username")
+        .expose();
+    assert!(
+        report.message.contains(user),
+        "the failure should name the user {user:?}: {}",
+        report.message
+    );
+    assert_no_secret(&serde_json::to_string(report).unwrap(), creds);
 }
 
 /// A loopback port with nothing listening on it.
@@ -193,13 +209,14 @@ pub async fn assert_error_codes(
         ErrorCode::SslHandshakeFailed,
     )
     .await;
-    assert_test_fails(
+    let r = assert_test_fails(
         driver,
         &cases.wrong_password,
         Step::Connect,
         ErrorCode::AuthenticationFailed,
     )
     .await;
+    assert_names_the_user(&r, &cases.wrong_password.creds);
     assert_test_fails(
         driver,
         &cases.missing_database,

@@ -306,14 +306,6 @@ fn parse_token(body: &[u8], what: &str) -> Result<(SecretString, Duration), Conn
     Ok((token, lifetime))
 }
 
-/// `text` with every secret (of 4 characters or more) replaced by `***`.
-fn scrub(text: &str, secrets: &[String]) -> String {
-    secrets
-        .iter()
-        .filter(|s| s.len() >= 4)
-        .fold(text.to_owned(), |t, s| t.replace(s.as_str(), "***"))
-}
-
 /// A refusal of the token endpoint (RFC 6749 §5.2 error body): the OAuth2
 /// `error` decides the code, the status when there is none. The endpoint's own
 /// 404 says the token URL is wrong, not that a database is missing.
@@ -331,7 +323,7 @@ pub(crate) fn token_error(
     let desc = v
         .get("error_description")
         .and_then(Value::as_str)
-        .map(|d| one_line(&scrub(d, secrets), 200));
+        .map(|d| one_line(&crate::redact_secrets(d, secrets), 200));
     let code = match oauth.as_deref() {
         Some("invalid_client" | "invalid_grant" | "unauthorized_client") => {
             ErrorCode::AuthenticationFailed

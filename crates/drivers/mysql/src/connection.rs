@@ -40,7 +40,6 @@ pub(crate) async fn connect(
     let conn = with_timeout(opts.connect_timeout, &what, open(&opts, ctx, &what)).await?;
     Ok(MysqlConnection {
         conn: Some(conn),
-        user: opts.user,
         query_timeout: opts.query_timeout,
         schema: opts.schema,
         version: None,
@@ -56,9 +55,8 @@ async fn open(
         Ok(conn) => return Ok(conn),
         Err(e) => e,
     };
-    let user = Some(opts.user.as_str());
     if !opts.verify_chain_only() {
-        return Err(parse_error(err, what, user));
+        return Err(parse_error(err, what));
     }
     // verify-ca: the chain must verify, the host name need not match. mysql_async
     // has no hook for a custom certificate verifier and its own "skip domain
@@ -68,7 +66,7 @@ async fn open(
     // full both times; an impostor needs a certificate from the same CA,
     // which is exactly what verify-ca accepts.
     let Some(presented) = name_mismatch(&err) else {
-        return Err(parse_error(err, what, user));
+        return Err(parse_error(err, what));
     };
     let Some(name) = presented.iter().find_map(|p| usable_tls_name(p)) else {
         return Err(ConnectorError::new(
@@ -84,7 +82,7 @@ async fn open(
     tracing::debug!(tls_name = %name, "verify-ca: host name differs from the certificate; verifying the chain against a name it holds");
     Conn::new(opts.client_opts(ctx, Some(&name))?)
         .await
-        .map_err(|e| parse_error(e, what, user))
+        .map_err(|e| parse_error(e, what))
 }
 
 /// The names a certificate holds, when a handshake failed only because the
@@ -126,8 +124,6 @@ fn usable_tls_name(presented: &str) -> Option<String> {
 /// off mid-result leaves the protocol in an unknown state.
 pub(crate) struct MysqlConnection {
     conn: Option<Conn>,
-    /// The login name, masked in server messages.
-    user: String,
     query_timeout: Duration,
     /// The configured `schema`: discovery is limited to this database.
     pub(crate) schema: Option<String>,
@@ -169,7 +165,7 @@ impl MysqlConnection {
                 if e.is_fatal() {
                     self.conn = None;
                 }
-                Err(parse_error(e, what, Some(&self.user)))
+                Err(parse_error(e, what))
             }
             Err(_) => {
                 self.conn = None;
@@ -283,7 +279,7 @@ impl Connection for MysqlConnection {
         with_timeout(limit, "closing the connection", async {
             conn.disconnect()
                 .await
-                .map_err(|e| parse_error(e, "closing the connection", None))
+                .map_err(|e| parse_error(e, "closing the connection"))
         })
         .await
     }

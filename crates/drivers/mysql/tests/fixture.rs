@@ -314,6 +314,8 @@ async fn each_failure_has_its_code_and_step() {
             .contains("matih_seed"),
         "{r:?}"
     );
+    // Error 1044 names the login: kept for the administrator, password hidden.
+    conformance::assert_names_the_user(&r, &cases.no_privilege.creds);
 }
 
 #[tokio::test]

@@ -45,8 +45,8 @@ pub(crate) async fn connect(
     // A login that outlives the limit is abandoned; its thread ends when
     // Oracle Net's own connect timeout (from the descriptor) fires.
     let task = tokio::task::spawn_blocking(move || {
-        let user = opts.user.clone();
-        let secrets = [user.as_str()];
+        let password = opts.password.clone();
+        let secrets = [password.expose()];
         let conn = oracle::Connector::new(opts.user.as_str(), opts.password.expose(), descriptor)
             .connect()
             .map_err(|e| parse_error(e, &task_what, &secrets))?;

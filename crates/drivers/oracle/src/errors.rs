@@ -65,7 +65,8 @@ fn prefixed_number(message: &str, prefix: &str) -> Option<i32> {
 }
 
 /// Maps an `oracle` crate error, keeping it as the source. Messages from
-/// Oracle never echo the password; the user name is redacted as well.
+/// Oracle never echo the password; `secrets` (the password) are redacted all
+/// the same, the user name is kept.
 pub(crate) fn parse_error(err: oracle::Error, what: &str, secrets: &[&str]) -> ConnectorError {
     let db = err.db_error();
     let message = db
@@ -75,7 +76,7 @@ pub(crate) fn parse_error(err: oracle::Error, what: &str, secrets: &[&str]) -> C
         .or_else(|| err.oci_code())
         .or_else(|| db.map(|d| d.code()).filter(|c| *c > 0));
     let dpi = err.dpi_code().or_else(|| prefixed_number(&message, "DPI-"));
-    let message = redact(message, secrets);
+    let message = matih_connector_core::redact_secrets(&message, secrets);
     let (code, retryable) = match (dpi.and_then(dpi_code), ora) {
         (Some(c), _) => (c, c.is_retryable()),
         (None, Some(n)) => ora_code(n),
@@ -105,15 +106,6 @@ fn kind_code(kind: oracle::ErrorKind) -> ErrorCode {
         K::InternalError => ErrorCode::Internal,
         _ => ErrorCode::SourceError,
     }
-}
-
-fn redact(mut text: String, secrets: &[&str]) -> String {
-    for s in secrets.iter().filter(|s| s.len() >= 3) {
-        if text.contains(*s) {
-            text = text.replace(*s, "***");
-        }
-    }
-    text
 }
 
 #[cfg(test)]

@@ -80,10 +80,7 @@ async fn connect_one(
     // Catalog queries are many small messages at connect time.
     let _ = stream.set_nodelay(true);
     let config = opts.client_config();
-    let secrets = [
-        opts.user.as_str(),
-        opts.password.as_ref().map_or("", |p| p.expose()),
-    ];
+    let secrets = [opts.password.as_ref().map_or("", |p| p.expose())];
     let login_error = |e| parse_error_redacted(e, &what, &secrets);
     let (client, task) = match &opts.tls {
         None => {

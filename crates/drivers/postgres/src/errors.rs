@@ -4,7 +4,7 @@
 use std::error::Error as StdError;
 use std::io;
 
-use matih_connector_core::{find_source, tls, ConnectorError, ErrorCode};
+use matih_connector_core::{find_source, redact_secrets, tls, ConnectorError, ErrorCode};
 use tokio_postgres::error::DbError;
 
 /// Maps a tokio-postgres error, keeping it as the source. `what` says what we
@@ -13,9 +13,9 @@ pub(crate) fn parse_error(err: tokio_postgres::Error, what: &str) -> ConnectorEr
     parse_error_redacted(err, what, &[])
 }
 
-/// [`parse_error`] for the login, whose server messages name the role
-/// (`password authentication failed for user "…"`): credential values are
-/// replaced before they can reach a message.
+/// [`parse_error`] for the login: secret values (the password) are replaced
+/// before they can reach a message. The role name the server's messages carry
+/// (`password authentication failed for user "…"`) is kept.
 pub(crate) fn parse_error_redacted(
     err: tokio_postgres::Error,
     what: &str,
@@ -28,7 +28,7 @@ pub(crate) fn parse_error_redacted(
             message.push_str(": ");
             message.push_str(detail);
         }
-        let message = redact(message, secrets);
+        let message = redact_secrets(&message, secrets);
         let sqlstate = db.code().code().to_owned();
         return ConnectorError::new(code, message)
             .with_context("sqlstate", sqlstate)
@@ -45,16 +45,6 @@ pub(crate) fn parse_error_redacted(
         None => err.to_string(),
     };
     ConnectorError::new(code, format!("{what}: {detail}")).with_source(err)
-}
-
-fn redact(mut text: String, secrets: &[&str]) -> String {
-    // Very short values would blank out ordinary words.
-    for s in secrets.iter().filter(|s| s.len() >= 3) {
-        if text.contains(*s) {
-            text = text.replace(*s, "***");
-        }
-    }
-    text
 }
 
 /// Maps an I/O error met outside tokio-postgres (opening the TCP stream).
@@ -163,15 +153,6 @@ mod tests {
         assert!(sqlstate_retryable("40P01", ErrorCode::SourceError));
         assert!(!sqlstate_retryable("42501", ErrorCode::PermissionDenied));
         assert!(sqlstate_retryable("53300", ErrorCode::RateLimited));
-    }
-
-    #[test]
-    fn redaction_hides_credential_values() {
-        let msg = redact(
-            r#"password authentication failed for user "reader""#.into(),
-            &["reader", "pw"],
-        );
-        assert_eq!(msg, r#"password authentication failed for user "***""#);
     }
 
     #[test]

@@ -76,7 +76,7 @@ async fn connect_one(
         .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
         .unwrap_or_else(|| addr.ip().to_string());
     let config = opts.tiberius_config(&host, addr.port());
-    let secrets = [opts.user.as_str(), opts.password.expose()];
+    let secrets = [opts.password.expose()];
     let client = match Client::connect(config, stream.compat_write()).await {
         Ok(c) => c,
         Err(e) => {

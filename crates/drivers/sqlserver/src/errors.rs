@@ -36,7 +36,8 @@ pub(crate) fn parse_error(err: tiberius::error::Error, what: &str) -> ConnectorE
 }
 
 /// Maps a tiberius error, keeping it as the source. Login messages name the
-/// login ("Login failed for user 'x'"): credential values are redacted.
+/// login ("Login failed for user 'x'"): secret values are redacted, the login
+/// name is kept.
 pub(crate) fn parse_error_redacted(
     err: tiberius::error::Error,
     what: &str,
@@ -46,8 +47,8 @@ pub(crate) fn parse_error_redacted(
     match &err {
         E::Server(token) => {
             let (code, retryable) = server_code(token.code());
-            let message = redact(
-                format!(
+            let message = matih_connector_core::redact_secrets(
+                &format!(
                     "{what}: {} (error {}, state {}, class {})",
                     token.message(),
                     token.code(),
@@ -163,15 +164,6 @@ pub(crate) fn parse_io_error(err: io::Error, what: &str) -> ConnectorError {
         return t;
     }
     ConnectorError::from_io(err, what)
-}
-
-fn redact(mut text: String, secrets: &[&str]) -> String {
-    for s in secrets.iter().filter(|s| s.len() >= 3) {
-        if text.contains(*s) {
-            text = text.replace(*s, "***");
-        }
-    }
-    text
 }
 
 #[cfg(test)]
