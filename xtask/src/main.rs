@@ -6,7 +6,7 @@
 //! cargo xtask fixtures down | status | clean
 //! cargo xtask test-drivers [--only postgres,mysql,cli] [--fixtures native|docker]
 //! cargo xtask bench discovery | api | scheduler [--connectors N]
-//! cargo xtask check deploy
+//! cargo xtask check deploy | examples
 //! cargo xtask ci
 //! ```
 
@@ -56,7 +56,7 @@ enum Cmd {
         #[command(subcommand)]
         which: BenchCmd,
     },
-    /// Checks beside the tests: the deploy artifacts.
+    /// Checks beside the tests: the deploy artifacts, the embedding examples.
     Check {
         #[command(subcommand)]
         what: CheckCmd,
@@ -106,6 +106,8 @@ enum CheckCmd {
     /// hadolint on the Dockerfile; the Kubernetes manifests against the
     /// Kubernetes schemas (kubernetes-validate) and a security lint (checkov).
     Deploy,
+    /// The `matih-connectors` examples against the PostgreSQL fixture.
+    Examples,
 }
 
 #[derive(Subcommand)]
@@ -150,6 +152,9 @@ fn main() -> ExitCode {
         Cmd::Check {
             what: CheckCmd::Deploy,
         } => deploy::check_deploy().map(drop),
+        Cmd::Check {
+            what: CheckCmd::Examples,
+        } => tasks::check_examples().map(drop),
         Cmd::Ci { fixtures } => tasks::ci(fixtures),
     };
     match result {

@@ -930,6 +930,74 @@ pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<
     Ok(())
 }
 
+/// The embedding examples of `matih-connectors`, built with the `postgres`
+/// feature only, run against the PostgreSQL fixture: `(example, arguments after
+/// the spec file, a line the output must hold)`.
+const EXAMPLES: &[(&str, &[&str], &str)] = &[
+    ("test_and_discover", &[], "catalog: "),
+    ("print_columns", &["sales", "customers"], "NORMALIZED"),
+    ("custom_driver", &[], "books.entries.amount: decimal(18,2)"),
+];
+
+/// `cargo xtask check examples`: each example in [`EXAMPLES`] against the
+/// PostgreSQL fixture, its output printed and checked.
+pub fn check_examples() -> Result<String> {
+    let session = Session::acquire(&["postgres".to_owned()], Source::Native)?;
+    let result = run_examples(&session.vars);
+    session.release();
+    result
+}
+
+fn run_examples(vars: &Vars) -> Result<String> {
+    let var = |k: &str| {
+        vars.get(&format!("MATIH_TEST_POSTGRES_{k}"))
+            .cloned()
+            .ok_or_else(|| anyhow::anyhow!("the postgres fixture exported no {k}"))
+    };
+    let ca = std::fs::read_to_string(var("CA_FILE")?)?;
+    let spec = serde_json::json!({
+        "type": "POSTGRESQL",
+        "host": var("HOST")?,
+        "port": var("PORT")?.parse::<u16>()?,
+        "database": var("DATABASE")?,
+        "sslMode": "verify-full",
+        "sslCaPem": ca,
+        "credentials": {"username": var("USER")?, "password": var("PASSWORD")?},
+    });
+    let dir = fixtures::Ctx::new()?.root.join("examples");
+    std::fs::create_dir_all(&dir)?;
+    let spec_path = dir.join("postgres-spec.json");
+    std::fs::write(&spec_path, spec.to_string())?;
+    for (example, args, expect) in EXAMPLES {
+        let mut cmd = cargo();
+        cmd.args([
+            "run",
+            "-q",
+            "-p",
+            "matih-connectors",
+            "--no-default-features",
+        ])
+        .args(["--features", "postgres", "--example", example, "--"])
+        .arg(&spec_path)
+        .args(*args);
+        say!("cargo run --example {example} -- <spec> {}", args.join(" "));
+        let out = cmd.stdin(Stdio::null()).output()?;
+        let stdout = String::from_utf8_lossy(&out.stdout);
+        eprint!("{stdout}");
+        if !out.status.success() {
+            bail!(
+                "example {example} failed ({}):\n{}",
+                out.status,
+                String::from_utf8_lossy(&out.stderr)
+            );
+        }
+        if !stdout.contains(expect) {
+            bail!("example {example} printed no `{expect}`");
+        }
+    }
+    Ok(format!("{} examples against postgres", EXAMPLES.len()))
+}
+
 /// A ci stage: its name and what it runs (`Ok(note)`: passed, with a note
 /// for the table such as the drivers not proven).
 type Stage<'a> = (&'static str, Box<dyn Fn() -> Result<String> + 'a>);
@@ -967,6 +1035,7 @@ pub fn ci(source: Source) -> Result<()> {
             run(&["test", "--workspace", "--no-fail-fast"]),
         ),
         ("test-drivers", Box::new(move || test_drivers(&[], source))),
+        ("examples", Box::new(check_examples)),
     ];
     let total = Instant::now();
     let (rows, failure) = run_stages(&stages);
