@@ -11,8 +11,8 @@ use std::time::Duration;
 use serde::Deserialize;
 use serde_json::Value;
 
-use crate::http::{JwtBearer, RsaSigningKey, TokenSource, Url};
-use crate::{ConnectionConfig, ConnectorError, SecretString};
+use crate::http::{JwtBearer, RsaSigningKey, StatusFailure, TokenSource, Url};
+use crate::{ConnectionConfig, ConnectorError, ErrorCode, SecretString};
 
 /// Google's OAuth2 token endpoint.
 pub const DEFAULT_TOKEN_URL: &str = "https://oauth2.googleapis.com/token";
@@ -170,6 +170,70 @@ pub fn error_fields(body: &[u8]) -> ErrorFields {
     }
 }
 
+/// How a Google API's error answers map to codes: the driver's tables and the
+/// context keys it reports them under.
+#[derive(Clone, Copy, Debug)]
+pub struct ErrorTable {
+    /// A `reason` (or RPC `status`) → code; `None` when unknown.
+    pub reason_code: fn(&str) -> Option<ErrorCode>,
+    /// The HTTP status → code, when neither reason nor status is known.
+    pub status_code: fn(u16) -> ErrorCode,
+    /// Reasons worth retrying although their code is not.
+    pub retryable_reason: fn(&str) -> bool,
+    /// Context key of the reason (`gcsReason`, `bigqueryReason`).
+    pub reason_key: &'static str,
+    /// Context key of the RPC status (`gcsStatus`, `googleStatus`).
+    pub status_key: &'static str,
+}
+
+/// The error for a Google JSON API's non-success answer (for a driver's
+/// [`crate::http::RefineStatus`] hook): the reason, else the RPC status, else
+/// the HTTP status decides the code; the message carries the reason and
+/// Google's message on one line.
+pub fn status_error(f: &StatusFailure<'_>, table: &ErrorTable) -> ConnectorError {
+    let fields = error_fields(f.body);
+    let code = fields
+        .reason
+        .as_deref()
+        .and_then(table.reason_code)
+        .or_else(|| fields.status.as_deref().and_then(table.reason_code))
+        .unwrap_or_else(|| (table.status_code)(f.status.as_u16()));
+    let message = fields.message.as_deref().map(|m| {
+        m.split_whitespace()
+            .collect::<Vec<_>>()
+            .join(" ")
+            .chars()
+            .take(300)
+            .collect::<String>()
+    });
+    let detail = match (&fields.reason, message) {
+        (Some(r), Some(m)) if !m.is_empty() => Some(format!("{r}: {m}")),
+        (Some(r), _) => Some(r.clone()),
+        (None, m) => m,
+    };
+    let mut err = f.error(code, detail);
+    if fields.reason.as_deref().is_some_and(table.retryable_reason) {
+        err = err.with_retryable(true);
+    }
+    if let Some(r) = fields.reason {
+        err = err.with_context(table.reason_key, r);
+    }
+    if let Some(s) = fields.status {
+        err = err.with_context(table.status_key, s);
+    }
+    err
+}
+
+/// A success body that is not the JSON expected: `PROTOCOL_ERROR`.
+pub fn json_error(e: serde_json::Error, what: &str) -> ConnectorError {
+    ConnectorError::new(
+        ErrorCode::ProtocolError,
+        format!("{what}: the response is not the JSON expected: {e}"),
+    )
+    .with_retryable(false)
+    .with_source(e)
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;
@@ -210,6 +274,36 @@ mod tests {
             assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
             assert!(!e.message().contains("SECRETTEXT"), "{}", e.message());
         }
+    }
+
+    #[test]
+    fn status_errors_follow_the_drivers_table() {
+        let table = ErrorTable {
+            reason_code: |r| (r == "notFound").then_some(ErrorCode::DatabaseNotFound),
+            status_code: |_| ErrorCode::SourceError,
+            retryable_reason: |r| r == "backendError",
+            reason_key: "xReason",
+            status_key: "xStatus",
+        };
+        let h = crate::http::header::HeaderMap::new();
+        let f = |status: u16, body: &'static str| {
+            let st = crate::http::StatusCode::from_u16(status).unwrap();
+            status_error(
+                &StatusFailure::new(st, &h, body.as_bytes(), "GET x"),
+                &table,
+            )
+        };
+        let e = f(
+            404,
+            r#"{"error":{"message":"gone","errors":[{"reason":"notFound"}],"status":"NOT_FOUND"}}"#,
+        );
+        assert_eq!(e.code(), ErrorCode::DatabaseNotFound);
+        assert_eq!(e.context_value("xReason"), Some("notFound"));
+        assert_eq!(e.context_value("xStatus"), Some("NOT_FOUND"));
+        assert!(e.message().contains("notFound: gone"), "{}", e.message());
+        let e = f(400, r#"{"error":{"errors":[{"reason":"backendError"}]}}"#);
+        assert_eq!(e.code(), ErrorCode::SourceError);
+        assert!(e.is_retryable());
     }
 
     #[test]

@@ -29,8 +29,8 @@
 
 pub mod conformance;
 pub mod egress;
+pub mod egress_proof;
 pub mod proof;
-pub mod redirect;
 pub mod tls;
 pub mod tls_proxy;
 

@@ -506,10 +506,9 @@ async fn tls_is_verified_with_pinned_addresses() {
 /// address, where a listener records every connection. Runs without a fixture.
 #[tokio::test]
 async fn egress_refusals_happen_before_any_packet() {
-    use matih_connector_core::{ConnectContext, Driver};
     use matih_connector_testkit::egress::{assert_refused, DeniedListener};
     let denied = DeniedListener::bind("127.0.0.3").await;
-    let fake = matih_connector_testkit::redirect::redirecting_origin(
+    let fake = matih_connector_testkit::egress_proof::redirecting_origin(
         denied.url("/metadata/identity/oauth2/token"),
         "egress_refusals_happen_before_any_packet",
     )
@@ -551,17 +550,7 @@ async fn egress_refusals_happen_before_any_packet() {
     // refuses it on its own when handed the address anyway.
     let direct = case(denied.url("/acct"), Credentials::new());
     assert_refused(&d, &direct, Step::Dns, &denied).await;
-    let ctx = ConnectContext {
-        host: Some(denied.addr.ip().to_string()),
-        addrs: vec![denied.addr],
-        timeouts: direct.cfg.timeouts,
-        egress: denied.policy(),
-    };
-    let e = match d.connect(&direct.cfg, &direct.creds, &ctx).await {
-        Ok(_) => panic!("connected to a denied address"),
-        Err(e) => e,
-    };
-    assert_eq!(e.code(), ErrorCode::EgressDenied, "{e}");
+    matih_connector_testkit::egress_proof::assert_client_refuses(&d, &direct, &denied).await;
 
     denied.assert_never_reached().await;
 }

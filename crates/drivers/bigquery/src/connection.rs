@@ -14,7 +14,8 @@ use matih_connector_core::{
 use serde_json::{json, Value};
 
 use crate::config::{Auth, BqConfig, READ_SCOPE};
-use crate::errors::{job_failure, json_error, refine};
+use crate::errors::{job_failure, refine};
+use matih_connector_core::google::json_error;
 
 /// Listing pages and query results are read only this far.
 const MAX_JSON_BYTES: u64 = 32 << 20;

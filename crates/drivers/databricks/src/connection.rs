@@ -1,145 +1,32 @@
-//! The HTTP client (core TLS, pinned addresses), authentication (personal
-//! access token or OAuth machine-to-machine), REST calls with bounded bodies,
-//! the Statement Execution API, and the connection built on them.
+//! Authentication (personal access token or OAuth machine-to-machine through
+//! the core `TokenSource`), REST calls through the core's pinned HTTP client
+//! (egress resolver, TLS, bounded bodies), the Statement Execution API, and the
+//! connection built on them.
 
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant};
 
-use matih_connector_core::{
-    async_trait, tls, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode, SecretString, SslMode,
+use matih_connector_core::http::header::{HeaderValue, ACCEPT};
+use matih_connector_core::http::{
+    ClientAuthMethod, ClientCredentials, HttpAuth, HttpClient, HttpOptions, HttpRequest,
+    TokenSource, Url,
 };
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION};
+use matih_connector_core::{
+    async_trait, Catalog, ConnectContext, Connection, ConnectorError, DiscoveryRequest, ErrorCode,
+};
 use serde_json::{json, Value};
-use url::Url;
 
 use crate::config::{Auth, DatabricksConfig};
-use crate::errors::{parse_error, Failure};
+use crate::errors::{parse_error, refine, token_error, Failure};
 
-const ERROR_BODY_BYTES: usize = 4096;
-const TOKEN_BODY_BYTES: u64 = 64 * 1024;
 /// The Statement Execution API waits at most 50 s inline; we wait less and poll.
 const STATEMENT_WAIT: &str = "10s";
-
-struct NoLookup;
-
-impl reqwest::dns::Resolve for NoLookup {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            Err(format!(
-                "{host} was not resolved through the egress policy; refusing to look it up"
-            )
-            .into())
-        })
-    }
-}
-
-fn build_client(
-    cfg: &DatabricksConfig,
-    addrs: &[SocketAddr],
-    connect: Duration,
-) -> Result<reqwest::Client, ConnectorError> {
-    let mode = if cfg.tls.is_tls() {
-        cfg.tls
-    } else {
-        SslMode::VerifyFull
-    };
-    let tls = tls::client_config(mode, cfg.ca_pem.as_deref())?
-        .ok_or_else(|| ConnectorError::internal("TLS configuration missing for a TLS mode"))?;
-    let mut builder = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .no_proxy()
-        .dns_resolver(Arc::new(NoLookup))
-        .connect_timeout(connect)
-        .pool_max_idle_per_host(2)
-        // The workspace's APIs do not redirect; a redirect would leave the
-        // egress-checked addresses (login pages answer unauthenticated calls
-        // with one, which the status mapping reports).
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("matih-connectors/", env!("CARGO_PKG_VERSION")));
-    let bare = cfg.host.trim_start_matches('[').trim_end_matches(']');
-    if bare.parse::<std::net::IpAddr>().is_err() {
-        builder = builder.resolve_to_addrs(bare, addrs);
-    }
-    builder
-        .build()
-        .map_err(|e| parse_error(Failure::Http(e), "building the HTTP client"))
-}
-
-async fn read_prefix(resp: &mut reqwest::Response, n: usize) -> Vec<u8> {
-    let mut buf = Vec::new();
-    while buf.len() < n {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(n - buf.len())]),
-            _ => break,
-        }
-    }
-    buf
-}
-
-async fn read_bounded(resp: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, Failure> {
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Err(Failure::TooLarge { limit });
-    }
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(Failure::Http)? {
-        if buf.len() as u64 + chunk.len() as u64 > limit {
-            return Err(Failure::TooLarge { limit });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
-}
-
-/// Exchanges a service principal's client credentials for a bearer token at
-/// the workspace's own OIDC endpoint (same host, so the same checked
-/// addresses).
-async fn oauth_token(
-    client: &reqwest::Client,
-    cfg: &DatabricksConfig,
-    client_id: &SecretString,
-    client_secret: &SecretString,
-    limit: Duration,
-) -> Result<SecretString, ConnectorError> {
-    let what = "POST /oidc/v1/token";
-    let req = client
-        .post(cfg.url("/oidc/v1/token", &[]))
-        .header(ACCEPT, "application/json")
-        .basic_auth(client_id.expose(), Some(client_secret.expose()))
-        .form(&[("grant_type", "client_credentials"), ("scope", "all-apis")]);
-    let fut = async {
-        let mut resp = req
-            .timeout(limit)
-            .send()
-            .await
-            .map_err(|e| parse_error(Failure::Http(e), what))?;
-        let status = resp.status();
-        let body = read_bounded(&mut resp, TOKEN_BODY_BYTES)
-            .await
-            .map_err(|f| parse_error(f, what))?;
-        if !status.is_success() {
-            return Err(parse_error(Failure::Token { status, body }, what));
-        }
-        let v: Value =
-            serde_json::from_slice(&body).map_err(|e| parse_error(Failure::Json(e), what))?;
-        match v.get("access_token").and_then(Value::as_str) {
-            Some(t) if !t.is_empty() => Ok(SecretString::new(t)),
-            _ => Err(parse_error(
-                Failure::Protocol("the token answer has no access_token".into()),
-                what,
-            )),
-        }
-    };
-    with_timeout(limit + Duration::from_millis(250), what, fut).await
-}
 
 /// An open connection: an authenticated client and the warehouse's facts.
 pub(crate) struct DatabricksConnection {
     pub(crate) cfg: Arc<DatabricksConfig>,
-    client: reqwest::Client,
-    bearer: SecretString,
+    client: HttpClient,
+    auth: HttpAuth,
     /// `GET /api/2.0/sql/warehouses/{id}` at connect.
     warehouse: Value,
 }
@@ -159,27 +46,35 @@ impl DatabricksConnection {
         cfg: DatabricksConfig,
         ctx: &ConnectContext,
     ) -> Result<DatabricksConnection, ConnectorError> {
-        let client = build_client(&cfg, &ctx.addrs, ctx.timeouts.connect())?;
-        let bearer = match &cfg.auth {
-            Auth::Token(t) => t.clone(),
+        // The workspace's APIs do not redirect (login pages answer
+        // unauthenticated calls with one): same-origin hops only, each
+        // egress-checked, any other reported by the status mapping.
+        let opts = HttpOptions::new(cfg.tls, cfg.ca_pem.as_deref())
+            .max_body_bytes(cfg.max_response_bytes)
+            .too_large_hint("raise metadata.maxResponseBytes")
+            .refine(refine);
+        let client = ctx.http_client(&opts)?;
+        let auth = match &cfg.auth {
+            Auth::Token(t) => HttpAuth::Bearer(t.clone()),
+            // The workspace's own OIDC endpoint: same host, same addresses.
             Auth::OAuth {
                 client_id,
                 client_secret,
-            } => {
-                oauth_token(
-                    &client,
-                    &cfg,
-                    client_id,
-                    client_secret,
-                    ctx.timeouts.connect(),
-                )
-                .await?
-            }
+            } => HttpAuth::Token(Arc::new(TokenSource::client_credentials(
+                cfg.url("/oidc/v1/token", &[]),
+                ClientCredentials {
+                    client_id: client_id.clone(),
+                    client_secret: client_secret.clone(),
+                    scope: Some("all-apis".to_owned()),
+                    method: ClientAuthMethod::Basic,
+                },
+            ))),
         };
+        auth.authorize(&client).await.map_err(token_error)?;
         let mut conn = DatabricksConnection {
             cfg: Arc::new(cfg),
             client,
-            bearer,
+            auth,
             warehouse: Value::Null,
         };
         let limit = ctx.timeouts.connect();
@@ -215,45 +110,24 @@ impl DatabricksConnection {
         Ok(conn)
     }
 
-    fn auth(&self) -> Result<HeaderValue, ConnectorError> {
-        let mut v =
-            HeaderValue::from_str(&format!("Bearer {}", self.bearer.expose())).map_err(|_| {
-                ConnectorError::invalid_config(
-                    "credentials",
-                    "the token holds characters a header cannot carry",
-                )
-            })?;
-        v.set_sensitive(true);
-        Ok(v)
-    }
-
     async fn send(
         &self,
-        req: reqwest::RequestBuilder,
+        req: HttpRequest,
         limit: Duration,
         what: &str,
     ) -> Result<Value, ConnectorError> {
         let req = req
-            .header(AUTHORIZATION, self.auth()?)
-            .header(ACCEPT, "application/json");
-        let max = self.cfg.max_response_bytes;
-        let fut = async {
-            let mut resp = req
-                .timeout(limit)
-                .send()
-                .await
-                .map_err(|e| parse_error(Failure::Http(e), what))?;
-            let status = resp.status();
-            if !status.is_success() {
-                let body = read_prefix(&mut resp, ERROR_BODY_BYTES).await;
-                return Err(parse_error(Failure::Status { status, body }, what));
-            }
-            let body = read_bounded(&mut resp, max)
-                .await
-                .map_err(|f| parse_error(f, what))?;
-            serde_json::from_slice(&body).map_err(|e| parse_error(Failure::Json(e), what))
-        };
-        with_timeout(limit + Duration::from_millis(250), what, fut).await
+            .what(what)
+            .timeout(limit)
+            .header(ACCEPT, HeaderValue::from_static("application/json"));
+        let fetched = self
+            .auth
+            .apply(req)
+            .await
+            .map_err(token_error)?
+            .fetch()
+            .await?;
+        serde_json::from_slice(&fetched.body).map_err(|e| parse_error(Failure::Json(e), what))
     }
 
     /// An authenticated GET with a bounded JSON body.

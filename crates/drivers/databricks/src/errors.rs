@@ -1,21 +1,15 @@
 //! The one place Databricks failures become [`ConnectorError`]s: REST error
-//! bodies (`error_code`, `message`), failed statements (`status.error`), the
-//! OAuth token endpoint, HTTP statuses and transport errors.
+//! bodies (`error_code`, `message`) through the core HTTP client's refine hook,
+//! failed statements (`status.error`), and the workspace's refinement of the
+//! core token source's OAuth2 mapping. Transport failures are mapped by the
+//! core client.
 
-use std::error::Error as StdError;
-use std::io;
-
+use matih_connector_core::http::{StatusCode, StatusFailure};
 use matih_connector_core::{ConnectorError, ErrorCode};
-use reqwest::StatusCode;
 use serde_json::Value;
 
 #[derive(Debug)]
 pub(crate) enum Failure {
-    /// A non-success status; `body` holds at most the first few KiB.
-    Status {
-        status: StatusCode,
-        body: Vec<u8>,
-    },
     /// A statement that ended FAILED: `status.error` of the Statement
     /// Execution API, plus `status.sql_state` when given.
     Statement {
@@ -23,50 +17,55 @@ pub(crate) enum Failure {
         message: String,
         sql_state: Option<String>,
     },
-    /// The OAuth token endpoint refused (RFC 6749 §5.2 body).
-    Token {
-        status: StatusCode,
-        body: Vec<u8>,
-    },
-    Http(reqwest::Error),
     Json(serde_json::Error),
     Protocol(String),
-    TooLarge {
-        limit: u64,
-    },
+}
+
+/// A REST error answer: `error_code` (refined by the SQL error class in the
+/// message) decides, the status when there is none; `databricksErrorCode` in
+/// the context.
+pub(crate) fn refine(f: &StatusFailure<'_>) -> Option<ConnectorError> {
+    let v: Option<Value> = serde_json::from_slice(f.body).ok();
+    let error_code = v
+        .as_ref()
+        .and_then(|v| v.get("error_code"))
+        .and_then(Value::as_str)
+        .map(str::to_owned);
+    let message = v
+        .as_ref()
+        .and_then(|v| v.get("message").or_else(|| v.get("error")))
+        .and_then(Value::as_str)
+        .map(one_line);
+    let code = match error_code.as_deref() {
+        Some(c) => api_code(c, message.as_deref().unwrap_or(""), f.status),
+        None => status_code(f.status),
+    };
+    let mut err = f.error(code, message);
+    if let Some(c) = error_code {
+        err = err.with_context("databricksErrorCode", c);
+    }
+    Some(err)
+}
+
+/// The workspace's OIDC endpoint answers a bad client id or secret with a bare
+/// 400 or 401: without an OAuth2 `error`, those are the credentials' fault.
+pub(crate) fn token_error(e: ConnectorError) -> ConnectorError {
+    let bare = e.message().contains("token endpoint answered")
+        && e.context_value("oauthError").is_none()
+        && matches!(e.context_value("httpStatus"), Some("400" | "401"));
+    if !bare {
+        return e;
+    }
+    let mut out =
+        ConnectorError::new(ErrorCode::AuthenticationFailed, e.message()).with_retryable(false);
+    for (k, v) in e.context() {
+        out = out.with_context(k, v);
+    }
+    out
 }
 
 pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
     match failure {
-        Failure::Status { status, body } => {
-            let v: Option<Value> = serde_json::from_slice(&body).ok();
-            let error_code = v
-                .as_ref()
-                .and_then(|v| v.get("error_code"))
-                .and_then(Value::as_str)
-                .map(str::to_owned);
-            let message = v
-                .as_ref()
-                .and_then(|v| v.get("message").or_else(|| v.get("error")))
-                .and_then(Value::as_str)
-                .map(one_line);
-            let code = match error_code.as_deref() {
-                Some(c) => api_code(c, message.as_deref().unwrap_or(""), status),
-                None => status_code(status),
-            };
-            let mut msg = format!("{what}: HTTP {status}");
-            if let Some(m) = &message {
-                msg.push_str(": ");
-                msg.push_str(m);
-            }
-            let mut err = ConnectorError::new(code, msg)
-                .with_context("httpStatus", status.as_u16())
-                .with_retryable(matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504));
-            if let Some(c) = error_code {
-                err = err.with_context("databricksErrorCode", c);
-            }
-            err
-        }
         Failure::Statement {
             error_code,
             message,
@@ -80,38 +79,6 @@ pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
             }
             err
         }
-        Failure::Token { status, body } => {
-            let oauth_error = serde_json::from_slice::<Value>(&body)
-                .ok()
-                .and_then(|v| v.get("error").and_then(Value::as_str).map(str::to_owned));
-            let code = match oauth_error.as_deref() {
-                Some("invalid_client" | "invalid_grant" | "unauthorized_client") => {
-                    ErrorCode::AuthenticationFailed
-                }
-                Some("invalid_scope" | "access_denied") => ErrorCode::PermissionDenied,
-                Some("unsupported_grant_type" | "invalid_request") => {
-                    ErrorCode::InvalidConfiguration
-                }
-                Some("temporarily_unavailable") => ErrorCode::RateLimited,
-                _ => match status.as_u16() {
-                    400 | 401 => ErrorCode::AuthenticationFailed,
-                    // The workspace has no OIDC endpoint there.
-                    404 => ErrorCode::InvalidConfiguration,
-                    _ => status_code(status),
-                },
-            };
-            let mut msg = format!("{what}: token endpoint answered HTTP {status}");
-            if let Some(e) = &oauth_error {
-                msg.push_str(&format!(" ({e})"));
-            }
-            let mut err =
-                ConnectorError::new(code, msg).with_context("httpStatus", status.as_u16());
-            if let Some(e) = oauth_error {
-                err = err.with_context("oauthError", e);
-            }
-            err
-        }
-        Failure::Http(e) => reqwest_error(e, what),
         Failure::Json(e) => ConnectorError::new(
             ErrorCode::ProtocolError,
             format!("{what}: the response is not the JSON expected: {e}"),
@@ -122,12 +89,6 @@ pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
             ConnectorError::new(ErrorCode::ProtocolError, format!("{what}: {m}"))
                 .with_retryable(false)
         }
-        Failure::TooLarge { limit } => ConnectorError::new(
-            ErrorCode::ProtocolError,
-            format!("{what}: the response exceeds {limit} bytes; raise metadata.maxResponseBytes"),
-        )
-        .with_context("limitBytes", limit)
-        .with_retryable(false),
     }
 }
 
@@ -183,88 +144,10 @@ pub(crate) fn status_code(status: StatusCode) -> ErrorCode {
     }
 }
 
-fn reqwest_error(err: reqwest::Error, what: &str) -> ConnectorError {
-    if let Some(t) = find::<rustls::Error>(&err) {
-        return ConnectorError::new(ErrorCode::SslHandshakeFailed, format!("{what}: TLS: {t}"))
-            .with_source(err);
-    }
-    let detail = chain(&err);
-    if err.is_timeout() {
-        return ConnectorError::new(ErrorCode::Timeout, format!("{what}: timed out"))
-            .with_source(err);
-    }
-    let code = if let Some(ioe) = innermost_io(&err) {
-        ErrorCode::from_io_kind(ioe.kind())
-    } else if err.is_connect() {
-        ErrorCode::ConnectionRefused
-    } else if err.is_decode() {
-        ErrorCode::ProtocolError
-    } else if err.is_builder() {
-        ErrorCode::InvalidConfiguration
-    } else if detail.contains("connection closed")
-        || detail.contains("IncompleteMessage")
-        || detail.contains("connection reset")
-    {
-        ErrorCode::ConnectionClosed
-    } else if detail.contains("invalid HTTP") || detail.contains("parse") {
-        ErrorCode::ProtocolError
-    } else if err.is_body() || err.is_request() {
-        ErrorCode::ConnectionClosed
-    } else {
-        ErrorCode::SourceError
-    };
-    ConnectorError::new(code, format!("{what}: {detail}")).with_source(err)
-}
-
-fn find<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 32) {
-        hops += 1;
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn StdError + 'static)),
-            None => e.source(),
-        };
-    }
-    None
-}
-
-fn innermost_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
-    let mut found = None;
-    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 32) {
-        hops += 1;
-        cur = match e.downcast_ref::<io::Error>() {
-            Some(io) => {
-                found = Some(io);
-                io.get_ref().map(|i| i as &(dyn StdError + 'static))
-            }
-            None => e.source(),
-        };
-    }
-    found
-}
-
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
-}
-
 #[cfg(test)]
 mod tests {
     use super::*;
+    use matih_connector_core::http::header::HeaderMap;
 
     /// Bodies as Databricks' REST APIs document them.
     #[test]
@@ -346,13 +229,15 @@ mod tests {
             ),
         ];
         for (s, body, want, retry) in cases {
-            let e = parse_error(
-                Failure::Status {
-                    status: StatusCode::from_u16(*s).unwrap(),
-                    body: body.as_bytes().to_vec(),
-                },
+            let headers = HeaderMap::new();
+            let st = StatusCode::from_u16(*s).unwrap();
+            let e = refine(&StatusFailure::new(
+                st,
+                &headers,
+                body.as_bytes(),
                 "GET /api",
-            );
+            ))
+            .unwrap();
             assert_eq!(e.code(), *want, "{s} {body}");
             assert_eq!(e.is_retryable(), *retry, "{s} {body}");
             assert_eq!(e.context_value("httpStatus"), Some(s.to_string().as_str()));
@@ -385,36 +270,49 @@ mod tests {
         }
     }
 
+    /// Token refusals as the core token source maps them, refined for the
+    /// workspace's bare 400/401 answers.
     #[test]
     fn token_endpoint_errors() {
+        let core = |code: ErrorCode, status: u16, oauth: Option<&str>| {
+            let mut e = ConnectorError::new(
+                code,
+                format!("POST /oidc/v1/token: token endpoint answered HTTP {status}"),
+            )
+            .with_context("httpStatus", status);
+            if let Some(o) = oauth {
+                e = e.with_context("oauthError", o);
+            }
+            e
+        };
         let cases = [
             (
-                401,
-                r#"{"error":"invalid_client","error_description":"Client authentication failed"}"#,
+                core(ErrorCode::SourceError, 400, None),
                 ErrorCode::AuthenticationFailed,
             ),
             (
-                400,
-                r#"{"error":"invalid_scope"}"#,
+                core(ErrorCode::AuthenticationFailed, 401, None),
+                ErrorCode::AuthenticationFailed,
+            ),
+            (
+                core(ErrorCode::PermissionDenied, 400, Some("invalid_scope")),
                 ErrorCode::PermissionDenied,
             ),
             (
-                400,
-                r#"{"error":"unsupported_grant_type"}"#,
+                core(ErrorCode::InvalidConfiguration, 404, None),
                 ErrorCode::InvalidConfiguration,
             ),
-            (404, "Not Found", ErrorCode::InvalidConfiguration),
-            (503, "", ErrorCode::SourceError),
+            (
+                core(ErrorCode::SourceError, 503, None),
+                ErrorCode::SourceError,
+            ),
         ];
-        for (s, body, want) in cases {
-            let e = parse_error(
-                Failure::Token {
-                    status: StatusCode::from_u16(s).unwrap(),
-                    body: body.as_bytes().to_vec(),
-                },
-                "POST /oidc/v1/token",
-            );
-            assert_eq!(e.code(), want, "{s} {body}");
+        for (e, want) in cases {
+            let text = e.message().to_owned();
+            assert_eq!(token_error(e).code(), want, "{text}");
         }
+        let other = ConnectorError::new(ErrorCode::SourceError, "GET x: HTTP 400")
+            .with_context("httpStatus", 400);
+        assert_eq!(token_error(other).code(), ErrorCode::SourceError);
     }
 }

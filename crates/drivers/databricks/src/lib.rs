@@ -1,5 +1,5 @@
 //! Databricks SQL driver for MATIH connectors. Talks to a workspace over its
-//! REST APIs with reqwest: the SQL warehouse API and the Statement Execution
+//! REST APIs through the core HTTP client: the SQL warehouse API and the Statement Execution
 //! API (version), and Unity Catalog (catalog, schemas, tables, columns,
 //! primary keys). Authenticates with a personal access token or OAuth
 //! machine-to-machine (a service principal's client id and secret).

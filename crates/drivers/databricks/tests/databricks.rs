@@ -546,3 +546,42 @@ async fn tls_modes_through_the_terminating_proxy() {
     let c = conformance::discover(&d, &good, &DiscoveryRequest::default()).await;
     assert!(!table(&c, "sales", "customers").columns.is_empty());
 }
+
+/// The egress proof of the Databricks driver: a redirect to a denied address
+/// (a login page's, say) and a workspace host given as an IP literal in a
+/// denied network are refused with EGRESS_DENIED before any packet reaches the
+/// denied address, where a listener records every connection; the OAuth token
+/// endpoint is the workspace's own host. Runs without a fixture.
+#[tokio::test]
+async fn egress_refusals_happen_before_any_packet() {
+    use matih_connector_testkit::egress::{assert_refused, DeniedListener};
+    let denied = DeniedListener::bind("127.0.0.3").await;
+    let fake = matih_connector_testkit::egress_proof::redirecting_origin(
+        denied.url("/login.html"),
+        "egress_refusals_happen_before_any_packet",
+    )
+    .await;
+    let d = driver();
+    let token = Credentials::new().with("token", "dapi-not-a-real-token");
+
+    // The workspace redirects to the denied address: the hop is checked.
+    let redirect = fake_case(fake.port(), token.clone());
+    assert_refused(&d, &redirect, Step::Connect, &denied).await;
+    // The same with OAuth M2M: the token request itself is redirected.
+    let m2m = fake_case(
+        fake.port(),
+        Credentials::new()
+            .with("clientId", "sp-id")
+            .with("clientSecret", "sp-secret"),
+    );
+    assert_refused(&d, &m2m, Step::Connect, &denied).await;
+
+    // The workspace host itself: the DNS step refuses it, and the client
+    // refuses it on its own when handed the address anyway.
+    let mut direct = fake_case(denied.addr.port(), token);
+    direct.cfg.host = Some(denied.addr.ip().to_string());
+    assert_refused(&d, &direct, Step::Dns, &denied).await;
+    matih_connector_testkit::egress_proof::assert_client_refuses(&d, &direct, &denied).await;
+
+    denied.assert_never_reached().await;
+}

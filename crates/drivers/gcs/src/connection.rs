@@ -13,7 +13,8 @@ use matih_connector_core::{
 use serde_json::Value;
 
 use crate::config::{Auth, GcsConfig, READ_SCOPE};
-use crate::errors::{json_error, refine};
+use crate::errors::refine;
+use matih_connector_core::google::json_error;
 
 /// JSON listing pages are read only this far.
 const MAX_JSON_BYTES: u64 = 32 << 20;

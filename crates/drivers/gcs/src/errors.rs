@@ -3,7 +3,7 @@
 //! the core HTTP client's refine hook. Token endpoint errors (RFC 6749 §5.2)
 //! and transport failures are mapped by the core client.
 
-use matih_connector_core::google::error_fields;
+use matih_connector_core::google::{status_error, ErrorTable};
 use matih_connector_core::http::StatusFailure;
 use matih_connector_core::{ConnectorError, ErrorCode};
 
@@ -65,50 +65,18 @@ pub(crate) fn status_code(status: u16) -> ErrorCode {
     }
 }
 
-/// A JSON API error answer: the reason (or RPC status) decides the code, the
-/// status when neither is known; `gcsReason` and `gcsStatus` in the context.
+/// How JSON API error answers map: `gcsReason` and `gcsStatus` in the context.
+const TABLE: ErrorTable = ErrorTable {
+    reason_code,
+    status_code,
+    retryable_reason: |_| false,
+    reason_key: "gcsReason",
+    status_key: "gcsStatus",
+};
+
+/// A JSON API error answer (the core client's refine hook).
 pub(crate) fn refine(f: &StatusFailure<'_>) -> Option<ConnectorError> {
-    let fields = error_fields(f.body);
-    let status = f.status.as_u16();
-    let code = fields
-        .reason
-        .as_deref()
-        .and_then(reason_code)
-        .or_else(|| fields.status.as_deref().and_then(reason_code))
-        .unwrap_or_else(|| status_code(status));
-    let message = fields.message.as_deref().map(one_line);
-    let detail = match (&fields.reason, message) {
-        (Some(r), Some(m)) if !m.is_empty() => Some(format!("{r}: {m}")),
-        (Some(r), _) => Some(r.clone()),
-        (None, m) => m,
-    };
-    let mut err = f.error(code, detail);
-    if let Some(r) = fields.reason {
-        err = err.with_context("gcsReason", r);
-    }
-    if let Some(s) = fields.status {
-        err = err.with_context("gcsStatus", s);
-    }
-    Some(err)
-}
-
-/// A body that is not the JSON expected.
-pub(crate) fn json_error(e: serde_json::Error, what: &str) -> ConnectorError {
-    ConnectorError::new(
-        ErrorCode::ProtocolError,
-        format!("{what}: the response is not the JSON expected: {e}"),
-    )
-    .with_retryable(false)
-    .with_source(e)
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(300)
-        .collect()
+    Some(status_error(f, &TABLE))
 }
 
 #[cfg(test)]

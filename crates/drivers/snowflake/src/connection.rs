@@ -1,10 +1,9 @@
-//! Snowflake's REST protocol over reqwest: the HTTP client (core TLS, pinned
-//! addresses), login (password or key-pair JWT), statements with bindings,
-//! JSON and Arrow result sets, and the session's end.
+//! Snowflake's REST protocol through the core's pinned HTTP client: login
+//! (password or key-pair JWT), statements with bindings, JSON and Arrow result
+//! sets (further chunks from cloud storage through a second client of the same
+//! context, verify-full against the public roots), and the session's end.
 
-use std::collections::HashMap;
 use std::io::Cursor;
-use std::net::SocketAddr;
 use std::sync::Arc;
 use std::time::{Duration, Instant, SystemTime, UNIX_EPOCH};
 
@@ -13,148 +12,39 @@ use arrow_array::types::{Float32Type, Float64Type, Int16Type, Int32Type, Int64Ty
 use arrow_array::Array;
 use arrow_schema::DataType as ArrowType;
 use base64::Engine as _;
-use matih_connector_core::{
-    async_trait, resolve_host, tls, with_timeout, Catalog, ConnectContext, Connection,
-    ConnectorError, DiscoveryRequest, EgressPolicy, ErrorCode, SecretString,
+use matih_connector_core::http::header::{
+    HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE,
 };
-use reqwest::header::{HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE};
+use matih_connector_core::http::{HttpClient, HttpOptions, HttpRequest, Url};
+use matih_connector_core::{
+    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
+    DiscoveryRequest, ErrorCode, SecretString, SslMode,
+};
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
 use serde_json::{json, Value};
-use url::Url;
 
 use crate::config::{Auth, SnowflakeConfig};
-use crate::errors::{parse_error, Failure};
+use crate::errors::{parse_error, refine, Failure};
 
-/// Error bodies are read only this far.
-const ERROR_BODY_BYTES: usize = 4096;
 /// Login answers are small; anything bigger is not Snowflake.
 const LOGIN_BODY_BYTES: u64 = 1024 * 1024;
 /// Snowflake's documented maximum JWT lifetime is one hour.
 const JWT_LIFETIME_SECS: u64 = 3600;
 
-/// Refuses every lookup: only the endpoint's egress-checked addresses
-/// (`resolve_to_addrs`) may be reached.
-struct NoLookup;
-
-impl reqwest::dns::Resolve for NoLookup {
-    fn resolve(&self, name: reqwest::dns::Name) -> reqwest::dns::Resolving {
-        let host = name.as_str().to_owned();
-        Box::pin(async move {
-            Err(format!(
-                "{host} was not resolved through the egress policy; refusing to look it up"
-            )
-            .into())
-        })
-    }
-}
-
-fn build_client(
-    cfg: &SnowflakeConfig,
-    addrs: &[SocketAddr],
-    connect: Duration,
-) -> Result<reqwest::Client, ConnectorError> {
-    // A plain-http endpoint still gets a verifying configuration, so reqwest
-    // never falls back to one of its own.
-    let mode = if cfg.tls.is_tls() {
-        cfg.tls
-    } else {
-        matih_connector_core::SslMode::VerifyFull
-    };
-    let tls = tls::client_config(mode, cfg.ca_pem.as_deref())?
-        .ok_or_else(|| ConnectorError::internal("TLS configuration missing for a TLS mode"))?;
-    let mut builder = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .no_proxy()
-        .dns_resolver(Arc::new(NoLookup))
-        .connect_timeout(connect)
-        .pool_max_idle_per_host(2)
-        // Snowflake does not redirect API calls; a redirect would leave the
-        // checked addresses.
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("matih-connectors/", env!("CARGO_PKG_VERSION")));
-    let bare = cfg.host.trim_start_matches('[').trim_end_matches(']');
-    if bare.parse::<std::net::IpAddr>().is_err() {
-        builder = builder.resolve_to_addrs(bare, addrs);
-    }
-    builder
-        .build()
-        .map_err(|e| parse_error(Failure::Http(e), "building the HTTP client"))
-}
-
-/// A client for one cloud-storage host, pinned to its checked addresses.
-fn build_pinned_client(
-    host: &str,
-    addrs: &[SocketAddr],
-    connect: Duration,
-) -> Result<reqwest::Client, ConnectorError> {
-    let tls = tls::client_config(matih_connector_core::SslMode::VerifyFull, None)?
-        .ok_or_else(|| ConnectorError::internal("TLS configuration missing for a TLS mode"))?;
-    let mut builder = reqwest::Client::builder()
-        .use_preconfigured_tls(tls)
-        .no_proxy()
-        .dns_resolver(Arc::new(NoLookup))
-        .connect_timeout(connect)
-        .redirect(reqwest::redirect::Policy::none())
-        .user_agent(concat!("matih-connectors/", env!("CARGO_PKG_VERSION")));
-    let bare = host.trim_start_matches('[').trim_end_matches(']');
-    if bare.parse::<std::net::IpAddr>().is_err() {
-        builder = builder.resolve_to_addrs(bare, addrs);
-    }
-    builder
-        .build()
-        .map_err(|e| parse_error(Failure::Http(e), "building the HTTP client"))
-}
-
-async fn read_prefix(resp: &mut reqwest::Response, n: usize) -> Vec<u8> {
-    let mut buf = Vec::new();
-    while buf.len() < n {
-        match resp.chunk().await {
-            Ok(Some(chunk)) => buf.extend_from_slice(&chunk[..chunk.len().min(n - buf.len())]),
-            _ => break,
-        }
-    }
-    buf
-}
-
-async fn read_bounded(resp: &mut reqwest::Response, limit: u64) -> Result<Vec<u8>, Failure> {
-    if resp.content_length().is_some_and(|n| n > limit) {
-        return Err(Failure::TooLarge { limit });
-    }
-    let mut buf = Vec::new();
-    while let Some(chunk) = resp.chunk().await.map_err(Failure::Http)? {
-        if buf.len() as u64 + chunk.len() as u64 > limit {
-            return Err(Failure::TooLarge { limit });
-        }
-        buf.extend_from_slice(&chunk);
-    }
-    Ok(buf)
-}
+/// What the "response too large" message suggests.
+const TOO_LARGE_HINT: &str = "narrow the discovery filters or raise metadata.maxResponseBytes";
 
 /// Sends a request, reads the JSON body within `limit`, and turns
 /// `"success": false` into Snowflake's error.
 async fn send_json(
-    req: reqwest::RequestBuilder,
+    req: HttpRequest,
     timeout: Duration,
     limit: u64,
     what: &str,
 ) -> Result<Value, ConnectorError> {
-    let mut resp = req
-        .timeout(timeout)
-        .send()
-        .await
-        .map_err(|e| parse_error(Failure::Http(e), what))?;
-    let status = resp.status();
-    if !status.is_success() {
-        let body = read_prefix(&mut resp, ERROR_BODY_BYTES).await;
-        return Err(parse_error(Failure::Status { status, body }, what));
-    }
-    let body = read_bounded(&mut resp, limit)
-        .await
-        .map_err(|f| parse_error(f, what))?;
-    let v: Value =
-        serde_json::from_slice(&body).map_err(|e| parse_error(Failure::Json(e), what))?;
-    Ok(v)
+    let fetched = req.what(what).timeout(timeout).limit(limit).fetch().await?;
+    serde_json::from_slice(&fetched.body).map_err(|e| parse_error(Failure::Json(e), what))
 }
 
 fn failure_of(v: &Value) -> Failure {
@@ -600,16 +490,16 @@ pub(crate) fn decode_chunk(
 /// An open Snowflake session.
 pub(crate) struct SnowflakeConnection {
     pub(crate) cfg: Arc<SnowflakeConfig>,
-    client: reqwest::Client,
+    client: HttpClient,
     token: SecretString,
     sequence: u64,
     /// `CURRENT_VERSION()`, read at connect.
     version: String,
     /// `CURRENT_DATABASE()`: the database name as Snowflake resolved it.
     pub(crate) database: String,
-    /// For the cloud-storage hosts of large results.
-    egress: EgressPolicy,
-    chunk_clients: HashMap<String, reqwest::Client>,
+    /// For the cloud-storage hosts of large results: the same context (egress
+    /// policy, timeouts), verify-full against the public roots.
+    chunk_client: HttpClient,
 }
 
 impl std::fmt::Debug for SnowflakeConnection {
@@ -626,7 +516,18 @@ impl SnowflakeConnection {
         cfg: SnowflakeConfig,
         ctx: &ConnectContext,
     ) -> Result<SnowflakeConnection, ConnectorError> {
-        let client = build_client(&cfg, &ctx.addrs, ctx.timeouts.connect())?;
+        let client = ctx.http_client(
+            &HttpOptions::new(cfg.tls, cfg.ca_pem.as_deref())
+                .max_body_bytes(cfg.max_response_bytes)
+                .too_large_hint(TOO_LARGE_HINT)
+                .refine(refine),
+        )?;
+        let chunk_client = ctx.http_client(
+            &HttpOptions::new(SslMode::VerifyFull, None)
+                .max_body_bytes(cfg.max_response_bytes)
+                .too_large_hint(TOO_LARGE_HINT)
+                .refine(refine),
+        )?;
         let token = login(&client, &cfg, ctx.timeouts.connect()).await?;
         let mut conn = SnowflakeConnection {
             cfg: Arc::new(cfg),
@@ -635,8 +536,7 @@ impl SnowflakeConnection {
             sequence: 0,
             version: String::new(),
             database: String::new(),
-            egress: ctx.egress.clone(),
-            chunk_clients: HashMap::new(),
+            chunk_client,
         };
         // The session may exist without a current database when the named
         // one is missing or not granted: that is the missing-database case.
@@ -731,8 +631,8 @@ impl SnowflakeConnection {
             .client
             .post(url)
             .header(AUTHORIZATION, self.auth_header()?)
-            .header(ACCEPT, "application/snowflake")
-            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, HeaderValue::from_static("application/snowflake"))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .json(&body);
         let mut v = send_json(req, limit, self.cfg.max_response_bytes, what).await?;
         // Long statements answer "in progress" with a URL to poll.
@@ -757,7 +657,7 @@ impl SnowflakeConnection {
                 .client
                 .get(url)
                 .header(AUTHORIZATION, self.auth_header()?)
-                .header(ACCEPT, "application/snowflake");
+                .header(ACCEPT, HeaderValue::from_static("application/snowflake"));
             v = send_json(
                 req,
                 limit
@@ -807,50 +707,29 @@ impl SnowflakeConnection {
         for chunk in chunks {
             let url = Url::parse(&chunk.url)
                 .map_err(|e| parse_error(Failure::Protocol(format!("bad chunk URL: {e}")), what))?;
-            let host = url
-                .host_str()
-                .ok_or_else(|| {
-                    parse_error(Failure::Protocol("chunk URL without a host".into()), what)
-                })?
-                .to_owned();
-            let port = url.port_or_known_default().unwrap_or(443);
-            let key = format!("{host}:{port}");
-            if !self.chunk_clients.contains_key(&key) {
-                let addrs = resolve_host(&host, port, self.cfg.timeouts, &self.egress).await?;
-                let client = build_pinned_client(&host, &addrs, self.cfg.timeouts.connect())?;
-                self.chunk_clients.insert(key.clone(), client);
-            }
-            let client = &self.chunk_clients[&key];
-            let mut req = client.get(url);
+            let mut req = self.chunk_client.get(url);
             for (k, v) in headers {
-                let mut hv = HeaderValue::from_str(v).map_err(|_| {
+                let bad = || {
                     parse_error(
                         Failure::Protocol("a chunk header is not header-safe".into()),
                         what,
                     )
-                })?;
+                };
+                let name = HeaderName::from_bytes(k.as_bytes()).map_err(|_| bad())?;
+                let mut hv = HeaderValue::from_str(v).map_err(|_| bad())?;
                 hv.set_sensitive(true);
-                req = req.header(k.as_str(), hv);
+                req = req.header(name, hv);
             }
             let remaining = limit
                 .saturating_sub(started.elapsed())
                 .max(Duration::from_millis(1));
-            let fut = async {
-                let mut resp = req
-                    .timeout(remaining)
-                    .send()
-                    .await
-                    .map_err(|e| parse_error(Failure::Http(e), what))?;
-                let status = resp.status();
-                if !status.is_success() {
-                    let body = read_prefix(&mut resp, ERROR_BODY_BYTES).await;
-                    return Err(parse_error(Failure::Status { status, body }, what));
-                }
-                read_bounded(&mut resp, budget)
-                    .await
-                    .map_err(|f| parse_error(f, what))
-            };
-            let body = with_timeout(remaining + Duration::from_millis(250), what, fut).await?;
+            let body = req
+                .what(what)
+                .timeout(remaining)
+                .limit(budget)
+                .fetch()
+                .await?
+                .body;
             budget = budget.saturating_sub(body.len() as u64);
             out.extend(
                 decode_chunk(&body, arrow, budget.max(1)).map_err(|f| parse_error(f, what))?,
@@ -879,7 +758,7 @@ impl SnowflakeConnection {
 
 /// `POST /session/v1/login-request`: returns the session token.
 async fn login(
-    client: &reqwest::Client,
+    client: &HttpClient,
     cfg: &SnowflakeConfig,
     limit: Duration,
 ) -> Result<SecretString, ConnectorError> {
@@ -922,8 +801,8 @@ async fn login(
     }
     let req = client
         .post(url)
-        .header(ACCEPT, "application/json")
-        .header(CONTENT_TYPE, "application/json")
+        .header(ACCEPT, HeaderValue::from_static("application/json"))
+        .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
         .json(&json!({ "data": data }));
     let fut = async {
         let v = send_json(req, limit, LOGIN_BODY_BYTES, what).await?;
@@ -973,8 +852,8 @@ impl Connection for SnowflakeConnection {
             .client
             .post(url)
             .header(AUTHORIZATION, self.auth_header()?)
-            .header(ACCEPT, "application/snowflake")
-            .header(CONTENT_TYPE, "application/json")
+            .header(ACCEPT, HeaderValue::from_static("application/snowflake"))
+            .header(CONTENT_TYPE, HeaderValue::from_static("application/json"))
             .json(&json!({}));
         let limit = self.cfg.timeouts.connect();
         if let Err(e) = with_timeout(

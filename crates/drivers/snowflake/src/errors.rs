@@ -1,12 +1,10 @@
 //! The one place Snowflake failures become [`ConnectorError`]s: Snowflake's
-//! error codes (login and SQL), HTTP statuses, transport errors (I/O, TLS,
-//! timeouts) and result bodies we cannot read.
+//! error codes (login and SQL), HTTP statuses (through the core HTTP client's
+//! refine hook) and result bodies we cannot read. Transport failures are
+//! mapped by the core client.
 
-use std::error::Error as StdError;
-use std::io;
-
+use matih_connector_core::http::{StatusCode, StatusFailure};
 use matih_connector_core::{ConnectorError, ErrorCode};
-use reqwest::StatusCode;
 use serde_json::Value;
 
 /// Something that went wrong talking to Snowflake.
@@ -18,12 +16,6 @@ pub(crate) enum Failure {
         message: String,
         sql_state: Option<String>,
     },
-    /// A non-success HTTP status. `body` holds at most the first few KiB.
-    Status {
-        status: StatusCode,
-        body: Vec<u8>,
-    },
-    Http(reqwest::Error),
     /// The body is not the JSON we expected.
     Json(serde_json::Error),
     /// An Arrow result set we could not decode.
@@ -31,9 +23,7 @@ pub(crate) enum Failure {
     /// A well-formed answer that lacks what the protocol promises.
     Protocol(String),
     /// The body exceeded the byte limit.
-    TooLarge {
-        limit: u64,
-    },
+    TooLarge { limit: u64 },
 }
 
 /// Maps a failure; `what` says what we were doing and never holds a secret.
@@ -50,29 +40,6 @@ pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
             }
             err
         }
-        Failure::Status { status, body } => {
-            // Snowflake answers some failures (an expired session, a network
-            // policy) with an error status and its usual JSON body.
-            if let Ok(v) = serde_json::from_slice::<Value>(&body) {
-                if let Some(code) = v.get("code").and_then(Value::as_str).filter(|c| !c.is_empty()) {
-                    let message = v.get("message").and_then(Value::as_str).unwrap_or_default().to_owned();
-                    return parse_error(
-                        Failure::Snowflake { code: code.to_owned(), message, sql_state: None },
-                        what,
-                    )
-                    .with_context("httpStatus", status.as_u16());
-                }
-            }
-            let code = status_code(status);
-            let mut msg = format!("{what}: HTTP {status}");
-            if status == StatusCode::NOT_FOUND {
-                msg.push_str(": not a Snowflake endpoint (check host and metadata.account)");
-            }
-            ConnectorError::new(code, msg)
-                .with_context("httpStatus", status.as_u16())
-                .with_retryable(matches!(status.as_u16(), 408 | 429 | 500 | 502 | 503 | 504))
-        }
-        Failure::Http(e) => reqwest_error(e, what),
         Failure::Json(e) => ConnectorError::new(
             ErrorCode::ProtocolError,
             format!("{what}: the response is not Snowflake's JSON: {e}"),
@@ -95,6 +62,39 @@ pub(crate) fn parse_error(failure: Failure, what: &str) -> ConnectorError {
         .with_context("limitBytes", limit)
         .with_retryable(false),
     }
+}
+
+/// A non-success answer: Snowflake answers some failures (an expired session,
+/// a network policy) with an error status and its usual JSON body, whose code
+/// decides; otherwise the status does.
+pub(crate) fn refine(f: &StatusFailure<'_>) -> Option<ConnectorError> {
+    if let Ok(v) = serde_json::from_slice::<Value>(f.body) {
+        if let Some(code) = v
+            .get("code")
+            .and_then(Value::as_str)
+            .filter(|c| !c.is_empty())
+        {
+            let message = v
+                .get("message")
+                .and_then(Value::as_str)
+                .unwrap_or_default()
+                .to_owned();
+            return Some(
+                parse_error(
+                    Failure::Snowflake {
+                        code: code.to_owned(),
+                        message,
+                        sql_state: None,
+                    },
+                    f.what,
+                )
+                .with_context("httpStatus", f.status.as_u16()),
+            );
+        }
+    }
+    let hint = (f.status == StatusCode::NOT_FOUND)
+        .then(|| "not a Snowflake endpoint (check host and metadata.account)".to_owned());
+    Some(f.error(status_code(f.status), hint))
 }
 
 /// Snowflake's codes: GS login errors (`39xxxx`) and SQL errors (`00xxxx`).
@@ -147,89 +147,6 @@ pub(crate) fn status_code(status: StatusCode) -> ErrorCode {
         495 | 496 => ErrorCode::SslHandshakeFailed,
         _ => ErrorCode::SourceError,
     }
-}
-
-/// reqwest's transport errors: TLS first (it hides inside I/O errors), then
-/// timeouts, then the I/O kind.
-fn reqwest_error(err: reqwest::Error, what: &str) -> ConnectorError {
-    if let Some(t) = find::<rustls::Error>(&err) {
-        return ConnectorError::new(ErrorCode::SslHandshakeFailed, format!("{what}: TLS: {t}"))
-            .with_source(err);
-    }
-    let detail = chain(&err);
-    if err.is_timeout() {
-        return ConnectorError::new(ErrorCode::Timeout, format!("{what}: timed out"))
-            .with_source(err);
-    }
-    let code = if let Some(ioe) = innermost_io(&err) {
-        ErrorCode::from_io_kind(ioe.kind())
-    } else if err.is_connect() {
-        ErrorCode::ConnectionRefused
-    } else if err.is_decode() {
-        ErrorCode::ProtocolError
-    } else if err.is_builder() {
-        ErrorCode::InvalidConfiguration
-    } else if detail.contains("connection closed")
-        || detail.contains("IncompleteMessage")
-        || detail.contains("connection reset")
-    {
-        ErrorCode::ConnectionClosed
-    } else if detail.contains("invalid HTTP") || detail.contains("parse") {
-        ErrorCode::ProtocolError
-    } else if err.is_body() || err.is_request() {
-        ErrorCode::ConnectionClosed
-    } else {
-        ErrorCode::SourceError
-    };
-    ConnectorError::new(code, format!("{what}: {detail}")).with_source(err)
-}
-
-/// Looks for a `T` in an error's chain, through `io::Error` payloads too.
-fn find<'a, T: StdError + 'static>(err: &'a (dyn StdError + 'static)) -> Option<&'a T> {
-    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 32) {
-        hops += 1;
-        if let Some(t) = e.downcast_ref::<T>() {
-            return Some(t);
-        }
-        cur = match e.downcast_ref::<io::Error>().and_then(|io| io.get_ref()) {
-            Some(inner) => Some(inner as &(dyn StdError + 'static)),
-            None => e.source(),
-        };
-    }
-    None
-}
-
-/// The deepest `io::Error` in the chain: its kind is the real cause.
-fn innermost_io<'a>(err: &'a (dyn StdError + 'static)) -> Option<&'a io::Error> {
-    let mut found = None;
-    let mut cur: Option<&'a (dyn StdError + 'static)> = Some(err);
-    let mut hops = 0;
-    while let (Some(e), true) = (cur, hops < 32) {
-        hops += 1;
-        cur = match e.downcast_ref::<io::Error>() {
-            Some(io) => {
-                found = Some(io);
-                io.get_ref().map(|i| i as &(dyn StdError + 'static))
-            }
-            None => e.source(),
-        };
-    }
-    found
-}
-
-fn chain(err: &(dyn StdError + 'static)) -> String {
-    let mut parts = vec![err.to_string()];
-    let mut cur = err.source();
-    while let Some(e) = cur {
-        let s = e.to_string();
-        if !parts.iter().any(|p| p.contains(&s)) {
-            parts.push(s);
-        }
-        cur = e.source();
-    }
-    parts.join(": ")
 }
 
 #[cfg(test)]
@@ -328,13 +245,15 @@ mod tests {
     #[test]
     fn statuses_with_and_without_snowflake_bodies() {
         let status = |s: u16, body: &str| {
-            parse_error(
-                Failure::Status {
-                    status: StatusCode::from_u16(s).unwrap(),
-                    body: body.as_bytes().to_vec(),
-                },
+            let headers = matih_connector_core::http::header::HeaderMap::new();
+            let st = StatusCode::from_u16(s).unwrap();
+            refine(&StatusFailure::new(
+                st,
+                &headers,
+                body.as_bytes(),
                 "POST /x",
-            )
+            ))
+            .unwrap()
         };
         let e = status(
             401,

@@ -1,5 +1,5 @@
 //! Snowflake driver for MATIH connectors. Speaks Snowflake's REST protocol
-//! (the one its own connectors use) over reqwest, so the configured host is
+//! (the one its own connectors use) through the core HTTP client, so the configured host is
 //! honoured — account URLs, private link, proxies and emulators alike — and
 //! TLS uses the core's verified configuration. Logs in with a password or a
 //! key pair (RS256 JWT), and discovers the configured database from its

@@ -646,3 +646,44 @@ async fn tls_modes_through_the_terminating_proxy() {
     let c = conformance::discover(&d, &good, &DiscoveryRequest::default()).await;
     assert_eq!(table(&c, "SALES", "CUSTOMERS").columns.len(), 5);
 }
+
+/// The egress proof of the Snowflake driver: a login redirected to a denied
+/// address and an account host given as an IP literal in a denied network are
+/// refused with EGRESS_DENIED before any packet reaches the denied address,
+/// where a listener records every connection. Runs without a fixture.
+#[tokio::test]
+async fn egress_refusals_happen_before_any_packet() {
+    use matih_connector_testkit::egress::{assert_refused, DeniedListener};
+    let denied = DeniedListener::bind("127.0.0.3").await;
+    let fake = matih_connector_testkit::egress_proof::redirecting_origin(
+        denied.url("/session/v1/login-request"),
+        "egress_refusals_happen_before_any_packet",
+    )
+    .await;
+    let d = driver();
+    let case = |host: String, port: u16| {
+        let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
+            "host": host, "port": port, "database": "MATIH_SEED", "sslEnabled": false,
+            "metadata": {"account": "matih"},
+        }))
+        .unwrap();
+        Case::new(
+            cfg,
+            Credentials::new()
+                .with("username", "matih")
+                .with("password", "right-password"),
+        )
+    };
+
+    // The login is redirected to the denied address: the hop is checked.
+    let redirect = case("127.0.0.1".into(), fake.port());
+    assert_refused(&d, &redirect, Step::Connect, &denied).await;
+
+    // The account host itself: the DNS step refuses it, and the client
+    // refuses it on its own when handed the address anyway.
+    let direct = case(denied.addr.ip().to_string(), denied.addr.port());
+    assert_refused(&d, &direct, Step::Dns, &denied).await;
+    matih_connector_testkit::egress_proof::assert_client_refuses(&d, &direct, &denied).await;
+
+    denied.assert_never_reached().await;
+}

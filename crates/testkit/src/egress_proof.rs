@@ -1,10 +1,34 @@
-//! A fake origin written for egress proofs: it answers every request with
-//! `307 Temporary Redirect` to a given location (a denied address), the way a
-//! hostile or compromised endpoint would steer a client.
+//! What the HTTP drivers' egress proofs share: a fake origin that answers
+//! every request with `307 Temporary Redirect` to a given location (a denied
+//! address), the way a hostile or compromised endpoint would steer a client,
+//! and the check that a driver's client refuses a denied address on its own,
+//! when the connectivity test's DNS step is skipped.
 
 use std::net::SocketAddr;
 
+use matih_connector_core::{ConnectContext, Driver, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
+
+use crate::conformance::Case;
+use crate::egress::DeniedListener;
+
+/// Connects `driver` directly (no DNS step) with a context pinned to the
+/// denied listener's address under its policy, as if a resolver had handed
+/// that address over: the driver's HTTP client must refuse with
+/// `EGRESS_DENIED` before any packet (the caller ends with
+/// [`DeniedListener::assert_never_reached`]).
+pub async fn assert_client_refuses(driver: &dyn Driver, case: &Case, listener: &DeniedListener) {
+    let ctx = ConnectContext {
+        host: Some(listener.addr.ip().to_string()),
+        addrs: vec![listener.addr],
+        timeouts: case.cfg.timeouts,
+        egress: listener.policy(),
+    };
+    match driver.connect(&case.cfg, &case.creds, &ctx).await {
+        Ok(_) => panic!("connected to the denied address {}", listener.addr),
+        Err(e) => assert_eq!(e.code(), ErrorCode::EgressDenied, "{e}"),
+    }
+}
 
 /// Starts the fake on `127.0.0.1` and records it as a fake of `test` in the
 /// proof file. Every connection gets one 307 answer to `location`.
