@@ -27,12 +27,14 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "postgres",
         package: "matih-driver-postgres",
-        fixtures: &["postgres"],
+        // tests/ssh.rs reaches the database through the SSH bastion.
+        fixtures: &["postgres", "ssh"],
     },
     DriverEntry {
         name: "mysql",
         package: "matih-driver-mysql",
-        fixtures: &["mysql"],
+        // tests/ssh.rs reaches the database through the SSH bastion.
+        fixtures: &["mysql", "ssh"],
     },
     // Docker-only fixtures: a native run (or a machine without a Docker
     // engine, or for Oracle without Instant Client) declares them
@@ -71,7 +73,8 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "mongodb",
         package: "matih-driver-mongodb",
-        fixtures: &["mongodb"],
+        // tests/ssh.rs reaches the database through the SSH bastion.
+        fixtures: &["mongodb", "ssh"],
     },
     DriverEntry {
         name: "dynamodb",

@@ -32,6 +32,7 @@ pub mod egress;
 pub mod proof;
 pub mod tls;
 pub mod tls_proxy;
+pub mod tunnel;
 
 use std::collections::BTreeMap;
 
