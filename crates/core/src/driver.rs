@@ -488,7 +488,7 @@ async fn open_through(
     match connected {
         Ok(inner) => Ok(Box::new(crate::ssh::TunnelledConnection { inner, tunnel })),
         Err(e) => {
-            let e = crate::ssh::explain(&tunnel, e);
+            let e = crate::ssh::explain_connect(&tunnel, e);
             tunnel.close().await;
             Err(e)
         }

@@ -320,12 +320,16 @@ async fn run_tunnelled(
         }
     };
     let ctx = ConnectContext::through(tunnel.clone(), host, cfg.timeouts, &opts.egress);
+    // The limit inside, so that a time-out is explained too.
     let connected = rec
-        .step(Step::Connect, Some(limit), async {
-            driver
-                .connect(cfg, creds, &ctx)
-                .await
-                .map_err(|e| ssh::explain(&tunnel, e))
+        .step(Step::Connect, None, async {
+            with_timeout(
+                limit,
+                Step::Connect.as_str(),
+                driver.connect(cfg, creds, &ctx),
+            )
+            .await
+            .map_err(|e| ssh::explain_connect(&tunnel, e))
         })
         .await;
     let result = match connected {

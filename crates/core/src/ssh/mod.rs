@@ -51,7 +51,7 @@ pub use spec::{HostKeyPin, TunnelAuth, TunnelSpec};
 #[cfg(feature = "ssh")]
 pub use wire::Tunnel;
 #[cfg(feature = "ssh")]
-pub(crate) use wire::{explain, TunnelledConnection};
+pub(crate) use wire::{explain_connect, TunnelledConnection};
 
 /// The tunnel a [`crate::ConnectContext`] carries. Without the `ssh` feature
 /// no tunnel can exist, so the type has no value.

@@ -130,6 +130,18 @@ pub(crate) fn explain(tunnel: &Tunnel, e: ConnectorError) -> ConnectorError {
     e
 }
 
+/// [`explain`] for a failed connect, where a time-out counts too: a client
+/// library that retries a refused connection until its deadline (MongoDB's
+/// server selection) reports only the deadline.
+pub(crate) fn explain_connect(tunnel: &Tunnel, e: ConnectorError) -> ConnectorError {
+    if e.code() == crate::ErrorCode::Timeout {
+        if let Some(cause) = tunnel.last_error() {
+            return cause;
+        }
+    }
+    explain(tunnel, e)
+}
+
 #[async_trait]
 impl Connection for TunnelledConnection {
     async fn server_version(&mut self) -> Result<String, ConnectorError> {
