@@ -907,6 +907,28 @@ pub fn bench_api() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench ssh`: PostgreSQL's `postgres_bench_ssh` example in
+/// release mode, against the postgres and ssh fixtures.
+pub fn bench_ssh() -> Result<()> {
+    let session = Session::acquire(&["postgres".to_owned(), "ssh".to_owned()], Source::Native)?;
+    say!("cargo run --release -p matih-driver-postgres --example postgres_bench_ssh");
+    let status = cargo_with(&session.vars, true)
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "matih-driver-postgres",
+            "--example",
+            "postgres_bench_ssh",
+        ])
+        .status();
+    session.release();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        bail!("the SSH tunnel benchmark failed");
+    }
+    Ok(())
+}
+
 /// `cargo xtask bench scheduler`: the connector service's `bench_scheduler`
 /// example in release mode. It needs no fixture: its connectors point at
 /// in-process listeners.
