@@ -5,7 +5,7 @@
 //! eval "$(cargo xtask fixtures env)"
 //! cargo xtask fixtures down | status | clean
 //! cargo xtask test-drivers [--only postgres,mysql,cli] [--fixtures native|docker]
-//! cargo xtask bench discovery | api | scheduler [--connectors N]
+//! cargo xtask bench discovery | api | ssh | scheduler [--connectors N]
 //! cargo xtask check deploy | examples
 //! cargo xtask ci
 //! ```
@@ -116,6 +116,8 @@ enum BenchCmd {
     Discovery,
     /// The connector service's API: GET one, list 1,000, the test route beside the driver.
     Api,
+    /// The PostgreSQL connectivity test direct and through the ssh fixture's bastion.
+    Ssh,
     /// One health sweep over N connectors pointed at local listeners: time, checks/s, peak RSS.
     Scheduler {
         #[arg(long, default_value_t = 10_000)]
@@ -142,6 +144,9 @@ fn main() -> ExitCode {
         Cmd::Bench {
             which: BenchCmd::Api,
         } => tasks::bench_api(),
+        Cmd::Bench {
+            which: BenchCmd::Ssh,
+        } => tasks::bench_ssh(),
         Cmd::Bench {
             which:
                 BenchCmd::Scheduler {

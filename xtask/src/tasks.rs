@@ -27,12 +27,14 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "postgres",
         package: "matih-driver-postgres",
-        fixtures: &["postgres"],
+        // tests/ssh.rs reaches the database through the SSH bastion.
+        fixtures: &["postgres", "ssh"],
     },
     DriverEntry {
         name: "mysql",
         package: "matih-driver-mysql",
-        fixtures: &["mysql"],
+        // tests/ssh.rs reaches the database through the SSH bastion.
+        fixtures: &["mysql", "ssh"],
     },
     // Docker-only fixtures: a native run (or a machine without a Docker
     // engine, or for Oracle without Instant Client) declares them
@@ -71,7 +73,8 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "mongodb",
         package: "matih-driver-mongodb",
-        fixtures: &["mongodb"],
+        // tests/ssh.rs reaches the database through the SSH bastion.
+        fixtures: &["mongodb", "ssh"],
     },
     DriverEntry {
         name: "dynamodb",
@@ -900,6 +903,28 @@ pub fn bench_api() -> Result<()> {
     session.release();
     if !status.as_ref().is_ok_and(|s| s.success()) {
         bail!("the API benchmark failed");
+    }
+    Ok(())
+}
+
+/// `cargo xtask bench ssh`: PostgreSQL's `postgres_bench_ssh` example in
+/// release mode, against the postgres and ssh fixtures.
+pub fn bench_ssh() -> Result<()> {
+    let session = Session::acquire(&["postgres".to_owned(), "ssh".to_owned()], Source::Native)?;
+    say!("cargo run --release -p matih-driver-postgres --example postgres_bench_ssh");
+    let status = cargo_with(&session.vars, true)
+        .args([
+            "run",
+            "--release",
+            "-p",
+            "matih-driver-postgres",
+            "--example",
+            "postgres_bench_ssh",
+        ])
+        .status();
+    session.release();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        bail!("the SSH tunnel benchmark failed");
     }
     Ok(())
 }

@@ -73,6 +73,24 @@ impl DriverDescriptor {
         self.connector_type.category()
     }
 
+    /// Declares that the driver's connections can go through an SSH tunnel:
+    /// adds `metadata.sshTunnel` and the tunnel's credentials to the keys the
+    /// driver accepts. The runner and [`open`] do the rest.
+    pub fn with_ssh_tunnel(mut self) -> Self {
+        self.credential_keys
+            .extend_from_slice(&crate::ssh::CREDENTIAL_KEYS);
+        self.metadata_keys
+            .extend_from_slice(&crate::ssh::METADATA_KEYS);
+        self
+    }
+
+    /// Whether [`DriverDescriptor::with_ssh_tunnel`] was applied.
+    pub fn supports_ssh_tunnel(&self) -> bool {
+        self.metadata_keys
+            .iter()
+            .any(|k| k.name == crate::ssh::METADATA_KEY)
+    }
+
     /// Rejects credential keys the driver does not know and missing required
     /// ones; names keys, never values.
     pub fn check_credential_keys(&self, creds: &Credentials) -> Result<(), ConnectorError> {
@@ -105,6 +123,12 @@ impl DriverDescriptor {
     ) -> Result<(), ConnectorError> {
         for key in metadata.keys() {
             if !self.metadata_keys.iter().any(|k| k.name == key) {
+                if key == crate::ssh::METADATA_KEY {
+                    return Err(crate::ssh::unsupported(
+                        self.display_name,
+                        "this driver does not support SSH tunnels",
+                    ));
+                }
                 return Err(ConnectorError::invalid_config(
                     "metadata",
                     format!(
@@ -142,6 +166,13 @@ impl DriverDescriptor {
 /// checked against the egress policy (connect to these, not to a fresh lookup of
 /// the host name, so a DNS answer cannot change between check and use), the time
 /// limits, and the policy itself for any further hosts the driver must reach.
+///
+/// Through an SSH tunnel (`metadata.sshTunnel`), `addrs` holds the tunnel's
+/// loopback forwarder, which carries every connection to the target through
+/// the bastion, and `host` is still the configured host (TLS checks it): a
+/// driver that connects to `addrs` works unchanged. A driver that takes a
+/// stream gets a channel without the loopback hop from
+/// [`ConnectContext::connect_stream`].
 #[derive(Clone, Debug)]
 pub struct ConnectContext {
     /// The host name as configured, for TLS server name checks.
@@ -149,6 +180,72 @@ pub struct ConnectContext {
     pub addrs: Vec<SocketAddr>,
     pub timeouts: Timeouts,
     pub egress: EgressPolicy,
+    /// The SSH tunnel the connection goes through, if any.
+    pub tunnel: Option<crate::ssh::Tunnel>,
+}
+
+/// A connection to the source's endpoint: TCP to a checked address, or a
+/// channel through the SSH tunnel. One per connection, so the channel's size
+/// does not matter enough to box it on every read.
+#[allow(clippy::large_enum_variant)]
+pub enum NetStream {
+    Tcp(tokio::net::TcpStream),
+    #[cfg(feature = "ssh")]
+    Tunnel(crate::ssh::TunnelStream),
+}
+
+impl fmt::Debug for NetStream {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        match self {
+            NetStream::Tcp(s) => f.debug_tuple("Tcp").field(&s.peer_addr().ok()).finish(),
+            #[cfg(feature = "ssh")]
+            NetStream::Tunnel(s) => f.debug_tuple("Tunnel").field(&s.target()).finish(),
+        }
+    }
+}
+
+macro_rules! net_stream_dispatch {
+    ($self:ident, $s:ident => $e:expr) => {
+        match $self.get_mut() {
+            NetStream::Tcp($s) => $e,
+            #[cfg(feature = "ssh")]
+            NetStream::Tunnel($s) => $e,
+        }
+    };
+}
+
+impl tokio::io::AsyncRead for NetStream {
+    fn poll_read(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &mut tokio::io::ReadBuf<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        net_stream_dispatch!(self, s => std::pin::Pin::new(s).poll_read(cx, buf))
+    }
+}
+
+impl tokio::io::AsyncWrite for NetStream {
+    fn poll_write(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+        buf: &[u8],
+    ) -> std::task::Poll<std::io::Result<usize>> {
+        net_stream_dispatch!(self, s => std::pin::Pin::new(s).poll_write(cx, buf))
+    }
+
+    fn poll_flush(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        net_stream_dispatch!(self, s => std::pin::Pin::new(s).poll_flush(cx))
+    }
+
+    fn poll_shutdown(
+        self: std::pin::Pin<&mut Self>,
+        cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<std::io::Result<()>> {
+        net_stream_dispatch!(self, s => std::pin::Pin::new(s).poll_shutdown(cx))
+    }
 }
 
 impl ConnectContext {
@@ -165,12 +262,59 @@ impl ConnectContext {
             addrs: Vec::new(),
             timeouts: cfg.timeouts,
             egress: egress.clone(),
+            tunnel: None,
         };
         if let Some((host, port)) = target {
             ctx.addrs = resolve_host(&host, port, cfg.timeouts, egress).await?;
             ctx.host = Some(host);
         }
         Ok(ctx)
+    }
+
+    /// A context whose connections go through `tunnel` to the configured
+    /// `host` (kept for TLS).
+    #[cfg(feature = "ssh")]
+    pub(crate) fn through(
+        tunnel: crate::ssh::Tunnel,
+        host: String,
+        timeouts: Timeouts,
+        egress: &EgressPolicy,
+    ) -> ConnectContext {
+        ConnectContext {
+            host: Some(host),
+            addrs: vec![tunnel.local_addr()],
+            timeouts,
+            egress: egress.clone(),
+            tunnel: Some(tunnel),
+        }
+    }
+
+    /// How to name `addr`, one of [`ConnectContext::addrs`], in messages:
+    /// the address itself, or through a tunnel the target and the bastion
+    /// (the forwarder's loopback address would mean nothing to a reader).
+    pub fn describe(&self, addr: SocketAddr) -> String {
+        #[cfg(feature = "ssh")]
+        if let Some(t) = self.tunnel.as_ref().filter(|t| t.local_addr() == addr) {
+            return format!("{} through the SSH bastion {}", t.target(), t.bastion());
+        }
+        addr.to_string()
+    }
+
+    /// Opens a stream to `addr`, one of [`ConnectContext::addrs`]. Through a
+    /// tunnel it is a direct-tcpip channel to the target (no loopback hop;
+    /// a refusal names the bastion and the target); otherwise TCP to `addr`.
+    /// Unbounded: the caller's connect time limit covers it.
+    pub async fn connect_stream(&self, addr: SocketAddr) -> Result<NetStream, ConnectorError> {
+        #[cfg(feature = "ssh")]
+        if let Some(t) = self.tunnel.as_ref().filter(|t| t.local_addr() == addr) {
+            return t.open_stream().await.map(NetStream::Tunnel);
+        }
+        let stream = tokio::net::TcpStream::connect(addr)
+            .await
+            .map_err(|e| ConnectorError::from_io(e, format_args!("connecting to {addr}")))?;
+        // Catalog work is many small messages.
+        let _ = stream.set_nodelay(true);
+        Ok(NetStream::Tcp(stream))
     }
 }
 
@@ -308,6 +452,9 @@ pub async fn open(
     egress: &EgressPolicy,
 ) -> Result<Box<dyn Connection>, ConnectorError> {
     driver.validate(cfg, creds)?;
+    if let Some(spec) = crate::ssh::prepare(driver.descriptor(), cfg, creds)? {
+        return open_through(driver, cfg, creds, egress, spec).await;
+    }
     let ctx = ConnectContext::resolve(driver, cfg, egress).await?;
     with_timeout(
         cfg.timeouts.connect(),
@@ -315,6 +462,63 @@ pub async fn open(
         driver.connect(cfg, creds, &ctx),
     )
     .await
+}
+
+/// `open` through an SSH tunnel: the session (dns, tcp, ssh to the bastion)
+/// and the forwarder, then the driver's connect through them. The returned
+/// connection owns the tunnel; closing it ends the session.
+#[cfg(feature = "ssh")]
+async fn open_through(
+    driver: &dyn Driver,
+    cfg: &ConnectionConfig,
+    creds: &Credentials,
+    egress: &EgressPolicy,
+    spec: crate::ssh::TunnelSpec,
+) -> Result<Box<dyn Connection>, ConnectorError> {
+    let (host, port) = tunnel_endpoint(driver, cfg)?;
+    let session = crate::ssh::SshSession::open(&spec, cfg.timeouts, egress).await?;
+    let tunnel = crate::ssh::Tunnel::start(session, &host, port).await?;
+    let ctx = ConnectContext::through(tunnel.clone(), host, cfg.timeouts, egress);
+    let connected = with_timeout(
+        cfg.timeouts.connect(),
+        "connecting",
+        driver.connect(cfg, creds, &ctx),
+    )
+    .await;
+    match connected {
+        Ok(inner) => Ok(Box::new(crate::ssh::TunnelledConnection { inner, tunnel })),
+        Err(e) => {
+            let e = crate::ssh::explain_connect(&tunnel, e);
+            tunnel.close().await;
+            Err(e)
+        }
+    }
+}
+
+#[cfg(not(feature = "ssh"))]
+async fn open_through(
+    _: &dyn Driver,
+    _: &ConnectionConfig,
+    _: &Credentials,
+    _: &EgressPolicy,
+    spec: crate::ssh::Prepared,
+) -> Result<Box<dyn Connection>, ConnectorError> {
+    match spec {}
+}
+
+/// The target a tunnel leads to: the driver's endpoint, which a tunnelled
+/// source must have.
+#[cfg(feature = "ssh")]
+pub(crate) fn tunnel_endpoint(
+    driver: &dyn Driver,
+    cfg: &ConnectionConfig,
+) -> Result<(String, u16), ConnectorError> {
+    driver.endpoint(cfg)?.ok_or_else(|| {
+        crate::ssh::unsupported(
+            driver.descriptor().display_name,
+            "the source has no host and port to reach through the bastion",
+        )
+    })
 }
 
 /// Runs `fut` under a time limit, turning the limit into a `TIMEOUT` error.
@@ -408,6 +612,32 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::EgressDenied);
+    }
+
+    #[test]
+    fn tunnel_keys_are_accepted_only_by_drivers_that_declare_them() {
+        let plain = DriverDescriptor {
+            connector_type: ConnectorType::S3,
+            display_name: "Amazon S3",
+            default_port: None,
+            credential_keys: vec![],
+            metadata_keys: vec![],
+            capabilities: Capabilities::default(),
+        };
+        let mut meta = BTreeMap::new();
+        meta.insert(crate::ssh::METADATA_KEY.to_owned(), serde_json::json!({}));
+        let err = plain.check_metadata_keys(&meta).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Unsupported);
+        assert!(err.message().contains("Amazon S3"), "{}", err.message());
+        assert!(!plain.supports_ssh_tunnel());
+
+        let tunnelled = plain.with_ssh_tunnel();
+        assert!(tunnelled.supports_ssh_tunnel());
+        tunnelled.check_metadata_keys(&meta).unwrap();
+        let creds = Credentials::new()
+            .with(crate::ssh::PRIVATE_KEY, "k")
+            .with(crate::ssh::PRIVATE_KEY_PASSPHRASE, "p");
+        tunnelled.check_credential_keys(&creds).unwrap();
     }
 
     #[test]

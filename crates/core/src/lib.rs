@@ -48,7 +48,7 @@ pub use credentials::{redact_secrets, Credentials, SecretString, USER_NAME_KEYS}
 pub use discovery::{glob_match, glob_to_like, Depth, DiscoveryRequest, NameFilter};
 pub use driver::{
     open, resolve_host, with_timeout, Capabilities, ConnectContext, Connection, Driver,
-    DriverDescriptor, Key, Registry,
+    DriverDescriptor, Key, NetStream, Registry,
 };
 pub use egress::{EgressPolicy, DEFAULT_DENIED};
 pub use error::{find_source, ConnectorError, ErrorCode};

@@ -3,6 +3,10 @@
 //! validate → dns → tcp → connect (TLS + auth) → server_version → access_probe.
 //! Each step is timed and bounded by a time limit; the first failure stops the
 //! run and names the step.
+//!
+//! Through an SSH tunnel (`metadata.sshTunnel`), dns and tcp are about the
+//! bastion, an `ssh` step (handshake, host key, authentication) follows tcp,
+//! and connect goes through the tunnel.
 
 use std::fmt;
 use std::net::SocketAddr;
@@ -24,6 +28,9 @@ pub enum Step {
     Validate,
     Dns,
     Tcp,
+    /// SSH tunnels only: the handshake with the bastion, its host key and
+    /// authentication.
+    Ssh,
     Connect,
     ServerVersion,
     AccessProbe,
@@ -35,6 +42,7 @@ impl Step {
             Step::Validate => "validate",
             Step::Dns => "dns",
             Step::Tcp => "tcp",
+            Step::Ssh => "ssh",
             Step::Connect => "connect",
             Step::ServerVersion => "server_version",
             Step::AccessProbe => "access_probe",
@@ -193,20 +201,25 @@ async fn run_steps(
     let connect_limit = cfg.timeouts.connect();
     let query_limit = cfg.timeouts.query();
 
-    let endpoint = rec
+    let (endpoint, tunnel) = rec
         .step(Step::Validate, None, async {
             cfg.validate_common()?;
             driver.validate(cfg, creds)?;
-            driver.endpoint(cfg)
+            let tunnel = crate::ssh::prepare(driver.descriptor(), cfg, creds)?;
+            Ok((driver.endpoint(cfg)?, tunnel))
         })
         .await?;
 
     *network_started = Some(Instant::now());
+    if let Some(spec) = tunnel {
+        return run_tunnelled(driver, cfg, creds, opts, rec, spec).await;
+    }
     let mut ctx = ConnectContext {
         host: None,
         addrs: Vec::new(),
         timeouts: cfg.timeouts,
         egress: opts.egress.clone(),
+        tunnel: None,
     };
     if let Some((host, port)) = endpoint {
         let addrs = rec
@@ -222,13 +235,23 @@ async fn run_steps(
         ctx.host = Some(host);
     }
 
-    let mut conn = rec
+    let conn = rec
         .step(
             Step::Connect,
             Some(connect_limit),
             driver.connect(cfg, creds, &ctx),
         )
         .await?;
+    query_steps(conn, rec, query_limit, opts).await
+}
+
+/// server_version and access_probe, then the close (bounded).
+async fn query_steps(
+    mut conn: Box<dyn crate::Connection>,
+    rec: &mut Recorder,
+    query_limit: Duration,
+    opts: &TestOptions,
+) -> Result<String, ConnectorError> {
     let result = async {
         let version = rec
             .step(
@@ -249,6 +272,90 @@ async fn run_steps(
     // A close that hangs must not hold the report back.
     let _ = tokio::time::timeout(Duration::from_secs(2), conn.close()).await;
     result
+}
+
+/// The steps through an SSH tunnel: dns and tcp to the bastion, ssh, then
+/// connect through the tunnel to the configured host. The session ends with
+/// the test whatever happens.
+#[cfg(feature = "ssh")]
+async fn run_tunnelled(
+    driver: &dyn Driver,
+    cfg: &ConnectionConfig,
+    creds: &Credentials,
+    opts: &TestOptions,
+    rec: &mut Recorder,
+    spec: crate::ssh::TunnelSpec,
+) -> Result<String, ConnectorError> {
+    use crate::ssh;
+    let limit = cfg.timeouts.connect();
+    let (host, port) = crate::driver::tunnel_endpoint(driver, cfg)?;
+    let addrs = rec
+        .step(
+            Step::Dns,
+            Some(limit),
+            ssh::resolve_bastion(&spec, cfg.timeouts, &opts.egress),
+        )
+        .await?;
+    let tcp = rec
+        .step(
+            Step::Tcp,
+            Some(limit),
+            ssh::connect_bastion(&spec, &addrs, cfg.timeouts),
+        )
+        .await?;
+    let session = rec
+        .step(
+            Step::Ssh,
+            Some(limit),
+            ssh::SshSession::handshake(&spec, tcp, cfg.timeouts),
+        )
+        .await?;
+    let tunnel = match ssh::Tunnel::start(session, &host, port).await {
+        Ok(t) => t,
+        Err(e) => {
+            return rec
+                .step(Step::Connect, None, async { Err::<(), _>(e) })
+                .await
+                .map(|()| String::new())
+        }
+    };
+    let ctx = ConnectContext::through(tunnel.clone(), host, cfg.timeouts, &opts.egress);
+    // The limit inside, so that a time-out is explained too.
+    let connected = rec
+        .step(Step::Connect, None, async {
+            with_timeout(
+                limit,
+                Step::Connect.as_str(),
+                driver.connect(cfg, creds, &ctx),
+            )
+            .await
+            .map_err(|e| ssh::explain_connect(&tunnel, e))
+        })
+        .await;
+    let result = match connected {
+        Ok(inner) => {
+            let conn = Box::new(ssh::TunnelledConnection {
+                inner,
+                tunnel: tunnel.clone(),
+            });
+            query_steps(conn, rec, cfg.timeouts.query(), opts).await
+        }
+        Err(e) => Err(e),
+    };
+    tunnel.close().await;
+    result
+}
+
+#[cfg(not(feature = "ssh"))]
+async fn run_tunnelled(
+    _: &dyn Driver,
+    _: &ConnectionConfig,
+    _: &Credentials,
+    _: &TestOptions,
+    _: &mut Recorder,
+    spec: crate::ssh::Prepared,
+) -> Result<String, ConnectorError> {
+    match spec {}
 }
 
 /// Opens (and drops) a TCP connection to each address in turn; returns the
@@ -430,6 +537,52 @@ mod tests {
         .await;
         assert_eq!(r.failure(), Some((Step::Connect, ErrorCode::Timeout)));
         assert_eq!(r.error_code, Some(ErrorCode::Timeout));
+    }
+
+    fn tunnelled(port: u16, bastion_port: u16) -> (GreetingDriver, ConnectionConfig, Credentials) {
+        let mut d = driver();
+        d.0 = d.0.with_ssh_tunnel();
+        let mut c = cfg(port);
+        c.metadata.insert(
+            crate::ssh::METADATA_KEY.into(),
+            serde_json::json!({"host": "127.0.0.1", "port": bastion_port, "username": "u",
+                "hostKey": "SHA256:47DEQpj8HBSa+/TImW+5JCeuQeRkm5NMpJWZG3hSuFU"}),
+        );
+        let creds = Credentials::new().with(crate::ssh::PASSWORD, "pw");
+        (d, c, creds)
+    }
+
+    #[tokio::test]
+    async fn a_tunnelled_test_probes_the_bastion_at_dns_and_tcp() {
+        let bastion = {
+            let l = std::net::TcpListener::bind("127.0.0.1:0").unwrap();
+            l.local_addr().unwrap().port()
+        };
+        let (d, c, creds) = tunnelled(5432, bastion);
+        let r = run_test(&d, &c, &creds, &TestOptions::default()).await;
+        assert_eq!(r.failure(), Some((Step::Tcp, ErrorCode::ConnectionRefused)));
+        assert!(r.message.contains("SSH bastion"), "{}", r.message);
+        let names: Vec<_> = r.steps.iter().map(|s| s.name).collect();
+        assert_eq!(names, [Step::Validate, Step::Dns, Step::Tcp]);
+
+        // A bastion that accepts TCP and says nothing fails at the ssh step.
+        let l = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let port = l.local_addr().unwrap().port();
+        let _keep = tokio::spawn(async move {
+            let mut held = Vec::new();
+            while let Ok((s, _)) = l.accept().await {
+                held.push(s);
+            }
+        });
+        let (d, c, creds) = tunnelled(5432, port);
+        let r = run_test(&d, &c, &creds, &TestOptions::default()).await;
+        assert_eq!(r.failure(), Some((Step::Ssh, ErrorCode::Timeout)));
+        assert_eq!(r.steps[3].name.as_str(), "ssh");
+
+        // A driver that does not declare tunnels refuses one at validate.
+        let c = tunnelled(5432, port).1;
+        let r = run_test(&driver(), &c, &Credentials::new(), &TestOptions::default()).await;
+        assert_eq!(r.failure(), Some((Step::Validate, ErrorCode::Unsupported)));
     }
 
     #[tokio::test]

@@ -232,6 +232,7 @@ fn ctx_for(addr: SocketAddr, egress: EgressPolicy) -> ConnectContext {
             query_ms: 2000,
         },
         egress,
+        tunnel: None,
     }
 }
 

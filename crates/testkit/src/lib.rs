@@ -33,6 +33,7 @@ pub mod egress_proof;
 pub mod proof;
 pub mod tls;
 pub mod tls_proxy;
+pub mod tunnel;
 
 use std::collections::BTreeMap;
 

@@ -72,6 +72,7 @@ mod tests {
             addrs: addrs.iter().map(|a| a.parse().unwrap()).collect(),
             timeouts: Timeouts::default(),
             egress,
+            tunnel: None,
         }
     }
 

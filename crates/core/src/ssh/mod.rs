@@ -39,6 +39,8 @@ mod forward;
 mod session;
 #[cfg(feature = "ssh")]
 mod spec;
+#[cfg(feature = "ssh")]
+mod wire;
 
 #[cfg(feature = "ssh")]
 pub use forward::LocalForward;
@@ -46,6 +48,65 @@ pub use forward::LocalForward;
 pub use session::{connect_bastion, resolve_bastion, SshSession, TunnelStream};
 #[cfg(feature = "ssh")]
 pub use spec::{HostKeyPin, TunnelAuth, TunnelSpec};
+#[cfg(feature = "ssh")]
+pub use wire::Tunnel;
+#[cfg(feature = "ssh")]
+pub(crate) use wire::{explain_connect, TunnelledConnection};
+
+/// The tunnel a [`crate::ConnectContext`] carries. Without the `ssh` feature
+/// no tunnel can exist, so the type has no value.
+#[cfg(not(feature = "ssh"))]
+#[derive(Clone, Debug)]
+pub enum Tunnel {}
+
+/// A validated tunnel, as `prepare` returns it.
+#[cfg(feature = "ssh")]
+pub(crate) type Prepared = TunnelSpec;
+/// Without the feature there is never one.
+#[cfg(not(feature = "ssh"))]
+pub(crate) enum Prepared {}
+
+/// The tunnel a connector asks for, validated (no I/O); `Ok(None)` for none.
+/// A driver whose descriptor does not declare tunnels refuses one.
+/// A build without the `ssh` feature refuses any tunnel setting with
+/// [`unavailable`] instead of ignoring it.
+pub(crate) fn prepare(
+    driver: &crate::DriverDescriptor,
+    cfg: &ConnectionConfig,
+    creds: &crate::Credentials,
+) -> Result<Option<Prepared>, ConnectorError> {
+    if requested(cfg) && !driver.supports_ssh_tunnel() {
+        return Err(unsupported(
+            driver.display_name,
+            "this driver does not support SSH tunnels",
+        ));
+    }
+    #[cfg(feature = "ssh")]
+    {
+        TunnelSpec::parse(cfg, creds)
+    }
+    #[cfg(not(feature = "ssh"))]
+    {
+        let tunnel_creds = [PRIVATE_KEY, PRIVATE_KEY_PASSPHRASE, PASSWORD]
+            .iter()
+            .any(|k| creds.get(k).is_some());
+        if requested(cfg) || tunnel_creds {
+            Err(unavailable())
+        } else {
+            Ok(None)
+        }
+    }
+}
+
+/// The refusal for a driver whose source cannot be reached through a tunnel.
+pub fn unsupported(display_name: &str, reason: &str) -> ConnectorError {
+    ConnectorError::new(
+        ErrorCode::Unsupported,
+        format!("{display_name} connectors cannot use an SSH tunnel: {reason}"),
+    )
+    .with_context("field", "metadata.sshTunnel")
+    .with_retryable(false)
+}
 
 use crate::{ConnectionConfig, ConnectorError, ErrorCode, Key};
 

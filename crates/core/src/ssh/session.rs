@@ -269,6 +269,11 @@ impl SshSession {
     /// connection through it. Bounded: a bastion that does not read is not
     /// waited for.
     pub async fn close(self) {
+        self.disconnect().await;
+    }
+
+    /// [`SshSession::close`] for a session that is shared.
+    pub(crate) async fn disconnect(&self) {
         let _ = tokio::time::timeout(
             Duration::from_secs(2),
             self.handle

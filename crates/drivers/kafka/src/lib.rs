@@ -96,6 +96,15 @@ impl Driver for KafkaDriver {
     }
 
     fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
+        if matih_connector_core::ssh::requested(cfg) {
+            // A tunnel reaches one host:port; the client then dials every
+            // broker the cluster advertises, directly.
+            return Err(matih_connector_core::ssh::unsupported(
+                "Kafka",
+                "after bootstrap the client dials each broker at the address the cluster \
+                 advertises, which one tunnel to one host:port cannot carry",
+            ));
+        }
         self.descriptor.check_credential_keys(creds)?;
         self.descriptor.check_metadata_keys(&cfg.metadata)?;
         KafkaOptions::from_config(cfg, creds).map(|_| ())
@@ -143,5 +152,21 @@ mod tests {
             d.validate(&cfg, &Credentials::new()).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
+    }
+
+    #[test]
+    fn an_ssh_tunnel_is_unsupported_with_the_reason() {
+        let d = KafkaDriver::new();
+        let mut cfg = ConnectionConfig {
+            host: Some("b1".into()),
+            ..Default::default()
+        };
+        cfg.metadata.insert(
+            "sshTunnel".into(),
+            serde_json::json!({"host": "bastion", "username": "u", "hostKey": "SHA256:x"}),
+        );
+        let err = d.validate(&cfg, &Credentials::new()).unwrap_err();
+        assert_eq!(err.code(), ErrorCode::Unsupported);
+        assert!(err.message().contains("advertises"), "{}", err.message());
     }
 }

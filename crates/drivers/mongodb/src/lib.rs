@@ -75,7 +75,8 @@ impl MongodbDriver {
                     inferred_fields: true,
                     filter_pushdown: false,
                 },
-            },
+            }
+            .with_ssh_tunnel(),
         }
     }
 }

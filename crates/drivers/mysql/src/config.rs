@@ -202,6 +202,7 @@ mod tests {
             ],
             timeouts: Timeouts::default(),
             egress: EgressPolicy::allow_all(),
+            tunnel: None,
         }
     }
 

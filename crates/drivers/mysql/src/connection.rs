@@ -28,6 +28,8 @@ pub(crate) async fn connect(
     // provider, which a build linking both rustls back ends cannot pick alone.
     tls::install_default_provider();
     let endpoint = match (ctx.host.as_deref(), ctx.addrs.first()) {
+        // Through an SSH tunnel the address is the loopback forwarder's.
+        (Some(_), Some(a)) if ctx.tunnel.is_some() => ctx.describe(*a),
         (Some(h), Some(a)) => format!("{h}:{}", a.port()),
         (None, Some(a)) => a.to_string(),
         _ => {

@@ -69,7 +69,8 @@ impl MysqlDriver {
                     inferred_fields: false,
                     filter_pushdown: true,
                 },
-            },
+            }
+            .with_ssh_tunnel(),
         }
     }
 }

@@ -134,6 +134,7 @@ fn mismatched_context(fx: &Fixture) -> ConnectContext {
             query_ms: 30_000,
         },
         egress: EgressPolicy::allow_all(),
+        tunnel: None,
     }
 }
 

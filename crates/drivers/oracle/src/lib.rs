@@ -74,7 +74,8 @@ impl OracleDriver {
                     inferred_fields: false,
                     filter_pushdown: true,
                 },
-            },
+            }
+            .with_ssh_tunnel(),
         }
     }
 }

@@ -6,9 +6,8 @@ use std::time::Duration;
 
 use matih_connector_core::{
     async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode,
+    DiscoveryRequest, ErrorCode, NetStream,
 };
-use tokio::net::TcpStream;
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, NoTls};
@@ -16,7 +15,7 @@ use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::PgOptions;
 use crate::discovery;
-use crate::errors::{parse_error, parse_error_redacted, parse_io_error};
+use crate::errors::{parse_error, parse_error_redacted};
 
 /// An open session. The task driving the socket is aborted on drop, so a
 /// dropped connection never leaves work behind.
@@ -73,12 +72,9 @@ async fn connect_one(
     ctx: &ConnectContext,
     addr: SocketAddr,
 ) -> Result<PgConnection, ConnectorError> {
-    let what = format!("connecting to {addr}");
-    let stream = TcpStream::connect(addr)
-        .await
-        .map_err(|e| parse_io_error(e, &what))?;
-    // Catalog queries are many small messages at connect time.
-    let _ = stream.set_nodelay(true);
+    let what = format!("connecting to {}", ctx.describe(addr));
+    // TCP to the checked address, or a channel through the SSH tunnel.
+    let stream = ctx.connect_stream(addr).await?;
     let config = opts.client_config();
     let secrets = [opts.password.as_ref().map_or("", |p| p.expose())];
     let login_error = |e| parse_error_redacted(e, &what, &secrets);
@@ -98,7 +94,7 @@ async fn connect_one(
                 .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
                 .unwrap_or_else(|| addr.ip().to_string());
             let mut make = MakeRustlsConnect::new(tls.clone());
-            let connector = match <MakeRustlsConnect as MakeTlsConnect<TcpStream>>::make_tls_connect(
+            let connector = match <MakeRustlsConnect as MakeTlsConnect<NetStream>>::make_tls_connect(
                 &mut make, &host,
             ) {
                 Ok(c) => c,

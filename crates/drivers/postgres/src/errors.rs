@@ -47,7 +47,9 @@ pub(crate) fn parse_error_redacted(
     ConnectorError::new(code, format!("{what}: {detail}")).with_source(err)
 }
 
-/// Maps an I/O error met outside tokio-postgres (opening the TCP stream).
+/// Maps an I/O error met outside tokio-postgres (opening the TCP stream,
+/// which `ConnectContext::connect_stream` maps the same way).
+#[cfg(test)]
 pub(crate) fn parse_io_error(err: io::Error, what: &str) -> ConnectorError {
     ConnectorError::from_io(err, what)
 }

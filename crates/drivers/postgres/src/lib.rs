@@ -74,7 +74,8 @@ impl PostgresDriver {
                     inferred_fields: false,
                     filter_pushdown: true,
                 },
-            },
+            }
+            .with_ssh_tunnel(),
         }
     }
 }

@@ -73,7 +73,8 @@ impl SqlserverDriver {
                     inferred_fields: false,
                     filter_pushdown: true,
                 },
-            },
+            }
+            .with_ssh_tunnel(),
         }
     }
 }
