@@ -23,6 +23,7 @@ pub async fn assert_client_refuses(driver: &dyn Driver, case: &Case, listener: &
         addrs: vec![listener.addr],
         timeouts: case.cfg.timeouts,
         egress: listener.policy(),
+        tunnel: None,
     };
     match driver.connect(&case.cfg, &case.creds, &ctx).await {
         Ok(_) => panic!("connected to the denied address {}", listener.addr),
