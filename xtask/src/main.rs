@@ -61,8 +61,8 @@ enum Cmd {
         #[command(subcommand)]
         what: CheckCmd,
     },
-    /// Everything CI checks: fmt, clippy, deploy artifacts, tests, driver
-    /// tests with fixtures.
+    /// Everything CI checks: fmt, clippy, docs, deploy artifacts, tests,
+    /// driver tests with fixtures, the embedding examples.
     Ci {
         #[arg(long, value_enum, default_value = "native")]
         fixtures: Source,

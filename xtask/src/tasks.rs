@@ -1052,6 +1052,22 @@ pub fn ci(source: Source) -> Result<()> {
                 "warnings",
             ]),
         ),
+        // Every public item of core, the facade and testkit documented
+        // (missing_docs), no broken or private links anywhere.
+        (
+            "doc",
+            Box::new(|| {
+                say!("RUSTDOCFLAGS=\"-D warnings\" cargo doc --workspace --no-deps");
+                let status = cargo_with(&Vars::new(), false)
+                    .args(["doc", "--workspace", "--no-deps"])
+                    .env("RUSTDOCFLAGS", "-D warnings")
+                    .status()?;
+                if !status.success() {
+                    bail!("`cargo doc --workspace --no-deps` failed ({status})");
+                }
+                Ok(String::new())
+            }),
+        ),
         ("check deploy", Box::new(crate::deploy::check_deploy)),
         // Without fixture variables: tests that need a server say why they skip.
         // Doc tests run here too (cargo test includes them for library crates).

@@ -16,6 +16,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 use std::sync::Arc;
 
 pub use matih_connector_core as core;

@@ -10,18 +10,22 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Catalog {
+    /// The schemas found (databases, datasets, buckets…), each with its tables.
     pub schemas: Vec<Schema>,
 }
 
 impl Catalog {
+    /// The schema named `name`, if discovered.
     pub fn schema(&self, name: &str) -> Option<&Schema> {
         self.schemas.iter().find(|s| s.name == name)
     }
 
+    /// Tables over all schemas.
     pub fn table_count(&self) -> usize {
         self.schemas.iter().map(|s| s.tables.len()).sum()
     }
 
+    /// Columns over all tables of all schemas.
     pub fn column_count(&self) -> usize {
         self.schemas
             .iter()
@@ -42,16 +46,21 @@ impl Catalog {
     }
 }
 
+/// A schema (or database, dataset, bucket, keyspace: the source's first level) and its tables.
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Schema {
+    /// The name as the source spells it.
     pub name: String,
+    /// The source's comment, when it keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
+    /// Tables, views, collections… in this schema (empty at [`crate::Depth::Schemas`]).
     pub tables: Vec<Table>,
 }
 
 impl Schema {
+    /// The table named `name`, if discovered.
     pub fn table(&self, name: &str) -> Option<&Table> {
         self.tables.iter().find(|t| t.name == name)
     }
@@ -62,18 +71,27 @@ impl Schema {
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 #[non_exhaustive]
 pub enum TableKind {
+    /// A base table.
     Table,
+    /// A view.
     View,
+    /// A materialized view.
     MaterializedView,
     /// A partitioned table's parent; its partitions are reported as tables too.
     Partitioned,
     /// A foreign or external table whose data lives elsewhere.
     External,
+    /// A document collection (MongoDB, DynamoDB).
     Collection,
+    /// A streaming topic (Kafka).
     Topic,
+    /// Files under a prefix read as one table (object stores).
     FileSet,
+    /// A REST endpoint.
     Endpoint,
+    /// A GraphQL object type.
     GraphqlType,
+    /// A view of the source's own system catalog.
     SystemView,
 }
 
@@ -82,23 +100,31 @@ pub enum TableKind {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Table {
+    /// The name as the source spells it.
     pub name: String,
+    /// What kind of object it is (`type` on the wire).
     #[serde(rename = "type")]
     pub kind: TableKind,
+    /// The source's row estimate, when it keeps one.
     pub estimated_rows: Option<u64>,
+    /// The source's size estimate in bytes, when it keeps one.
     pub size_bytes: Option<u64>,
+    /// Primary key column names in key order; empty when there is none.
     #[serde(default)]
     pub primary_key: Vec<String>,
+    /// The source's comment, when it keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     /// Source-specific facts (partition parent, file format, partitions…).
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, serde_json::Value>,
+    /// Columns in ordinal order (empty below [`crate::Depth::Columns`]).
     #[serde(default)]
     pub columns: Vec<Column>,
 }
 
 impl Table {
+    /// A table with a name and a kind and nothing else known yet.
     pub fn new(name: impl Into<String>, kind: TableKind) -> Self {
         Table {
             name: name.into(),
@@ -112,14 +138,17 @@ impl Table {
         }
     }
 
+    /// The column named `name`, if discovered.
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
 }
 
+/// A column (or field) of a table, with its native and normalized types.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Column {
+    /// The name as the source spells it.
     pub name: String,
     /// 1-based position.
     pub ordinal: u32,
@@ -127,8 +156,11 @@ pub struct Column {
     pub native_type: String,
     /// The normalized type, e.g. `string`.
     pub data_type: DataType,
+    /// Whether the column may hold nulls (inferred fields: whether one was seen missing).
     pub nullable: bool,
+    /// The default expression as the source spells it.
     pub default: Option<String>,
+    /// The source's comment, when it keeps one.
     pub comment: Option<String>,
 }
 
@@ -136,36 +168,57 @@ pub struct Column {
 #[derive(Clone, Debug, PartialEq, Eq, Hash)]
 #[non_exhaustive]
 pub enum DataType {
+    /// `boolean`.
     Boolean,
+    /// `int8`: 8-bit signed integer.
     Int8,
+    /// `int16`: 16-bit signed integer.
     Int16,
+    /// `int32`: 32-bit signed integer.
     Int32,
+    /// `int64`: 64-bit signed integer.
     Int64,
+    /// `float32`: single precision.
     Float32,
+    /// `float64`: double precision.
     Float64,
     /// Precision and scale when the source fixes them.
     Decimal {
+        /// Total digits.
         precision: Option<u32>,
+        /// Digits after the decimal point (negative: rounding left of it).
         scale: Option<i32>,
     },
+    /// `string`: text of any length.
     String,
+    /// `binary`: bytes.
     Binary,
+    /// `date`: a calendar date.
     Date,
+    /// `time`: a time of day.
     Time,
     /// Without time zone.
     Timestamp,
     /// With time zone (an instant).
     TimestampTz,
+    /// `interval`: a duration.
     Interval,
+    /// `uuid`.
     Uuid,
+    /// `json`: a JSON document.
     Json,
+    /// `array<T>`: a list of one element type.
     Array(Box<DataType>),
+    /// `struct`: a nested record.
     Struct,
+    /// `map`: keys to values.
     Map,
+    /// `unknown`: a native type with no normalized counterpart.
     Unknown,
 }
 
 impl DataType {
+    /// `decimal(precision,scale)` with both known.
     pub fn decimal(precision: u32, scale: i32) -> DataType {
         DataType::Decimal {
             precision: Some(precision),
@@ -173,6 +226,7 @@ impl DataType {
         }
     }
 
+    /// `array<inner>`.
     pub fn array(inner: DataType) -> DataType {
         DataType::Array(Box::new(inner))
     }

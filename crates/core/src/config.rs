@@ -24,6 +24,7 @@ pub enum SslMode {
 }
 
 impl SslMode {
+    /// The wire spelling (`verify-full`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             SslMode::Disable => "disable",
@@ -33,6 +34,7 @@ impl SslMode {
         }
     }
 
+    /// Whether the mode uses TLS at all.
     pub fn is_tls(self) -> bool {
         self != SslMode::Disable
     }
@@ -83,9 +85,11 @@ impl Timeouts {
     fn default_query_ms() -> u64 {
         60_000
     }
+    /// [`Timeouts::connect_ms`] as a duration.
     pub fn connect(&self) -> Duration {
         Duration::from_millis(self.connect_ms)
     }
+    /// [`Timeouts::query_ms`] as a duration.
     pub fn query(&self) -> Duration {
         Duration::from_millis(self.query_ms)
     }
@@ -104,9 +108,13 @@ impl Default for Timeouts {
 #[derive(Clone, Debug, Default, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectionConfig {
+    /// Host name or IP address of the source.
     pub host: Option<String>,
+    /// Port; the driver's default when absent.
     pub port: Option<u16>,
+    /// Database (or project, catalog, bucket…), as the type names it.
     pub database: Option<String>,
+    /// The configured schema; what it means for discovery is each driver's (docs/drivers/).
     pub schema: Option<String>,
     /// `sslEnabled` as given; see [`ConnectionConfig::ssl_mode`].
     pub ssl_enabled: Option<bool>,
@@ -117,6 +125,7 @@ pub struct ConnectionConfig {
     /// Type-specific properties (account, region, warehouse id…).
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// Time limits of network work.
     #[serde(default)]
     pub timeouts: Timeouts,
 }
@@ -219,28 +228,40 @@ pub(crate) fn check_host_name(field: &'static str, host: &str) -> Result<(), Con
 #[derive(Clone, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectorSpec {
+    /// The connector's display name (the API's; unused by drivers).
     #[serde(default)]
     pub name: Option<String>,
+    /// The source type (`type` on the wire).
     #[serde(rename = "type")]
     pub connector_type: ConnectorType,
+    /// See [`ConnectionConfig::host`].
     #[serde(default)]
     pub host: Option<String>,
+    /// See [`ConnectionConfig::port`].
     #[serde(default)]
     pub port: Option<u16>,
+    /// See [`ConnectionConfig::database`].
     #[serde(default)]
     pub database: Option<String>,
+    /// See [`ConnectionConfig::schema`].
     #[serde(default)]
     pub schema: Option<String>,
+    /// See [`ConnectionConfig::ssl_enabled`].
     #[serde(default)]
     pub ssl_enabled: Option<bool>,
+    /// See [`ConnectionConfig::ssl_mode`].
     #[serde(default)]
     pub ssl_mode: Option<SslMode>,
+    /// See [`ConnectionConfig::ssl_ca_pem`].
     #[serde(default)]
     pub ssl_ca_pem: Option<String>,
+    /// The credentials, never part of [`ConnectionConfig`].
     #[serde(default)]
     pub credentials: Credentials,
+    /// See [`ConnectionConfig::metadata`].
     #[serde(default)]
     pub metadata: BTreeMap<String, serde_json::Value>,
+    /// See [`ConnectionConfig::timeouts`].
     #[serde(default)]
     pub timeouts: Timeouts,
 }
@@ -268,6 +289,7 @@ impl ConnectorSpec {
         })
     }
 
+    /// Everything but the name and the credentials.
     pub fn config(&self) -> ConnectionConfig {
         ConnectionConfig {
             host: self.host.clone(),

@@ -13,14 +13,17 @@ use serde::Deserialize;
 pub struct SecretString(String);
 
 impl SecretString {
+    /// Wraps a value.
     pub fn new(value: impl Into<String>) -> Self {
         SecretString(value.into())
     }
 
+    /// The value itself, to hand to a client at the point of use.
     pub fn expose(&self) -> &str {
         &self.0
     }
 
+    /// Whether the value is empty.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
@@ -53,19 +56,23 @@ impl From<&str> for SecretString {
 pub struct Credentials(BTreeMap<String, SecretString>);
 
 impl Credentials {
+    /// No credentials.
     pub fn new() -> Self {
         Credentials::default()
     }
 
+    /// These credentials with `key` set to `value`.
     pub fn with(mut self, key: impl Into<String>, value: impl Into<SecretString>) -> Self {
         self.insert(key, value);
         self
     }
 
+    /// Sets `key` to `value`.
     pub fn insert(&mut self, key: impl Into<String>, value: impl Into<SecretString>) {
         self.0.insert(key.into(), value.into());
     }
 
+    /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&SecretString> {
         self.0.get(key)
     }
@@ -81,14 +88,17 @@ impl Credentials {
         }
     }
 
+    /// The key names, in order.
     pub fn keys(&self) -> impl Iterator<Item = &str> {
         self.0.keys().map(String::as_str)
     }
 
+    /// Whether there are no credentials.
     pub fn is_empty(&self) -> bool {
         self.0.is_empty()
     }
 
+    /// How many credentials there are.
     pub fn len(&self) -> usize {
         self.0.len()
     }

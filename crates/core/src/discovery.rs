@@ -6,8 +6,11 @@ use serde::{Deserialize, Serialize};
 #[derive(Clone, Copy, Debug, Default, PartialEq, Eq, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "lowercase")]
 pub enum Depth {
+    /// Schemas only.
     Schemas,
+    /// Schemas and their tables.
     Tables,
+    /// Schemas, tables and their columns (the default).
     #[default]
     Columns,
 }
@@ -18,17 +21,21 @@ pub enum Depth {
 #[derive(Clone, Debug, Default, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct NameFilter {
+    /// Patterns a name must match one of; none means all names.
     #[serde(default)]
     pub include: Vec<String>,
+    /// Patterns that leave a name out, even when included.
     #[serde(default)]
     pub exclude: Vec<String>,
 }
 
 impl NameFilter {
+    /// Whether the filter lets every name through.
     pub fn is_all(&self) -> bool {
         self.include.is_empty() && self.exclude.is_empty()
     }
 
+    /// Whether `name` passes: included (or no includes) and not excluded.
     pub fn matches(&self, name: &str) -> bool {
         (self.include.is_empty() || self.include.iter().any(|p| glob_match(p, name)))
             && !self.exclude.iter().any(|p| glob_match(p, name))
@@ -125,10 +132,13 @@ pub fn glob_match(pattern: &str, name: &str) -> bool {
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct DiscoveryRequest {
+    /// How deep to go.
     #[serde(default)]
     pub depth: Depth,
+    /// Which schemas.
     #[serde(default)]
     pub schemas: NameFilter,
+    /// Which tables (within the schemas kept).
     #[serde(default)]
     pub tables: NameFilter,
     /// Row estimates and sizes.
@@ -164,6 +174,7 @@ impl Default for DiscoveryRequest {
 }
 
 impl DiscoveryRequest {
+    /// This request at another depth.
     pub fn with_depth(mut self, depth: Depth) -> Self {
         self.depth = depth;
         self

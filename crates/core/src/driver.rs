@@ -17,12 +17,16 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Key {
+    /// The key as specs spell it (`password`, `accountName`).
     pub name: &'static str,
+    /// Whether a spec without it is invalid.
     pub required: bool,
+    /// A short description for people.
     pub description: &'static str,
 }
 
 impl Key {
+    /// A key a spec must have.
     pub const fn required(name: &'static str, description: &'static str) -> Key {
         Key {
             name,
@@ -30,6 +34,7 @@ impl Key {
             description,
         }
     }
+    /// A key a spec may have.
     pub const fn optional(name: &'static str, description: &'static str) -> Key {
         Key {
             name,
@@ -47,7 +52,9 @@ pub struct Capabilities {
     pub tls: bool,
     /// Reports row estimates and sizes.
     pub statistics: bool,
+    /// Reports primary keys.
     pub primary_keys: bool,
+    /// Reports the source's comments.
     pub comments: bool,
     /// Infers fields from samples rather than reading a declared schema.
     pub inferred_fields: bool,
@@ -59,16 +66,23 @@ pub struct Capabilities {
 #[derive(Clone, Debug, Serialize)]
 #[serde(rename_all = "camelCase")]
 pub struct DriverDescriptor {
+    /// The type the driver serves (`type` on the wire).
     #[serde(rename = "type")]
     pub connector_type: ConnectorType,
+    /// The type's name for people (`PostgreSQL`).
     pub display_name: &'static str,
+    /// The port taken when a spec gives none.
     pub default_port: Option<u16>,
+    /// The credential keys the driver reads.
     pub credential_keys: Vec<Key>,
+    /// The metadata keys the driver reads.
     pub metadata_keys: Vec<Key>,
+    /// What the driver can do.
     pub capabilities: Capabilities,
 }
 
 impl DriverDescriptor {
+    /// The type's category.
     pub fn category(&self) -> Category {
         self.connector_type.category()
     }
@@ -177,8 +191,11 @@ impl DriverDescriptor {
 pub struct ConnectContext {
     /// The host name as configured, for TLS server name checks.
     pub host: Option<String>,
+    /// The resolved addresses the policy allows; connect to these only.
     pub addrs: Vec<SocketAddr>,
+    /// The spec's time limits.
     pub timeouts: Timeouts,
+    /// The policy, for any further host the driver must reach.
     pub egress: EgressPolicy,
     /// The SSH tunnel the connection goes through, if any.
     pub tunnel: Option<crate::ssh::Tunnel>,
@@ -189,7 +206,9 @@ pub struct ConnectContext {
 /// does not matter enough to box it on every read.
 #[allow(clippy::large_enum_variant)]
 pub enum NetStream {
+    /// A TCP connection to a checked address.
     Tcp(tokio::net::TcpStream),
+    /// A channel through the SSH tunnel.
     #[cfg(feature = "ssh")]
     Tunnel(crate::ssh::TunnelStream),
 }
@@ -388,6 +407,7 @@ pub async fn resolve_host(
 /// A source type's driver. Implementations are cheap to share (`Arc<dyn Driver>`).
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
+    /// Static facts: type, keys, capabilities.
     fn descriptor(&self) -> &DriverDescriptor;
 
     /// Checks configuration and credentials without any I/O.
@@ -429,6 +449,7 @@ pub trait Connection: Send {
     /// table; filters pushed down where the source can evaluate them.
     async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError>;
 
+    /// Ends the session politely (bounded by the caller).
     async fn close(self: Box<Self>) -> Result<(), ConnectorError>;
 }
 
@@ -543,6 +564,7 @@ pub struct Registry {
 }
 
 impl Registry {
+    /// An empty registry.
     pub fn new() -> Self {
         Registry::default()
     }
@@ -554,6 +576,7 @@ impl Registry {
         self
     }
 
+    /// The driver for `ty`: `DRIVER_UNAVAILABLE` naming the Cargo feature for a standard type compiled out, `INVALID_CONFIGURATION` for an unknown custom type.
     pub fn get(&self, ty: &ConnectorType) -> Result<Arc<dyn Driver>, ConnectorError> {
         if let Some(d) = self.drivers.get(ty) {
             return Ok(d.clone());
@@ -577,10 +600,12 @@ impl Registry {
         }
     }
 
+    /// The registered types, in order.
     pub fn types(&self) -> impl Iterator<Item = &ConnectorType> {
         self.drivers.keys()
     }
 
+    /// The registered drivers' descriptors, in type order.
     pub fn descriptors(&self) -> impl Iterator<Item = &DriverDescriptor> {
         self.drivers.values().map(|d| d.descriptor())
     }

@@ -31,8 +31,10 @@ pub const DEFAULT_DENIED: &[&str] = &[
 #[derive(Clone, Debug, PartialEq, Eq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct EgressPolicy {
+    /// Networks that may be reached; empty means every network not denied.
     #[serde(default)]
     pub allow: Vec<IpNet>,
+    /// Networks that may never be reached.
     #[serde(default)]
     pub deny: Vec<IpNet>,
     /// Apply [`DEFAULT_DENIED`]. On by default.
@@ -89,6 +91,7 @@ impl EgressPolicy {
         })
     }
 
+    /// `EGRESS_DENIED` naming the address when the policy refuses `ip`.
     pub fn check(&self, ip: IpAddr) -> Result<(), ConnectorError> {
         let ip = ip.to_canonical();
         let deny = |why: &str| {

@@ -49,6 +49,7 @@ pub enum ErrorCode {
 }
 
 impl ErrorCode {
+    /// Every code, in declaration order.
     pub const ALL: [ErrorCode; 16] = [
         ErrorCode::ConnectionRefused,
         ErrorCode::AuthenticationFailed,
@@ -171,6 +172,7 @@ pub struct ConnectorError {
 }
 
 impl ConnectorError {
+    /// An error with a code and a message for people.
     pub fn new(code: ErrorCode, message: impl Into<String>) -> Self {
         ConnectorError {
             code,
@@ -181,10 +183,12 @@ impl ConnectorError {
         }
     }
 
+    /// `INVALID_CONFIGURATION` naming the offending `field` in the context.
     pub fn invalid_config(field: &'static str, message: impl Into<String>) -> Self {
         ConnectorError::new(ErrorCode::InvalidConfiguration, message).with_context("field", field)
     }
 
+    /// `INTERNAL`: a bug or unexpected state on our side.
     pub fn internal(message: impl Into<String>) -> Self {
         ConnectorError::new(ErrorCode::Internal, message)
     }
@@ -199,33 +203,40 @@ impl ConnectorError {
         ConnectorError::new(code, format!("{what}: {err}")).with_source(err)
     }
 
+    /// Adds a native detail (`sqlstate`, HTTP status…) under `key`.
     pub fn with_context(mut self, key: &'static str, value: impl fmt::Display) -> Self {
         self.context.push((key, value.to_string()));
         self
     }
 
+    /// Keeps the native error as the source, findable with [`find_source`].
     pub fn with_source(mut self, source: impl StdError + Send + Sync + 'static) -> Self {
         self.source = Some(Arc::new(source));
         self
     }
 
+    /// Overrides the code's default retryability.
     pub fn with_retryable(mut self, retryable: bool) -> Self {
         self.retryable = retryable;
         self
     }
 
+    /// The stable code.
     pub fn code(&self) -> ErrorCode {
         self.code
     }
 
+    /// The message for people; secrets redacted, user names kept.
     pub fn message(&self) -> &str {
         &self.message
     }
 
+    /// Whether trying again later may succeed.
     pub fn is_retryable(&self) -> bool {
         self.retryable
     }
 
+    /// Native details, in the order they were added.
     pub fn context(&self) -> &[(&'static str, String)] {
         &self.context
     }

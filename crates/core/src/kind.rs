@@ -11,11 +11,17 @@ use crate::{ConnectorError, ErrorCode};
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, PartialOrd, Ord, Serialize, Deserialize)]
 #[serde(rename_all = "SCREAMING_SNAKE_CASE")]
 pub enum Category {
+    /// Relational databases.
     Relational,
+    /// Cloud data warehouses.
     CloudWarehouse,
+    /// Document and key-value stores.
     Nosql,
+    /// Object storage.
     FileStorage,
+    /// Streaming platforms.
     Streaming,
+    /// HTTP APIs.
     Api,
     /// Drivers registered by embedders under their own type name.
     Custom,
@@ -25,21 +31,37 @@ pub enum Category {
 /// register further drivers under a name of their own (`Custom`).
 #[derive(Clone, PartialEq, Eq, Hash, PartialOrd, Ord)]
 pub enum ConnectorType {
+    /// `POSTGRESQL`.
     Postgresql,
+    /// `MYSQL` (MySQL and MariaDB).
     Mysql,
+    /// `SQLSERVER`.
     Sqlserver,
+    /// `ORACLE`.
     Oracle,
+    /// `SNOWFLAKE`.
     Snowflake,
+    /// `BIGQUERY`.
     Bigquery,
+    /// `REDSHIFT`.
     Redshift,
+    /// `DATABRICKS`.
     Databricks,
+    /// `MONGODB`.
     Mongodb,
+    /// `DYNAMODB`.
     Dynamodb,
+    /// `S3`.
     S3,
+    /// `AZURE_BLOB`.
     AzureBlob,
+    /// `GCS`.
     Gcs,
+    /// `KAFKA`.
     Kafka,
+    /// `REST`.
     Rest,
+    /// `GRAPHQL`.
     Graphql,
     /// A type name that is not one of the standard sixteen, in upper case.
     Custom(String),
@@ -161,10 +183,12 @@ impl ConnectorType {
         }
     }
 
+    /// The type's category ([`Category::Custom`] for custom types).
     pub fn category(&self) -> Category {
         self.info().map(|i| i.category).unwrap_or(Category::Custom)
     }
 
+    /// Whether the type is an embedder's own.
     pub fn is_custom(&self) -> bool {
         matches!(self, ConnectorType::Custom(_))
     }

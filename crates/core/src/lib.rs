@@ -21,6 +21,8 @@
 //! # Ok(()) }
 //! ```
 
+#![warn(missing_docs)]
+
 #[cfg(feature = "aws")]
 pub mod aws;
 mod catalog;

@@ -25,18 +25,26 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// The driver's checks without I/O.
     Validate,
+    /// Resolving the host (the bastion's, for a tunnel) and applying the
+    /// egress policy.
     Dns,
+    /// Opening a TCP connection (to the bastion, for a tunnel).
     Tcp,
     /// SSH tunnels only: the handshake with the bastion, its host key and
     /// authentication.
     Ssh,
+    /// TLS and authentication.
     Connect,
+    /// Reading the server's version.
     ServerVersion,
+    /// The cheapest call proving discovery would work.
     AccessProbe,
 }
 
 impl Step {
+    /// The wire name (`access_probe`, …).
     pub fn as_str(self) -> &'static str {
         match self {
             Step::Validate => "validate",
@@ -60,10 +68,15 @@ impl fmt::Display for Step {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct StepReport {
+    /// Which step.
     pub name: Step,
+    /// Whether it passed.
     pub success: bool,
+    /// How long it took.
     pub latency_ms: u64,
+    /// Its code when it failed.
     pub error_code: Option<ErrorCode>,
+    /// Its message when it failed.
     pub message: Option<String>,
 }
 
@@ -71,17 +84,24 @@ pub struct StepReport {
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct TestReport {
+    /// Whether every step passed.
     pub success: bool,
     /// Wall time from the DNS step to the end of the access probe; absent when
     /// the test failed.
     pub latency_ms: Option<u64>,
+    /// What the server said its version is.
     pub server_version: Option<String>,
+    /// `Connection successful`, or the failure's hint and detail.
     pub message: String,
+    /// The failing step's code.
     pub error_code: Option<ErrorCode>,
+    /// The step that failed.
     #[serde(skip_serializing_if = "Option::is_none")]
     pub failed_step: Option<Step>,
+    /// When the test ran.
     #[serde(serialize_with = "rfc3339_millis")]
     pub tested_at: DateTime<Utc>,
+    /// Every step that ran, in order.
     pub steps: Vec<StepReport>,
 }
 
@@ -98,6 +118,7 @@ impl TestReport {
             .and_then(|s| Some((s.name, s.error_code?)))
     }
 
+    /// The report of step `name`, if it ran.
     pub fn step(&self, name: Step) -> Option<&StepReport> {
         self.steps.iter().find(|s| s.name == name)
     }
@@ -106,6 +127,7 @@ impl TestReport {
 /// Options for a connectivity test.
 #[derive(Clone, Debug, Default)]
 pub struct TestOptions {
+    /// The networks the test may reach.
     pub egress: EgressPolicy,
     /// The filters discovery will use; the access probe honours them.
     pub discovery: DiscoveryRequest,

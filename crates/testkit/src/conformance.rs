@@ -11,11 +11,14 @@ use matih_connector_core::{
 /// A configuration and credentials that go together.
 #[derive(Clone, Debug)]
 pub struct Case {
+    /// The connection configuration.
     pub cfg: ConnectionConfig,
+    /// The credentials.
     pub creds: Credentials,
 }
 
 impl Case {
+    /// A case from its parts.
     pub fn new(cfg: ConnectionConfig, creds: Credentials) -> Self {
         Case { cfg, creds }
     }

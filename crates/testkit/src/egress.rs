@@ -15,11 +15,13 @@ use crate::conformance::Case;
 /// word and reports its peer.
 #[derive(Debug)]
 pub struct DeniedListener {
+    /// Where it listens.
     pub addr: SocketAddr,
     seen: mpsc::UnboundedReceiver<SocketAddr>,
 }
 
 impl DeniedListener {
+    /// Listens on `ip` (a loopback address) on a free port.
     pub async fn bind(ip: &str) -> DeniedListener {
         let l = tokio::net::TcpListener::bind((ip, 0))
             .await

@@ -27,6 +27,8 @@
 //! # }
 //! ```
 
+#![warn(missing_docs)]
+
 pub mod conformance;
 pub mod egress;
 pub mod egress_proof;
@@ -62,10 +64,12 @@ impl Fixture {
         })
     }
 
+    /// The fixture's name (`POSTGRES`).
     pub fn name(&self) -> &str {
         &self.name
     }
 
+    /// The variable `MATIH_TEST_<NAME>_<key>`, if set.
     pub fn get(&self, key: &str) -> Option<&str> {
         self.vars.get(key).map(String::as_str)
     }
@@ -80,6 +84,7 @@ impl Fixture {
         })
     }
 
+    /// `PORT` as a number; panics when it is not one.
     pub fn port(&self) -> u16 {
         self.require("PORT")
             .parse()

@@ -20,8 +20,11 @@ pub const MAX_RESPONSE_BYTES_LIMIT: u64 = 256 << 20;
 pub struct ApiBase {
     /// `http` or `https`.
     pub scheme: &'static str,
+    /// The TLS mode for the API.
     pub tls: SslMode,
+    /// Host name or IP address.
     pub host: String,
+    /// Port (the scheme's default when the spec gives none).
     pub port: u16,
     /// `scheme://host:port/`, IPv6 literals bracketed.
     pub origin: Url,

@@ -13,15 +13,22 @@ use crate::{ConnectorError, SecretString};
 /// URL), never a secret.
 #[derive(Clone)]
 pub enum HttpAuth {
+    /// No authentication.
     None,
+    /// HTTP basic authentication.
     Basic {
+        /// The user name.
         username: SecretString,
+        /// The password, when there is one.
         password: Option<SecretString>,
     },
+    /// A static bearer token.
     Bearer(SecretString),
     /// A secret in a header of the driver's choosing (API keys).
     Header {
+        /// The header's name.
         name: HeaderName,
+        /// The header's value.
         value: SecretString,
     },
     /// A bearer token from a token endpoint, cached until shortly before it
@@ -30,6 +37,7 @@ pub enum HttpAuth {
 }
 
 impl HttpAuth {
+    /// The mode's name for messages and `Debug` (`basic`, `bearer`, …).
     pub fn mode(&self) -> &'static str {
         match self {
             HttpAuth::None => "none",

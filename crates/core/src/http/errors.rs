@@ -20,7 +20,9 @@ pub type RefineStatus = fn(&StatusFailure<'_>) -> Option<ConnectorError>;
 /// A non-success answer: status, headers and the first few KiB of the body.
 #[derive(Debug)]
 pub struct StatusFailure<'a> {
+    /// The status.
     pub status: StatusCode,
+    /// The headers.
     pub headers: &'a HeaderMap,
     /// At most [`super::ERROR_BODY_BYTES`] bytes.
     pub body: &'a [u8],
@@ -48,10 +50,12 @@ impl<'a> StatusFailure<'a> {
             .map(|s| s.chars().take(200).collect())
     }
 
+    /// The `Retry-After` header, shortened.
     pub fn retry_after(&self) -> Option<String> {
         self.header(RETRY_AFTER)
     }
 
+    /// The `Location` header, shortened.
     pub fn location(&self) -> Option<String> {
         self.header(LOCATION)
     }

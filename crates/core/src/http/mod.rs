@@ -5,7 +5,7 @@
 //! [`ConnectorError`] codes, and access tokens. The security model:
 //!
 //! - **Names resolve through the egress policy.** The client's only resolver
-//!   ([`resolver::EgressResolver`]) answers the connector's own host with the
+//!   (`resolver::EgressResolver`) answers the connector's own host with the
 //!   addresses the connectivity test already resolved and checked
 //!   (`ConnectContext::addrs`), and any other name (a token endpoint, an OpenAPI
 //!   host, an S3 bucket subdomain, STS) through [`crate::resolve_host`], which
@@ -100,7 +100,9 @@ pub struct HttpOptions {
     pub tls: SslMode,
     /// CA certificates that replace the public roots.
     pub ca_pem: Option<String>,
+    /// Which redirects are followed.
     pub redirects: Redirects,
+    /// How many redirects at most.
     pub max_redirects: usize,
     /// Default cap on one success body; [`HttpRequest::limit`] overrides it.
     pub max_body_bytes: u64,
@@ -112,10 +114,12 @@ pub struct HttpOptions {
     pub too_large_hint: Option<&'static str>,
     /// The driver's reading of a vendor error body; see [`RefineStatus`].
     pub refine: Option<RefineStatus>,
+    /// Idle connections kept per host.
     pub pool_max_idle_per_host: usize,
 }
 
 impl HttpOptions {
+    /// Options with the defaults and the given TLS mode and CA.
     pub fn new(tls: SslMode, ca_pem: Option<&str>) -> HttpOptions {
         HttpOptions {
             tls,
@@ -130,26 +134,31 @@ impl HttpOptions {
         }
     }
 
+    /// Sets [`HttpOptions::redirects`].
     pub fn redirects(mut self, r: Redirects) -> Self {
         self.redirects = r;
         self
     }
 
+    /// Sets [`HttpOptions::max_body_bytes`].
     pub fn max_body_bytes(mut self, n: u64) -> Self {
         self.max_body_bytes = n;
         self
     }
 
+    /// Sets [`HttpOptions::request_timeout`].
     pub fn request_timeout(mut self, d: Duration) -> Self {
         self.request_timeout = Some(d);
         self
     }
 
+    /// Sets [`HttpOptions::too_large_hint`].
     pub fn too_large_hint(mut self, hint: &'static str) -> Self {
         self.too_large_hint = Some(hint);
         self
     }
 
+    /// Sets [`HttpOptions::refine`].
     pub fn refine(mut self, f: RefineStatus) -> Self {
         self.refine = Some(f);
         self
@@ -231,6 +240,7 @@ impl HttpClient {
         self.shared.connect_timeout
     }
 
+    /// A `method` request to `url`.
     pub fn request(&self, method: Method, url: Url) -> HttpRequest {
         let what = format!("{method} {}", display_url(&url));
         HttpRequest {
@@ -243,10 +253,12 @@ impl HttpClient {
         }
     }
 
+    /// A GET request.
     pub fn get(&self, url: Url) -> HttpRequest {
         self.request(Method::GET, url)
     }
 
+    /// A POST request.
     pub fn post(&self, url: Url) -> HttpRequest {
         self.request(Method::POST, url)
     }
@@ -348,10 +360,12 @@ impl HttpRequest {
         self
     }
 
+    /// What the request does, as set by [`HttpRequest::what`].
     pub fn describe(&self) -> &str {
         &self.what
     }
 
+    /// The request's URL.
     pub fn url(&self) -> &Url {
         &self.url
     }
@@ -368,6 +382,7 @@ impl HttpRequest {
         self
     }
 
+    /// Adds a header.
     pub fn header(mut self, name: HeaderName, value: HeaderValue) -> Self {
         self.builder = self.builder.header(name, value);
         self
@@ -404,6 +419,7 @@ impl HttpRequest {
         Ok(self.header(name, v))
     }
 
+    /// `Authorization: Bearer …`, marked sensitive.
     pub fn bearer(self, token: &SecretString) -> Result<Self, ConnectorError> {
         let mut v = HeaderValue::from_str(&format!("Bearer {}", token.expose())).map_err(|_| {
             ConnectorError::invalid_config(
@@ -415,6 +431,7 @@ impl HttpRequest {
         Ok(self.header(header::AUTHORIZATION, v))
     }
 
+    /// HTTP basic authentication.
     pub fn basic_auth(mut self, user: &SecretString, password: Option<&SecretString>) -> Self {
         self.builder = self
             .builder
@@ -422,21 +439,25 @@ impl HttpRequest {
         self
     }
 
+    /// Adds query parameters.
     pub fn query<T: serde::Serialize + ?Sized>(mut self, pairs: &T) -> Self {
         self.builder = self.builder.query(pairs);
         self
     }
 
+    /// A JSON body.
     pub fn json<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Self {
         self.builder = self.builder.json(body);
         self
     }
 
+    /// A form-encoded body.
     pub fn form<T: serde::Serialize + ?Sized>(mut self, body: &T) -> Self {
         self.builder = self.builder.form(body);
         self
     }
 
+    /// A raw body.
     pub fn body(mut self, body: impl Into<reqwest::Body>) -> Self {
         self.builder = self.builder.body(body);
         self
@@ -501,10 +522,12 @@ impl fmt::Debug for HttpResponse {
 }
 
 impl HttpResponse {
+    /// The response status.
     pub fn status(&self) -> StatusCode {
         self.inner.status()
     }
 
+    /// The response headers.
     pub fn headers(&self) -> &header::HeaderMap {
         self.inner.headers()
     }
@@ -585,10 +608,13 @@ impl HttpResponse {
 /// A success response read within its limit.
 #[derive(Debug)]
 pub struct Fetched {
+    /// The response status.
     pub status: StatusCode,
+    /// The response headers.
     pub headers: header::HeaderMap,
     /// The URL that answered (after redirects).
     pub url: Url,
+    /// The body, within the request's limit.
     pub body: Vec<u8>,
     what: String,
 }

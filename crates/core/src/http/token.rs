@@ -42,9 +42,13 @@ pub enum ClientAuthMethod {
 /// [`SecretString`]s).
 #[derive(Clone, Debug)]
 pub struct ClientCredentials {
+    /// The client id.
     pub client_id: SecretString,
+    /// The client secret.
     pub client_secret: SecretString,
+    /// The `scope` parameter, when the endpoint wants one.
     pub scope: Option<String>,
+    /// How the client authenticates to the endpoint.
     pub method: ClientAuthMethod,
 }
 
@@ -138,9 +142,11 @@ pub fn sign_rs256(
 pub struct JwtBearer {
     /// The account (`client_email`): an identifier, not a secret.
     pub issuer: String,
+    /// The account's RSA key, which signs the assertion.
     pub key: RsaSigningKey,
     /// `private_key_id`, sent as the JWT's `kid`.
     pub key_id: Option<String>,
+    /// The `scope` claim.
     pub scope: String,
     /// `aud`; the token URL when `None`.
     pub audience: Option<String>,
@@ -190,6 +196,7 @@ impl fmt::Debug for TokenSource {
 }
 
 impl TokenSource {
+    /// Tokens from `url` by the client credentials grant.
     pub fn client_credentials(url: Url, grant: ClientCredentials) -> TokenSource {
         TokenSource {
             url,
@@ -198,6 +205,7 @@ impl TokenSource {
         }
     }
 
+    /// Tokens from `url` by the JWT bearer grant.
     pub fn jwt_bearer(url: Url, grant: JwtBearer) -> TokenSource {
         TokenSource {
             url,
@@ -206,10 +214,12 @@ impl TokenSource {
         }
     }
 
+    /// The token endpoint.
     pub fn url(&self) -> &Url {
         &self.url
     }
 
+    /// The grant's name for messages (`oauth2ClientCredentials`, …).
     pub fn grant_name(&self) -> &'static str {
         match self.grant {
             Grant::ClientCredentials(_) => "oauth2ClientCredentials",

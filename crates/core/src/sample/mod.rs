@@ -20,15 +20,21 @@ pub const PARQUET_FIRST_READ: u64 = 64 * 1024;
 /// A larger footer than this is not read.
 pub const PARQUET_MAX_FOOTER: u64 = 16 << 20;
 
+/// A sampled file's format.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, PartialOrd, Ord, Hash)]
 pub enum Format {
+    /// Comma-separated values with a header row.
     Csv,
+    /// Tab-separated values with a header row.
     Tsv,
+    /// One JSON object per line.
     Jsonl,
+    /// Apache Parquet (its footer's schema).
     Parquet,
 }
 
 impl Format {
+    /// The format's name (`csv`, …).
     pub fn name(self) -> &'static str {
         match self {
             Format::Csv => "csv",
@@ -82,6 +88,7 @@ impl Format {
 pub struct Fields {
     names: Vec<String>,
     stats: Vec<FieldStats>,
+    /// How many records were sampled.
     pub records: usize,
     json: bool,
 }
@@ -94,6 +101,7 @@ struct FieldStats {
 }
 
 impl Fields {
+    /// No fields yet; `json` when the records are JSON.
     pub fn new(json: bool) -> Fields {
         Fields {
             json,

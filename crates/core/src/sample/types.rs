@@ -12,12 +12,19 @@ use serde_json::Value;
 pub enum Inferred {
     /// Only empty cells / nulls seen.
     Nothing,
+    /// `true`/`false` only.
     Boolean,
+    /// Integers only.
     Int64,
+    /// Numbers.
     Float64,
+    /// ISO 8601 dates.
     Date,
+    /// ISO 8601 timestamps without offset.
     Timestamp,
+    /// ISO 8601 timestamps with offset.
     TimestampTz,
+    /// Any other text.
     String,
     /// JSON only.
     Object,
@@ -44,6 +51,7 @@ impl Inferred {
         }
     }
 
+    /// The normalized type for what was seen.
     pub fn data_type(&self) -> DataType {
         match self {
             Inferred::Nothing => DataType::Unknown,

@@ -9,8 +9,8 @@
 //!
 //! The names below are always compiled so that a build without the `ssh`
 //! feature can recognise a tunnelled connector and refuse it clearly
-//! ([`unavailable`]). The tunnel itself — [`TunnelSpec`], [`SshSession`],
-//! [`TunnelStream`], [`LocalForward`] — needs the feature:
+//! ([`unavailable`]). The tunnel itself — `TunnelSpec`, `SshSession`,
+//! `TunnelStream`, `LocalForward` — needs the feature:
 //!
 //! ```no_run
 //! # #[cfg(feature = "ssh")]
@@ -143,7 +143,7 @@ pub const METADATA_KEYS: [Key; 1] = [Key::optional(
 )];
 
 /// Whether the connector asks for a tunnel (`metadata.sshTunnel` is present
-/// and not null). Cheap; validation is [`TunnelSpec::parse`]'s job.
+/// and not null). Cheap; validation is `TunnelSpec::parse`'s job (feature `ssh`).
 pub fn requested(cfg: &ConnectionConfig) -> bool {
     cfg.metadata.get(METADATA_KEY).is_some_and(|v| !v.is_null())
 }

@@ -40,6 +40,7 @@ pub enum HostKeyPin {
 pub enum TunnelAuth {
     /// A decoded (and, if it was encrypted, decrypted) private key.
     Key(Arc<PrivateKey>),
+    /// A password.
     Password(SecretString),
 }
 
@@ -152,22 +153,27 @@ impl TunnelSpec {
         }
     }
 
+    /// The bastion's host.
     pub fn host(&self) -> &str {
         &self.host
     }
 
+    /// The bastion's port.
     pub fn port(&self) -> u16 {
         self.port
     }
 
+    /// The login on the bastion.
     pub fn username(&self) -> &str {
         &self.username
     }
 
+    /// The pinned host key.
     pub fn host_key(&self) -> &HostKeyPin {
         &self.host_key
     }
 
+    /// How the tunnel authenticates.
     pub fn auth(&self) -> &TunnelAuth {
         &self.auth
     }

@@ -17,7 +17,7 @@
 //! | custom scalar `BigDecimal`, `Decimal`, `numeric` | decimal |
 //! | other custom scalars | unknown |
 //! | object, interface, union | struct |
-//! | `[T]` | array<T> |
+//! | `[T]` | `array<T>` |
 //! | `T!` | T, not nullable |
 
 use matih_connector_core::DataType;

@@ -12,7 +12,7 @@
 //! | `"0b5e…-…"` (8-4-4-4-12 hex) | uuid | `string (uuid)` |
 //! | other string | string | `string` |
 //! | object | struct | `object` |
-//! | array | array<T> of its merged elements | `array` |
+//! | array | `array<T>` of its merged elements | `array` |
 //! | null, or only nulls | unknown | `null` |
 //! | different kinds across records | json | `mixed` |
 
