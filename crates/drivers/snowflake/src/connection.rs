@@ -15,7 +15,9 @@ use base64::Engine as _;
 use matih_connector_core::http::header::{
     HeaderName, HeaderValue, ACCEPT, AUTHORIZATION, CONTENT_TYPE,
 };
-use matih_connector_core::http::{HttpClient, HttpOptions, HttpRequest, Url};
+use matih_connector_core::http::{
+    sign_rs256, HttpClient, HttpOptions, HttpRequest, RsaSigningKey, Url,
+};
 use matih_connector_core::{
     async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
     DiscoveryRequest, ErrorCode, SecretString, SslMode,
@@ -131,17 +133,6 @@ fn decrypt_pkcs8(text: &str, passphrase: &SecretString) -> Result<Vec<u8>, Conne
     Ok(doc.as_bytes().to_vec())
 }
 
-/// The PKCS#1 `RSAPrivateKey` inside a key, for the JWT signer.
-fn pkcs1_of(der: &[u8], pkcs8: bool) -> Result<Vec<u8>, ConnectorError> {
-    if !pkcs8 {
-        return Ok(der.to_vec());
-    }
-    let info = pkcs8::PrivateKeyInfo::try_from(der).map_err(|_| {
-        ConnectorError::invalid_config("credentials", "credentials.privateKey is not a PKCS#8 key")
-    })?;
-    Ok(info.private_key.to_vec())
-}
-
 fn der_len(n: usize, out: &mut Vec<u8>) {
     if n < 0x80 {
         out.push(n as u8);
@@ -229,14 +220,13 @@ pub(crate) fn key_pair_jwt(
         "iat": now,
         "exp": now + JWT_LIFETIME_SECS,
     });
-    let key = jsonwebtoken::EncodingKey::from_rsa_der(&pkcs1_of(&der, pkcs8)?);
-    let token = jsonwebtoken::encode(
-        &jsonwebtoken::Header::new(jsonwebtoken::Algorithm::RS256),
-        &claims,
-        &key,
-    )
-    .map_err(|e| ConnectorError::internal(format!("signing the key-pair JWT: {e}")))?;
-    Ok(SecretString::new(token))
+    // Signed by the core (ring), as every RS256 assertion of the workspace.
+    let key = if pkcs8 {
+        RsaSigningKey::from_pkcs8_der(&der, "credentials")?
+    } else {
+        RsaSigningKey::from_pem(pem, "credentials")?
+    };
+    sign_rs256(&claims, None, &key)
 }
 
 // ---------------------------------------------------------------------------
