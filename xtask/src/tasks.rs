@@ -124,7 +124,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "cli",
         package: "matih-connectors",
-        fixtures: &["postgres", "mysql"],
+        fixtures: &["postgres", "mysql", "ssh"],
     },
     // The connector service's end-to-end tests: the API over the real drivers,
     // with PostgreSQL also as its metadata store.

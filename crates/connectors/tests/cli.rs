@@ -410,6 +410,76 @@ fn failing_test_progress_line_shows_permission_denied_and_the_user() {
 }
 
 #[test]
+fn cli_through_an_ssh_tunnel() {
+    let test = "cli_through_an_ssh_tunnel";
+    let (Some(pg), Some(ssh)) = (fixture("POSTGRES", test), fixture("SSH", test)) else {
+        return;
+    };
+    let key = ssh.read_file("KEY_FILE");
+    let mut spec = spec_for(&pg, "POSTGRESQL");
+    spec["host"] = json!(ssh.require("TARGET_HOST"));
+    spec["sslMode"] = json!("disable");
+    spec["credentials"]["sshPrivateKey"] = json!(key);
+    spec["metadata"] = json!({"sshTunnel": {
+        "host": ssh.require("HOST"), "port": ssh.port(),
+        "username": ssh.require("KEY_USER"), "hostKey": ssh.require("HOST_KEY")}});
+    let file = write_spec(&spec);
+    let out = bin()
+        .args(["test", "--spec", file.as_str()])
+        .output()
+        .unwrap();
+    let (stdout, stderr) = (
+        String::from_utf8_lossy(&out.stdout),
+        String::from_utf8_lossy(&out.stderr),
+    );
+    assert_eq!(out.status.code(), Some(0), "{stdout}\n{stderr}");
+    let v = stdout_json(&out);
+    let names: Vec<_> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap().to_owned())
+        .collect();
+    assert_eq!(
+        names,
+        [
+            "validate",
+            "dns",
+            "tcp",
+            "ssh",
+            "connect",
+            "server_version",
+            "access_probe"
+        ]
+    );
+    let key_body = key
+        .lines()
+        .find(|l| l.len() > 40 && !l.starts_with("-----"))
+        .expect("a base64 line of the key");
+    assert!(!stdout.contains(key_body) && !stderr.contains(key_body));
+
+    let out = bin()
+        .args([
+            "discover",
+            "--spec",
+            file.as_str(),
+            "--include-schema",
+            "sales",
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["schemas"][0]["name"], "sales", "{v}");
+    assert!(!v["schemas"][0]["tables"].as_array().unwrap().is_empty());
+}
+
+#[test]
 fn drivers_lists_the_compiled_ones() {
     let out = bin().arg("drivers").output().unwrap();
     assert!(out.status.success());
