@@ -263,6 +263,10 @@ async fn flow(
         .await;
     assert_eq!(s, 422, "{e}");
     assert_eq!(e["testResult"]["errorCode"], "AUTHENTICATION_FAILED", "{e}");
+    // The user name is kept in the message for the administrator; the
+    // password is not (assert_no_leak below).
+    let login_message = e["testResult"]["message"].as_str().unwrap_or_default();
+    assert!(login_message.contains(fx.require("USER")), "{e}");
     let (_, t) = h
         .call(Method::POST, &format!("{path}/test"), &tok, None)
         .await;
