@@ -550,3 +550,113 @@ async fn slow_headers_are_cut_and_connections_are_capped() {
         assert!(closed_by_peer(&mut s, Duration::from_secs(5)).await);
     }
 }
+
+/// An idle keep-alive connection is closed after the idle timeout (here 1 s,
+/// under a 30 s header timeout), once its response has been sent.
+#[tokio::test]
+async fn idle_keep_alive_connections_are_closed() {
+    let limits = LimitsConfig {
+        http_header_timeout_secs: 30,
+        http_idle_timeout_secs: 1,
+        ..Default::default()
+    };
+    let h = start(EgressPolicy::default(), limits).await;
+    let addr = h.base.trim_start_matches("http://").to_owned();
+    let mut s = TcpStream::connect(&addr).await.unwrap();
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut buf = [0u8; 512];
+    let n = s.read(&mut buf).await.unwrap();
+    assert!(buf[..n].starts_with(b"HTTP/1.1 200"));
+    assert!(
+        closed_by_peer(&mut s, Duration::from_secs(10)).await,
+        "an idle keep-alive connection stayed open"
+    );
+}
+
+/// The egress profile follows the secret store unless set:
+/// MATIH_SECRET_STORE=kubernetes means production.
+#[test]
+fn the_egress_profile_follows_the_secret_store_unless_set() {
+    use matih_connector_core::EgressProfile;
+    use matih_connector_service::config::Config;
+    let env = |pairs: &[(&str, &str)]| {
+        let mut c = Config::default();
+        c.apply_env(pairs.iter().map(|(k, v)| (k.to_string(), v.to_string())))
+            .unwrap();
+        c
+    };
+    assert_eq!(env(&[]).egress_profile(), EgressProfile::Embedded);
+    let kube = env(&[("MATIH_SECRET_STORE", "kubernetes")]);
+    assert_eq!(kube.egress_profile(), EgressProfile::Production);
+    let s = Settings::from_config(&kube).unwrap();
+    assert!(s.egress.check("10.1.2.3".parse().unwrap()).is_err());
+    let laptop = env(&[
+        ("MATIH_SECRET_STORE", "kubernetes"),
+        ("MATIH_EGRESS_PROFILE", "embedded"),
+    ]);
+    assert_eq!(laptop.egress_profile(), EgressProfile::Embedded);
+    let opened = env(&[
+        ("MATIH_EGRESS_PROFILE", "production"),
+        ("MATIH_EGRESS_ALLOW", "10.1.0.0/16"),
+        ("MATIH_TENANT_MAX_IN_FLIGHT", "3"),
+    ]);
+    let s = Settings::from_config(&opened).unwrap();
+    s.egress.check("10.1.2.3".parse().unwrap()).unwrap();
+    s.egress.check("8.8.8.8".parse().unwrap()).unwrap();
+    assert!(s.egress.check("10.2.0.1".parse().unwrap()).is_err());
+    assert_eq!(s.limits.tenant_max_in_flight, 3);
+    let mut bad = Config::default();
+    assert!(bad
+        .apply_env([("MATIH_EGRESS_PROFILE".to_owned(), "open".to_owned())])
+        .is_err());
+}
+
+/// The binary says at start-up which egress profile it runs, with a warning
+/// under `embedded` that loopback and private networks are reachable.
+#[tokio::test]
+async fn the_binary_warns_at_start_up_under_the_embedded_profile() {
+    use tokio::io::AsyncBufReadExt;
+    for (profile, expect) in [("", "WARN"), ("production", "INFO")] {
+        let dir = common::temp_dir("bin-egress");
+        let mut cmd = tokio::process::Command::new(env!("CARGO_BIN_EXE_matih-connector-service"));
+        for (k, _) in std::env::vars() {
+            if k.starts_with("MATIH_") {
+                cmd.env_remove(k);
+            }
+        }
+        let mut child = cmd
+            .env("MATIH_LISTEN", "127.0.0.1:0")
+            .env("MATIH_DATA_DIR", &dir)
+            .env("MATIH_EGRESS_PROFILE", profile)
+            .env("MATIH_HEALTH_ENABLED", "false")
+            .env("NO_COLOR", "1")
+            .stdout(std::process::Stdio::piped())
+            .stderr(std::process::Stdio::null())
+            .kill_on_drop(true)
+            .spawn()
+            .unwrap();
+        let mut lines = tokio::io::BufReader::new(child.stdout.take().unwrap()).lines();
+        let line = tokio::time::timeout(Duration::from_secs(60), async {
+            while let Some(l) = lines.next_line().await.unwrap() {
+                if l.contains("egress profile") {
+                    return l;
+                }
+            }
+            panic!("the service exited without naming its egress profile");
+        })
+        .await
+        .expect("the service names its egress profile at start-up");
+        assert!(line.contains(expect), "{line}");
+        if profile.is_empty() {
+            assert!(
+                line.contains("embedded") && line.contains("loopback"),
+                "{line}"
+            );
+        } else {
+            assert!(line.contains("production"), "{line}");
+        }
+        let _ = child.kill().await;
+    }
+}
