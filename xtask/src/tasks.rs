@@ -135,7 +135,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     },
 ];
 
-fn cargo() -> Command {
+pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root());
     scrub_cargo_run_env(&mut cmd);
@@ -1077,6 +1077,7 @@ pub fn ci(source: Source) -> Result<()> {
         ),
         ("test-drivers", Box::new(move || test_drivers(&[], source))),
         ("examples", Box::new(check_examples)),
+        ("check flood", Box::new(crate::flood::run)),
     ];
     let total = Instant::now();
     let (rows, failure) = run_stages(&stages);

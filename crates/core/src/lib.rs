@@ -52,7 +52,7 @@ pub use driver::{
     open, resolve_host, with_timeout, Capabilities, ConnectContext, Connection, Driver,
     DriverDescriptor, Key, NetStream, Registry,
 };
-pub use egress::{EgressPolicy, DEFAULT_DENIED};
+pub use egress::{EgressPolicy, EgressProfile, DEFAULT_DENIED, PRODUCTION_DENIED};
 pub use error::{find_source, ConnectorError, ErrorCode};
 pub use kind::{Category, ConnectorType};
 pub use runner::{run_test, Step, StepReport, TestOptions, TestReport};

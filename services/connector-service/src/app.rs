@@ -38,6 +38,8 @@ pub struct Settings {
     pub create_lease: Duration,
     /// Reconciliation removes a secret without a connector only this old.
     pub orphan_secret_min_age: Duration,
+    /// Server, request and tenant limits, with the tenants' in-flight counts.
+    pub limits: crate::limits::Limits,
 }
 
 impl Settings {
@@ -47,12 +49,18 @@ impl Settings {
             discovery_wait: Duration::from_millis(c.discovery_wait_ms),
             discovery_timeout: Duration::from_secs(c.discovery_timeout_secs.max(1)),
             warning_latency_ms: c.warning_latency_ms,
-            egress: EgressPolicy::from_lists(&c.egress_allow, &c.egress_deny)
-                .map_err(|e| anyhow::anyhow!("egress policy: {e}"))?,
+            egress: EgressPolicy::with_profile(
+                c.egress_profile(),
+                &c.egress_allow_only,
+                &c.egress_allow,
+                &c.egress_deny,
+            )
+            .map_err(|e| anyhow::anyhow!("egress policy: {e}"))?,
             body_limit_bytes: c.body_limit_bytes,
             snapshots_kept: 10,
             create_lease: Duration::from_secs(c.create_lease_secs.max(1)),
             orphan_secret_min_age: Duration::from_secs(c.orphan_secret_min_age_secs),
+            limits: crate::limits::Limits::new(&c.limits),
         })
     }
 }
@@ -191,6 +199,10 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::api::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
+        .layer(axum::middleware::from_fn_with_state(
+            state.clone(),
+            crate::limits::request_timeout,
+        ))
         .layer(DefaultBodyLimit::max(body_limit))
         .layer(axum::middleware::from_fn_with_state(
             state.clone(),

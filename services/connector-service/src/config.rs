@@ -5,6 +5,7 @@ use std::fmt;
 use std::path::{Path, PathBuf};
 
 use anyhow::{bail, Context};
+use matih_connector_core::EgressProfile;
 use serde::Deserialize;
 
 /// The `--help` text for configuration; kept beside the code it documents.
@@ -35,8 +36,12 @@ CONFIGURATION
   MATIH_DISCOVERY_TIMEOUT_SECS limit for one discovery job        [600]
   MATIH_WARNING_LATENCY_MS     test latency above which a connector is WARNING [2000]
   MATIH_BODY_LIMIT_BYTES       largest accepted request body      [1048576]
-  MATIH_EGRESS_ALLOW           CIDRs connectors may reach (comma separated; empty = all
-                               but the default-denied link-local/metadata networks)
+  MATIH_EGRESS_PROFILE         embedded | production: production also denies loopback, RFC 1918,
+                               CGNAT 100.64/10 and ULA fc00::/7
+                               [production with MATIH_SECRET_STORE=kubernetes, else embedded]
+  MATIH_EGRESS_ALLOW           CIDRs re-enabled despite the profile's and the default deny lists
+                               (link-local, metadata); restricts nothing else (comma separated)
+  MATIH_EGRESS_ALLOW_ONLY      CIDRs outside which nothing is reachable (empty = no such limit)
   MATIH_EGRESS_DENY            CIDRs connectors may never reach
   MATIH_RECONCILE_INTERVAL_SECS time between reconciliations (slot counts, orphan
                                secrets); also run at start-up; 0 = start-up only [300]
@@ -80,9 +85,15 @@ pub struct Config {
     pub reconcile_interval_secs: u64,
     pub orphan_secret_min_age_secs: u64,
     pub create_lease_secs: u64,
+    /// `embedded` or `production`; unset: production with the kubernetes
+    /// secret store, embedded otherwise.
+    pub egress_profile: Option<EgressProfile>,
+    pub egress_allow_only: String,
     pub log: String,
     /// The `[health]` table: scheduler and notifications.
     pub health: crate::health::HealthConfig,
+    /// The `[limits]` table: HTTP server and tenant limits.
+    pub limits: crate::limits::LimitsConfig,
 }
 
 impl Default for Config {
@@ -111,8 +122,11 @@ impl Default for Config {
             reconcile_interval_secs: 300,
             orphan_secret_min_age_secs: 900,
             create_lease_secs: 30,
+            egress_profile: None,
+            egress_allow_only: String::new(),
             log: "info".into(),
             health: Default::default(),
+            limits: Default::default(),
         }
     }
 }
@@ -150,6 +164,7 @@ impl fmt::Debug for Config {
             .field("warning_latency_ms", &self.warning_latency_ms)
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("health", &self.health)
+            .field("limits", &self.limits)
             .finish_non_exhaustive()
     }
 }
@@ -220,9 +235,21 @@ impl Config {
                 "RECONCILE_INTERVAL_SECS" => self.reconcile_interval_secs = num(&k, &v)?,
                 "ORPHAN_SECRET_MIN_AGE_SECS" => self.orphan_secret_min_age_secs = num(&k, &v)?,
                 "CREATE_LEASE_SECS" => self.create_lease_secs = num(&k, &v)?,
+                "EGRESS_ALLOW_ONLY" => self.egress_allow_only = v,
+                "EGRESS_PROFILE" => {
+                    self.egress_profile = match v.trim() {
+                        "" => None,
+                        p => Some(
+                            p.parse()
+                                .map_err(|e| anyhow::anyhow!("MATIH_{name}: {e}"))?,
+                        ),
+                    }
+                }
                 "LOG" => self.log = v,
                 _ => {
-                    self.health.apply_env(name, &v)?;
+                    if !self.limits.apply_env(name, &v)? {
+                        self.health.apply_env(name, &v)?;
+                    }
                 }
             }
         }
@@ -247,6 +274,15 @@ impl Config {
                 self.data_dir.join("matih.db").display()
             ),
         }
+    }
+
+    /// The egress profile in force: the one set, else production with the
+    /// kubernetes secret store (a cluster), else embedded (a laptop).
+    pub fn egress_profile(&self) -> EgressProfile {
+        self.egress_profile.unwrap_or(match self.secret_store {
+            SecretStoreKind::Kubernetes => EgressProfile::Production,
+            SecretStoreKind::Local => EgressProfile::Embedded,
+        })
     }
 
     pub fn database_url_redacted(&self) -> String {

@@ -148,7 +148,8 @@ async fn discover(
         .with_source(e)
     })?;
     let driver = state.registry.get(&c.connector_type)?;
-    let cfg = c.config();
+    let mut cfg = c.config();
+    cfg.timeouts = state.settings.limits.clamp(cfg.timeouts);
     let mut conn =
         matih_connector_core::open(&*driver, &cfg, &creds, &state.settings.egress).await?;
     let result = with_timeout(

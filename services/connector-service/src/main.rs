@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 #[derive(Parser, Debug)]
 #[command(name = "matih-connector-service", version, about = "MATIH connector service: REST API for tenant connectors",
-    after_long_help = format!("{CONFIG_HELP}\n{}", matih_connector_service::health::config::HEALTH_HELP), after_help = "Run with --help for the configuration variables.")]
+    after_long_help = format!("{CONFIG_HELP}\n{}\n{}", matih_connector_service::health::config::HEALTH_HELP, matih_connector_service::limits::LIMITS_HELP), after_help = "Run with --help for the configuration variables.")]
 struct Cli {
     /// TOML configuration file (also MATIH_CONFIG).
     #[arg(long, global = true)]
@@ -99,11 +99,21 @@ async fn serve(config: Config) -> anyhow::Result<()> {
         drivers = ?state.registry.types().map(|t| t.as_str().to_owned()).collect::<Vec<_>>(),
         "matih-connector-service listening"
     );
-    axum::serve(listener, app(state))
-        .with_graceful_shutdown(async {
-            let _ = tokio::signal::ctrl_c().await;
-        })
-        .await?;
+    let egress = &state.settings.egress;
+    if egress.profile == matih_connector_core::EgressProfile::Embedded {
+        tracing::warn!(
+            egress_profile = egress.profile.as_str(),
+            "egress profile embedded: connectors may reach loopback and private networks \
+             (set MATIH_EGRESS_PROFILE=production on a shared deployment)"
+        );
+    } else {
+        tracing::info!(egress_profile = egress.profile.as_str(), "egress profile");
+    }
+    let limits = state.settings.limits.clone();
+    matih_connector_service::server::serve(listener, app(state), &limits, async {
+        let _ = tokio::signal::ctrl_c().await;
+    })
+    .await?;
     if let Some(h) = health {
         h.stop();
     }

@@ -10,8 +10,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use matih_connector_core::{
-    run_test, ConnectionConfig, ConnectorSpec, Credentials, Driver, SslMode, TestOptions,
-    TestReport, Timeouts,
+    run_test, ConnectionConfig, ConnectorSpec, Credentials, Driver, ErrorCode, SslMode,
+    TestOptions, TestReport, Timeouts,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -21,6 +21,7 @@ use crate::app::AppState;
 use crate::auth::{Auth, Claims};
 use crate::discovery;
 use crate::error::{ApiPath, AppError, LaterJson};
+use crate::limits::InFlight;
 use crate::model::{ts, Connector, ConnectorStatus, Tenant};
 use crate::secrets::{SecretError, SecretRef};
 
@@ -61,6 +62,9 @@ pub struct TestResult {
 pub struct ConnectorList {
     pub connectors: Vec<Connector>,
     pub total: usize,
+    /// Creates of the tenant still running (their plan slots are taken; their
+    /// connectors appear once tested).
+    pub creates_in_flight: usize,
 }
 
 /// The create (and update) response: the connector, its test, and what
@@ -224,6 +228,10 @@ pub async fn test_with(
         egress: state.settings.egress.clone(),
         ..Default::default()
     };
+    let cfg = &ConnectionConfig {
+        timeouts: state.settings.limits.clamp(cfg.timeouts),
+        ..cfg.clone()
+    };
     let report = run_test(driver, cfg, creds, &opts).await;
     let outcome = report.error_code.map(|c| c.as_str()).unwrap_or("ok");
     state
@@ -283,9 +291,12 @@ pub async fn list_connectors(
     if connectors.is_empty() && state.store.get_tenant(tenant_id).await?.is_none() {
         return Err(AppError::not_found("tenant"));
     }
+    let now = ts(Utc::now());
+    let creates_in_flight = state.store.reserved_secrets(tenant_id, &now).await?.len();
     Ok(Json(ConnectorList {
         total: connectors.len(),
         connectors,
+        creates_in_flight,
     }))
 }
 
@@ -317,16 +328,101 @@ pub async fn create_connector(
 ) -> Result<(StatusCode, Json<ConnectorWithTest>), AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let spec: ConnectorSpec = body.parse().await?;
-    detached(create(state, tenant, spec))
+    create(state, tenant, spec)
         .await
         .map(|r| (StatusCode::CREATED, Json(r)))
 }
 
+/// Every write runs detached (a dropped connection never cuts one in half);
+/// the connectivity test does not: when the client goes away (or the request
+/// times out) during the test, the test is dropped and [`UndoCreate`]
+/// removes the secret and gives the plan slot back.
 async fn create(
     state: AppState,
     tenant: Tenant,
     spec: ConnectorSpec,
 ) -> Result<ConnectorWithTest, AppError> {
+    let p = detached(prepare(state.clone(), tenant.clone(), spec)).await?;
+    let mut undo = UndoCreate {
+        state: state.clone(),
+        armed: Some((p.held, p.secret)),
+    };
+    // 4. Test (cancellable).
+    let report = test_with(&state, &*p.driver, &p.cfg, &p.spec.credentials).await;
+    let (held, secret) = undo.armed.take().expect("armed");
+    let _place = p.place;
+    let pending = Saving {
+        held,
+        secret,
+        id: p.id,
+        name: p.name,
+        spec: p.spec,
+        cfg: p.cfg,
+    };
+    detached(finish(state, tenant, pending, report)).await
+}
+
+/// Gives back what a create holds (its secret, its plan slot) when its
+/// request is dropped during the test.
+struct UndoCreate {
+    state: AppState,
+    /// `Some` while armed.
+    armed: Option<(crate::slots::Held, SecretRef)>,
+}
+
+impl Drop for UndoCreate {
+    fn drop(&mut self) {
+        let Some((held, secret)) = self.armed.take() else {
+            return;
+        };
+        let state = self.state.clone();
+        tokio::spawn(async move {
+            undo_create(&state, held, &secret).await;
+            tracing::info!(secret = %secret.name,
+                "create cancelled during its test (client gone or request timeout); secret and slot given back");
+        });
+    }
+}
+
+/// Deletes a create's secret, then gives its plan slot back.
+async fn undo_create(state: &AppState, held: crate::slots::Held, secret: &SecretRef) {
+    if let Err(e) = state.secrets.delete(secret).await {
+        tracing::error!(secret = %secret.name, namespace = %secret.namespace, error = %e,
+            "could not remove the secret of an undone create; the reconciler will find it");
+    }
+    held.release().await;
+}
+
+/// A create between its writes and its test.
+struct Prepared {
+    held: crate::slots::Held,
+    secret: SecretRef,
+    id: Uuid,
+    name: String,
+    spec: ConnectorSpec,
+    driver: Arc<dyn Driver>,
+    cfg: ConnectionConfig,
+    place: InFlight,
+}
+
+/// A create between its test and its row.
+struct Saving {
+    held: crate::slots::Held,
+    secret: SecretRef,
+    id: Uuid,
+    name: String,
+    spec: ConnectorSpec,
+    cfg: ConnectionConfig,
+}
+
+/// Validates, takes a plan slot and one of the tenant's in-flight places
+/// (after the slot, so a full plan answers 403 before a busy tenant answers
+/// 429), and writes the secret.
+async fn prepare(
+    state: AppState,
+    tenant: Tenant,
+    spec: ConnectorSpec,
+) -> Result<Prepared, AppError> {
     // 1. Validate: plan type, driver, configuration, name.
     let tier = tenant.tier;
     let ty = spec.connector_type.clone();
@@ -350,6 +446,7 @@ async fn create(
     validate_name(&name)?;
     let cfg = spec.config();
     validate(&*driver, &cfg, &spec.credentials)?;
+    state.settings.limits.check_timeouts(&cfg.timeouts)?;
     if state
         .store
         .connector_name_taken(tenant.id, name.trim())
@@ -372,31 +469,13 @@ async fn create(
         .with_details(serde_json::json!({"tier": tier.as_str(), "limit": limit})));
     };
 
-    let result = create_after_reservation(
-        &state,
-        &tenant,
-        spec,
-        name.trim().to_owned(),
-        driver,
-        cfg,
-        &held,
-    )
-    .await;
-    if result.is_err() {
-        held.release().await;
-    }
-    result
-}
-
-async fn create_after_reservation(
-    state: &AppState,
-    tenant: &Tenant,
-    spec: ConnectorSpec,
-    name: String,
-    driver: Arc<dyn Driver>,
-    cfg: ConnectionConfig,
-    held: &crate::slots::Held,
-) -> Result<ConnectorWithTest, AppError> {
+    let place = match state.settings.limits.acquire(tenant.id) {
+        Ok(place) => place,
+        Err(e) => {
+            held.release().await;
+            return Err(e);
+        }
+    };
     // 3. The secret, in the tenant's namespace. The name holds 8 hex digits of
     // the id; on the rare clash, draw another id.
     let mut id = Uuid::new_v4();
@@ -407,10 +486,12 @@ async fn create_after_reservation(
         &spec.connector_type,
     );
     let mut attempts = 0;
-    loop {
-        held.name_secret(&secret.namespace, &secret.name).await?;
+    let written = loop {
+        if let Err(e) = held.name_secret(&secret.namespace, &secret.name).await {
+            break Err(e);
+        }
         match state.secrets.create(&secret, &spec.credentials).await {
-            Ok(()) => break,
+            Ok(()) => break Ok(()),
             Err(SecretError::AlreadyExists(_)) if attempts < 3 => {
                 attempts += 1;
                 id = Uuid::new_v4();
@@ -421,51 +502,88 @@ async fn create_after_reservation(
                     &spec.connector_type,
                 );
             }
-            Err(e) => return Err(e.into()),
-        }
-    }
-
-    // 4. Test, then 5. save; anything failing from here removes the secret.
-    let saved = async {
-        let report = test_with(state, &*driver, &cfg, &spec.credentials).await;
-        let now = ts(Utc::now());
-        let mut c = Connector {
-            id,
-            tenant_id: tenant.id,
-            name,
-            connector_type: spec.connector_type.clone(),
-            host: cfg.host.clone(),
-            port: cfg.port,
-            database: cfg.database.clone(),
-            schema: cfg.schema.clone(),
-            credential_secret_name: secret.name.clone(),
-            ssl_enabled: cfg.ssl_mode().map(|m| m.is_tls()).unwrap_or(false),
-            ssl_mode: cfg.ssl_mode().ok(),
-            ssl_ca_pem: cfg.ssl_ca_pem.clone(),
-            status: ConnectorStatus::Testing,
-            last_tested_at: None,
-            last_test_result: None,
-            last_error_code: None,
-            metadata: cfg.metadata.clone(),
-            timeouts: cfg.timeouts,
-            created_at: now.clone(),
-            updated_at: now,
-        };
-        apply_report(state, &mut c, &report);
-        held.save(&c).await?;
-        Ok::<_, AppError>((c, report))
-    }
-    .await;
-    let (c, report) = match saved {
-        Ok(v) => v,
-        Err(e) => {
-            if let Err(se) = state.secrets.delete(&secret).await {
-                tracing::error!(secret = %secret.name, namespace = %secret.namespace, error = %se,
-                    "could not remove the secret of a failed create; the reconciler will find it");
-            }
-            return Err(e);
+            Err(e) => break Err(e.into()),
         }
     };
+    if let Err(e) = written {
+        held.release().await;
+        return Err(e);
+    }
+    Ok(Prepared {
+        held,
+        secret,
+        id,
+        name: name.trim().to_owned(),
+        spec,
+        driver,
+        cfg,
+        place,
+    })
+}
+
+/// Saves the connector with its test's outcome (step 5) and starts discovery
+/// (step 6). A test refused by the egress policy undoes the create instead:
+/// 403 `EGRESS_DENIED`.
+async fn finish(
+    state: AppState,
+    tenant: Tenant,
+    p: Saving,
+    report: TestReport,
+) -> Result<ConnectorWithTest, AppError> {
+    let state = &state;
+    let Saving {
+        held,
+        secret,
+        id,
+        name,
+        spec,
+        cfg,
+    } = p;
+    if let Some((step, ErrorCode::EgressDenied)) = report.failure() {
+        undo_create(state, held, &secret).await;
+        let result = TestResult {
+            connector_id: id,
+            report,
+        };
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "EGRESS_DENIED",
+            format!(
+                "the connector's address is not allowed by the egress policy: {}",
+                result.report.message
+            ),
+        )
+        .with_details(serde_json::json!({"step": step.as_str(), "testResult": result})));
+    }
+    let now = ts(Utc::now());
+    let mut c = Connector {
+        id,
+        tenant_id: tenant.id,
+        name,
+        connector_type: spec.connector_type.clone(),
+        host: cfg.host.clone(),
+        port: cfg.port,
+        database: cfg.database.clone(),
+        schema: cfg.schema.clone(),
+        credential_secret_name: secret.name.clone(),
+        ssl_enabled: cfg.ssl_mode().map(|m| m.is_tls()).unwrap_or(false),
+        ssl_mode: cfg.ssl_mode().ok(),
+        ssl_ca_pem: cfg.ssl_ca_pem.clone(),
+        status: ConnectorStatus::Testing,
+        last_tested_at: None,
+        last_test_result: None,
+        last_error_code: None,
+        metadata: cfg.metadata.clone(),
+        timeouts: cfg.timeouts,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    apply_report(state, &mut c, &report);
+    if let Err(e) = held.save(&c).await {
+        undo_create(state, held, &secret).await;
+        return Err(e);
+    }
+    drop(held);
     tracing::info!(tenant = %tenant.id, connector = %c.id, r#type = %c.connector_type, status = %c.status, "connector created");
 
     // 6. Discovery, waited for briefly.
@@ -506,6 +624,10 @@ pub async fn update_connector(
 ) -> Result<Json<serde_json::Value>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let body: UpdateConnector = body.parse().await?;
+    let _place = state.settings.limits.acquire(tenant.id)?;
+    if let Some(t) = &body.timeouts {
+        state.settings.limits.check_timeouts(t)?;
+    }
     let mut c = state
         .store
         .get_connector(tenant_id, id)
@@ -653,6 +775,7 @@ pub async fn test_connector(
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<TestResult>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let _place = state.settings.limits.acquire(tenant.id)?;
     let mut c = state
         .store
         .get_connector(tenant_id, id)
@@ -693,6 +816,7 @@ pub async fn update_credentials(
 ) -> Result<Json<ConnectorWithTest>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let body: UpdateCredentials = body.parse().await?;
+    let _place = state.settings.limits.acquire(tenant.id)?;
     let mut c = state
         .store
         .get_connector(tenant_id, id)

@@ -54,6 +54,7 @@ pub async fn start_discovery(
     body: LaterJson,
 ) -> Result<(StatusCode, Json<DiscoveryJob>), AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
+    let _place = state.settings.limits.acquire(tenant.id)?;
     let c = state
         .store
         .get_connector(tenant_id, id)
