@@ -135,6 +135,11 @@ pub const DRIVERS: &[DriverEntry] = &[
     },
 ];
 
+/// `cargo` in the workspace root, for other xtask modules.
+pub(crate) fn cargo_command() -> Command {
+    cargo()
+}
+
 fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root());
@@ -1077,6 +1082,10 @@ pub fn ci(source: Source) -> Result<()> {
         ),
         ("test-drivers", Box::new(move || test_drivers(&[], source))),
         ("examples", Box::new(check_examples)),
+        (
+            "schemathesis",
+            Box::new(|| crate::schemathesis::run(20).map(|()| String::new())),
+        ),
     ];
     let total = Instant::now();
     let (rows, failure) = run_stages(&stages);
