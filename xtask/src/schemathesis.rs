@@ -114,7 +114,10 @@ pub fn run(max_examples: u32) -> Result<()> {
         "schemathesis run (all phases, all checks, {max_examples} examples per operation, seed {SEED})"
     );
     // A token of this run's throw-away signing secret.
+    // Run in the run's directory: schemathesis keeps a `.schemathesis` cache
+    // in its working directory, which must not land in the work tree.
     let status = Command::new(bin_dir.join("schemathesis"))
+        .current_dir(&data)
         .arg("--config-file")
         .arg(&config)
         .args([
