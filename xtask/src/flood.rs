@@ -9,8 +9,7 @@
 
 use std::io::{ErrorKind, Read, Write};
 use std::net::{SocketAddr, TcpStream};
-use std::path::PathBuf;
-use std::process::{Child, Command, Stdio};
+use std::process::{Command, Stdio};
 use std::sync::atomic::{AtomicBool, Ordering};
 use std::sync::Arc;
 use std::time::{Duration, Instant};
@@ -18,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::say;
-use crate::util::{free_port, wait_until, workspace_root};
+use crate::util::{free_port, wait_until, workspace_root, KillOnDrop};
 
 const CONNECTIONS: usize = 500;
 const BYTE_EVERY: Duration = Duration::from_secs(5);
@@ -28,44 +27,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const SLACK: Duration = Duration::from_secs(2);
 const P99_LIMIT_MS: f64 = 50.0;
 const RSS_TOLERANCE: f64 = 0.20;
-
-/// The service, killed when dropped.
-struct Service(Child);
-
-impl Drop for Service {
-    fn drop(&mut self) {
-        let _ = self.0.kill();
-        let _ = self.0.wait();
-    }
-}
-
-/// Builds the service binary (debug, as the test stage does) and returns its path.
-fn build_service() -> Result<PathBuf> {
-    say!("cargo build -p matih-connector-service --bin matih-connector-service");
-    let out = crate::tasks::cargo()
-        .args([
-            "build",
-            "-p",
-            "matih-connector-service",
-            "--bin",
-            "matih-connector-service",
-            "--message-format=json-render-diagnostics",
-        ])
-        .stderr(Stdio::inherit())
-        .output()
-        .context("running cargo build")?;
-    ensure!(out.status.success(), "building the service failed");
-    let text = String::from_utf8_lossy(&out.stdout);
-    text.lines()
-        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|v| v["reason"] == "compiler-artifact")
-        .filter_map(|v| v["executable"].as_str().map(PathBuf::from))
-        .find(|p| {
-            p.file_name()
-                .is_some_and(|n| n == "matih-connector-service")
-        })
-        .context("cargo did not name the service binary")
-}
 
 fn rss_kib(pid: u32) -> Result<u64> {
     let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
@@ -103,7 +64,7 @@ fn percentile(sorted_ms: &[f64], p: f64) -> f64 {
 
 /// Runs the check; `Ok` carries a one-line summary for the ci table.
 pub fn run() -> Result<String> {
-    let bin = build_service()?;
+    let bin = crate::util::build_service_binary()?;
     let port = free_port()?;
     let addr: SocketAddr = format!("127.0.0.1:{port}").parse()?;
     let data = std::env::temp_dir().join(format!("matih-flood-{}", std::process::id()));
@@ -123,7 +84,7 @@ pub fn run() -> Result<String> {
         .env("MATIH_DATA_DIR", &data)
         .env("MATIH_LOG", "error")
         .env("MATIH_HEALTH_ENABLED", "false");
-    let service = Service(cmd.spawn().context("starting the service")?);
+    let service = KillOnDrop(cmd.spawn().context("starting the service")?);
     let pid = service.0.id();
     ensure!(
         wait_until(Duration::from_secs(60), || healthz(addr).is_ok()),

@@ -13,6 +13,7 @@
 mod deploy;
 mod fixtures;
 mod flood;
+mod schemathesis;
 mod tasks;
 mod tls;
 mod util;
@@ -63,8 +64,16 @@ enum Cmd {
         #[command(subcommand)]
         what: CheckCmd,
     },
+    /// The service's OpenAPI document against the running service, with
+    /// schemathesis (PyPI, in a venv xtask creates): 0 failures.
+    Schemathesis {
+        /// Test cases per API operation and phase.
+        #[arg(long, default_value_t = 20)]
+        max_examples: u32,
+    },
     /// Everything CI checks: fmt, clippy, docs, deploy artifacts, tests,
-    /// driver tests with fixtures, the embedding examples, the flood check.
+    /// driver tests with fixtures, the embedding examples, the flood check,
+    /// schemathesis.
     Ci {
         #[arg(long, value_enum, default_value = "native")]
         fixtures: Source,
@@ -168,6 +177,7 @@ fn main() -> ExitCode {
         Cmd::Check {
             what: CheckCmd::Flood,
         } => flood::run().map(drop),
+        Cmd::Schemathesis { max_examples } => schemathesis::run(max_examples),
         Cmd::Ci { fixtures } => tasks::ci(fixtures),
     };
     match result {

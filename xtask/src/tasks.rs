@@ -135,6 +135,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     },
 ];
 
+/// `cargo` in the workspace root, for xtask's modules.
 pub(crate) fn cargo() -> Command {
     let mut cmd = Command::new(std::env::var_os("CARGO").unwrap_or_else(|| "cargo".into()));
     cmd.current_dir(workspace_root());
@@ -1078,6 +1079,10 @@ pub fn ci(source: Source) -> Result<()> {
         ("test-drivers", Box::new(move || test_drivers(&[], source))),
         ("examples", Box::new(check_examples)),
         ("check flood", Box::new(crate::flood::run)),
+        (
+            "schemathesis",
+            Box::new(|| crate::schemathesis::run(20).map(|()| String::new())),
+        ),
     ];
     let total = Instant::now();
     let (rows, failure) = run_stages(&stages);

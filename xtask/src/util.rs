@@ -369,6 +369,45 @@ pub fn signal(pid: u32, sig: &str) -> Result<()> {
     Ok(())
 }
 
+/// A child process (the service binary under a check), killed and reaped when
+/// dropped, so a failing check never leaves it running.
+pub struct KillOnDrop(pub Child);
+
+impl Drop for KillOnDrop {
+    fn drop(&mut self) {
+        let _ = self.0.kill();
+        let _ = self.0.wait();
+    }
+}
+
+/// Builds the connector service binary (debug, `-p matih-connector-service`,
+/// shared by the flood check and schemathesis so CI builds it once) and
+/// returns its path from cargo's own report.
+pub fn build_service_binary() -> Result<PathBuf> {
+    say!("cargo build -p matih-connector-service --bin matih-connector-service");
+    let out = crate::tasks::cargo()
+        .args([
+            "build",
+            "-p",
+            "matih-connector-service",
+            "--bin",
+            "matih-connector-service",
+            "--message-format=json-render-diagnostics",
+        ])
+        .stderr(Stdio::inherit())
+        .output()
+        .context("running cargo build")?;
+    if !out.status.success() {
+        bail!("building the service failed");
+    }
+    String::from_utf8_lossy(&out.stdout)
+        .lines()
+        .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
+        .filter(|m| m["target"]["name"] == "matih-connector-service")
+        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
+        .context("cargo did not report the service binary")
+}
+
 #[cfg(test)]
 mod tests {
     use super::*;

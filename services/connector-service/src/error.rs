@@ -214,8 +214,17 @@ impl<S: Send + Sync> FromRequest<S> for LaterJson {
 
 impl LaterJson {
     pub async fn parse<T: DeserializeOwned>(self) -> Result<T, AppError> {
-        let ApiJson(v) = ApiJson::<T>::from_request(self.0, &()).await?;
-        Ok(v)
+        let ApiJson(mut v) = ApiJson::<Value>::from_request(self.0, &()).await?;
+        integral_floats_to_integers(&mut v);
+        serde_path_to_error::deserialize(v).map_err(|e| {
+            AppError::new(
+                StatusCode::UNPROCESSABLE_ENTITY,
+                "INVALID_REQUEST",
+                mask_quoted(&format!(
+                    "Failed to deserialize the JSON body into the target type: {e}"
+                )),
+            )
+        })
     }
 
     /// The raw body, for routes whose body is optional.
@@ -231,6 +240,32 @@ impl LaterJson {
                 };
                 AppError::new(status, code, r.body_text())
             })
+    }
+}
+
+/// JSON has one number type: `6194.0` is the integer 6194 to JSON Schema (and
+/// so to OpenAPI clients and schemathesis), but not to serde's integer types.
+/// Integral floats within the integer range become integers before a body is
+/// read into its type; anything else stays as it is and fails there.
+fn integral_floats_to_integers(v: &mut Value) {
+    match v {
+        Value::Number(n) if n.is_f64() => {
+            if let Some(f) = n.as_f64() {
+                // 2^64 and -2^63 are exact in f64; the range is half-open above.
+                if f.fract() == 0.0
+                    && (-9_223_372_036_854_775_808.0..18_446_744_073_709_551_616.0).contains(&f)
+                {
+                    *v = if f < 0.0 {
+                        Value::from(f as i64)
+                    } else {
+                        Value::from(f as u64)
+                    };
+                }
+            }
+        }
+        Value::Array(items) => items.iter_mut().for_each(integral_floats_to_integers),
+        Value::Object(map) => map.values_mut().for_each(integral_floats_to_integers),
+        _ => {}
     }
 }
 
@@ -263,6 +298,17 @@ impl<S: Send + Sync, T: DeserializeOwned> FromRequestParts<S> for ApiQuery<T> {
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn integral_floats_become_integers_and_nothing_else_changes() {
+        let mut v = json!({"port": 6194.0, "t": {"ms": [1.0, -2.0, 1.5]}, "big": 1e30, "s": "1.0"});
+        integral_floats_to_integers(&mut v);
+        assert_eq!(
+            v,
+            json!({"port": 6194, "t": {"ms": [1, -2, 1.5]}, "big": 1e30, "s": "1.0"})
+        );
+        assert!(v["port"].is_u64() && v["t"]["ms"][1].is_i64());
+    }
 
     #[test]
     fn masks_quoted_values_under_credentials() {

@@ -88,27 +88,61 @@ pub struct ConnectorWithTest {
 
 /// The create body: the seed's fields (unknown fields are refused).
 #[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
 #[allow(dead_code)]
 pub struct CreateConnectorDoc {
+    /// 1-200 characters, not only white space, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     name: String,
+    /// A type of the seed (POSTGRESQL, MYSQL, …; any case, or the driver name
+    /// such as `azure-blob`) or a custom type name.
     #[serde(rename = "type")]
+    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
     connector_type: String,
     host: Option<String>,
+    #[schema(minimum = 1, maximum = 65535)]
     port: Option<u16>,
     database: Option<String>,
     schema: Option<String>,
     /// Written to the secret store only; never stored or returned.
-    #[schema(value_type = Object)]
     credentials: BTreeMap<String, String>,
     ssl_enabled: Option<bool>,
-    /// disable, require, verify-ca or verify-full.
-    ssl_mode: Option<String>,
+    ssl_mode: Option<SslModeDoc>,
     ssl_ca_pem: Option<String>,
+    #[serde(default)]
     #[schema(value_type = Object)]
-    metadata: Option<BTreeMap<String, serde_json::Value>>,
-    #[schema(value_type = Object)]
-    timeouts: Option<Timeouts>,
+    metadata: BTreeMap<String, serde_json::Value>,
+    #[serde(default)]
+    timeouts: TimeoutsDoc,
+}
+
+/// The TLS modes (libpq's names).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "kebab-case")]
+pub enum SslModeDoc {
+    Disable,
+    Require,
+    VerifyCa,
+    VerifyFull,
+}
+
+/// Time limits in milliseconds (unknown fields are refused).
+#[derive(Debug, Default, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct TimeoutsDoc {
+    /// Opening a connection: TCP, TLS and authentication together [10000].
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
+    connect_ms: u64,
+    /// One catalog query or API call [60000].
+    #[serde(default)]
+    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
+    query_ms: u64,
 }
 
 impl std::fmt::Debug for CreateConnectorDoc {
@@ -120,18 +154,24 @@ impl std::fmt::Debug for CreateConnectorDoc {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateConnector {
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: Option<String>,
     pub host: Option<String>,
+    #[schema(minimum = 1, maximum = 65535)]
     pub port: Option<u16>,
     pub database: Option<String>,
     pub schema: Option<String>,
     pub ssl_enabled: Option<bool>,
-    #[schema(value_type = Option<String>)]
+    #[schema(value_type = Option<SslModeDoc>)]
     pub ssl_mode: Option<SslMode>,
     pub ssl_ca_pem: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
-    #[schema(value_type = Option<Object>)]
+    #[schema(value_type = Option<TimeoutsDoc>)]
     pub timeouts: Option<Timeouts>,
     /// INACTIVE disables the connector; ACTIVE re-enables it after a passing test.
     pub status: Option<ConnectorStatus>,
@@ -140,7 +180,7 @@ pub struct UpdateConnector {
 #[derive(Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct UpdateCredentials {
-    #[schema(value_type = Object)]
+    #[schema(value_type = BTreeMap<String, String>)]
     pub credentials: Credentials,
 }
 

@@ -41,10 +41,38 @@ pub fn router() -> Router<AppState> {
         )
 }
 
+/// The discovery request body as documented (core's `DiscoveryRequest`, which
+/// refuses unknown fields like every body).
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct DiscoveryRequestDoc {
+    /// How deep discovery goes (default `columns`).
+    #[schema(value_type = Option<String>, pattern = "^(schemas|tables|columns)$")]
+    depth: Option<String>,
+    schemas: Option<NameFilterDoc>,
+    tables: Option<NameFilterDoc>,
+    /// Row estimates and sizes (default true).
+    statistics: Option<bool>,
+    /// Documents, objects or messages read per table to infer fields (default 100).
+    sample_size: Option<u32>,
+    /// Include the source's own system schemas (default false).
+    include_system: Option<bool>,
+}
+
+/// Glob patterns (`*`, `?`, `\` escapes); no include pattern means all.
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+#[allow(dead_code)]
+pub struct NameFilterDoc {
+    include: Option<Vec<String>>,
+    exclude: Option<Vec<String>>,
+}
+
 /// Start discovery (202). While a job runs, a second request returns it.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover", tag = "discovery",
     params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
-    request_body(content = Object, description = "optional DiscoveryRequest: depth, schemas/tables include/exclude globs"),
+    request_body(content = Option<DiscoveryRequestDoc>, description = "optional: without a body, everything to the columns"),
     responses((status = 202, body = DiscoveryJob), (status = 404, body = crate::api::ErrorBody), (status = 409, body = crate::api::ErrorBody)),
     security(("bearer" = [])))]
 pub async fn start_discovery(
@@ -117,6 +145,7 @@ pub struct SchemasQuery {
     /// `columns` adds each table's columns as `columnDetails`.
     pub include: Option<String>,
     /// Tables per page (default 1000, at most 10000).
+    #[param(minimum = 1, maximum = 10000)]
     pub limit: Option<usize>,
     /// `nextCursor` of the previous page.
     pub cursor: Option<String>,

@@ -27,9 +27,22 @@ pub fn router() -> Router<AppState> {
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct CreateTenant {
+    /// 1-200 characters, not only white space, no control characters.
+    #[schema(
+        min_length = 1,
+        max_length = 200,
+        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+    )]
     pub name: String,
-    /// Lower-case DNS label (`a-z`, `0-9`, `-`, at most 63 characters, starting
-    /// with a letter); names the tenant's secret namespace `matih-<slug>`.
+    /// Lower-case DNS label (`a-z`, `0-9`, `-`, starting with a letter, not
+    /// ending with `-`) that, with the namespace prefix (`matih-`, 6
+    /// characters), is at most 63 characters; names the tenant's secret
+    /// namespace `matih-<slug>`.
+    #[schema(
+        min_length = 1,
+        max_length = 57,
+        pattern = r"^[a-z]([a-z0-9-]*[a-z0-9])?$"
+    )]
     pub slug: String,
     pub tier: Tier,
 }

@@ -52,7 +52,7 @@ pub struct ConnectorHealth {
 /// A connector's health: status and recent scheduled checks (newest first).
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/health", tag = "connectors",
     params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path),
-        ("limit" = Option<i64>, Query, description = "most checks returned, 1-1000 [100]")),
+        ("limit" = Option<i64>, Query, minimum = 1, maximum = 1000, description = "most checks returned, 1-1000 [100]")),
     responses((status = 200, body = ConnectorHealth), (status = 400, body = crate::api::ErrorBody),
         (status = 404, body = crate::api::ErrorBody)),
     security(("bearer" = [])))]
