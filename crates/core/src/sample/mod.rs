@@ -9,6 +9,7 @@ use crate::{Column, ConnectorError, DataType, ErrorCode};
 use parquet::file::metadata::{FooterTail, ParquetMetaData, ParquetMetaDataReader};
 use serde_json::Value;
 
+pub mod file_sets;
 pub mod types;
 
 use self::types::{infer_json, infer_text, parquet_type, Inferred};
