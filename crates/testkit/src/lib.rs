@@ -175,3 +175,28 @@ pub fn unique_name(prefix: &str) -> String {
         .unwrap_or(0);
     format!("{prefix}_{}_{nanos}", std::process::id())
 }
+
+/// One row of a driver's HTTP error-table test: status, body, the code the
+/// answer must map to, and the reason the error must carry (`None`: none).
+pub type StatusCase<'a> = (
+    u16,
+    &'a str,
+    matih_connector_core::ErrorCode,
+    Option<&'a str>,
+);
+
+/// Checks every row of an error table: `map` turns a status and body into the
+/// driver's error, whose code, `reason_key` context and `httpStatus` context
+/// must be the row's.
+pub fn assert_status_cases(
+    map: impl Fn(u16, &str) -> matih_connector_core::ConnectorError,
+    reason_key: &str,
+    cases: &[StatusCase<'_>],
+) {
+    for (st, body, want, reason) in cases {
+        let e = map(*st, body);
+        assert_eq!(e.code(), *want, "{st} {body}");
+        assert_eq!(e.context_value(reason_key), *reason, "{body}");
+        assert_eq!(e.context_value("httpStatus"), Some(st.to_string().as_str()));
+    }
+}

@@ -145,6 +145,7 @@ mod tests {
     use super::*;
     use matih_connector_core::http::header::HeaderMap;
     use matih_connector_core::http::StatusCode;
+    use matih_connector_testkit::{assert_status_cases, StatusCase};
     use serde_json::json;
 
     fn status(status: u16, body: &str) -> ConnectorError {
@@ -163,7 +164,7 @@ mod tests {
     /// document them, and as bqemulator sends them.
     #[test]
     fn documented_error_bodies_map_to_codes() {
-        let cases: &[(u16, &str, ErrorCode, Option<&str>)] = &[
+        let cases: &[StatusCase<'_>] = &[
             (
                 401,
                 r#"{"error":{"code":401,"message":"Request is missing required authentication credential. Expected OAuth 2 access token, login cookie or other valid authentication credential.","errors":[{"message":"Login Required.","domain":"global","reason":"required","location":"Authorization","locationType":"header"}],"status":"UNAUTHENTICATED"}}"#,
@@ -259,12 +260,7 @@ mod tests {
             (429, "", ErrorCode::RateLimited, None),
             (500, "<html>oops</html>", ErrorCode::SourceError, None),
         ];
-        for (st, body, want, reason) in cases {
-            let e = status(*st, body);
-            assert_eq!(e.code(), *want, "{st} {body}");
-            assert_eq!(e.context_value("bigqueryReason"), *reason, "{body}");
-            assert_eq!(e.context_value("httpStatus"), Some(st.to_string().as_str()));
-        }
+        assert_status_cases(status, "bigqueryReason", cases);
         assert!(status(503, "").is_retryable());
         assert!(status(
             400,

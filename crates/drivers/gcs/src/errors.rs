@@ -84,6 +84,7 @@ mod tests {
     use super::*;
     use matih_connector_core::http::header::HeaderMap;
     use matih_connector_core::http::StatusCode;
+    use matih_connector_testkit::{assert_status_cases, StatusCase};
 
     fn status(status: u16, body: &str) -> ConnectorError {
         let headers = HeaderMap::new();
@@ -101,7 +102,7 @@ mod tests {
     /// fake-gcs-server sends them.
     #[test]
     fn documented_error_bodies_map_to_codes() {
-        let cases: &[(u16, &str, ErrorCode, Option<&str>)] = &[
+        let cases: &[StatusCase<'_>] = &[
             (
                 401,
                 r#"{"error":{"code":401,"message":"Invalid Credentials","errors":[{"domain":"global","reason":"authError","message":"Invalid Credentials","locationType":"header","location":"Authorization"}]}}"#,
@@ -173,12 +174,7 @@ mod tests {
             (429, "", ErrorCode::RateLimited, None),
             (500, "<html>oops</html>", ErrorCode::SourceError, None),
         ];
-        for (st, body, want, reason) in cases {
-            let e = status(*st, body);
-            assert_eq!(e.code(), *want, "{st} {body}");
-            assert_eq!(e.context_value("gcsReason"), *reason, "{body}");
-            assert_eq!(e.context_value("httpStatus"), Some(st.to_string().as_str()));
-        }
+        assert_status_cases(status, "gcsReason", cases);
         assert!(status(503, "").is_retryable());
         assert!(!status(403, "").is_retryable());
         assert!(
