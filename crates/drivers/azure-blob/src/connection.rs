@@ -12,10 +12,7 @@ use matih_connector_core::http::{
     ClientAuthMethod, ClientCredentials, HttpAuth, HttpClient, HttpOptions, HttpRequest,
     TokenSource, Url,
 };
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode, SecretString,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError, ErrorCode, SecretString};
 
 use crate::config::{Auth, AzureConfig, API_VERSION, STORAGE_SCOPE};
 use crate::errors::{refine, token_error};
@@ -303,7 +300,7 @@ impl AzureConnection {
 
     /// "Azure Blob Storage REST API <x-ms-version>", with the `Server`
     /// header (Azure's own, or an emulator's such as `Azurite-Blob/3.35.0`).
-    fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         let (server, version) = self.seen.lock().map(|s| s.clone()).unwrap_or_default();
         let mut v = format!(
             "Azure Blob Storage REST API {}",
@@ -313,25 +310,6 @@ impl AzureConnection {
             v.push_str(&format!(" ({s})"));
         }
         v
-    }
-}
-
-#[async_trait]
-impl Connection for AzureConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        Ok(self.version())
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        Ok(())
     }
 }
 

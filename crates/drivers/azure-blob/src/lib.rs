@@ -38,6 +38,8 @@ use matih_connector_core::{
 };
 
 use crate::config::AzureConfig;
+use crate::connection::AzureConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The Azure Blob Storage driver (`AZURE_BLOB`).
 #[derive(Debug)]
@@ -120,6 +122,27 @@ impl Driver for AzureBlobDriver {
         Ok(Box::new(
             connection::AzureConnection::open(parsed, ctx).await?,
         ))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for AzureConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(self.version())
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        Ok(())
     }
 }
 

@@ -7,10 +7,7 @@ use std::sync::{Arc, Mutex};
 
 use matih_connector_core::http::header::{HeaderMap, SERVER};
 use matih_connector_core::http::{HttpAuth, HttpClient, HttpOptions, HttpRequest, Url};
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError, ErrorCode};
 use serde_json::{json, Value};
 
 use crate::config::{Auth, BqConfig, READ_SCOPE};
@@ -217,7 +214,7 @@ impl BqConnection {
 
     /// "BigQuery API v2", with the `Server` header when the endpoint is not
     /// Google's own (an emulator, a proxy).
-    fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         let base = "BigQuery API v2";
         let at = self.cfg.endpoint.as_str().trim_end_matches('/');
         let google = at == crate::config::DEFAULT_ENDPOINT;
@@ -296,25 +293,6 @@ pub(crate) fn api_url(endpoint: &Url, segments: &[&str], query: &[(&str, &str)])
         u.query_pairs_mut().extend_pairs(query);
     }
     u
-}
-
-#[async_trait]
-impl Connection for BqConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        Ok(self.version())
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

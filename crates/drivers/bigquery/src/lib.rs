@@ -37,6 +37,8 @@ use matih_connector_core::{
 };
 
 use crate::config::BqConfig;
+use crate::connection::BqConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The BigQuery driver (`BIGQUERY`).
 #[derive(Debug)]
@@ -122,6 +124,27 @@ impl Driver for BigqueryDriver {
     ) -> Result<Box<dyn Connection>, ConnectorError> {
         let parsed = BqConfig::parse(cfg, creds)?;
         Ok(Box::new(connection::BqConnection::open(parsed, ctx).await?))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for BqConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(self.version())
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        Ok(())
     }
 }
 

@@ -5,10 +5,7 @@ use aws_sdk_dynamodb::config::retry::RetryConfig;
 use aws_sdk_dynamodb::config::timeout::TimeoutConfig;
 use aws_sdk_dynamodb::config::{BehaviorVersion, Region};
 use matih_connector_core::aws::{effective_keys, from_sdk, parse_error, AwsHttp};
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError};
 
 use crate::config::DynamoConfig;
 
@@ -57,7 +54,7 @@ impl DynamoConnection {
 
     /// The endpoint's `Server` header when it names something other than
     /// AWS's anonymous `Server`, with the region; else "Amazon DynamoDB".
-    fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         let region = &self.cfg.aws.region;
         match self.http.server_header() {
             Some(h) if !h.eq_ignore_ascii_case("server") => {
@@ -65,24 +62,5 @@ impl DynamoConnection {
             }
             _ => format!("Amazon DynamoDB (region {region})"),
         }
-    }
-}
-
-#[async_trait]
-impl Connection for DynamoConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        Ok(self.version())
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        Ok(())
     }
 }

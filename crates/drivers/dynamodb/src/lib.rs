@@ -34,6 +34,8 @@ use matih_connector_core::{
 };
 
 use crate::config::DynamoConfig;
+use crate::connection::DynamoConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The DynamoDB driver (`DYNAMODB`).
 #[derive(Debug)]
@@ -122,6 +124,27 @@ impl Driver for DynamodbDriver {
         Ok(Box::new(
             connection::DynamoConnection::open(parsed, ctx).await?,
         ))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for DynamoConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(self.version())
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        Ok(())
     }
 }
 

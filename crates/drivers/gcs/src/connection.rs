@@ -6,10 +6,7 @@ use std::sync::{Arc, Mutex};
 
 use matih_connector_core::http::header::{HeaderMap, HeaderValue, RANGE, SERVER};
 use matih_connector_core::http::{HttpAuth, HttpClient, HttpOptions, Url};
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError};
 use serde_json::Value;
 
 use crate::config::{Auth, GcsConfig, READ_SCOPE};
@@ -161,7 +158,7 @@ impl GcsConnection {
 
     /// "Google Cloud Storage JSON API v1", with the `Server` header when the
     /// endpoint is not Google's own (an emulator, a proxy).
-    fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         let base = "Google Cloud Storage JSON API v1";
         let server = self.server.lock().ok().and_then(|s| s.clone());
         match &server {
@@ -193,25 +190,6 @@ pub(crate) fn api_url(endpoint: &Url, segments: &[&str], query: &[(&str, &str)])
         u.query_pairs_mut().extend_pairs(query);
     }
     u
-}
-
-#[async_trait]
-impl Connection for GcsConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        Ok(self.version())
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        Ok(())
-    }
 }
 
 #[cfg(test)]

@@ -37,6 +37,8 @@ use matih_connector_core::{
 };
 
 use crate::config::GcsConfig;
+use crate::connection::GcsConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The Google Cloud Storage driver (`GCS`).
 #[derive(Debug)]
@@ -133,6 +135,27 @@ impl Driver for GcsDriver {
         Ok(Box::new(
             connection::GcsConnection::open(parsed, ctx).await?,
         ))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for GcsConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(self.version())
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        Ok(())
     }
 }
 

@@ -7,8 +7,7 @@ use std::sync::Arc;
 use std::time::Duration;
 
 use matih_connector_core::{
-    async_trait, resolve_host, tls, with_timeout, Catalog, ConnectContext, Connection,
-    ConnectorError, DiscoveryRequest, ErrorCode, SslMode,
+    resolve_host, tls, with_timeout, ConnectContext, ConnectorError, ErrorCode, SslMode,
 };
 use rdkafka::client::ClientContext;
 use rdkafka::config::{ClientConfig, RDKafkaLogLevel};
@@ -358,7 +357,7 @@ pub(crate) fn describe_versions(apis: &[(i16, i16, i16)]) -> String {
 }
 
 impl KafkaConnection {
-    async fn api_versions(&self) -> Result<Vec<(i16, i16, i16)>, ConnectorError> {
+    pub(crate) async fn api_versions(&self) -> Result<Vec<(i16, i16, i16)>, ConnectorError> {
         let limit = self.opts.connect_timeout;
         let addr = self.first_addr;
         let tcp = with_timeout(limit, "connecting for ApiVersions", async {
@@ -388,31 +387,6 @@ impl KafkaConnection {
             }
         };
         parse_api_versions(&body)
-    }
-}
-
-#[async_trait]
-impl Connection for KafkaConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        Ok(describe_versions(&self.api_versions().await?))
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        // Destroying a librdkafka handle joins its threads: off the async
-        // threads, and not waited for beyond the connect timeout.
-        let limit = self.opts.connect_timeout;
-        let client = self.client;
-        let task = tokio::task::spawn_blocking(move || drop(client));
-        let _ = tokio::time::timeout(limit, task).await;
-        Ok(())
     }
 }
 

@@ -38,6 +38,8 @@ use matih_connector_core::{
 use crate::config::{
     KafkaOptions, DEFAULT_PORT, META_BOOTSTRAP, META_CLUSTER_NAME, META_SASL_MECHANISM,
 };
+use crate::connection::KafkaConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The Kafka driver (`KAFKA`, default port 9092).
 #[derive(Debug)]
@@ -125,6 +127,33 @@ impl Driver for KafkaDriver {
         matih_connector_core::tls::install_default_provider();
         let opts = KafkaOptions::from_config(cfg, creds)?;
         Ok(Box::new(connection::connect(&opts, ctx).await?))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for KafkaConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(connection::describe_versions(&self.api_versions().await?))
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        // Destroying a librdkafka handle joins its threads: off the async
+        // threads, and not waited for beyond the connect timeout.
+        let limit = self.opts.connect_timeout;
+        let client = self.client;
+        let task = tokio::task::spawn_blocking(move || drop(client));
+        let _ = tokio::time::timeout(limit, task).await;
+        Ok(())
     }
 }
 

@@ -9,10 +9,7 @@ use aws_sdk_redshiftdata::config::timeout::TimeoutConfig;
 use aws_sdk_redshiftdata::config::{BehaviorVersion, Region};
 use aws_sdk_redshiftdata::types::{Field, SqlParameter, StatusString};
 use matih_connector_core::aws::{effective_keys, from_sdk, AwsHttp};
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError, ErrorCode};
 
 use crate::config::{DbAuth, RedshiftConfig, Target};
 use crate::errors::{parse_error, statement_error};
@@ -80,7 +77,7 @@ pub(crate) struct RedshiftConnection {
     pub(crate) cfg: RedshiftConfig,
     client: aws_sdk_redshiftdata::Client,
     query_timeout: Duration,
-    version: String,
+    pub(crate) version: String,
 }
 
 impl RedshiftConnection {
@@ -249,25 +246,6 @@ impl RedshiftConnection {
             ErrorCode::SourceError,
             format!("{what}: more than {MAX_PAGES} result pages"),
         ))
-    }
-}
-
-#[async_trait]
-impl Connection for RedshiftConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        Ok(crate::discovery::format_version(&self.version))
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        Ok(())
     }
 }
 

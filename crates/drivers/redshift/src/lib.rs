@@ -39,6 +39,8 @@ use matih_connector_core::{
 };
 
 use crate::config::{RedshiftConfig, META_CLUSTER, META_DB_USER, META_SECRET_ARN, META_WORKGROUP};
+use crate::connection::RedshiftConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The Redshift driver (`REDSHIFT`, Data API over HTTPS).
 #[derive(Debug)]
@@ -137,6 +139,27 @@ impl Driver for RedshiftDriver {
         Ok(Box::new(
             connection::RedshiftConnection::open(parsed, ctx).await?,
         ))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for RedshiftConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(discovery::format_version(&self.version))
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        Ok(())
     }
 }
 

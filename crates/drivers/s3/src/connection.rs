@@ -6,10 +6,7 @@ use aws_sdk_s3::config::{
     BehaviorVersion, Region, RequestChecksumCalculation, ResponseChecksumValidation,
 };
 use matih_connector_core::aws::{effective_keys, from_sdk, parse_error, AwsHttp};
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError};
 
 use crate::config::S3Config;
 
@@ -88,7 +85,7 @@ impl S3Connection {
 
     /// The endpoint's `Server` header unless it is AWS's own `AmazonS3`, with
     /// the region; else "Amazon S3".
-    fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         let region = &self.cfg.aws.region;
         match self.http.server_header() {
             Some(h) if !h.eq_ignore_ascii_case("AmazonS3") => {
@@ -96,24 +93,5 @@ impl S3Connection {
             }
             _ => format!("Amazon S3 (region {region})"),
         }
-    }
-}
-
-#[async_trait]
-impl Connection for S3Connection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        Ok(self.version())
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        Ok(())
     }
 }

@@ -35,6 +35,8 @@ use matih_connector_core::{
 };
 
 use crate::config::S3Config;
+use crate::connection::S3Connection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The S3 driver (`S3`).
 #[derive(Debug)]
@@ -121,6 +123,27 @@ impl Driver for S3Driver {
     ) -> Result<Box<dyn Connection>, ConnectorError> {
         let parsed = S3Config::parse(cfg, creds)?;
         Ok(Box::new(connection::S3Connection::open(parsed, ctx).await?))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for S3Connection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(self.version())
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        Ok(())
     }
 }
 
