@@ -5,20 +5,16 @@
 use std::sync::Arc;
 use std::time::Duration;
 
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError};
 
 use crate::config::OracleOptions;
-use crate::discovery;
 use crate::errors::parse_error;
 
 pub(crate) struct OracleConnection {
-    conn: Arc<oracle::Connection>,
+    pub(crate) conn: Arc<oracle::Connection>,
     query_timeout: Duration,
-    schema: Option<String>,
-    banner: String,
+    pub(crate) schema: Option<String>,
+    pub(crate) banner: String,
 }
 
 /// One result row, every column as text (NUMBER, DATE and LONG included).
@@ -107,42 +103,5 @@ impl OracleConnection {
             task.await.map_err(|e| join_error(e, what))?
         })
         .await
-    }
-}
-
-#[async_trait]
-impl Connection for OracleConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        let line = self
-            .banner
-            .lines()
-            .next()
-            .unwrap_or_default()
-            .trim()
-            .to_owned();
-        if line.is_empty() {
-            return Err(ConnectorError::new(
-                ErrorCode::ProtocolError,
-                "the server reported no version banner",
-            ));
-        }
-        Ok(line)
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        let schema = self.schema.clone();
-        discovery::probe(self, req, schema.as_deref()).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        let schema = self.schema.clone();
-        discovery::discover(self, req, schema.as_deref()).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        let conn = self.conn;
-        let task = tokio::task::spawn_blocking(move || conn.close());
-        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
-        Ok(())
     }
 }

@@ -37,7 +37,12 @@ use matih_connector_core::{
     ConnectorType, Credentials, Driver, DriverDescriptor, Key,
 };
 
+use std::time::Duration;
+
 use crate::config::{OracleOptions, META_SERVICE_NAME, META_SID};
+use crate::connection::OracleConnection;
+use matih_connector_core::ErrorCode;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The Oracle driver (`ORACLE`, default port 1521).
 #[derive(Debug)]
@@ -107,6 +112,45 @@ impl Driver for OracleDriver {
     ) -> Result<Box<dyn Connection>, ConnectorError> {
         let opts = OracleOptions::from_config(cfg, creds)?;
         Ok(Box::new(connection::connect(opts, ctx).await?))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for OracleConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        let line = self
+            .banner
+            .lines()
+            .next()
+            .unwrap_or_default()
+            .trim()
+            .to_owned();
+        if line.is_empty() {
+            return Err(ConnectorError::new(
+                ErrorCode::ProtocolError,
+                "the server reported no version banner",
+            ));
+        }
+        Ok(line)
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        let schema = self.schema.clone();
+        discovery::probe(self, req, schema.as_deref()).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        let schema = self.schema.clone();
+        discovery::discover(self, req, schema.as_deref()).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        let conn = self.conn;
+        let task = tokio::task::spawn_blocking(move || conn.close());
+        let _ = tokio::time::timeout(Duration::from_secs(2), task).await;
+        Ok(())
     }
 }
 

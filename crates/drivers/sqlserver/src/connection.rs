@@ -4,16 +4,12 @@
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError, ErrorCode};
 use tiberius::{Client, Row, ToSql};
 use tokio::net::TcpStream;
 use tokio_util::compat::{Compat, TokioAsyncWriteCompatExt};
 
 use crate::config::SqlServerOptions;
-use crate::discovery;
 use crate::errors::{
     cannot_open_database, is_cannot_open_database, parse_error, parse_error_redacted,
     parse_io_error, DATABASE_ACCESS_SQL,
@@ -22,9 +18,9 @@ use crate::errors::{
 pub(crate) type TdsClient = Client<Compat<TcpStream>>;
 
 pub(crate) struct SqlServerConnection {
-    client: TdsClient,
+    pub(crate) client: TdsClient,
     query_timeout: Duration,
-    schema: Option<String>,
+    pub(crate) schema: Option<String>,
 }
 
 /// Connects to the first address that answers. Login and TLS failures stop at
@@ -143,37 +139,5 @@ impl SqlServerConnection {
                 .map_err(|e| parse_error(e, what))
         })
         .await
-    }
-}
-
-#[async_trait]
-impl Connection for SqlServerConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        const WHAT: &str = "reading the server version";
-        let rows = self.rows(WHAT, discovery::VERSION_SQL, &[]).await?;
-        let row = rows.first().ok_or_else(|| {
-            ConnectorError::new(
-                ErrorCode::ProtocolError,
-                "the server returned no version row",
-            )
-        })?;
-        let full: Option<&str> = row.try_get(0).map_err(|e| parse_error(e, WHAT))?;
-        let edition: Option<&str> = row.try_get(1).map_err(|e| parse_error(e, WHAT))?;
-        Ok(discovery::format_version(full.unwrap_or_default(), edition))
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        let schema = self.schema.clone();
-        discovery::probe(self, req, schema.as_deref()).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        let schema = self.schema.clone();
-        discovery::discover(self, req, schema.as_deref()).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.close()).await;
-        Ok(())
     }
 }

@@ -36,7 +36,13 @@ use matih_connector_core::{
     ConnectorType, Credentials, Driver, DriverDescriptor, Key,
 };
 
+use std::time::Duration;
+
 use crate::config::{SqlServerOptions, META_APPLICATION_NAME, META_INSTANCE};
+use crate::connection::SqlServerConnection;
+use crate::errors::parse_error;
+use matih_connector_core::ErrorCode;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The SQL Server driver (`SQLSERVER`, default port 1433).
 #[derive(Debug)]
@@ -109,6 +115,40 @@ impl Driver for SqlserverDriver {
         let opts = SqlServerOptions::from_config(cfg, creds)?;
         let conn = connection::connect(&opts, ctx).await?;
         Ok(Box::new(conn))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for SqlServerConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        const WHAT: &str = "reading the server version";
+        let rows = self.rows(WHAT, discovery::VERSION_SQL, &[]).await?;
+        let row = rows.first().ok_or_else(|| {
+            ConnectorError::new(
+                ErrorCode::ProtocolError,
+                "the server returned no version row",
+            )
+        })?;
+        let full: Option<&str> = row.try_get(0).map_err(|e| parse_error(e, WHAT))?;
+        let edition: Option<&str> = row.try_get(1).map_err(|e| parse_error(e, WHAT))?;
+        Ok(discovery::format_version(full.unwrap_or_default(), edition))
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        let schema = self.schema.clone();
+        discovery::probe(self, req, schema.as_deref()).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        let schema = self.schema.clone();
+        discovery::discover(self, req, schema.as_deref()).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        let _ = tokio::time::timeout(Duration::from_secs(2), self.client.close()).await;
+        Ok(())
     }
 }
 
