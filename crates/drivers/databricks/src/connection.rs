@@ -11,9 +11,7 @@ use matih_connector_core::http::{
     ClientAuthMethod, ClientCredentials, HttpAuth, HttpClient, HttpOptions, HttpRequest,
     TokenSource, Url,
 };
-use matih_connector_core::{
-    async_trait, Catalog, ConnectContext, Connection, ConnectorError, DiscoveryRequest, ErrorCode,
-};
+use matih_connector_core::{ConnectContext, ConnectorError, ErrorCode};
 use serde_json::{json, Value};
 
 use crate::config::{Auth, DatabricksConfig};
@@ -301,13 +299,13 @@ impl DatabricksConnection {
     }
 }
 
-#[async_trait]
-impl Connection for DatabricksConnection {
+/// What the `Connection` impl (in `lib.rs`) asks of the session.
+impl DatabricksConnection {
     /// `Databricks SQL <dbsql_version>` from `current_version()` when the
     /// warehouse is running; otherwise, and where `current_version()` is
     /// unknown (emulators), `Databricks SQL (warehouse …, channel …, state)`
     /// from the warehouse API, which never starts a stopped warehouse.
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+    pub(crate) async fn version_text(&mut self) -> Result<String, ConnectorError> {
         let running = self.warehouse.pointer("/state").and_then(Value::as_str) == Some("RUNNING");
         if running {
             match self
@@ -332,15 +330,7 @@ impl Connection for DatabricksConnection {
         Ok(format!("Databricks SQL ({})", self.warehouse_summary()))
     }
 
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+    pub(crate) async fn end_session(self: Box<Self>) -> Result<(), ConnectorError> {
         Ok(())
     }
 }

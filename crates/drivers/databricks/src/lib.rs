@@ -37,6 +37,7 @@ use matih_connector_core::{
 
 use crate::config::DatabricksConfig;
 use crate::connection::DatabricksConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The Databricks SQL driver (`DATABRICKS`, port 443).
 #[derive(Debug)]
@@ -126,6 +127,27 @@ impl Driver for DatabricksDriver {
     ) -> Result<Box<dyn Connection>, ConnectorError> {
         let parsed = DatabricksConfig::parse(cfg, creds)?;
         Ok(Box::new(DatabricksConnection::open(parsed, ctx).await?))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for DatabricksConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        self.version_text().await
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        self.end_session().await
     }
 }
 

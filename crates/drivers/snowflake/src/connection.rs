@@ -19,8 +19,7 @@ use matih_connector_core::http::{
     sign_rs256, HttpClient, HttpOptions, HttpRequest, RsaSigningKey, Url,
 };
 use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode, SecretString, SslMode,
+    with_timeout, ConnectContext, ConnectorError, ErrorCode, SecretString, SslMode,
 };
 use rustls::pki_types::pem::PemObject;
 use rustls::pki_types::PrivateKeyDer;
@@ -810,10 +809,10 @@ async fn login(
     with_timeout(limit + Duration::from_millis(250), what, fut).await
 }
 
-#[async_trait]
-impl Connection for SnowflakeConnection {
+/// What the `Connection` impl (in `lib.rs`) asks of the session.
+impl SnowflakeConnection {
     /// `CURRENT_VERSION()`, e.g. `Snowflake 9.3.1`.
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+    pub(crate) async fn version_text(&mut self) -> Result<String, ConnectorError> {
         if self.version.is_empty() {
             let r = self.query("SELECT CURRENT_VERSION()", &[]).await?;
             self.version = r
@@ -825,17 +824,9 @@ impl Connection for SnowflakeConnection {
         Ok(format!("Snowflake {}", self.version))
     }
 
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
     /// Ends the session (`POST /session?delete=true`); a failure to do so is
     /// logged, the session expires on its own.
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+    pub(crate) async fn end_session(self: Box<Self>) -> Result<(), ConnectorError> {
         let mut url = self.cfg.url("/session");
         url.query_pairs_mut().append_pair("delete", "true");
         let req = self

@@ -41,6 +41,7 @@ use matih_connector_core::{
 
 use crate::config::SnowflakeConfig;
 use crate::connection::SnowflakeConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The Snowflake driver (`SNOWFLAKE`, port 443).
 #[derive(Debug)]
@@ -119,6 +120,27 @@ impl Driver for SnowflakeDriver {
     ) -> Result<Box<dyn Connection>, ConnectorError> {
         let parsed = SnowflakeConfig::parse(cfg, creds)?;
         Ok(Box::new(SnowflakeConnection::open(parsed, ctx).await?))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for SnowflakeConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        self.version_text().await
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        self.end_session().await
     }
 }
 
