@@ -1,9 +1,9 @@
 //! Reconciliation, at start-up and every `MATIH_RECONCILE_INTERVAL_SECS`, on
 //! every store: drops create reservations whose lease ended (their process
-//! died), recomputes each tenant's slot count from its rows and live
-//! reservations, and removes orphan secrets — secrets no connector row
-//! references and no live reservation names, written at least
-//! `MATIH_ORPHAN_SECRET_MIN_AGE_SECS` ago.
+//! died) with the TESTING rows and the secrets they name, recomputes each
+//! tenant's slot count from its rows and live reservations, and removes orphan
+//! secrets — secrets no connector row references and no live reservation
+//! names, written at least `MATIH_ORPHAN_SECRET_MIN_AGE_SECS` ago.
 //!
 //! Safe with several replicas: counts are recomputed under the tenant row's
 //! lock (see `slots.rs`), a create in flight on any replica holds a live
@@ -26,6 +26,10 @@ pub struct Report {
     pub removed: usize,
     pub recounted_tenants: usize,
     pub expired_reservations: u64,
+    /// TESTING rows of dead creates, deleted with their reservations.
+    pub testing_rows_removed: usize,
+    /// Secrets named by expired reservations, removed at any age.
+    pub expired_secrets_removed: usize,
 }
 
 /// One pass. With `repair` false it only reports orphans (nothing changes).
@@ -33,10 +37,32 @@ pub async fn reconcile(state: &AppState, repair: bool) -> anyhow::Result<Report>
     let mut report = Report::default();
     let min_age = state.settings.orphan_secret_min_age;
     if repair {
-        report.expired_reservations = state
+        let expired = state
             .store
             .delete_expired_reservations(&ts(Utc::now()))
             .await?;
+        report.expired_reservations = expired.len() as u64;
+        report.testing_rows_removed = expired.iter().filter(|e| e.connector.is_some()).count();
+        // A dead create's secret, named before it was written: no row can
+        // reference it (a finished create ends its reservation), so it goes
+        // now, whatever its age. A failure leaves it to the orphan rule.
+        for full in expired.iter().filter_map(|e| e.secret_name.as_deref()) {
+            let Some((namespace, name)) = full.split_once('/') else {
+                continue;
+            };
+            let r = crate::secrets::SecretRef {
+                namespace: namespace.to_owned(),
+                name: name.to_owned(),
+                connector_id: uuid::Uuid::nil(),
+                connector_type: String::new(),
+            };
+            match state.secrets.delete(&r).await {
+                Ok(()) => report.expired_secrets_removed += 1,
+                Err(e) => {
+                    tracing::warn!(namespace, secret = %name, error = %e, "could not remove a dead create's secret")
+                }
+            }
+        }
     }
     for tenant in state.store.list_tenants().await? {
         let namespace = format!("{}{}", state.settings.namespace_prefix, tenant.slug);
@@ -108,6 +134,8 @@ pub async fn run_logged(state: &AppState) {
                 removed = r.removed,
                 recounted_tenants = r.recounted_tenants,
                 expired_reservations = r.expired_reservations,
+                testing_rows_removed = r.testing_rows_removed,
+                expired_secrets_removed = r.expired_secrets_removed,
                 "reconciled secrets and plan slots"
             )
         }

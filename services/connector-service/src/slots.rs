@@ -1,11 +1,14 @@
 //! Plan slots held by creates in flight. A create takes a reservation (a row
 //! leased for `Settings::create_lease`, renewed at a third of it while the
-//! create runs), names the secret it writes on it, and either saves its
-//! connector in the reservation's place or releases it. A process that dies
-//! mid-create stops renewing: the lease ends, reconciliation drops the row and
-//! recounts, and the secret it names becomes an orphan to remove. Counts are
-//! always recomputed from rows and live reservations, never incremented blind,
-//! so a crash cannot leave a slot taken for good on any store or replica count.
+//! create runs), names the secret it writes on it, writes its connector row
+//! with status TESTING and names that row on it (`save`, one transaction),
+//! tests, and then either saves the outcome and ends the reservation
+//! (`finish`, one transaction) or removes what it wrote and releases it. A
+//! process that dies mid-create stops renewing: the lease ends, and
+//! reconciliation deletes the reservation with the TESTING row it names and
+//! the secret it names, and recounts. Counts are always recomputed from rows
+//! and live reservations naming no row, never incremented blind, so a crash
+//! cannot leave a slot taken for good on any store or replica count.
 
 use std::time::Duration;
 
@@ -94,7 +97,8 @@ impl Held {
         }
     }
 
-    /// Saves the connector in the reservation's place. On failure the
+    /// Writes the connector's row (status TESTING) and names it on the
+    /// reservation, which stays until `finish` or `release`. On failure the
     /// reservation is still to be released.
     pub async fn save(&self, c: &Connector) -> Result<(), AppError> {
         if self
@@ -109,7 +113,23 @@ impl Held {
         }
     }
 
-    /// Gives the slot back (the create failed).
+    /// Saves the create's outcome on its row and ends the reservation. On
+    /// failure the row and the reservation are still to be removed.
+    pub async fn finish(&self, c: &Connector) -> Result<(), AppError> {
+        if self
+            .state
+            .store
+            .finish_reserved_connector(c, self.id)
+            .await?
+        {
+            Ok(())
+        } else {
+            Err(lost())
+        }
+    }
+
+    /// Gives the slot back (the create failed; its row, if any, is deleted
+    /// first).
     pub async fn release(self) {
         self.renewal.abort();
         if let Err(e) = self

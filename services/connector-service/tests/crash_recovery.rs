@@ -1,9 +1,11 @@
 //! Crash recovery on the PostgreSQL metadata store (the production one): the
 //! service binary is killed with SIGKILL while creates are in flight against a
-//! silent listener (their secrets written, their rows not yet saved), then
-//! started again. Reconciliation must bring every tenant's slot count back to
-//! its row count, remove the secrets the dead creates left, and let the FREE
-//! tenant, whose two slots the dead creates held, create again.
+//! silent listener (their secrets and their early TESTING rows written, their
+//! tests hanging), then started again. Reconciliation must delete the TESTING
+//! rows of the dead creates, bring every tenant's slot count back to its row
+//! count, remove the secrets the dead creates left (named on their
+//! reservations, so at any age), and let the FREE tenant, whose two slots the
+//! dead creates held, create again.
 //!
 //! Every wait is on an observable event (secret files, database rows, the
 //! service answering) with a deadline; nothing sleeps in the hope that
@@ -99,11 +101,12 @@ impl Service {
             .env("MATIH_HEALTH_ENABLED", "false")
             .env("MATIH_DISCOVERY_WAIT_MS", "0")
             .env("MATIH_EGRESS_ALLOW", "127.0.0.0/8")
-            // Fast repair for the test: a dead create's lease ends after 2 s,
-            // reconciliation runs every second and judges secrets at any age.
+            // Fast repair for the test: a dead create's lease ends after 2 s
+            // and reconciliation runs every second. The orphan age stays at
+            // its default (900 s): the dead creates' secrets must go because
+            // their expired reservations name them, not by the age rule.
             .env("MATIH_CREATE_LEASE_SECS", "2")
             .env("MATIH_RECONCILE_INTERVAL_SECS", "1")
-            .env("MATIH_ORPHAN_SECRET_MIN_AGE_SECS", "0")
             .env("MATIH_LOG", "info")
             .stdout(Stdio::null())
             .stderr(log)
@@ -154,6 +157,17 @@ fn secret_files(data: &Path, slug: &str) -> BTreeSet<String> {
             .collect(),
         Err(_) => BTreeSet::new(),
     }
+}
+
+/// The tenant's rows with status TESTING, read directly.
+async fn testing_rows(db: &sqlx::PgPool, tenant: Uuid) -> i64 {
+    sqlx::query_scalar(
+        "SELECT COUNT(*) FROM connectors WHERE tenant_id = $1 AND status = 'TESTING'",
+    )
+    .bind(tenant.to_string())
+    .fetch_one(db)
+    .await
+    .unwrap()
 }
 
 /// (slot count, row count, the rows' secret names) of a tenant, read directly.
@@ -257,30 +271,51 @@ async fn sigkill_with_creates_in_flight_then_restart_repairs_slots_and_secrets()
             }));
         }
     }
-    until("every in-flight create has written its secret", || async {
-        secret_files(&data, "crash-ent").len() == 3 + 6
-            && secret_files(&data, "crash-free").len() == 2
-    })
+    // Each in-flight create is visible as a TESTING row (its secret written
+    // before it) while its test hangs on the silent listener.
+    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    until(
+        "every in-flight create has written its secret and TESTING row",
+        || async {
+            secret_files(&data, "crash-ent").len() == 3 + 6
+                && secret_files(&data, "crash-free").len() == 2
+                && testing_rows(&db, ent).await == 6
+                && testing_rows(&db, free).await == 2
+        },
+    )
     .await;
     svc.crash();
     for f in flying {
         assert_eq!(f.await.unwrap(), 0, "no create answered: the process died");
     }
 
-    // What the crash left: slots and secrets without rows.
-    let db = sqlx::PgPool::connect(&url).await.unwrap();
+    // What the crash left: TESTING rows holding the slots, their secrets,
+    // and reservations naming both.
     let (count, rows, _) = slots_and_rows(&db, ent).await;
-    assert_eq!((count, rows), (9, 3), "before restart");
+    assert_eq!((count, rows), (9, 9), "before restart");
     let (count, rows, _) = slots_and_rows(&db, free).await;
-    assert_eq!((count, rows), (2, 0), "before restart");
+    assert_eq!((count, rows), (2, 2), "before restart");
+    let named: i64 = sqlx::query_scalar(
+        "SELECT COUNT(*) FROM create_reservations \
+         WHERE connector_id IS NOT NULL AND secret_name IS NOT NULL",
+    )
+    .fetch_one(&db)
+    .await
+    .unwrap();
+    assert_eq!(
+        named, 8,
+        "each dead create's reservation names its row and secret"
+    );
 
     let svc = Service::start(&url, &data, &log).await;
     for (slug, tenant) in &tenants {
         until(
-            &format!("{slug}: slots equal rows, orphans gone"),
+            &format!("{slug}: dead creates' TESTING rows gone, slots equal rows, orphans gone"),
             || async {
                 let (count, rows, names) = slots_and_rows(&db, *tenant).await;
-                count == rows && secret_files(&data, slug) == names
+                testing_rows(&db, *tenant).await == 0
+                    && count == rows
+                    && secret_files(&data, slug) == names
             },
         )
         .await;

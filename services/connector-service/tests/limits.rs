@@ -359,8 +359,10 @@ async fn a_test_whose_client_disconnects_releases_its_work() {
 }
 
 /// A create whose client goes away during its test: while it runs, it is
-/// listed in `createsInFlight` and holds its plan slot; after, its secret
-/// and its slot are given back and the FREE tenant can create again.
+/// listed as a TESTING row (and in `createsInFlight`), holds its plan slot
+/// through that row while its reservation lasts, and is left alone by the
+/// health scheduler; after, its row, secret, reservation and slot are gone and
+/// the FREE tenant can create again.
 #[tokio::test]
 async fn a_create_in_flight_is_visible_and_undone_when_the_client_goes() {
     let h = start(EgressPolicy::default(), LimitsConfig::default()).await;
@@ -386,12 +388,37 @@ async fn a_create_in_flight_is_visible_and_undone_when_the_client_goes() {
     assert_eq!(s, 200);
     assert_eq!(
         (v["total"].as_u64(), v["createsInFlight"].as_u64()),
-        (Some(0), Some(1)),
+        (Some(1), Some(1)),
         "{v}"
     );
+    assert_eq!(v["connectors"][0]["status"], "TESTING", "{v}");
     assert_eq!(connector_count(&h, tenant).await, 1);
     assert_eq!(secret_files(&h), 1);
     assert_eq!(h.state.settings.limits.in_flight(tenant), 1);
+    let pool = h.state.store.sql_pool().expect("a SQL metadata store");
+    let reservations = || async {
+        sqlx::query_scalar::<_, i64>(
+            "SELECT COUNT(*) FROM create_reservations WHERE connector_id IS NOT NULL",
+        )
+        .fetch_one(&pool)
+        .await
+        .unwrap()
+    };
+    assert_eq!(
+        reservations().await,
+        1,
+        "the reservation lasts through the test and names the row"
+    );
+    // The health scheduler leaves a create in flight to the create's own test.
+    let monitor = matih_connector_service::health::HealthMonitor::new(
+        h.state.clone(),
+        Default::default(),
+        std::sync::Arc::new(matih_connector_service::health::LogNotifier),
+        Some("limits".into()),
+    )
+    .unwrap();
+    let due = matih_connector_service::model::ts(chrono::Utc::now());
+    assert!(monitor.claim(10, &due).await.unwrap().is_empty());
     call.abort();
     assert!(
         h.state
@@ -403,14 +430,22 @@ async fn a_create_in_flight_is_visible_and_undone_when_the_client_goes() {
     );
     let gone = tokio::time::timeout(Duration::from_secs(5), async {
         loop {
-            if connector_count(&h, tenant).await == 0 && secret_files(&h) == 0 {
+            let rows = h.state.store.list_connectors(tenant).await.unwrap().len();
+            if rows == 0
+                && connector_count(&h, tenant).await == 0
+                && secret_files(&h) == 0
+                && reservations().await == 0
+            {
                 return;
             }
             tokio::time::sleep(Duration::from_millis(20)).await;
         }
     })
     .await;
-    assert!(gone.is_ok(), "the cancelled create's secret or slot stayed");
+    assert!(
+        gone.is_ok(),
+        "the cancelled create's row, secret, reservation or slot stayed"
+    );
     let (_, v) = h.call(Method::GET, &list, &token, None).await;
     assert_eq!(v["createsInFlight"], 0, "{v}");
     // The FREE tenant's slots are all free again.

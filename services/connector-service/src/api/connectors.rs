@@ -24,6 +24,7 @@ use crate::error::{ApiPath, AppError, LaterJson};
 use crate::limits::InFlight;
 use crate::model::{ts, Connector, ConnectorStatus, Tenant};
 use crate::secrets::{SecretError, SecretRef};
+use crate::slots::Held;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -63,7 +64,7 @@ pub struct ConnectorList {
     pub connectors: Vec<Connector>,
     pub total: usize,
     /// Creates of the tenant still running (their plan slots are taken; their
-    /// connectors appear once tested).
+    /// connectors are listed with status TESTING once written).
     pub creates_in_flight: usize,
 }
 
@@ -376,88 +377,101 @@ pub async fn create_connector(
 /// Every write runs detached (a dropped connection never cuts one in half);
 /// the connectivity test does not: when the client goes away (or the request
 /// times out) during the test, the test is dropped and [`UndoCreate`]
-/// removes the secret and gives the plan slot back.
+/// removes the TESTING row, the secret and the reservation (the slot).
 async fn create(
     state: AppState,
     tenant: Tenant,
     spec: ConnectorSpec,
 ) -> Result<ConnectorWithTest, AppError> {
-    let p = detached(prepare(state.clone(), tenant.clone(), spec)).await?;
+    // The writes run detached; if the request is dropped before it takes
+    // their result, the task undoes them itself.
+    let (tx, rx) = tokio::sync::oneshot::channel();
+    let (st, t) = (state.clone(), tenant.clone());
+    tokio::spawn(async move {
+        if let Err(Ok(p)) = tx.send(prepare(st.clone(), t, spec).await) {
+            undo_create(&st, p.c.tenant_id, p.c.id, &p.secret, p.held).await;
+            tracing::info!(tenant = %p.c.tenant_id, connector = %p.c.id,
+                "create cancelled before its test (client gone or request timeout); row, secret and slot removed");
+        }
+    });
+    let Prepared {
+        c,
+        secret,
+        spec,
+        driver,
+        cfg,
+        held,
+        place: _place,
+    } = rx.await.map_err(AppError::internal)??;
     let mut undo = UndoCreate {
         state: state.clone(),
-        armed: Some((p.held, p.secret)),
+        tenant: tenant.id,
+        connector: c.id,
+        armed: Some((secret, held)),
     };
-    // 4. Test (cancellable).
-    let report = test_with(&state, &*p.driver, &p.cfg, &p.spec.credentials).await;
-    let (held, secret) = undo.armed.take().expect("armed");
-    let _place = p.place;
-    let pending = Saving {
-        held,
-        secret,
-        id: p.id,
-        name: p.name,
-        spec: p.spec,
-        cfg: p.cfg,
-    };
-    detached(finish(state, tenant, pending, report)).await
+    // 4. Test (cancellable); the reservation is renewed meanwhile.
+    let report = test_with(&state, &*driver, &cfg, &spec.credentials).await;
+    let (secret, held) = undo.armed.take().expect("armed");
+    detached(finish(state, tenant, c, secret, held, report)).await
 }
 
-/// Gives back what a create holds (its secret, its plan slot) when its
-/// request is dropped during the test.
+/// Removes an in-flight create whose request was dropped during the test.
 struct UndoCreate {
     state: AppState,
+    tenant: Uuid,
+    connector: Uuid,
     /// `Some` while armed.
-    armed: Option<(crate::slots::Held, SecretRef)>,
+    armed: Option<(SecretRef, Held)>,
 }
 
 impl Drop for UndoCreate {
     fn drop(&mut self) {
-        let Some((held, secret)) = self.armed.take() else {
+        let Some((secret, held)) = self.armed.take() else {
             return;
         };
-        let state = self.state.clone();
+        let (state, tenant, id) = (self.state.clone(), self.tenant, self.connector);
         tokio::spawn(async move {
-            undo_create(&state, held, &secret).await;
-            tracing::info!(secret = %secret.name,
-                "create cancelled during its test (client gone or request timeout); secret and slot given back");
+            undo_create(&state, tenant, id, &secret, held).await;
+            tracing::info!(tenant = %tenant, connector = %id,
+                "create cancelled during its test (client gone or request timeout); row, secret and slot removed");
         });
     }
 }
 
-/// Deletes a create's secret, then gives its plan slot back.
-async fn undo_create(state: &AppState, held: crate::slots::Held, secret: &SecretRef) {
+/// Deletes a create's secret, then its TESTING row, then releases its
+/// reservation (which recounts the slot). Whatever fails here is repaired by
+/// reconciliation once the reservation's lease ends: it deletes the row the
+/// reservation names and the secret.
+async fn undo_create(state: &AppState, tenant: Uuid, id: Uuid, secret: &SecretRef, held: Held) {
     if let Err(e) = state.secrets.delete(secret).await {
         tracing::error!(secret = %secret.name, namespace = %secret.namespace, error = %e,
             "could not remove the secret of an undone create; the reconciler will find it");
     }
-    held.release().await;
+    match state.store.delete_connector(tenant, id).await {
+        Ok(_) => held.release().await,
+        Err(e) => {
+            // The reservation is left to expire, so reconciliation deletes the
+            // row it names.
+            tracing::error!(tenant = %tenant, connector = %id, error = %e,
+                "could not remove the row of an undone create; the reconciler will once its reservation's lease ends");
+        }
+    }
 }
 
-/// A create between its writes and its test.
+/// What `prepare` hands to the test and to `finish`.
 struct Prepared {
-    held: crate::slots::Held,
+    c: Connector,
     secret: SecretRef,
-    id: Uuid,
-    name: String,
     spec: ConnectorSpec,
     driver: Arc<dyn Driver>,
     cfg: ConnectionConfig,
+    held: Held,
     place: InFlight,
-}
-
-/// A create between its test and its row.
-struct Saving {
-    held: crate::slots::Held,
-    secret: SecretRef,
-    id: Uuid,
-    name: String,
-    spec: ConnectorSpec,
-    cfg: ConnectionConfig,
 }
 
 /// Validates, takes a plan slot and one of the tenant's in-flight places
 /// (after the slot, so a full plan answers 403 before a busy tenant answers
-/// 429), and writes the secret.
+/// 429), writes the secret and the TESTING row.
 async fn prepare(
     state: AppState,
     tenant: Tenant,
@@ -516,6 +530,36 @@ async fn prepare(
             return Err(e);
         }
     };
+    match create_after_reservation(&state, &tenant, &spec, name.trim().to_owned(), &cfg, &held)
+        .await
+    {
+        Ok((c, secret)) => Ok(Prepared {
+            c,
+            secret,
+            spec,
+            driver,
+            cfg,
+            held,
+            place,
+        }),
+        Err(e) => {
+            held.release().await;
+            Err(e)
+        }
+    }
+}
+
+/// Steps 3 and the early row: the secret, then the TESTING row written in the
+/// reservation's name (`Held::save`), so an in-flight create is visible; if
+/// the row fails the secret goes.
+async fn create_after_reservation(
+    state: &AppState,
+    tenant: &Tenant,
+    spec: &ConnectorSpec,
+    name: String,
+    cfg: &ConnectionConfig,
+    held: &Held,
+) -> Result<(Connector, SecretRef), AppError> {
     // 3. The secret, in the tenant's namespace. The name holds 8 hex digits of
     // the id; on the rare clash, draw another id.
     let mut id = Uuid::new_v4();
@@ -526,12 +570,10 @@ async fn prepare(
         &spec.connector_type,
     );
     let mut attempts = 0;
-    let written = loop {
-        if let Err(e) = held.name_secret(&secret.namespace, &secret.name).await {
-            break Err(e);
-        }
+    loop {
+        held.name_secret(&secret.namespace, &secret.name).await?;
         match state.secrets.create(&secret, &spec.credentials).await {
-            Ok(()) => break Ok(()),
+            Ok(()) => break,
             Err(SecretError::AlreadyExists(_)) if attempts < 3 => {
                 attempts += 1;
                 id = Uuid::new_v4();
@@ -542,61 +584,12 @@ async fn prepare(
                     &spec.connector_type,
                 );
             }
-            Err(e) => break Err(e.into()),
+            Err(e) => return Err(e.into()),
         }
-    };
-    if let Err(e) = written {
-        held.release().await;
-        return Err(e);
     }
-    Ok(Prepared {
-        held,
-        secret,
-        id,
-        name: name.trim().to_owned(),
-        spec,
-        driver,
-        cfg,
-        place,
-    })
-}
 
-/// Saves the connector with its test's outcome (step 5) and starts discovery
-/// (step 6). A test refused by the egress policy undoes the create instead:
-/// 403 `EGRESS_DENIED`.
-async fn finish(
-    state: AppState,
-    tenant: Tenant,
-    p: Saving,
-    report: TestReport,
-) -> Result<ConnectorWithTest, AppError> {
-    let state = &state;
-    let Saving {
-        held,
-        secret,
-        id,
-        name,
-        spec,
-        cfg,
-    } = p;
-    if let Some((step, ErrorCode::EgressDenied)) = report.failure() {
-        undo_create(state, held, &secret).await;
-        let result = TestResult {
-            connector_id: id,
-            report,
-        };
-        return Err(AppError::new(
-            StatusCode::FORBIDDEN,
-            "EGRESS_DENIED",
-            format!(
-                "the connector's address is not allowed by the egress policy: {}",
-                result.report.message
-            ),
-        )
-        .with_details(serde_json::json!({"step": step.as_str(), "testResult": result})));
-    }
     let now = ts(Utc::now());
-    let mut c = Connector {
+    let c = Connector {
         id,
         tenant_id: tenant.id,
         name,
@@ -618,9 +611,49 @@ async fn finish(
         created_at: now.clone(),
         updated_at: now,
     };
-    apply_report(state, &mut c, &report);
     if let Err(e) = held.save(&c).await {
-        undo_create(state, held, &secret).await;
+        if let Err(se) = state.secrets.delete(&secret).await {
+            tracing::error!(secret = %secret.name, namespace = %secret.namespace, error = %se,
+                "could not remove the secret of a failed create; the reconciler will find it");
+        }
+        return Err(e);
+    }
+    Ok((c, secret))
+}
+
+/// Saves the test's outcome and ends the reservation (step 5), then starts
+/// discovery (step 6). A test refused by the egress policy undoes the create:
+/// 403 `EGRESS_DENIED`.
+async fn finish(
+    state: AppState,
+    tenant: Tenant,
+    mut c: Connector,
+    secret: SecretRef,
+    held: Held,
+    report: TestReport,
+) -> Result<ConnectorWithTest, AppError> {
+    let state = &state;
+    if let Some((step, ErrorCode::EgressDenied)) = report.failure() {
+        undo_create(state, tenant.id, c.id, &secret, held).await;
+        let result = TestResult {
+            connector_id: c.id,
+            report,
+        };
+        return Err(AppError::new(
+            StatusCode::FORBIDDEN,
+            "EGRESS_DENIED",
+            format!(
+                "the connector's address is not allowed by the egress policy: {}",
+                result.report.message
+            ),
+        )
+        .with_details(serde_json::json!({"step": step.as_str(), "testResult": result})));
+    }
+    apply_report(state, &mut c, &report);
+    if let Err(e) = held.finish(&c).await {
+        // The reservation or the row is gone (its lease ended and a
+        // reconciliation removed both, or the row was deleted meanwhile).
+        undo_create(state, tenant.id, c.id, &secret, held).await;
         return Err(e);
     }
     drop(held);

@@ -231,6 +231,8 @@ impl HealthMonitor {
     }
 
     /// Claims up to `n` connectors due at `due` (RFC 3339) that nobody holds.
+    /// A create in flight (its TESTING row named by its reservation) is left
+    /// to the create's own test.
     pub async fn claim(&self, n: usize, due: &str) -> anyhow::Result<Vec<Claimed>> {
         let i = &self.inner;
         let lock = if i.postgres {
@@ -245,6 +247,8 @@ impl HealthMonitor {
                 THEN COALESCE(health_prev_status, 'ACTIVE') ELSE status END, \
              status = 'TESTING' \
              WHERE id IN (SELECT id FROM connectors WHERE status <> 'INACTIVE' \
+                AND id NOT IN (SELECT connector_id FROM create_reservations \
+                    WHERE connector_id IS NOT NULL) \
                 AND (health_next_at IS NULL OR health_next_at <= $3) \
                 AND (health_lease_until IS NULL OR health_lease_until < $4) \
                 ORDER BY COALESCE(health_next_at, ''), id LIMIT $5 {lock}) \

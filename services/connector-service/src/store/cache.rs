@@ -10,7 +10,7 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{MetadataStore, Result};
+use super::{ExpiredReservation, MetadataStore, Result};
 use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
 
 pub struct CachedStore<S> {
@@ -136,6 +136,12 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.forget_tenant(c.tenant_id);
         r
     }
+    async fn finish_reserved_connector(&self, c: &Connector, reservation: Uuid) -> Result<bool> {
+        let r = self.inner.finish_reserved_connector(c, reservation).await;
+        self.forget(c.id);
+        self.forget_tenant(c.tenant_id);
+        r
+    }
     async fn release_reservation(&self, tenant: Uuid, reservation: Uuid, now: &str) -> Result<()> {
         let r = self
             .inner
@@ -152,8 +158,15 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     async fn reserved_secrets(&self, tenant: Uuid, now: &str) -> Result<Vec<String>> {
         self.inner.reserved_secrets(tenant, now).await
     }
-    async fn delete_expired_reservations(&self, now: &str) -> Result<u64> {
-        self.inner.delete_expired_reservations(now).await
+    async fn delete_expired_reservations(&self, now: &str) -> Result<Vec<ExpiredReservation>> {
+        let r = self.inner.delete_expired_reservations(now).await;
+        for e in r.iter().flatten() {
+            if let Some(id) = e.connector {
+                self.forget(id);
+            }
+            self.forget_tenant(e.tenant);
+        }
+        r
     }
     async fn insert_connector(&self, c: &Connector) -> Result<()> {
         let r = self.inner.insert_connector(c).await;

@@ -29,6 +29,18 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A reservation reconciliation deleted because its lease ended.
+#[derive(Debug, Clone, PartialEq, Eq)]
+pub struct ExpiredReservation {
+    pub tenant: Uuid,
+    /// The TESTING row it named, deleted with it.
+    pub connector: Option<Uuid>,
+    /// The secret (`namespace/name`) its create was writing, when nothing
+    /// can reference it: the reservation named no row, or its TESTING row
+    /// was deleted with it.
+    pub secret_name: Option<String>,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
@@ -63,18 +75,25 @@ pub trait MetadataStore: Send + Sync + 'static {
         secret_name: Option<&str>,
         lease_until: &str,
     ) -> Result<bool>;
-    /// Saves the connector in place of its reservation, in one transaction;
-    /// false (nothing saved) when the reservation is gone.
+    /// Inserts the connector's row (status TESTING) and names it on the
+    /// reservation, in one transaction; the reservation stays, still renewed,
+    /// until `finish_reserved_connector` or `release_reservation`. False
+    /// (nothing saved) when the reservation is gone or already names a row.
     async fn insert_reserved_connector(&self, c: &Connector, reservation: Uuid) -> Result<bool>;
+    /// Saves the create's outcome on its row and ends the reservation naming
+    /// it, in one transaction; false (nothing saved) when either is gone.
+    async fn finish_reserved_connector(&self, c: &Connector, reservation: Uuid) -> Result<bool>;
     /// Drops a reservation whose create failed and recounts the tenant.
     async fn release_reservation(&self, tenant: Uuid, reservation: Uuid, now: &str) -> Result<()>;
-    /// Recomputes the tenant's count (rows + live reservations) under its lock;
+    /// Recomputes the tenant's count (rows + live reservations naming no row)
+    /// under its lock;
     /// returns the count before and after.
     async fn recount_slots(&self, tenant: Uuid, now: &str) -> Result<(i64, i64)>;
     /// The secrets (`namespace/name`) live reservations of the tenant write.
     async fn reserved_secrets(&self, tenant: Uuid, now: &str) -> Result<Vec<String>>;
-    /// Deletes reservations whose lease ended (their process died).
-    async fn delete_expired_reservations(&self, now: &str) -> Result<u64>;
+    /// Deletes reservations whose lease ended (their process died), with the
+    /// TESTING rows they name, in one transaction.
+    async fn delete_expired_reservations(&self, now: &str) -> Result<Vec<ExpiredReservation>>;
 
     async fn insert_connector(&self, c: &Connector) -> Result<()>;
     async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>>;

@@ -6,7 +6,7 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
-use super::{MetadataStore, Result, StoreError};
+use super::{ExpiredReservation, MetadataStore, Result, StoreError};
 use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
@@ -21,12 +21,20 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "reservations",
         include_str!("../../migrations/0003_reservations.sql"),
     ),
+    (
+        4,
+        "reservation_connector",
+        include_str!("../../migrations/0004_reservation_connector.sql"),
+    ),
 ];
 
-/// Connector rows plus live reservations: the slots a tenant holds. Run after
-/// the tenant row is locked, in the same transaction.
+/// Connector rows plus live reservations that have not written their row yet
+/// (a reservation naming its TESTING row is counted through the row): the
+/// slots a tenant holds. Run after the tenant row is locked, in the same
+/// transaction.
 const SLOTS_HELD: &str = "SELECT (SELECT COUNT(*) FROM connectors WHERE tenant_id = $1) + \
-     (SELECT COUNT(*) FROM create_reservations WHERE tenant_id = $1 AND lease_until > $2)";
+     (SELECT COUNT(*) FROM create_reservations \
+      WHERE tenant_id = $1 AND lease_until > $2 AND connector_id IS NULL)";
 
 /// Locks the tenant row (PostgreSQL) or the database (SQLite) until the end of
 /// the transaction: every change to a tenant's slot count goes through it, and
@@ -178,6 +186,37 @@ async fn insert_connector_row(conn: &mut sqlx::AnyConnection, c: &Connector) -> 
             unique_violation(e, "a connector with this name already exists in the tenant")
         })?;
     Ok(())
+}
+
+async fn update_connector_row(conn: &mut sqlx::AnyConnection, c: &Connector) -> Result<bool> {
+    let done = sqlx::query(
+        "UPDATE connectors SET name = $1, host = $2, port = $3, database_name = $4, schema_name = $5, \
+         credential_secret_name = $6, ssl_enabled = $7, ssl_mode = $8, ssl_ca_pem = $9, status = $10, \
+         last_tested_at = $11, last_test_result = $12, last_error_code = $13, metadata = $14, \
+         timeouts = $15, updated_at = $16 WHERE id = $17 AND tenant_id = $18",
+    )
+    .bind(&c.name)
+    .bind(c.host.clone())
+    .bind(c.port.map(i64::from))
+    .bind(c.database.clone())
+    .bind(c.schema.clone())
+    .bind(&c.credential_secret_name)
+    .bind(i64::from(c.ssl_enabled))
+    .bind(c.ssl_mode.map(|m| m.as_str().to_owned()))
+    .bind(c.ssl_ca_pem.clone())
+    .bind(c.status.as_str())
+    .bind(c.last_tested_at.clone())
+    .bind(c.last_test_result.clone())
+    .bind(c.last_error_code.clone())
+    .bind(serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
+    .bind(serde_json::to_string(&c.timeouts).unwrap_or_else(|_| "{}".into()))
+    .bind(&c.updated_at)
+    .bind(c.id.to_string())
+    .bind(c.tenant_id.to_string())
+    .execute(conn)
+    .await
+    .map_err(|e| unique_violation(e, "a connector with this name already exists in the tenant"))?;
+    Ok(done.rows_affected() == 1)
 }
 
 /// Sets the tenant's count to rows plus live reservations; the tenant row must
@@ -396,16 +435,40 @@ impl MetadataStore for SqlStore {
 
     async fn insert_reserved_connector(&self, c: &Connector, reservation: Uuid) -> Result<bool> {
         let mut tx = self.pool.begin().await?;
-        // The row replaces the reservation in one transaction, so the slot
-        // count (rows + live reservations) never sees both or neither.
-        let gone = sqlx::query("DELETE FROM create_reservations WHERE id = $1")
-            .bind(reservation.to_string())
-            .execute(&mut *tx)
-            .await?;
-        if gone.rows_affected() != 1 {
+        // The reservation names the row in the transaction that inserts it, so
+        // the slot count (rows + reservations naming no row) never sees both or
+        // neither. Reservation first, then the row: the lock order of
+        // `finish_reserved_connector` and `delete_expired_reservations`.
+        let named = sqlx::query(
+            "UPDATE create_reservations SET connector_id = $1 \
+             WHERE id = $2 AND connector_id IS NULL",
+        )
+        .bind(c.id.to_string())
+        .bind(reservation.to_string())
+        .execute(&mut *tx)
+        .await?;
+        if named.rows_affected() != 1 {
             return Ok(false);
         }
         insert_connector_row(&mut tx, c).await?;
+        tx.commit().await?;
+        Ok(true)
+    }
+
+    async fn finish_reserved_connector(&self, c: &Connector, reservation: Uuid) -> Result<bool> {
+        let mut tx = self.pool.begin().await?;
+        let gone =
+            sqlx::query("DELETE FROM create_reservations WHERE id = $1 AND connector_id = $2")
+                .bind(reservation.to_string())
+                .bind(c.id.to_string())
+                .execute(&mut *tx)
+                .await?;
+        if gone.rows_affected() != 1 {
+            return Ok(false);
+        }
+        if !update_connector_row(&mut tx, c).await? {
+            return Ok(false);
+        }
         tx.commit().await?;
         Ok(true)
     }
@@ -452,12 +515,58 @@ impl MetadataStore for SqlStore {
         .await?)
     }
 
-    async fn delete_expired_reservations(&self, now: &str) -> Result<u64> {
-        let done = sqlx::query("DELETE FROM create_reservations WHERE lease_until <= $1")
-            .bind(now)
-            .execute(&self.pool)
-            .await?;
-        Ok(done.rows_affected())
+    async fn delete_expired_reservations(&self, now: &str) -> Result<Vec<ExpiredReservation>> {
+        let mut tx = self.pool.begin().await?;
+        // Reservations first (the lock order of the create path), returning
+        // what they named as of their deletion: a row named concurrently is
+        // seen here and deleted below.
+        let rows = sqlx::query(
+            "DELETE FROM create_reservations WHERE lease_until <= $1 \
+             RETURNING tenant_id, connector_id, secret_name",
+        )
+        .bind(now)
+        .fetch_all(&mut *tx)
+        .await?;
+        let mut expired = Vec::with_capacity(rows.len());
+        for row in rows {
+            let tenant = uuid(&row, "tenant_id")?;
+            let mut connector = opt_uuid(&row, "connector_id")?;
+            let mut secret_name: Option<String> = row.try_get("secret_name")?;
+            if let Some(id) = connector {
+                // Only while still TESTING: a create that saved its outcome
+                // ended its reservation in the same transaction.
+                for sql in [
+                    "DELETE FROM catalog_snapshots WHERE connector_id = $1",
+                    "DELETE FROM discovery_jobs WHERE connector_id = $1",
+                ] {
+                    sqlx::query(sql)
+                        .bind(id.to_string())
+                        .execute(&mut *tx)
+                        .await?;
+                }
+                let done = sqlx::query(
+                    "DELETE FROM connectors WHERE id = $1 AND tenant_id = $2 AND status = 'TESTING'",
+                )
+                .bind(id.to_string())
+                .bind(tenant.to_string())
+                .execute(&mut *tx)
+                .await?;
+                if done.rows_affected() != 1 {
+                    // Kept (no longer TESTING) or already deleted: its secret
+                    // is not this reservation's to remove; the orphan rule
+                    // judges it.
+                    connector = None;
+                    secret_name = None;
+                }
+            }
+            expired.push(ExpiredReservation {
+                tenant,
+                connector,
+                secret_name,
+            });
+        }
+        tx.commit().await?;
+        Ok(expired)
     }
 
     async fn insert_connector(&self, c: &Connector) -> Result<()> {
@@ -502,34 +611,8 @@ impl MetadataStore for SqlStore {
     }
 
     async fn update_connector(&self, c: &Connector) -> Result<bool> {
-        let done = sqlx::query(
-            "UPDATE connectors SET name = $1, host = $2, port = $3, database_name = $4, schema_name = $5, \
-             credential_secret_name = $6, ssl_enabled = $7, ssl_mode = $8, ssl_ca_pem = $9, status = $10, \
-             last_tested_at = $11, last_test_result = $12, last_error_code = $13, metadata = $14, \
-             timeouts = $15, updated_at = $16 WHERE id = $17 AND tenant_id = $18",
-        )
-        .bind(&c.name)
-        .bind(c.host.clone())
-        .bind(c.port.map(i64::from))
-        .bind(c.database.clone())
-        .bind(c.schema.clone())
-        .bind(&c.credential_secret_name)
-        .bind(i64::from(c.ssl_enabled))
-        .bind(c.ssl_mode.map(|m| m.as_str().to_owned()))
-        .bind(c.ssl_ca_pem.clone())
-        .bind(c.status.as_str())
-        .bind(c.last_tested_at.clone())
-        .bind(c.last_test_result.clone())
-        .bind(c.last_error_code.clone())
-        .bind(serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
-        .bind(serde_json::to_string(&c.timeouts).unwrap_or_else(|_| "{}".into()))
-        .bind(&c.updated_at)
-        .bind(c.id.to_string())
-        .bind(c.tenant_id.to_string())
-        .execute(&self.pool)
-        .await
-        .map_err(|e| unique_violation(e, "a connector with this name already exists in the tenant"))?;
-        Ok(done.rows_affected() == 1)
+        let mut conn = self.pool.acquire().await?;
+        update_connector_row(&mut conn, c).await
     }
 
     async fn delete_connector(&self, tenant: Uuid, id: Uuid) -> Result<bool> {
