@@ -9,9 +9,7 @@ use graphql_client::{QueryBody, Response as GqlResponse};
 use matih_connector_core::http::api::TOO_LARGE_HINT;
 use matih_connector_core::http::header::{HeaderMap, HeaderValue, ACCEPT, SERVER};
 use matih_connector_core::http::{display_url, HttpClient, HttpOptions};
-use matih_connector_core::{
-    async_trait, Catalog, ConnectContext, Connection, ConnectorError, DiscoveryRequest,
-};
+use matih_connector_core::{ConnectContext, ConnectorError};
 use serde::de::DeserializeOwned;
 use serde_json::Value;
 
@@ -98,7 +96,7 @@ impl GraphqlConnection {
         }
     }
 
-    fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         let header = |name: &matih_connector_core::http::header::HeaderName| {
             self.first_headers
                 .get(name)
@@ -113,26 +111,5 @@ impl GraphqlConnection {
             .or_else(|| header(&SERVER))
             .map(str::to_owned)
             .unwrap_or_else(|| "unknown".to_owned())
-    }
-}
-
-#[async_trait]
-impl Connection for GraphqlConnection {
-    /// GraphQL has no version field: the `versionHeader` of the connect
-    /// response, else its `Server` header, else `unknown`.
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        Ok(self.version())
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        Ok(())
     }
 }

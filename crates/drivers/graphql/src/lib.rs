@@ -37,6 +37,7 @@ use matih_connector_core::http::api::ApiBase;
 
 use crate::config::GraphqlConfig;
 use crate::connection::GraphqlConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The GraphQL driver (`GRAPHQL`, default port 443, or 80 for plain http).
 #[derive(Debug)]
@@ -134,6 +135,29 @@ impl Driver for GraphqlDriver {
     ) -> Result<Box<dyn Connection>, ConnectorError> {
         let parsed = GraphqlConfig::parse(cfg, creds)?;
         Ok(Box::new(GraphqlConnection::open(parsed, ctx).await?))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for GraphqlConnection {
+    /// GraphQL has no version field: the `versionHeader` of the connect
+    /// response, else its `Server` header, else `unknown`.
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(self.version())
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        Ok(())
     }
 }
 

@@ -1,9 +1,6 @@
 //! Opening a client on the pinned address and the connection's commands.
 
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError, ErrorCode};
 use mongodb::bson::{doc, Document};
 use mongodb::options::{
     AuthMechanism, ClientOptions, Credential, ReadPreference, ReadPreferenceOptions,
@@ -162,9 +159,10 @@ impl MongoConnection {
     }
 }
 
-#[async_trait]
-impl Connection for MongoConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+/// What the `Connection` impl (in `lib.rs`) asks of the client.
+impl MongoConnection {
+    /// `buildInfo`'s `version`, as `MongoDB <version>`.
+    pub(crate) async fn version_text(&self) -> Result<String, ConnectorError> {
         let reply = self
             .command("admin", doc! {"buildInfo": 1}, "reading buildInfo")
             .await?;
@@ -177,15 +175,8 @@ impl Connection for MongoConnection {
         }
     }
 
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+    /// Shuts the client down, bounded by the connect timeout.
+    pub(crate) async fn end_session(self: Box<Self>) -> Result<(), ConnectorError> {
         let limit = self.opts.connect_timeout;
         // Shutdown waits for checked-out handles; bounded so close never hangs.
         let _ = tokio::time::timeout(limit, self.client.shutdown()).await;

@@ -40,6 +40,8 @@ use crate::config::{
     MongoOptions, CRED_CONNECTION_STRING, DEFAULT_PORT, META_APP_NAME, META_AUTH_MECHANISM,
     META_AUTH_SOURCE,
 };
+use crate::connection::MongoConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The MongoDB driver (`MONGODB`, default port 27017).
 #[derive(Debug)]
@@ -120,6 +122,27 @@ impl Driver for MongodbDriver {
         let opts = MongoOptions::from_config(cfg, creds)?;
         let conn = connection::connect(&opts, ctx).await?;
         Ok(Box::new(conn))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for MongoConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        self.version_text().await
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        self.end_session().await
     }
 }
 

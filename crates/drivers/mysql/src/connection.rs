@@ -3,10 +3,8 @@
 use std::net::IpAddr;
 use std::time::Duration;
 
-use async_trait::async_trait;
 use matih_connector_core::{
-    find_source, tls, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode,
+    find_source, tls, with_timeout, ConnectContext, ConnectorError, ErrorCode,
 };
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, Params, Row, Value};
@@ -127,7 +125,7 @@ fn usable_tls_name(presented: &str) -> Option<String> {
 pub(crate) struct MysqlConnection {
     conn: Option<Conn>,
     query_timeout: Duration,
-    /// The configured `schema`: discovery is limited to this database.
+    /// The configured `schema`: the catalog is limited to this database.
     pub(crate) schema: Option<String>,
     version: Option<String>,
 }
@@ -259,21 +257,11 @@ pub(crate) fn unsigned(v: &Value) -> Option<u64> {
     }
 }
 
-#[async_trait]
-impl Connection for MysqlConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        self.version().await
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(mut self: Box<Self>) -> Result<(), ConnectorError> {
+/// What the `Connection` impl (in `lib.rs`) asks of the session.
+impl MysqlConnection {
+    /// Sends `COM_QUIT`; the wait for the server is bounded by the query
+    /// timeout and `CLOSE_LIMIT`.
+    pub(crate) async fn end_session(mut self: Box<Self>) -> Result<(), ConnectorError> {
         let Some(conn) = self.conn.take() else {
             return Ok(());
         };

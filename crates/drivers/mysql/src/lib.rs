@@ -39,6 +39,8 @@ use matih_connector_core::{
 };
 
 use crate::config::{MysqlOptions, CRED_PASSWORD, CRED_USERNAME, DEFAULT_PORT};
+use crate::connection::MysqlConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The MySQL / MariaDB driver (`MYSQL`).
 #[derive(Debug)]
@@ -103,6 +105,27 @@ impl Driver for MysqlDriver {
         let opts = MysqlOptions::new(cfg, creds)?;
         let conn = connection::connect(opts, ctx).await?;
         Ok(Box::new(conn))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for MysqlConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        self.version().await
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        self.end_session().await
     }
 }
 

@@ -1,20 +1,16 @@
-//! Opening a session over the addresses the core resolved, and the
-//! [`Connection`] implementation.
+//! Opening a session over the addresses the core resolved, and what the
+//! `Connection` impl (in `lib.rs`) asks of the session.
 
 use std::net::SocketAddr;
 use std::time::Duration;
 
-use matih_connector_core::{
-    async_trait, with_timeout, Catalog, ConnectContext, Connection, ConnectorError,
-    DiscoveryRequest, ErrorCode, NetStream,
-};
+use matih_connector_core::{with_timeout, ConnectContext, ConnectorError, ErrorCode, NetStream};
 use tokio::task::JoinHandle;
 use tokio_postgres::tls::MakeTlsConnect;
 use tokio_postgres::{Client, NoTls};
 use tokio_postgres_rustls::MakeRustlsConnect;
 
 use crate::config::PgOptions;
-use crate::discovery;
 use crate::errors::{parse_error, parse_error_redacted};
 
 /// An open session. The task driving the socket is aborted on drop, so a
@@ -134,11 +130,14 @@ impl PgConnection {
     pub(crate) fn query_timeout(&self) -> Duration {
         self.query_timeout
     }
-}
 
-#[async_trait]
-impl Connection for PgConnection {
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+    /// The configured `schema`, if any.
+    pub(crate) fn schema(&self) -> Option<&str> {
+        self.schema.as_deref()
+    }
+
+    /// `SHOW server_version`, as `PostgreSQL <version>`.
+    pub(crate) async fn version_text(&self) -> Result<String, ConnectorError> {
         let client = &self.client;
         let row = with_timeout(self.query_timeout, "reading the server version", async {
             client
@@ -153,15 +152,8 @@ impl Connection for PgConnection {
         Ok(format!("PostgreSQL {version}"))
     }
 
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        discovery::probe(self, req, self.schema.as_deref()).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+    /// Ends the session.
+    pub(crate) async fn end_session(self: Box<Self>) -> Result<(), ConnectorError> {
         // Dropping the client sends Terminate; drop aborts the task if the
         // server does not hang up in time.
         let PgConnection {

@@ -35,6 +35,8 @@ use matih_connector_core::{
 };
 
 use crate::config::{PgOptions, META_APPLICATION_NAME, META_OPTIONS};
+use crate::connection::PgConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The PostgreSQL driver (`POSTGRESQL`, default port 5432).
 #[derive(Debug)]
@@ -108,6 +110,27 @@ impl Driver for PostgresDriver {
         let opts = PgOptions::from_config(cfg, creds)?;
         let conn = connection::connect(&opts, ctx).await?;
         Ok(Box::new(conn))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for PgConnection {
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        self.version_text().await
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req, self.schema()).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        self.end_session().await
     }
 }
 

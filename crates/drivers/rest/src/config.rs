@@ -312,6 +312,14 @@ impl RestConfig {
         join(&self.base, path)
     }
 
+    /// Where the OpenAPI document is read: a path under the base, or a URL.
+    pub(crate) fn openapi_url(&self, src: &OpenApiSource) -> Result<Url, ConnectorError> {
+        match src {
+            OpenApiSource::Path(p) => self.url(p),
+            OpenApiSource::Url(u) => Ok(u.clone()),
+        }
+    }
+
     pub fn records_path<'a>(&'a self, ep: &'a Endpoint) -> Option<&'a str> {
         ep.records_path
             .as_deref()

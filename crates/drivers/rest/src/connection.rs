@@ -8,9 +8,7 @@ use std::time::Duration;
 use matih_connector_core::http::api::TOO_LARGE_HINT;
 use matih_connector_core::http::header::{HeaderValue, ACCEPT, SERVER};
 use matih_connector_core::http::{Fetched, HttpClient, HttpOptions, Method, Url};
-use matih_connector_core::{
-    async_trait, Catalog, ConnectContext, Connection, ConnectorError, DiscoveryRequest,
-};
+use matih_connector_core::{ConnectContext, ConnectorError};
 use serde_json::Value;
 
 use crate::config::RestConfig;
@@ -44,11 +42,7 @@ impl RestConnection {
             match (&cfg.version_endpoint, cfg.endpoints.first(), &cfg.openapi) {
                 (Some(v), _, _) => (Method::GET, cfg.url(v)?, true),
                 (None, Some(ep), _) => (ep.method.clone(), cfg.url(&ep.path)?, false),
-                (None, None, Some(src)) => (
-                    Method::GET,
-                    crate::discovery::openapi_url(&cfg, src)?,
-                    false,
-                ),
+                (None, None, Some(src)) => (Method::GET, cfg.openapi_url(src)?, false),
                 (None, None, None) => {
                     return Err(ConnectorError::internal("no endpoint to contact"))
                 }
@@ -72,7 +66,7 @@ impl RestConnection {
         request(&self.client, &self.cfg, method, url, timeout).await
     }
 
-    fn version(&self) -> String {
+    pub(crate) fn version(&self) -> String {
         if let Some(v) = self
             .cfg
             .version_header
@@ -137,27 +131,6 @@ fn version_from_body(body: &[u8]) -> Option<String> {
         }
         Ok(_) => None,
         Err(_) => std::str::from_utf8(body).ok().and_then(short),
-    }
-}
-
-#[async_trait]
-impl Connection for RestConnection {
-    /// The `versionHeader` of the connect response, else the version
-    /// endpoint's body, else its `Server` header, else `unknown`.
-    async fn server_version(&mut self) -> Result<String, ConnectorError> {
-        Ok(self.version())
-    }
-
-    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        crate::discovery::probe(self, req).await
-    }
-
-    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        crate::discovery::discover(self, req).await
-    }
-
-    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
-        Ok(())
     }
 }
 

@@ -2,14 +2,13 @@
 //! inferred from a bounded sample of its response.
 
 use futures_util::stream::{self, StreamExt};
-use matih_connector_core::http::api::join;
-use matih_connector_core::http::{display_url, Method, Url};
+use matih_connector_core::http::{display_url, Method};
 use matih_connector_core::{
     Catalog, ConnectorError, Depth, DiscoveryRequest, ErrorCode, Schema, Table, TableKind,
 };
 use serde_json::{json, Value};
 
-use crate::config::{Endpoint, OpenApiSource, RestConfig};
+use crate::config::Endpoint;
 use crate::connection::RestConnection;
 use crate::errors::payload_error;
 use crate::types::columns_from_records;
@@ -20,20 +19,13 @@ const CONCURRENCY: usize = 4;
 /// Upper bound on records read per endpoint, whatever the request asks.
 const MAX_SAMPLE: usize = 10_000;
 
-pub(crate) fn openapi_url(cfg: &RestConfig, src: &OpenApiSource) -> Result<Url, ConnectorError> {
-    match src {
-        OpenApiSource::Path(p) => join(&cfg.base, p),
-        OpenApiSource::Url(u) => Ok(u.clone()),
-    }
-}
-
 /// The endpoints to discover: the configured ones, then those an OpenAPI
 /// document declares (GET operations with no required parameter), names
 /// unique, configured ones first.
 async fn endpoints(conn: &RestConnection) -> Result<Vec<Endpoint>, ConnectorError> {
     let mut out = conn.cfg.endpoints.clone();
     if let Some(src) = &conn.cfg.openapi {
-        let url = openapi_url(&conn.cfg, src)?;
+        let url = conn.cfg.openapi_url(src)?;
         let what = format!("GET {}", display_url(&url));
         let doc = conn
             .request(Method::GET, url, conn.cfg.timeouts.query())

@@ -41,6 +41,7 @@ use matih_connector_core::http::api::ApiBase;
 
 use crate::config::RestConfig;
 use crate::connection::RestConnection;
+use matih_connector_core::{Catalog, DiscoveryRequest};
 
 /// The REST driver (`REST`, default port 443, or 80 for plain http).
 #[derive(Debug)]
@@ -127,6 +128,29 @@ impl Driver for RestDriver {
     ) -> Result<Box<dyn Connection>, ConnectorError> {
         let parsed = RestConfig::parse(cfg, creds)?;
         Ok(Box::new(RestConnection::open(parsed, ctx).await?))
+    }
+}
+
+// The `Connection` impl lives here, not in `connection`: it calls both
+// `connection` and `discovery`, and `discovery` depends on `connection` only.
+#[async_trait]
+impl Connection for RestConnection {
+    /// The `versionHeader` of the connect response, else the version
+    /// endpoint's body, else its `Server` header, else `unknown`.
+    async fn server_version(&mut self) -> Result<String, ConnectorError> {
+        Ok(self.version())
+    }
+
+    async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
+        discovery::probe(self, req).await
+    }
+
+    async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
+        discovery::discover(self, req).await
+    }
+
+    async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
+        Ok(())
     }
 }
 
