@@ -196,6 +196,12 @@ pub fn app(state: AppState) -> Router {
         .route("/readyz", get(readyz))
         .route("/metrics", get(crate::metrics::handler))
         .route("/api/v1/openapi.json", get(crate::openapi::handler))
+        // The document rendered by Swagger UI, whose files are compiled into
+        // the binary (utoipa-swagger-ui's `vendored` feature): no CDN.
+        .merge(
+            utoipa_swagger_ui::SwaggerUi::new("/api/v1/docs")
+                .config(utoipa_swagger_ui::Config::from("/api/v1/openapi.json")),
+        )
         .merge(crate::api::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)

@@ -1204,3 +1204,49 @@ async fn bearer_scheme_is_case_insensitive() {
         assert_eq!(r.status(), 401, "{bad:.12}");
     }
 }
+
+/// `/api/v1/docs` serves Swagger UI from the binary, pointed at the service's
+/// own document, without a token and without any other host.
+#[tokio::test]
+async fn swagger_ui_is_served_from_the_binary() {
+    let f = fake(Duration::from_secs(10)).await;
+    let h = &f.h;
+    let (s, _) = h.raw(Method::GET, "/api/v1/docs", None, None).await;
+    // A redirect to /api/v1/docs/ (followed or not by the test client).
+    assert!(matches!(s, 200 | 301 | 303 | 307 | 308), "{s}");
+    let (s, page) = h.raw(Method::GET, "/api/v1/docs/", None, None).await;
+    assert_eq!(s, 200, "{page}");
+    assert!(page.contains("swagger-ui"), "{page}");
+    // Every script and style the page loads is served here, not from a CDN.
+    let mut assets = 0;
+    for asset in page
+        .split(['"', '\''])
+        .filter(|a| a.ends_with(".js") || a.ends_with(".css"))
+    {
+        assert!(
+            !asset.contains("://"),
+            "{asset} is loaded from another host"
+        );
+        let path = format!("/api/v1/docs/{}", asset.trim_start_matches("./"));
+        let (s, body) = h.raw(Method::GET, &path, None, None).await;
+        assert_eq!(s, 200, "{path}");
+        assert!(body.len() > 100, "{path}: {} bytes", body.len());
+        assets += 1;
+    }
+    assert!(assets >= 3, "{assets} scripts and styles in {page}");
+    let (s, init) = h
+        .raw(
+            Method::GET,
+            "/api/v1/docs/swagger-initializer.js",
+            None,
+            None,
+        )
+        .await;
+    assert_eq!(s, 200);
+    assert!(init.contains("/api/v1/openapi.json"), "{init}");
+    let (s, bundle) = h
+        .raw(Method::GET, "/api/v1/docs/swagger-ui-bundle.js", None, None)
+        .await;
+    assert_eq!(s, 200);
+    assert!(bundle.len() > 100_000, "{} bytes", bundle.len());
+}
