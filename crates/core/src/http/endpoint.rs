@@ -25,13 +25,14 @@ pub struct ServiceEndpoint {
 }
 
 /// Whether TLS was said anything about (`sslEnabled` or `sslMode` given).
-fn tls_said(cfg: &ConnectionConfig) -> bool {
+pub fn tls_said(cfg: &ConnectionConfig) -> bool {
     cfg.ssl_enabled.is_some() || cfg.ssl_mode.is_some()
 }
 
 /// The TLS mode for a scheme: https verifies fully unless a mode says
-/// otherwise; http with TLS asked for is a contradiction.
-fn tls_for_scheme(cfg: &ConnectionConfig, scheme: &str) -> Result<SslMode, ConnectorError> {
+/// otherwise; http with TLS asked for is a contradiction. The one rule for
+/// every HTTP endpoint (also Azure Blob's account endpoints).
+pub fn tls_for_scheme(cfg: &ConnectionConfig, scheme: &str) -> Result<SslMode, ConnectorError> {
     let mode = cfg.ssl_mode()?;
     match (scheme, tls_said(cfg), mode.is_tls()) {
         ("http", true, true) => Err(ConnectorError::invalid_config(

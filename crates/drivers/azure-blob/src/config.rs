@@ -3,6 +3,8 @@
 use std::net::IpAddr;
 
 use base64::Engine;
+pub(crate) use matih_connector_core::http::endpoint::host_of;
+use matih_connector_core::http::endpoint::{tls_for_scheme, tls_said};
 use matih_connector_core::{ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode};
 use serde_json::Value;
 use url::Url;
@@ -84,32 +86,6 @@ pub(crate) fn meta_u64(
             format!("metadata.{key} must be an integer from {min} to {max}"),
         )),
     }
-}
-
-fn tls_said(cfg: &ConnectionConfig) -> bool {
-    cfg.ssl_enabled.is_some() || cfg.ssl_mode.is_some()
-}
-
-fn tls_for_scheme(cfg: &ConnectionConfig, scheme: &str) -> Result<SslMode, ConnectorError> {
-    let mode = cfg.ssl_mode()?;
-    match (scheme, tls_said(cfg), mode.is_tls()) {
-        ("http", true, true) => Err(ConnectorError::invalid_config(
-            "metadata.endpoint",
-            format!("an http endpoint contradicts sslMode {mode}"),
-        )),
-        ("http", _, _) => Ok(SslMode::Disable),
-        (_, true, false) => Err(ConnectorError::invalid_config(
-            "metadata.endpoint",
-            "an https endpoint contradicts sslEnabled=false / sslMode disable",
-        )),
-        (_, true, true) => Ok(mode),
-        (_, false, _) => Ok(SslMode::VerifyFull),
-    }
-}
-
-pub(crate) fn host_of(url: &Url) -> Option<String> {
-    url.host_str()
-        .map(|h| h.trim_start_matches('[').trim_end_matches(']').to_owned())
 }
 
 fn is_local(host: &str) -> bool {
