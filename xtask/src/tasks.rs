@@ -127,11 +127,12 @@ pub const DRIVERS: &[DriverEntry] = &[
         fixtures: &["postgres", "mysql", "ssh"],
     },
     // The connector service's end-to-end tests: the API over the real drivers,
-    // with PostgreSQL also as its metadata store.
+    // with PostgreSQL also as its metadata store, and the `ssh` fixture for
+    // `tunnelled_connector_flow_with_key_rotation`.
     DriverEntry {
         name: "service",
         package: "matih-connector-service",
-        fixtures: &["postgres", "mysql"],
+        fixtures: &["postgres", "mysql", "ssh"],
     },
 ];
 

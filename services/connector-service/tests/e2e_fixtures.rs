@@ -3,8 +3,9 @@
 //! PostgreSQL metadata store, and on the kubernetes secret store (through the
 //! real kube client against the protocol-level stand-in in `common/kube_fake.rs`).
 //!
-//! Needs `cargo xtask fixtures up --only postgres,mysql` and its `env` exported;
-//! skips otherwise (fails under MATIH_REQUIRE_FIXTURES=1).
+//! Needs `cargo xtask fixtures up --only postgres,mysql,ssh` (the `ssh`
+//! bastion for the tunnelled flow) and its `env` exported; skips otherwise
+//! (fails under MATIH_REQUIRE_FIXTURES=1).
 
 mod common;
 mod seed_catalog;
@@ -679,4 +680,193 @@ async fn kubernetes_store_maps_api_statuses() {
         "{err}"
     );
     assert_eq!(store.get(&r).await.unwrap(), rotated);
+}
+
+/// The base64 body lines of a PEM/OpenSSH private key: what a leak would show.
+fn key_body_lines(key: &str) -> Vec<&str> {
+    let lines: Vec<&str> = key
+        .lines()
+        .map(str::trim)
+        .filter(|l| l.len() >= 16 && !l.starts_with("-----"))
+        .collect();
+    assert!(!lines.is_empty(), "a key with base64 body lines");
+    lines
+}
+
+fn step_names(report: &Value) -> Vec<&str> {
+    report["steps"]
+        .as_array()
+        .unwrap_or_else(|| panic!("no steps in {report}"))
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect()
+}
+
+/// A PostgreSQL connector on the tunnel-only address (127.0.0.2, denied to
+/// the service's egress policy) through the real OpenSSH bastion: create
+/// (ACTIVE, the test's steps include `ssh`), test, discover (the seed's
+/// catalog), rotate the SSH key with `PUT …/credentials` (an unauthorized
+/// key: 422 AUTHENTICATION_FAILED and the old key kept; the user's second
+/// authorized key, RSA PEM: 200 and stored), delete; no key material in the
+/// metadata database, the secret file, the logs or the responses.
+#[tokio::test]
+async fn tunnelled_connector_flow_with_key_rotation() {
+    let test = "tunnelled_connector_flow_with_key_rotation";
+    let (Some(pg), Some(ssh)) = (fixture("POSTGRES", test), fixture("SSH", test)) else {
+        return;
+    };
+    let h = Harness::start(Options {
+        registry: registry(),
+        egress: Some(matih_connector_testkit::tunnel::denying_the_target(&ssh)),
+        ..Default::default()
+    })
+    .await;
+    let slug = "pg-ssh";
+    let tenant = h.create_tenant(slug, "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let base = format!("/api/v1/tenants/{tenant}/connectors");
+
+    let key = ssh.read_file("KEY_FILE");
+    let second_key = ssh.read_file("PEM_KEY_FILE");
+    let wrong_key = ssh.read_file("UNAUTHORIZED_KEY_FILE");
+    let creds = |k: &str| {
+        json!({"username": pg.require("USER"), "password": pg.require("PASSWORD"),
+               "sshPrivateKey": k})
+    };
+
+    // The same target without the tunnel is refused by the egress policy.
+    let mut direct = spec(&pg, "direct");
+    direct["host"] = json!(ssh.require("TARGET_HOST"));
+    direct["sslMode"] = json!("verify-ca");
+    let (s, e) = h.call(Method::POST, &base, &tok, Some(direct)).await;
+    assert_eq!(
+        (s, e["code"].as_str(), e["step"].as_str()),
+        (403, Some("EGRESS_DENIED"), Some("dns")),
+        "only the tunnel reaches 127.0.0.2: {e}"
+    );
+
+    let mut body = spec(&pg, "through the bastion");
+    body["host"] = json!(ssh.require("TARGET_HOST"));
+    body["sslMode"] = json!("verify-ca");
+    body["credentials"] = creds(&key);
+    body["metadata"] = json!({"sshTunnel": {
+        "host": ssh.require("HOST"), "port": ssh.port(),
+        "username": ssh.require("KEY_USER"), "hostKey": ssh.require("HOST_KEY")}});
+    let (s, c) = h.call(Method::POST, &base, &tok, Some(body)).await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["status"], "ACTIVE", "{c}");
+    assert_eq!(c["discoveryStatus"], "SUCCEEDED", "{c}");
+    let id = c["id"].as_str().unwrap().to_owned();
+    let path = format!("{base}/{id}");
+    let secret_file = h
+        .dir
+        .join("secrets")
+        .join(format!("matih-{slug}"))
+        .join(format!(
+            "{}.secret",
+            c["credentialSecretName"].as_str().unwrap()
+        ));
+
+    let (s, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
+    assert_eq!((s, t["success"].as_bool()), (200, Some(true)), "{t}");
+    assert_eq!(
+        step_names(&t),
+        [
+            "validate",
+            "dns",
+            "tcp",
+            "ssh",
+            "connect",
+            "server_version",
+            "access_probe"
+        ],
+        "{t}"
+    );
+
+    let (s, _) = h
+        .call(Method::POST, &format!("{path}/discover"), &tok, None)
+        .await;
+    assert_eq!(s, 202);
+    let job = h.wait_discovery(tenant, &id, &tok).await;
+    assert_eq!(job["status"], "SUCCEEDED", "{job}");
+    assert_seeded_catalog(&h, &pg, &path, &tok).await;
+
+    // An unauthorized key: refused at the ssh step, the old key kept.
+    let (s, e) = h
+        .call(
+            Method::PUT,
+            &format!("{path}/credentials"),
+            &tok,
+            Some(json!({"credentials": creds(&wrong_key)})),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert_eq!(
+        (
+            e["testResult"]["errorCode"].as_str(),
+            e["testResult"]["failedStep"].as_str()
+        ),
+        (Some("AUTHENTICATION_FAILED"), Some("ssh")),
+        "{e}"
+    );
+    let secret_ref = SecretRef::new(
+        "matih-",
+        slug,
+        id.parse().unwrap(),
+        &matih_connector_core::ConnectorType::Postgresql,
+    );
+    let stored_key = async || {
+        h.state
+            .secrets
+            .get(&secret_ref)
+            .await
+            .unwrap()
+            .get("sshPrivateKey")
+            .map(|k| k.expose().to_owned())
+    };
+    assert_eq!(stored_key().await.as_deref(), Some(key.as_str()));
+    let (_, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
+    assert_eq!(t["success"], true, "the old key is kept: {t}");
+
+    // The user's second authorized key (RSA, PEM): validated, then swapped in.
+    let (s, ok) = h
+        .call(
+            Method::PUT,
+            &format!("{path}/credentials"),
+            &tok,
+            Some(json!({"credentials": creds(&second_key)})),
+        )
+        .await;
+    assert_eq!((s, ok["status"].as_str()), (200, Some("ACTIVE")), "{ok}");
+    assert_eq!(stored_key().await.as_deref(), Some(second_key.as_str()));
+    let (_, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
+    assert_eq!(t["success"], true, "through the rotated key: {t}");
+    assert!(step_names(&t).contains(&"ssh"), "{t}");
+
+    // At rest the secret file is ciphertext.
+    let at_rest = String::from_utf8_lossy(&std::fs::read(&secret_file).unwrap()).into_owned();
+    assert!(
+        !at_rest.contains("PRIVATE KEY"),
+        "the secret file is encrypted"
+    );
+    for line in key_body_lines(&second_key) {
+        assert!(!at_rest.contains(line), "the secret file is encrypted");
+    }
+
+    let (s, _) = h.call(Method::DELETE, &path, &tok, None).await;
+    assert_eq!(s, 204);
+    assert!(!secret_file.exists(), "delete removes the secret");
+    assert_eq!(h.call(Method::GET, &path, &tok, None).await.0, 404);
+
+    let mut secrets = vec!["PRIVATE KEY", pg.require("PASSWORD")];
+    for k in [&key, &second_key, &wrong_key] {
+        secrets.extend(key_body_lines(k));
+    }
+    h.assert_no_leak(&secrets);
 }

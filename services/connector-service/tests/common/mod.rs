@@ -76,6 +76,8 @@ pub struct Options {
     pub database_url: Option<String>,
     pub secrets: Option<Arc<dyn SecretStore>>,
     pub discovery_wait: Duration,
+    /// The service's egress policy; the default settings' when `None`.
+    pub egress: Option<matih_connector_core::EgressPolicy>,
 }
 
 impl Default for Options {
@@ -85,6 +87,7 @@ impl Default for Options {
             database_url: None,
             secrets: None,
             discovery_wait: Duration::from_secs(10),
+            egress: None,
         }
     }
 }
@@ -135,10 +138,13 @@ impl Harness {
             Some(s) => s,
             None => Arc::new(LocalSecretStore::new(dir.join("secrets"), [42u8; 32]).unwrap()),
         };
-        let settings = Settings {
+        let mut settings = Settings {
             discovery_wait: opts.discovery_wait,
             ..Default::default()
         };
+        if let Some(egress) = opts.egress {
+            settings.egress = egress;
+        }
         let state = AppState::new(
             store,
             secrets,
