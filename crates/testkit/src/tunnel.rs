@@ -35,6 +35,36 @@ pub fn denying_the_target(ssh: &Fixture) -> EgressPolicy {
         .expect("a valid deny list")
 }
 
+/// `good` (a case through the bastion) aimed at a port the bastion cannot
+/// reach: `CONNECTION_REFUSED` at connect, with the forwarder's message naming
+/// the target ("could not reach 127.0.0.2:…") instead of the client
+/// library's vaguer failure. `connect_ms` shortens the connect timeout for
+/// drivers that retry until it ends.
+pub async fn assert_unreachable_target_is_refused(
+    driver: &dyn Driver,
+    good: &Case,
+    opts: &TestOptions,
+    connect_ms: Option<u64>,
+) {
+    let closed = good.with_cfg(|c| {
+        c.port = Some(crate::conformance::closed_port());
+        if let Some(ms) = connect_ms {
+            c.timeouts.connect_ms = ms;
+        }
+    });
+    let r = run_test(driver, &closed.cfg, &closed.creds, opts).await;
+    assert_eq!(
+        r.failure(),
+        Some((Step::Connect, ErrorCode::ConnectionRefused)),
+        "{r:?}"
+    );
+    assert!(
+        r.message.contains("could not reach 127.0.0.2:"),
+        "{}",
+        r.message
+    );
+}
+
 /// The test through the bastion under [`denying_the_target`] succeeds with
 /// the `ssh` step between `tcp` and `connect`, while the same target without
 /// the tunnel is `EGRESS_DENIED` at `dns`. Returns the tunnelled report.

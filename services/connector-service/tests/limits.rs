@@ -16,6 +16,7 @@ use matih_connector_service::app::{app, AppState, Settings};
 use matih_connector_service::auth::Verifier;
 use matih_connector_service::limits::{Limits, LimitsConfig};
 use matih_connector_service::secrets::local::LocalSecretStore;
+use matih_connector_testkit::conformance::closed_port;
 use matih_connector_testkit::egress::DeniedListener;
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -265,9 +266,7 @@ async fn timeouts_above_the_caps_are_refused() {
     );
     assert_eq!(connector_count(&h, tenant).await, 0);
     // At the cap is fine; the port is closed, so the test fails fast.
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = closed_port();
     let (s, v) = h
         .call(
             Method::POST,
@@ -297,9 +296,7 @@ async fn timeouts_above_the_caps_are_refused() {
 /// Creates a connector (a closed port: the create's test fails fast), then
 /// points it at the silent listener with a long connect timeout.
 async fn silent_connector(h: &Harness, tenant: Uuid, silent_port: u16) -> Uuid {
-    let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-    let port = closed.local_addr().unwrap().port();
-    drop(closed);
+    let port = closed_port();
     let (s, v) = h
         .call(
             Method::POST,
@@ -450,9 +447,7 @@ async fn a_create_in_flight_is_visible_and_undone_when_the_client_goes() {
     assert_eq!(v["createsInFlight"], 0, "{v}");
     // The FREE tenant's slots are all free again.
     for i in 0..2 {
-        let closed = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let p = closed.local_addr().unwrap().port();
-        drop(closed);
+        let p = closed_port();
         let (s, v) = h
             .call(
                 Method::POST,

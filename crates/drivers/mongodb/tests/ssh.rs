@@ -61,22 +61,8 @@ async fn database_errors_and_refusals_through_the_tunnel() {
     );
     // The bastion cannot reach the port: the forwarder's precise refusal
     // instead of the driver's server-selection failure.
-    let closed = good.with_cfg(|c| {
-        c.port = Some(matih_connector_testkit::conformance::closed_port());
-        // The driver retries server selection until the connect timeout.
-        c.timeouts.connect_ms = 2_000;
-    });
-    let r = run_test(&d, &closed.cfg, &closed.creds, &opts).await;
-    assert_eq!(
-        r.failure(),
-        Some((Step::Connect, ErrorCode::ConnectionRefused)),
-        "{r:?}"
-    );
-    assert!(
-        r.message.contains("could not reach 127.0.0.2:"),
-        "{}",
-        r.message
-    );
+    // The driver retries server selection until the connect timeout.
+    tunnel::assert_unreachable_target_is_refused(&d, &good, &opts, Some(2_000)).await;
 }
 
 #[tokio::test]

@@ -79,20 +79,7 @@ async fn tls_and_database_errors_through_the_tunnel() {
     );
     // The bastion cannot reach the port: the forwarder's precise refusal,
     // not mysql_async's closed socket.
-    let closed = good.with_cfg(|c| {
-        c.port = Some(matih_connector_testkit::conformance::closed_port());
-    });
-    let r = run_test(&d, &closed.cfg, &closed.creds, &opts).await;
-    assert_eq!(
-        r.failure(),
-        Some((Step::Connect, ErrorCode::ConnectionRefused)),
-        "{r:?}"
-    );
-    assert!(
-        r.message.contains("could not reach 127.0.0.2:"),
-        "{}",
-        r.message
-    );
+    tunnel::assert_unreachable_target_is_refused(&d, &good, &opts, None).await;
 }
 
 #[tokio::test]

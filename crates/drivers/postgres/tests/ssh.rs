@@ -95,19 +95,7 @@ async fn database_errors_are_unchanged_behind_the_tunnel() {
         Some((Step::Connect, ErrorCode::DatabaseNotFound))
     );
     // A port the bastion cannot reach: refused at connect, naming the target.
-    let closed =
-        good.with_cfg(|c| c.port = Some(matih_connector_testkit::conformance::closed_port()));
-    let r = run_test(&d, &closed.cfg, &closed.creds, &opts).await;
-    assert_eq!(
-        r.failure(),
-        Some((Step::Connect, ErrorCode::ConnectionRefused)),
-        "{r:?}"
-    );
-    assert!(
-        r.message.contains("could not reach 127.0.0.2:"),
-        "{}",
-        r.message
-    );
+    tunnel::assert_unreachable_target_is_refused(&d, &good, &opts, None).await;
 }
 
 #[tokio::test]
