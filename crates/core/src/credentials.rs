@@ -72,6 +72,11 @@ impl Credentials {
         self.0.insert(key.into(), value.into());
     }
 
+    /// Removes `key`, returning its value.
+    pub fn remove(&mut self, key: &str) -> Option<SecretString> {
+        self.0.remove(key)
+    }
+
     /// The value under `key`.
     pub fn get(&self, key: &str) -> Option<&SecretString> {
         self.0.get(key)

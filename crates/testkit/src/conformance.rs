@@ -397,3 +397,143 @@ pub async fn assert_discovery_filters(driver: &dyn Driver, case: &Case, schema: 
         "depth=schemas returned tables"
     );
 }
+
+/// One configuration a driver must refuse before any I/O, and the code it
+/// must refuse it with: a row of a driver's rejection table.
+#[derive(Clone, Debug)]
+pub struct Rejection {
+    /// What is wrong, for the failure message.
+    pub what: String,
+    /// The invalid configuration and credentials.
+    pub case: Case,
+    /// The code the refusal carries.
+    pub code: ErrorCode,
+}
+
+impl Rejection {
+    /// A row.
+    pub fn new(what: impl Into<String>, case: Case, code: ErrorCode) -> Self {
+        Rejection {
+            what: what.into(),
+            case,
+            code,
+        }
+    }
+
+    /// A row refused as `INVALID_CONFIGURATION`.
+    pub fn invalid(what: impl Into<String>, case: Case) -> Self {
+        Rejection::new(what, case, ErrorCode::InvalidConfiguration)
+    }
+}
+
+/// The rows every driver's table starts with, derived from a valid case and
+/// the descriptor: unknown keys, each required key missing, the common
+/// checks (host, port, names, timeouts, CA PEM) and the SSH tunnel (refused
+/// by a driver that does not declare it; incomplete for one that does).
+pub fn common_rejections(driver: &dyn Driver, valid: &Case) -> Vec<Rejection> {
+    let d = driver.descriptor();
+    let mut rows = vec![
+        Rejection::invalid(
+            "an unknown credential key",
+            valid.with_cred("notAKey", "x-secret-value"),
+        ),
+        Rejection::invalid(
+            "an unknown metadata key",
+            valid.with_cfg(|c| {
+                c.metadata.insert("notAKey".into(), "x".into());
+            }),
+        ),
+        Rejection::invalid("port 0", valid.with_cfg(|c| c.port = Some(0))),
+        Rejection::invalid(
+            "a host with a control character",
+            valid.with_cfg(|c| c.host = Some("db\nexample".into())),
+        ),
+        Rejection::invalid(
+            "a database name with NUL",
+            valid.with_cfg(|c| c.database = Some("a\0b".into())),
+        ),
+        Rejection::invalid(
+            "a zero connect timeout",
+            valid.with_cfg(|c| c.timeouts.connect_ms = 0),
+        ),
+        Rejection::invalid(
+            "a zero query timeout",
+            valid.with_cfg(|c| c.timeouts.query_ms = 0),
+        ),
+        Rejection::invalid(
+            "a CA that is not PEM",
+            valid.with_cfg(|c| c.ssl_ca_pem = Some("not a certificate".into())),
+        ),
+    ];
+    for key in d.credential_keys.iter().filter(|k| k.required) {
+        let mut case = valid.clone();
+        case.creds.remove(key.name);
+        rows.push(Rejection::invalid(
+            format!("credential {} missing", key.name),
+            case,
+        ));
+    }
+    for key in d.metadata_keys.iter().filter(|k| k.required) {
+        rows.push(Rejection::invalid(
+            format!("metadata.{} missing", key.name),
+            valid.with_cfg(|c| {
+                c.metadata.remove(key.name);
+            }),
+        ));
+    }
+    let tunnel = serde_json::json!({"host": "bastion.example", "username": "u"});
+    let with_tunnel = valid.with_cfg(|c| {
+        c.metadata
+            .insert(matih_connector_core::ssh::METADATA_KEY.into(), tunnel);
+    });
+    if d.supports_ssh_tunnel() {
+        rows.push(Rejection::invalid(
+            "an SSH tunnel without hostKey",
+            with_tunnel.with_cred(matih_connector_core::ssh::PASSWORD, "ssh-secret-pw"),
+        ));
+    } else {
+        rows.push(Rejection::new(
+            "an SSH tunnel the driver does not support",
+            with_tunnel,
+            ErrorCode::Unsupported,
+        ));
+    }
+    rows
+}
+
+/// The table check: `valid` passes the checks that run before any I/O, and
+/// each row fails the connectivity test's `validate` step with its code and
+/// no secret in the message (the test stops there, before any I/O).
+pub async fn assert_rejections(driver: &dyn Driver, valid: &Case, rows: &[Rejection]) {
+    if let Err(e) = checks_before_io(driver, valid) {
+        panic!("the valid case is refused: {e}");
+    }
+    for row in rows {
+        let r = run_test(
+            driver,
+            &row.case.cfg,
+            &row.case.creds,
+            &TestOptions::default(),
+        )
+        .await;
+        assert_eq!(
+            r.failure(),
+            Some((Step::Validate, row.code)),
+            "{}: {}",
+            row.what,
+            r.message
+        );
+        assert_eq!(r.steps.len(), 1, "{}: ran past validate", row.what);
+        assert_no_secret(&r.message, &row.case.creds);
+    }
+}
+
+/// What a valid connector passes before any I/O.
+fn checks_before_io(
+    driver: &dyn Driver,
+    case: &Case,
+) -> Result<(), matih_connector_core::ConnectorError> {
+    case.cfg.validate_common()?;
+    driver.validate(&case.cfg, &case.creds)?;
+    driver.endpoint(&case.cfg).map(|_| ())
+}

@@ -172,4 +172,18 @@ mod tests {
             ErrorCode::InvalidConfiguration
         );
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{assert_rejections, common_rejections, Case};
+        let d = AzureBlobDriver::new();
+        let cfg: ConnectionConfig = ConnectionConfig {
+            metadata: serde_json::from_value(serde_json::json!({"account": "acme"})).unwrap(),
+            ..Default::default()
+        };
+        let valid = Case::new(cfg, Credentials::new());
+        let rows = common_rejections(&d, &valid);
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

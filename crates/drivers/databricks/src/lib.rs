@@ -184,4 +184,24 @@ mod tests {
             ErrorCode::InvalidConfiguration
         );
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{
+            assert_rejections, common_rejections, Case, Rejection,
+        };
+        let d = DatabricksDriver::new();
+        let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
+            "host": "adb-1.2.azuredatabricks.net",
+            "metadata": {"httpPath": "/sql/1.0/warehouses/abc", "catalog": "main"}}))
+        .unwrap();
+        let valid = Case::new(cfg, Credentials::new().with("token", "dapi-secret"));
+        let mut rows = common_rejections(&d, &valid);
+        rows.push(Rejection::invalid(
+            "a workspace URL pasted as the host",
+            valid.with_cfg(|c| c.host = Some("https://adb-1.2.azuredatabricks.net/".into())),
+        ));
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

@@ -182,4 +182,23 @@ mod tests {
             ErrorCode::InvalidConfiguration
         );
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{assert_rejections, common_rejections, Case};
+        let d = DynamodbDriver::new();
+        let cfg: ConnectionConfig = ConnectionConfig {
+            metadata: serde_json::from_value(serde_json::json!({"region": "ap-south-1"})).unwrap(),
+            ..Default::default()
+        };
+        let valid = Case::new(
+            cfg,
+            Credentials::new()
+                .with("accessKeyId", "AKIA")
+                .with("secretAccessKey", "aws-secret"),
+        );
+        let rows = common_rejections(&d, &valid);
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

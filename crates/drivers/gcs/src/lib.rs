@@ -189,4 +189,18 @@ mod tests {
             .unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{assert_rejections, common_rejections, Case};
+        let d = GcsDriver::new();
+        let cfg: ConnectionConfig = ConnectionConfig {
+            metadata: serde_json::from_value(serde_json::json!({"project": "p"})).unwrap(),
+            ..Default::default()
+        };
+        let valid = Case::new(cfg, Credentials::new());
+        let rows = common_rejections(&d, &valid);
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

@@ -198,4 +198,27 @@ mod tests {
         assert_eq!(err.code(), ErrorCode::Unsupported);
         assert!(err.message().contains("advertises"), "{}", err.message());
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{
+            assert_rejections, common_rejections, Case, Rejection,
+        };
+        let d = KafkaDriver::new();
+        let cfg: ConnectionConfig = ConnectionConfig {
+            metadata: serde_json::from_value(serde_json::json!({"bootstrapServers": "b1:9093"}))
+                .unwrap(),
+            ..Default::default()
+        };
+        let valid = Case::new(cfg, Credentials::new());
+        let mut rows = common_rejections(&d, &valid);
+        rows.push(Rejection::invalid(
+            "neither host nor bootstrap servers",
+            valid.with_cfg(|c| {
+                c.metadata.remove(META_BOOTSTRAP);
+            }),
+        ));
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

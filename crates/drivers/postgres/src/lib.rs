@@ -165,4 +165,36 @@ mod tests {
             ErrorCode::InvalidConfiguration
         );
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{
+            assert_rejections, common_rejections, Case, Rejection,
+        };
+        let d = PostgresDriver::new();
+        let cfg: ConnectionConfig = ConnectionConfig {
+            host: Some("db".into()),
+            ..Default::default()
+        };
+        let valid = Case::new(
+            cfg,
+            Credentials::new()
+                .with("username", "u")
+                .with("password", "pw-secret"),
+        );
+        let mut rows = common_rejections(&d, &valid);
+        rows.push(Rejection::invalid(
+            "a password with NUL",
+            valid.with_cred("password", "pw\0secret"),
+        ));
+        rows.push(Rejection::invalid(
+            "an application name over 63 bytes",
+            valid.with_cfg(|c| {
+                c.metadata
+                    .insert(META_APPLICATION_NAME.into(), "a".repeat(64).into());
+            }),
+        ));
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

@@ -201,4 +201,27 @@ mod tests {
             ErrorCode::InvalidConfiguration
         );
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{assert_rejections, common_rejections, Case};
+        let d = RedshiftDriver::new();
+        let cfg: ConnectionConfig = ConnectionConfig {
+            database: Some("dev".into()),
+            metadata: serde_json::from_value(
+                serde_json::json!({"region": "ap-south-1", "workgroupName": "wg"}),
+            )
+            .unwrap(),
+            ..Default::default()
+        };
+        let valid = Case::new(
+            cfg,
+            Credentials::new()
+                .with("accessKeyId", "AKIA")
+                .with("secretAccessKey", "aws-secret"),
+        );
+        let rows = common_rejections(&d, &valid);
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

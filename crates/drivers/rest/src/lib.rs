@@ -188,4 +188,22 @@ mod tests {
             ErrorCode::InvalidConfiguration
         );
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{assert_rejections, common_rejections, Case};
+        let d = RestDriver::new();
+        let cfg: ConnectionConfig = ConnectionConfig {
+            host: Some("api.example.com".into()),
+            metadata: serde_json::from_value(
+                serde_json::json!({"endpoints": ["/x"], "scheme": "http"}),
+            )
+            .unwrap(),
+            ..Default::default()
+        };
+        let valid = Case::new(cfg, Credentials::new().with("token", "tok-secret"));
+        let rows = common_rejections(&d, &valid);
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

@@ -177,4 +177,38 @@ mod tests {
             ErrorCode::InvalidConfiguration
         );
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{
+            assert_rejections, common_rejections, Case, Rejection,
+        };
+        let d = S3Driver::new();
+        let cfg: ConnectionConfig = ConnectionConfig {
+            metadata: serde_json::from_value(
+                serde_json::json!({"region": "eu-west-3", "bucket": "b"}),
+            )
+            .unwrap(),
+            ..Default::default()
+        };
+        let valid = Case::new(
+            cfg,
+            Credentials::new()
+                .with("accessKeyId", "AKIA")
+                .with("secretAccessKey", "aws-secret"),
+        );
+        let mut rows = common_rejections(&d, &valid);
+        rows.push(Rejection::invalid(
+            "a bucket with a slash",
+            valid.with_cfg(|c| {
+                c.metadata.insert("bucket".into(), "a/b".into());
+            }),
+        ));
+        rows.push(Rejection::invalid(
+            "a schema",
+            valid.with_cfg(|c| c.schema = Some("s".into())),
+        ));
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

@@ -178,4 +178,24 @@ mod tests {
             ErrorCode::InvalidConfiguration
         );
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{assert_rejections, common_rejections, Case};
+        let d = SnowflakeDriver::new();
+        let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
+            "host": "acme.snowflakecomputing.com", "database": "ANALYTICS",
+            "metadata": {"account": "acme", "region": "us-east-1"}}))
+        .unwrap();
+        let valid = Case::new(
+            cfg,
+            Credentials::new()
+                .with("username", "u")
+                .with("password", "pw-secret")
+                .with("warehouse", "W"),
+        );
+        let rows = common_rejections(&d, &valid);
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }

@@ -188,4 +188,29 @@ mod tests {
             ErrorCode::InvalidConfiguration
         );
     }
+
+    /// Everything refused before any I/O, by the same checks on every path.
+    #[tokio::test]
+    async fn rejection_table() {
+        use matih_connector_testkit::conformance::{
+            assert_rejections, common_rejections, Case, Rejection,
+        };
+        let d = SqlserverDriver::new();
+        let cfg: ConnectionConfig = ConnectionConfig {
+            host: Some("db".into()),
+            ..Default::default()
+        };
+        let valid = Case::new(
+            cfg,
+            Credentials::new()
+                .with("username", "u")
+                .with("password", "pw-secret"),
+        );
+        let mut rows = common_rejections(&d, &valid);
+        rows.push(Rejection::invalid(
+            "no host",
+            valid.with_cfg(|c| c.host = None),
+        ));
+        assert_rejections(&d, &valid, &rows).await;
+    }
 }
