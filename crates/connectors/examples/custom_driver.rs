@@ -8,20 +8,22 @@
 //! ```
 //!
 //! The ledger here answers from memory; a real one would call its service in
-//! `connect` (bounded by `ctx.timeouts`, to the addresses in `ctx.addrs`).
+//! its prepared settings' `connect` (bounded by `ctx.timeouts`, to the
+//! addresses in `ctx.addrs`).
 
 use std::process::ExitCode;
 use std::sync::Arc;
 
 use matih_connectors::core::{
-    async_trait, run_test, Capabilities, Catalog, Column, ConnectContext, Connection,
-    ConnectionConfig, ConnectorError, ConnectorSpec, ConnectorType, Credentials, DataType, Depth,
-    DiscoveryRequest, Driver, DriverDescriptor, EgressPolicy, Key, Schema, Table, TableKind,
-    TestOptions,
+    async_trait, prepare, run_prepared_test, run_test, Capabilities, Catalog, Checked, Column,
+    ConnectContext, Connection, ConnectorError, ConnectorSpec, ConnectorType, DataType, Depth,
+    DiscoveryRequest, Driver, DriverDescriptor, EgressPolicy, Key, Prepared, Schema, SecretString,
+    Table, TableKind, TestOptions,
 };
 
-/// The in-house driver: static facts in a descriptor, checks without I/O in
-/// `validate`, everything else in `connect`.
+/// The in-house driver: static facts in a descriptor, its own settings
+/// parsed once in `prepare` (core has checked the keys the descriptor
+/// declares), everything else in the prepared value's `connect`.
 struct LedgerDriver {
     descriptor: DriverDescriptor,
 }
@@ -48,23 +50,33 @@ impl Driver for LedgerDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(LedgerSettings {
+            api_key: spec.credentials().require("apiKey")?.clone(),
+        }))
     }
+}
 
+/// The ledger's typed settings. `Debug` must not print the key.
+struct LedgerSettings {
+    api_key: SecretString,
+}
+
+impl std::fmt::Debug for LedgerSettings {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("LedgerSettings { api_key: *** }")
+    }
+}
+
+#[async_trait]
+impl Prepared for LedgerSettings {
     /// No network endpoint: the core skips DNS and TCP for this type.
-    fn endpoint(&self, _: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        Ok(None)
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        None
     }
 
-    async fn connect(
-        &self,
-        _cfg: &ConnectionConfig,
-        creds: &Credentials,
-        _ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        if creds.require("apiKey")?.expose() != "ledger-demo-key" {
+    async fn connect(&self, _ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
+        if self.api_key.expose() != "ledger-demo-key" {
             // A stable code the embedder can act on; the key itself never
             // appears in the message.
             return Err(ConnectorError::new(
@@ -152,25 +164,27 @@ async fn main() -> ExitCode {
         egress: EgressPolicy::default(),
         ..Default::default()
     };
-    let report = run_test(&*driver, &spec.config(), &spec.credentials, &opts).await;
+    // Checked and parsed once; the test and the connection reuse it.
+    let prepared = match prepare(&*driver, &spec.config(), &spec.credentials) {
+        Ok(p) => p,
+        Err(e) => {
+            eprintln!("{}: {}", e.code(), e.message());
+            return ExitCode::FAILURE;
+        }
+    };
+    let report = run_prepared_test(&prepared, &opts).await;
     println!(
         "test: success={} version={:?}",
         report.success, report.server_version
     );
 
+    // One-off: run_test prepares (its validate step) and tests.
     let mut bad = spec.credentials.clone();
     bad.insert("apiKey", "wrong-key");
     let refused = run_test(&*driver, &spec.config(), &bad, &opts).await;
     println!("with a wrong key: {:?}", refused.error_code);
 
-    let mut conn = match matih_connectors::core::open(
-        &*driver,
-        &spec.config(),
-        &spec.credentials,
-        &opts.egress,
-    )
-    .await
-    {
+    let mut conn = match prepared.open(&opts.egress).await {
         Ok(c) => c,
         Err(e) => {
             eprintln!("{}: {}", e.code(), e.message());

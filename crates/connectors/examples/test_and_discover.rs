@@ -14,8 +14,8 @@
 use std::process::ExitCode;
 
 use matih_connectors::core::{
-    open, run_test, ConnectorError, ConnectorSpec, Depth, DiscoveryRequest, EgressPolicy,
-    ErrorCode, TestOptions, Timeouts,
+    prepare, run_prepared_test, ConnectorError, ConnectorSpec, Depth, DiscoveryRequest,
+    EgressPolicy, ErrorCode, TestOptions, Timeouts,
 };
 
 #[tokio::main]
@@ -67,7 +67,10 @@ async fn run() -> Result<(), ConnectorError> {
         egress: egress.clone(),
         ..Default::default()
     };
-    let report = run_test(&*driver, &cfg, &spec.credentials, &opts).await;
+    // Checked and parsed once, before any I/O; the test and the connection
+    // below reuse it.
+    let prepared = prepare(&*driver, &cfg, &spec.credentials)?;
+    let report = run_prepared_test(&prepared, &opts).await;
     for step in &report.steps {
         println!(
             "step {:<13} {:>5} ms {}",
@@ -85,7 +88,7 @@ async fn run() -> Result<(), ConnectorError> {
         report.server_version.as_deref().unwrap_or("?")
     );
 
-    let mut conn = open(&*driver, &cfg, &spec.credentials, &egress).await?;
+    let mut conn = prepared.open(&egress).await?;
     let request = DiscoveryRequest {
         depth: Depth::Tables,
         ..Default::default()

@@ -13,8 +13,8 @@ use std::time::Instant;
 
 use clap::{Args, Parser, Subcommand, ValueEnum};
 use matih_connector_core::{
-    open, run_test, Catalog, ConnectorError, ConnectorSpec, Depth, DiscoveryRequest, EgressPolicy,
-    NameFilter, StepReport, TestOptions,
+    prepare, run_prepared_test, Catalog, ConnectorError, ConnectorSpec, Depth, DiscoveryRequest,
+    EgressPolicy, NameFilter, StepReport, TestOptions,
 };
 
 #[derive(Parser)]
@@ -265,19 +265,16 @@ async fn cmd_test(args: TestArgs, progress: Progress) -> ExitCode {
     };
     // A spec that cannot pass validation is a bad spec (status 2), not a
     // failed test; the report would only say the same thing at step one.
-    let cfg = spec.config();
-    if let Err(e) = cfg
-        .validate_common()
-        .and_then(|_| driver.validate(&cfg, &spec.credentials))
-    {
-        return bad_input(BadInput(e));
-    }
+    let prepared = match prepare(&*driver, &spec.config(), &spec.credentials) {
+        Ok(p) => p,
+        Err(e) => return bad_input(BadInput(e)),
+    };
     progress.line(format_args!("testing {} connector …", spec.connector_type));
     let opts = TestOptions {
         egress,
         discovery: args.filters.request(),
     };
-    let report = run_test(&*driver, &cfg, &spec.credentials, &opts).await;
+    let report = run_prepared_test(&prepared, &opts).await;
     for step in &report.steps {
         progress.line(step_line(step));
     }
@@ -308,16 +305,13 @@ async fn cmd_discover(args: DiscoverArgs, progress: Progress) -> ExitCode {
     req.sample_size = args.sample_size;
     req.include_system = args.include_system;
 
-    let cfg = spec.config();
-    if let Err(e) = cfg
-        .validate_common()
-        .and_then(|_| driver.validate(&cfg, &spec.credentials))
-    {
-        return bad_input(BadInput(e));
-    }
+    let prepared = match prepare(&*driver, &spec.config(), &spec.credentials) {
+        Ok(p) => p,
+        Err(e) => return bad_input(BadInput(e)),
+    };
     let started = Instant::now();
     progress.line(format_args!("connecting to {} …", spec.connector_type));
-    let mut conn = match open(&*driver, &cfg, &spec.credentials, &egress).await {
+    let mut conn = match prepared.open(&egress).await {
         Ok(c) => c,
         Err(e) => return failed(&e),
     };
@@ -326,7 +320,7 @@ async fn cmd_discover(args: DiscoverArgs, progress: Progress) -> ExitCode {
         started.elapsed().as_millis()
     ));
     let discovered = matih_connector_core::with_timeout(
-        cfg.timeouts.query() * 10,
+        prepared.timeouts().query() * 10,
         "discovery",
         conn.discover(&req),
     )

@@ -158,6 +158,19 @@ impl ConnectionConfig {
         }
     }
 
+    /// `host` and `port` (or `default_port`) as an endpoint, for drivers whose
+    /// source is one host:port.
+    pub fn host_and_port(
+        &self,
+        default_port: Option<u16>,
+    ) -> Result<(String, u16), ConnectorError> {
+        let host = self.require_host()?.to_owned();
+        match self.port.or(default_port) {
+            Some(p) => Ok((host, p)),
+            None => Err(ConnectorError::invalid_config("port", "port is required")),
+        }
+    }
+
     /// A metadata value as a string (numbers and booleans are rendered).
     pub fn metadata_str(&self, key: &str) -> Option<String> {
         match self.metadata.get(key)? {
@@ -167,8 +180,9 @@ impl ConnectionConfig {
         }
     }
 
-    /// Checks that hold for every driver: a sane host, port, timeouts and names.
-    pub fn validate_common(&self) -> Result<(), ConnectorError> {
+    /// Checks that hold for every driver: a sane host, port, timeouts and
+    /// names. [`crate::prepare`] is its one caller.
+    pub(crate) fn validate_common(&self) -> Result<(), ConnectorError> {
         self.ssl_mode()?;
         if let Some(host) = &self.host {
             check_host_name("host", host)?;

@@ -106,8 +106,8 @@ impl DriverDescriptor {
     }
 
     /// Rejects credential keys the driver does not know and missing required
-    /// ones; names keys, never values.
-    pub fn check_credential_keys(&self, creds: &Credentials) -> Result<(), ConnectorError> {
+    /// ones; names keys, never values. [`crate::prepare`] is its one caller.
+    pub(crate) fn check_credential_keys(&self, creds: &Credentials) -> Result<(), ConnectorError> {
         for key in creds.keys() {
             if !self.credential_keys.iter().any(|k| k.name == key) {
                 return Err(ConnectorError::invalid_config(
@@ -130,17 +130,20 @@ impl DriverDescriptor {
         Ok(())
     }
 
-    /// Rejects metadata keys the driver does not know.
-    pub fn check_metadata_keys(
+    /// Rejects metadata keys the driver does not know; a tunnel the driver
+    /// does not declare is refused with `tunnel_refusal` (or a generic
+    /// reason). [`crate::prepare`] is its one caller.
+    pub(crate) fn check_metadata_keys(
         &self,
         metadata: &BTreeMap<String, serde_json::Value>,
+        tunnel_refusal: Option<&str>,
     ) -> Result<(), ConnectorError> {
         for key in metadata.keys() {
             if !self.metadata_keys.iter().any(|k| k.name == key) {
                 if key == crate::ssh::METADATA_KEY {
                     return Err(crate::ssh::unsupported(
                         self.display_name,
-                        "this driver does not support SSH tunnels",
+                        tunnel_refusal.unwrap_or("this driver does not support SSH tunnels"),
                     ));
                 }
                 return Err(ConnectorError::invalid_config(
@@ -268,24 +271,23 @@ impl tokio::io::AsyncWrite for NetStream {
 }
 
 impl ConnectContext {
-    /// Resolves the driver's endpoint and applies the egress policy, bounded by
-    /// the connect timeout.
+    /// Resolves the prepared connector's endpoint and applies the egress
+    /// policy, bounded by the connect timeout.
     pub async fn resolve(
-        driver: &dyn Driver,
-        cfg: &ConnectionConfig,
+        prepared: &crate::PreparedConnector,
         egress: &EgressPolicy,
     ) -> Result<ConnectContext, ConnectorError> {
-        let target = driver.endpoint(cfg)?;
+        let timeouts = prepared.timeouts();
         let mut ctx = ConnectContext {
             host: None,
             addrs: Vec::new(),
-            timeouts: cfg.timeouts,
+            timeouts,
             egress: egress.clone(),
             tunnel: None,
         };
-        if let Some((host, port)) = target {
-            ctx.addrs = resolve_host(&host, port, cfg.timeouts, egress).await?;
-            ctx.host = Some(host);
+        if let Some((host, port)) = prepared.endpoint() {
+            ctx.addrs = resolve_host(host, port, timeouts, egress).await?;
+            ctx.host = Some(host.to_owned());
         }
         Ok(ctx)
     }
@@ -405,34 +407,70 @@ pub async fn resolve_host(
 }
 
 /// A source type's driver. Implementations are cheap to share (`Arc<dyn Driver>`).
+///
+/// A driver parses a connector's settings once, in [`Driver::prepare`], into
+/// a typed value ([`Prepared`]) that knows its endpoint and connects. The
+/// checks every driver shares (the descriptor's keys,
+/// `ConnectionConfig::validate_common`, the SSH tunnel) are core's: they
+/// run in [`crate::prepare`], the one way to call `Driver::prepare`.
 #[async_trait]
 pub trait Driver: Send + Sync + 'static {
     /// Static facts: type, keys, capabilities.
     fn descriptor(&self) -> &DriverDescriptor;
 
-    /// Checks configuration and credentials without any I/O.
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError>;
+    /// Parses the driver's own settings into a typed value, without I/O.
+    /// Core's checks have passed ([`Checked`]); check only what is the
+    /// driver's own.
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError>;
 
-    /// The host and port the core resolves, checks against the egress policy and
-    /// probes with TCP before `connect`. `None` for sources with no fixed
-    /// endpoint. The default takes `host` and `port`, falling back to the
-    /// descriptor's default port.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let host = cfg.require_host()?.to_owned();
-        let port = match cfg.port.or(self.descriptor().default_port) {
-            Some(p) => p,
-            None => return Err(ConnectorError::invalid_config("port", "port is required")),
-        };
-        Ok(Some((host, port)))
+    /// For a driver that does not declare SSH tunnels: why its source cannot
+    /// be reached through one, when the reason helps people. `None` gives
+    /// the generic refusal.
+    fn ssh_tunnel_refusal(&self) -> Option<&'static str> {
+        None
+    }
+}
+
+/// A configuration and credentials that passed core's checks: what
+/// [`Driver::prepare`] parses. Only [`crate::prepare`] makes one, so a
+/// driver's parse never runs without the common checks.
+#[derive(Clone, Copy, Debug)]
+pub struct Checked<'a> {
+    cfg: &'a ConnectionConfig,
+    creds: &'a Credentials,
+}
+
+impl<'a> Checked<'a> {
+    pub(crate) fn new(cfg: &'a ConnectionConfig, creds: &'a Credentials) -> Self {
+        Checked { cfg, creds }
     }
 
-    /// Opens a connection: TLS and authentication included.
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError>;
+    /// The connection configuration.
+    pub fn config(&self) -> &'a ConnectionConfig {
+        self.cfg
+    }
+
+    /// The credentials.
+    pub fn credentials(&self) -> &'a Credentials {
+        self.creds
+    }
+}
+
+/// A connector's settings as its driver parsed them: typed, checked, no I/O
+/// done. [`crate::prepare`] makes one per request; the connectivity test,
+/// [`open`] and the SSH tunnel work on it. Its `Debug` never prints a secret
+/// (the conformance suite checks).
+#[async_trait]
+pub trait Prepared: Send + Sync + fmt::Debug {
+    /// The host and port the core resolves, checks against the egress policy
+    /// and probes with TCP before `connect` (through an SSH tunnel, the
+    /// target the bastion reaches). `None` for sources with no fixed
+    /// endpoint.
+    fn endpoint(&self) -> Option<(&str, u16)>;
+
+    /// Opens a connection over `ctx`'s checked addresses (or tunnel): TLS and
+    /// authentication included.
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError>;
 }
 
 /// An open connection to a source.
@@ -465,81 +503,15 @@ impl fmt::Debug for dyn Connection {
     }
 }
 
-/// Validates, resolves and connects: what an embedder calls to get a connection.
+/// Prepares, resolves and connects: what an embedder calls to get a
+/// connection ([`crate::prepare`] then [`crate::PreparedConnector::open`]).
 pub async fn open(
     driver: &dyn Driver,
     cfg: &ConnectionConfig,
     creds: &Credentials,
     egress: &EgressPolicy,
 ) -> Result<Box<dyn Connection>, ConnectorError> {
-    driver.validate(cfg, creds)?;
-    if let Some(spec) = crate::ssh::prepare(driver.descriptor(), cfg, creds)? {
-        return open_through(driver, cfg, creds, egress, spec).await;
-    }
-    let ctx = ConnectContext::resolve(driver, cfg, egress).await?;
-    with_timeout(
-        cfg.timeouts.connect(),
-        "connecting",
-        driver.connect(cfg, creds, &ctx),
-    )
-    .await
-}
-
-/// `open` through an SSH tunnel: the session (dns, tcp, ssh to the bastion)
-/// and the forwarder, then the driver's connect through them. The returned
-/// connection owns the tunnel; closing it ends the session.
-#[cfg(feature = "ssh")]
-async fn open_through(
-    driver: &dyn Driver,
-    cfg: &ConnectionConfig,
-    creds: &Credentials,
-    egress: &EgressPolicy,
-    spec: crate::ssh::TunnelSpec,
-) -> Result<Box<dyn Connection>, ConnectorError> {
-    let (host, port) = tunnel_endpoint(driver, cfg)?;
-    let session = crate::ssh::SshSession::open(&spec, cfg.timeouts, egress).await?;
-    let tunnel = crate::ssh::Tunnel::start(session, &host, port).await?;
-    let ctx = ConnectContext::through(tunnel.clone(), host, cfg.timeouts, egress);
-    let connected = with_timeout(
-        cfg.timeouts.connect(),
-        "connecting",
-        driver.connect(cfg, creds, &ctx),
-    )
-    .await;
-    match connected {
-        Ok(inner) => Ok(Box::new(crate::ssh::TunnelledConnection { inner, tunnel })),
-        Err(e) => {
-            let e = crate::ssh::explain_connect(&tunnel, e);
-            tunnel.close().await;
-            Err(e)
-        }
-    }
-}
-
-#[cfg(not(feature = "ssh"))]
-async fn open_through(
-    _: &dyn Driver,
-    _: &ConnectionConfig,
-    _: &Credentials,
-    _: &EgressPolicy,
-    spec: crate::ssh::Prepared,
-) -> Result<Box<dyn Connection>, ConnectorError> {
-    match spec {}
-}
-
-/// The target a tunnel leads to: the driver's endpoint, which a tunnelled
-/// source must have.
-#[cfg(feature = "ssh")]
-pub(crate) fn tunnel_endpoint(
-    driver: &dyn Driver,
-    cfg: &ConnectionConfig,
-) -> Result<(String, u16), ConnectorError> {
-    driver.endpoint(cfg)?.ok_or_else(|| {
-        crate::ssh::unsupported(
-            driver.descriptor().display_name,
-            "the source has no host and port to reach through the bastion",
-        )
-    })
+    crate::prepare(driver, cfg, creds)?.open(egress).await
 }
 
 /// Runs `fut` under a time limit, turning the limit into a `TIMEOUT` error.
@@ -637,32 +609,6 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::EgressDenied);
-    }
-
-    #[test]
-    fn tunnel_keys_are_accepted_only_by_drivers_that_declare_them() {
-        let plain = DriverDescriptor {
-            connector_type: ConnectorType::S3,
-            display_name: "Amazon S3",
-            default_port: None,
-            credential_keys: vec![],
-            metadata_keys: vec![],
-            capabilities: Capabilities::default(),
-        };
-        let mut meta = BTreeMap::new();
-        meta.insert(crate::ssh::METADATA_KEY.to_owned(), serde_json::json!({}));
-        let err = plain.check_metadata_keys(&meta).unwrap_err();
-        assert_eq!(err.code(), ErrorCode::Unsupported);
-        assert!(err.message().contains("Amazon S3"), "{}", err.message());
-        assert!(!plain.supports_ssh_tunnel());
-
-        let tunnelled = plain.with_ssh_tunnel();
-        assert!(tunnelled.supports_ssh_tunnel());
-        tunnelled.check_metadata_keys(&meta).unwrap();
-        let creds = Credentials::new()
-            .with(crate::ssh::PRIVATE_KEY, "k")
-            .with(crate::ssh::PRIVATE_KEY_PASSPHRASE, "p");
-        tunnelled.check_credential_keys(&creds).unwrap();
     }
 
     #[test]

@@ -18,7 +18,7 @@ use serde::{Deserialize, Serialize};
 use crate::driver::{resolve_host, with_timeout};
 use crate::{
     ConnectContext, ConnectionConfig, ConnectorError, Credentials, DiscoveryRequest, Driver,
-    EgressPolicy, ErrorCode,
+    EgressPolicy, ErrorCode, PreparedConnector,
 };
 
 /// The steps of a connectivity test, in order.
@@ -176,6 +176,8 @@ impl Recorder {
 
 /// Runs the connectivity test. Never panics and never hangs: every step has a
 /// time limit, and the connection is closed (bounded too) whatever happens.
+/// The `validate` step is [`crate::prepare`]; a caller that has prepared
+/// already calls [`run_prepared_test`].
 pub async fn run_test(
     driver: &dyn Driver,
     cfg: &ConnectionConfig,
@@ -186,12 +188,55 @@ pub async fn run_test(
     let mut rec = Recorder {
         steps: Vec::with_capacity(6),
     };
-    let mut network_started = None;
-    let outcome = run_steps(driver, cfg, creds, opts, &mut rec, &mut network_started).await;
+    let prepared = rec
+        .step(Step::Validate, None, async {
+            crate::prepare(driver, cfg, creds)
+        })
+        .await;
+    match prepared {
+        Ok(p) => run_after_validate(&p, opts, rec, tested_at).await,
+        Err(e) => report(Err(e), None, rec, tested_at),
+    }
+}
+
+/// The connectivity test of a connector prepared already (one parse per
+/// request): its `validate` step reports how long [`crate::prepare`] took.
+pub async fn run_prepared_test(prepared: &PreparedConnector, opts: &TestOptions) -> TestReport {
+    let tested_at = Utc::now();
+    let mut rec = Recorder {
+        steps: Vec::with_capacity(6),
+    };
+    rec.steps.push(StepReport {
+        name: Step::Validate,
+        success: true,
+        latency_ms: prepared.took().as_millis() as u64,
+        error_code: None,
+        message: None,
+    });
+    run_after_validate(prepared, opts, rec, tested_at).await
+}
+
+async fn run_after_validate(
+    prepared: &PreparedConnector,
+    opts: &TestOptions,
+    mut rec: Recorder,
+    tested_at: DateTime<Utc>,
+) -> TestReport {
+    let network_started = Instant::now();
+    let outcome = run_steps(prepared, opts, &mut rec).await;
+    report(outcome, Some(network_started), rec, tested_at)
+}
+
+fn report(
+    outcome: Result<String, ConnectorError>,
+    network_started: Option<Instant>,
+    rec: Recorder,
+    tested_at: DateTime<Utc>,
+) -> TestReport {
     match outcome {
         Ok(version) => TestReport {
             success: true,
-            latency_ms: network_started.map(|t: Instant| t.elapsed().as_millis() as u64),
+            latency_ms: network_started.map(|t| t.elapsed().as_millis() as u64),
             server_version: Some(version),
             message: "Connection successful".into(),
             error_code: None,
@@ -213,55 +258,43 @@ pub async fn run_test(
 }
 
 async fn run_steps(
-    driver: &dyn Driver,
-    cfg: &ConnectionConfig,
-    creds: &Credentials,
+    prepared: &PreparedConnector,
     opts: &TestOptions,
     rec: &mut Recorder,
-    network_started: &mut Option<Instant>,
 ) -> Result<String, ConnectorError> {
-    let connect_limit = cfg.timeouts.connect();
-    let query_limit = cfg.timeouts.query();
+    let timeouts = prepared.timeouts();
+    let connect_limit = timeouts.connect();
+    let query_limit = timeouts.query();
 
-    let (endpoint, tunnel) = rec
-        .step(Step::Validate, None, async {
-            cfg.validate_common()?;
-            driver.validate(cfg, creds)?;
-            let tunnel = crate::ssh::prepare(driver.descriptor(), cfg, creds)?;
-            Ok((driver.endpoint(cfg)?, tunnel))
-        })
-        .await?;
-
-    *network_started = Some(Instant::now());
-    if let Some(spec) = tunnel {
-        return run_tunnelled(driver, cfg, creds, opts, rec, spec).await;
+    if let Some(spec) = prepared.tunnel() {
+        return run_tunnelled(prepared, opts, rec, spec).await;
     }
     let mut ctx = ConnectContext {
         host: None,
         addrs: Vec::new(),
-        timeouts: cfg.timeouts,
+        timeouts,
         egress: opts.egress.clone(),
         tunnel: None,
     };
-    if let Some((host, port)) = endpoint {
+    if let Some((host, port)) = prepared.endpoint() {
         let addrs = rec
             .step(
                 Step::Dns,
                 Some(connect_limit),
-                resolve_host(&host, port, cfg.timeouts, &opts.egress),
+                resolve_host(host, port, timeouts, &opts.egress),
             )
             .await?;
         ctx.addrs = rec
             .step(Step::Tcp, Some(connect_limit), tcp_probe(addrs))
             .await?;
-        ctx.host = Some(host);
+        ctx.host = Some(host.to_owned());
     }
 
     let conn = rec
         .step(
             Step::Connect,
             Some(connect_limit),
-            driver.connect(cfg, creds, &ctx),
+            prepared.settings().connect(&ctx),
         )
         .await?;
     query_steps(conn, rec, query_limit, opts).await
@@ -301,35 +334,34 @@ async fn query_steps(
 /// the test whatever happens.
 #[cfg(feature = "ssh")]
 async fn run_tunnelled(
-    driver: &dyn Driver,
-    cfg: &ConnectionConfig,
-    creds: &Credentials,
+    prepared: &PreparedConnector,
     opts: &TestOptions,
     rec: &mut Recorder,
-    spec: crate::ssh::TunnelSpec,
+    spec: &crate::ssh::TunnelSpec,
 ) -> Result<String, ConnectorError> {
     use crate::ssh;
-    let limit = cfg.timeouts.connect();
-    let (host, port) = crate::driver::tunnel_endpoint(driver, cfg)?;
+    let timeouts = prepared.timeouts();
+    let limit = timeouts.connect();
+    let (host, port) = prepared.tunnel_target()?;
     let addrs = rec
         .step(
             Step::Dns,
             Some(limit),
-            ssh::resolve_bastion(&spec, cfg.timeouts, &opts.egress),
+            ssh::resolve_bastion(spec, timeouts, &opts.egress),
         )
         .await?;
     let tcp = rec
         .step(
             Step::Tcp,
             Some(limit),
-            ssh::connect_bastion(&spec, &addrs, cfg.timeouts),
+            ssh::connect_bastion(spec, &addrs, timeouts),
         )
         .await?;
     let session = rec
         .step(
             Step::Ssh,
             Some(limit),
-            ssh::SshSession::handshake(&spec, tcp, cfg.timeouts),
+            ssh::SshSession::handshake(spec, tcp, timeouts),
         )
         .await?;
     let tunnel = match ssh::Tunnel::start(session, &host, port).await {
@@ -341,14 +373,14 @@ async fn run_tunnelled(
                 .map(|()| String::new())
         }
     };
-    let ctx = ConnectContext::through(tunnel.clone(), host, cfg.timeouts, &opts.egress);
+    let ctx = ConnectContext::through(tunnel.clone(), host, timeouts, &opts.egress);
     // The limit inside, so that a time-out is explained too.
     let connected = rec
         .step(Step::Connect, None, async {
             with_timeout(
                 limit,
                 Step::Connect.as_str(),
-                driver.connect(cfg, creds, &ctx),
+                prepared.settings().connect(&ctx),
             )
             .await
             .map_err(|e| ssh::explain_connect(&tunnel, e))
@@ -360,7 +392,7 @@ async fn run_tunnelled(
                 inner,
                 tunnel: tunnel.clone(),
             });
-            query_steps(conn, rec, cfg.timeouts.query(), opts).await
+            query_steps(conn, rec, timeouts.query(), opts).await
         }
         Err(e) => Err(e),
     };
@@ -370,14 +402,12 @@ async fn run_tunnelled(
 
 #[cfg(not(feature = "ssh"))]
 async fn run_tunnelled(
-    _: &dyn Driver,
-    _: &ConnectionConfig,
-    _: &Credentials,
+    _: &PreparedConnector,
     _: &TestOptions,
     _: &mut Recorder,
-    spec: crate::ssh::Prepared,
+    spec: &crate::ssh::PreparedTunnel,
 ) -> Result<String, ConnectorError> {
-    match spec {}
+    match *spec {}
 }
 
 /// Opens (and drops) a TCP connection to each address in turn; returns the
@@ -400,7 +430,7 @@ async fn tcp_probe(addrs: Vec<SocketAddr>) -> Result<Vec<SocketAddr>, ConnectorE
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{Catalog, Connection, DriverDescriptor, ErrorCode};
+    use crate::{Catalog, Connection, DriverDescriptor, ErrorCode, Prepared};
     use async_trait::async_trait;
     use tokio::io::AsyncReadExt;
 
@@ -431,13 +461,25 @@ mod tests {
         fn descriptor(&self) -> &DriverDescriptor {
             &self.0
         }
-        fn validate(&self, _: &ConnectionConfig, _: &Credentials) -> Result<(), ConnectorError> {
-            Ok(())
+        fn prepare(&self, spec: crate::Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+            let (host, port) = spec.config().host_and_port(None)?;
+            Ok(Box::new(Greeting { host, port }))
+        }
+    }
+
+    #[derive(Debug)]
+    struct Greeting {
+        host: String,
+        port: u16,
+    }
+
+    #[async_trait]
+    impl Prepared for Greeting {
+        fn endpoint(&self) -> Option<(&str, u16)> {
+            Some((&self.host, self.port))
         }
         async fn connect(
             &self,
-            _: &ConnectionConfig,
-            _: &Credentials,
             ctx: &ConnectContext,
         ) -> Result<Box<dyn Connection>, ConnectorError> {
             let mut s = tokio::net::TcpStream::connect(ctx.addrs[0])

@@ -6,7 +6,7 @@
 
 use std::net::SocketAddr;
 
-use matih_connector_core::{ConnectContext, Driver, ErrorCode};
+use matih_connector_core::{prepare, ConnectContext, Driver, ErrorCode};
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 
 use crate::conformance::Case;
@@ -25,7 +25,8 @@ pub async fn assert_client_refuses(driver: &dyn Driver, case: &Case, listener: &
         egress: listener.policy(),
         tunnel: None,
     };
-    match driver.connect(&case.cfg, &case.creds, &ctx).await {
+    let prepared = prepare(driver, &case.cfg, &case.creds).expect("a valid case");
+    match prepared.connect(&ctx).await {
         Ok(_) => panic!("connected to the denied address {}", listener.addr),
         Err(e) => assert_eq!(e.code(), ErrorCode::EgressDenied, "{e}"),
     }

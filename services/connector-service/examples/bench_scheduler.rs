@@ -17,8 +17,8 @@ use std::sync::Arc;
 use std::time::Instant;
 
 use matih_connector_core::{
-    async_trait, Capabilities, Catalog, ConnectContext, Connection, ConnectionConfig,
-    ConnectorError, ConnectorType, Credentials, DiscoveryRequest, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Catalog, Checked, ConnectContext, Connection, ConnectorError,
+    ConnectorType, Credentials, DiscoveryRequest, Driver, DriverDescriptor, Key, Prepared,
     Registry, SslMode, Timeouts,
 };
 use matih_connector_service::app::{AppState, Settings};
@@ -35,15 +35,24 @@ impl Driver for BenchDriver {
     fn descriptor(&self) -> &DriverDescriptor {
         &self.0
     }
-    fn validate(&self, cfg: &ConnectionConfig, _c: &Credentials) -> Result<(), ConnectorError> {
-        cfg.require_host().map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        let (host, port) = spec.config().host_and_port(self.0.default_port)?;
+        Ok(Box::new(BenchSettings { host, port }))
     }
-    async fn connect(
-        &self,
-        _cfg: &ConnectionConfig,
-        _creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
+}
+
+#[derive(Debug)]
+struct BenchSettings {
+    host: String,
+    port: u16,
+}
+
+#[async_trait]
+impl Prepared for BenchSettings {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
+    }
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         let s = tokio::net::TcpStream::connect(ctx.addrs[0])
             .await
             .map_err(|e| ConnectorError::from_io(e, "connecting"))?;

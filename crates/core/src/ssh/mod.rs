@@ -61,26 +61,19 @@ pub enum Tunnel {}
 
 /// A validated tunnel, as `prepare` returns it.
 #[cfg(feature = "ssh")]
-pub(crate) type Prepared = TunnelSpec;
+pub(crate) type PreparedTunnel = TunnelSpec;
 /// Without the feature there is never one.
 #[cfg(not(feature = "ssh"))]
-pub(crate) enum Prepared {}
+pub(crate) enum PreparedTunnel {}
 
 /// The tunnel a connector asks for, validated (no I/O); `Ok(None)` for none.
-/// A driver whose descriptor does not declare tunnels refuses one.
-/// A build without the `ssh` feature refuses any tunnel setting with
-/// [`unavailable`] instead of ignoring it.
+/// [`crate::prepare`] calls it after the descriptor's checks (which refuse a
+/// tunnel the driver does not declare). A build without the `ssh` feature
+/// refuses any tunnel setting with [`unavailable`] instead of ignoring it.
 pub(crate) fn prepare(
-    driver: &crate::DriverDescriptor,
     cfg: &ConnectionConfig,
     creds: &crate::Credentials,
-) -> Result<Option<Prepared>, ConnectorError> {
-    if requested(cfg) && !driver.supports_ssh_tunnel() {
-        return Err(unsupported(
-            driver.display_name,
-            "this driver does not support SSH tunnels",
-        ));
-    }
+) -> Result<Option<PreparedTunnel>, ConnectorError> {
     #[cfg(feature = "ssh")]
     {
         TunnelSpec::parse(cfg, creds)

@@ -36,6 +36,9 @@ pub(crate) enum Auth {
 
 #[derive(Clone, Debug)]
 pub(crate) struct AzureConfig {
+    /// The host and port the core resolves and checks.
+    pub host: String,
+    pub port: u16,
     pub account: String,
     /// The account's root: `https://<account>.blob.core.windows.net/`, or a
     /// path-style `http://127.0.0.1:10000/<account>` for emulators.
@@ -383,6 +386,8 @@ impl AzureConfig {
             ));
         }
         Ok(AzureConfig {
+            port: base.port_or_known_default().unwrap_or(443),
+            host,
             account,
             base,
             tls,

@@ -33,8 +33,8 @@ mod discovery;
 mod errors;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::AzureConfig;
@@ -96,31 +96,23 @@ impl Driver for AzureBlobDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        cfg.validate_common()?;
-        AzureConfig::parse(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(AzureConfig::parse(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for AzureConfig {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    /// The endpoint override's host and port, else
-    /// `<account>.blob.core.windows.net:443`.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let account = config::meta_string(cfg, "account")?;
-        let (url, _, _) = config::parse_endpoint(cfg, account.as_deref())?;
-        let host = config::host_of(&url).unwrap_or_default();
-        Ok(Some((host, url.port_or_known_default().unwrap_or(443))))
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let parsed = AzureConfig::parse(cfg, creds)?;
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         Ok(Box::new(
-            connection::AzureConnection::open(parsed, ctx).await?,
+            connection::AzureConnection::open(self.clone(), ctx).await?,
         ))
     }
 }
@@ -150,6 +142,7 @@ impl Connection for AzureConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
     use serde_json::json;
 
     #[test]
@@ -161,14 +154,14 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            d.endpoint(&cfg).unwrap(),
-            Some(("acme.blob.core.windows.net".into(), 443))
+            prepare(&d, &cfg, &Credentials::new()).unwrap().endpoint(),
+            Some(("acme.blob.core.windows.net", 443))
         );
-        d.validate(&cfg, &Credentials::new()).unwrap();
+        prepare(&d, &cfg, &Credentials::new()).unwrap();
         let mut bad = cfg.clone();
         bad.metadata.insert("region".into(), json!("x"));
         assert_eq!(
-            d.validate(&bad, &Credentials::new()).unwrap_err().code(),
+            prepare(&d, &bad, &Credentials::new()).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

@@ -27,6 +27,9 @@ pub(crate) enum Auth {
 
 #[derive(Clone, Debug)]
 pub(crate) struct BqConfig {
+    /// The host and port the core resolves and checks.
+    pub host: String,
+    pub port: u16,
     /// `scheme://host:port`, the REST API's root.
     pub endpoint: Url,
     pub tls: SslMode,
@@ -90,7 +93,11 @@ fn check_location(l: &str) -> Result<(), ConnectorError> {
 impl BqConfig {
     pub fn parse(cfg: &ConnectionConfig, creds: &Credentials) -> Result<BqConfig, ConnectorError> {
         let ServiceEndpoint {
-            url: endpoint, tls, ..
+            url: endpoint,
+            tls,
+            host,
+            port,
+            ..
         } = service_endpoint(cfg, DEFAULT_HOST)?;
         let dataset = cfg
             .database
@@ -152,6 +159,8 @@ impl BqConfig {
             check_location(l)?;
         }
         Ok(BqConfig {
+            host,
+            port,
             endpoint,
             tls,
             ca_pem: cfg.ssl_ca_pem.clone(),

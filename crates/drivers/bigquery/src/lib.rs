@@ -32,8 +32,8 @@ mod errors;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::BqConfig;
@@ -103,27 +103,24 @@ impl Driver for BigqueryDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        cfg.validate_common()?;
-        BqConfig::parse(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(BqConfig::parse(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for BqConfig {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    /// The endpoint override's host and port, else `bigquery.googleapis.com:443`.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let e = matih_connector_core::http::endpoint::service_endpoint(cfg, config::DEFAULT_HOST)?;
-        Ok(Some((e.host, e.port)))
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let parsed = BqConfig::parse(cfg, creds)?;
-        Ok(Box::new(connection::BqConnection::open(parsed, ctx).await?))
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
+        Ok(Box::new(
+            connection::BqConnection::open(self.clone(), ctx).await?,
+        ))
     }
 }
 
@@ -152,6 +149,7 @@ impl Connection for BqConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
     use serde_json::json;
 
     #[test]
@@ -165,31 +163,35 @@ mod tests {
             .unwrap(),
             ..Default::default()
         };
-        assert_eq!(d.endpoint(&cfg).unwrap(), Some(("127.0.0.1".into(), 9050)));
-        d.validate(&cfg, &Credentials::new()).unwrap();
+        assert_eq!(
+            prepare(&d, &cfg, &Credentials::new()).unwrap().endpoint(),
+            Some(("127.0.0.1", 9050))
+        );
+        prepare(&d, &cfg, &Credentials::new()).unwrap();
         let google = ConnectionConfig {
             metadata: serde_json::from_value(json!({"project": "p"})).unwrap(),
             ..Default::default()
         };
+        // Google's own endpoint takes a credential; the endpoint is read from
+        // the settings parsed with it.
+        let token = Credentials::new().with("accessToken", "ya29.x");
         assert_eq!(
-            d.endpoint(&google).unwrap(),
-            Some(("bigquery.googleapis.com".into(), 443))
+            prepare(&d, &google, &token).unwrap().endpoint(),
+            Some(("bigquery.googleapis.com", 443))
         );
         let mut bad = cfg.clone();
         bad.metadata.insert("region".into(), json!("x"));
         assert_eq!(
-            d.validate(&bad, &Credentials::new()).unwrap_err().code(),
+            prepare(&d, &bad, &Credentials::new()).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let mut none = cfg.clone();
         none.metadata.remove("project");
         assert_eq!(
-            d.validate(&none, &Credentials::new()).unwrap_err().code(),
+            prepare(&d, &none, &Credentials::new()).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
-        let e = d
-            .validate(&cfg, &Credentials::new().with("password", "x"))
-            .unwrap_err();
+        let e = prepare(&d, &cfg, &Credentials::new().with("password", "x")).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
     }
 

@@ -33,7 +33,9 @@ impl fmt::Debug for Auth {
 pub(crate) struct DatabricksConfig {
     /// `https://adb-123.4.azuredatabricks.net/` or an override.
     pub base: Url,
+    /// The host and port the core resolves and checks.
     pub host: String,
+    pub port: u16,
     pub auth: Auth,
     pub warehouse_id: String,
     pub catalog: String,
@@ -153,7 +155,6 @@ impl DatabricksConfig {
         cfg: &ConnectionConfig,
         creds: &Credentials,
     ) -> Result<Self, ConnectorError> {
-        cfg.validate_common()?;
         let tls = tls_mode(cfg)?;
         let base = endpoint(cfg)?;
         let nonempty = |k: &str| creds.get(k).filter(|v| !v.is_empty()).cloned();
@@ -226,6 +227,7 @@ impl DatabricksConfig {
         };
         Ok(DatabricksConfig {
             host: base.host_str().unwrap_or_default().to_owned(),
+            port: base.port_or_known_default().unwrap_or(443),
             base,
             auth,
             warehouse_id: warehouse_id(cfg)?,

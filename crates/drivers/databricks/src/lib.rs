@@ -31,8 +31,8 @@ mod errors;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::DatabricksConfig;
@@ -104,29 +104,24 @@ impl Driver for DatabricksDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        DatabricksConfig::parse(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(DatabricksConfig::parse(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for DatabricksConfig {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    /// The workspace host and port (`metadata.endpoint` wins over `host`/`port`).
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let url = config::endpoint(cfg)?;
-        Ok(Some((
-            url.host_str().unwrap_or_default().to_owned(),
-            url.port_or_known_default().unwrap_or(443),
-        )))
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let parsed = DatabricksConfig::parse(cfg, creds)?;
-        Ok(Box::new(DatabricksConnection::open(parsed, ctx).await?))
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
+        Ok(Box::new(
+            DatabricksConnection::open(self.clone(), ctx).await?,
+        ))
     }
 }
 
@@ -155,6 +150,7 @@ impl Connection for DatabricksConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
 
     #[test]
     fn descriptor_and_validation() {
@@ -166,21 +162,21 @@ mod tests {
         let creds = Credentials::new().with("token", "dapi1");
         // A pasted workspace URL is not a host; metadata.endpoint takes URLs.
         assert_eq!(
-            d.validate(&cfg, &creds).unwrap_err().code(),
+            prepare(&d, &cfg, &creds).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let cfg: ConnectionConfig = serde_json::from_value(serde_json::json!({
             "host": "adb-1.2.azuredatabricks.net",
             "metadata": {"httpPath": "/sql/1.0/warehouses/abc", "catalog": "main"}}))
         .unwrap();
-        d.validate(&cfg, &creds).unwrap();
+        prepare(&d, &cfg, &creds).unwrap();
         assert_eq!(
-            d.endpoint(&cfg).unwrap(),
-            Some(("adb-1.2.azuredatabricks.net".into(), 443))
+            prepare(&d, &cfg, &creds).unwrap().endpoint(),
+            Some(("adb-1.2.azuredatabricks.net", 443))
         );
         let bad = creds.clone().with("password", "x");
         assert_eq!(
-            d.validate(&cfg, &bad).unwrap_err().code(),
+            prepare(&d, &cfg, &bad).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

@@ -29,8 +29,8 @@ mod discovery;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::DynamoConfig;
@@ -98,31 +98,23 @@ impl Driver for DynamodbDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        DynamoConfig::parse(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(DynamoConfig::parse(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for DynamoConfig {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.aws.host, self.aws.port))
     }
 
-    /// The endpoint override's host and port, else
-    /// `dynamodb.<region>.amazonaws.com:443`.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let probe = Credentials::new()
-            .with("accessKeyId", "x")
-            .with("secretAccessKey", "x");
-        let s = matih_connector_core::aws::AwsSettings::parse(cfg, &probe, "dynamodb")?;
-        Ok(Some((s.host, s.port)))
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let parsed = DynamoConfig::parse(cfg, creds)?;
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         Ok(Box::new(
-            connection::DynamoConnection::open(parsed, ctx).await?,
+            connection::DynamoConnection::open(self.clone(), ctx).await?,
         ))
     }
 }
@@ -152,6 +144,7 @@ impl Connection for DynamoConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
     use serde_json::json;
 
     #[test]
@@ -163,22 +156,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            d.endpoint(&cfg).unwrap(),
-            Some(("dynamodb.ap-south-1.amazonaws.com".into(), 443))
+            prepare(
+                &d,
+                &cfg,
+                &Credentials::new()
+                    .with("accessKeyId", "AKIA")
+                    .with("secretAccessKey", "x")
+            )
+            .unwrap()
+            .endpoint(),
+            Some(("dynamodb.ap-south-1.amazonaws.com", 443))
         );
         let creds = Credentials::new()
             .with("accessKeyId", "AKIA")
             .with("secretAccessKey", "x");
-        d.validate(&cfg, &creds).unwrap();
+        prepare(&d, &cfg, &creds).unwrap();
         let bad = creds.clone().with("password", "x");
         assert_eq!(
-            d.validate(&cfg, &bad).unwrap_err().code(),
+            prepare(&d, &cfg, &bad).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let mut cfg2 = cfg.clone();
         cfg2.metadata.insert("bucket".into(), json!("x"));
         assert_eq!(
-            d.validate(&cfg2, &creds).unwrap_err().code(),
+            prepare(&d, &cfg2, &creds).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

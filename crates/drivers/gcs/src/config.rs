@@ -32,6 +32,9 @@ pub(crate) enum Auth {
 
 #[derive(Clone, Debug)]
 pub(crate) struct GcsConfig {
+    /// The host and port the core resolves and checks.
+    pub host: String,
+    pub port: u16,
     /// `scheme://host:port`, the JSON API's root.
     pub endpoint: Url,
     pub tls: SslMode,
@@ -63,7 +66,11 @@ fn check_bucket(b: &str) -> Result<(), ConnectorError> {
 impl GcsConfig {
     pub fn parse(cfg: &ConnectionConfig, creds: &Credentials) -> Result<GcsConfig, ConnectorError> {
         let ServiceEndpoint {
-            url: endpoint, tls, ..
+            url: endpoint,
+            tls,
+            host,
+            port,
+            ..
         } = service_endpoint(cfg, DEFAULT_HOST)?;
         let meta_bucket = metadata::string(cfg, "bucket")?;
         let bucket = match (meta_bucket, cfg.database.clone()) {
@@ -136,6 +143,8 @@ impl GcsConfig {
             ));
         }
         Ok(GcsConfig {
+            host,
+            port,
             endpoint,
             tls,
             ca_pem: cfg.ssl_ca_pem.clone(),

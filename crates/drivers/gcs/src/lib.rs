@@ -32,8 +32,8 @@ mod discovery;
 mod errors;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::GcsConfig;
@@ -112,28 +112,23 @@ impl Driver for GcsDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        cfg.validate_common()?;
-        GcsConfig::parse(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(GcsConfig::parse(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for GcsConfig {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    /// The endpoint override's host and port, else `storage.googleapis.com:443`.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let e = matih_connector_core::http::endpoint::service_endpoint(cfg, config::DEFAULT_HOST)?;
-        Ok(Some((e.host, e.port)))
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let parsed = GcsConfig::parse(cfg, creds)?;
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         Ok(Box::new(
-            connection::GcsConnection::open(parsed, ctx).await?,
+            connection::GcsConnection::open(self.clone(), ctx).await?,
         ))
     }
 }
@@ -163,6 +158,7 @@ impl Connection for GcsConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
     use serde_json::json;
 
     #[test]
@@ -174,19 +170,17 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            d.endpoint(&cfg).unwrap(),
-            Some(("storage.googleapis.com".into(), 443))
+            prepare(&d, &cfg, &Credentials::new()).unwrap().endpoint(),
+            Some(("storage.googleapis.com", 443))
         );
-        d.validate(&cfg, &Credentials::new()).unwrap();
+        prepare(&d, &cfg, &Credentials::new()).unwrap();
         let mut bad = cfg.clone();
         bad.metadata.insert("region".into(), json!("x"));
         assert_eq!(
-            d.validate(&bad, &Credentials::new()).unwrap_err().code(),
+            prepare(&d, &bad, &Credentials::new()).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
-        let e = d
-            .validate(&cfg, &Credentials::new().with("password", "x"))
-            .unwrap_err();
+        let e = prepare(&d, &cfg, &Credentials::new().with("password", "x")).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
     }
 

@@ -18,6 +18,9 @@ pub(crate) const DEFAULT_MAX_RESPONSE_BYTES: u64 = 16 << 20;
 /// [`HttpAuth`], whose `Debug` prints no secret.
 #[derive(Clone, Debug)]
 pub(crate) struct GraphqlConfig {
+    /// The host and port the core resolves and checks.
+    pub host: String,
+    pub port: u16,
     /// The endpoint, `scheme://host:port/graphql` by default.
     pub url: Url,
     pub tls: SslMode,
@@ -42,8 +45,8 @@ impl GraphqlConfig {
             scheme,
             tls,
             host,
+            port,
             origin,
-            ..
         } = ApiBase::parse(cfg)?;
         let path = match metadata::string(cfg, "path")? {
             Some(p) => relative_path("metadata.path", &p)?,
@@ -53,9 +56,11 @@ impl GraphqlConfig {
         let version_header = metadata::string(cfg, "versionHeader")?
             .map(|h| api::header_name("versionHeader", &h))
             .transpose()?;
-        let name = metadata::string(cfg, "name")?.unwrap_or(host);
+        let name = metadata::string(cfg, "name")?.unwrap_or_else(|| host.clone());
         let auth = api::credentials(cfg, creds, scheme)?;
         Ok(GraphqlConfig {
+            host,
+            port,
             url,
             tls,
             ca_pem: cfg.ssl_ca_pem.clone(),

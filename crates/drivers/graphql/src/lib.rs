@@ -29,11 +29,9 @@ mod errors;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
-
-use matih_connector_core::http::api::ApiBase;
 
 use crate::config::GraphqlConfig;
 use crate::connection::GraphqlConnection;
@@ -115,26 +113,22 @@ impl Driver for GraphqlDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        GraphqlConfig::parse(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(GraphqlConfig::parse(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for GraphqlConfig {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    /// The host and the port of the scheme in force (443 for https, 80 for http).
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let base = ApiBase::parse(cfg)?;
-        Ok(Some((base.host, base.port)))
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let parsed = GraphqlConfig::parse(cfg, creds)?;
-        Ok(Box::new(GraphqlConnection::open(parsed, ctx).await?))
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
+        Ok(Box::new(GraphqlConnection::open(self.clone(), ctx).await?))
     }
 }
 
@@ -165,6 +159,7 @@ impl Connection for GraphqlConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
     use serde_json::json;
 
     #[test]
@@ -176,21 +171,22 @@ mod tests {
             metadata: serde_json::from_value(json!({"scheme": "http"})).unwrap(),
             ..Default::default()
         };
-        d.validate(&cfg, &Credentials::new().with("token", "t"))
-            .unwrap();
+        prepare(&d, &cfg, &Credentials::new().with("token", "t")).unwrap();
         assert_eq!(
-            d.endpoint(&cfg).unwrap(),
-            Some(("api.example.com".into(), 80))
+            prepare(&d, &cfg, &Credentials::new().with("token", "t"))
+                .unwrap()
+                .endpoint(),
+            Some(("api.example.com", 80))
         );
         let bad = Credentials::new().with("passwd", "x");
         assert_eq!(
-            d.validate(&cfg, &bad).unwrap_err().code(),
+            prepare(&d, &cfg, &bad).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let mut cfg2 = cfg.clone();
         cfg2.metadata.insert("endpoints".into(), json!(["/x"]));
         assert_eq!(
-            d.validate(&cfg2, &Credentials::new()).unwrap_err().code(),
+            prepare(&d, &cfg2, &Credentials::new()).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

@@ -138,7 +138,6 @@ impl KafkaOptions {
         cfg: &ConnectionConfig,
         creds: &Credentials,
     ) -> Result<Self, ConnectorError> {
-        cfg.validate_common()?;
         let mut extra = bootstrap_list(cfg)?;
         let (host, port) = match cfg.host.as_deref().map(str::trim).filter(|h| !h.is_empty()) {
             Some(h) => (h.to_owned(), cfg.port.unwrap_or(DEFAULT_PORT)),

@@ -31,8 +31,8 @@ mod errors;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::{
@@ -97,36 +97,32 @@ impl Driver for KafkaDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        if matih_connector_core::ssh::requested(cfg) {
-            // A tunnel reaches one host:port; the client then dials every
-            // broker the cluster advertises, directly.
-            return Err(matih_connector_core::ssh::unsupported(
-                "Kafka",
-                "after bootstrap the client dials each broker at the address the cluster \
-                 advertises, which one tunnel to one host:port cannot carry",
-            ));
-        }
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        KafkaOptions::from_config(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(KafkaOptions::from_config(
+            spec.config(),
+            spec.credentials(),
+        )?))
     }
 
-    /// host/port, or the first of metadata.bootstrapServers without a host.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let opts = KafkaOptions::from_config(cfg, &Credentials::new())?;
-        Ok(Some((opts.host, opts.port)))
+    fn ssh_tunnel_refusal(&self) -> Option<&'static str> {
+        // A tunnel reaches one host:port; the client then dials every
+        // broker the cluster advertises, directly.
+        Some(
+            "after bootstrap the client dials each broker at the address the cluster \
+             advertises, which one tunnel to one host:port cannot carry",
+        )
+    }
+}
+
+#[async_trait]
+impl Prepared for KafkaOptions {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         matih_connector_core::tls::install_default_provider();
-        let opts = KafkaOptions::from_config(cfg, creds)?;
-        Ok(Box::new(connection::connect(&opts, ctx).await?))
+        Ok(Box::new(connection::connect(self, ctx).await?))
     }
 }
 
@@ -161,6 +157,7 @@ impl Connection for KafkaConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
 
     #[test]
     fn descriptor_and_validation() {
@@ -168,17 +165,20 @@ mod tests {
         assert_eq!(d.descriptor().default_port, Some(9092));
         let mut cfg = ConnectionConfig::default();
         assert_eq!(
-            d.validate(&cfg, &Credentials::new()).unwrap_err().code(),
+            prepare(&d, &cfg, &Credentials::new()).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         cfg.metadata
             .insert(META_BOOTSTRAP.into(), serde_json::json!("b1:9093"));
-        d.validate(&cfg, &Credentials::new()).unwrap();
-        assert_eq!(d.endpoint(&cfg).unwrap(), Some(("b1".to_owned(), 9093)));
+        prepare(&d, &cfg, &Credentials::new()).unwrap();
+        assert_eq!(
+            prepare(&d, &cfg, &Credentials::new()).unwrap().endpoint(),
+            Some(("b1", 9093))
+        );
         cfg.metadata
             .insert("database".into(), serde_json::json!("x"));
         assert_eq!(
-            d.validate(&cfg, &Credentials::new()).unwrap_err().code(),
+            prepare(&d, &cfg, &Credentials::new()).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }
@@ -194,7 +194,7 @@ mod tests {
             "sshTunnel".into(),
             serde_json::json!({"host": "bastion", "username": "u", "hostKey": "SHA256:x"}),
         );
-        let err = d.validate(&cfg, &Credentials::new()).unwrap_err();
+        let err = prepare(&d, &cfg, &Credentials::new()).unwrap_err();
         assert_eq!(err.code(), ErrorCode::Unsupported);
         assert!(err.message().contains("advertises"), "{}", err.message());
     }

@@ -231,7 +231,6 @@ impl MongoOptions {
         cfg: &ConnectionConfig,
         creds: &Credentials,
     ) -> Result<Self, ConnectorError> {
-        cfg.validate_common()?;
         let uri = match creds.get(CRED_CONNECTION_STRING).filter(|s| !s.is_empty()) {
             Some(s) => parse_uri(s.expose())?,
             None => UriParts::default(),

@@ -32,8 +32,8 @@ mod tls_bridge;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::{
@@ -95,33 +95,23 @@ impl Driver for MongodbDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        MongoOptions::from_config(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(MongoOptions::from_config(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for MongoOptions {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    /// The host comes from the configuration or, failing that, from the
-    /// connection string's first seed.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        // Validation has run; without credentials here only cfg.host counts.
-        let host = cfg.host.as_deref().map(str::trim).filter(|h| !h.is_empty());
-        match host {
-            Some(h) => Ok(Some((h.to_owned(), cfg.port.unwrap_or(DEFAULT_PORT)))),
-            None => Err(ConnectorError::invalid_config("host", "host is required")),
-        }
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         matih_connector_core::tls::install_default_provider();
-        let opts = MongoOptions::from_config(cfg, creds)?;
-        let conn = connection::connect(&opts, ctx).await?;
-        Ok(Box::new(conn))
+        Ok(Box::new(connection::connect(self, ctx).await?))
     }
 }
 
@@ -150,6 +140,7 @@ impl Connection for MongoConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
 
     #[test]
     fn descriptor_and_validation() {
@@ -162,17 +153,17 @@ mod tests {
         let good = Credentials::new()
             .with("username", "u")
             .with("password", "p");
-        d.validate(&cfg, &good).unwrap();
+        prepare(&d, &cfg, &good).unwrap();
         let bad = good.clone().with("token", "x");
         assert_eq!(
-            d.validate(&cfg, &bad).unwrap_err().code(),
+            prepare(&d, &cfg, &bad).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let mut cfg2 = cfg.clone();
         cfg2.metadata
             .insert("warehouse".into(), serde_json::json!("x"));
         assert_eq!(
-            d.validate(&cfg2, &good).unwrap_err().code(),
+            prepare(&d, &cfg2, &good).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

@@ -28,7 +28,11 @@ const PROGRAM_NAME: &str = "matih-connector";
 const MAX_ALLOWED_PACKET: usize = 64 * 1024 * 1024;
 
 /// Everything needed to open a session, built from a connector's configuration.
+#[derive(Clone)]
 pub(crate) struct MysqlOptions {
+    /// The server's host and port (3306 by default).
+    pub host: String,
+    pub port: u16,
     pub user: String,
     pub password: Option<SecretString>,
     /// The database connected to; a missing one fails the login (error 1049).
@@ -44,6 +48,8 @@ pub(crate) struct MysqlOptions {
 impl fmt::Debug for MysqlOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("MysqlOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("database", &self.database)
@@ -57,6 +63,7 @@ impl fmt::Debug for MysqlOptions {
 impl MysqlOptions {
     /// Validates configuration and credentials; no I/O.
     pub(crate) fn new(cfg: &ConnectionConfig, creds: &Credentials) -> Result<Self, ConnectorError> {
+        let (host, port) = cfg.host_and_port(Some(DEFAULT_PORT))?;
         let user = creds.require(CRED_USERNAME)?.expose().to_owned();
         if user.chars().count() > MAX_USER_CHARS || user.contains('\0') {
             return Err(ConnectorError::invalid_config(
@@ -85,6 +92,8 @@ impl MysqlOptions {
             tls::root_store(Some(pem))?;
         }
         Ok(MysqlOptions {
+            host,
+            port,
             user,
             password,
             database: cfg.database.clone().filter(|d| !d.is_empty()),
@@ -193,6 +202,14 @@ mod tests {
             .with("password", "s3cret-value")
     }
 
+    /// A configuration with the host every MySQL connector needs.
+    fn base() -> ConnectionConfig {
+        ConnectionConfig {
+            host: Some("db.example.com".into()),
+            ..Default::default()
+        }
+    }
+
     fn ctx() -> ConnectContext {
         ConnectContext {
             host: Some("db.example.com".into()),
@@ -210,7 +227,7 @@ mod tests {
     fn options_connect_to_resolved_addresses_and_verify_the_host_name() {
         let cfg = ConnectionConfig {
             database: Some("shop".into()),
-            ..Default::default()
+            ..base()
         };
         let o = MysqlOptions::new(&cfg, &creds()).unwrap();
         let opts = o.client_opts(&ctx(), None).unwrap();
@@ -231,7 +248,7 @@ mod tests {
             "-----BEGIN CERTIFICATE-----\nMIIBszCCAVmgAwIBAgIUJ0k2\n-----END CERTIFICATE-----\n";
         let mode = |m: SslMode| ConnectionConfig {
             ssl_mode: Some(m),
-            ..Default::default()
+            ..base()
         };
         let o = MysqlOptions::new(&mode(SslMode::Require), &creds()).unwrap();
         let ssl = o
@@ -272,17 +289,17 @@ mod tests {
 
     #[test]
     fn validation_names_fields_and_hides_secrets() {
-        let o = MysqlOptions::new(&ConnectionConfig::default(), &creds()).unwrap();
+        let o = MysqlOptions::new(&base(), &creds()).unwrap();
         let dbg = format!("{o:?}");
         assert!(!dbg.contains("s3cret-value"), "{dbg}");
 
-        let err = MysqlOptions::new(&ConnectionConfig::default(), &Credentials::new()).unwrap_err();
+        let err = MysqlOptions::new(&base(), &Credentials::new()).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidConfiguration);
         assert!(err.message().contains("credentials.username"));
 
         let long = ConnectionConfig {
             database: Some("d".repeat(65)),
-            ..Default::default()
+            ..base()
         };
         assert_eq!(
             MysqlOptions::new(&long, &creds())
@@ -292,12 +309,12 @@ mod tests {
         );
         let trailing = ConnectionConfig {
             database: Some("shop ".into()),
-            ..Default::default()
+            ..base()
         };
         assert!(MysqlOptions::new(&trailing, &creds()).is_err());
         let unicode = ConnectionConfig {
             database: Some("données été".into()),
-            ..Default::default()
+            ..base()
         };
         assert!(MysqlOptions::new(&unicode, &creds()).is_ok());
     }

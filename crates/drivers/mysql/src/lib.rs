@@ -34,8 +34,8 @@ mod types;
 
 use async_trait::async_trait;
 use matih_connector_core::{
-    Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError, ConnectorType,
-    Credentials, Driver, DriverDescriptor, Key,
+    Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType, Driver,
+    DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::{MysqlOptions, CRED_PASSWORD, CRED_USERNAME, DEFAULT_PORT};
@@ -89,22 +89,22 @@ impl Driver for MysqlDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        cfg.require_host()?;
-        MysqlOptions::new(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(MysqlOptions::new(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for MysqlOptions {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let opts = MysqlOptions::new(cfg, creds)?;
-        let conn = connection::connect(opts, ctx).await?;
-        Ok(Box::new(conn))
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
+        Ok(Box::new(connection::connect(self.clone(), ctx).await?))
     }
 }
 
@@ -133,6 +133,7 @@ impl Connection for MysqlConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
 
     #[test]
     fn descriptor_and_validation() {
@@ -146,20 +147,19 @@ mod tests {
         let creds = Credentials::new()
             .with("username", "u")
             .with("password", "p");
-        d.validate(&cfg, &creds).unwrap();
-        assert_eq!(d.endpoint(&cfg).unwrap(), Some(("db".to_owned(), 3306)));
+        prepare(&d, &cfg, &creds).unwrap();
+        assert_eq!(
+            prepare(&d, &cfg, &creds).unwrap().endpoint(),
+            Some(("db", 3306))
+        );
 
-        let err = d
-            .validate(&cfg, &creds.clone().with("token", "x"))
-            .unwrap_err();
+        let err = prepare(&d, &cfg, &creds.clone().with("token", "x")).unwrap_err();
         assert_eq!(err.code(), ErrorCode::InvalidConfiguration);
-        let err = d
-            .validate(&ConnectionConfig::default(), &creds)
-            .unwrap_err();
+        let err = prepare(&d, &ConnectionConfig::default(), &creds).unwrap_err();
         assert_eq!(err.context_value("field"), Some("host"));
         let mut with_meta = cfg.clone();
         with_meta.metadata.insert("warehouse".into(), "x".into());
-        assert!(d.validate(&with_meta, &creds).is_err());
+        assert!(prepare(&d, &with_meta, &creds).is_err());
     }
 
     /// Everything refused before any I/O, by the same checks on every path.

@@ -6,8 +6,8 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use matih_connector_core::{
-    run_test, Catalog, ConnectContext, ConnectionConfig, Credentials, DataType, Depth,
-    DiscoveryRequest, Driver, EgressPolicy, ErrorCode, NameFilter, SslMode, Step, Table, TableKind,
+    prepare, run_test, Catalog, ConnectContext, ConnectionConfig, Credentials, DataType, Depth,
+    DiscoveryRequest, EgressPolicy, ErrorCode, NameFilter, SslMode, Step, Table, TableKind,
     TestOptions, Timeouts,
 };
 use matih_connector_testkit::conformance::{self, Case, FailureCases};
@@ -147,16 +147,18 @@ async fn verify_ca_ignores_the_name_and_verify_full_does_not() {
     let ctx = mismatched_context(&fx);
 
     let c = case(&fx, SslMode::VerifyCa);
-    let mut conn = d
-        .connect(&c.cfg, &c.creds, &ctx)
+    let mut conn = prepare(&d, &c.cfg, &c.creds)
+        .unwrap()
+        .connect(&ctx)
         .await
         .expect("verify-ca accepts a CA-signed certificate for another name");
     assert!(!conn.server_version().await.unwrap().is_empty());
     conn.close().await.unwrap();
 
     let c = case(&fx, SslMode::VerifyFull);
-    let err = d
-        .connect(&c.cfg, &c.creds, &ctx)
+    let err = prepare(&d, &c.cfg, &c.creds)
+        .unwrap()
+        .connect(&ctx)
         .await
         .expect_err("verify-full must reject the name");
     assert_eq!(err.code(), ErrorCode::SslHandshakeFailed, "{err}");
@@ -165,8 +167,9 @@ async fn verify_ca_ignores_the_name_and_verify_full_does_not() {
     // verify-ca still verifies the chain: a CA that signed nothing is refused,
     // for a matching name and for a mismatched one.
     let c = case(&fx, SslMode::VerifyCa).with_cfg(|c| c.ssl_ca_pem = Some(UNRELATED_CA.into()));
-    let err = d
-        .connect(&c.cfg, &c.creds, &ctx)
+    let err = prepare(&d, &c.cfg, &c.creds)
+        .unwrap()
+        .connect(&ctx)
         .await
         .expect_err("unknown issuer");
     assert_eq!(err.code(), ErrorCode::SslHandshakeFailed, "{err}");

@@ -9,6 +9,7 @@ use matih_connector_core::{ConnectionConfig, ConnectorError, Credentials, Secret
 
 pub(crate) const META_SERVICE_NAME: &str = "serviceName";
 pub(crate) const META_SID: &str = "sid";
+pub(crate) const DEFAULT_PORT: u16 = 1521;
 
 #[derive(Clone, Debug, PartialEq, Eq)]
 pub(crate) enum Target {
@@ -16,7 +17,11 @@ pub(crate) enum Target {
     Sid(String),
 }
 
+#[derive(Clone)]
 pub(crate) struct OracleOptions {
+    /// The listener's host and port (1521 by default).
+    pub host: String,
+    pub port: u16,
     pub user: String,
     pub password: SecretString,
     pub target: Target,
@@ -28,6 +33,8 @@ pub(crate) struct OracleOptions {
 impl fmt::Debug for OracleOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("OracleOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &"***")
             .field("target", &self.target)
@@ -49,6 +56,7 @@ impl OracleOptions {
         cfg: &ConnectionConfig,
         creds: &Credentials,
     ) -> Result<Self, ConnectorError> {
+        let (host, port) = cfg.host_and_port(Some(DEFAULT_PORT))?;
         let user = creds.require("username")?.expose().to_owned();
         let password = creds.require("password")?.clone();
         if user.len() > 128 || user.contains('\0') || password.expose().contains('\0') {
@@ -98,6 +106,8 @@ impl OracleOptions {
             ));
         }
         Ok(OracleOptions {
+            host,
+            port,
             user,
             password,
             target,

@@ -33,8 +33,8 @@ mod errors;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use std::time::Duration;
@@ -56,7 +56,7 @@ impl OracleDriver {
             descriptor: DriverDescriptor {
                 connector_type: ConnectorType::Oracle,
                 display_name: "Oracle Database",
-                default_port: Some(1521),
+                default_port: Some(config::DEFAULT_PORT),
                 credential_keys: vec![
                     Key::required("username", "Database user"),
                     Key::required("password", "The user's password"),
@@ -97,21 +97,22 @@ impl Driver for OracleDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        cfg.validate_common()?;
-        OracleOptions::from_config(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(OracleOptions::from_config(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for OracleOptions {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let opts = OracleOptions::from_config(cfg, creds)?;
-        Ok(Box::new(connection::connect(opts, ctx).await?))
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
+        Ok(Box::new(connection::connect(self.clone(), ctx).await?))
     }
 }
 
@@ -158,6 +159,7 @@ impl Connection for OracleConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
 
     #[test]
     fn descriptor_and_validation() {
@@ -172,10 +174,10 @@ mod tests {
         let good = Credentials::new()
             .with("username", "u")
             .with("password", "p");
-        d.validate(&cfg, &good).unwrap();
+        prepare(&d, &cfg, &good).unwrap();
         let bad = good.clone().with("token", "x");
         assert_eq!(
-            d.validate(&cfg, &bad).unwrap_err().code(),
+            prepare(&d, &cfg, &bad).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

@@ -10,9 +10,13 @@ use matih_connector_core::{
 pub(crate) const META_APPLICATION_NAME: &str = "applicationName";
 pub(crate) const META_OPTIONS: &str = "options";
 pub(crate) const DEFAULT_APPLICATION_NAME: &str = "matih-connector";
+pub(crate) const DEFAULT_PORT: u16 = 5432;
 
 /// Everything needed to open a session, built from a connector's configuration.
 pub(crate) struct PgOptions {
+    /// The server's host and port (5432 by default).
+    pub host: String,
+    pub port: u16,
     pub user: String,
     pub password: Option<SecretString>,
     pub database: String,
@@ -29,6 +33,8 @@ pub(crate) struct PgOptions {
 impl fmt::Debug for PgOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("PgOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &self.password.as_ref().map(|_| "***"))
             .field("database", &self.database)
@@ -44,6 +50,7 @@ impl PgOptions {
         cfg: &ConnectionConfig,
         creds: &Credentials,
     ) -> Result<Self, ConnectorError> {
+        let (host, port) = cfg.host_and_port(Some(DEFAULT_PORT))?;
         let user = creds.require("username")?.expose().to_owned();
         if user.contains('\0') {
             return Err(ConnectorError::invalid_config(
@@ -81,6 +88,8 @@ impl PgOptions {
         let ssl_mode = cfg.ssl_mode()?;
         let tls = tls::client_config(ssl_mode, cfg.ssl_ca_pem.as_deref())?;
         Ok(PgOptions {
+            host,
+            port,
             user,
             password,
             database,

@@ -30,8 +30,8 @@ mod errors;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::{PgOptions, META_APPLICATION_NAME, META_OPTIONS};
@@ -50,7 +50,7 @@ impl PostgresDriver {
             descriptor: DriverDescriptor {
                 connector_type: ConnectorType::Postgresql,
                 display_name: "PostgreSQL",
-                default_port: Some(5432),
+                default_port: Some(config::DEFAULT_PORT),
                 credential_keys: vec![
                     Key::required("username", "Login role"),
                     Key::optional(
@@ -94,22 +94,21 @@ impl Driver for PostgresDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        PgOptions::from_config(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        let opts = PgOptions::from_config(spec.config(), spec.credentials())?;
+        Ok(Box::new(opts))
+    }
+}
+
+#[async_trait]
+impl Prepared for PgOptions {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         matih_connector_core::tls::install_default_provider();
-        let opts = PgOptions::from_config(cfg, creds)?;
-        let conn = connection::connect(&opts, ctx).await?;
-        Ok(Box::new(conn))
+        Ok(Box::new(connection::connect(self, ctx).await?))
     }
 }
 
@@ -138,6 +137,7 @@ impl Connection for PgConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
 
     #[test]
     fn descriptor_and_validation() {
@@ -151,17 +151,17 @@ mod tests {
         let good = Credentials::new()
             .with("username", "u")
             .with("password", "p");
-        d.validate(&cfg, &good).unwrap();
+        prepare(&d, &cfg, &good).unwrap();
         let bad = good.clone().with("token", "x");
         assert_eq!(
-            d.validate(&cfg, &bad).unwrap_err().code(),
+            prepare(&d, &cfg, &bad).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let mut cfg2 = cfg.clone();
         cfg2.metadata
             .insert("warehouse".into(), serde_json::json!("x"));
         assert_eq!(
-            d.validate(&cfg2, &good).unwrap_err().code(),
+            prepare(&d, &cfg2, &good).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

@@ -34,8 +34,8 @@ mod errors;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::{RedshiftConfig, META_CLUSTER, META_DB_USER, META_SECRET_ARN, META_WORKGROUP};
@@ -111,33 +111,24 @@ impl Driver for RedshiftDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        cfg.validate_common()?;
-        RedshiftConfig::parse(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(RedshiftConfig::parse(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for RedshiftConfig {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.aws.host, self.aws.port))
     }
 
-    /// The endpoint override's host and port, else
-    /// `redshift-data.<region>.amazonaws.com:443`.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let probe = Credentials::new()
-            .with("accessKeyId", "x")
-            .with("secretAccessKey", "x");
-        let s = matih_connector_core::aws::AwsSettings::parse(cfg, &probe, "redshift-data")?;
-        Ok(Some((s.host, s.port)))
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         matih_connector_core::tls::install_default_provider();
-        let parsed = RedshiftConfig::parse(cfg, creds)?;
         Ok(Box::new(
-            connection::RedshiftConnection::open(parsed, ctx).await?,
+            connection::RedshiftConnection::open(self.clone(), ctx).await?,
         ))
     }
 }
@@ -167,6 +158,7 @@ impl Connection for RedshiftConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
     use serde_json::json;
 
     #[test]
@@ -182,22 +174,30 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            d.endpoint(&cfg).unwrap(),
-            Some(("redshift-data.ap-south-1.amazonaws.com".into(), 443))
+            prepare(
+                &d,
+                &cfg,
+                &Credentials::new()
+                    .with("accessKeyId", "AKIA")
+                    .with("secretAccessKey", "x")
+            )
+            .unwrap()
+            .endpoint(),
+            Some(("redshift-data.ap-south-1.amazonaws.com", 443))
         );
         let creds = Credentials::new()
             .with("accessKeyId", "AKIA")
             .with("secretAccessKey", "x");
-        d.validate(&cfg, &creds).unwrap();
+        prepare(&d, &cfg, &creds).unwrap();
         let bad = creds.clone().with("password", "x");
         assert_eq!(
-            d.validate(&cfg, &bad).unwrap_err().code(),
+            prepare(&d, &cfg, &bad).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let mut cfg2 = cfg.clone();
         cfg2.metadata.insert("bucket".into(), json!("x"));
         assert_eq!(
-            d.validate(&cfg2, &creds).unwrap_err().code(),
+            prepare(&d, &cfg2, &creds).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

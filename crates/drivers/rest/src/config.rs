@@ -42,6 +42,9 @@ pub(crate) enum OpenApiSource {
 /// [`HttpAuth`], whose `Debug` prints no secret.
 #[derive(Clone, Debug)]
 pub(crate) struct RestConfig {
+    /// The host and port the core resolves and checks.
+    pub host: String,
+    pub port: u16,
     /// `scheme://host:port/basePath/`, always ending in `/`.
     pub base: Url,
     pub tls: SslMode,
@@ -217,8 +220,8 @@ impl RestConfig {
             scheme,
             tls,
             host,
+            port,
             origin: mut base,
-            ..
         } = ApiBase::parse(cfg)?;
         if let Some(bp) = metadata::string(cfg, "basePath")? {
             let bp = relative_path("metadata.basePath", &bp)?;
@@ -290,9 +293,11 @@ impl RestConfig {
         let default_records_path = metadata::string(cfg, "recordsPath")?
             .map(|p| check_pointer("metadata.recordsPath", &p))
             .transpose()?;
-        let name = metadata::string(cfg, "name")?.unwrap_or(host);
+        let name = metadata::string(cfg, "name")?.unwrap_or_else(|| host.clone());
         let auth = api::credentials(cfg, creds, scheme)?;
         Ok(RestConfig {
+            host,
+            port,
             base,
             tls,
             ca_pem: cfg.ssl_ca_pem.clone(),

@@ -12,8 +12,8 @@ use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use matih_connector_core::{
-    open, run_test, ConnectionConfig, Credentials, DataType, Depth, DiscoveryRequest, Driver,
-    EgressPolicy, ErrorCode, NameFilter, SslMode, Step, TableKind, TestOptions, Timeouts,
+    open, run_test, ConnectionConfig, Credentials, DataType, Depth, DiscoveryRequest, EgressPolicy,
+    ErrorCode, NameFilter, SslMode, Step, TableKind, TestOptions, Timeouts,
 };
 use matih_connector_testkit::conformance::{self, Case};
 use matih_driver_rest::RestDriver;
@@ -837,7 +837,7 @@ fn validation_rejects_before_io() {
     let d = driver();
     let c = standard("127.0.0.1:1".parse().unwrap());
     let creds = Credentials::new().with("token", "t").with("apiKey", "k");
-    let e = d.validate(&c.cfg, &creds).unwrap_err();
+    let e = matih_connector_core::prepare(&d, &c.cfg, &creds).unwrap_err();
     assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
     assert!(!e.message().contains("\"t\""));
 }

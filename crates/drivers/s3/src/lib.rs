@@ -30,8 +30,8 @@ mod connection;
 mod discovery;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::S3Config;
@@ -100,29 +100,24 @@ impl Driver for S3Driver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        S3Config::parse(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(S3Config::parse(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for S3Config {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.aws.host, self.aws.port))
     }
 
-    /// The endpoint override's host and port, else `s3.<region>.amazonaws.com:443`.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let probe = Credentials::new()
-            .with("accessKeyId", "x")
-            .with("secretAccessKey", "x");
-        let s = matih_connector_core::aws::AwsSettings::parse(cfg, &probe, "s3")?;
-        Ok(Some((s.host, s.port)))
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let parsed = S3Config::parse(cfg, creds)?;
-        Ok(Box::new(connection::S3Connection::open(parsed, ctx).await?))
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
+        Ok(Box::new(
+            connection::S3Connection::open(self.clone(), ctx).await?,
+        ))
     }
 }
 
@@ -151,6 +146,7 @@ impl Connection for S3Connection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
     use serde_json::json;
 
     #[test]
@@ -163,17 +159,25 @@ mod tests {
             ..Default::default()
         };
         assert_eq!(
-            d.endpoint(&cfg).unwrap(),
-            Some(("s3.eu-west-3.amazonaws.com".into(), 443))
+            prepare(
+                &d,
+                &cfg,
+                &Credentials::new()
+                    .with("accessKeyId", "AKIA")
+                    .with("secretAccessKey", "x")
+            )
+            .unwrap()
+            .endpoint(),
+            Some(("s3.eu-west-3.amazonaws.com", 443))
         );
         let creds = Credentials::new()
             .with("accessKeyId", "AKIA")
             .with("secretAccessKey", "x");
-        d.validate(&cfg, &creds).unwrap();
+        prepare(&d, &cfg, &creds).unwrap();
         let mut bad = cfg.clone();
         bad.metadata.insert("schemaName".into(), json!("x"));
         assert_eq!(
-            d.validate(&bad, &creds).unwrap_err().code(),
+            prepare(&d, &bad, &creds).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

@@ -31,7 +31,9 @@ pub(crate) struct SnowflakeConfig {
     /// `https://acme.snowflakecomputing.com` or an override (private link,
     /// proxy, emulator).
     pub base: Url,
+    /// The host and port the core resolves and checks.
     pub host: String,
+    pub port: u16,
     /// Account identifier as Snowflake writes it in JWT claims and login
     /// bodies, upper-cased, without region or cloud suffix.
     pub account: String,
@@ -190,7 +192,6 @@ impl SnowflakeConfig {
         cfg: &ConnectionConfig,
         creds: &Credentials,
     ) -> Result<Self, ConnectorError> {
-        cfg.validate_common()?;
         let tls = tls_mode(cfg)?;
         let base = endpoint(cfg)?;
         let account = account(cfg, &base)?;
@@ -240,6 +241,7 @@ impl SnowflakeConfig {
         };
         Ok(SnowflakeConfig {
             host: base.host_str().unwrap_or_default().to_owned(),
+            port: base.port_or_known_default().unwrap_or(443),
             base,
             account,
             user,

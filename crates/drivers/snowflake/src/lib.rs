@@ -35,8 +35,8 @@ mod errors;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use crate::config::SnowflakeConfig;
@@ -97,29 +97,24 @@ impl Driver for SnowflakeDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        SnowflakeConfig::parse(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(SnowflakeConfig::parse(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for SnowflakeConfig {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    /// The endpoint's host and port: `metadata.endpoint`, else `host`/`port`,
-    /// else `<account>.snowflakecomputing.com:443`.
-    fn endpoint(&self, cfg: &ConnectionConfig) -> Result<Option<(String, u16)>, ConnectorError> {
-        let url = config::endpoint(cfg)?;
-        let host = url.host_str().unwrap_or_default().to_owned();
-        let port = url.port_or_known_default().unwrap_or(443);
-        Ok(Some((host, port)))
-    }
-
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
-        let parsed = SnowflakeConfig::parse(cfg, creds)?;
-        Ok(Box::new(SnowflakeConnection::open(parsed, ctx).await?))
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
+        Ok(Box::new(
+            SnowflakeConnection::open(self.clone(), ctx).await?,
+        ))
     }
 }
 
@@ -148,6 +143,7 @@ impl Connection for SnowflakeConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
 
     #[test]
     fn descriptor_and_validation() {
@@ -160,21 +156,21 @@ mod tests {
             .with("username", "u")
             .with("password", "p")
             .with("warehouse", "W");
-        d.validate(&cfg, &creds).unwrap();
+        prepare(&d, &cfg, &creds).unwrap();
         assert_eq!(
-            d.endpoint(&cfg).unwrap(),
-            Some(("acme.snowflakecomputing.com".into(), 443))
+            prepare(&d, &cfg, &creds).unwrap().endpoint(),
+            Some(("acme.snowflakecomputing.com", 443))
         );
         let bad = creds.clone().with("passwd", "x");
         assert_eq!(
-            d.validate(&cfg, &bad).unwrap_err().code(),
+            prepare(&d, &cfg, &bad).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let mut cfg2 = cfg.clone();
         cfg2.metadata
             .insert("bucket".into(), serde_json::json!("x"));
         assert_eq!(
-            d.validate(&cfg2, &creds).unwrap_err().code(),
+            prepare(&d, &cfg2, &creds).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

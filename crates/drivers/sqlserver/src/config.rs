@@ -13,8 +13,12 @@ pub(crate) const META_INSTANCE: &str = "instanceName";
 const DEFAULT_APPLICATION_NAME: &str = "matih-connector";
 /// The database a login lands in when none is configured.
 const DEFAULT_DATABASE: &str = "master";
+pub(crate) const DEFAULT_PORT: u16 = 1433;
 
 pub(crate) struct SqlServerOptions {
+    /// The server's host and port (1433 by default).
+    pub host: String,
+    pub port: u16,
     pub user: String,
     pub password: SecretString,
     pub database: String,
@@ -28,6 +32,8 @@ pub(crate) struct SqlServerOptions {
 impl fmt::Debug for SqlServerOptions {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("SqlServerOptions")
+            .field("host", &self.host)
+            .field("port", &self.port)
             .field("user", &self.user)
             .field("password", &"***")
             .field("database", &self.database)
@@ -42,6 +48,7 @@ impl SqlServerOptions {
         cfg: &ConnectionConfig,
         creds: &Credentials,
     ) -> Result<Self, ConnectorError> {
+        let (host, port) = cfg.host_and_port(Some(DEFAULT_PORT))?;
         let user = creds.require("username")?.expose().to_owned();
         let password = creds.require("password")?.clone();
         // LOGIN7 carries names as UTF-16 with 16-bit lengths; 128 is SQL Server's sysname limit.
@@ -81,6 +88,8 @@ impl SqlServerOptions {
             tls::parse_pem_certs(pem)?;
         }
         Ok(SqlServerOptions {
+            host,
+            port,
             user,
             password,
             database,

@@ -32,8 +32,8 @@ mod errors;
 mod types;
 
 use matih_connector_core::{
-    async_trait, Capabilities, ConnectContext, Connection, ConnectionConfig, ConnectorError,
-    ConnectorType, Credentials, Driver, DriverDescriptor, Key,
+    async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
+    Driver, DriverDescriptor, Key, Prepared,
 };
 
 use std::time::Duration;
@@ -56,7 +56,7 @@ impl SqlserverDriver {
             descriptor: DriverDescriptor {
                 connector_type: ConnectorType::Sqlserver,
                 display_name: "Microsoft SQL Server",
-                default_port: Some(1433),
+                default_port: Some(config::DEFAULT_PORT),
                 credential_keys: vec![
                     Key::required("username", "SQL Server login (SQL authentication)"),
                     Key::required("password", "The login's password"),
@@ -97,24 +97,24 @@ impl Driver for SqlserverDriver {
         &self.descriptor
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        self.descriptor.check_credential_keys(creds)?;
-        self.descriptor.check_metadata_keys(&cfg.metadata)?;
-        cfg.validate_common()?;
-        SqlServerOptions::from_config(cfg, creds).map(|_| ())
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        Ok(Box::new(SqlServerOptions::from_config(
+            spec.config(),
+            spec.credentials(),
+        )?))
+    }
+}
+
+#[async_trait]
+impl Prepared for SqlServerOptions {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    async fn connect(
-        &self,
-        cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         // tiberius builds its own rustls config from the process default.
         matih_connector_core::tls::install_default_provider();
-        let opts = SqlServerOptions::from_config(cfg, creds)?;
-        let conn = connection::connect(&opts, ctx).await?;
-        Ok(Box::new(conn))
+        Ok(Box::new(connection::connect(self, ctx).await?))
     }
 }
 
@@ -156,6 +156,7 @@ impl Connection for SqlServerConnection {
 mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
+    use matih_connector_core::{prepare, ConnectionConfig, Credentials};
 
     #[test]
     fn descriptor_and_validation() {
@@ -169,22 +170,22 @@ mod tests {
         let good = Credentials::new()
             .with("username", "u")
             .with("password", "p");
-        d.validate(&cfg, &good).unwrap();
+        prepare(&d, &cfg, &good).unwrap();
         let bad = good.clone().with("token", "x");
         assert_eq!(
-            d.validate(&cfg, &bad).unwrap_err().code(),
+            prepare(&d, &cfg, &bad).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let no_pw = Credentials::new().with("username", "u");
         assert_eq!(
-            d.validate(&cfg, &no_pw).unwrap_err().code(),
+            prepare(&d, &cfg, &no_pw).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
         let mut cfg2 = cfg.clone();
         cfg2.metadata
             .insert("warehouse".into(), serde_json::json!("x"));
         assert_eq!(
-            d.validate(&cfg2, &good).unwrap_err().code(),
+            prepare(&d, &cfg2, &good).unwrap_err().code(),
             ErrorCode::InvalidConfiguration
         );
     }

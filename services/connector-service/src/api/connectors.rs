@@ -2,7 +2,6 @@
 //! credentials.
 
 use std::collections::BTreeMap;
-use std::sync::Arc;
 
 use axum::extract::State;
 use axum::http::StatusCode;
@@ -10,8 +9,8 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use matih_connector_core::{
-    run_test, ConnectionConfig, ConnectorSpec, Credentials, Driver, ErrorCode, SslMode,
-    TestOptions, TestReport, Timeouts,
+    run_prepared_test, run_test, ConnectionConfig, ConnectorSpec, ConnectorType, Credentials,
+    Driver, ErrorCode, PreparedConnector, SslMode, TestOptions, TestReport, Timeouts,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -245,42 +244,58 @@ fn validate_name(name: &str) -> Result<(), AppError> {
     Ok(())
 }
 
-/// Checks a configuration with the driver, before any I/O.
-fn validate(
+/// Checks and parses a configuration once, before any I/O, under the
+/// service's time limits: the value the request's test then uses.
+fn prepare_spec(
+    state: &AppState,
     driver: &dyn Driver,
     cfg: &ConnectionConfig,
     creds: &Credentials,
-) -> Result<(), AppError> {
-    let check = cfg
-        .validate_common()
-        .and_then(|()| driver.descriptor().check_metadata_keys(&cfg.metadata))
-        .and_then(|()| driver.validate(cfg, creds));
-    check.map_err(|e| AppError::from_connector(&e))
+) -> Result<PreparedConnector, AppError> {
+    matih_connector_core::prepare(driver, &clamped(state, cfg), creds)
+        .map_err(|e| AppError::from_connector(&e))
 }
 
-/// Runs the connectivity test and counts it.
+fn clamped(state: &AppState, cfg: &ConnectionConfig) -> ConnectionConfig {
+    ConnectionConfig {
+        timeouts: state.settings.limits.clamp(cfg.timeouts),
+        ..cfg.clone()
+    }
+}
+
+fn test_options(state: &AppState) -> TestOptions {
+    TestOptions {
+        egress: state.settings.egress.clone(),
+        ..Default::default()
+    }
+}
+
+/// Runs the connectivity test (its validate step prepares) and counts it.
 pub async fn test_with(
     state: &AppState,
     driver: &dyn Driver,
     cfg: &ConnectionConfig,
     creds: &Credentials,
 ) -> TestReport {
-    let opts = TestOptions {
-        egress: state.settings.egress.clone(),
-        ..Default::default()
-    };
-    let cfg = &ConnectionConfig {
-        timeouts: state.settings.limits.clamp(cfg.timeouts),
-        ..cfg.clone()
-    };
-    let report = run_test(driver, cfg, creds, &opts).await;
+    let report = run_test(driver, &clamped(state, cfg), creds, &test_options(state)).await;
+    count_test(state, &driver.descriptor().connector_type, &report);
+    report
+}
+
+/// Runs the connectivity test of a prepared configuration and counts it.
+async fn test_prepared(state: &AppState, prepared: &PreparedConnector) -> TestReport {
+    let report = run_prepared_test(prepared, &test_options(state)).await;
+    count_test(state, prepared.connector_type(), &report);
+    report
+}
+
+fn count_test(state: &AppState, ty: &ConnectorType, report: &TestReport) {
     let outcome = report.error_code.map(|c| c.as_str()).unwrap_or("ok");
     state
         .metrics
         .connector_tests
-        .with_label_values(&[driver.descriptor().connector_type.as_str(), outcome])
+        .with_label_values(&[ty.as_str(), outcome])
         .inc();
-    report
 }
 
 /// Records a test's outcome on the connector. A disabled connector stays disabled.
@@ -397,9 +412,7 @@ async fn create(
     let Prepared {
         c,
         secret,
-        spec,
-        driver,
-        cfg,
+        target,
         held,
         place: _place,
     } = rx.await.map_err(AppError::internal)??;
@@ -410,7 +423,7 @@ async fn create(
         armed: Some((secret, held)),
     };
     // 4. Test (cancellable); the reservation is renewed meanwhile.
-    let report = test_with(&state, &*driver, &cfg, &spec.credentials).await;
+    let report = test_prepared(&state, &target).await;
     let (secret, held) = undo.armed.take().expect("armed");
     detached(finish(state, tenant, c, secret, held, report)).await
 }
@@ -462,9 +475,8 @@ async fn undo_create(state: &AppState, tenant: Uuid, id: Uuid, secret: &SecretRe
 struct Prepared {
     c: Connector,
     secret: SecretRef,
-    spec: ConnectorSpec,
-    driver: Arc<dyn Driver>,
-    cfg: ConnectionConfig,
+    /// The configuration, checked and parsed once for the whole create.
+    target: PreparedConnector,
     held: Held,
     place: InFlight,
 }
@@ -499,7 +511,7 @@ async fn prepare(
     let name = spec.name.clone().unwrap_or_default();
     validate_name(&name)?;
     let cfg = spec.config();
-    validate(&*driver, &cfg, &spec.credentials)?;
+    let target = prepare_spec(&state, &*driver, &cfg, &spec.credentials)?;
     state.settings.limits.check_timeouts(&cfg.timeouts)?;
     if state
         .store
@@ -536,9 +548,7 @@ async fn prepare(
         Ok((c, secret)) => Ok(Prepared {
             c,
             secret,
-            spec,
-            driver,
-            cfg,
+            target,
             held,
             place,
         }),
@@ -748,8 +758,7 @@ pub async fn update_connector(
     c.updated_at = ts(Utc::now());
     match body.status {
         Some(ConnectorStatus::Inactive) => {
-            c.config()
-                .validate_common()
+            matih_connector_core::check_config(&*driver, &c.config())
                 .map_err(|e| AppError::from_connector(&e))?;
             c.status = ConnectorStatus::Inactive;
             if !state.store.update_connector(&c).await? {
@@ -776,9 +785,8 @@ pub async fn update_connector(
         .get(&secret)
         .await
         .map_err(unavailable_credentials)?;
-    let cfg = c.config();
-    validate(&*driver, &cfg, &creds)?;
-    let report = test_with(&state, &*driver, &cfg, &creds).await;
+    let target = prepare_spec(&state, &*driver, &c.config(), &creds)?;
+    let report = test_prepared(&state, &target).await;
     apply_report(&state, &mut c, &report);
     if !state.store.update_connector(&c).await? {
         return Err(AppError::not_found("connector"));
@@ -899,9 +907,8 @@ pub async fn update_credentials(
         .registry
         .get(&c.connector_type)
         .map_err(|e| AppError::from_connector(&e))?;
-    let cfg = c.config();
-    validate(&*driver, &cfg, &body.credentials)?;
-    let report = test_with(&state, &*driver, &cfg, &body.credentials).await;
+    let target = prepare_spec(&state, &*driver, &c.config(), &body.credentials)?;
+    let report = test_prepared(&state, &target).await;
     if !report.success {
         let result = TestResult {
             connector_id: c.id,

@@ -3,12 +3,13 @@
 //! diffs, auth) be tested without a database server; the real drivers are
 //! exercised against the PostgreSQL and MariaDB fixtures in `e2e_fixtures.rs`.
 
+use std::sync::atomic::{AtomicUsize, Ordering};
 use std::sync::{Arc, Mutex};
 
 use matih_connector_core::{
-    async_trait, Capabilities, Catalog, Column, ConnectContext, Connection, ConnectionConfig,
-    ConnectorError, ConnectorType, Credentials, DataType, DiscoveryRequest, Driver,
-    DriverDescriptor, ErrorCode, Key, Schema, Table, TableKind,
+    async_trait, Capabilities, Catalog, Checked, Column, ConnectContext, Connection,
+    ConnectorError, ConnectorType, DataType, DiscoveryRequest, Driver, DriverDescriptor, ErrorCode,
+    Key, Prepared, Schema, Table, TableKind,
 };
 
 pub const GOOD_PASSWORD: &str = "fake-good-pass-7Qx";
@@ -44,6 +45,9 @@ pub struct FakeDriver {
     pub catalog: Arc<Mutex<Catalog>>,
     /// Discovery waits here while it is closed.
     pub gate: Gate,
+    /// How many times a configuration was parsed (`Driver::prepare`, which
+    /// core's `prepare` alone calls, once per call).
+    pub parses: Arc<AtomicUsize>,
 }
 
 impl FakeDriver {
@@ -62,6 +66,7 @@ impl FakeDriver {
             },
             catalog,
             gate,
+            parses: Arc::default(),
         }
     }
 }
@@ -72,22 +77,41 @@ impl Driver for FakeDriver {
         &self.desc
     }
 
-    fn validate(&self, cfg: &ConnectionConfig, creds: &Credentials) -> Result<(), ConnectorError> {
-        cfg.require_host()?;
-        self.desc.check_credential_keys(creds)
+    fn prepare(&self, spec: Checked<'_>) -> Result<Box<dyn Prepared>, ConnectorError> {
+        self.parses.fetch_add(1, Ordering::SeqCst);
+        let (host, port) = spec.config().host_and_port(self.desc.default_port)?;
+        Ok(Box::new(FakeSettings {
+            host,
+            port,
+            password_ok: spec.credentials().get("password").map(|p| p.expose())
+                == Some(GOOD_PASSWORD),
+            catalog: self.catalog.clone(),
+            gate: self.gate.clone(),
+        }))
+    }
+}
+
+#[derive(Debug)]
+struct FakeSettings {
+    host: String,
+    port: u16,
+    password_ok: bool,
+    catalog: Arc<Mutex<Catalog>>,
+    gate: Gate,
+}
+
+#[async_trait]
+impl Prepared for FakeSettings {
+    fn endpoint(&self) -> Option<(&str, u16)> {
+        Some((&self.host, self.port))
     }
 
-    async fn connect(
-        &self,
-        _cfg: &ConnectionConfig,
-        creds: &Credentials,
-        ctx: &ConnectContext,
-    ) -> Result<Box<dyn Connection>, ConnectorError> {
+    async fn connect(&self, ctx: &ConnectContext) -> Result<Box<dyn Connection>, ConnectorError> {
         // A real TCP round trip, so the test's latency is not zero.
         let _s = tokio::net::TcpStream::connect(ctx.addrs[0])
             .await
             .map_err(|e| ConnectorError::from_io(e, "connecting"))?;
-        if creds.get("password").map(|p| p.expose()) != Some(GOOD_PASSWORD) {
+        if !self.password_ok {
             return Err(ConnectorError::new(
                 ErrorCode::AuthenticationFailed,
                 "password authentication failed",
