@@ -26,8 +26,8 @@ pub struct PreparedConnector {
 }
 
 /// Checks `cfg` and `creds` for `driver` and parses them once, without I/O:
-/// the descriptor's credential and metadata keys,
-/// `ConnectionConfig::validate_common`, the SSH tunnel, then the driver's
+/// [`check_config`] (the common checks and the metadata keys), the
+/// descriptor's credential keys, the SSH tunnel, then the driver's
 /// own settings ([`Driver::prepare`]). Every caller (the connectivity test,
 /// [`crate::open`], the CLI, the service) goes through here, so each check
 /// has one home.
@@ -39,8 +39,10 @@ pub fn prepare(
     let started = Instant::now();
     let d = driver.descriptor();
     let _span = tracing::debug_span!("prepare", r#type = %d.connector_type).entered();
-    d.check_credential_keys(creds)?;
+    // The configuration's own checks first, so a contradiction in it is
+    // named before a missing credential.
     check_config(driver, cfg)?;
+    d.check_credential_keys(creds)?;
     let tunnel = crate::ssh::prepare(cfg, creds)?;
     let settings = driver.prepare(Checked::new(cfg, creds))?;
     if tunnel.is_some() && settings.endpoint().is_none() {
@@ -68,10 +70,10 @@ fn no_tunnel_target(display_name: &str) -> ConnectorError {
 /// limits, SSL mode and CA). For a caller that changes a
 /// stored connector without its credentials (disabling it, say).
 pub fn check_config(driver: &dyn Driver, cfg: &ConnectionConfig) -> Result<(), ConnectorError> {
+    cfg.validate_common()?;
     driver
         .descriptor()
-        .check_metadata_keys(&cfg.metadata, driver.ssh_tunnel_refusal())?;
-    cfg.validate_common()
+        .check_metadata_keys(&cfg.metadata, driver.ssh_tunnel_refusal())
 }
 
 impl PreparedConnector {
