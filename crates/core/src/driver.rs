@@ -26,6 +26,15 @@ pub struct Key {
 }
 
 impl Key {
+    /// Accepts every key: for drivers whose keys the source itself defines
+    /// (custom types pass their metadata and credentials to an executable
+    /// that has its own specification).
+    pub const ANY: Key = Key {
+        name: "*",
+        required: false,
+        description: "any key the source's own specification defines",
+    };
+
     /// A key a spec must have.
     pub const fn required(name: &'static str, description: &'static str) -> Key {
         Key {
@@ -109,7 +118,11 @@ impl DriverDescriptor {
     /// ones; names keys, never values.
     pub fn check_credential_keys(&self, creds: &Credentials) -> Result<(), ConnectorError> {
         for key in creds.keys() {
-            if !self.credential_keys.iter().any(|k| k.name == key) {
+            if !self
+                .credential_keys
+                .iter()
+                .any(|k| k.name == key || *k == Key::ANY)
+            {
                 return Err(ConnectorError::invalid_config(
                     "credentials",
                     format!(
@@ -136,7 +149,11 @@ impl DriverDescriptor {
         metadata: &BTreeMap<String, serde_json::Value>,
     ) -> Result<(), ConnectorError> {
         for key in metadata.keys() {
-            if !self.metadata_keys.iter().any(|k| k.name == key) {
+            if !self
+                .metadata_keys
+                .iter()
+                .any(|k| k.name == key || *k == Key::ANY)
+            {
                 if key == crate::ssh::METADATA_KEY {
                     return Err(crate::ssh::unsupported(
                         self.display_name,
@@ -663,6 +680,25 @@ mod tests {
             .with(crate::ssh::PRIVATE_KEY, "k")
             .with(crate::ssh::PRIVATE_KEY_PASSPHRASE, "p");
         tunnelled.check_credential_keys(&creds).unwrap();
+    }
+
+    #[test]
+    fn any_key_accepts_every_key() {
+        let open = DriverDescriptor {
+            connector_type: ConnectorType::Custom("FAKER".into()),
+            display_name: "Faker",
+            default_port: None,
+            credential_keys: vec![Key::ANY],
+            metadata_keys: vec![Key::ANY],
+            capabilities: Capabilities::default(),
+        };
+        let mut meta = BTreeMap::new();
+        meta.insert("count".to_owned(), serde_json::json!(10));
+        open.check_metadata_keys(&meta).unwrap();
+        open.check_credential_keys(&Credentials::new().with("api_key", "k"))
+            .unwrap();
+        // Not a way around the tunnel rule: only drivers that declare it tunnel.
+        assert!(!open.supports_ssh_tunnel());
     }
 
     #[test]
