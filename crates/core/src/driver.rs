@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::{
-    Catalog, Category, ConnectionConfig, ConnectorError, ConnectorType, Credentials,
-    DiscoveryRequest, EgressPolicy, ErrorCode, Timeouts,
+    Catalog, CatalogDelta, CatalogFingerprint, Category, ConnectionConfig, ConnectorError,
+    ConnectorType, Credentials, DiscoveryRequest, EgressPolicy, ErrorCode, Timeouts,
 };
 
 /// A credential or metadata key a driver reads.
@@ -465,6 +465,23 @@ pub trait Connection: Send {
     /// Discovers the catalog. A bounded number of catalog queries, never one per
     /// table; filters pushed down where the source can evaluate them.
     async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError>;
+
+    /// Re-discovers against the fingerprint of an earlier discovery: every
+    /// relation's header, and the detail (columns, primary key, comment) of
+    /// new and changed relations only; removed ones are named. Apply the delta
+    /// to the catalog `previous` was taken with ([`CatalogDelta::apply`]).
+    ///
+    /// The default is a full discovery, which every source can answer: the
+    /// delta is `full` and carries no fingerprint. Drivers that can tell cheaply
+    /// what changed override it.
+    async fn discover_changed(
+        &mut self,
+        req: &DiscoveryRequest,
+        previous: Option<&CatalogFingerprint>,
+    ) -> Result<CatalogDelta, ConnectorError> {
+        let _ = previous;
+        self.discover(req).await.map(CatalogDelta::full)
+    }
 
     /// Ends the session politely (bounded by the caller).
     async fn close(self: Box<Self>) -> Result<(), ConnectorError>;

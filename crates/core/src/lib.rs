@@ -36,6 +36,7 @@ mod error;
 pub mod google;
 #[cfg(feature = "http")]
 pub mod http;
+mod incremental;
 mod kind;
 pub mod metadata;
 mod runner;
@@ -54,6 +55,7 @@ pub use driver::{
 };
 pub use egress::{EgressPolicy, EgressProfile, DEFAULT_DENIED, PRODUCTION_DENIED};
 pub use error::{find_source, ConnectorError, ErrorCode};
+pub use incremental::{stable_hash, CatalogDelta, CatalogFingerprint, RelationName, RelationPrint};
 pub use kind::{Category, ConnectorType};
 pub use runner::{run_test, Step, StepReport, TestOptions, TestReport};
 

@@ -165,6 +165,17 @@ impl Connection for TunnelledConnection {
         }
     }
 
+    async fn discover_changed(
+        &mut self,
+        req: &DiscoveryRequest,
+        previous: Option<&crate::CatalogFingerprint>,
+    ) -> Result<crate::CatalogDelta, ConnectorError> {
+        match self.inner.discover_changed(req, previous).await {
+            Ok(d) => Ok(d),
+            Err(e) => Err(self.explain(e)),
+        }
+    }
+
     async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
         let TunnelledConnection { inner, tunnel } = *self;
         let closed = inner.close().await;

@@ -18,6 +18,9 @@ use mysql_async::Value;
 use crate::connection::{text, unsigned, MysqlConnection};
 use crate::types::{normalize, normalize_default, NativeType};
 
+mod incremental;
+pub(crate) use incremental::discover_changed;
+
 /// The servers' own databases, left out unless `include_system` is set.
 const SYSTEM_SCHEMAS: &str = "'information_schema', 'mysql', 'performance_schema', 'sys'";
 
@@ -288,6 +291,16 @@ pub(crate) async fn discover(
     conn: &mut MysqlConnection,
     req: &DiscoveryRequest,
 ) -> Result<Catalog, ConnectorError> {
+    discover_with(conn, req, None).await
+}
+
+/// Discovery; given an incremental pass, the tables' prints are taken once
+/// they are listed and columns and keys are read for the changed ones only.
+async fn discover_with(
+    conn: &mut MysqlConnection,
+    req: &DiscoveryRequest,
+    mut pass: Option<&mut incremental::Pass<'_>>,
+) -> Result<Catalog, ConnectorError> {
     let only = conn.schema.clone();
     let only = only.as_deref();
 
@@ -347,16 +360,24 @@ pub(crate) async fn discover(
     if req.depth == Depth::Tables || tables.is_empty() {
         return Ok(finish(schemas, tables));
     }
+    let changed = match pass.as_mut() {
+        Some(pass) => Some(pass.select(conn, req, only, &tables).await?),
+        None => None,
+    };
+    let wanted = |key: &(String, String)| changed.as_ref().is_none_or(|c| c.contains(key));
+    if changed.as_ref().is_some_and(|c| c.is_empty()) {
+        return Ok(finish(schemas, tables));
+    }
 
     let style = conn.default_style().await?;
-    let (sql, params) = columns_query(req, only);
+    let (sql, params) = incremental::restrict(columns_query(req, only), changed.as_ref());
     let column_rows = conn.rows("listing columns", &sql, params).await?;
     let mut raw_columns = Vec::with_capacity(column_rows.len());
     let mut longtext_tables = false;
     for row in column_rows {
         let c = Cells(row);
         let key = (c.name(0, "listing columns")?, c.name(1, "listing columns")?);
-        if !tables.contains_key(&key) {
+        if !tables.contains_key(&key) || !wanted(&key) {
             continue;
         }
         longtext_tables |= c
@@ -405,7 +426,7 @@ pub(crate) async fn discover(
         }
     }
 
-    let (sql, params) = primary_keys_query(req, only);
+    let (sql, params) = incremental::restrict(primary_keys_query(req, only), changed.as_ref());
     let mut keys: HashMap<(String, String), Vec<(u64, String)>> = HashMap::new();
     for row in conn.rows("listing primary keys", &sql, params).await? {
         let c = Cells(row);
@@ -419,6 +440,9 @@ pub(crate) async fn discover(
             .push((c.unsigned(3).unwrap_or(0), column));
     }
     for (key, mut columns) in keys {
+        if !wanted(&key) {
+            continue;
+        }
         if let Some(t) = tables.get_mut(&key) {
             columns.sort();
             t.primary_key = columns.into_iter().map(|(_, c)| c).collect();
