@@ -101,16 +101,17 @@ pub const DRIVERS: &[DriverEntry] = &[
         package: "matih-driver-kafka",
         fixtures: &["kafka"],
     },
-    // Servers written inside the tests (declared to the proof file as fakes).
+    // Servers written inside the tests (declared to the proof file as fakes);
+    // tests/ssh.rs reaches them through the SSH bastion.
     DriverEntry {
         name: "rest",
         package: "matih-driver-rest",
-        fixtures: &[],
+        fixtures: &["ssh"],
     },
     DriverEntry {
         name: "graphql",
         package: "matih-driver-graphql",
-        fixtures: &[],
+        fixtures: &["ssh"],
     },
     // Core's SSH tunnel tests: a real OpenSSH bastion, and PostgreSQL and
     // MariaDB as targets reached through it. Core's dev-dependencies turn its
