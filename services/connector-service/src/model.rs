@@ -209,3 +209,18 @@ pub struct Snapshot {
     /// The catalog as JSON text.
     pub catalog: String,
 }
+
+/// One scheduled health check as its history keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub checked_at: String,
+    /// ACTIVE, WARNING or ERROR.
+    pub status: String,
+    pub success: bool,
+    pub latency_ms: Option<i64>,
+    pub error_code: Option<String>,
+    /// The connectivity test step that failed (dns, tcp, connect, …).
+    pub failed_step: Option<String>,
+    pub message: Option<String>,
+}

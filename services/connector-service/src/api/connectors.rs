@@ -10,8 +10,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use matih_connector_core::{
-    run_test, ConnectionConfig, ConnectorSpec, Credentials, Driver, ErrorCode, SslMode,
-    TestOptions, TestReport, Timeouts,
+    ConnectionConfig, ConnectorSpec, Credentials, Driver, ErrorCode, SslMode, TestReport, Timeouts,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -19,8 +18,9 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Auth, Claims};
+use crate::connection_test::{self, Tested};
 use crate::discovery;
-use crate::error::{ApiPath, AppError, LaterJson};
+use crate::error::{ApiPath, AppError, Code, LaterJson};
 use crate::limits::InFlight;
 use crate::model::{ts, Connector, ConnectorStatus, Tenant};
 use crate::secrets::{SecretError, SecretRef};
@@ -216,6 +216,16 @@ pub async fn connector_for(
     id: Uuid,
 ) -> Result<Connector, AppError> {
     claims.require_tenant(tenant_id)?;
+    connector_of(state, tenant_id, id).await
+}
+
+/// The tenant's connector or 404, for a handler that has authorized the
+/// caller already (`tenant_for`).
+pub async fn connector_of(
+    state: &AppState,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Connector, AppError> {
     state
         .store
         .get_connector(tenant_id, id)
@@ -223,90 +233,15 @@ pub async fn connector_for(
         .ok_or_else(|| AppError::not_found("connector"))
 }
 
-pub fn secret_ref(state: &AppState, tenant: &Tenant, c: &Connector) -> SecretRef {
-    let mut r = SecretRef::new(
-        &state.settings.namespace_prefix,
-        &tenant.slug,
-        c.id,
-        &c.connector_type,
-    );
-    r.name = c.credential_secret_name.clone();
-    r
-}
-
 fn validate_name(name: &str) -> Result<(), AppError> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(AppError::bad_request(
-            "INVALID_CONFIGURATION",
+            Code::Connector(ErrorCode::InvalidConfiguration),
             "name must be 1-200 characters without control characters",
         )
         .with_details(serde_json::json!({"field": "name"})));
     }
     Ok(())
-}
-
-/// Checks a configuration with the driver, before any I/O.
-fn validate(
-    driver: &dyn Driver,
-    cfg: &ConnectionConfig,
-    creds: &Credentials,
-) -> Result<(), AppError> {
-    let check = cfg
-        .validate_common()
-        .and_then(|()| driver.descriptor().check_metadata_keys(&cfg.metadata))
-        .and_then(|()| driver.validate(cfg, creds));
-    check.map_err(|e| AppError::from_connector(&e))
-}
-
-/// Runs the connectivity test and counts it.
-pub async fn test_with(
-    state: &AppState,
-    driver: &dyn Driver,
-    cfg: &ConnectionConfig,
-    creds: &Credentials,
-) -> TestReport {
-    let opts = TestOptions {
-        egress: state.settings.egress.clone(),
-        ..Default::default()
-    };
-    let cfg = &ConnectionConfig {
-        timeouts: state.settings.limits.clamp(cfg.timeouts),
-        ..cfg.clone()
-    };
-    let report = run_test(driver, cfg, creds, &opts).await;
-    let outcome = report.error_code.map(|c| c.as_str()).unwrap_or("ok");
-    state
-        .metrics
-        .connector_tests
-        .with_label_values(&[driver.descriptor().connector_type.as_str(), outcome])
-        .inc();
-    report
-}
-
-/// Records a test's outcome on the connector. A disabled connector stays disabled.
-pub fn apply_report(state: &AppState, c: &mut Connector, report: &TestReport) {
-    c.last_tested_at = Some(ts(report.tested_at));
-    c.last_test_result = Some(report.message.clone());
-    c.last_error_code = report.error_code.map(|e| e.as_str().to_owned());
-    if c.status == ConnectorStatus::Inactive {
-        return;
-    }
-    c.status = match (report.success, report.latency_ms) {
-        (false, _) => ConnectorStatus::Error,
-        (true, Some(ms)) if ms > state.settings.warning_latency_ms => ConnectorStatus::Warning,
-        (true, _) => ConnectorStatus::Active,
-    };
-}
-
-fn unavailable_credentials(e: SecretError) -> AppError {
-    match e {
-        SecretError::NotFound(_) => AppError::new(
-            StatusCode::CONFLICT,
-            "CREDENTIALS_MISSING",
-            "the connector's credential secret is missing; set new credentials with PUT …/credentials",
-        ),
-        other => other.into(),
-    }
 }
 
 /// Runs `f` to completion even if the client goes away, so multi-step writes
@@ -410,9 +345,9 @@ async fn create(
         armed: Some((secret, held)),
     };
     // 4. Test (cancellable); the reservation is renewed meanwhile.
-    let report = test_with(&state, &*driver, &cfg, &spec.credentials).await;
+    let tested = connection_test::test_with(&state, &*driver, &cfg, &spec.credentials).await;
     let (secret, held) = undo.armed.take().expect("armed");
-    detached(finish(state, tenant, c, secret, held, report)).await
+    detached(finish(state, tenant, c, secret, held, tested)).await
 }
 
 /// Removes an in-flight create whose request was dropped during the test.
@@ -483,7 +418,7 @@ async fn prepare(
     if !tier.allows(&ty) {
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
-            "PLAN_TYPE_NOT_ALLOWED",
+            Code::PlanTypeNotAllowed,
             format!(
                 "the {} plan allows {} connectors; {} is not included",
                 tier.as_str(),
@@ -492,14 +427,11 @@ async fn prepare(
             ),
         ));
     }
-    let driver = state
-        .registry
-        .get(&ty)
-        .map_err(|e| AppError::from_connector(&e))?;
+    let driver = connection_test::driver_for(&state, &ty)?;
     let name = spec.name.clone().unwrap_or_default();
     validate_name(&name)?;
     let cfg = spec.config();
-    validate(&*driver, &cfg, &spec.credentials)?;
+    connection_test::validate(&*driver, &cfg, &spec.credentials)?;
     state.settings.limits.check_timeouts(&cfg.timeouts)?;
     if state
         .store
@@ -517,7 +449,7 @@ async fn prepare(
         let limit = tier.max_connectors().unwrap_or_default();
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
-            "PLAN_LIMIT_EXCEEDED",
+            Code::PlanLimitExceeded,
             format!("the {} plan allows at most {limit} connectors; upgrade the plan or delete a connector", tier.as_str()),
         )
         .with_details(serde_json::json!({"tier": tier.as_str(), "limit": limit})));
@@ -630,9 +562,11 @@ async fn finish(
     mut c: Connector,
     secret: SecretRef,
     held: Held,
-    report: TestReport,
+    tested: Tested,
 ) -> Result<ConnectorWithTest, AppError> {
     let state = &state;
+    tested.apply_to(&mut c);
+    let report = tested.report;
     if let Some((step, ErrorCode::EgressDenied)) = report.failure() {
         undo_create(state, tenant.id, c.id, &secret, held).await;
         let result = TestResult {
@@ -641,7 +575,7 @@ async fn finish(
         };
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
-            "EGRESS_DENIED",
+            Code::Connector(ErrorCode::EgressDenied),
             format!(
                 "the connector's address is not allowed by the egress policy: {}",
                 result.report.message
@@ -649,7 +583,6 @@ async fn finish(
         )
         .with_details(serde_json::json!({"step": step.as_str(), "testResult": result})));
     }
-    apply_report(state, &mut c, &report);
     if let Err(e) = held.finish(&c).await {
         // The reservation or the row is gone (its lease ended and a
         // reconciliation removed both, or the row was deleted meanwhile).
@@ -701,11 +634,7 @@ pub async fn update_connector(
     if let Some(t) = &body.timeouts {
         state.settings.limits.check_timeouts(t)?;
     }
-    let mut c = state
-        .store
-        .get_connector(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("connector"))?;
+    let mut c = connector_of(&state, tenant_id, id).await?;
     if let Some(name) = &body.name {
         validate_name(name)?;
         c.name = name.trim().to_owned();
@@ -737,20 +666,15 @@ pub async fn update_connector(
             ssl_mode: body.ssl_mode,
             ..Default::default()
         };
-        let mode = probe.ssl_mode().map_err(|e| AppError::from_connector(&e))?;
+        let mode = probe.ssl_mode()?;
         c.ssl_mode = Some(mode);
         c.ssl_enabled = mode.is_tls();
     }
-    let driver = state
-        .registry
-        .get(&c.connector_type)
-        .map_err(|e| AppError::from_connector(&e))?;
+    let driver = connection_test::driver_for(&state, &c.connector_type)?;
     c.updated_at = ts(Utc::now());
     match body.status {
         Some(ConnectorStatus::Inactive) => {
-            c.config()
-                .validate_common()
-                .map_err(|e| AppError::from_connector(&e))?;
+            c.config().validate_common()?;
             c.status = ConnectorStatus::Inactive;
             if !state.store.update_connector(&c).await? {
                 return Err(AppError::not_found("connector"));
@@ -761,7 +685,7 @@ pub async fn update_connector(
         Some(ConnectorStatus::Active) | None => {}
         Some(other) => {
             return Err(AppError::bad_request(
-                "INVALID_REQUEST",
+                Code::InvalidRequest,
                 format!("status can be set to ACTIVE or INACTIVE, not {other}"),
             )
             .with_details(serde_json::json!({"field": "status"})))
@@ -770,16 +694,13 @@ pub async fn update_connector(
     if body.status == Some(ConnectorStatus::Active) {
         c.status = ConnectorStatus::Testing;
     }
-    let secret = secret_ref(&state, &tenant, &c);
-    let creds = state
-        .secrets
-        .get(&secret)
-        .await
-        .map_err(unavailable_credentials)?;
+    let secret = connection_test::secret_ref(&state, &tenant, &c);
+    let creds = connection_test::stored_credentials(&state, &tenant, &c).await?;
     let cfg = c.config();
-    validate(&*driver, &cfg, &creds)?;
-    let report = test_with(&state, &*driver, &cfg, &creds).await;
-    apply_report(&state, &mut c, &report);
+    connection_test::validate(&*driver, &cfg, &creds)?;
+    let tested = connection_test::test_with(&state, &*driver, &cfg, &creds).await;
+    tested.apply_to(&mut c);
+    let report = tested.report;
     if !state.store.update_connector(&c).await? {
         return Err(AppError::not_found("connector"));
     }
@@ -815,18 +736,14 @@ pub async fn delete_connector(
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<StatusCode, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
-    let c = state
-        .store
-        .get_connector(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("connector"))?;
+    let c = connector_of(&state, tenant_id, id).await?;
     detached(async move {
         state.jobs.cancel(c.id);
         // The secret goes first: if that fails nothing has changed and the
         // delete can be retried; a row without its secret is never left behind.
         state
             .secrets
-            .delete(&secret_ref(&state, &tenant, &c))
+            .delete(&connection_test::secret_ref(&state, &tenant, &c))
             .await?;
         if !state.store.delete_connector(tenant.id, c.id).await? {
             return Err(AppError::not_found("connector"));
@@ -849,22 +766,10 @@ pub async fn test_connector(
 ) -> Result<Json<TestResult>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let _place = state.settings.limits.acquire(tenant.id)?;
-    let mut c = state
-        .store
-        .get_connector(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("connector"))?;
-    let driver = state
-        .registry
-        .get(&c.connector_type)
-        .map_err(|e| AppError::from_connector(&e))?;
-    let creds = state
-        .secrets
-        .get(&secret_ref(&state, &tenant, &c))
-        .await
-        .map_err(unavailable_credentials)?;
-    let report = test_with(&state, &*driver, &c.config(), &creds).await;
-    apply_report(&state, &mut c, &report);
+    let mut c = connector_of(&state, tenant_id, id).await?;
+    let tested = connection_test::test_stored(&state, &tenant, &c).await?;
+    tested.apply_to(&mut c);
+    let report = tested.report;
     c.updated_at = ts(Utc::now());
     state.store.update_connector(&c).await?;
     Ok(Json(TestResult {
@@ -890,26 +795,19 @@ pub async fn update_credentials(
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let body: UpdateCredentials = body.parse().await?;
     let _place = state.settings.limits.acquire(tenant.id)?;
-    let mut c = state
-        .store
-        .get_connector(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("connector"))?;
-    let driver = state
-        .registry
-        .get(&c.connector_type)
-        .map_err(|e| AppError::from_connector(&e))?;
+    let mut c = connector_of(&state, tenant_id, id).await?;
+    let driver = connection_test::driver_for(&state, &c.connector_type)?;
     let cfg = c.config();
-    validate(&*driver, &cfg, &body.credentials)?;
-    let report = test_with(&state, &*driver, &cfg, &body.credentials).await;
-    if !report.success {
+    connection_test::validate(&*driver, &cfg, &body.credentials)?;
+    let tested = connection_test::test_with(&state, &*driver, &cfg, &body.credentials).await;
+    if !tested.report.success {
         let result = TestResult {
             connector_id: c.id,
-            report,
+            report: tested.report,
         };
         return Err(AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "CREDENTIALS_TEST_FAILED",
+            Code::CredentialsTestFailed,
             format!(
                 "the new credentials failed the connectivity test; the old ones are kept: {}",
                 result.report.message
@@ -918,7 +816,7 @@ pub async fn update_credentials(
         .with_details(serde_json::json!({ "testResult": result })));
     }
     detached(async move {
-        let secret = secret_ref(&state, &tenant, &c);
+        let secret = connection_test::secret_ref(&state, &tenant, &c);
         match state.secrets.replace(&secret, &body.credentials).await {
             Ok(()) => {}
             // The secret went missing (removed by hand): the new credentials
@@ -931,14 +829,14 @@ pub async fn update_credentials(
         if c.status == ConnectorStatus::Error {
             c.status = ConnectorStatus::Testing;
         }
-        apply_report(&state, &mut c, &report);
+        tested.apply_to(&mut c);
         c.updated_at = ts(Utc::now());
         state.store.update_connector(&c).await?;
         tracing::info!(connector = %c.id, "credentials replaced");
         Ok(Json(ConnectorWithTest {
             test_result: TestResult {
                 connector_id: c.id,
-                report,
+                report: tested.report,
             },
             schemas_discovered: None,
             tables_discovered: None,

@@ -44,6 +44,8 @@ pub struct FakeDriver {
     pub catalog: Arc<Mutex<Catalog>>,
     /// Discovery waits here while it is closed.
     pub gate: Gate,
+    /// How long each connect takes at least: a slow server.
+    pub connect_delay: std::time::Duration,
 }
 
 impl FakeDriver {
@@ -62,7 +64,14 @@ impl FakeDriver {
             },
             catalog,
             gate,
+            connect_delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// Every connect takes at least `d` (a slow server).
+    pub fn with_connect_delay(mut self, d: std::time::Duration) -> Self {
+        self.connect_delay = d;
+        self
     }
 }
 
@@ -87,6 +96,9 @@ impl Driver for FakeDriver {
         let _s = tokio::net::TcpStream::connect(ctx.addrs[0])
             .await
             .map_err(|e| ConnectorError::from_io(e, "connecting"))?;
+        if !self.connect_delay.is_zero() {
+            tokio::time::sleep(self.connect_delay).await;
+        }
         if creds.get("password").map(|p| p.expose()) != Some(GOOD_PASSWORD) {
             return Err(ConnectorError::new(
                 ErrorCode::AuthenticationFailed,

@@ -78,6 +78,8 @@ pub struct Options {
     pub discovery_wait: Duration,
     /// The service's egress policy; the default settings' when `None`.
     pub egress: Option<matih_connector_core::EgressPolicy>,
+    /// WARNING thresholds; the default settings' when `None`.
+    pub thresholds: Option<matih_connector_service::connection_test::Thresholds>,
 }
 
 impl Default for Options {
@@ -88,6 +90,7 @@ impl Default for Options {
             secrets: None,
             discovery_wait: Duration::from_secs(10),
             egress: None,
+            thresholds: None,
         }
     }
 }
@@ -144,6 +147,9 @@ impl Harness {
         };
         if let Some(egress) = opts.egress {
             settings.egress = egress;
+        }
+        if let Some(t) = opts.thresholds {
+            settings.thresholds = t;
         }
         let state = AppState::new(
             store,
