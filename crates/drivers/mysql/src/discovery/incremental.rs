@@ -24,7 +24,7 @@ use matih_connector_core::{
 };
 use mysql_async::Value;
 
-use super::{discover_with, json_checks_query, Cells, Where};
+use super::{discover_with, json_checks_query, Cells, TableList, Where};
 use crate::connection::MysqlConnection;
 
 /// The fingerprint format; bump when the print changes meaning.
@@ -151,7 +151,7 @@ impl Pass<'_> {
         }
         if conn.is_mariadb().await? {
             const WHAT: &str = "reading JSON checks";
-            let (sql, params) = json_checks_query(req, only);
+            let (sql, params) = json_checks_query(req, only, &TableList::default());
             let mut checks: Vec<((String, String), String)> = Vec::new();
             for row in conn.rows(WHAT, &sql, params).await? {
                 let c = Cells(row);
