@@ -32,6 +32,7 @@
 pub mod conformance;
 pub mod egress;
 pub mod egress_proof;
+pub mod processes;
 pub mod proof;
 pub mod tls;
 pub mod tls_proxy;
