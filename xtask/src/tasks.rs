@@ -113,6 +113,13 @@ pub const DRIVERS: &[DriverEntry] = &[
         package: "matih-driver-graphql",
         fixtures: &["ssh"],
     },
+    // Custom connector types: a real Airbyte source and a real Singer tap
+    // (PyPI, in venvs), the tap pointed at the PostgreSQL fixture.
+    DriverEntry {
+        name: "external",
+        package: "matih-driver-external",
+        fixtures: &["external", "postgres"],
+    },
     // Core's SSH tunnel tests: a real OpenSSH bastion, and PostgreSQL and
     // MariaDB as targets reached through it. Core's dev-dependencies turn its
     // `ssh` feature on, so the one `cargo test --no-run` builds them.
@@ -125,7 +132,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "cli",
         package: "matih-connectors",
-        fixtures: &["postgres", "mysql", "ssh"],
+        fixtures: &["postgres", "mysql", "ssh", "external"],
     },
     // The connector service's end-to-end tests: the API over the real drivers,
     // with PostgreSQL also as its metadata store, and the `ssh` fixture for
@@ -133,7 +140,7 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "service",
         package: "matih-connector-service",
-        fixtures: &["postgres", "mysql", "ssh"],
+        fixtures: &["postgres", "mysql", "ssh", "external"],
     },
 ];
 
@@ -935,6 +942,30 @@ pub fn bench_ssh() -> Result<()> {
 /// `cargo xtask bench scheduler`: the connector service's `bench_scheduler`
 /// example in release mode. It needs no fixture: its connectors point at
 /// in-process listeners.
+/// `bench external`: the custom-type example against the postgres and
+/// external fixtures (a debug build: the tap's process dominates).
+pub fn bench_external() -> Result<()> {
+    let session = Session::acquire(
+        &["postgres".to_owned(), "external".to_owned()],
+        Source::Native,
+    )?;
+    say!("cargo run -p matih-connectors --example external_bench");
+    let status = cargo_with(&session.vars, true)
+        .args([
+            "run",
+            "-p",
+            "matih-connectors",
+            "--example",
+            "external_bench",
+        ])
+        .status();
+    session.release();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        bail!("the custom-type benchmark failed");
+    }
+    Ok(())
+}
+
 pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<()> {
     let mut args = vec![
         "run".to_owned(),

@@ -53,6 +53,7 @@ use serde_json::{Map, Value};
 pub use crate::config::{
     CustomTypeConfig, CustomTypes, Protocol, DEFAULT_MAX_OUTPUT_BYTES, DEFAULT_TIMEOUT_SECS,
 };
+pub use crate::process::WORKDIR_PREFIX;
 pub use crate::protocol::DEFAULT_SCHEMA;
 
 use crate::process::{Finished, Runner, CONFIG_ARG};

@@ -30,6 +30,9 @@ const STDERR_TAIL_BYTES: usize = 64 << 10;
 /// How long reaping a killed child may take before we stop waiting for it
 /// (the runtime's orphan reaper still collects it).
 const REAP_LIMIT: Duration = Duration::from_secs(5);
+/// How every run's private directory is named under the system's temporary
+/// directory (`<prefix><16 hex digits>`).
+pub const WORKDIR_PREFIX: &str = "matih-external-";
 /// The argument replaced by the configuration file's path.
 pub(crate) const CONFIG_ARG: &str = "{config}";
 
@@ -250,7 +253,7 @@ impl WorkDir {
         let base = std::env::temp_dir();
         let mut last = None;
         for _ in 0..8 {
-            let name = format!("matih-external-{:016x}", rand::thread_rng().gen::<u64>());
+            let name = format!("{WORKDIR_PREFIX}{:016x}", rand::thread_rng().gen::<u64>());
             let path = base.join(name);
             match fs::DirBuilder::new().mode(0o700).create(&path) {
                 Ok(()) => return Ok(WorkDir(path)),

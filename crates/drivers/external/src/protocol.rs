@@ -393,7 +393,7 @@ mod tests {
         let e = airbyte_check(&CTX, &failed).unwrap_err();
         assert_eq!(e.code(), ErrorCode::AuthenticationFailed);
 
-        // Real shape of an airbyte-cdk config error (source-faker with count = -1).
+        // The shape of an airbyte-cdk TRACE error (a config error).
         let trace = finished(
             1,
             "{\"type\":\"TRACE\",\"trace\":{\"type\":\"ERROR\",\"emitted_at\":1.7e12,\"error\":{\"message\":\"Config validation error: -1 is less than the minimum of 1\",\"internal_message\":\"-1 is less than the minimum of 1\",\"stack_trace\":\"Traceback …\",\"failure_type\":\"config_error\"}}}\n",

@@ -118,6 +118,7 @@ async fn a_hanging_command_times_out_and_its_whole_group_is_killed() {
         Vec::<i32>::new(),
         "processes of group {pgid} survived"
     );
+    matih_connector_testkit::processes::assert_no_survivors(matih_driver_external::WORKDIR_PREFIX);
     std::fs::remove_dir_all(dir).unwrap();
 }
 
