@@ -970,7 +970,7 @@ async fn health_readiness_metrics_and_openapi_matches_the_routes() {
     let schemas = &doc["components"]["schemas"];
     for closed in [
         "DiscoveryRequestDoc",
-        "CreateConnectorDoc",
+        "ConnectorSpec",
         "UpdateConnector",
         "UpdateCredentials",
         "CreateTenant",
@@ -983,7 +983,7 @@ async fn health_readiness_metrics_and_openapi_matches_the_routes() {
     }
     // Request bounds the service enforces.
     assert_eq!(
-        schemas["CreateConnectorDoc"]["properties"]["port"]["minimum"],
+        schemas["ConnectorSpec"]["properties"]["port"]["minimum"],
         json!(1)
     );
     assert_eq!(

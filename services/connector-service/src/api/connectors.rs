@@ -22,7 +22,7 @@ use crate::connection_test::{self, Tested};
 use crate::discovery;
 use crate::error::{ApiPath, AppError, Code, LaterJson};
 use crate::limits::InFlight;
-use crate::model::{ts, Connector, ConnectorStatus, Tenant};
+use crate::model::{ts, Connector, ConnectorStatus, DiscoveryState, Tenant};
 use crate::secrets::{SecretError, SecretRef};
 use crate::slots::Held;
 
@@ -68,8 +68,9 @@ pub struct ConnectorList {
     pub creates_in_flight: usize,
 }
 
-/// The create (and update) response: the connector, its test, and what
-/// discovery found when it finished within the wait.
+/// The answer of create, update and credential update: the connector, the
+/// test the call ran (absent only when an update disabled the connector,
+/// which runs none), and the discovery it started.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorWithTest {
@@ -79,77 +80,14 @@ pub struct ConnectorWithTest {
     pub schemas_discovered: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tables_discovered: Option<i64>,
-    /// RUNNING, SUCCEEDED, FAILED, or NOT_STARTED when the test failed.
+    /// The discovery this call started: RUNNING, SUCCEEDED, FAILED, or
+    /// NOT_STARTED when the test failed; absent when none was started.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub discovery_status: Option<String>,
+    pub discovery_status: Option<DiscoveryState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery_job_id: Option<Uuid>,
-    pub test_result: TestResult,
-}
-
-/// The create body: the seed's fields (unknown fields are refused).
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct CreateConnectorDoc {
-    /// 1-200 characters, not only white space, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    name: String,
-    /// A type of the seed (POSTGRESQL, MYSQL, …; any case, or the driver name
-    /// such as `azure-blob`) or a custom type name.
-    #[serde(rename = "type")]
-    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
-    connector_type: String,
-    host: Option<String>,
-    #[schema(minimum = 1, maximum = 65535)]
-    port: Option<u16>,
-    database: Option<String>,
-    schema: Option<String>,
-    /// Written to the secret store only; never stored or returned.
-    credentials: BTreeMap<String, String>,
-    ssl_enabled: Option<bool>,
-    ssl_mode: Option<SslModeDoc>,
-    ssl_ca_pem: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    metadata: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    timeouts: TimeoutsDoc,
-}
-
-/// The TLS modes (libpq's names).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslModeDoc {
-    Disable,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-/// Time limits in milliseconds (unknown fields are refused).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct TimeoutsDoc {
-    /// Opening a connection: TCP, TLS and authentication together [10000].
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
-    connect_ms: u64,
-    /// One catalog query or API call [60000].
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
-    query_ms: u64,
-}
-
-impl std::fmt::Debug for CreateConnectorDoc {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CreateConnectorDoc")
-    }
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_result: Option<TestResult>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -167,12 +105,10 @@ pub struct UpdateConnector {
     pub database: Option<String>,
     pub schema: Option<String>,
     pub ssl_enabled: Option<bool>,
-    #[schema(value_type = Option<SslModeDoc>)]
     pub ssl_mode: Option<SslMode>,
     pub ssl_ca_pem: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
-    #[schema(value_type = Option<TimeoutsDoc>)]
     pub timeouts: Option<Timeouts>,
     /// INACTIVE disables the connector; ACTIVE re-enables it after a passing test.
     pub status: Option<ConnectorStatus>,
@@ -291,7 +227,7 @@ pub async fn get_connector(
 
 /// Create a connector: validate → plan limit → secret → test → save → discovery.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/connectors", tag = "connectors",
-    params(("tenant_id" = Uuid, Path)), request_body = CreateConnectorDoc,
+    params(("tenant_id" = Uuid, Path)), request_body = ConnectorSpec,
     responses((status = 201, body = ConnectorWithTest), (status = 400, body = crate::api::ErrorBody),
         (status = 403, description = "plan limit or a type outside the plan", body = crate::api::ErrorBody),
         (status = 404, body = crate::api::ErrorBody), (status = 409, body = crate::api::ErrorBody)),
@@ -593,23 +529,24 @@ async fn finish(
     tracing::info!(tenant = %tenant.id, connector = %c.id, r#type = %c.connector_type, status = %c.status, "connector created");
 
     // 6. Discovery, waited for briefly.
+    let tested_ok = report.success;
     let mut out = ConnectorWithTest {
-        test_result: TestResult {
+        test_result: Some(TestResult {
             connector_id: c.id,
             report,
-        },
+        }),
         schemas_discovered: None,
         tables_discovered: None,
-        discovery_status: Some("NOT_STARTED".into()),
+        discovery_status: Some(DiscoveryState::NotStarted),
         discovery_job_id: None,
         connector: c,
     };
-    if out.test_result.report.success {
+    if tested_ok {
         let started = discovery::start(state, &out.connector, secret, Default::default());
         out.discovery_job_id = Some(started.job.id);
-        out.discovery_status = Some(discovery::RUNNING.into());
+        out.discovery_status = Some(DiscoveryState::Running);
         if let Some(job) = started.wait(state.settings.discovery_wait).await {
-            out.discovery_status = Some(job.status.clone());
+            out.discovery_status = Some(job.status.into());
             out.schemas_discovered = job.schemas_discovered;
             out.tables_discovered = job.tables_discovered;
         }
@@ -627,7 +564,7 @@ pub async fn update_connector(
     Auth(claims): Auth,
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
     body: LaterJson,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<ConnectorWithTest>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let body: UpdateConnector = body.parse().await?;
     let _place = state.settings.limits.acquire(tenant.id)?;
@@ -680,7 +617,14 @@ pub async fn update_connector(
                 return Err(AppError::not_found("connector"));
             }
             state.jobs.cancel(c.id);
-            return Ok(Json(serde_json::to_value(&c).map_err(AppError::internal)?));
+            return Ok(Json(ConnectorWithTest {
+                connector: c,
+                schemas_discovered: None,
+                tables_discovered: None,
+                discovery_status: None,
+                discovery_job_id: None,
+                test_result: None,
+            }));
         }
         Some(ConnectorStatus::Active) | None => {}
         Some(other) => {
@@ -704,25 +648,24 @@ pub async fn update_connector(
     if !state.store.update_connector(&c).await? {
         return Err(AppError::not_found("connector"));
     }
+    let tested_ok = report.success;
     let mut out = ConnectorWithTest {
-        test_result: TestResult {
+        test_result: Some(TestResult {
             connector_id: c.id,
             report,
-        },
+        }),
         schemas_discovered: None,
         tables_discovered: None,
         discovery_status: None,
         discovery_job_id: None,
         connector: c,
     };
-    if out.test_result.report.success && out.connector.status != ConnectorStatus::Inactive {
+    if tested_ok && out.connector.status != ConnectorStatus::Inactive {
         let started = discovery::start(&state, &out.connector, secret, Default::default());
-        out.discovery_status = Some(started.job.status.clone());
+        out.discovery_status = Some(started.job.status.into());
         out.discovery_job_id = Some(started.job.id);
     }
-    Ok(Json(
-        serde_json::to_value(&out).map_err(AppError::internal)?,
-    ))
+    Ok(Json(out))
 }
 
 /// Delete a connector, its secret and its catalog.
@@ -834,10 +777,10 @@ pub async fn update_credentials(
         state.store.update_connector(&c).await?;
         tracing::info!(connector = %c.id, "credentials replaced");
         Ok(Json(ConnectorWithTest {
-            test_result: TestResult {
+            test_result: Some(TestResult {
                 connector_id: c.id,
                 report: tested.report,
-            },
+            }),
             schemas_discovered: None,
             tables_discovered: None,
             discovery_status: None,

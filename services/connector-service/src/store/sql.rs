@@ -121,7 +121,7 @@ fn job(row: &AnyRow) -> Result<DiscoveryJob> {
     Ok(DiscoveryJob {
         id: uuid(row, "id")?,
         connector_id: uuid(row, "connector_id")?,
-        status: row.try_get("status")?,
+        status: parsed(row, "status")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         error_code: row.try_get("error_code")?,
@@ -656,7 +656,7 @@ impl MetadataStore for SqlStore {
         )
         .bind(j.id.to_string())
         .bind(j.connector_id.to_string())
-        .bind(&j.status)
+        .bind(j.status.as_str())
         .bind(&j.started_at)
         .execute(&self.pool)
         .await?;
@@ -668,7 +668,7 @@ impl MetadataStore for SqlStore {
             "UPDATE discovery_jobs SET status = $1, finished_at = $2, error_code = $3, message = $4, \
              schemas_discovered = $5, tables_discovered = $6 WHERE id = $7",
         )
-        .bind(&j.status)
+        .bind(j.status.as_str())
         .bind(j.finished_at.clone())
         .bind(j.error_code.clone())
         .bind(j.message.clone())
