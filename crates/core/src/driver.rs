@@ -354,6 +354,23 @@ impl ConnectContext {
     }
 }
 
+/// Whether two spellings name the same host: addresses compared as
+/// addresses (brackets aside), names without case and trailing dot.
+pub(crate) fn same_host(a: &str, b: &str) -> bool {
+    let bare = |h: &str| {
+        h.trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    };
+    let (a, b) = (bare(a), bare(b));
+    match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// Resolves `host:port` and keeps the addresses the egress policy allows. IP
 /// literals skip DNS. Names under `.invalid` fail at once (RFC 6761 §6.4).
 pub async fn resolve_host(
@@ -671,6 +688,26 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::EgressDenied);
+    }
+
+    #[test]
+    fn host_spellings() {
+        for (a, b) in [
+            ("API.Internal.", "api.internal"),
+            ("10.0.0.5", "10.0.0.5"),
+            ("[fd00::5]", "fd00:0::5"),
+            ("::ffff:10.0.0.5", "[::FFFF:10.0.0.5]"),
+        ] {
+            assert!(same_host(a, b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("api.internal", "api.internal.example"),
+            ("10.0.0.5", "10.0.0.6"),
+            // An address and a name that may resolve to it are not the same host.
+            ("127.0.0.1", "localhost"),
+        ] {
+            assert!(!same_host(a, b), "{a} {b}");
+        }
     }
 
     #[test]

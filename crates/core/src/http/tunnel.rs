@@ -22,18 +22,15 @@
 //! elsewhere) are reached directly under the egress policy, as without a
 //! tunnel.
 
-use std::net::IpAddr;
-
 use url::Url;
 
 use super::display_url;
-use super::resolver::normalize;
 use crate::{ConnectContext, ConnectorError, ErrorCode};
 
 /// Where a tunnelled client's target URLs go.
 #[derive(Clone, Debug)]
 pub(crate) struct TunnelRoute {
-    /// The target's host, normalized as the resolver does.
+    /// The target's host as configured.
     host: String,
     port: u16,
     /// `host:port`, as messages name it.
@@ -57,7 +54,7 @@ impl TunnelRoute {
             let proxy = Url::parse(&format!("socks5h://{addr}"))
                 .map_err(|e| ConnectorError::internal(format!("the forwarder's URL: {e}")))?;
             Ok(Some(TunnelRoute {
-                host: normalize(host),
+                host: host.to_owned(),
                 port,
                 target: tunnel.target().to_owned(),
                 bastion: tunnel.bastion().to_owned(),
@@ -68,14 +65,10 @@ impl TunnelRoute {
         match *tunnel {}
     }
 
-    /// Whether `host` is the target's host (names compared as the resolver
-    /// does, addresses as addresses).
+    /// Whether `host` is the target's host (addresses as addresses, names
+    /// without case and trailing dot).
     pub(crate) fn is_target_host(&self, host: &str) -> bool {
-        let host = normalize(host);
-        match (host.parse::<IpAddr>(), self.host.parse::<IpAddr>()) {
-            (Ok(a), Ok(b)) => a == b,
-            _ => host == self.host,
-        }
+        crate::driver::same_host(host, &self.host)
     }
 
     /// Whether `url` goes through the bastion: the target's host and port.
@@ -126,7 +119,7 @@ mod tests {
 
     fn route(host: &str, port: u16) -> TunnelRoute {
         TunnelRoute {
-            host: normalize(host),
+            host: host.to_owned(),
             port,
             target: format!("{host}:{port}"),
             bastion: "bastion.example:22".into(),

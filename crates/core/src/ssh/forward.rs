@@ -13,7 +13,7 @@
 //! client, and the egress policy must deny loopback to tenants.
 
 use std::fmt;
-use std::net::{IpAddr, Ipv4Addr, SocketAddr};
+use std::net::{Ipv4Addr, SocketAddr};
 use std::sync::{Arc, Mutex};
 
 use russh::client::Handle;
@@ -296,21 +296,9 @@ async fn socks_connect(
     }
 }
 
-/// Whether a SOCKS request names the route's target: the same port, and
-/// the same address or (case-insensitively, trailing dot aside) the same name.
+/// Whether a SOCKS request names the route's target.
 fn same_target(asked: &socks::Request, host: &str, port: u16) -> bool {
-    let bare = |h: &str| {
-        h.trim_start_matches('[')
-            .trim_end_matches(']')
-            .trim_end_matches('.')
-            .to_ascii_lowercase()
-    };
-    let (a, b) = (bare(&asked.host), bare(host));
-    let same_host = match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
-        (Ok(x), Ok(y)) => x == y,
-        _ => a == b,
-    };
-    same_host && asked.port == port
+    asked.port == port && crate::driver::same_host(&asked.host, host)
 }
 
 fn record(slot: &Mutex<Option<ConnectorError>>, err: ConnectorError) {
