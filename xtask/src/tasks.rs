@@ -135,12 +135,14 @@ pub const DRIVERS: &[DriverEntry] = &[
         fixtures: &["postgres", "mysql", "ssh", "external"],
     },
     // The connector service's end-to-end tests: the API over the real drivers,
-    // with PostgreSQL also as its metadata store, and the `ssh` fixture for
-    // `tunnelled_connector_flow_with_key_rotation`.
+    // with PostgreSQL also as its metadata store, the `ssh` fixture for
+    // `tunnelled_connector_flow_with_key_rotation`, OpenBao (`vault`, after
+    // the databases its database engine is configured against) and moto's
+    // Secrets Manager for the vault and aws-secrets-manager secret stores.
     DriverEntry {
         name: "service",
         package: "matih-connector-service",
-        fixtures: &["postgres", "mysql", "ssh", "external"],
+        fixtures: &["postgres", "mysql", "ssh", "external", "moto", "vault"],
     },
 ];
 

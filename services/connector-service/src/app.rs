@@ -17,8 +17,10 @@ use crate::config::{Config, SecretStoreKind};
 use crate::discovery::Jobs;
 use crate::error::{AppError, Code};
 use crate::metrics::Metrics;
+use crate::secrets::aws::{AwsSecretsManagerStore, AwsSmSettings};
 use crate::secrets::kubernetes::KubernetesSecretStore;
 use crate::secrets::local::{load_or_create_key_file, parse_key, LocalSecretStore};
+use crate::secrets::vault::VaultSecretStore;
 use crate::secrets::SecretStore;
 use crate::store::MetadataStore;
 
@@ -138,6 +140,25 @@ impl AppState {
                 )
                 .await?,
             ),
+            SecretStoreKind::Vault => {
+                let store = VaultSecretStore::new(&c.vault_settings()?)?;
+                // Fail at start-up, not at the first create, when Vault is
+                // unreachable or refuses the credentials.
+                store
+                    .client()
+                    .check()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the vault secret store: {e}"))?;
+                Arc::new(store)
+            }
+            SecretStoreKind::AwsSecretsManager => {
+                let vars = std::env::vars().collect();
+                Arc::new(AwsSecretsManagerStore::new(&AwsSmSettings::from_vars(
+                    &vars,
+                    &c.kube_namespace_prefix,
+                    Duration::from_millis(c.secret_store_timeout_ms.max(1)),
+                )?)?)
+            }
         };
         let rs256 = match &c.jwt_public_key_file {
             Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),

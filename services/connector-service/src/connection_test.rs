@@ -20,7 +20,7 @@ use matih_connector_core::{
 use crate::app::AppState;
 use crate::error::Code;
 use crate::model::{ts, Connector, ConnectorStatus, Tenant};
-use crate::secrets::{SecretError, SecretRef};
+use crate::secrets::{dynamic, SecretError, SecretRef};
 
 /// WARNING latency thresholds: one for every type, and overrides per type
 /// (`MATIH_WARNING_LATENCY_MS`, `MATIH_HEALTH_WARNING_LATENCY_BY_TYPE`).
@@ -153,13 +153,17 @@ pub async fn stored_credentials(
 
 /// Checks a configuration with the driver, before any I/O.
 pub fn validate(
+    state: &AppState,
     driver: &dyn Driver,
     cfg: &ConnectionConfig,
     creds: &Credentials,
 ) -> Result<(), ConnectorError> {
+    // Dynamic credentials (a Vault database role) are checked in the shape
+    // of the login Vault will issue.
     cfg.validate_common()
         .and_then(|()| driver.descriptor().check_metadata_keys(&cfg.metadata))
-        .and_then(|()| driver.validate(cfg, creds))
+        .and_then(|()| dynamic::for_validation(&*state.secrets, creds))
+        .and_then(|creds| driver.validate(cfg, &creds))
 }
 
 /// Runs the connectivity test with the given credentials (a create, or new
@@ -180,7 +184,21 @@ pub async fn test_with(
         timeouts: state.settings.limits.clamp(cfg.timeouts),
         ..cfg.clone()
     };
-    let report = run_test(driver, cfg, creds, &opts).await;
+    // Stored credentials as they are; a dynamic role's login issued now, in
+    // a timed `credentials` step, and given back after the test.
+    let report = match dynamic::resolve_timed(&state.secrets, creds).await {
+        Ok((creds, lease, fetched_ms)) => {
+            let report = run_test(driver, cfg, &creds, &opts).await;
+            if let Some(lease) = lease {
+                lease.release().await;
+            }
+            match fetched_ms {
+                Some(ms) => report.after_credentials(ms),
+                None => report,
+            }
+        }
+        Err((e, ms)) => TestReport::credentials_failed(&e, ms),
+    };
     let outcome = report.error_code.map(|c| c.as_str()).unwrap_or("ok");
     state
         .metrics

@@ -146,15 +146,24 @@ async fn discover(
     let driver = state.registry.get(&c.connector_type)?;
     let mut cfg = c.config();
     cfg.timeouts = state.settings.limits.clamp(cfg.timeouts);
-    let mut conn =
-        matih_connector_core::open(&*driver, &cfg, &creds, &state.settings.egress).await?;
-    let result = with_timeout(
-        state.settings.discovery_timeout,
-        "discovery",
-        conn.discover(req),
-    )
+    // A dynamic role's login is issued for this discovery and given back after it.
+    let (creds, lease) = crate::secrets::dynamic::resolve_for_use(&state.secrets, &creds).await?;
+    let result = async {
+        let mut conn =
+            matih_connector_core::open(&*driver, &cfg, &creds, &state.settings.egress).await?;
+        let result = with_timeout(
+            state.settings.discovery_timeout,
+            "discovery",
+            conn.discover(req),
+        )
+        .await;
+        let _ = with_timeout(Duration::from_secs(5), "closing", conn.close()).await;
+        result
+    }
     .await;
-    let _ = with_timeout(Duration::from_secs(5), "closing", conn.close()).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
     result
 }
 

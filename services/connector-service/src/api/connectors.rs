@@ -367,7 +367,7 @@ async fn prepare(
     let name = spec.name.clone().unwrap_or_default();
     validate_name(&name)?;
     let cfg = spec.config();
-    connection_test::validate(&*driver, &cfg, &spec.credentials)?;
+    connection_test::validate(&state, &*driver, &cfg, &spec.credentials)?;
     state.settings.limits.check_timeouts(&cfg.timeouts)?;
     if state
         .store
@@ -641,7 +641,7 @@ pub async fn update_connector(
     let secret = connection_test::secret_ref(&state, &tenant, &c);
     let creds = connection_test::stored_credentials(&state, &tenant, &c).await?;
     let cfg = c.config();
-    connection_test::validate(&*driver, &cfg, &creds)?;
+    connection_test::validate(&state, &*driver, &cfg, &creds)?;
     let tested = connection_test::test_with(&state, &*driver, &cfg, &creds).await;
     tested.apply_to(&mut c);
     let report = tested.report;
@@ -741,7 +741,7 @@ pub async fn update_credentials(
     let mut c = connector_of(&state, tenant_id, id).await?;
     let driver = connection_test::driver_for(&state, &c.connector_type)?;
     let cfg = c.config();
-    connection_test::validate(&*driver, &cfg, &body.credentials)?;
+    connection_test::validate(&state, &*driver, &cfg, &body.credentials)?;
     let tested = connection_test::test_with(&state, &*driver, &cfg, &body.credentials).await;
     if !tested.report.success {
         let result = TestResult {

@@ -80,6 +80,8 @@ pub struct Options {
     pub egress: Option<matih_connector_core::EgressPolicy>,
     /// WARNING thresholds; the default settings' when `None`.
     pub thresholds: Option<matih_connector_service::connection_test::Thresholds>,
+    /// Reconciliation's minimum orphan age; the default settings' when `None`.
+    pub orphan_secret_min_age: Option<Duration>,
 }
 
 impl Default for Options {
@@ -91,6 +93,7 @@ impl Default for Options {
             discovery_wait: Duration::from_secs(10),
             egress: None,
             thresholds: None,
+            orphan_secret_min_age: None,
         }
     }
 }
@@ -150,6 +153,9 @@ impl Harness {
         }
         if let Some(t) = opts.thresholds {
             settings.thresholds = t;
+        }
+        if let Some(age) = opts.orphan_secret_min_age {
+            settings.orphan_secret_min_age = age;
         }
         let state = AppState::new(
             store,
