@@ -1960,8 +1960,6 @@ fn dynamic_health_settings() -> matih_connector_service::health::HealthSettings 
         poll: std::time::Duration::from_millis(100),
         lease: std::time::Duration::from_secs(120),
         history_kept: 10,
-        warning_ms: 60_000,
-        warning_ms_by_type: Default::default(),
         retry_base: std::time::Duration::from_millis(100),
         retry_max: std::time::Duration::from_millis(400),
         delivery_poll: std::time::Duration::from_millis(100),
