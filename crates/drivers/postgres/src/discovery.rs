@@ -446,6 +446,9 @@ pub(crate) async fn discover_scoped(
     }
 
     let with_columns = req.depth >= Depth::Columns;
+    // No relation to read in detail (an incremental discovery that found no
+    // change): the detail queries are not sent at all.
+    let any_detail = only.is_none_or(|o| !o.is_empty());
     let namespaces: Vec<u32> = schema_index.keys().copied().collect();
     let scope: [(&(dyn ToSql + Sync), Type); 3] = [
         (&namespaces, Type::OID_ARRAY),
@@ -521,7 +524,7 @@ pub(crate) async fn discover_scoped(
             identity: Vec::new(),
             type_pairs: HashMap::default(),
         };
-        if !with_columns {
+        if !with_columns || !any_detail {
             return Ok(result);
         }
         const COL: &str = "listing columns";
@@ -577,7 +580,7 @@ pub(crate) async fn discover_scoped(
 
     let user_types = async {
         let mut user = std::collections::HashMap::new();
-        if !with_columns {
+        if !with_columns || !any_detail {
             return Ok(user);
         }
         const TY: &str = "listing types";
@@ -601,7 +604,7 @@ pub(crate) async fn discover_scoped(
 
     let defaults = async {
         let mut out: Vec<(u32, i16, Option<String>)> = Vec::new();
-        if !with_columns {
+        if !with_columns || !any_detail {
             return Ok(out);
         }
         const DEF: &str = "listing column defaults";
@@ -616,6 +619,9 @@ pub(crate) async fn discover_scoped(
     let comments = async {
         let mut out: Vec<(u32, i32, Option<String>)> = Vec::new();
         const COM: &str = "listing comments";
+        if !any_detail {
+            return Ok(out);
+        }
         stream_rows(conn, COM, COMMENTS_SQL, &comment_params, |row| {
             out.push((get(&row, 0, COM)?, get(&row, 1, COM)?, get(&row, 2, COM)?));
             Ok(())
@@ -628,7 +634,8 @@ pub(crate) async fn discover_scoped(
         let mut by_num: Vec<(u32, Vec<i16>)> = Vec::new();
         let mut by_name: Vec<(u32, Vec<String>)> = Vec::new();
         const PK: &str = "listing primary keys";
-        if with_columns {
+        if !any_detail {
+        } else if with_columns {
             stream_rows(conn, PK, PRIMARY_KEYS_SQL, &detail, |row| {
                 by_num.push((get(&row, 0, PK)?, get(&row, 1, PK)?));
                 Ok(())
@@ -719,14 +726,16 @@ pub(crate) async fn discover_scoped(
             (&pair_oids, Type::OID_ARRAY),
             (&pair_mods, Type::INT4_ARRAY),
         ];
-        query_rows(conn, TN, TYPE_NAMES_SQL, &params, |row| {
-            let key: (u32, i32) = (get(&row, 0, TN)?, get(&row, 1, TN)?);
-            let native: String = get(&row, 2, TN)?;
-            let data_type = mapper.map(key.0, &native);
-            type_pairs.insert(key, (native, data_type));
-            Ok(())
-        })
-        .await?;
+        if !pair_oids.is_empty() {
+            query_rows(conn, TN, TYPE_NAMES_SQL, &params, |row| {
+                let key: (u32, i32) = (get(&row, 0, TN)?, get(&row, 1, TN)?);
+                let native: String = get(&row, 2, TN)?;
+                let data_type = mapper.map(key.0, &native);
+                type_pairs.insert(key, (native, data_type));
+                Ok(())
+            })
+            .await?;
+        }
 
         for (oid, &i) in &by_oid {
             // Columns of relations the relations query did not list stay behind.
