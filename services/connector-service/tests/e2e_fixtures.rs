@@ -1489,21 +1489,22 @@ fn sm_not_found(status: u16, v: &Value) -> bool {
             .contains("ResourceNotFound")
 }
 
-fn sm_store(fx: &Fixture) -> Arc<matih_connector_service::secrets::aws::AwsSecretsManagerStore> {
+/// The store with the fixture's `<user>ACCESS_KEY_ID` key, its endpoint
+/// given in `endpoint_var` (the service's own or the generic AWS variable).
+fn sm_store(
+    fx: &Fixture,
+    user: &str,
+    endpoint_var: &str,
+) -> Arc<matih_connector_service::secrets::aws::AwsSecretsManagerStore> {
+    let var = |k: &str| fx.require(&format!("{user}{k}")).to_owned();
     let vars = std::collections::BTreeMap::from([
         ("AWS_REGION".to_owned(), fx.require("REGION").to_owned()),
         (
-            "AWS_ENDPOINT_URL_SECRETS_MANAGER".to_owned(),
+            endpoint_var.to_owned(),
             format!("http://127.0.0.1:{}", fx.port()),
         ),
-        (
-            "AWS_ACCESS_KEY_ID".to_owned(),
-            fx.require("SECRETS_ACCESS_KEY_ID").to_owned(),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_owned(),
-            fx.require("SECRETS_SECRET_ACCESS_KEY").to_owned(),
-        ),
+        ("AWS_ACCESS_KEY_ID".to_owned(), var("ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), var("SECRET_ACCESS_KEY")),
     ]);
     let settings = matih_connector_service::secrets::aws::AwsSmSettings::from_vars(
         &vars,
@@ -1529,7 +1530,7 @@ async fn flow_on_the_aws_secrets_manager_store() {
         return;
     };
     common::init();
-    let store = sm_store(&aws);
+    let store = sm_store(&aws, "SECRETS_", "AWS_ENDPOINT_URL_SECRETS_MANAGER");
     let h = Harness::start(Options {
         registry: registry(),
         secrets: Some(store.clone()),
@@ -1622,30 +1623,7 @@ async fn flow_on_the_aws_secrets_manager_store() {
     assert!(matches!(store.get(&r).await, Err(SecretError::NotFound(_))));
 
     // A key without Secrets Manager permissions.
-    let vars = std::collections::BTreeMap::from([
-        ("AWS_REGION".to_owned(), aws.require("REGION").to_owned()),
-        (
-            "AWS_ENDPOINT_URL".to_owned(),
-            format!("http://127.0.0.1:{}", aws.port()),
-        ),
-        (
-            "AWS_ACCESS_KEY_ID".to_owned(),
-            aws.require("NOPRIV_ACCESS_KEY_ID").to_owned(),
-        ),
-        (
-            "AWS_SECRET_ACCESS_KEY".to_owned(),
-            aws.require("NOPRIV_SECRET_ACCESS_KEY").to_owned(),
-        ),
-    ]);
-    let weak = matih_connector_service::secrets::aws::AwsSecretsManagerStore::new(
-        &matih_connector_service::secrets::aws::AwsSmSettings::from_vars(
-            &vars,
-            "matih-",
-            std::time::Duration::from_secs(10),
-        )
-        .unwrap(),
-    )
-    .unwrap();
+    let weak = sm_store(&aws, "NOPRIV_", "AWS_ENDPOINT_URL");
     assert!(matches!(weak.get(&r).await, Err(SecretError::Denied(_))));
     h.assert_no_leak(&[
         pg.require("PASSWORD"),
