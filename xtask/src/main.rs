@@ -5,7 +5,7 @@
 //! eval "$(cargo xtask fixtures env)"
 //! cargo xtask fixtures down | status | clean
 //! cargo xtask test-drivers [--only postgres,mysql,cli] [--fixtures native|docker]
-//! cargo xtask bench discovery | api | ssh | scheduler [--connectors N]
+//! cargo xtask bench discovery | api | ssh | external | scheduler [--connectors N]
 //! cargo xtask check deploy | examples | flood
 //! cargo xtask ci
 //! ```
@@ -132,6 +132,9 @@ enum BenchCmd {
     Api,
     /// The PostgreSQL connectivity test direct and through the ssh fixture's bastion.
     Ssh,
+    /// A custom type (the Singer tap-postgres) beside the native PostgreSQL
+    /// driver on the same database: test and discovery.
+    External,
     /// One health sweep over N connectors pointed at local listeners: time, checks/s, peak RSS.
     Scheduler {
         #[arg(long, default_value_t = 10_000)]
@@ -161,6 +164,9 @@ fn main() -> ExitCode {
         Cmd::Bench {
             which: BenchCmd::Ssh,
         } => tasks::bench_ssh(),
+        Cmd::Bench {
+            which: BenchCmd::External,
+        } => tasks::bench_external(),
         Cmd::Bench {
             which:
                 BenchCmd::Scheduler {

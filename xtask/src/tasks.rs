@@ -101,16 +101,24 @@ pub const DRIVERS: &[DriverEntry] = &[
         package: "matih-driver-kafka",
         fixtures: &["kafka"],
     },
-    // Servers written inside the tests (declared to the proof file as fakes).
+    // Servers written inside the tests (declared to the proof file as fakes);
+    // tests/ssh.rs reaches them through the SSH bastion.
     DriverEntry {
         name: "rest",
         package: "matih-driver-rest",
-        fixtures: &[],
+        fixtures: &["ssh"],
     },
     DriverEntry {
         name: "graphql",
         package: "matih-driver-graphql",
-        fixtures: &[],
+        fixtures: &["ssh"],
+    },
+    // Custom connector types: a real Airbyte source and a real Singer tap
+    // (PyPI, in venvs), the tap pointed at the PostgreSQL fixture.
+    DriverEntry {
+        name: "external",
+        package: "matih-driver-external",
+        fixtures: &["external", "postgres"],
     },
     // Core's SSH tunnel tests: a real OpenSSH bastion, and PostgreSQL and
     // MariaDB as targets reached through it. Core's dev-dependencies turn its
@@ -124,15 +132,17 @@ pub const DRIVERS: &[DriverEntry] = &[
     DriverEntry {
         name: "cli",
         package: "matih-connectors",
-        fixtures: &["postgres", "mysql", "ssh"],
+        fixtures: &["postgres", "mysql", "ssh", "external"],
     },
     // The connector service's end-to-end tests: the API over the real drivers,
-    // with PostgreSQL also as its metadata store, and the `ssh` fixture for
-    // `tunnelled_connector_flow_with_key_rotation`.
+    // with PostgreSQL also as its metadata store, the `ssh` fixture for
+    // `tunnelled_connector_flow_with_key_rotation`, OpenBao (`vault`, after
+    // the databases its database engine is configured against) and moto's
+    // Secrets Manager for the vault and aws-secrets-manager secret stores.
     DriverEntry {
         name: "service",
         package: "matih-connector-service",
-        fixtures: &["postgres", "mysql", "ssh"],
+        fixtures: &["postgres", "mysql", "ssh", "external", "moto", "vault"],
     },
 ];
 
@@ -934,6 +944,30 @@ pub fn bench_ssh() -> Result<()> {
 /// `cargo xtask bench scheduler`: the connector service's `bench_scheduler`
 /// example in release mode. It needs no fixture: its connectors point at
 /// in-process listeners.
+/// `bench external`: the custom-type example against the postgres and
+/// external fixtures (a debug build: the tap's process dominates).
+pub fn bench_external() -> Result<()> {
+    let session = Session::acquire(
+        &["postgres".to_owned(), "external".to_owned()],
+        Source::Native,
+    )?;
+    say!("cargo run -p matih-connectors --example external_bench");
+    let status = cargo_with(&session.vars, true)
+        .args([
+            "run",
+            "-p",
+            "matih-connectors",
+            "--example",
+            "external_bench",
+        ])
+        .status();
+    session.release();
+    if !status.as_ref().is_ok_and(|s| s.success()) {
+        bail!("the custom-type benchmark failed");
+    }
+    Ok(())
+}
+
 pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<()> {
     let mut args = vec![
         "run".to_owned(),

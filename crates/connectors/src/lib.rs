@@ -22,6 +22,9 @@ use std::sync::Arc;
 
 pub use matih_connector_core as core;
 pub use matih_connector_core::Registry;
+/// The custom-type driver (feature `external`).
+#[cfg(feature = "external")]
+pub use matih_driver_external as external;
 
 /// A registry with every driver compiled into this build.
 pub fn registry() -> Registry {
@@ -65,6 +68,53 @@ pub fn install_default_drivers(registry: &mut Registry) {
     #[cfg(feature = "mongodb")]
     registry.register(Arc::new(matih_driver_mongodb::MongodbDriver::new()));
     let _ = (registry, Arc::<()>::new(()));
+}
+
+/// A custom connector type registered by [`install_custom_types`].
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct CustomType {
+    /// The type's wire name (`FAKER`).
+    pub name: String,
+    /// The protocol its executable speaks (`airbyte`, `singer`).
+    pub protocol: &'static str,
+}
+
+/// Registers the operator's custom connector types, one driver each, from
+/// TOML documents of `[custom_types.NAME]` tables (the service's
+/// configuration, a `--custom-types` file). A type defined twice, a standard
+/// type's name or a malformed table is `INVALID_CONFIGURATION`; nothing is
+/// registered then. Needs the `external` feature: without it any table is
+/// `DRIVER_UNAVAILABLE`.
+pub fn install_custom_types(
+    registry: &mut Registry,
+    sources: &[&str],
+) -> Result<Vec<CustomType>, core::ConnectorError> {
+    #[cfg(feature = "external")]
+    {
+        let mut all = matih_driver_external::CustomTypes::new();
+        for text in sources {
+            all = all.merge(matih_driver_external::CustomTypes::from_toml(text)?)?;
+        }
+        matih_driver_external::install(registry, &all);
+        Ok(all
+            .iter()
+            .map(|(name, cfg)| CustomType {
+                name: name.to_owned(),
+                protocol: cfg.protocol.as_str(),
+            })
+            .collect())
+    }
+    #[cfg(not(feature = "external"))]
+    {
+        let _ = registry;
+        if sources.iter().any(|s| !s.trim().is_empty()) {
+            return Err(core::ConnectorError::new(
+                core::ErrorCode::DriverUnavailable,
+                "custom connector types are not enabled in this build (Cargo feature `external` of matih-connectors)",
+            ));
+        }
+        Ok(Vec::new())
+    }
 }
 
 /// The driver names (Cargo features) compiled into this build.

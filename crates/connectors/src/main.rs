@@ -6,6 +6,8 @@
 //! `discover --output table`, as a table); progress and logs go to standard
 //! error, progress lines naming each step's wire code and message
 //! (`connect  9 ms  PERMISSION_DENIED  …`). `--quiet` leaves progress out.
+//! `--custom-types FILE` adds the custom connector types (Airbyte sources,
+//! Singer taps) of a TOML file of `[custom_types.NAME]` tables.
 
 use std::io::Read;
 use std::process::ExitCode;
@@ -39,8 +41,41 @@ enum Command {
     /// Discover the catalog and print it as JSON (or a table, `--output table`).
     /// Exit status: 0 on success, 1 when discovery fails, 2 on a bad spec.
     Discover(DiscoverArgs),
-    /// List the drivers compiled into this build with their descriptors.
-    Drivers,
+    /// List the drivers compiled into this build (and the custom types of
+    /// `--custom-types`) with their descriptors.
+    Drivers(DriversArgs),
+}
+
+#[derive(Args)]
+struct DriversArgs {
+    #[command(flatten)]
+    custom: CustomTypesArg,
+}
+
+#[derive(Args)]
+struct CustomTypesArg {
+    /// Custom connector types: a TOML file of `[custom_types.NAME]` tables
+    /// (protocol, command, env, timeout_secs, max_output_bytes), the same
+    /// tables as the service's configuration.
+    #[arg(long = "custom-types", value_name = "FILE")]
+    custom_types: Option<std::path::PathBuf>,
+}
+
+impl CustomTypesArg {
+    /// Every compiled driver plus the file's custom types.
+    fn registry(&self) -> Result<matih_connectors::Registry, BadInput> {
+        let mut registry = matih_connectors::registry();
+        if let Some(path) = &self.custom_types {
+            let text = std::fs::read_to_string(path).map_err(|e| {
+                BadInput(ConnectorError::invalid_config(
+                    "custom_types",
+                    format!("cannot read {}: {e}", path.display()),
+                ))
+            })?;
+            matih_connectors::install_custom_types(&mut registry, &[&text]).map_err(BadInput)?;
+        }
+        Ok(registry)
+    }
 }
 
 #[derive(Args)]
@@ -55,6 +90,8 @@ struct Common {
     /// denial of link-local and cloud metadata addresses.
     #[arg(long = "egress-deny", value_name = "CIDR")]
     egress_deny: Vec<String>,
+    #[command(flatten)]
+    custom: CustomTypesArg,
 }
 
 #[derive(Args)]
@@ -162,7 +199,7 @@ fn main() -> ExitCode {
         match cli.command {
             Command::Test(args) => cmd_test(args, progress).await,
             Command::Discover(args) => cmd_discover(args, progress).await,
-            Command::Drivers => cmd_drivers(),
+            Command::Drivers(args) => cmd_drivers(args),
         }
     })
 }
@@ -259,9 +296,14 @@ async fn cmd_test(args: TestArgs, progress: Progress) -> ExitCode {
         Ok(v) => v,
         Err(e) => return bad_input(e),
     };
-    let driver = match matih_connectors::registry().get(&spec.connector_type) {
+    let driver = match args
+        .common
+        .custom
+        .registry()
+        .and_then(|r| r.get(&spec.connector_type).map_err(BadInput))
+    {
         Ok(d) => d,
-        Err(e) => return bad_input(BadInput(e)),
+        Err(e) => return bad_input(e),
     };
     // A spec that cannot pass validation is a bad spec (status 2), not a
     // failed test; the report would only say the same thing at step one.
@@ -291,9 +333,14 @@ async fn cmd_discover(args: DiscoverArgs, progress: Progress) -> ExitCode {
         Ok(v) => v,
         Err(e) => return bad_input(e),
     };
-    let driver = match matih_connectors::registry().get(&spec.connector_type) {
+    let driver = match args
+        .common
+        .custom
+        .registry()
+        .and_then(|r| r.get(&spec.connector_type).map_err(BadInput))
+    {
         Ok(d) => d,
-        Err(e) => return bad_input(BadInput(e)),
+        Err(e) => return bad_input(e),
     };
     let mut req = args.filters.request();
     req.depth = match args.depth {
@@ -351,8 +398,11 @@ fn failed(e: &ConnectorError) -> ExitCode {
     ExitCode::from(1)
 }
 
-fn cmd_drivers() -> ExitCode {
-    let registry = matih_connectors::registry();
+fn cmd_drivers(args: DriversArgs) -> ExitCode {
+    let registry = match args.custom.registry() {
+        Ok(r) => r,
+        Err(e) => return bad_input(e),
+    };
     let descriptors: Vec<_> = registry.descriptors().collect();
     print_json(&descriptors);
     ExitCode::SUCCESS

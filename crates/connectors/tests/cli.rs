@@ -495,3 +495,127 @@ fn drivers_lists_the_compiled_ones() {
         "{types:?}"
     );
 }
+
+/// A `--custom-types` file with the fixture's Airbyte source as `FAKER`.
+fn faker_types(ext: &Fixture) -> tempfile_path::TempPath {
+    tempfile_path::write(&format!(
+        "[custom_types.FAKER]\nprotocol = \"airbyte\"\ncommand = [{:?}]\ntimeout_secs = 300\n",
+        ext.require("SOURCE_FAKER")
+    ))
+}
+
+#[test]
+fn cli_tests_and_discovers_a_custom_type() {
+    let Some(ext) = fixture("EXTERNAL", "cli_tests_and_discovers_a_custom_type") else {
+        return;
+    };
+    let types = faker_types(&ext);
+    // No host, port or database: a custom type's settings are its metadata.
+    let spec = write_spec(&json!({
+        "type": "FAKER",
+        "metadata": {"count": 5},
+        "timeouts": {"connectMs": 300000, "queryMs": 300000},
+    }));
+    let out = bin()
+        .args([
+            "test",
+            "--custom-types",
+            types.as_str(),
+            "--spec",
+            spec.as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    assert_eq!(v["success"], true, "{v}");
+    let steps: Vec<&str> = v["steps"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|s| s["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(
+        steps,
+        ["validate", "connect", "server_version", "access_probe"],
+        "{v}"
+    );
+    assert!(
+        v["serverVersion"]
+            .as_str()
+            .unwrap()
+            .starts_with("airbyte-source-faker"),
+        "{v}"
+    );
+
+    let out = bin()
+        .args([
+            "discover",
+            "--custom-types",
+            types.as_str(),
+            "--spec",
+            spec.as_str(),
+        ])
+        .output()
+        .unwrap();
+    assert_eq!(
+        out.status.code(),
+        Some(0),
+        "{}",
+        String::from_utf8_lossy(&out.stderr)
+    );
+    let v = stdout_json(&out);
+    let tables: Vec<&str> = v["schemas"][0]["tables"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| t["name"].as_str().unwrap())
+        .collect();
+    assert_eq!(tables, ["products", "purchases", "users"], "{v}");
+
+    let out = bin()
+        .args(["drivers", "--custom-types", types.as_str()])
+        .output()
+        .unwrap();
+    let v = stdout_json(&out);
+    let faker = v
+        .as_array()
+        .unwrap()
+        .iter()
+        .find(|d| d["type"] == "FAKER")
+        .unwrap_or_else(|| panic!("FAKER not listed: {v}"));
+    assert_eq!(faker["defaultPort"], Value::Null);
+    matih_connector_testkit::processes::assert_no_survivors(
+        matih_connectors::external::WORKDIR_PREFIX,
+    );
+}
+
+#[test]
+fn custom_types_without_the_file_or_with_a_bad_one_are_bad_input() {
+    let spec = r#"{"type":"FAKER","metadata":{"count":1}}"#;
+    let out = run_with_stdin(&["test", "--spec", "-"], spec);
+    assert_eq!(out.status.code(), Some(2));
+    assert!(stdout_json(&out)["message"]
+        .as_str()
+        .unwrap()
+        .contains("no driver is registered"));
+    let bad = tempfile_path::write(
+        "[custom_types.POSTGRESQL]\nprotocol = \"singer\"\ncommand = [\"tap-postgres\"]\n",
+    );
+    let out = run_with_stdin(
+        &["test", "--custom-types", bad.as_str(), "--spec", "-"],
+        spec,
+    );
+    assert_eq!(out.status.code(), Some(2));
+    let v = stdout_json(&out);
+    assert_eq!(v["errorCode"], "INVALID_CONFIGURATION", "{v}");
+    assert!(
+        v["message"].as_str().unwrap().contains("standard type"),
+        "{v}"
+    );
+}

@@ -11,6 +11,7 @@ use crate::{ConnectorError, ConnectorType, Credentials, ErrorCode};
 
 /// TLS requirement, named as libpq names them.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "kebab-case")]
 pub enum SslMode {
     /// No TLS.
@@ -68,13 +69,22 @@ impl FromStr for SslMode {
 /// Time limits for network work. Every network call a driver makes is bounded by
 /// one of these.
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timeouts {
-    /// Opening a connection: TCP, TLS and authentication together.
+    /// Opening a connection: TCP, TLS and authentication together [10000].
     #[serde(default = "Timeouts::default_connect_ms")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 9007199254740991_u64)
+    )]
     pub connect_ms: u64,
-    /// One catalog query or API call.
+    /// One catalog query or API call [60000].
     #[serde(default = "Timeouts::default_query_ms")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(minimum = 0, maximum = 9007199254740991_u64)
+    )]
     pub query_ms: u64,
 }
 
@@ -240,19 +250,36 @@ pub(crate) fn check_host_name(field: &'static str, host: &str) -> Result<(), Con
 /// A connector as a tenant describes it: the API's create body, and the CLI's
 /// `--spec` file. Unknown fields are rejected so typos do not pass silently.
 #[derive(Clone, Deserialize)]
+#[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct ConnectorSpec {
-    /// The connector's display name (the API's; unused by drivers).
+    /// The connector's display name (the API's, where it is required: 1-200
+    /// characters, not only white space, no control characters; unused by drivers).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(
+            required = true,
+            min_length = 1,
+            max_length = 200,
+            pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
+        )
+    )]
     pub name: Option<String>,
-    /// The source type (`type` on the wire).
+    /// The source type (`type` on the wire): a wire name such as POSTGRESQL
+    /// (any case, or the driver name such as `azure-blob`) or a custom type name.
     #[serde(rename = "type")]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = String, pattern = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")
+    )]
     pub connector_type: ConnectorType,
     /// See [`ConnectionConfig::host`].
     #[serde(default)]
     pub host: Option<String>,
     /// See [`ConnectionConfig::port`].
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(minimum = 1, maximum = 65535))]
     pub port: Option<u16>,
     /// See [`ConnectionConfig::database`].
     #[serde(default)]
@@ -269,11 +296,17 @@ pub struct ConnectorSpec {
     /// See [`ConnectionConfig::ssl_ca_pem`].
     #[serde(default)]
     pub ssl_ca_pem: Option<String>,
-    /// The credentials, never part of [`ConnectionConfig`].
+    /// The credentials, never part of [`ConnectionConfig`] (a host writes
+    /// them to its secret store only; never stored or returned).
     #[serde(default)]
+    #[cfg_attr(
+        feature = "openapi",
+        schema(value_type = BTreeMap<String, String>, required = true)
+    )]
     pub credentials: Credentials,
     /// See [`ConnectionConfig::metadata`].
     #[serde(default)]
+    #[cfg_attr(feature = "openapi", schema(value_type = Object))]
     pub metadata: BTreeMap<String, serde_json::Value>,
     /// See [`ConnectionConfig::timeouts`].
     #[serde(default)]

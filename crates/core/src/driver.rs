@@ -9,8 +9,8 @@ use async_trait::async_trait;
 use serde::Serialize;
 
 use crate::{
-    Catalog, Category, ConnectionConfig, ConnectorError, ConnectorType, Credentials,
-    DiscoveryRequest, EgressPolicy, ErrorCode, Timeouts,
+    Catalog, CatalogDelta, CatalogFingerprint, Category, ConnectionConfig, ConnectorError,
+    ConnectorType, Credentials, DiscoveryRequest, EgressPolicy, ErrorCode, Timeouts,
 };
 
 /// A credential or metadata key a driver reads.
@@ -26,6 +26,15 @@ pub struct Key {
 }
 
 impl Key {
+    /// Accepts every key: for drivers whose keys the source itself defines
+    /// (custom types pass their metadata and credentials to an executable
+    /// that has its own specification).
+    pub const ANY: Key = Key {
+        name: "*",
+        required: false,
+        description: "any key the source's own specification defines",
+    };
+
     /// A key a spec must have.
     pub const fn required(name: &'static str, description: &'static str) -> Key {
         Key {
@@ -109,7 +118,11 @@ impl DriverDescriptor {
     /// ones; names keys, never values. [`crate::prepare`] is its one caller.
     pub(crate) fn check_credential_keys(&self, creds: &Credentials) -> Result<(), ConnectorError> {
         for key in creds.keys() {
-            if !self.credential_keys.iter().any(|k| k.name == key) {
+            if !self
+                .credential_keys
+                .iter()
+                .any(|k| k.name == key || *k == Key::ANY)
+            {
                 return Err(ConnectorError::invalid_config(
                     "credentials",
                     format!(
@@ -139,7 +152,11 @@ impl DriverDescriptor {
         tunnel_refusal: Option<&str>,
     ) -> Result<(), ConnectorError> {
         for key in metadata.keys() {
-            if !self.metadata_keys.iter().any(|k| k.name == key) {
+            if !self
+                .metadata_keys
+                .iter()
+                .any(|k| k.name == key || *k == Key::ANY)
+            {
                 if key == crate::ssh::METADATA_KEY {
                     return Err(crate::ssh::unsupported(
                         self.display_name,
@@ -339,6 +356,24 @@ impl ConnectContext {
     }
 }
 
+/// Whether two spellings name the same host: addresses compared as
+/// addresses (brackets aside), names without case and trailing dot.
+#[cfg(any(feature = "http", feature = "ssh"))]
+pub(crate) fn same_host(a: &str, b: &str) -> bool {
+    let bare = |h: &str| {
+        h.trim()
+            .trim_start_matches('[')
+            .trim_end_matches(']')
+            .trim_end_matches('.')
+            .to_ascii_lowercase()
+    };
+    let (a, b) = (bare(a), bare(b));
+    match (a.parse::<IpAddr>(), b.parse::<IpAddr>()) {
+        (Ok(x), Ok(y)) => x == y,
+        _ => a == b,
+    }
+}
+
 /// Resolves `host:port` and keeps the addresses the egress policy allows. IP
 /// literals skip DNS. Names under `.invalid` fail at once (RFC 6761 §6.4).
 pub async fn resolve_host(
@@ -487,6 +522,23 @@ pub trait Connection: Send {
     /// table; filters pushed down where the source can evaluate them.
     async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError>;
 
+    /// Re-discovers against the fingerprint of an earlier discovery: every
+    /// relation's header, and the detail (columns, primary key, comment) of
+    /// new and changed relations only; removed ones are named. Apply the delta
+    /// to the catalog `previous` was taken with ([`CatalogDelta::apply`]).
+    ///
+    /// The default is a full discovery, which every source can answer: the
+    /// delta is `full` and carries no fingerprint. Drivers that can tell cheaply
+    /// what changed override it.
+    async fn discover_changed(
+        &mut self,
+        req: &DiscoveryRequest,
+        previous: Option<&CatalogFingerprint>,
+    ) -> Result<CatalogDelta, ConnectorError> {
+        let _ = previous;
+        self.discover(req).await.map(CatalogDelta::full)
+    }
+
     /// Ends the session politely (bounded by the caller).
     async fn close(self: Box<Self>) -> Result<(), ConnectorError>;
 }
@@ -609,6 +661,46 @@ mod tests {
             .await
             .unwrap_err();
         assert_eq!(err.code(), ErrorCode::EgressDenied);
+    }
+
+    #[cfg(any(feature = "http", feature = "ssh"))]
+    #[test]
+    fn host_spellings() {
+        for (a, b) in [
+            ("API.Internal.", "api.internal"),
+            ("10.0.0.5", "10.0.0.5"),
+            ("[fd00::5]", "fd00:0::5"),
+            ("::ffff:10.0.0.5", "[::FFFF:10.0.0.5]"),
+        ] {
+            assert!(same_host(a, b), "{a} {b}");
+        }
+        for (a, b) in [
+            ("api.internal", "api.internal.example"),
+            ("10.0.0.5", "10.0.0.6"),
+            // An address and a name that may resolve to it are not the same host.
+            ("127.0.0.1", "localhost"),
+        ] {
+            assert!(!same_host(a, b), "{a} {b}");
+        }
+    }
+
+    #[test]
+    fn any_key_accepts_every_key() {
+        let open = DriverDescriptor {
+            connector_type: ConnectorType::Custom("FAKER".into()),
+            display_name: "Faker",
+            default_port: None,
+            credential_keys: vec![Key::ANY],
+            metadata_keys: vec![Key::ANY],
+            capabilities: Capabilities::default(),
+        };
+        let mut meta = BTreeMap::new();
+        meta.insert("count".to_owned(), serde_json::json!(10));
+        open.check_metadata_keys(&meta, None).unwrap();
+        open.check_credential_keys(&Credentials::new().with("api_key", "k"))
+            .unwrap();
+        // Not a way around the tunnel rule: only drivers that declare it tunnel.
+        assert!(!open.supports_ssh_tunnel());
     }
 
     #[test]

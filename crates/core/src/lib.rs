@@ -39,6 +39,7 @@ mod error;
 pub mod google;
 #[cfg(feature = "http")]
 pub mod http;
+mod incremental;
 mod kind;
 pub mod metadata;
 mod prepare;
@@ -58,6 +59,7 @@ pub use driver::{
 };
 pub use egress::{EgressPolicy, EgressProfile, DEFAULT_DENIED, PRODUCTION_DENIED};
 pub use error::{find_source, ConnectorError, ErrorCode};
+pub use incremental::{stable_hash, CatalogDelta, CatalogFingerprint, RelationName, RelationPrint};
 pub use kind::{Category, ConnectorType};
 pub use prepare::{check_config, prepare, PreparedConnector};
 pub use runner::{run_prepared_test, run_test, Step, StepReport, TestOptions, TestReport};

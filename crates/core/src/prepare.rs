@@ -21,6 +21,7 @@ pub struct PreparedConnector {
     tunnel: Option<crate::ssh::PreparedTunnel>,
     timeouts: Timeouts,
     connector_type: ConnectorType,
+    #[cfg_attr(not(feature = "ssh"), allow(dead_code))]
     display_name: &'static str,
     took: Duration,
 }
@@ -114,6 +115,7 @@ impl PreparedConnector {
     }
 
     /// The endpoint a tunnel leads to (checked in [`prepare`]).
+    #[cfg(feature = "ssh")]
     pub(crate) fn tunnel_target(&self) -> Result<(String, u16), ConnectorError> {
         self.endpoint()
             .map(|(h, p)| (h.to_owned(), p))

@@ -25,6 +25,9 @@ use crate::{
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Hash, Serialize, Deserialize)]
 #[serde(rename_all = "snake_case")]
 pub enum Step {
+    /// Embedders only: fetching credentials issued for this use (a secret
+    /// manager's short-lived database login), before the test proper.
+    Credentials,
     /// The driver's checks without I/O.
     Validate,
     /// Resolving the host (the bastion's, for a tunnel) and applying the
@@ -47,6 +50,7 @@ impl Step {
     /// The wire name (`access_probe`, …).
     pub fn as_str(self) -> &'static str {
         match self {
+            Step::Credentials => "credentials",
             Step::Validate => "validate",
             Step::Dns => "dns",
             Step::Tcp => "tcp",
@@ -121,6 +125,43 @@ impl TestReport {
     /// The report of step `name`, if it ran.
     pub fn step(&self, name: Step) -> Option<&StepReport> {
         self.steps.iter().find(|s| s.name == name)
+    }
+
+    /// This report with a passed [`Step::Credentials`] of `latency_ms` in
+    /// front: the credentials the test used were fetched first.
+    pub fn after_credentials(mut self, latency_ms: u64) -> TestReport {
+        self.steps.insert(
+            0,
+            StepReport {
+                name: Step::Credentials,
+                success: true,
+                latency_ms,
+                error_code: None,
+                message: None,
+            },
+        );
+        self
+    }
+
+    /// The report of a test that stopped at [`Step::Credentials`]: fetching
+    /// the credentials failed with `e` after `latency_ms`.
+    pub fn credentials_failed(e: &ConnectorError, latency_ms: u64) -> TestReport {
+        TestReport {
+            success: false,
+            latency_ms: None,
+            server_version: None,
+            message: e.report_message(),
+            error_code: Some(e.code()),
+            failed_step: Some(Step::Credentials),
+            tested_at: Utc::now(),
+            steps: vec![StepReport {
+                name: Step::Credentials,
+                success: false,
+                latency_ms,
+                error_code: Some(e.code()),
+                message: Some(e.message().to_owned()),
+            }],
+        }
     }
 }
 

@@ -32,6 +32,8 @@
 pub mod conformance;
 pub mod egress;
 pub mod egress_proof;
+pub mod incremental;
+pub mod processes;
 pub mod proof;
 pub mod tls;
 pub mod tls_proxy;

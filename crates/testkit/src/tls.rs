@@ -4,7 +4,7 @@
 //! is in [`crate::tls_proxy`].
 
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use tokio::net::{TcpListener, TcpStream};
@@ -40,26 +40,67 @@ pub(crate) fn test_ca_acceptor(names: &[&str]) -> (tokio_rustls::TlsAcceptor, St
 /// CA's PEM (for `sslCaPem`). The certificate names `127.0.0.1` and
 /// `localhost`. Handshakes that fail or stall (5 s) are dropped.
 pub async fn serve_tls(app: axum::Router) -> (SocketAddr, String) {
-    let (acceptor, ca_pem) = test_ca_acceptor(&["localhost", "127.0.0.1"]);
-    let l = TcpListener::bind("127.0.0.1:0").await.expect("bind");
-    let addr = l.local_addr().expect("addr");
-    let (tx, rx) = mpsc::channel(16);
-    tokio::spawn(async move {
-        while let Ok((tcp, peer)) = l.accept().await {
-            let (acceptor, tx) = (acceptor.clone(), tx.clone());
-            tokio::spawn(async move {
-                if let Ok(Ok(tls)) =
-                    tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
-                {
-                    let _ = tx.send((tls, peer)).await;
-                }
-            });
+    let s = TlsServer::start(app, "127.0.0.1", &["localhost", "127.0.0.1"]).await;
+    (s.addr, s.ca_pem)
+}
+
+/// An axum app behind TLS whose certificate (from a fresh test CA) names
+/// exactly the names given, and which writes down the server name (SNI) of
+/// every completed handshake.
+#[derive(Debug)]
+pub struct TlsServer {
+    /// Where it listens.
+    pub addr: SocketAddr,
+    /// The test CA's PEM (for `sslCaPem`).
+    pub ca_pem: String,
+    /// Who connected (this process or another, e.g. the SSH bastion).
+    pub origins: crate::tunnel::Origins,
+    sni: Arc<Mutex<Vec<Option<String>>>>,
+}
+
+impl TlsServer {
+    /// Serves `app` on `ip`:0 with a certificate naming `names` (DNS names or
+    /// IP addresses). Handshakes that fail or stall (5 s) are dropped.
+    pub async fn start(app: axum::Router, ip: &str, names: &[&str]) -> TlsServer {
+        let (acceptor, ca_pem) = test_ca_acceptor(names);
+        let l = TcpListener::bind((ip, 0)).await.expect("bind");
+        let addr = l.local_addr().expect("addr");
+        let sni = Arc::new(Mutex::new(Vec::new()));
+        let origins = crate::tunnel::Origins::default();
+        let (tx, rx) = mpsc::channel(16);
+        let (seen, noted) = (sni.clone(), origins.clone());
+        tokio::spawn(async move {
+            while let Ok((tcp, peer)) = l.accept().await {
+                let (acceptor, tx, seen, noted) =
+                    (acceptor.clone(), tx.clone(), seen.clone(), noted.clone());
+                tokio::spawn(async move {
+                    noted.note(peer, addr).await;
+                    if let Ok(Ok(tls)) =
+                        tokio::time::timeout(Duration::from_secs(5), acceptor.accept(tcp)).await
+                    {
+                        let name = tls.get_ref().1.server_name().map(str::to_owned);
+                        seen.lock().expect("sni log").push(name);
+                        let _ = tx.send((tls, peer)).await;
+                    }
+                });
+            }
+        });
+        tokio::spawn(async move {
+            let _ = axum::serve(Accepted { rx, addr }, app).await;
+        });
+        TlsServer {
+            addr,
+            ca_pem,
+            origins,
+            sni,
         }
-    });
-    tokio::spawn(async move {
-        let _ = axum::serve(Accepted { rx, addr }, app).await;
-    });
-    (addr, ca_pem)
+    }
+
+    /// The server name each completed handshake asked for (`None`: no SNI,
+    /// as for an IP address).
+    pub fn server_names(&self) -> Vec<Option<String>> {
+        self.sni.lock().expect("sni log").clone()
+    }
 }
 
 /// Connections whose handshake is done, as axum's listener.

@@ -215,7 +215,7 @@ async fn main() -> anyhow::Result<()> {
     if let Some(c) = concurrency {
         cfg.concurrency = c;
     }
-    let settings = cfg.settings(2000);
+    let settings = cfg.settings();
     let concurrency = settings.concurrency;
     let monitor = HealthMonitor::new(state.clone(), settings, Arc::new(LogNotifier), None)?;
     let rss_before = peak_rss_mb();

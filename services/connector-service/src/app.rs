@@ -15,10 +15,12 @@ use serde_json::json;
 use crate::auth::Verifier;
 use crate::config::{Config, SecretStoreKind};
 use crate::discovery::Jobs;
-use crate::error::AppError;
+use crate::error::{AppError, Code};
 use crate::metrics::Metrics;
+use crate::secrets::aws::{AwsSecretsManagerStore, AwsSmSettings};
 use crate::secrets::kubernetes::KubernetesSecretStore;
 use crate::secrets::local::{load_or_create_key_file, parse_key, LocalSecretStore};
+use crate::secrets::vault::VaultSecretStore;
 use crate::secrets::SecretStore;
 use crate::store::MetadataStore;
 
@@ -29,7 +31,8 @@ pub struct Settings {
     /// How long create waits for its discovery before answering.
     pub discovery_wait: Duration,
     pub discovery_timeout: Duration,
-    pub warning_latency_ms: u64,
+    /// WARNING latency thresholds, global and per type: the status rule's input.
+    pub thresholds: crate::connection_test::Thresholds,
     pub egress: EgressPolicy,
     pub body_limit_bytes: usize,
     /// Snapshots kept per connector.
@@ -48,7 +51,10 @@ impl Settings {
             namespace_prefix: c.kube_namespace_prefix.clone(),
             discovery_wait: Duration::from_millis(c.discovery_wait_ms),
             discovery_timeout: Duration::from_secs(c.discovery_timeout_secs.max(1)),
-            warning_latency_ms: c.warning_latency_ms,
+            thresholds: crate::connection_test::Thresholds {
+                warning_ms: c.warning_latency_ms,
+                warning_ms_by_type: c.health.warning_latency_by_type.clone(),
+            },
             egress: EgressPolicy::with_profile(
                 c.egress_profile(),
                 &c.egress_allow_only,
@@ -134,6 +140,25 @@ impl AppState {
                 )
                 .await?,
             ),
+            SecretStoreKind::Vault => {
+                let store = VaultSecretStore::new(&c.vault_settings()?)?;
+                // Fail at start-up, not at the first create, when Vault is
+                // unreachable or refuses the credentials.
+                store
+                    .client()
+                    .check()
+                    .await
+                    .map_err(|e| anyhow::anyhow!("the vault secret store: {e}"))?;
+                Arc::new(store)
+            }
+            SecretStoreKind::AwsSecretsManager => {
+                let vars = std::env::vars().collect();
+                Arc::new(AwsSecretsManagerStore::new(&AwsSmSettings::from_vars(
+                    &vars,
+                    &c.kube_namespace_prefix,
+                    Duration::from_millis(c.secret_store_timeout_ms.max(1)),
+                )?)?)
+            }
         };
         let rs256 = match &c.jwt_public_key_file {
             Some(p) => Some(std::fs::read(p).with_context(|| format!("reading {}", p.display()))?),
@@ -177,13 +202,13 @@ async fn readyz(State(state): State<AppState>) -> impl IntoResponse {
 }
 
 async fn not_found() -> AppError {
-    AppError::new(StatusCode::NOT_FOUND, "ROUTE_NOT_FOUND", "no such route")
+    AppError::new(StatusCode::NOT_FOUND, Code::RouteNotFound, "no such route")
 }
 
 async fn method_not_allowed() -> AppError {
     AppError::new(
         StatusCode::METHOD_NOT_ALLOWED,
-        "METHOD_NOT_ALLOWED",
+        Code::MethodNotAllowed,
         "method not allowed on this route",
     )
 }

@@ -18,12 +18,26 @@ CONFIGURATION
   MATIH_DATA_DIR               data directory (SQLite file, local secrets, keys) [./matih-data]
   MATIH_DATABASE_URL           metadata store: sqlite://PATH or postgres://USER:PASS@HOST/DB
                                                                   [sqlite://DATA_DIR/matih.db]
-  MATIH_SECRET_STORE           local | kubernetes                 [local]
+  MATIH_SECRET_STORE           local | kubernetes | vault | aws-secrets-manager [local]
   MATIH_SECRET_KEY             local store key: 32 bytes as 64 hex digits or base64
                                [generated once into DATA_DIR/secret.key, mode 0600]
   MATIH_KUBE_API_URL           kubernetes API URL; unset = in-cluster config or kubeconfig
   MATIH_KUBE_TOKEN_FILE        bearer token file for MATIH_KUBE_API_URL
   MATIH_KUBE_NAMESPACE_PREFIX  tenant namespace prefix            [matih-]
+  MATIH_VAULT_ADDR             vault store: Vault/OpenBao address, e.g. https://vault:8200
+  MATIH_VAULT_CA_FILE          PEM CA verifying Vault's certificate [public roots]
+  MATIH_VAULT_TOKEN            vault auth: a token (renewed while renewable)
+  MATIH_VAULT_ROLE_ID          vault auth: AppRole role id ...
+  MATIH_VAULT_SECRET_ID        ... and secret id (logs in again when the token expires)
+  MATIH_VAULT_APPROLE_MOUNT    AppRole auth mount                 [approle]
+  MATIH_VAULT_K8S_ROLE         vault auth: Kubernetes auth role, with the token file below
+  MATIH_VAULT_K8S_TOKEN_FILE   service account token [/var/run/secrets/kubernetes.io/serviceaccount/token]
+  MATIH_VAULT_K8S_MOUNT        Kubernetes auth mount              [kubernetes]
+  MATIH_VAULT_KV_MOUNT         KV v2 mount; secrets at <mount>/data/matih/<tenant>/connector-<id8> [secret]
+  MATIH_SECRET_STORE_TIMEOUT_MS limit of one call to Vault or Secrets Manager [10000]
+  AWS_REGION, AWS_ENDPOINT_URL_SECRETS_MANAGER (or AWS_ENDPOINT_URL), AWS_ACCESS_KEY_ID,
+  AWS_SECRET_ACCESS_KEY, AWS_SESSION_TOKEN, AWS_CA_BUNDLE
+                               aws-secrets-manager store; secrets named matih/<tenant>/connector-<id8>
   MATIH_JWT_SECRET             HS256 shared secret [generated once into DATA_DIR/jwt.secret,
                                mode 0600, unless MATIH_JWT_PUBLIC_KEY_FILE is set]
   MATIH_JWT_PUBLIC_KEY_FILE    RS256 public key (PEM) for production tokens
@@ -57,6 +71,9 @@ CONFIGURATION
 pub enum SecretStoreKind {
     Local,
     Kubernetes,
+    Vault,
+    #[serde(rename = "aws-secrets-manager")]
+    AwsSecretsManager,
 }
 
 #[derive(Clone, Deserialize)]
@@ -70,6 +87,17 @@ pub struct Config {
     pub kube_api_url: Option<String>,
     pub kube_token_file: Option<PathBuf>,
     pub kube_namespace_prefix: String,
+    pub vault_addr: Option<String>,
+    pub vault_ca_file: Option<PathBuf>,
+    pub vault_token: Option<String>,
+    pub vault_role_id: Option<String>,
+    pub vault_secret_id: Option<String>,
+    pub vault_approle_mount: String,
+    pub vault_k8s_role: Option<String>,
+    pub vault_k8s_token_file: PathBuf,
+    pub vault_k8s_mount: String,
+    pub vault_kv_mount: String,
+    pub secret_store_timeout_ms: u64,
     pub jwt_secret: Option<String>,
     pub jwt_public_key_file: Option<PathBuf>,
     pub jwt_issuer: Option<String>,
@@ -107,6 +135,19 @@ impl Default for Config {
             kube_api_url: None,
             kube_token_file: None,
             kube_namespace_prefix: "matih-".into(),
+            vault_addr: None,
+            vault_ca_file: None,
+            vault_token: None,
+            vault_role_id: None,
+            vault_secret_id: None,
+            vault_approle_mount: "approle".into(),
+            vault_k8s_role: None,
+            vault_k8s_token_file: PathBuf::from(
+                "/var/run/secrets/kubernetes.io/serviceaccount/token",
+            ),
+            vault_k8s_mount: "kubernetes".into(),
+            vault_kv_mount: "secret".into(),
+            secret_store_timeout_ms: 10_000,
             jwt_secret: None,
             jwt_public_key_file: None,
             jwt_issuer: None,
@@ -158,6 +199,15 @@ impl fmt::Debug for Config {
             .field("secret_key", &self.secret_key.as_ref().map(|_| "***"))
             .field("kube_api_url", &self.kube_api_url)
             .field("kube_namespace_prefix", &self.kube_namespace_prefix)
+            .field("vault_addr", &self.vault_addr)
+            .field("vault_token", &self.vault_token.as_ref().map(|_| "***"))
+            .field("vault_role_id", &self.vault_role_id)
+            .field(
+                "vault_secret_id",
+                &self.vault_secret_id.as_ref().map(|_| "***"),
+            )
+            .field("vault_k8s_role", &self.vault_k8s_role)
+            .field("vault_kv_mount", &self.vault_kv_mount)
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("jwt_public_key_file", &self.jwt_public_key_file)
             .field("discovery_wait_ms", &self.discovery_wait_ms)
@@ -213,13 +263,26 @@ impl Config {
                     self.secret_store = match v.trim().to_ascii_lowercase().as_str() {
                         "local" => SecretStoreKind::Local,
                         "kubernetes" | "k8s" => SecretStoreKind::Kubernetes,
-                        _ => bail!("MATIH_SECRET_STORE must be local or kubernetes, got {v:?}"),
+                        "vault" | "openbao" => SecretStoreKind::Vault,
+                        "aws-secrets-manager" => SecretStoreKind::AwsSecretsManager,
+                        _ => bail!("MATIH_SECRET_STORE must be local, kubernetes, vault or aws-secrets-manager, got {v:?}"),
                     }
                 }
                 "SECRET_KEY" => self.secret_key = some(&v),
                 "KUBE_API_URL" => self.kube_api_url = some(&v),
                 "KUBE_TOKEN_FILE" => self.kube_token_file = some(&v).map(PathBuf::from),
                 "KUBE_NAMESPACE_PREFIX" => self.kube_namespace_prefix = v,
+                "VAULT_ADDR" => self.vault_addr = some(&v),
+                "VAULT_CA_FILE" => self.vault_ca_file = some(&v).map(PathBuf::from),
+                "VAULT_TOKEN" => self.vault_token = some(&v),
+                "VAULT_ROLE_ID" => self.vault_role_id = some(&v),
+                "VAULT_SECRET_ID" => self.vault_secret_id = some(&v),
+                "VAULT_APPROLE_MOUNT" => self.vault_approle_mount = v,
+                "VAULT_K8S_ROLE" => self.vault_k8s_role = some(&v),
+                "VAULT_K8S_TOKEN_FILE" => self.vault_k8s_token_file = PathBuf::from(v),
+                "VAULT_K8S_MOUNT" => self.vault_k8s_mount = v,
+                "VAULT_KV_MOUNT" => self.vault_kv_mount = v,
+                "SECRET_STORE_TIMEOUT_MS" => self.secret_store_timeout_ms = num(&k, &v)?,
                 "JWT_SECRET" => self.jwt_secret = some(&v),
                 "JWT_PUBLIC_KEY_FILE" => self.jwt_public_key_file = some(&v).map(PathBuf::from),
                 "JWT_ISSUER" => self.jwt_issuer = some(&v),
@@ -281,7 +344,55 @@ impl Config {
     pub fn egress_profile(&self) -> EgressProfile {
         self.egress_profile.unwrap_or(match self.secret_store {
             SecretStoreKind::Kubernetes => EgressProfile::Production,
-            SecretStoreKind::Local => EgressProfile::Embedded,
+            SecretStoreKind::Local
+            | SecretStoreKind::Vault
+            | SecretStoreKind::AwsSecretsManager => EgressProfile::Embedded,
+        })
+    }
+
+    /// The vault store's settings: address, CA, one authentication method.
+    pub fn vault_settings(&self) -> anyhow::Result<crate::secrets::vault::VaultSettings> {
+        use crate::secrets::vault::{VaultAuth, VaultSettings};
+        use matih_connector_core::SecretString;
+        let addr = self
+            .vault_addr
+            .clone()
+            .context("MATIH_SECRET_STORE=vault needs MATIH_VAULT_ADDR")?;
+        let ca_pem = match &self.vault_ca_file {
+            Some(p) => Some(
+                std::fs::read_to_string(p).with_context(|| format!("reading {}", p.display()))?,
+            ),
+            None => None,
+        };
+        let auth = match (
+            &self.vault_token,
+            &self.vault_role_id,
+            &self.vault_secret_id,
+            &self.vault_k8s_role,
+        ) {
+            (Some(t), None, None, None) => VaultAuth::Token(SecretString::new(t.clone())),
+            (None, Some(role_id), Some(secret_id), None) => VaultAuth::AppRole {
+                mount: self.vault_approle_mount.trim_matches('/').to_owned(),
+                role_id: role_id.clone(),
+                secret_id: SecretString::new(secret_id.clone()),
+            },
+            (None, None, None, Some(role)) => VaultAuth::Kubernetes {
+                mount: self.vault_k8s_mount.trim_matches('/').to_owned(),
+                role: role.clone(),
+                jwt_file: self.vault_k8s_token_file.clone(),
+            },
+            _ => bail!(
+                "MATIH_SECRET_STORE=vault needs exactly one of: MATIH_VAULT_TOKEN; \
+                 MATIH_VAULT_ROLE_ID with MATIH_VAULT_SECRET_ID; MATIH_VAULT_K8S_ROLE"
+            ),
+        };
+        Ok(VaultSettings {
+            addr,
+            ca_pem,
+            auth,
+            kv_mount: self.vault_kv_mount.clone(),
+            namespace_prefix: self.kube_namespace_prefix.clone(),
+            timeout: std::time::Duration::from_millis(self.secret_store_timeout_ms.max(1)),
         })
     }
 

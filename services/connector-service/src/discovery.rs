@@ -11,12 +11,8 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::model::{ts, Connector, DiscoveryJob, Snapshot};
+use crate::model::{ts, Connector, DiscoveryJob, JobStatus, Snapshot};
 use crate::secrets::SecretRef;
-
-pub const RUNNING: &str = "RUNNING";
-pub const SUCCEEDED: &str = "SUCCEEDED";
-pub const FAILED: &str = "FAILED";
 
 struct Running {
     job: DiscoveryJob,
@@ -102,7 +98,7 @@ pub fn start(
     let job = DiscoveryJob {
         id: Uuid::new_v4(),
         connector_id: connector.id,
-        status: RUNNING.into(),
+        status: JobStatus::Running,
         started_at: ts(Utc::now()),
         finished_at: None,
         error_code: None,
@@ -150,15 +146,24 @@ async fn discover(
     let driver = state.registry.get(&c.connector_type)?;
     let mut cfg = c.config();
     cfg.timeouts = state.settings.limits.clamp(cfg.timeouts);
-    let mut conn =
-        matih_connector_core::open(&*driver, &cfg, &creds, &state.settings.egress).await?;
-    let result = with_timeout(
-        state.settings.discovery_timeout,
-        "discovery",
-        conn.discover(req),
-    )
+    // A dynamic role's login is issued for this discovery and given back after it.
+    let (creds, lease) = crate::secrets::dynamic::resolve_for_use(&state.secrets, &creds).await?;
+    let result = async {
+        let mut conn =
+            matih_connector_core::open(&*driver, &cfg, &creds, &state.settings.egress).await?;
+        let result = with_timeout(
+            state.settings.discovery_timeout,
+            "discovery",
+            conn.discover(req),
+        )
+        .await;
+        let _ = with_timeout(Duration::from_secs(5), "closing", conn.close()).await;
+        result
+    }
     .await;
-    let _ = with_timeout(Duration::from_secs(5), "closing", conn.close()).await;
+    if let Some(lease) = lease {
+        lease.release().await;
+    }
     result
 }
 
@@ -195,14 +200,14 @@ async fn run(
                 .await
             {
                 Ok(()) => {
-                    job.status = SUCCEEDED.into();
+                    job.status = JobStatus::Succeeded;
                     job.schemas_discovered = Some(snapshot.schema_count);
                     job.tables_discovered = Some(snapshot.table_count);
                     job.message = Some("Discovery complete".into());
                 }
                 Err(e) => {
                     tracing::error!(connector = %c.id, error = %e, "could not store the catalog snapshot");
-                    job.status = FAILED.into();
+                    job.status = JobStatus::Failed;
                     job.error_code = Some(ErrorCode::Internal.as_str().into());
                     job.message = Some("the catalog could not be stored".into());
                 }
@@ -210,7 +215,7 @@ async fn run(
         }
         Err(e) => {
             tracing::info!(connector = %c.id, code = %e.code(), "discovery failed");
-            job.status = FAILED.into();
+            job.status = JobStatus::Failed;
             job.error_code = Some(e.code().as_str().into());
             job.message = Some(if e.code() == ErrorCode::Internal {
                 e.code().hint().to_owned()

@@ -9,15 +9,114 @@ use matih_connector_core::{ConnectorError, ErrorCode};
 use serde::de::DeserializeOwned;
 use serde_json::{json, Value};
 
+use crate::connection_test::TestFailure;
 use crate::secrets::SecretError;
 use crate::store::StoreError;
+
+/// The stable codes of the API's error shape, as docs/api.md and the OpenAPI
+/// document list them; `as_str` is the wire spelling, which never changes.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum Code {
+    /// No, malformed, expired or otherwise refused bearer token (401).
+    Unauthorized,
+    /// The caller's role may not do this (403).
+    Forbidden,
+    /// The tenant, connector or item does not exist for the caller (404).
+    NotFound,
+    /// No such route (404).
+    RouteNotFound,
+    /// The route has no such method (405).
+    MethodNotAllowed,
+    /// A duplicate tenant slug or connector name (409).
+    Conflict,
+    /// A failure of ours; the body says nothing more (500).
+    Internal,
+    /// The metadata store did not answer (503).
+    MetadataStoreUnavailable,
+    /// The secret store did not answer (503).
+    SecretStoreUnavailable,
+    /// A body, query or field that does not fit (400/422).
+    InvalidRequest,
+    /// A body that is not JSON (400).
+    MalformedJson,
+    /// A body without `Content-Type: application/json` (415).
+    UnsupportedMediaType,
+    /// A body over the limit (413).
+    PayloadTooLarge,
+    /// The tenant's plan holds no more connectors (403).
+    PlanLimitExceeded,
+    /// The tenant's plan does not include the type (403).
+    PlanTypeNotAllowed,
+    /// The connector's credential secret is gone (409).
+    CredentialsMissing,
+    /// New credentials failed their test; the old ones stay (422).
+    CredentialsTestFailed,
+    /// The connector is disabled (409).
+    ConnectorInactive,
+    /// Too many calls of the tenant in flight (429).
+    ConcurrencyLimitExceeded,
+    /// Timeouts above the server's caps (400).
+    TimeoutLimitExceeded,
+    /// The request took longer than the server allows (504).
+    RequestTimeout,
+    /// A create lost its plan-slot reservation (503).
+    CreateInterrupted,
+    /// No discovered catalog yet (404).
+    CatalogNotFound,
+    /// A connector error's own code (`INVALID_CONFIGURATION`, `EGRESS_DENIED`,
+    /// `DRIVER_UNAVAILABLE`, …), spelled as core spells it.
+    Connector(ErrorCode),
+}
+
+impl Code {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            Code::Unauthorized => "UNAUTHORIZED",
+            Code::Forbidden => "FORBIDDEN",
+            Code::NotFound => "NOT_FOUND",
+            Code::RouteNotFound => "ROUTE_NOT_FOUND",
+            Code::MethodNotAllowed => "METHOD_NOT_ALLOWED",
+            Code::Conflict => "CONFLICT",
+            Code::Internal => "INTERNAL",
+            Code::MetadataStoreUnavailable => "METADATA_STORE_UNAVAILABLE",
+            Code::SecretStoreUnavailable => "SECRET_STORE_UNAVAILABLE",
+            Code::InvalidRequest => "INVALID_REQUEST",
+            Code::MalformedJson => "MALFORMED_JSON",
+            Code::UnsupportedMediaType => "UNSUPPORTED_MEDIA_TYPE",
+            Code::PayloadTooLarge => "PAYLOAD_TOO_LARGE",
+            Code::PlanLimitExceeded => "PLAN_LIMIT_EXCEEDED",
+            Code::PlanTypeNotAllowed => "PLAN_TYPE_NOT_ALLOWED",
+            Code::CredentialsMissing => "CREDENTIALS_MISSING",
+            Code::CredentialsTestFailed => "CREDENTIALS_TEST_FAILED",
+            Code::ConnectorInactive => "CONNECTOR_INACTIVE",
+            Code::ConcurrencyLimitExceeded => "CONCURRENCY_LIMIT_EXCEEDED",
+            Code::TimeoutLimitExceeded => "TIMEOUT_LIMIT_EXCEEDED",
+            Code::RequestTimeout => "REQUEST_TIMEOUT",
+            Code::CreateInterrupted => "CREATE_INTERRUPTED",
+            Code::CatalogNotFound => "CATALOG_NOT_FOUND",
+            Code::Connector(c) => c.as_str(),
+        }
+    }
+}
+
+impl std::fmt::Display for Code {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl serde::Serialize for Code {
+    fn serialize<S: serde::Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(self.as_str())
+    }
+}
 
 /// An API error. 5xx errors carry their cause only for the log: the body says
 /// nothing internal.
 #[derive(Debug)]
 pub struct AppError {
     pub status: StatusCode,
-    pub code: String,
+    pub code: Code,
     pub message: String,
     /// Boxed: `Value` is large when serde_json keeps key order, and errors
     /// travel in every `Result` of the handlers.
@@ -26,10 +125,10 @@ pub struct AppError {
 }
 
 impl AppError {
-    pub fn new(status: StatusCode, code: impl Into<String>, message: impl Into<String>) -> Self {
+    pub fn new(status: StatusCode, code: Code, message: impl Into<String>) -> Self {
         AppError {
             status,
-            code: code.into(),
+            code,
             message: message.into(),
             details: None,
             cause: None,
@@ -42,34 +141,34 @@ impl AppError {
     }
 
     pub fn unauthorized(message: impl Into<String>) -> Self {
-        AppError::new(StatusCode::UNAUTHORIZED, "UNAUTHORIZED", message)
+        AppError::new(StatusCode::UNAUTHORIZED, Code::Unauthorized, message)
     }
 
     pub fn forbidden(message: impl Into<String>) -> Self {
-        AppError::new(StatusCode::FORBIDDEN, "FORBIDDEN", message)
+        AppError::new(StatusCode::FORBIDDEN, Code::Forbidden, message)
     }
 
     pub fn not_found(what: &str) -> Self {
         AppError::new(
             StatusCode::NOT_FOUND,
-            "NOT_FOUND",
+            Code::NotFound,
             format!("{what} not found"),
         )
     }
 
-    pub fn bad_request(code: &str, message: impl Into<String>) -> Self {
+    pub fn bad_request(code: Code, message: impl Into<String>) -> Self {
         AppError::new(StatusCode::BAD_REQUEST, code, message)
     }
 
     pub fn conflict(message: impl Into<String>) -> Self {
-        AppError::new(StatusCode::CONFLICT, "CONFLICT", message)
+        AppError::new(StatusCode::CONFLICT, Code::Conflict, message)
     }
 
     /// A failure of ours; `cause` goes to the log only.
     pub fn internal(cause: impl std::fmt::Display) -> Self {
         let mut e = AppError::new(
             StatusCode::INTERNAL_SERVER_ERROR,
-            "INTERNAL",
+            Code::Internal,
             "internal error",
         );
         e.cause = Some(cause.to_string());
@@ -77,7 +176,7 @@ impl AppError {
     }
 
     /// A dependency (secret store, metadata store) is unavailable.
-    pub fn unavailable(code: &str, what: &str, cause: impl std::fmt::Display) -> Self {
+    pub fn unavailable(code: Code, what: &str, cause: impl std::fmt::Display) -> Self {
         let mut e = AppError::new(
             StatusCode::SERVICE_UNAVAILABLE,
             code,
@@ -86,16 +185,24 @@ impl AppError {
         e.cause = Some(cause.to_string());
         e
     }
+}
 
-    /// A connector configuration the driver refused before any I/O.
-    pub fn from_connector(err: &ConnectorError) -> Self {
+/// A driver's or core's refusal outside a test report: a configuration
+/// refused before any I/O (400), a type compiled out (400), an address the
+/// egress policy denies (403), anything else a failure upstream (502).
+impl From<ConnectorError> for AppError {
+    fn from(err: ConnectorError) -> Self {
         let status = match err.code() {
             ErrorCode::InvalidConfiguration => StatusCode::BAD_REQUEST,
             ErrorCode::DriverUnavailable | ErrorCode::Unsupported => StatusCode::BAD_REQUEST,
             ErrorCode::EgressDenied => StatusCode::FORBIDDEN,
             _ => StatusCode::BAD_GATEWAY,
         };
-        let mut e = AppError::new(status, err.code().as_str(), err.message().to_owned());
+        let mut e = AppError::new(
+            status,
+            Code::Connector(err.code()),
+            err.message().to_owned(),
+        );
         if let Some(field) = err.context_value("field") {
             e.details = Some(Box::new(json!({ "field": field })));
         }
@@ -103,12 +210,29 @@ impl AppError {
     }
 }
 
+/// A stored connector that could not be tested: its driver (as above), its
+/// missing secret (409 `CREDENTIALS_MISSING`), or the secret store (503).
+impl From<TestFailure> for AppError {
+    fn from(f: TestFailure) -> Self {
+        match f {
+            TestFailure::Driver(e) => e.into(),
+            TestFailure::CredentialsMissing => AppError::new(
+                StatusCode::CONFLICT,
+                Code::CredentialsMissing,
+                "the connector's credential secret is missing; set new credentials with PUT …/credentials",
+            ),
+            TestFailure::SecretStore(e) => e.into(),
+        }
+    }
+}
+
 impl From<StoreError> for AppError {
     fn from(e: StoreError) -> Self {
         match e {
             StoreError::Conflict(m) => AppError::conflict(m),
+            e @ StoreError::Unwritable(_) => AppError::internal(e),
             other => {
-                AppError::unavailable("METADATA_STORE_UNAVAILABLE", "the metadata store", other)
+                AppError::unavailable(Code::MetadataStoreUnavailable, "the metadata store", other)
             }
         }
     }
@@ -116,7 +240,7 @@ impl From<StoreError> for AppError {
 
 impl From<SecretError> for AppError {
     fn from(e: SecretError) -> Self {
-        AppError::unavailable("SECRET_STORE_UNAVAILABLE", "the secret store", e)
+        AppError::unavailable(Code::SecretStoreUnavailable, "the secret store", e)
     }
 }
 
@@ -164,11 +288,11 @@ impl From<JsonRejection> for AppError {
     fn from(r: JsonRejection) -> Self {
         let status = r.status();
         let code = match &r {
-            JsonRejection::MissingJsonContentType(_) => "UNSUPPORTED_MEDIA_TYPE",
-            JsonRejection::JsonSyntaxError(_) => "MALFORMED_JSON",
-            JsonRejection::JsonDataError(_) => "INVALID_REQUEST",
-            _ if status == StatusCode::PAYLOAD_TOO_LARGE => "PAYLOAD_TOO_LARGE",
-            _ => "INVALID_REQUEST",
+            JsonRejection::MissingJsonContentType(_) => Code::UnsupportedMediaType,
+            JsonRejection::JsonSyntaxError(_) => Code::MalformedJson,
+            JsonRejection::JsonDataError(_) => Code::InvalidRequest,
+            _ if status == StatusCode::PAYLOAD_TOO_LARGE => Code::PayloadTooLarge,
+            _ => Code::InvalidRequest,
         };
         AppError::new(status, code, mask_quoted(&r.body_text()))
     }
@@ -177,13 +301,13 @@ impl From<JsonRejection> for AppError {
 impl From<PathRejection> for AppError {
     fn from(r: PathRejection) -> Self {
         // A malformed id names nothing that exists.
-        AppError::new(StatusCode::NOT_FOUND, "NOT_FOUND", r.body_text())
+        AppError::new(StatusCode::NOT_FOUND, Code::NotFound, r.body_text())
     }
 }
 
 impl From<QueryRejection> for AppError {
     fn from(r: QueryRejection) -> Self {
-        AppError::bad_request("INVALID_REQUEST", r.body_text())
+        AppError::bad_request(Code::InvalidRequest, r.body_text())
     }
 }
 
@@ -219,7 +343,7 @@ impl LaterJson {
         serde_path_to_error::deserialize(v).map_err(|e| {
             AppError::new(
                 StatusCode::UNPROCESSABLE_ENTITY,
-                "INVALID_REQUEST",
+                Code::InvalidRequest,
                 mask_quoted(&format!(
                     "Failed to deserialize the JSON body into the target type: {e}"
                 )),
@@ -234,9 +358,9 @@ impl LaterJson {
             .map_err(|r| {
                 let status = r.status();
                 let code = if status == StatusCode::PAYLOAD_TOO_LARGE {
-                    "PAYLOAD_TOO_LARGE"
+                    Code::PayloadTooLarge
                 } else {
-                    "INVALID_REQUEST"
+                    Code::InvalidRequest
                 };
                 AppError::new(status, code, r.body_text())
             })

@@ -15,6 +15,7 @@ pub mod api;
 pub mod app;
 pub mod auth;
 pub mod config;
+pub mod connection_test;
 pub mod discovery;
 pub mod error;
 pub mod health;

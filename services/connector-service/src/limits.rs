@@ -18,7 +18,7 @@ use serde::Deserialize;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, Code};
 
 /// The `--help` text for the limits; kept beside the code it documents.
 pub const LIMITS_HELP: &str = "\
@@ -128,7 +128,7 @@ impl Limits {
         ] {
             if value > max {
                 return Err(AppError::bad_request(
-                    "TIMEOUT_LIMIT_EXCEEDED",
+                    Code::TimeoutLimitExceeded,
                     format!("{field} is {value}; this service allows at most {max}"),
                 )
                 .with_details(serde_json::json!({"field": field, "max": max})));
@@ -156,7 +156,7 @@ impl Limits {
             let max = self.tenant_max_in_flight;
             return Err(AppError::new(
                 StatusCode::TOO_MANY_REQUESTS,
-                "CONCURRENCY_LIMIT_EXCEEDED",
+                Code::ConcurrencyLimitExceeded,
                 format!("the tenant already has {max} test, discover or create calls in flight; retry when one has finished"),
             )
             .with_details(serde_json::json!({"limit": max})));
@@ -222,7 +222,7 @@ pub async fn request_timeout(State(state): State<AppState>, req: Request, next: 
         Ok(resp) => resp,
         Err(_) => AppError::new(
             StatusCode::GATEWAY_TIMEOUT,
-            "REQUEST_TIMEOUT",
+            Code::RequestTimeout,
             format!(
                 "the request did not finish within {} s",
                 limit.as_secs_f64()

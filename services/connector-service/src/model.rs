@@ -181,14 +181,71 @@ impl Connector {
     }
 }
 
+/// Where a discovery job is.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobStatus {
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl JobStatus {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobStatus::Running => "RUNNING",
+            JobStatus::Succeeded => "SUCCEEDED",
+            JobStatus::Failed => "FAILED",
+        }
+    }
+}
+
+impl fmt::Display for JobStatus {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(self.as_str())
+    }
+}
+
+impl FromStr for JobStatus {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "RUNNING" => Ok(JobStatus::Running),
+            "SUCCEEDED" => Ok(JobStatus::Succeeded),
+            "FAILED" => Ok(JobStatus::Failed),
+            other => Err(format!("unknown discovery job status {other:?}")),
+        }
+    }
+}
+
+/// What a create or update says of the discovery it started: a job's status,
+/// or NOT_STARTED when the test failed.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum DiscoveryState {
+    NotStarted,
+    Running,
+    Succeeded,
+    Failed,
+}
+
+impl From<JobStatus> for DiscoveryState {
+    fn from(s: JobStatus) -> Self {
+        match s {
+            JobStatus::Running => DiscoveryState::Running,
+            JobStatus::Succeeded => DiscoveryState::Succeeded,
+            JobStatus::Failed => DiscoveryState::Failed,
+        }
+    }
+}
+
 /// One discovery run.
 #[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct DiscoveryJob {
     pub id: Uuid,
     pub connector_id: Uuid,
-    /// RUNNING, SUCCEEDED or FAILED.
-    pub status: String,
+    pub status: JobStatus,
     pub started_at: String,
     pub finished_at: Option<String>,
     pub error_code: Option<String>,
@@ -208,4 +265,19 @@ pub struct Snapshot {
     pub table_count: i64,
     /// The catalog as JSON text.
     pub catalog: String,
+}
+
+/// One scheduled health check as its history keeps it.
+#[derive(Clone, Debug, PartialEq, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct HealthCheck {
+    pub checked_at: String,
+    /// ACTIVE, WARNING or ERROR.
+    pub status: String,
+    pub success: bool,
+    pub latency_ms: Option<i64>,
+    pub error_code: Option<String>,
+    /// The connectivity test step that failed (dns, tcp, connect, …).
+    pub failed_step: Option<String>,
+    pub message: Option<String>,
 }

@@ -9,7 +9,7 @@ use utoipa::openapi::security::{HttpAuthScheme, HttpBuilder, SecurityScheme};
 use utoipa::openapi::{ContentBuilder, Ref, RefOr, Response, ResponseBuilder, ResponsesBuilder};
 use utoipa::{Modify, OpenApi};
 
-use crate::api::{connectors, discovery, tenants};
+use crate::api::{connectors, discovery, health, tenants};
 
 struct Bearer;
 
@@ -191,7 +191,7 @@ impl Modify for Complete {
         tenants::create_tenant, tenants::list_tenants, tenants::get_tenant, tenants::set_tier,
         connectors::list_connectors, connectors::get_connector, connectors::create_connector,
         connectors::update_connector, connectors::delete_connector, connectors::test_connector,
-        connectors::update_credentials, crate::health::api::connector_health,
+        connectors::update_credentials, health::connector_health,
         discovery::start_discovery, discovery::latest_discovery, discovery::schemas, discovery::diff,
         discovery::table_detail,
     ),

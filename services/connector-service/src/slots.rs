@@ -17,7 +17,7 @@ use chrono::Utc;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::error::AppError;
+use crate::error::{AppError, Code};
 use crate::model::{ts, Connector};
 
 /// A reservation held by this process; renewal stops when it is dropped.
@@ -75,7 +75,7 @@ pub async fn reserve(
 fn lost() -> AppError {
     AppError::new(
         StatusCode::SERVICE_UNAVAILABLE,
-        "CREATE_INTERRUPTED",
+        Code::CreateInterrupted,
         "the create lost its plan slot before it could be saved; try again",
     )
 }

@@ -267,6 +267,9 @@ async fn full_flow_statuses_discovery_paging_diff_and_delete() {
         (200, Some("INACTIVE")),
         "{off}"
     );
+    // The update's one shape: the connector; disabling runs no test, so no testResult.
+    assert_eq!(off["id"], id, "{off}");
+    assert!(off.get("testResult").is_none(), "{off}");
     let (s, _) = h
         .call(Method::POST, &format!("{path}/discover"), &tok, None)
         .await;
@@ -284,6 +287,8 @@ async fn full_flow_statuses_discovery_paging_diff_and_delete() {
         (200, Some("ACTIVE"), Some("Renamed")),
         "{on}"
     );
+    assert_eq!(on["testResult"]["success"], true, "{on}");
+    assert_eq!(on["discoveryStatus"], "RUNNING", "{on}");
     let (s, e) = h
         .call(Method::PUT, &path, &tok, Some(json!({"status": "ERROR"})))
         .await;
@@ -970,7 +975,7 @@ async fn health_readiness_metrics_and_openapi_matches_the_routes() {
     let schemas = &doc["components"]["schemas"];
     for closed in [
         "DiscoveryRequestDoc",
-        "CreateConnectorDoc",
+        "ConnectorSpec",
         "UpdateConnector",
         "UpdateCredentials",
         "CreateTenant",
@@ -983,7 +988,7 @@ async fn health_readiness_metrics_and_openapi_matches_the_routes() {
     }
     // Request bounds the service enforces.
     assert_eq!(
-        schemas["CreateConnectorDoc"]["properties"]["port"]["minimum"],
+        schemas["ConnectorSpec"]["properties"]["port"]["minimum"],
         json!(1)
     );
     assert_eq!(

@@ -870,3 +870,1082 @@ async fn tunnelled_connector_flow_with_key_rotation() {
     }
     h.assert_no_leak(&secrets);
 }
+
+// ---------------------------------------------------------------------------
+// The vault store (OpenBao in dev mode) and the aws-secrets-manager store
+// (moto). Each test reads the secret back from the server itself, at the
+// documented path, with its own client.
+
+/// The fixture's root token: what a Vault admin (and the test) reads with.
+struct VaultAdmin {
+    addr: String,
+    token: String,
+    http: reqwest::Client,
+}
+
+impl VaultAdmin {
+    fn new(fx: &Fixture) -> VaultAdmin {
+        VaultAdmin {
+            addr: fx.require("ADDR").to_owned(),
+            token: fx.require("TOKEN").to_owned(),
+            http: reqwest::Client::builder()
+                .timeout(std::time::Duration::from_secs(10))
+                .build()
+                .unwrap(),
+        }
+    }
+
+    async fn call(&self, method: Method, path: &str, body: Option<Value>) -> (u16, Value) {
+        let mut rb = self
+            .http
+            .request(method, format!("{}/v1/{path}", self.addr))
+            .header("x-vault-token", &self.token);
+        if let Some(b) = body {
+            rb = rb.json(&b);
+        }
+        let resp = rb.send().await.expect("vault request");
+        let status = resp.status().as_u16();
+        let text = resp.text().await.unwrap();
+        (status, serde_json::from_str(&text).unwrap_or(Value::Null))
+    }
+
+    /// A token holding only the service's policy.
+    async fn service_token(&self, fx: &Fixture, ttl: &str) -> String {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                "auth/token/create",
+                Some(json!({"policies": [fx.require("POLICY")], "ttl": ttl, "no_default_policy": true})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+        v["auth"]["client_token"].as_str().unwrap().to_owned()
+    }
+
+    /// An AppRole with the service's policy and the given token lifetime:
+    /// (role id, secret id).
+    async fn approle(&self, fx: &Fixture, name: &str, ttl: &str) -> (String, String) {
+        let (s, v) = self
+            .call(
+                Method::POST,
+                &format!("auth/approle/role/{name}"),
+                Some(json!({"token_policies": [fx.require("POLICY")], "token_ttl": ttl, "token_max_ttl": ttl})),
+            )
+            .await;
+        assert!(s == 204 || s == 200, "{v}");
+        let (_, v) = self
+            .call(
+                Method::GET,
+                &format!("auth/approle/role/{name}/role-id"),
+                None,
+            )
+            .await;
+        let role_id = v["data"]["role_id"].as_str().unwrap().to_owned();
+        let (_, v) = self
+            .call(
+                Method::POST,
+                &format!("auth/approle/role/{name}/secret-id"),
+                Some(json!({})),
+            )
+            .await;
+        (role_id, v["data"]["secret_id"].as_str().unwrap().to_owned())
+    }
+
+    /// The KV v2 secret of `<slug>`'s connector at the documented path.
+    async fn kv(&self, slug: &str, name: &str) -> (u16, Value) {
+        self.call(
+            Method::GET,
+            &format!("secret/data/matih/{slug}/{name}"),
+            None,
+        )
+        .await
+    }
+
+    async fn kv_metadata(&self, slug: &str, name: &str) -> (u16, Value) {
+        self.call(
+            Method::GET,
+            &format!("secret/metadata/matih/{slug}/{name}"),
+            None,
+        )
+        .await
+    }
+}
+
+fn vault_settings(
+    fx: &Fixture,
+    auth: matih_connector_service::secrets::vault::VaultAuth,
+) -> matih_connector_service::secrets::vault::VaultSettings {
+    matih_connector_service::secrets::vault::VaultSettings {
+        addr: fx.require("ADDR").to_owned(),
+        ca_pem: None,
+        auth,
+        kv_mount: fx.require("KV_MOUNT").to_owned(),
+        namespace_prefix: "matih-".into(),
+        timeout: std::time::Duration::from_secs(10),
+    }
+}
+
+fn vault_store(
+    fx: &Fixture,
+    auth: matih_connector_service::secrets::vault::VaultAuth,
+) -> Arc<matih_connector_service::secrets::vault::VaultSecretStore> {
+    Arc::new(
+        matih_connector_service::secrets::vault::VaultSecretStore::new(&vault_settings(fx, auth))
+            .unwrap(),
+    )
+}
+
+/// A tenant slug no earlier run on a long-lived fixture used.
+fn fresh_slug(tag: &str) -> String {
+    format!("{tag}-{}", &Uuid::new_v4().simple().to_string()[..8])
+}
+
+/// The seed's flow on the vault store, logged in with a policy-limited token
+/// and with AppRole: the secret at `secret/data/matih/<slug>/connector-<id8>`
+/// holds exactly the credentials and carries the labels as custom metadata;
+/// bad credentials 422 and the old kept; delete removes every version and
+/// the metadata; no credential in the metadata database, logs or responses.
+#[tokio::test]
+async fn flow_on_the_vault_store_with_token_and_approle() {
+    use matih_connector_service::secrets::vault::VaultAuth;
+    let test = "flow_on_the_vault_store_with_token_and_approle";
+    let (Some(vault), Some(pg), Some(my)) = (
+        fixture("VAULT", test),
+        fixture("POSTGRES", test),
+        fixture("MYSQL", test),
+    ) else {
+        return;
+    };
+    common::init();
+    let admin = VaultAdmin::new(&vault);
+    let token = admin.service_token(&vault, "1h").await;
+    let store = vault_store(&vault, VaultAuth::Token(token.clone().into()));
+    let h = Harness::start(Options {
+        registry: registry(),
+        secrets: Some(store),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(h.state.secrets.kind(), "vault");
+
+    // The secret's shape, read back from OpenBao at the documented path.
+    let slug = fresh_slug("vshape");
+    let tenant = h.create_tenant(&slug, "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            Some(spec(&pg, "shape")),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    assert_eq!(c["status"], "ACTIVE", "{c}");
+    let id = c["id"].as_str().unwrap();
+    let name = format!("connector-{}", &id[..8]);
+    let (s, v) = admin.kv(&slug, &name).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        v["data"]["data"],
+        json!({"username": pg.require("USER"), "password": pg.require("PASSWORD")})
+    );
+    let (_, m) = admin.kv_metadata(&slug, &name).await;
+    let labels = &m["data"]["custom_metadata"];
+    assert_eq!(labels["matih.ai/connector-id"], id, "{m}");
+    assert_eq!(labels["matih.ai/connector-type"], "postgresql", "{m}");
+    assert_eq!(
+        h.call(
+            Method::DELETE,
+            &format!("/api/v1/tenants/{tenant}/connectors/{id}"),
+            &tok,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    assert_eq!(
+        admin.kv_metadata(&slug, &name).await.0,
+        404,
+        "no version and no metadata left"
+    );
+
+    let gone = async |ns: &str, name: &str| {
+        let slug = ns.strip_prefix("matih-").unwrap();
+        admin.kv_metadata(slug, name).await.0 == 404
+    };
+    flow(&h, &pg, &fresh_slug("vpg"), gone).await;
+    flow(&h, &my, &fresh_slug("vmy"), gone).await;
+    h.assert_no_leak(&[
+        pg.require("PASSWORD"),
+        my.require("PASSWORD"),
+        "definitely-wrong-pw-1",
+        &token,
+    ]);
+
+    // The same flow logged in with AppRole (the fixture's role).
+    let approle = vault_store(
+        &vault,
+        VaultAuth::AppRole {
+            mount: "approle".into(),
+            role_id: vault.require("ROLE_ID").to_owned(),
+            secret_id: vault.require("SECRET_ID").into(),
+        },
+    );
+    let h = Harness::start(Options {
+        registry: registry(),
+        secrets: Some(approle.clone()),
+        ..Default::default()
+    })
+    .await;
+    flow(&h, &pg, &fresh_slug("vapp"), gone).await;
+    assert!(
+        approle.client().token_accessor().await.is_some(),
+        "logged in"
+    );
+    h.assert_no_leak(&[
+        pg.require("PASSWORD"),
+        "definitely-wrong-pw-1",
+        vault.require("SECRET_ID"),
+    ]);
+}
+
+/// The store against OpenBao directly: an existing path is AlreadyExists, a
+/// missing one NotFound, a token without the policy Denied, and listing sees
+/// only the tenant's connector secrets.
+#[tokio::test]
+async fn vault_store_maps_answers() {
+    use matih_connector_service::secrets::vault::VaultAuth;
+    let Some(vault) = fixture("VAULT", "vault_store_maps_answers") else {
+        return;
+    };
+    common::init();
+    let admin = VaultAdmin::new(&vault);
+    let store = vault_store(
+        &vault,
+        VaultAuth::Token(admin.service_token(&vault, "1h").await.into()),
+    );
+    let slug = fresh_slug("vmap");
+    let ty = matih_connector_core::ConnectorType::Mysql;
+    let r = SecretRef::new("matih-", &slug, Uuid::new_v4(), &ty);
+    let creds = matih_connector_core::Credentials::new()
+        .with("username", "u")
+        .with("password", "p-ü-\"quoted\"");
+    assert!(matches!(store.get(&r).await, Err(SecretError::NotFound(_))));
+    assert!(matches!(
+        store.replace(&r, &creds).await,
+        Err(SecretError::NotFound(_))
+    ));
+    store.create(&r, &creds).await.unwrap();
+    assert!(matches!(
+        store.create(&r, &creds).await,
+        Err(SecretError::AlreadyExists(_))
+    ));
+    assert_eq!(store.get(&r).await.unwrap(), creds);
+    assert_eq!(
+        store.list(&format!("matih-{slug}")).await.unwrap(),
+        vec![r.name.clone()]
+    );
+    let aged = store.list_with_age(&format!("matih-{slug}")).await.unwrap();
+    assert!(aged[0].1.is_some(), "Vault reports when it was written");
+    let rotated = matih_connector_core::Credentials::new().with("password", "p2");
+    store.replace(&r, &rotated).await.unwrap();
+    assert_eq!(
+        store.get(&r).await.unwrap(),
+        rotated,
+        "the whole secret is replaced"
+    );
+    let (_, m) = admin.kv_metadata(&slug, &r.name).await;
+    assert_eq!(m["data"]["current_version"], 2);
+
+    // A token without the policy: refused.
+    let (_, v) = admin
+        .call(
+            Method::POST,
+            "auth/token/create",
+            Some(json!({"policies": ["default"], "ttl": "10m"})),
+        )
+        .await;
+    let weak = vault_store(
+        &vault,
+        VaultAuth::Token(v["auth"]["client_token"].as_str().unwrap().into()),
+    );
+    assert!(matches!(weak.get(&r).await, Err(SecretError::Denied(_))));
+    // A wrong secret id: refused at login.
+    let bad = vault_store(
+        &vault,
+        VaultAuth::AppRole {
+            mount: "approle".into(),
+            role_id: vault.require("ROLE_ID").to_owned(),
+            secret_id: "not-the-secret-id".into(),
+        },
+    );
+    assert!(matches!(bad.get(&r).await, Err(SecretError::Denied(_))));
+
+    store.delete(&r).await.unwrap();
+    store.delete(&r).await.unwrap();
+    assert!(matches!(store.get(&r).await, Err(SecretError::NotFound(_))));
+    assert!(store
+        .list(&format!("matih-{slug}"))
+        .await
+        .unwrap()
+        .is_empty());
+}
+
+/// A Vault in front of which requests stop being answered after `allowed`
+/// of them (503, as a sealed or failing Vault answers), until reopened.
+#[derive(Clone)]
+struct FlakyVault {
+    target: String,
+    allowed: Arc<std::sync::atomic::AtomicI64>,
+}
+
+impl FlakyVault {
+    async fn serve(target: &str) -> (FlakyVault, String) {
+        let me = FlakyVault {
+            target: target.to_owned(),
+            allowed: Arc::new(std::sync::atomic::AtomicI64::new(i64::MAX)),
+        };
+        let listener = tokio::net::TcpListener::bind("127.0.0.1:0").await.unwrap();
+        let addr = format!("http://{}", listener.local_addr().unwrap());
+        let state = me.clone();
+        let router = axum::Router::new()
+            .fallback(Self::forward)
+            .with_state(state);
+        tokio::spawn(async move { axum::serve(listener, router).await.unwrap() });
+        (me, addr)
+    }
+
+    fn allow(&self, n: i64) {
+        self.allowed.store(n, std::sync::atomic::Ordering::SeqCst);
+    }
+
+    async fn forward(
+        axum::extract::State(me): axum::extract::State<FlakyVault>,
+        req: axum::extract::Request,
+    ) -> axum::response::Response {
+        use axum::response::IntoResponse;
+        if me.allowed.fetch_sub(1, std::sync::atomic::Ordering::SeqCst) <= 0 {
+            return (
+                axum::http::StatusCode::SERVICE_UNAVAILABLE,
+                axum::Json(json!({"errors": ["Vault is sealed"]})),
+            )
+                .into_response();
+        }
+        let (parts, body) = req.into_parts();
+        let body = axum::body::to_bytes(body, 1 << 20).await.unwrap();
+        let method = Method::from_bytes(parts.method.as_str().as_bytes()).unwrap();
+        let mut rb = reqwest::Client::new().request(
+            method,
+            format!("{}{}", me.target, parts.uri.path_and_query().unwrap()),
+        );
+        for (k, v) in parts.headers.iter() {
+            if k != "host" {
+                rb = rb.header(k.as_str(), v.as_bytes());
+            }
+        }
+        let resp = rb.body(body.to_vec()).send().await.unwrap();
+        let status = resp.status().as_u16();
+        let bytes = resp.bytes().await.unwrap();
+        (
+            axum::http::StatusCode::from_u16(status).unwrap(),
+            [("content-type", "application/json")],
+            bytes.to_vec(),
+        )
+            .into_response()
+    }
+}
+
+/// Vault stops answering in the middle of a create, after the secret's data
+/// was written and before its labels: the create answers 503
+/// SECRET_STORE_UNAVAILABLE with no connector row and no plan slot taken;
+/// the half-made secret, which could not be removed while Vault was down,
+/// is removed by the next reconciliation once Vault answers again.
+#[tokio::test]
+async fn vault_down_mid_create_leaves_no_row_and_no_secret() {
+    use matih_connector_service::secrets::vault::VaultAuth;
+    let test = "vault_down_mid_create_leaves_no_row_and_no_secret";
+    let (Some(vault), Some(pg)) = (fixture("VAULT", test), fixture("POSTGRES", test)) else {
+        return;
+    };
+    common::init();
+    let admin = VaultAdmin::new(&vault);
+    let (flaky, addr) = FlakyVault::serve(vault.require("ADDR")).await;
+    let mut settings = vault_settings(
+        &vault,
+        VaultAuth::Token(admin.service_token(&vault, "1h").await.into()),
+    );
+    settings.addr = addr;
+    let store = Arc::new(
+        matih_connector_service::secrets::vault::VaultSecretStore::new(&settings).unwrap(),
+    );
+    let h = Harness::start(Options {
+        registry: registry(),
+        secrets: Some(store.clone()),
+        orphan_secret_min_age: Some(std::time::Duration::ZERO),
+        ..Default::default()
+    })
+    .await;
+    // Logged in before the create, so the create's first call is the write.
+    store.client().check().await.unwrap();
+    let slug = fresh_slug("vdown");
+    let tenant = h.create_tenant(&slug, "FREE").await;
+    let tok = h.tenant_token(tenant);
+    flaky.allow(1);
+    let (s, e) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            Some(spec(&pg, "mid-create")),
+        )
+        .await;
+    assert_eq!(
+        (s, e["code"].as_str()),
+        (503, Some("SECRET_STORE_UNAVAILABLE")),
+        "{e}"
+    );
+    let (_, l) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            None,
+        )
+        .await;
+    assert_eq!(l["total"], 0, "no connector row: {l}");
+    let (_, t) = h
+        .call(
+            Method::GET,
+            &format!("/api/v1/tenants/{tenant}"),
+            &tok,
+            None,
+        )
+        .await;
+    assert_eq!(t["connectorCount"], 0);
+    // The data write got through: one secret is left in the tenant's folder.
+    let (s, listed) = admin
+        .call(
+            Method::from_bytes(b"LIST").unwrap(),
+            &format!("secret/metadata/matih/{slug}"),
+            None,
+        )
+        .await;
+    assert_eq!(
+        s, 200,
+        "the half-made secret is there while Vault is down: {listed}"
+    );
+    assert_eq!(listed["data"]["keys"].as_array().unwrap().len(), 1);
+
+    flaky.allow(i64::MAX);
+    let report = matih_connector_service::reconcile::reconcile(&h.state, true)
+        .await
+        .unwrap();
+    assert_eq!(report.removed, 1, "{report:?}");
+    let (s, listed) = admin
+        .call(
+            Method::from_bytes(b"LIST").unwrap(),
+            &format!("secret/metadata/matih/{slug}"),
+            None,
+        )
+        .await;
+    assert_eq!(s, 404, "no orphan secret left: {listed}");
+    h.assert_no_leak(&[pg.require("PASSWORD")]);
+}
+
+/// A service token that lives two seconds: once OpenBao has expired it
+/// (seen by the admin's lookup failing), the next test logs in again with
+/// AppRole and succeeds; a token revoked by an admin is replaced the same way.
+#[tokio::test]
+async fn vault_token_expiry_is_survived_by_login_again() {
+    use matih_connector_service::secrets::vault::VaultAuth;
+    let test = "vault_token_expiry_is_survived_by_login_again";
+    let (Some(vault), Some(pg)) = (fixture("VAULT", test), fixture("POSTGRES", test)) else {
+        return;
+    };
+    common::init();
+    let admin = VaultAdmin::new(&vault);
+    let (role_id, secret_id) = admin.approle(&vault, "matih-short", "2s").await;
+    let store = vault_store(
+        &vault,
+        VaultAuth::AppRole {
+            mount: "approle".into(),
+            role_id,
+            secret_id: secret_id.clone().into(),
+        },
+    );
+    let h = Harness::start(Options {
+        registry: registry(),
+        secrets: Some(store.clone()),
+        ..Default::default()
+    })
+    .await;
+    let slug = fresh_slug("vttl");
+    let tenant = h.create_tenant(&slug, "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            Some(spec(&pg, "short token")),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let path = format!(
+        "/api/v1/tenants/{tenant}/connectors/{}",
+        c["id"].as_str().unwrap()
+    );
+
+    let first = store.client().token_accessor().await.unwrap();
+    let deadline = std::time::Instant::now() + std::time::Duration::from_secs(60);
+    loop {
+        let (s, _) = admin
+            .call(
+                Method::POST,
+                "auth/token/lookup-accessor",
+                Some(json!({"accessor": first})),
+            )
+            .await;
+        if s != 200 {
+            break;
+        }
+        assert!(
+            std::time::Instant::now() < deadline,
+            "the token never expired"
+        );
+        tokio::time::sleep(std::time::Duration::from_millis(200)).await;
+    }
+    let (_, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
+    assert_eq!(t["success"], true, "after the token expired: {t}");
+    let second = store.client().token_accessor().await.unwrap();
+    assert_ne!(first, second, "a new login");
+
+    // Revoked by an admin (Vault answers 403 to it): logged in again.
+    let (s, v) = admin
+        .call(
+            Method::POST,
+            "auth/token/revoke-accessor",
+            Some(json!({"accessor": second})),
+        )
+        .await;
+    assert!(s == 204 || s == 200, "{v}");
+    let (_, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
+    assert_eq!(t["success"], true, "after the token was revoked: {t}");
+    assert_ne!(store.client().token_accessor().await.unwrap(), second);
+    assert_eq!(h.call(Method::DELETE, &path, &tok, None).await.0, 204);
+    h.assert_no_leak(&[pg.require("PASSWORD"), &secret_id]);
+}
+
+/// Signed calls to moto's Secrets Manager, independent of the store: the
+/// admin's view of a secret by its documented name.
+async fn sm_admin(fx: &Fixture, action: &str, body: Value) -> (u16, Value) {
+    use matih_connector_core::aws::{sigv4_headers, Keys, ToSign};
+    let url = reqwest::Url::parse(&format!("http://127.0.0.1:{}/", fx.port())).unwrap();
+    let payload = body.to_string();
+    let target = format!("secretsmanager.{action}");
+    let keys = Keys {
+        access_key_id: fx.require("SECRETS_ACCESS_KEY_ID").into(),
+        secret_access_key: fx.require("SECRETS_SECRET_ACCESS_KEY").into(),
+        session_token: None,
+    };
+    let ct = "application/x-amz-json-1.1";
+    let signed = sigv4_headers(
+        &keys,
+        fx.require("REGION"),
+        "secretsmanager",
+        ToSign {
+            method: "POST",
+            url: &url,
+            headers: &[("content-type", ct), ("x-amz-target", &target)],
+            body: payload.as_bytes(),
+        },
+        action,
+    )
+    .unwrap();
+    let mut rb = reqwest::Client::new()
+        .post(url)
+        .header("content-type", ct)
+        .header("x-amz-target", &target);
+    for (k, v) in signed {
+        rb = rb.header(k.as_str(), v.as_bytes());
+    }
+    let resp = rb.body(payload).send().await.unwrap();
+    let status = resp.status().as_u16();
+    (status, resp.json().await.unwrap_or(Value::Null))
+}
+
+/// A `ResourceNotFoundException` answer (400 from AWS, 404 from moto).
+fn sm_not_found(status: u16, v: &Value) -> bool {
+    (400..500).contains(&status)
+        && v["__type"]
+            .as_str()
+            .unwrap_or_default()
+            .contains("ResourceNotFound")
+}
+
+/// The store with the fixture's `<user>ACCESS_KEY_ID` key, its endpoint
+/// given in `endpoint_var` (the service's own or the generic AWS variable).
+fn sm_store(
+    fx: &Fixture,
+    user: &str,
+    endpoint_var: &str,
+) -> Arc<matih_connector_service::secrets::aws::AwsSecretsManagerStore> {
+    let var = |k: &str| fx.require(&format!("{user}{k}")).to_owned();
+    let vars = std::collections::BTreeMap::from([
+        ("AWS_REGION".to_owned(), fx.require("REGION").to_owned()),
+        (
+            endpoint_var.to_owned(),
+            format!("http://127.0.0.1:{}", fx.port()),
+        ),
+        ("AWS_ACCESS_KEY_ID".to_owned(), var("ACCESS_KEY_ID")),
+        ("AWS_SECRET_ACCESS_KEY".to_owned(), var("SECRET_ACCESS_KEY")),
+    ]);
+    let settings = matih_connector_service::secrets::aws::AwsSmSettings::from_vars(
+        &vars,
+        "matih-",
+        std::time::Duration::from_secs(10),
+    )
+    .unwrap();
+    Arc::new(matih_connector_service::secrets::aws::AwsSecretsManagerStore::new(&settings).unwrap())
+}
+
+/// The seed's flow on the aws-secrets-manager store (moto, IAM enforced):
+/// the secret named `matih/<slug>/connector-<id8>` holds the credentials as
+/// JSON with the labels as tags, and is gone after delete; a key without
+/// permissions is Denied.
+#[tokio::test]
+async fn flow_on_the_aws_secrets_manager_store() {
+    let test = "flow_on_the_aws_secrets_manager_store";
+    let (Some(aws), Some(pg), Some(my)) = (
+        fixture("S3", test),
+        fixture("POSTGRES", test),
+        fixture("MYSQL", test),
+    ) else {
+        return;
+    };
+    common::init();
+    let store = sm_store(&aws, "SECRETS_", "AWS_ENDPOINT_URL_SECRETS_MANAGER");
+    let h = Harness::start(Options {
+        registry: registry(),
+        secrets: Some(store.clone()),
+        ..Default::default()
+    })
+    .await;
+    assert_eq!(h.state.secrets.kind(), "aws-secrets-manager");
+
+    let slug = fresh_slug("smshape");
+    let tenant = h.create_tenant(&slug, "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            Some(spec(&my, "shape")),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    let id = c["id"].as_str().unwrap();
+    let name = format!("matih/{slug}/connector-{}", &id[..8]);
+    let (s, v) = sm_admin(&aws, "GetSecretValue", json!({"SecretId": name})).await;
+    assert_eq!(s, 200, "{v}");
+    let value: Value = serde_json::from_str(v["SecretString"].as_str().unwrap()).unwrap();
+    assert_eq!(
+        value,
+        json!({"username": my.require("USER"), "password": my.require("PASSWORD")})
+    );
+    let (_, d) = sm_admin(&aws, "DescribeSecret", json!({"SecretId": name})).await;
+    let tags: std::collections::BTreeMap<String, String> = d["Tags"]
+        .as_array()
+        .unwrap()
+        .iter()
+        .map(|t| {
+            (
+                t["Key"].as_str().unwrap().to_owned(),
+                t["Value"].as_str().unwrap().to_owned(),
+            )
+        })
+        .collect();
+    assert_eq!(tags["matih.ai/connector-id"], id, "{d}");
+    assert_eq!(tags["matih.ai/connector-type"], "mysql", "{d}");
+    assert_eq!(
+        h.call(
+            Method::DELETE,
+            &format!("/api/v1/tenants/{tenant}/connectors/{id}"),
+            &tok,
+            None
+        )
+        .await
+        .0,
+        204
+    );
+    let (s, v) = sm_admin(&aws, "DescribeSecret", json!({"SecretId": name})).await;
+    assert!(sm_not_found(s, &v), "gone after delete: {s} {v}");
+
+    let gone = async |ns: &str, name: &str| {
+        let slug = ns.strip_prefix("matih-").unwrap();
+        let (s, v) = sm_admin(
+            &aws,
+            "DescribeSecret",
+            json!({"SecretId": format!("matih/{slug}/{name}")}),
+        )
+        .await;
+        sm_not_found(s, &v)
+    };
+    flow(&h, &pg, &fresh_slug("smpg"), gone).await;
+    flow(&h, &my, &fresh_slug("smmy"), gone).await;
+
+    // Listing for the reconciler: only the tenant's connector secrets.
+    let r = SecretRef::new(
+        "matih-",
+        &slug,
+        Uuid::new_v4(),
+        &matih_connector_core::ConnectorType::Mysql,
+    );
+    let creds = matih_connector_core::Credentials::new().with("password", "sm-ü-\"q\"");
+    store.create(&r, &creds).await.unwrap();
+    assert!(matches!(
+        store.create(&r, &creds).await,
+        Err(SecretError::AlreadyExists(_))
+    ));
+    assert_eq!(store.get(&r).await.unwrap(), creds);
+    let listed = store.list_with_age(&format!("matih-{slug}")).await.unwrap();
+    assert_eq!(listed.len(), 1);
+    assert_eq!(listed[0].0, r.name);
+    store.delete(&r).await.unwrap();
+    store.delete(&r).await.unwrap();
+    assert!(matches!(store.get(&r).await, Err(SecretError::NotFound(_))));
+
+    // A key without Secrets Manager permissions.
+    let weak = sm_store(&aws, "NOPRIV_", "AWS_ENDPOINT_URL");
+    assert!(matches!(weak.get(&r).await, Err(SecretError::Denied(_))));
+    h.assert_no_leak(&[
+        pg.require("PASSWORD"),
+        my.require("PASSWORD"),
+        "definitely-wrong-pw-1",
+        aws.require("SECRETS_SECRET_ACCESS_KEY"),
+    ]);
+}
+
+/// The user names the fixture's Vault roles recorded as issued (their
+/// creation statements insert into `vault_issued`; see the vault fixture).
+async fn vault_issued(fx: &Fixture) -> std::collections::BTreeSet<String> {
+    if fx.name() == "POSTGRES" {
+        let url = format!(
+            "postgres://{}:{}@{}:{}/postgres",
+            pct(fx.require("SUPERUSER")),
+            pct(fx.require("SUPERUSER_PASSWORD")),
+            fx.require("HOST"),
+            fx.port()
+        );
+        let mut conn = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+        let rows: Vec<(String,)> = sqlx::query_as(
+            "SELECT name FROM public.vault_issued UNION SELECT '' WHERE to_regclass('public.vault_issued') IS NULL",
+        )
+        .fetch_all(&mut conn)
+        .await
+        .unwrap_or_default();
+        rows.into_iter()
+            .map(|r| r.0)
+            .filter(|n| !n.is_empty())
+            .collect()
+    } else {
+        use mysql_async::prelude::Queryable;
+        let mut conn = mysql_conn(fx).await;
+        let rows: Vec<String> = conn
+            .query("SELECT name FROM mysql.vault_issued")
+            .await
+            .unwrap_or_default();
+        rows.into_iter().collect()
+    }
+}
+
+async fn mysql_conn(fx: &Fixture) -> mysql_async::Conn {
+    let opts = mysql_async::OptsBuilder::default()
+        .ip_or_hostname(fx.require("HOST"))
+        .tcp_port(fx.port())
+        .user(Some(fx.require("USER")))
+        .pass(Some(fx.require("PASSWORD")));
+    mysql_async::Conn::new(opts).await.unwrap()
+}
+
+/// Which of `names` can still log in (a role or user the database knows).
+async fn live_logins(fx: &Fixture, names: &[String]) -> Vec<String> {
+    let mut live = Vec::new();
+    if fx.name() == "POSTGRES" {
+        let url = format!(
+            "postgres://{}:{}@{}:{}/postgres",
+            pct(fx.require("SUPERUSER")),
+            pct(fx.require("SUPERUSER_PASSWORD")),
+            fx.require("HOST"),
+            fx.port()
+        );
+        let mut conn = sqlx::postgres::PgConnection::connect(&url).await.unwrap();
+        for n in names {
+            let found: Option<(String,)> =
+                sqlx::query_as("SELECT rolname::text FROM pg_roles WHERE rolname = $1")
+                    .bind(n)
+                    .fetch_optional(&mut conn)
+                    .await
+                    .unwrap();
+            live.extend(found.map(|f| f.0));
+        }
+    } else {
+        use mysql_async::prelude::Queryable;
+        let mut conn = mysql_conn(fx).await;
+        for n in names {
+            let found: Option<String> = conn
+                .exec_first("SELECT User FROM mysql.user WHERE User = ?", (n.as_str(),))
+                .await
+                .unwrap();
+            live.extend(found);
+        }
+    }
+    live
+}
+
+/// Dynamic credentials on PostgreSQL and MariaDB: a connector whose secret
+/// is only `{"vaultDatabaseRole": …}` is created ACTIVE (its test report
+/// starts with a timed `credentials` step), tested, discovered and checked
+/// by a health sweep; each use issued a new `v-…` login in the database
+/// (recorded by the role's creation statement), none of which can still log
+/// in afterwards, and Vault holds no live lease for the role. The secret in
+/// Vault holds the role name only.
+#[tokio::test]
+async fn dynamic_vault_credentials_on_postgres_and_mariadb() {
+    use matih_connector_service::secrets::vault::VaultAuth;
+    let test = "dynamic_vault_credentials_on_postgres_and_mariadb";
+    let (Some(vault), Some(pg), Some(my)) = (
+        fixture("VAULT", test),
+        fixture("POSTGRES", test),
+        fixture("MYSQL", test),
+    ) else {
+        return;
+    };
+    common::init();
+    let admin = VaultAdmin::new(&vault);
+    let store = vault_store(
+        &vault,
+        VaultAuth::AppRole {
+            mount: "approle".into(),
+            role_id: vault.require("ROLE_ID").to_owned(),
+            secret_id: vault.require("SECRET_ID").into(),
+        },
+    );
+    let h = Harness::start(Options {
+        registry: registry(),
+        secrets: Some(store),
+        // A Vault login per test is slow on a loaded machine: WARNING only
+        // past a minute, on every path (create, test and the sweep below).
+        thresholds: Some(matih_connector_service::connection_test::Thresholds {
+            warning_ms: 60_000,
+            warning_ms_by_type: Default::default(),
+        }),
+        ..Default::default()
+    })
+    .await;
+    for (fx, role) in [
+        (&pg, vault.require("PG_ROLE")),
+        (&my, vault.require("MYSQL_ROLE")),
+    ] {
+        let before = vault_issued(fx).await;
+        let slug = fresh_slug("vdyn");
+        let tenant = h.create_tenant(&slug, "FREE").await;
+        let tok = h.tenant_token(tenant);
+        let mut body = spec(fx, "dynamic");
+        body["credentials"] = json!({ "vaultDatabaseRole": role });
+        let (s, c) = h
+            .call(
+                Method::POST,
+                &format!("/api/v1/tenants/{tenant}/connectors"),
+                &tok,
+                Some(body),
+            )
+            .await;
+        assert_eq!(s, 201, "{c}");
+        assert_eq!(c["status"], "ACTIVE", "{c}");
+        assert_eq!(c["testResult"]["steps"][0]["name"], "credentials", "{c}");
+        assert_eq!(c["testResult"]["steps"][0]["success"], true, "{c}");
+        assert!(c["testResult"]["steps"][0]["latencyMs"].is_u64(), "{c}");
+        let id = c["id"].as_str().unwrap().to_owned();
+        let path = format!("/api/v1/tenants/{tenant}/connectors/{id}");
+        let job = h.wait_discovery(tenant, &id, &tok).await;
+        assert_eq!(job["status"], "SUCCEEDED", "{job}");
+
+        let (_, t) = h
+            .call(Method::POST, &format!("{path}/test"), &tok, None)
+            .await;
+        assert_eq!(t["success"], true, "{t}");
+        assert_eq!(step_names(&t)[0], "credentials", "{t}");
+        let (s, _) = h
+            .call(Method::POST, &format!("{path}/discover"), &tok, None)
+            .await;
+        assert_eq!(s, 202);
+        let job = h.wait_discovery(tenant, &id, &tok).await;
+        assert_eq!(job["status"], "SUCCEEDED", "{job}");
+        assert!(job["tablesDiscovered"].as_u64().unwrap_or(0) > 0, "{job}");
+
+        let monitor = matih_connector_service::health::HealthMonitor::new(
+            h.state.clone(),
+            dynamic_health_settings(),
+            Arc::new(matih_connector_service::health::LogNotifier),
+            None,
+        )
+        .unwrap();
+        let swept = monitor.sweep().await.unwrap();
+        assert_eq!((swept.checked, swept.active), (1, 1), "{swept:?}");
+
+        // The secret holds the role, no password.
+        let (_, v) = admin.kv(&slug, &format!("connector-{}", &id[..8])).await;
+        assert_eq!(v["data"]["data"], json!({ "vaultDatabaseRole": role }));
+
+        let issued: Vec<String> = vault_issued(fx)
+            .await
+            .difference(&before)
+            .cloned()
+            .collect();
+        assert!(
+            issued.len() >= 5,
+            "a login per use (create test, create discovery, test, discovery, sweep): {issued:?}"
+        );
+        assert!(issued.iter().all(|n| n.starts_with("v-")), "{issued:?}");
+        assert_eq!(
+            live_logins(fx, &issued).await,
+            Vec::<String>::new(),
+            "every issued login was revoked"
+        );
+        let (s, leases) = admin
+            .call(
+                Method::from_bytes(b"LIST").unwrap(),
+                &format!("sys/leases/lookup/database/creds/{role}"),
+                None,
+            )
+            .await;
+        assert!(
+            s == 404
+                || leases["data"]["keys"]
+                    .as_array()
+                    .is_some_and(|k| k.is_empty()),
+            "no live lease: {s} {leases}"
+        );
+        assert_eq!(h.call(Method::DELETE, &path, &tok, None).await.0, 204);
+    }
+
+    // The role deleted in Vault: the test stops at `credentials` with
+    // AUTHENTICATION_FAILED naming Vault; a mount the policy does not cover:
+    // PERMISSION_DENIED naming Vault.
+    let (_, pg_role) = admin
+        .call(
+            Method::GET,
+            &format!("database/roles/{}", vault.require("PG_ROLE")),
+            None,
+        )
+        .await;
+    let doomed = format!("doomed-{}", &Uuid::new_v4().simple().to_string()[..8]);
+    let (s, v) = admin
+        .call(
+            Method::POST,
+            &format!("database/roles/{doomed}"),
+            Some(json!({
+                "db_name": pg_role["data"]["db_name"],
+                "creation_statements": pg_role["data"]["creation_statements"],
+                "default_ttl": "5m",
+            })),
+        )
+        .await;
+    assert!(s == 204 || s == 200, "{v}");
+    // The fixture's connection allows only its own role: allow this one too.
+    let (_, conn) = admin
+        .call(Method::GET, "database/config/postgres", None)
+        .await;
+    let mut allowed: Vec<Value> = conn["data"]["allowed_roles"]
+        .as_array()
+        .cloned()
+        .unwrap_or_default();
+    allowed.push(json!(doomed));
+    let (s, v) = admin
+        .call(
+            Method::POST,
+            "database/config/postgres",
+            Some(json!({"allowed_roles": allowed})),
+        )
+        .await;
+    assert!(s == 204 || s == 200, "{v}");
+    let slug = fresh_slug("vgone");
+    let tenant = h.create_tenant(&slug, "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let mut body = spec(&pg, "role to delete");
+    body["credentials"] = json!({ "vaultDatabaseRole": doomed });
+    let (s, c) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            &tok,
+            Some(body),
+        )
+        .await;
+    assert_eq!((s, c["status"].as_str()), (201, Some("ACTIVE")), "{c}");
+    let path = format!(
+        "/api/v1/tenants/{tenant}/connectors/{}",
+        c["id"].as_str().unwrap()
+    );
+    let (s, v) = admin
+        .call(Method::DELETE, &format!("database/roles/{doomed}"), None)
+        .await;
+    assert!(s == 204 || s == 200, "{v}");
+    let (_, t) = h
+        .call(Method::POST, &format!("{path}/test"), &tok, None)
+        .await;
+    assert_eq!(t["success"], false, "{t}");
+    assert_eq!(t["errorCode"], "AUTHENTICATION_FAILED", "{t}");
+    assert_eq!(step_names(&t), vec!["credentials"], "{t}");
+    let message = t["message"].as_str().unwrap();
+    assert!(
+        message.contains("Vault") && message.contains(&doomed),
+        "{message}"
+    );
+
+    let (s, e) = h
+        .call(
+            Method::PUT,
+            &format!("{path}/credentials"),
+            &tok,
+            Some(json!({"credentials": {
+                "vaultDatabaseRole": vault.require("PG_ROLE"),
+                "vaultDatabaseMount": "not-granted",
+            }})),
+        )
+        .await;
+    assert_eq!(s, 422, "{e}");
+    assert_eq!(e["testResult"]["errorCode"], "PERMISSION_DENIED", "{e}");
+    assert!(
+        e["testResult"]["message"]
+            .as_str()
+            .unwrap()
+            .contains("Vault"),
+        "{e}"
+    );
+    assert_eq!(h.call(Method::DELETE, &path, &tok, None).await.0, 204);
+    h.assert_no_leak(&[vault.require("SECRET_ID")]);
+}
+
+fn dynamic_health_settings() -> matih_connector_service::health::HealthSettings {
+    matih_connector_service::health::HealthSettings {
+        interval: std::time::Duration::ZERO,
+        concurrency: 4,
+        check_timeout: std::time::Duration::from_secs(60),
+        jitter: std::time::Duration::ZERO,
+        poll: std::time::Duration::from_millis(100),
+        lease: std::time::Duration::from_secs(120),
+        history_kept: 10,
+        retry_base: std::time::Duration::from_millis(100),
+        retry_max: std::time::Duration::from_millis(400),
+        delivery_poll: std::time::Duration::from_millis(100),
+    }
+}

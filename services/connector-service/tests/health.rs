@@ -23,6 +23,7 @@ use axum::http::{HeaderMap, Request, StatusCode};
 use matih_connector_core::{ConnectorType, Credentials, SslMode, Timeouts};
 use matih_connector_service::app::{app, AppState, Settings};
 use matih_connector_service::auth::{mint_hs256, Role, Verifier};
+use matih_connector_service::connection_test::Thresholds;
 use matih_connector_service::health::{
     notify::sign, HealthMonitor, HealthSettings, LogNotifier, Notifier, WebhookNotifier,
 };
@@ -264,9 +265,6 @@ fn settings(interval_ms: u64) -> HealthSettings {
         poll: Duration::from_millis(100),
         lease: Duration::from_secs(60),
         history_kept: 50,
-        warning_ms: 2000,
-        // Far above a login on a loaded machine, far below the check timeout.
-        warning_ms_by_type: BTreeMap::from([("POSTGRESQL".to_owned(), SLOW_MS)]),
         retry_base: Duration::from_millis(100),
         retry_max: Duration::from_millis(400),
         delivery_poll: Duration::from_millis(100),
@@ -283,7 +281,14 @@ async fn state(url: &str, secrets_dir: &std::path::Path) -> AppState {
         secrets,
         matih_connectors::registry(),
         Verifier::new(Some(JWT), None).unwrap(),
-        Settings::default(),
+        Settings {
+            thresholds: Thresholds {
+                warning_ms: 2000,
+                // Far above a login on a loaded machine, far below the check timeout.
+                warning_ms_by_type: BTreeMap::from([("POSTGRESQL".to_owned(), SLOW_MS)]),
+            },
+            ..Settings::default()
+        },
     )
 }
 
@@ -361,10 +366,20 @@ async fn status_of(state: &AppState, c: &Connector) -> Connector {
         .unwrap()
 }
 
-async fn checks_of(state: &AppState, id: Uuid) -> i64 {
+/// A pool of the test's own on the metadata store, to look at its tables
+/// directly (the service reaches them only through the store trait).
+async fn own_pool(url: &str) -> sqlx::AnyPool {
+    matih_connector_service::store::open_uncached(url)
+        .await
+        .unwrap()
+        .pool()
+        .clone()
+}
+
+async fn checks_of(pool: &sqlx::AnyPool, id: Uuid) -> i64 {
     sqlx::query_scalar("SELECT COUNT(*) FROM health_checks WHERE connector_id = $1")
         .bind(id.to_string())
-        .fetch_one(&state.store.sql_pool().unwrap())
+        .fetch_one(pool)
         .await
         .unwrap()
 }
@@ -395,11 +410,9 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
         return;
     };
     let dir = temp_dir("flow");
-    let state = state(
-        &format!("sqlite://{}/m.db?mode=rwc", dir.display()),
-        &dir.join("secrets"),
-    )
-    .await;
+    let url = format!("sqlite://{}/m.db?mode=rwc", dir.display());
+    let state = state(&url, &dir.join("secrets")).await;
+    let db = own_pool(&url).await;
     let proxy = Proxy::start(upstream(&fx)).await;
     let receiver = Receiver::default();
     let hook_port = free_port().await;
@@ -506,7 +519,7 @@ async fn error_recovery_warning_and_inactive_with_signed_webhook() {
     let off_now = status_of(&state, &off).await;
     assert_eq!(off_now.status, ConnectorStatus::Inactive);
     assert!(off_now.last_tested_at.is_none());
-    assert_eq!(checks_of(&state, off.id).await, 0);
+    assert_eq!(checks_of(&db, off.id).await, 0);
 
     // The history route, newest first.
     let token = mint_hs256(JWT, Role::TenantAdmin, Some(t.id), "admin", 600);
@@ -600,7 +613,7 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
         next_millisecond().await;
         assert_eq!(m1.sweep().await.unwrap().error, 1);
     }
-    let pool = state1.store.sql_pool().unwrap();
+    let pool = own_pool(&url).await;
     let next_attempt = || async {
         let (at, attempts): (String, i64) =
             sqlx::query_as("SELECT next_attempt_at, attempts FROM notification_outbox")
@@ -650,6 +663,7 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
     // "Restart": a new state and monitor on the same store, its scheduler and
     // delivery loops running; the receiver is up.
     let state2 = state(&url, &dir.join("secrets")).await;
+    let pool = own_pool(&url).await;
     let _hook = receiver.listen(hook_port).await;
     let running = HealthMonitor::new(
         state2.clone(),
@@ -662,15 +676,15 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
     receiver.received(1).await;
     // Two more checks by the loop (still failing) add no notice: a check's
     // notice is written in the same transaction as its history row.
-    let seen = checks_of(&state2, a.id).await;
+    let seen = checks_of(&pool, a.id).await;
     until("two more scheduled checks", || async {
-        checks_of(&state2, a.id).await >= seen + 2
+        checks_of(&pool, a.id).await >= seen + 2
     })
     .await;
     running.stop();
     let (total, delivered): (i64, i64) =
         sqlx::query_as("SELECT COUNT(*), COUNT(delivered_at) FROM notification_outbox")
-            .fetch_one(&state2.store.sql_pool().unwrap())
+            .fetch_one(&pool)
             .await
             .unwrap();
     assert_eq!((total, delivered), (1, 1));
@@ -746,13 +760,13 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
     let log: Arc<dyn Notifier> = Arc::new(LogNotifier);
     let mut s = settings(3_600_000);
     s.concurrency = 4;
-    let pool = a_state.store.sql_pool().unwrap();
+    let pool = own_pool(&url).await;
     let a = HealthMonitor::new(a_state.clone(), s.clone(), log.clone(), Some("a".into())).unwrap();
     let b = HealthMonitor::new(b_state.clone(), s.clone(), log.clone(), Some("b".into())).unwrap();
     let counts = || async {
         let mut out = Vec::new();
         for id in &ids {
-            out.push(checks_of(&a_state, *id).await);
+            out.push(checks_of(&pool, *id).await);
         }
         out
     };
@@ -784,11 +798,7 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
     let (ra, rb) = tokio::join!(a.sweep(), b.sweep());
     assert_eq!(ra.unwrap().checked + rb.unwrap().checked, 19);
     for h in &held {
-        assert_eq!(
-            checks_of(&a_state, h.id).await,
-            1,
-            "held by the dead replica"
-        );
+        assert_eq!(checks_of(&pool, h.id).await, 1, "held by the dead replica");
     }
     let statuses = || async {
         let rows: Vec<(String, String)> = sqlx::query_as("SELECT id, status FROM connectors")

@@ -392,7 +392,15 @@ async fn a_create_in_flight_is_visible_and_undone_when_the_client_goes() {
     assert_eq!(connector_count(&h, tenant).await, 1);
     assert_eq!(secret_files(&h), 1);
     assert_eq!(h.state.settings.limits.in_flight(tenant), 1);
-    let pool = h.state.store.sql_pool().expect("a SQL metadata store");
+    let db = h.db_file.as_ref().expect("the harness's SQLite file");
+    let pool = matih_connector_service::store::open_uncached(&format!(
+        "sqlite://{}?mode=rwc",
+        db.display()
+    ))
+    .await
+    .expect("the metadata store's own pool")
+    .pool()
+    .clone();
     let reservations = || async {
         sqlx::query_scalar::<_, i64>(
             "SELECT COUNT(*) FROM create_reservations WHERE connector_id IS NOT NULL",

@@ -27,6 +27,7 @@
 mod client;
 mod errors;
 mod settings;
+mod sign;
 mod sts;
 
 pub use client::{AwsHttp, MAX_RESPONSE_BYTES};
@@ -35,6 +36,7 @@ pub use errors::{
     RefineAwsCode,
 };
 pub use settings::{metadata_keys, AwsSettings, Keys, Role, DEFAULT_REGION};
+pub use sign::{sigv4_headers, ToSign};
 pub use sts::effective_keys;
 
 /// The SDK's credentials type (every `aws-sdk-*` crate re-exports it as

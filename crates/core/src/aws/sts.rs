@@ -1,11 +1,10 @@
-//! STS AssumeRole over the Query API, signed with SigV4 by `aws-sigv4` (which
-//! the SDKs already link), so no STS client crate is needed.
-
-use std::time::SystemTime;
+//! STS AssumeRole over the Query API, signed by [`super::sigv4_headers`], so
+//! no STS client crate is needed.
 
 use super::errors::{parse_error, xml_text, Failure};
+use super::sign::{sigv4_headers, ToSign};
 use super::{AwsHttp, AwsSettings, Keys, Role};
-use crate::http::header::{HeaderName, HeaderValue, CONTENT_TYPE};
+use crate::http::header::{HeaderValue, CONTENT_TYPE};
 use crate::{with_timeout, ConnectorError, ErrorCode, SecretString};
 
 /// Temporary keys from STS AssumeRole, or the configured keys when no role is
@@ -39,9 +38,6 @@ async fn assume_role(
     http: &AwsHttp,
     what: &str,
 ) -> Result<Keys, ConnectorError> {
-    use aws_sigv4::http_request::{sign, SignableBody, SignableRequest, SigningSettings};
-    use aws_sigv4::sign::v4;
-
     let mut pairs = vec![
         ("Action", "AssumeRole"),
         ("Version", "2011-06-15"),
@@ -55,48 +51,24 @@ async fn assume_role(
     let body = form_encode(&pairs);
     let mut url = role.sts.clone();
     url.set_path("/");
-    let host_header = match url.port() {
-        Some(p) => format!("{}:{p}", url.host_str().unwrap_or_default()),
-        None => url.host_str().unwrap_or_default().to_owned(),
-    };
     let content_type = "application/x-www-form-urlencoded; charset=utf-8";
-    let creds = aws_smithy_runtime_api::client::identity::Identity::new(
-        settings.keys.sdk_credentials(),
-        None,
-    );
-    let signing =
-        |e: &dyn std::fmt::Display| ConnectorError::internal(format!("{what}: signing: {e}"));
-    let params = v4::SigningParams::builder()
-        .identity(&creds)
-        .region(&settings.region)
-        .name("sts")
-        .time(SystemTime::now())
-        .settings(SigningSettings::default())
-        .build()
-        .map_err(|e| signing(&e))?
-        .into();
-    let headers = [
-        ("host", host_header.as_str()),
-        ("content-type", content_type),
-    ];
-    let signable = SignableRequest::new(
-        "POST",
-        url.as_str(),
-        headers.iter().copied(),
-        SignableBody::Bytes(body.as_bytes()),
-    )
-    .map_err(|e| signing(&e))?;
-    let (instructions, _) = sign(signable, &params)
-        .map_err(|e| signing(&e))?
-        .into_parts();
+    let signed = sigv4_headers(
+        &settings.keys,
+        &settings.region,
+        "sts",
+        ToSign {
+            method: "POST",
+            url: &url,
+            headers: &[("content-type", content_type)],
+            body: body.as_bytes(),
+        },
+        what,
+    )?;
     let mut rb = http
         .client
         .post(url)
         .header(CONTENT_TYPE, HeaderValue::from_static(content_type));
-    for (k, v) in instructions.headers() {
-        let name = HeaderName::from_bytes(k.as_bytes()).map_err(|e| signing(&e))?;
-        let mut value = HeaderValue::from_str(v).map_err(|e| signing(&e))?;
-        value.set_sensitive(true);
+    for (name, value) in signed {
         rb = rb.header(name, value);
     }
     let transport = |e: ConnectorError| parse_error(Failure::Transport(Box::new(e)), what);

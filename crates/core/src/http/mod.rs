@@ -26,6 +26,10 @@
 //! - **TLS** comes from [`crate::tls`] for the four SSL modes, with the
 //!   connector's CA PEM; a plain-http API still gets a verifying configuration for
 //!   any https URL it reaches (a token endpoint), never reqwest's own.
+//! - **Through an SSH tunnel** (`ConnectContext::tunnel`), URLs on the
+//!   connector's host and port go through the bastion (the tunnel's SOCKS5
+//!   forwarder, with TLS checking the target's own name), other ports of that
+//!   host are refused, and other hosts are reached as above (`tunnel` module).
 //!
 //! ```no_run
 //! # async fn demo(ctx: &matih_connector_core::ConnectContext) -> Result<(), matih_connector_core::ConnectorError> {
@@ -47,6 +51,7 @@ pub mod endpoint;
 pub(crate) mod errors;
 mod resolver;
 mod token;
+mod tunnel;
 
 use std::fmt;
 use std::net::IpAddr;
@@ -175,6 +180,8 @@ struct Shared {
     too_large_hint: Option<&'static str>,
     refine: Option<RefineStatus>,
     redirects: Redirects,
+    /// Through an SSH tunnel: which URLs go through the bastion.
+    tunnel: Option<tunnel::TunnelRoute>,
 }
 
 /// The pinned HTTP client: cheap to clone (connections are pooled and shared).
@@ -210,10 +217,20 @@ impl HttpClient {
         let tls_config = tls::client_config(mode, opts.ca_pem.as_deref())?
             .ok_or_else(|| ConnectorError::internal("TLS configuration missing for a TLS mode"))?;
         let resolver = resolver::EgressResolver::new(ctx);
-        let policy = redirect_policy(opts.redirects, opts.max_redirects, ctx.egress.clone());
-        let inner = reqwest::Client::builder()
+        let route = tunnel::TunnelRoute::of(ctx)?;
+        let policy = redirect_policy(
+            opts.redirects,
+            opts.max_redirects,
+            ctx.egress.clone(),
+            route.clone(),
+        );
+        let mut builder = reqwest::Client::builder()
             .use_preconfigured_tls(tls_config)
-            .no_proxy()
+            .no_proxy();
+        if let Some(r) = &route {
+            builder = builder.proxy(r.proxy());
+        }
+        let inner = builder
             .dns_resolver(Arc::new(resolver))
             .connect_timeout(ctx.timeouts.connect())
             .pool_max_idle_per_host(opts.pool_max_idle_per_host)
@@ -231,6 +248,7 @@ impl HttpClient {
                 too_large_hint: opts.too_large_hint,
                 refine: opts.refine,
                 redirects: opts.redirects,
+                tunnel: route,
             }),
         })
     }
@@ -269,6 +287,7 @@ fn redirect_policy(
     redirects: Redirects,
     max: usize,
     egress: EgressPolicy,
+    tunnel: Option<tunnel::TunnelRoute>,
 ) -> reqwest::redirect::Policy {
     if redirects == Redirects::None {
         return reqwest::redirect::Policy::none();
@@ -277,7 +296,7 @@ fn redirect_policy(
         if attempt.previous().len() > max {
             return attempt.stop();
         }
-        if let Err(e) = check_url(&egress, attempt.url()) {
+        if let Err(e) = check_url(&egress, tunnel.as_ref(), attempt.url()) {
             let hop = display_url(attempt.url());
             return attempt.error(e.with_context("redirect", hop));
         }
@@ -297,12 +316,23 @@ fn redirect_policy(
 
 /// The egress check of a URL reqwest would connect to without a lookup: an IP
 /// literal host. Names are checked by the resolver. Only http(s) is allowed.
-pub(crate) fn check_url(egress: &EgressPolicy, url: &Url) -> Result<(), ConnectorError> {
+/// Through a tunnel, the tunnel's rule comes first (the target goes through
+/// the bastion unchecked; other ports of its host are refused).
+pub(crate) fn check_url(
+    egress: &EgressPolicy,
+    tunnel: Option<&tunnel::TunnelRoute>,
+    url: &Url,
+) -> Result<(), ConnectorError> {
     if !matches!(url.scheme(), "http" | "https") {
         return Err(ConnectorError::invalid_config(
             "url",
             format!("{}: only http and https URLs are allowed", display_url(url)),
         ));
+    }
+    if let Some(t) = tunnel {
+        if t.check(url)? {
+            return Ok(());
+        }
     }
     let ip: Option<IpAddr> = match url.host() {
         Some(url::Host::Ipv4(a)) => Some(a.into()),
@@ -466,7 +496,8 @@ impl HttpRequest {
     /// Checks the egress policy for an IP-literal URL, then sends; returns the
     /// response whatever its status. Transport failures are mapped.
     pub async fn send(self) -> Result<HttpResponse, ConnectorError> {
-        check_url(&self.client.shared.egress, &self.url)?;
+        let shared = &self.client.shared;
+        check_url(&shared.egress, shared.tunnel.as_ref(), &self.url)?;
         let what = self.what;
         let timeout = self.timeout;
         let limit = self.limit;
@@ -661,12 +692,12 @@ mod tests {
             "http://2852039166/",
             "http://0xa9.0xfe.0xa9.0xfe/",
         ] {
-            let e = check_url(&p, &Url::parse(bad).unwrap()).unwrap_err();
+            let e = check_url(&p, None, &Url::parse(bad).unwrap()).unwrap_err();
             assert_eq!(e.code(), crate::ErrorCode::EgressDenied, "{bad}");
         }
-        check_url(&p, &Url::parse("http://127.0.0.1:1/").unwrap()).unwrap();
-        check_url(&p, &Url::parse("https://metadata.example/").unwrap()).unwrap();
-        let e = check_url(&p, &Url::parse("file:///etc/passwd").unwrap()).unwrap_err();
+        check_url(&p, None, &Url::parse("http://127.0.0.1:1/").unwrap()).unwrap();
+        check_url(&p, None, &Url::parse("https://metadata.example/").unwrap()).unwrap();
+        let e = check_url(&p, None, &Url::parse("file:///etc/passwd").unwrap()).unwrap_err();
         assert_eq!(e.code(), crate::ErrorCode::InvalidConfiguration);
     }
 }

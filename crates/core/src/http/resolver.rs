@@ -2,11 +2,13 @@
 
 use std::net::{IpAddr, SocketAddr};
 
-use crate::{resolve_host, ConnectContext, EgressPolicy, Timeouts};
+use crate::{resolve_host, ConnectContext, ConnectorError, EgressPolicy, ErrorCode, Timeouts};
 
 /// Answers the connector's own host with the addresses the connectivity test
 /// resolved and checked (so the answer cannot change between check and use),
-/// and every other name through [`resolve_host`]: DNS bounded by the connect
+/// or, through an SSH tunnel, never (the target's URLs go to the tunnel's
+/// forwarder without a lookup, and its private name must not reach the
+/// platform's DNS), and every other name through [`resolve_host`]: DNS bounded by the connect
 /// timeout, then the egress policy, which drops denied addresses and fails with
 /// `EGRESS_DENIED` when none is left. Its errors are [`crate::ConnectorError`]s,
 /// which the client's error mapping finds again inside reqwest's error.
@@ -15,6 +17,8 @@ pub(crate) struct EgressResolver {
     /// The configured host, lower-case, without brackets or a trailing dot.
     own_host: Option<String>,
     own_addrs: Vec<IpAddr>,
+    /// Through a tunnel: `host:port` of its target, for the refusal.
+    tunnelled: Option<String>,
     timeouts: Timeouts,
     egress: EgressPolicy,
 }
@@ -29,9 +33,18 @@ pub(crate) fn normalize(host: &str) -> String {
 
 impl EgressResolver {
     pub(crate) fn new(ctx: &ConnectContext) -> EgressResolver {
+        #[cfg(feature = "ssh")]
+        let tunnelled = ctx.tunnel.as_ref().map(|t| t.target().to_owned());
+        #[cfg(not(feature = "ssh"))]
+        let tunnelled = ctx.tunnel.as_ref().map(|t| match *t {});
         EgressResolver {
             own_host: ctx.host.as_deref().map(normalize),
-            own_addrs: ctx.addrs.iter().map(SocketAddr::ip).collect(),
+            // Through a tunnel, `addrs` is the forwarder: never an answer.
+            own_addrs: match tunnelled {
+                Some(_) => Vec::new(),
+                None => ctx.addrs.iter().map(SocketAddr::ip).collect(),
+            },
+            tunnelled,
             timeouts: ctx.timeouts,
             egress: ctx.egress.clone(),
         }
@@ -45,7 +58,21 @@ impl reqwest::dns::Resolve for EgressResolver {
         let addrs = |ips: Vec<IpAddr>| -> reqwest::dns::Addrs {
             Box::new(ips.into_iter().map(|ip| SocketAddr::new(ip, 0)))
         };
-        if self.own_host.as_deref() == Some(name.as_str()) && !self.own_addrs.is_empty() {
+        let own = self.own_host.as_deref() == Some(name.as_str());
+        if let (true, Some(target)) = (own, &self.tunnelled) {
+            let e = ConnectorError::new(
+                ErrorCode::EgressDenied,
+                format!(
+                    "{name} is reached only through the SSH tunnel, which leads to {target} only"
+                ),
+            )
+            .with_context("host", name)
+            .with_retryable(false);
+            return Box::pin(async move {
+                Err(Box::new(e) as Box<dyn std::error::Error + Send + Sync>)
+            });
+        }
+        if own && !self.own_addrs.is_empty() {
             let ips = self.own_addrs.clone();
             return Box::pin(async move { Ok(addrs(ips)) });
         }
@@ -63,7 +90,6 @@ impl reqwest::dns::Resolve for EgressResolver {
 #[cfg(test)]
 mod tests {
     use super::*;
-    use crate::{ConnectorError, ErrorCode};
     use reqwest::dns::Resolve;
 
     fn ctx(host: &str, addrs: &[&str], egress: EgressPolicy) -> ConnectContext {

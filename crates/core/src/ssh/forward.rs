@@ -1,6 +1,9 @@
 //! A loopback forwarder for client libraries that only take an address
-//! (MongoDB, Kafka, HTTP clients): `127.0.0.1:<random>` whose every accepted
-//! connection is carried over a new channel through the bastion.
+//! (MySQL, MongoDB): `127.0.0.1:<random>` whose every accepted connection is
+//! carried over a new channel through the bastion. For HTTP clients, which
+//! can be pointed at a proxy but not at another address for one host, the
+//! same forwarder speaks SOCKS5 ([`super::socks`]) and carries only a
+//! CONNECT to its one target.
 //!
 //! Anything on the machine can connect to a loopback port, and in a
 //! multi-tenant process another tenant's connector could name it as its host.
@@ -19,6 +22,7 @@ use tokio::sync::Semaphore;
 use tokio::task::{JoinHandle, JoinSet};
 
 use super::session::{open_channel, Client};
+use super::{socks, TunnelStream};
 use crate::{ConnectorError, ErrorCode, Timeouts};
 
 /// Forwarded connections carried at once; more wait for a slot, so a client
@@ -29,49 +33,93 @@ const MAX_CONNECTIONS: usize = 64;
 /// connection it carries.
 pub struct LocalForward {
     addr: SocketAddr,
+    protocol: Protocol,
     target: String,
     last_error: Arc<Mutex<Option<ConnectorError>>>,
     task: JoinHandle<()>,
 }
 
+/// What a forwarder's clients speak before their bytes are carried.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub(super) enum Protocol {
+    /// Nothing: every connection goes to the target at once.
+    Raw,
+    /// A SOCKS5 CONNECT, which must name the target.
+    Socks5,
+}
+
+/// The failure slot a tunnel's forwarders share.
+pub(super) type ErrorSlot = Arc<Mutex<Option<ConnectorError>>>;
+
+/// Where a forwarder leads and how it is reached.
+pub(super) struct Route {
+    pub handle: Arc<Handle<Client>>,
+    pub bastion: String,
+    pub host: String,
+    pub port: u16,
+    pub timeouts: Timeouts,
+}
+
 impl LocalForward {
-    pub(super) async fn start(
-        handle: Arc<Handle<Client>>,
-        bastion: String,
-        host: String,
-        port: u16,
-        timeouts: Timeouts,
-    ) -> Result<LocalForward, ConnectorError> {
+    pub(super) async fn start(route: Route) -> Result<LocalForward, ConnectorError> {
         let listener = TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
             .await
-            .map_err(|e| {
-                ConnectorError::from_io(e, "binding the SSH tunnel's forwarder on 127.0.0.1")
-            })?;
+            .map_err(bind_error)?;
+        Self::serve_on(listener, route, Protocol::Raw, Arc::new(Mutex::new(None)))
+    }
+
+    /// A SOCKS5 forwarder to the route's target, started without awaiting
+    /// (HTTP clients are built synchronously); failures go to `last_error`.
+    /// Needs a Tokio runtime.
+    pub(super) fn start_socks(
+        route: Route,
+        last_error: ErrorSlot,
+    ) -> Result<LocalForward, ConnectorError> {
+        if tokio::runtime::Handle::try_current().is_err() {
+            return Err(ConnectorError::internal(
+                "the SSH tunnel's HTTP forwarder needs a Tokio runtime",
+            ));
+        }
+        let listener = std::net::TcpListener::bind((Ipv4Addr::LOCALHOST, 0))
+            .and_then(|l| l.set_nonblocking(true).map(|()| l))
+            .and_then(TcpListener::from_std)
+            .map_err(bind_error)?;
+        Self::serve_on(listener, route, Protocol::Socks5, last_error)
+    }
+
+    fn serve_on(
+        listener: TcpListener,
+        route: Route,
+        protocol: Protocol,
+        last_error: ErrorSlot,
+    ) -> Result<LocalForward, ConnectorError> {
         let addr = listener
             .local_addr()
             .map_err(|e| ConnectorError::from_io(e, "the SSH tunnel's forwarder address"))?;
-        let last_error = Arc::new(Mutex::new(None));
-        let target = if host.contains(':') {
-            format!("[{host}]:{port}")
+        let target = if route.host.contains(':') {
+            format!("[{}]:{}", route.host, route.port)
         } else {
-            format!("{host}:{port}")
+            format!("{}:{}", route.host, route.port)
         };
         let task = tokio::spawn(serve(Serve {
             listener,
             addr,
-            handle,
-            bastion,
-            host,
-            port,
-            timeouts,
+            route: Arc::new(route),
+            protocol,
             last_error: last_error.clone(),
         }));
         Ok(LocalForward {
             addr,
+            protocol,
             target,
             last_error,
             task,
         })
+    }
+
+    /// The slot this forwarder records its failures in.
+    pub(super) fn error_slot(&self) -> ErrorSlot {
+        self.last_error.clone()
     }
 
     /// The loopback address to give the client library instead of the target's.
@@ -103,20 +151,22 @@ impl fmt::Debug for LocalForward {
     fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
         f.debug_struct("LocalForward")
             .field("local_addr", &self.addr)
+            .field("protocol", &self.protocol)
             .field("target", &self.target)
             .finish()
     }
 }
 
+fn bind_error(e: std::io::Error) -> ConnectorError {
+    ConnectorError::from_io(e, "binding the SSH tunnel's forwarder on 127.0.0.1")
+}
+
 struct Serve {
     listener: TcpListener,
     addr: SocketAddr,
-    handle: Arc<Handle<Client>>,
-    bastion: String,
-    host: String,
-    port: u16,
-    timeouts: Timeouts,
-    last_error: Arc<Mutex<Option<ConnectorError>>>,
+    route: Arc<Route>,
+    protocol: Protocol,
+    last_error: ErrorSlot,
 }
 
 /// Accepts until aborted. The connections live in a `JoinSet` owned by this
@@ -140,7 +190,7 @@ async fn serve(s: Serve) {
                 return;
             }
         };
-        if !client_is_this_process(peer, s.addr).await {
+        if !super::loopback_client_is_this_process(peer, s.addr).await {
             tracing::warn!(
                 forwarder = %s.addr,
                 client = %peer,
@@ -158,114 +208,102 @@ async fn serve(s: Serve) {
             );
             continue;
         }
-        let handle = s.handle.clone();
-        let (bastion, host, port, timeouts) =
-            (s.bastion.clone(), s.host.clone(), s.port, s.timeouts);
-        let last_error = s.last_error.clone();
+        let route = s.route.clone();
+        let (protocol, last_error) = (s.protocol, s.last_error.clone());
         carried.spawn(async move {
             let _permit = permit;
-            match open_channel(&handle, &bastion, &host, port, timeouts).await {
-                Ok(mut stream) => {
-                    let _ = socket.set_nodelay(true);
-                    // Either side closing ends both; the driver's own
-                    // timeouts bound a silent target.
-                    let _ = tokio::io::copy_bidirectional(&mut socket, &mut stream).await;
-                }
-                // The client sees its connection closed; the driver asks
-                // `last_error` why.
-                Err(e) => record(&last_error, e),
+            let _ = socket.set_nodelay(true);
+            let opened = match protocol {
+                Protocol::Raw => open(&route).await.map_err(|e| record(&last_error, e)).ok(),
+                Protocol::Socks5 => socks_connect(&mut socket, &route, &last_error).await,
+            };
+            // Either side closing ends both; the driver's own timeouts bound
+            // a silent target. A client whose connection failed sees it
+            // closed or refused; the driver asks `last_error` why.
+            if let Some(mut stream) = opened {
+                let _ = tokio::io::copy_bidirectional(&mut socket, &mut stream).await;
             }
         });
     }
+}
+
+async fn open(route: &Route) -> Result<TunnelStream, ConnectorError> {
+    open_channel(
+        &route.handle,
+        &route.bastion,
+        &route.host,
+        route.port,
+        route.timeouts,
+    )
+    .await
+}
+
+/// The SOCKS5 exchange, bounded by the connect timeout, then the channel.
+/// A request for anything but the route's target is refused (`EGRESS_DENIED`:
+/// the tunnel leads to one `host:port`). Every failure is recorded before
+/// the client gets its refusal, so the client's error can be explained.
+async fn socks_connect(
+    socket: &mut tokio::net::TcpStream,
+    route: &Route,
+    last_error: &ErrorSlot,
+) -> Option<TunnelStream> {
+    let limit = route.timeouts.connect();
+    let refuse = |e: ConnectorError| record(last_error, e);
+    let asked = match tokio::time::timeout(limit, socks::accept(socket)).await {
+        Ok(Ok(r)) => r,
+        Ok(Err(e)) => {
+            refuse(ConnectorError::from_io(
+                e,
+                "a client of the SSH tunnel's HTTP forwarder",
+            ));
+            return None;
+        }
+        Err(_) => {
+            refuse(ConnectorError::new(
+                ErrorCode::Timeout,
+                "a client of the SSH tunnel's HTTP forwarder sent no SOCKS5 request in time",
+            ));
+            return None;
+        }
+    };
+    let answer = if same_target(&asked, &route.host, route.port) {
+        match open(route).await {
+            Ok(stream) => Ok(stream),
+            Err(e) => Err((socks::Reply::for_error(e.code()), e)),
+        }
+    } else {
+        let e = ConnectorError::new(
+            ErrorCode::EgressDenied,
+            format!(
+                "the SSH tunnel leads to {}:{} only; {}:{} was asked for",
+                route.host, route.port, asked.host, asked.port
+            ),
+        )
+        .with_context("bastion", &route.bastion);
+        Err((socks::Reply::NotAllowed, e))
+    };
+    let (reply, stream) = match answer {
+        Ok(stream) => (socks::Reply::Succeeded, Some(stream)),
+        Err((reply, e)) => {
+            refuse(e);
+            (reply, None)
+        }
+    };
+    match tokio::time::timeout(limit, socks::reply(socket, reply)).await {
+        Ok(Ok(())) => stream,
+        // The client left: nothing to carry.
+        _ => None,
+    }
+}
+
+/// Whether a SOCKS request names the route's target.
+fn same_target(asked: &socks::Request, host: &str, port: u16) -> bool {
+    asked.port == port && crate::driver::same_host(&asked.host, host)
 }
 
 fn record(slot: &Mutex<Option<ConnectorError>>, err: ConnectorError) {
     tracing::debug!(error = %err, "SSH tunnel forwarder");
     if let Ok(mut s) = slot.lock() {
         *s = Some(err);
-    }
-}
-
-/// Whether the client end of an accepted loopback connection is a socket of
-/// this process. Linux only; other systems accept every local client.
-#[cfg(target_os = "linux")]
-async fn client_is_this_process(client: SocketAddr, server: SocketAddr) -> bool {
-    tokio::task::spawn_blocking(move || own_socket(client, server))
-        .await
-        .unwrap_or(false)
-}
-
-#[cfg(not(target_os = "linux"))]
-async fn client_is_this_process(_client: SocketAddr, _server: SocketAddr) -> bool {
-    true
-}
-
-/// Finds the client socket (local = `client`, remote = `server`) in
-/// `/proc/net/tcp` and looks for its inode among this process's descriptors.
-/// Fails closed: anything unreadable means "not ours".
-#[cfg(target_os = "linux")]
-fn own_socket(client: SocketAddr, server: SocketAddr) -> bool {
-    let (SocketAddr::V4(c), SocketAddr::V4(s)) = (client, server) else {
-        return false;
-    };
-    // The kernel prints the address as the native-endian value of its
-    // network-order bytes, and the port in host order.
-    let hex = |a: std::net::SocketAddrV4| {
-        format!(
-            "{:08X}:{:04X}",
-            u32::from_ne_bytes(a.ip().octets()),
-            a.port()
-        )
-    };
-    let (want_local, want_remote) = (hex(c), hex(s));
-    let Ok(table) = std::fs::read_to_string("/proc/net/tcp") else {
-        return false;
-    };
-    let inode = table.lines().skip(1).find_map(|line| {
-        let f: Vec<&str> = line.split_whitespace().collect();
-        (f.len() > 9 && f[1] == want_local && f[2] == want_remote).then(|| f[9].to_owned())
-    });
-    let Some(inode) = inode else {
-        return false;
-    };
-    let link = format!("socket:[{inode}]");
-    let Ok(fds) = std::fs::read_dir("/proc/self/fd") else {
-        return false;
-    };
-    fds.flatten().any(|fd| {
-        std::fs::read_link(fd.path()).is_ok_and(|target| target.as_os_str() == link.as_str())
-    })
-}
-
-#[cfg(all(test, target_os = "linux"))]
-mod tests {
-    use super::*;
-    use tokio::net::TcpStream;
-
-    #[tokio::test]
-    async fn own_sockets_are_recognised_and_others_are_not() {
-        let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
-        let server = listener.local_addr().unwrap();
-        let client = TcpStream::connect(server).await.unwrap();
-        let (_accepted, peer) = listener.accept().await.unwrap();
-        assert_eq!(peer, client.local_addr().unwrap());
-        assert!(client_is_this_process(peer, server).await);
-        // A connection from another process: a shell that connects and waits.
-        let mut child = tokio::process::Command::new("bash")
-            .args([
-                "-c",
-                &format!("exec 3<>/dev/tcp/127.0.0.1/{}; read line", server.port()),
-            ])
-            .stdin(std::process::Stdio::piped())
-            .kill_on_drop(true)
-            .spawn()
-            .expect("bash opens a socket from another process");
-        let (_foreign, foreign_peer) =
-            tokio::time::timeout(std::time::Duration::from_secs(30), listener.accept())
-                .await
-                .expect("the child connects")
-                .unwrap();
-        assert!(!client_is_this_process(foreign_peer, server).await);
-        let _ = child.kill().await;
     }
 }

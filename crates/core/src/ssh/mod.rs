@@ -35,8 +35,11 @@
 
 #[cfg(feature = "ssh")]
 mod forward;
+mod peer;
 #[cfg(feature = "ssh")]
 mod session;
+#[cfg(feature = "ssh")]
+mod socks;
 #[cfg(feature = "ssh")]
 mod spec;
 #[cfg(feature = "ssh")]
@@ -44,6 +47,7 @@ mod wire;
 
 #[cfg(feature = "ssh")]
 pub use forward::LocalForward;
+pub use peer::loopback_client_is_this_process;
 #[cfg(feature = "ssh")]
 pub use session::{connect_bastion, resolve_bastion, SshSession, TunnelStream};
 #[cfg(feature = "ssh")]

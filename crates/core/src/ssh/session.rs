@@ -249,14 +249,18 @@ impl SshSession {
         host: &str,
         port: u16,
     ) -> Result<LocalForward, ConnectorError> {
-        LocalForward::start(
-            self.handle.clone(),
-            self.bastion.clone(),
-            host.to_owned(),
+        LocalForward::start(self.route(host, port)).await
+    }
+
+    /// Where a forwarder to `host:port` through this session leads.
+    pub(super) fn route(&self, host: &str, port: u16) -> super::forward::Route {
+        super::forward::Route {
+            handle: self.handle.clone(),
+            bastion: self.bastion.clone(),
+            host: host.to_owned(),
             port,
-            self.timeouts,
-        )
-        .await
+            timeouts: self.timeouts,
+        }
     }
 
     /// Whether the session has ended (the bastion closed it, keepalives went

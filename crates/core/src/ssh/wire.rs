@@ -1,10 +1,11 @@
 //! The tunnel as the runner and `open` use it: one session per test or
 //! discovery, a loopback forwarder to the target for libraries that take an
-//! address, and channels for drivers that take a stream.
+//! address, channels for drivers that take a stream, and a SOCKS5 forwarder
+//! to the same target for core's HTTP client (started when one is built).
 
 use std::fmt;
 use std::net::SocketAddr;
-use std::sync::Arc;
+use std::sync::{Arc, Mutex};
 
 use async_trait::async_trait;
 
@@ -22,6 +23,8 @@ pub struct Tunnel {
 struct Inner {
     session: SshSession,
     forward: LocalForward,
+    /// Started by the first [`Tunnel::http_proxy`] call.
+    socks: Mutex<Option<LocalForward>>,
     host: String,
     port: u16,
 }
@@ -49,6 +52,7 @@ impl Tunnel {
             inner: Arc::new(Inner {
                 session,
                 forward,
+                socks: Mutex::new(None),
                 host,
                 port,
             }),
@@ -76,6 +80,32 @@ impl Tunnel {
             .session
             .open_stream(&self.inner.host, self.inner.port)
             .await
+    }
+
+    /// The loopback address of a SOCKS5 forwarder that carries a CONNECT to
+    /// the target (and refuses any other) over a new channel: what core's
+    /// HTTP client is given as its proxy for the target's URLs. Started on
+    /// the first call, shared by later ones; it records its failures where
+    /// [`Tunnel::last_error`] finds them. Needs a Tokio runtime.
+    pub fn http_proxy(&self) -> Result<SocketAddr, ConnectorError> {
+        let mut socks = self
+            .inner
+            .socks
+            .lock()
+            .map_err(|_| ConnectorError::internal("the SSH tunnel's HTTP forwarder lock"))?;
+        if let Some(f) = socks.as_ref() {
+            return Ok(f.local_addr());
+        }
+        let route = self.inner.session.route(&self.inner.host, self.inner.port);
+        let started = LocalForward::start_socks(route, self.inner.forward.error_slot())?;
+        let addr = started.local_addr();
+        *socks = Some(started);
+        Ok(addr)
+    }
+
+    /// `(host, port)` of the target, the host without brackets.
+    pub fn target_parts(&self) -> (&str, u16) {
+        (&self.inner.host, self.inner.port)
     }
 
     /// The forwarder's last failure to carry a connection (the bastion
@@ -161,6 +191,17 @@ impl Connection for TunnelledConnection {
     async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
         match self.inner.discover(req).await {
             Ok(c) => Ok(c),
+            Err(e) => Err(self.explain(e)),
+        }
+    }
+
+    async fn discover_changed(
+        &mut self,
+        req: &DiscoveryRequest,
+        previous: Option<&crate::CatalogFingerprint>,
+    ) -> Result<crate::CatalogDelta, ConnectorError> {
+        match self.inner.discover_changed(req, previous).await {
+            Ok(d) => Ok(d),
             Err(e) => Err(self.explain(e)),
         }
     }

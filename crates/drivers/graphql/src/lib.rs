@@ -96,7 +96,9 @@ impl GraphqlDriver {
                     inferred_fields: false,
                     filter_pushdown: false,
                 },
-            },
+            }
+            // Core's HTTP client carries the tunnel (core's http module).
+            .with_ssh_tunnel(),
         }
     }
 }

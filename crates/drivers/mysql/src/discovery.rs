@@ -18,6 +18,9 @@ use mysql_async::Value;
 use crate::connection::{text, unsigned, MysqlConnection};
 use crate::types::{normalize, normalize_default, NativeType};
 
+mod incremental;
+pub(crate) use incremental::discover_changed;
+
 /// The servers' own databases, left out unless `include_system` is set.
 const SYSTEM_SCHEMAS: &str = "'information_schema', 'mysql', 'performance_schema', 'sys'";
 
@@ -105,6 +108,62 @@ impl Where {
     }
 }
 
+/// Tables a follow-up query is about, by database. MariaDB and MySQL
+/// evaluate a condition on the database and table names alone before they
+/// open a table for an `information_schema` view, so naming the tables
+/// keeps the server from opening the others (on MariaDB, STATISTICS and
+/// CHECK_CONSTRAINTS open every table they consider).
+#[derive(Default)]
+struct TableList {
+    by_schema: BTreeMap<String, Vec<String>>,
+    len: usize,
+}
+
+/// Above this many names the list is not sent: the statement's placeholders
+/// are bounded (65,535), and the query then considers every table.
+const TABLE_LIST_MAX: usize = 20_000;
+
+impl From<HashSet<(String, String)>> for TableList {
+    fn from(tables: HashSet<(String, String)>) -> Self {
+        let mut list = TableList {
+            by_schema: BTreeMap::new(),
+            len: tables.len(),
+        };
+        for (schema, table) in tables {
+            list.by_schema.entry(schema).or_default().push(table);
+        }
+        list
+    }
+}
+
+impl TableList {
+    fn is_empty(&self) -> bool {
+        self.len == 0
+    }
+}
+
+impl Where {
+    /// `((schema = ? AND table IN (?, …)) OR …)` for a list that is not too
+    /// long; nothing otherwise (the other conditions still decide). Names
+    /// compare as the server stores them: they came from the server.
+    fn among(&mut self, schema_column: &str, table_column: &str, list: &TableList) {
+        if list.is_empty() || list.len > TABLE_LIST_MAX {
+            return;
+        }
+        let mut alternatives = Vec::with_capacity(list.by_schema.len());
+        for (schema, tables) in &list.by_schema {
+            let marks = vec!["?"; tables.len()].join(", ");
+            alternatives.push(format!(
+                "({schema_column} = ? AND {table_column} IN ({marks}))"
+            ));
+            self.params.push(Value::from(schema.as_str()));
+            self.params
+                .extend(tables.iter().map(|t| Value::from(t.as_str())));
+        }
+        self.and(&format!("({})", alternatives.join(" OR ")));
+    }
+}
+
 /// The name a glob stands for when it has no wildcard.
 fn glob_literal(glob: &str) -> Option<String> {
     let mut out = String::with_capacity(glob.len());
@@ -163,17 +222,22 @@ fn columns_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Val
         format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT, \
              IS_NULLABLE, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, EXTRA, \
-             COLUMN_COMMENT FROM information_schema.COLUMNS{}",
+             COLUMN_COMMENT, COLUMN_KEY FROM information_schema.COLUMNS{}",
             w.sql
         ),
         w.params,
     )
 }
 
-fn primary_keys_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Value>) {
+fn primary_keys_query(
+    req: &DiscoveryRequest,
+    only: Option<&str>,
+    among: &TableList,
+) -> (String, Vec<Value>) {
     let mut w = Where::default();
     w.and("INDEX_NAME = 'PRIMARY'");
     w.tables("TABLE_SCHEMA", "TABLE_NAME", req, only);
+    w.among("TABLE_SCHEMA", "TABLE_NAME", among);
     (
         format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, SEQ_IN_INDEX \
@@ -186,12 +250,17 @@ fn primary_keys_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Ve
 
 /// MariaDB's JSON columns: `longtext` with an automatic column-level
 /// `CHECK (json_valid(col))` named after the column.
-fn json_checks_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Value>) {
+fn json_checks_query(
+    req: &DiscoveryRequest,
+    only: Option<&str>,
+    among: &TableList,
+) -> (String, Vec<Value>) {
     let mut w = Where::default();
     w.and("LEVEL = 'Column'");
     // `_` matches itself too; the exact clause is checked on our side.
     w.and("CHECK_CLAUSE LIKE 'json_valid(%'");
     w.tables("CONSTRAINT_SCHEMA", "TABLE_NAME", req, only);
+    w.among("CONSTRAINT_SCHEMA", "TABLE_NAME", among);
     (
         format!(
             "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE \
@@ -230,6 +299,35 @@ impl Cells {
 
     fn unsigned(&self, i: usize) -> Option<u64> {
         self.0.get(i).and_then(unsigned)
+    }
+
+    /// The raw bytes of a text cell (`None` for NULL and numbers).
+    fn bytes(&self, i: usize) -> Option<&[u8]> {
+        match self.0.get(i) {
+            Some(Value::Bytes(b)) => Some(b),
+            _ => None,
+        }
+    }
+
+    /// Like [`Cells::text`], moving the cell's bytes out instead of copying.
+    fn take_text(&mut self, i: usize) -> Option<String> {
+        match self.0.get_mut(i).map(|v| std::mem::replace(v, Value::NULL)) {
+            Some(Value::Bytes(b)) => Some(
+                String::from_utf8(b)
+                    .unwrap_or_else(|e| String::from_utf8_lossy(e.as_bytes()).into_owned()),
+            ),
+            Some(v) => text(&v),
+            None => None,
+        }
+    }
+
+    fn take_name(&mut self, i: usize, what: &str) -> Result<String, ConnectorError> {
+        self.take_text(i).ok_or_else(|| {
+            ConnectorError::new(
+                ErrorCode::ProtocolError,
+                format!("{what}: a name column was NULL"),
+            )
+        })
     }
 }
 
@@ -287,6 +385,16 @@ pub(crate) async fn probe(
 pub(crate) async fn discover(
     conn: &mut MysqlConnection,
     req: &DiscoveryRequest,
+) -> Result<Catalog, ConnectorError> {
+    discover_with(conn, req, None).await
+}
+
+/// Discovery; given an incremental pass, the tables' prints are taken once
+/// they are listed and columns and keys are read for the changed ones only.
+async fn discover_with(
+    conn: &mut MysqlConnection,
+    req: &DiscoveryRequest,
+    mut pass: Option<&mut incremental::Pass<'_>>,
 ) -> Result<Catalog, ConnectorError> {
     let only = conn.schema.clone();
     let only = only.as_deref();
@@ -347,78 +455,130 @@ pub(crate) async fn discover(
     if req.depth == Depth::Tables || tables.is_empty() {
         return Ok(finish(schemas, tables));
     }
-
-    let style = conn.default_style().await?;
-    let (sql, params) = columns_query(req, only);
-    let column_rows = conn.rows("listing columns", &sql, params).await?;
-    let mut raw_columns = Vec::with_capacity(column_rows.len());
-    let mut longtext_tables = false;
-    for row in column_rows {
-        let c = Cells(row);
-        let key = (c.name(0, "listing columns")?, c.name(1, "listing columns")?);
-        if !tables.contains_key(&key) {
-            continue;
-        }
-        longtext_tables |= c
-            .text(6)
-            .is_some_and(|t| t.eq_ignore_ascii_case("longtext"));
-        raw_columns.push((key, c));
+    let changed = match pass.as_mut() {
+        Some(pass) => Some(pass.select(conn, req, only, &tables).await?),
+        None => None,
+    };
+    let wanted = |key: &(String, String)| changed.as_ref().is_none_or(|c| c.contains(key));
+    if changed.as_ref().is_some_and(|c| c.is_empty()) {
+        return Ok(finish(schemas, tables));
     }
 
-    let json_columns = if longtext_tables && conn.is_mariadb().await? {
-        json_columns(conn, req, only).await?
-    } else {
-        HashSet::new()
-    };
-
-    for ((schema, table), c) in raw_columns {
-        let name = c.name(2, "listing columns")?;
-        let data_type = c.text(6).unwrap_or_default();
-        let column_type = c.text(7).unwrap_or_else(|| data_type.clone());
-        let native = NativeType {
-            data_type: &data_type,
-            column_type: &column_type,
-            numeric_precision: c.unsigned(8),
-            numeric_scale: c.unsigned(9),
+    let style = conn.default_style().await?;
+    let mariadb = conn.is_mariadb().await?;
+    let (sql, params) = incremental::restrict(columns_query(req, only), changed.as_ref());
+    let column_rows = conn.rows("listing columns", &sql, params).await?;
+    // Rows come table by table: the table is looked up once per run of its
+    // rows, and each cell's bytes move into the catalog without a copy.
+    let mut current: Option<((String, String), bool)> = None;
+    let mut keyed: HashSet<(String, String)> = HashSet::new();
+    let mut longtext_tables: HashSet<(String, String)> = HashSet::new();
+    // Longtext columns that may be MariaDB JSON: (table key, column index).
+    let mut longtext: Vec<((String, String), usize)> = Vec::new();
+    for row in column_rows {
+        let mut c = Cells(row);
+        let same = match (&current, c.bytes(0), c.bytes(1)) {
+            (Some(((s, t), _)), Some(schema), Some(table)) => {
+                s.as_bytes() == schema && t.as_bytes() == table
+            }
+            _ => false,
         };
-        let is_json = data_type.eq_ignore_ascii_case("longtext")
-            && json_columns.contains(&(schema.clone(), table.clone(), name.clone()));
-        let column = Column {
+        if !same {
+            let key = (
+                c.take_name(0, "listing columns")?,
+                c.take_name(1, "listing columns")?,
+            );
+            let known = tables.contains_key(&key) && wanted(&key);
+            current = Some((key, known));
+        }
+        let Some((key, true)) = &current else {
+            continue;
+        };
+        let Some(t) = tables.get_mut(key) else {
+            continue;
+        };
+        let name = c.take_name(2, "listing columns")?;
+        let data_type = c.take_text(6).unwrap_or_default();
+        let column_type = c.take_text(7).unwrap_or_else(|| data_type.clone());
+        let data = normalize(
+            NativeType {
+                data_type: &data_type,
+                column_type: &column_type,
+                numeric_precision: c.unsigned(8),
+                numeric_scale: c.unsigned(9),
+            },
+            false,
+        );
+        if c.bytes(12) == Some(b"PRI") && !keyed.contains(key) {
+            keyed.insert(key.clone());
+        }
+        if mariadb && data_type.eq_ignore_ascii_case("longtext") {
+            if !longtext_tables.contains(key) {
+                longtext_tables.insert(key.clone());
+            }
+            longtext.push((key.clone(), t.columns.len()));
+        }
+        t.columns.push(Column {
             ordinal: c
                 .unsigned(3)
                 .and_then(|o| u32::try_from(o).ok())
                 .unwrap_or(0),
-            data_type: normalize(native, is_json),
-            native_type: column_type.clone(),
-            nullable: c.text(5).is_some_and(|n| n.eq_ignore_ascii_case("YES")),
+            data_type: data,
+            nullable: c.bytes(5).is_some_and(|n| n.eq_ignore_ascii_case(b"YES")),
             default: normalize_default(
                 c.text(4).as_deref(),
                 style,
                 &data_type,
                 &c.text(10).unwrap_or_default(),
             ),
-            comment: c.text(11).filter(|s| !s.is_empty()),
+            comment: c.take_text(11).filter(|s| !s.is_empty()),
+            native_type: column_type,
             name,
-        };
-        if let Some(t) = tables.get_mut(&(schema, table)) {
-            t.columns.push(column);
+        });
+    }
+
+    if !longtext.is_empty() {
+        let json = json_columns(conn, req, only, &TableList::from(longtext_tables)).await?;
+        for (key, i) in longtext {
+            if let Some(col) = tables.get_mut(&key).and_then(|t| t.columns.get_mut(i)) {
+                if json.contains(&(key.0.clone(), key.1.clone(), col.name.clone())) {
+                    col.data_type = normalize(
+                        NativeType {
+                            data_type: "longtext",
+                            column_type: &col.native_type,
+                            numeric_precision: None,
+                            numeric_scale: None,
+                        },
+                        true,
+                    );
+                }
+            }
         }
     }
 
-    let (sql, params) = primary_keys_query(req, only);
+    // COLUMN_KEY says which tables have a key column; only the key query
+    // tells a declared PRIMARY KEY (and its column order) from a UNIQUE NOT
+    // NULL key the server promotes, so it runs, for those tables only.
+    if keyed.is_empty() {
+        return Ok(finish(schemas, tables));
+    }
+    let (sql, params) = primary_keys_query(req, only, &TableList::from(keyed));
     let mut keys: HashMap<(String, String), Vec<(u64, String)>> = HashMap::new();
     for row in conn.rows("listing primary keys", &sql, params).await? {
-        let c = Cells(row);
+        let mut c = Cells(row);
         let key = (
-            c.name(0, "listing primary keys")?,
-            c.name(1, "listing primary keys")?,
+            c.take_name(0, "listing primary keys")?,
+            c.take_name(1, "listing primary keys")?,
         );
-        let column = c.name(2, "listing primary keys")?;
+        let column = c.take_name(2, "listing primary keys")?;
         keys.entry(key)
             .or_default()
             .push((c.unsigned(3).unwrap_or(0), column));
     }
     for (key, mut columns) in keys {
+        if !wanted(&key) {
+            continue;
+        }
         if let Some(t) = tables.get_mut(&key) {
             columns.sort();
             t.primary_key = columns.into_iter().map(|(_, c)| c).collect();
@@ -428,13 +588,15 @@ pub(crate) async fn discover(
     Ok(finish(schemas, tables))
 }
 
-/// (database, table, column) of every MariaDB JSON column under the filters.
+/// (database, table, column) of every MariaDB JSON column under the
+/// filters, among the tables named.
 async fn json_columns(
     conn: &mut MysqlConnection,
     req: &DiscoveryRequest,
     only: Option<&str>,
+    among: &TableList,
 ) -> Result<HashSet<(String, String, String)>, ConnectorError> {
-    let (sql, params) = json_checks_query(req, only);
+    let (sql, params) = json_checks_query(req, only, among);
     let mut out = HashSet::new();
     for row in conn.rows("listing JSON checks", &sql, params).await? {
         let c = Cells(row);
@@ -536,8 +698,8 @@ mod tests {
             schemas_query(&r, None, false),
             tables_query(&r, None),
             columns_query(&r, None),
-            primary_keys_query(&r, None),
-            json_checks_query(&r, None),
+            primary_keys_query(&r, None, &TableList::default()),
+            json_checks_query(&r, None, &TableList::default()),
         ] {
             assert_eq!(sql.matches("information_schema.").count(), 1, "{sql}");
             assert!(!sql.to_ascii_uppercase().contains(" JOIN "), "{sql}");
@@ -561,6 +723,51 @@ mod tests {
         );
         let (sql, _) = columns_query(&req(&["a", "b"], &[]), None);
         assert!(!sql.contains("TABLE_SCHEMA = ?"), "{sql}");
+    }
+
+    #[test]
+    fn follow_up_queries_name_their_tables_as_bound_values() {
+        let list = TableList::from(HashSet::from([
+            ("a".to_owned(), "t1".to_owned()),
+            ("a".to_owned(), "t2".to_owned()),
+            ("b".to_owned(), "x' OR 1=1 --".to_owned()),
+        ]));
+        let r = req(&[], &[]);
+        let (sql, params) = primary_keys_query(&r, None, &list);
+        assert!(
+            sql.ends_with(
+                " AND ((TABLE_SCHEMA = ? AND TABLE_NAME IN (?, ?)) OR \
+                 (TABLE_SCHEMA = ? AND TABLE_NAME IN (?)))"
+            ),
+            "{sql}"
+        );
+        assert!(!sql.contains("OR 1=1"), "{sql}");
+        assert_eq!(sql.matches('?').count(), params.len());
+        let mut names: Vec<Value> = params[params.len() - 5..].to_vec();
+        names.sort_by_key(|v| format!("{v:?}"));
+        let mut want = vec![
+            Value::from("a"),
+            Value::from("t1"),
+            Value::from("t2"),
+            Value::from("b"),
+            Value::from("x' OR 1=1 --"),
+        ];
+        want.sort_by_key(|v| format!("{v:?}"));
+        assert_eq!(names, want);
+        let (sql, _) = json_checks_query(&r, None, &list);
+        assert!(
+            sql.contains("(CONSTRAINT_SCHEMA = ? AND TABLE_NAME IN (?, ?))"),
+            "{sql}"
+        );
+        // No list, or one too long for a statement: the filters alone decide.
+        let (plain, plain_params) = primary_keys_query(&r, None, &TableList::default());
+        assert!(!plain.contains(" IN (?"), "{plain}");
+        let many = TableList::from(
+            (0..=TABLE_LIST_MAX)
+                .map(|i| ("a".to_owned(), format!("t{i}")))
+                .collect::<HashSet<_>>(),
+        );
+        assert_eq!(primary_keys_query(&r, None, &many), (plain, plain_params));
     }
 
     #[test]

@@ -40,7 +40,7 @@ use matih_connector_core::{
 
 use crate::config::{MysqlOptions, CRED_PASSWORD, CRED_USERNAME, DEFAULT_PORT};
 use crate::connection::MysqlConnection;
-use matih_connector_core::{Catalog, DiscoveryRequest};
+use matih_connector_core::{Catalog, CatalogDelta, CatalogFingerprint, DiscoveryRequest};
 
 /// The MySQL / MariaDB driver (`MYSQL`).
 #[derive(Debug)]
@@ -122,6 +122,14 @@ impl Connection for MysqlConnection {
 
     async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
         discovery::discover(self, req).await
+    }
+
+    async fn discover_changed(
+        &mut self,
+        req: &DiscoveryRequest,
+        previous: Option<&CatalogFingerprint>,
+    ) -> Result<CatalogDelta, ConnectorError> {
+        discovery::discover_changed(self, req, previous).await
     }
 
     async fn close(self: Box<Self>) -> Result<(), ConnectorError> {

@@ -15,7 +15,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use futures_util::TryStreamExt;
 use matih_connector_core::{
     with_timeout, Catalog, Column, ConnectorError, DataType, Depth, DiscoveryRequest, ErrorCode,
-    Schema, Table, TableKind,
+    RelationName, Schema, Table, TableKind,
 };
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
@@ -23,6 +23,9 @@ use tokio_postgres::Row;
 use crate::connection::PgConnection;
 use crate::errors::parse_error;
 use crate::types::{TypeMapper, UserType};
+
+mod incremental;
+pub(crate) use incremental::discover_changed;
 
 /// Maps keyed by catalog oids and small integers, hashed with a
 /// multiply-rotate hash: hundreds of thousands of lookups per discovery, on
@@ -83,6 +86,15 @@ macro_rules! scope {
   AND c.relkind IN ('r', 'v', 'm', 'p', 'f')
   AND (cardinality($2::text[]) = 0 OR c.relname LIKE ANY($2::text[]))
   AND NOT (c.relname LIKE ANY($3::text[]))"
+    };
+}
+
+// Detail queries of an incremental discovery cover the new and changed
+// relations only: $4 their oids, NULL in a full discovery.
+macro_rules! only {
+    () => {
+        r"
+  AND ($4::oid[] IS NULL OR c.oid = ANY($4::oid[]))"
     };
 }
 
@@ -151,7 +163,8 @@ const COLUMNS_SQL: &str = concat!(
 FROM pg_attribute a
 JOIN pg_class c ON c.oid = a.attrelid
 WHERE a.attnum > 0 AND NOT a.attisdropped AND ",
-    scope!()
+    scope!(),
+    only!()
 );
 
 const TYPE_NAMES_SQL: &str = r"SELECT t.oid, t.typmod, format_type(t.oid, t.typmod)
@@ -166,16 +179,18 @@ const DEFAULTS_SQL: &str = concat!(
 FROM pg_attrdef ad
 JOIN pg_class c ON c.oid = ad.adrelid
 WHERE ",
-    scope!()
+    scope!(),
+    only!()
 );
 
-/// Comments on relations (objsubid 0) and, when $4, on their columns.
+/// Comments on relations (objsubid 0) and, when $5, on their columns.
 const COMMENTS_SQL: &str = concat!(
     r"SELECT d.objoid, d.objsubid, d.description
 FROM pg_description d
 JOIN pg_class c ON c.oid = d.objoid
-WHERE d.classoid = 'pg_class'::regclass AND (d.objsubid = 0 OR $4::bool) AND ",
-    scope!()
+WHERE d.classoid = 'pg_class'::regclass AND (d.objsubid = 0 OR $5::bool) AND ",
+    scope!(),
+    only!()
 );
 
 /// Primary keys as column numbers, resolved against the columns in memory.
@@ -184,7 +199,8 @@ const PRIMARY_KEYS_SQL: &str = concat!(
 FROM pg_constraint con
 JOIN pg_class c ON c.oid = con.conrelid
 WHERE con.contype = 'p' AND ",
-    scope!()
+    scope!(),
+    only!()
 );
 
 /// Primary keys with column names, for discovery without columns.
@@ -196,6 +212,7 @@ CROSS JOIN LATERAL unnest(con.conkey) WITH ORDINALITY AS k(attnum, ord)
 JOIN pg_attribute a ON a.attrelid = con.conrelid AND a.attnum = k.attnum
 WHERE con.contype = 'p' AND ",
     scope!(),
+    only!(),
     r"
 GROUP BY con.conrelid"
 );
@@ -386,6 +403,27 @@ pub(crate) async fn discover(
     conn: &PgConnection,
     req: &DiscoveryRequest,
 ) -> Result<Catalog, ConnectorError> {
+    discover_scoped(conn, req, None, false)
+        .await
+        .map(|(c, _)| c)
+}
+
+/// A relation a discovery listed: its oid and its name.
+pub(crate) struct Listed {
+    pub oid: u32,
+    pub name: RelationName,
+}
+
+/// Discovery with the detail (columns, defaults, comments, primary keys)
+/// limited to the relations in `only` when given; every relation in scope is
+/// listed with its header and statistics either way, and returned by oid
+/// when `list`.
+pub(crate) async fn discover_scoped(
+    conn: &PgConnection,
+    req: &DiscoveryRequest,
+    only: Option<&Vec<u32>>,
+    list: bool,
+) -> Result<(Catalog, Vec<Listed>), ConnectorError> {
     let filters = Filters::new(req);
 
     let mut schemas: Vec<Schema> = Vec::new();
@@ -404,20 +442,30 @@ pub(crate) async fn discover(
     if req.depth == Depth::Schemas || schemas.is_empty() {
         let mut catalog = Catalog { schemas };
         catalog.sort();
-        return Ok(catalog);
+        return Ok((catalog, Vec::new()));
     }
 
     let with_columns = req.depth >= Depth::Columns;
+    // No relation to read in detail (an incremental discovery that found no
+    // change): the detail queries are not sent at all.
+    let any_detail = only.is_none_or(|o| !o.is_empty());
     let namespaces: Vec<u32> = schema_index.keys().copied().collect();
     let scope: [(&(dyn ToSql + Sync), Type); 3] = [
         (&namespaces, Type::OID_ARRAY),
         (&filters.table_include, Type::TEXT_ARRAY),
         (&filters.table_exclude, Type::TEXT_ARRAY),
     ];
-    let comment_params: [(&(dyn ToSql + Sync), Type); 4] = [
+    let detail: [(&(dyn ToSql + Sync), Type); 4] = [
         scope[0].clone(),
         scope[1].clone(),
         scope[2].clone(),
+        (&only, Type::OID_ARRAY),
+    ];
+    let comment_params: [(&(dyn ToSql + Sync), Type); 5] = [
+        scope[0].clone(),
+        scope[1].clone(),
+        scope[2].clone(),
+        (&only, Type::OID_ARRAY),
         (&with_columns, Type::BOOL),
     ];
 
@@ -476,13 +524,13 @@ pub(crate) async fn discover(
             identity: Vec::new(),
             type_pairs: HashMap::default(),
         };
-        if !with_columns {
+        if !with_columns || !any_detail {
             return Ok(result);
         }
         const COL: &str = "listing columns";
         // Consecutive rows usually belong to one relation: remember the last.
         let mut last: Option<(u32, RelColumns)> = None;
-        stream_rows(conn, COL, COLUMNS_SQL, &scope, |row| {
+        stream_rows(conn, COL, COLUMNS_SQL, &detail, |row| {
             let oid: u32 = get(&row, 0, COL)?;
             if last.as_ref().is_none_or(|(o, _)| *o != oid) {
                 if let Some((o, rc)) = last.take() {
@@ -532,7 +580,7 @@ pub(crate) async fn discover(
 
     let user_types = async {
         let mut user = std::collections::HashMap::new();
-        if !with_columns {
+        if !with_columns || !any_detail {
             return Ok(user);
         }
         const TY: &str = "listing types";
@@ -556,11 +604,11 @@ pub(crate) async fn discover(
 
     let defaults = async {
         let mut out: Vec<(u32, i16, Option<String>)> = Vec::new();
-        if !with_columns {
+        if !with_columns || !any_detail {
             return Ok(out);
         }
         const DEF: &str = "listing column defaults";
-        stream_rows(conn, DEF, DEFAULTS_SQL, &scope, |row| {
+        stream_rows(conn, DEF, DEFAULTS_SQL, &detail, |row| {
             out.push((get(&row, 0, DEF)?, get(&row, 1, DEF)?, get(&row, 2, DEF)?));
             Ok(())
         })
@@ -571,6 +619,9 @@ pub(crate) async fn discover(
     let comments = async {
         let mut out: Vec<(u32, i32, Option<String>)> = Vec::new();
         const COM: &str = "listing comments";
+        if !any_detail {
+            return Ok(out);
+        }
         stream_rows(conn, COM, COMMENTS_SQL, &comment_params, |row| {
             out.push((get(&row, 0, COM)?, get(&row, 1, COM)?, get(&row, 2, COM)?));
             Ok(())
@@ -583,14 +634,15 @@ pub(crate) async fn discover(
         let mut by_num: Vec<(u32, Vec<i16>)> = Vec::new();
         let mut by_name: Vec<(u32, Vec<String>)> = Vec::new();
         const PK: &str = "listing primary keys";
-        if with_columns {
-            stream_rows(conn, PK, PRIMARY_KEYS_SQL, &scope, |row| {
+        if !any_detail {
+        } else if with_columns {
+            stream_rows(conn, PK, PRIMARY_KEYS_SQL, &detail, |row| {
                 by_num.push((get(&row, 0, PK)?, get(&row, 1, PK)?));
                 Ok(())
             })
             .await?;
         } else {
-            stream_rows(conn, PK, PRIMARY_KEY_NAMES_SQL, &scope, |row| {
+            stream_rows(conn, PK, PRIMARY_KEY_NAMES_SQL, &detail, |row| {
                 by_name.push((get(&row, 0, PK)?, get(&row, 1, PK)?));
                 Ok(())
             })
@@ -674,14 +726,16 @@ pub(crate) async fn discover(
             (&pair_oids, Type::OID_ARRAY),
             (&pair_mods, Type::INT4_ARRAY),
         ];
-        query_rows(conn, TN, TYPE_NAMES_SQL, &params, |row| {
-            let key: (u32, i32) = (get(&row, 0, TN)?, get(&row, 1, TN)?);
-            let native: String = get(&row, 2, TN)?;
-            let data_type = mapper.map(key.0, &native);
-            type_pairs.insert(key, (native, data_type));
-            Ok(())
-        })
-        .await?;
+        if !pair_oids.is_empty() {
+            query_rows(conn, TN, TYPE_NAMES_SQL, &params, |row| {
+                let key: (u32, i32) = (get(&row, 0, TN)?, get(&row, 1, TN)?);
+                let native: String = get(&row, 2, TN)?;
+                let data_type = mapper.map(key.0, &native);
+                type_pairs.insert(key, (native, data_type));
+                Ok(())
+            })
+            .await?;
+        }
 
         for (oid, &i) in &by_oid {
             // Columns of relations the relations query did not list stay behind.
@@ -761,6 +815,17 @@ pub(crate) async fn discover(
     if req.statistics {
         roll_up_partitions(&mut slots, &by_oid);
     }
+    let mut listed = Vec::new();
+    if list {
+        listed.reserve(by_oid.len());
+        for (&oid, &i) in &by_oid {
+            let slot = &slots[i];
+            listed.push(Listed {
+                oid,
+                name: RelationName::new(schemas[slot.schema].name.as_str(), &*slot.table.name),
+            });
+        }
+    }
     drop(by_oid);
 
     for slot in slots {
@@ -768,7 +833,7 @@ pub(crate) async fn discover(
     }
     let mut catalog = Catalog { schemas };
     catalog.sort();
-    Ok(catalog)
+    Ok((catalog, listed))
 }
 
 /// Columns are sorted by attnum (their ordinal until renumbering) by then.
@@ -902,6 +967,15 @@ mod tests {
     #[test]
     fn filters_are_bind_parameters() {
         assert!(SCHEMAS_SQL.contains("LIKE ANY($1::text[])"));
+        for sql in [
+            COLUMNS_SQL,
+            DEFAULTS_SQL,
+            COMMENTS_SQL,
+            PRIMARY_KEYS_SQL,
+            PRIMARY_KEY_NAMES_SQL,
+        ] {
+            assert!(sql.contains("c.oid = ANY($4::oid[])"), "{sql}");
+        }
         for sql in [
             RELATIONS_SQL,
             RELATIONS_STATS_SQL,

@@ -36,7 +36,7 @@ use matih_connector_core::{
 
 use crate::config::{PgOptions, META_APPLICATION_NAME, META_OPTIONS};
 use crate::connection::PgConnection;
-use matih_connector_core::{Catalog, DiscoveryRequest};
+use matih_connector_core::{Catalog, CatalogDelta, CatalogFingerprint, DiscoveryRequest};
 
 /// The PostgreSQL driver (`POSTGRESQL`, default port 5432).
 #[derive(Debug)]
@@ -126,6 +126,14 @@ impl Connection for PgConnection {
 
     async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
         discovery::discover(self, req).await
+    }
+
+    async fn discover_changed(
+        &mut self,
+        req: &DiscoveryRequest,
+        previous: Option<&CatalogFingerprint>,
+    ) -> Result<CatalogDelta, ConnectorError> {
+        discovery::discover_changed(self, req, previous).await
     }
 
     async fn close(self: Box<Self>) -> Result<(), ConnectorError> {

@@ -89,7 +89,9 @@ impl RestDriver {
                     inferred_fields: true,
                     filter_pushdown: false,
                 },
-            },
+            }
+            // Core's HTTP client carries the tunnel (core's http module).
+            .with_ssh_tunnel(),
         }
     }
 }

@@ -9,8 +9,7 @@ use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
 use matih_connector_core::{
-    run_prepared_test, run_test, ConnectionConfig, ConnectorSpec, ConnectorType, Credentials,
-    Driver, ErrorCode, PreparedConnector, SslMode, TestOptions, TestReport, Timeouts,
+    ConnectionConfig, ConnectorSpec, Credentials, ErrorCode, SslMode, TestReport, Timeouts,
 };
 use serde::{Deserialize, Serialize};
 use utoipa::ToSchema;
@@ -18,10 +17,11 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::{Auth, Claims};
+use crate::connection_test::{self, Tested};
 use crate::discovery;
-use crate::error::{ApiPath, AppError, LaterJson};
+use crate::error::{ApiPath, AppError, Code, LaterJson};
 use crate::limits::InFlight;
-use crate::model::{ts, Connector, ConnectorStatus, Tenant};
+use crate::model::{ts, Connector, ConnectorStatus, DiscoveryState, Tenant};
 use crate::secrets::{SecretError, SecretRef};
 use crate::slots::Held;
 
@@ -67,8 +67,9 @@ pub struct ConnectorList {
     pub creates_in_flight: usize,
 }
 
-/// The create (and update) response: the connector, its test, and what
-/// discovery found when it finished within the wait.
+/// The answer of create, update and credential update: the connector, the
+/// test the call ran (absent only when an update disabled the connector,
+/// which runs none), and the discovery it started.
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorWithTest {
@@ -78,77 +79,14 @@ pub struct ConnectorWithTest {
     pub schemas_discovered: Option<i64>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub tables_discovered: Option<i64>,
-    /// RUNNING, SUCCEEDED, FAILED, or NOT_STARTED when the test failed.
+    /// The discovery this call started: RUNNING, SUCCEEDED, FAILED, or
+    /// NOT_STARTED when the test failed; absent when none was started.
     #[serde(skip_serializing_if = "Option::is_none")]
-    pub discovery_status: Option<String>,
+    pub discovery_status: Option<DiscoveryState>,
     #[serde(skip_serializing_if = "Option::is_none")]
     pub discovery_job_id: Option<Uuid>,
-    pub test_result: TestResult,
-}
-
-/// The create body: the seed's fields (unknown fields are refused).
-#[derive(Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct CreateConnectorDoc {
-    /// 1-200 characters, not only white space, no control characters.
-    #[schema(
-        min_length = 1,
-        max_length = 200,
-        pattern = r"^[^\u0000-\u001f\u007f-\u009f]*[^\s\u0000-\u001f\u007f-\u009f][^\u0000-\u001f\u007f-\u009f]*$"
-    )]
-    name: String,
-    /// A type of the seed (POSTGRESQL, MYSQL, …; any case, or the driver name
-    /// such as `azure-blob`) or a custom type name.
-    #[serde(rename = "type")]
-    #[schema(pattern = r"^[A-Za-z][A-Za-z0-9_-]{0,63}$")]
-    connector_type: String,
-    host: Option<String>,
-    #[schema(minimum = 1, maximum = 65535)]
-    port: Option<u16>,
-    database: Option<String>,
-    schema: Option<String>,
-    /// Written to the secret store only; never stored or returned.
-    credentials: BTreeMap<String, String>,
-    ssl_enabled: Option<bool>,
-    ssl_mode: Option<SslModeDoc>,
-    ssl_ca_pem: Option<String>,
-    #[serde(default)]
-    #[schema(value_type = Object)]
-    metadata: BTreeMap<String, serde_json::Value>,
-    #[serde(default)]
-    timeouts: TimeoutsDoc,
-}
-
-/// The TLS modes (libpq's names).
-#[derive(Debug, Deserialize, ToSchema)]
-#[serde(rename_all = "kebab-case")]
-pub enum SslModeDoc {
-    Disable,
-    Require,
-    VerifyCa,
-    VerifyFull,
-}
-
-/// Time limits in milliseconds (unknown fields are refused).
-#[derive(Debug, Default, Deserialize, ToSchema)]
-#[serde(rename_all = "camelCase", deny_unknown_fields)]
-#[allow(dead_code)]
-pub struct TimeoutsDoc {
-    /// Opening a connection: TCP, TLS and authentication together [10000].
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
-    connect_ms: u64,
-    /// One catalog query or API call [60000].
-    #[serde(default)]
-    #[schema(minimum = 0, maximum = 9007199254740991_u64)]
-    query_ms: u64,
-}
-
-impl std::fmt::Debug for CreateConnectorDoc {
-    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
-        f.write_str("CreateConnectorDoc")
-    }
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub test_result: Option<TestResult>,
 }
 
 #[derive(Debug, Deserialize, ToSchema)]
@@ -166,12 +104,10 @@ pub struct UpdateConnector {
     pub database: Option<String>,
     pub schema: Option<String>,
     pub ssl_enabled: Option<bool>,
-    #[schema(value_type = Option<SslModeDoc>)]
     pub ssl_mode: Option<SslMode>,
     pub ssl_ca_pem: Option<String>,
     #[schema(value_type = Option<Object>)]
     pub metadata: Option<BTreeMap<String, serde_json::Value>>,
-    #[schema(value_type = Option<TimeoutsDoc>)]
     pub timeouts: Option<Timeouts>,
     /// INACTIVE disables the connector; ACTIVE re-enables it after a passing test.
     pub status: Option<ConnectorStatus>,
@@ -215,6 +151,16 @@ pub async fn connector_for(
     id: Uuid,
 ) -> Result<Connector, AppError> {
     claims.require_tenant(tenant_id)?;
+    connector_of(state, tenant_id, id).await
+}
+
+/// The tenant's connector or 404, for a handler that has authorized the
+/// caller already (`tenant_for`).
+pub async fn connector_of(
+    state: &AppState,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Connector, AppError> {
     state
         .store
         .get_connector(tenant_id, id)
@@ -222,106 +168,15 @@ pub async fn connector_for(
         .ok_or_else(|| AppError::not_found("connector"))
 }
 
-pub fn secret_ref(state: &AppState, tenant: &Tenant, c: &Connector) -> SecretRef {
-    let mut r = SecretRef::new(
-        &state.settings.namespace_prefix,
-        &tenant.slug,
-        c.id,
-        &c.connector_type,
-    );
-    r.name = c.credential_secret_name.clone();
-    r
-}
-
 fn validate_name(name: &str) -> Result<(), AppError> {
     if name.trim().is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(AppError::bad_request(
-            "INVALID_CONFIGURATION",
+            Code::Connector(ErrorCode::InvalidConfiguration),
             "name must be 1-200 characters without control characters",
         )
         .with_details(serde_json::json!({"field": "name"})));
     }
     Ok(())
-}
-
-/// Checks and parses a configuration once, before any I/O, under the
-/// service's time limits: the value the request's test then uses.
-fn prepare_spec(
-    state: &AppState,
-    driver: &dyn Driver,
-    cfg: &ConnectionConfig,
-    creds: &Credentials,
-) -> Result<PreparedConnector, AppError> {
-    matih_connector_core::prepare(driver, &clamped(state, cfg), creds)
-        .map_err(|e| AppError::from_connector(&e))
-}
-
-fn clamped(state: &AppState, cfg: &ConnectionConfig) -> ConnectionConfig {
-    ConnectionConfig {
-        timeouts: state.settings.limits.clamp(cfg.timeouts),
-        ..cfg.clone()
-    }
-}
-
-fn test_options(state: &AppState) -> TestOptions {
-    TestOptions {
-        egress: state.settings.egress.clone(),
-        ..Default::default()
-    }
-}
-
-/// Runs the connectivity test (its validate step prepares) and counts it.
-pub async fn test_with(
-    state: &AppState,
-    driver: &dyn Driver,
-    cfg: &ConnectionConfig,
-    creds: &Credentials,
-) -> TestReport {
-    let report = run_test(driver, &clamped(state, cfg), creds, &test_options(state)).await;
-    count_test(state, &driver.descriptor().connector_type, &report);
-    report
-}
-
-/// Runs the connectivity test of a prepared configuration and counts it.
-async fn test_prepared(state: &AppState, prepared: &PreparedConnector) -> TestReport {
-    let report = run_prepared_test(prepared, &test_options(state)).await;
-    count_test(state, prepared.connector_type(), &report);
-    report
-}
-
-fn count_test(state: &AppState, ty: &ConnectorType, report: &TestReport) {
-    let outcome = report.error_code.map(|c| c.as_str()).unwrap_or("ok");
-    state
-        .metrics
-        .connector_tests
-        .with_label_values(&[ty.as_str(), outcome])
-        .inc();
-}
-
-/// Records a test's outcome on the connector. A disabled connector stays disabled.
-pub fn apply_report(state: &AppState, c: &mut Connector, report: &TestReport) {
-    c.last_tested_at = Some(ts(report.tested_at));
-    c.last_test_result = Some(report.message.clone());
-    c.last_error_code = report.error_code.map(|e| e.as_str().to_owned());
-    if c.status == ConnectorStatus::Inactive {
-        return;
-    }
-    c.status = match (report.success, report.latency_ms) {
-        (false, _) => ConnectorStatus::Error,
-        (true, Some(ms)) if ms > state.settings.warning_latency_ms => ConnectorStatus::Warning,
-        (true, _) => ConnectorStatus::Active,
-    };
-}
-
-fn unavailable_credentials(e: SecretError) -> AppError {
-    match e {
-        SecretError::NotFound(_) => AppError::new(
-            StatusCode::CONFLICT,
-            "CREDENTIALS_MISSING",
-            "the connector's credential secret is missing; set new credentials with PUT …/credentials",
-        ),
-        other => other.into(),
-    }
 }
 
 /// Runs `f` to completion even if the client goes away, so multi-step writes
@@ -371,7 +226,7 @@ pub async fn get_connector(
 
 /// Create a connector: validate → plan limit → secret → test → save → discovery.
 #[utoipa::path(post, path = "/api/v1/tenants/{tenant_id}/connectors", tag = "connectors",
-    params(("tenant_id" = Uuid, Path)), request_body = CreateConnectorDoc,
+    params(("tenant_id" = Uuid, Path)), request_body = ConnectorSpec,
     responses((status = 201, body = ConnectorWithTest), (status = 400, body = crate::api::ErrorBody),
         (status = 403, description = "plan limit or a type outside the plan", body = crate::api::ErrorBody),
         (status = 404, body = crate::api::ErrorBody), (status = 409, body = crate::api::ErrorBody)),
@@ -423,9 +278,9 @@ async fn create(
         armed: Some((secret, held)),
     };
     // 4. Test (cancellable); the reservation is renewed meanwhile.
-    let report = test_prepared(&state, &target).await;
+    let tested = connection_test::test_with(&state, &target).await;
     let (secret, held) = undo.armed.take().expect("armed");
-    detached(finish(state, tenant, c, secret, held, report)).await
+    detached(finish(state, tenant, c, secret, held, tested)).await
 }
 
 /// Removes an in-flight create whose request was dropped during the test.
@@ -476,7 +331,7 @@ struct Prepared {
     c: Connector,
     secret: SecretRef,
     /// The configuration, checked and parsed once for the whole create.
-    target: PreparedConnector,
+    target: connection_test::Target,
     held: Held,
     place: InFlight,
 }
@@ -495,7 +350,7 @@ async fn prepare(
     if !tier.allows(&ty) {
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
-            "PLAN_TYPE_NOT_ALLOWED",
+            Code::PlanTypeNotAllowed,
             format!(
                 "the {} plan allows {} connectors; {} is not included",
                 tier.as_str(),
@@ -504,14 +359,11 @@ async fn prepare(
             ),
         ));
     }
-    let driver = state
-        .registry
-        .get(&ty)
-        .map_err(|e| AppError::from_connector(&e))?;
+    let driver = connection_test::driver_for(&state, &ty)?;
     let name = spec.name.clone().unwrap_or_default();
     validate_name(&name)?;
     let cfg = spec.config();
-    let target = prepare_spec(&state, &*driver, &cfg, &spec.credentials)?;
+    let target = connection_test::validate(&state, &driver, &cfg, &spec.credentials)?;
     state.settings.limits.check_timeouts(&cfg.timeouts)?;
     if state
         .store
@@ -529,7 +381,7 @@ async fn prepare(
         let limit = tier.max_connectors().unwrap_or_default();
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
-            "PLAN_LIMIT_EXCEEDED",
+            Code::PlanLimitExceeded,
             format!("the {} plan allows at most {limit} connectors; upgrade the plan or delete a connector", tier.as_str()),
         )
         .with_details(serde_json::json!({"tier": tier.as_str(), "limit": limit})));
@@ -640,9 +492,11 @@ async fn finish(
     mut c: Connector,
     secret: SecretRef,
     held: Held,
-    report: TestReport,
+    tested: Tested,
 ) -> Result<ConnectorWithTest, AppError> {
     let state = &state;
+    tested.apply_to(&mut c);
+    let report = tested.report;
     if let Some((step, ErrorCode::EgressDenied)) = report.failure() {
         undo_create(state, tenant.id, c.id, &secret, held).await;
         let result = TestResult {
@@ -651,7 +505,7 @@ async fn finish(
         };
         return Err(AppError::new(
             StatusCode::FORBIDDEN,
-            "EGRESS_DENIED",
+            Code::Connector(ErrorCode::EgressDenied),
             format!(
                 "the connector's address is not allowed by the egress policy: {}",
                 result.report.message
@@ -659,7 +513,6 @@ async fn finish(
         )
         .with_details(serde_json::json!({"step": step.as_str(), "testResult": result})));
     }
-    apply_report(state, &mut c, &report);
     if let Err(e) = held.finish(&c).await {
         // The reservation or the row is gone (its lease ended and a
         // reconciliation removed both, or the row was deleted meanwhile).
@@ -670,23 +523,24 @@ async fn finish(
     tracing::info!(tenant = %tenant.id, connector = %c.id, r#type = %c.connector_type, status = %c.status, "connector created");
 
     // 6. Discovery, waited for briefly.
+    let tested_ok = report.success;
     let mut out = ConnectorWithTest {
-        test_result: TestResult {
+        test_result: Some(TestResult {
             connector_id: c.id,
             report,
-        },
+        }),
         schemas_discovered: None,
         tables_discovered: None,
-        discovery_status: Some("NOT_STARTED".into()),
+        discovery_status: Some(DiscoveryState::NotStarted),
         discovery_job_id: None,
         connector: c,
     };
-    if out.test_result.report.success {
+    if tested_ok {
         let started = discovery::start(state, &out.connector, secret, Default::default());
         out.discovery_job_id = Some(started.job.id);
-        out.discovery_status = Some(discovery::RUNNING.into());
+        out.discovery_status = Some(DiscoveryState::Running);
         if let Some(job) = started.wait(state.settings.discovery_wait).await {
-            out.discovery_status = Some(job.status.clone());
+            out.discovery_status = Some(job.status.into());
             out.schemas_discovered = job.schemas_discovered;
             out.tables_discovered = job.tables_discovered;
         }
@@ -704,18 +558,14 @@ pub async fn update_connector(
     Auth(claims): Auth,
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
     body: LaterJson,
-) -> Result<Json<serde_json::Value>, AppError> {
+) -> Result<Json<ConnectorWithTest>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let body: UpdateConnector = body.parse().await?;
     let _place = state.settings.limits.acquire(tenant.id)?;
     if let Some(t) = &body.timeouts {
         state.settings.limits.check_timeouts(t)?;
     }
-    let mut c = state
-        .store
-        .get_connector(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("connector"))?;
+    let mut c = connector_of(&state, tenant_id, id).await?;
     if let Some(name) = &body.name {
         validate_name(name)?;
         c.name = name.trim().to_owned();
@@ -747,30 +597,33 @@ pub async fn update_connector(
             ssl_mode: body.ssl_mode,
             ..Default::default()
         };
-        let mode = probe.ssl_mode().map_err(|e| AppError::from_connector(&e))?;
+        let mode = probe.ssl_mode()?;
         c.ssl_mode = Some(mode);
         c.ssl_enabled = mode.is_tls();
     }
-    let driver = state
-        .registry
-        .get(&c.connector_type)
-        .map_err(|e| AppError::from_connector(&e))?;
+    let driver = connection_test::driver_for(&state, &c.connector_type)?;
     c.updated_at = ts(Utc::now());
     match body.status {
         Some(ConnectorStatus::Inactive) => {
-            matih_connector_core::check_config(&*driver, &c.config())
-                .map_err(|e| AppError::from_connector(&e))?;
+            matih_connector_core::check_config(&*driver, &c.config())?;
             c.status = ConnectorStatus::Inactive;
             if !state.store.update_connector(&c).await? {
                 return Err(AppError::not_found("connector"));
             }
             state.jobs.cancel(c.id);
-            return Ok(Json(serde_json::to_value(&c).map_err(AppError::internal)?));
+            return Ok(Json(ConnectorWithTest {
+                connector: c,
+                schemas_discovered: None,
+                tables_discovered: None,
+                discovery_status: None,
+                discovery_job_id: None,
+                test_result: None,
+            }));
         }
         Some(ConnectorStatus::Active) | None => {}
         Some(other) => {
             return Err(AppError::bad_request(
-                "INVALID_REQUEST",
+                Code::InvalidRequest,
                 format!("status can be set to ACTIVE or INACTIVE, not {other}"),
             )
             .with_details(serde_json::json!({"field": "status"})))
@@ -779,37 +632,34 @@ pub async fn update_connector(
     if body.status == Some(ConnectorStatus::Active) {
         c.status = ConnectorStatus::Testing;
     }
-    let secret = secret_ref(&state, &tenant, &c);
-    let creds = state
-        .secrets
-        .get(&secret)
-        .await
-        .map_err(unavailable_credentials)?;
-    let target = prepare_spec(&state, &*driver, &c.config(), &creds)?;
-    let report = test_prepared(&state, &target).await;
-    apply_report(&state, &mut c, &report);
+    let secret = connection_test::secret_ref(&state, &tenant, &c);
+    let creds = connection_test::stored_credentials(&state, &tenant, &c).await?;
+    let cfg = c.config();
+    let target = connection_test::validate(&state, &driver, &cfg, &creds)?;
+    let tested = connection_test::test_with(&state, &target).await;
+    tested.apply_to(&mut c);
+    let report = tested.report;
     if !state.store.update_connector(&c).await? {
         return Err(AppError::not_found("connector"));
     }
+    let tested_ok = report.success;
     let mut out = ConnectorWithTest {
-        test_result: TestResult {
+        test_result: Some(TestResult {
             connector_id: c.id,
             report,
-        },
+        }),
         schemas_discovered: None,
         tables_discovered: None,
         discovery_status: None,
         discovery_job_id: None,
         connector: c,
     };
-    if out.test_result.report.success && out.connector.status != ConnectorStatus::Inactive {
+    if tested_ok && out.connector.status != ConnectorStatus::Inactive {
         let started = discovery::start(&state, &out.connector, secret, Default::default());
-        out.discovery_status = Some(started.job.status.clone());
+        out.discovery_status = Some(started.job.status.into());
         out.discovery_job_id = Some(started.job.id);
     }
-    Ok(Json(
-        serde_json::to_value(&out).map_err(AppError::internal)?,
-    ))
+    Ok(Json(out))
 }
 
 /// Delete a connector, its secret and its catalog.
@@ -823,18 +673,14 @@ pub async fn delete_connector(
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<StatusCode, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
-    let c = state
-        .store
-        .get_connector(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("connector"))?;
+    let c = connector_of(&state, tenant_id, id).await?;
     detached(async move {
         state.jobs.cancel(c.id);
         // The secret goes first: if that fails nothing has changed and the
         // delete can be retried; a row without its secret is never left behind.
         state
             .secrets
-            .delete(&secret_ref(&state, &tenant, &c))
+            .delete(&connection_test::secret_ref(&state, &tenant, &c))
             .await?;
         if !state.store.delete_connector(tenant.id, c.id).await? {
             return Err(AppError::not_found("connector"));
@@ -857,22 +703,10 @@ pub async fn test_connector(
 ) -> Result<Json<TestResult>, AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let _place = state.settings.limits.acquire(tenant.id)?;
-    let mut c = state
-        .store
-        .get_connector(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("connector"))?;
-    let driver = state
-        .registry
-        .get(&c.connector_type)
-        .map_err(|e| AppError::from_connector(&e))?;
-    let creds = state
-        .secrets
-        .get(&secret_ref(&state, &tenant, &c))
-        .await
-        .map_err(unavailable_credentials)?;
-    let report = test_with(&state, &*driver, &c.config(), &creds).await;
-    apply_report(&state, &mut c, &report);
+    let mut c = connector_of(&state, tenant_id, id).await?;
+    let tested = connection_test::test_stored(&state, &tenant, &c).await?;
+    tested.apply_to(&mut c);
+    let report = tested.report;
     c.updated_at = ts(Utc::now());
     state.store.update_connector(&c).await?;
     Ok(Json(TestResult {
@@ -898,25 +732,19 @@ pub async fn update_credentials(
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let body: UpdateCredentials = body.parse().await?;
     let _place = state.settings.limits.acquire(tenant.id)?;
-    let mut c = state
-        .store
-        .get_connector(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("connector"))?;
-    let driver = state
-        .registry
-        .get(&c.connector_type)
-        .map_err(|e| AppError::from_connector(&e))?;
-    let target = prepare_spec(&state, &*driver, &c.config(), &body.credentials)?;
-    let report = test_prepared(&state, &target).await;
-    if !report.success {
+    let mut c = connector_of(&state, tenant_id, id).await?;
+    let driver = connection_test::driver_for(&state, &c.connector_type)?;
+    let cfg = c.config();
+    let target = connection_test::validate(&state, &driver, &cfg, &body.credentials)?;
+    let tested = connection_test::test_with(&state, &target).await;
+    if !tested.report.success {
         let result = TestResult {
             connector_id: c.id,
-            report,
+            report: tested.report,
         };
         return Err(AppError::new(
             StatusCode::UNPROCESSABLE_ENTITY,
-            "CREDENTIALS_TEST_FAILED",
+            Code::CredentialsTestFailed,
             format!(
                 "the new credentials failed the connectivity test; the old ones are kept: {}",
                 result.report.message
@@ -925,7 +753,7 @@ pub async fn update_credentials(
         .with_details(serde_json::json!({ "testResult": result })));
     }
     detached(async move {
-        let secret = secret_ref(&state, &tenant, &c);
+        let secret = connection_test::secret_ref(&state, &tenant, &c);
         match state.secrets.replace(&secret, &body.credentials).await {
             Ok(()) => {}
             // The secret went missing (removed by hand): the new credentials
@@ -938,15 +766,15 @@ pub async fn update_credentials(
         if c.status == ConnectorStatus::Error {
             c.status = ConnectorStatus::Testing;
         }
-        apply_report(&state, &mut c, &report);
+        tested.apply_to(&mut c);
         c.updated_at = ts(Utc::now());
         state.store.update_connector(&c).await?;
         tracing::info!(connector = %c.id, "credentials replaced");
         Ok(Json(ConnectorWithTest {
-            test_result: TestResult {
+            test_result: Some(TestResult {
                 connector_id: c.id,
-                report,
-            },
+                report: tested.report,
+            }),
             schemas_discovered: None,
             tables_discovered: None,
             discovery_status: None,

@@ -14,11 +14,11 @@ use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
 
-use crate::api::connectors::{connector_for, secret_ref, tenant_for};
+use crate::api::connectors::{connector_for, connector_of, tenant_for};
 use crate::app::AppState;
 use crate::auth::Auth;
 use crate::discovery;
-use crate::error::{ApiPath, ApiQuery, AppError, LaterJson};
+use crate::error::{ApiPath, ApiQuery, AppError, Code, LaterJson};
 use crate::model::{ConnectorStatus, DiscoveryJob, Snapshot};
 
 pub fn router() -> Router<AppState> {
@@ -83,11 +83,7 @@ pub async fn start_discovery(
 ) -> Result<(StatusCode, Json<DiscoveryJob>), AppError> {
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let _place = state.settings.limits.acquire(tenant.id)?;
-    let c = state
-        .store
-        .get_connector(tenant_id, id)
-        .await?
-        .ok_or_else(|| AppError::not_found("connector"))?;
+    let c = connector_of(&state, tenant_id, id).await?;
     let body = body.bytes().await?;
     // The body is optional; when present it answers like every other body:
     // 400 for malformed JSON, 422 for a well-formed body that does not fit.
@@ -97,9 +93,9 @@ pub async fn start_discovery(
         serde_json::from_slice(&body).map_err(|e| {
             let (status, code) = match e.classify() {
                 serde_json::error::Category::Data => {
-                    (StatusCode::UNPROCESSABLE_ENTITY, "INVALID_REQUEST")
+                    (StatusCode::UNPROCESSABLE_ENTITY, Code::InvalidRequest)
                 }
-                _ => (StatusCode::BAD_REQUEST, "MALFORMED_JSON"),
+                _ => (StatusCode::BAD_REQUEST, Code::MalformedJson),
             };
             AppError::new(status, code, format!("invalid discovery request: {e}"))
         })?
@@ -107,11 +103,11 @@ pub async fn start_discovery(
     if c.status == ConnectorStatus::Inactive {
         return Err(AppError::new(
             StatusCode::CONFLICT,
-            "CONNECTOR_INACTIVE",
+            Code::ConnectorInactive,
             "the connector is disabled; enable it first",
         ));
     }
-    let secret = secret_ref(&state, &tenant, &c);
+    let secret = crate::connection_test::secret_ref(&state, &tenant, &c);
     let started = discovery::start(&state, &c, secret, req);
     Ok((StatusCode::ACCEPTED, Json(started.job)))
 }
@@ -201,7 +197,10 @@ fn decode_cursor(cursor: &str) -> Result<(String, String), AppError> {
         .ok()
         .and_then(|b| serde_json::from_slice(&b).ok())
         .ok_or_else(|| {
-            AppError::bad_request("INVALID_REQUEST", "cursor is not one this service issued")
+            AppError::bad_request(
+                Code::InvalidRequest,
+                "cursor is not one this service issued",
+            )
         })
 }
 
@@ -218,7 +217,7 @@ async fn latest_snapshot(
         .ok_or_else(|| {
             AppError::new(
                 StatusCode::NOT_FOUND,
-                "CATALOG_NOT_FOUND",
+                Code::CatalogNotFound,
                 "no discovery has completed for this connector yet",
             )
         })?;
@@ -254,7 +253,7 @@ pub async fn schemas(
         Some("columns") => true,
         Some(other) => {
             return Err(AppError::bad_request(
-                "INVALID_REQUEST",
+                Code::InvalidRequest,
                 format!("include={other:?}: only `columns` is known"),
             ))
         }
@@ -262,7 +261,7 @@ pub async fn schemas(
     let limit = q.limit.unwrap_or(1000);
     if limit == 0 || limit > 10_000 {
         return Err(AppError::bad_request(
-            "INVALID_REQUEST",
+            Code::InvalidRequest,
             "limit must be 1-10000",
         ));
     }
@@ -515,7 +514,7 @@ pub async fn diff(
     let Some(newest) = snaps.first() else {
         return Err(AppError::new(
             StatusCode::NOT_FOUND,
-            "CATALOG_NOT_FOUND",
+            Code::CatalogNotFound,
             "no discovery has completed for this connector yet",
         ));
     };

@@ -2,6 +2,7 @@
 
 pub mod connectors;
 pub mod discovery;
+pub mod health;
 pub mod tenants;
 
 use axum::Router;
@@ -15,7 +16,7 @@ pub fn router() -> Router<AppState> {
         .merge(tenants::router())
         .merge(connectors::router())
         .merge(discovery::router())
-        .merge(crate::health::api::router())
+        .merge(health::router())
 }
 
 /// The error shape of every route.

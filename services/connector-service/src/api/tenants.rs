@@ -11,7 +11,7 @@ use uuid::Uuid;
 
 use crate::app::AppState;
 use crate::auth::Auth;
-use crate::error::{ApiPath, AppError, LaterJson};
+use crate::error::{ApiPath, AppError, Code, LaterJson};
 use crate::model::{ts, Tenant, Tier};
 
 pub fn router() -> Router<AppState> {
@@ -86,14 +86,14 @@ pub async fn create_tenant(
     let name = body.name.trim();
     if name.is_empty() || name.chars().count() > 200 || name.chars().any(char::is_control) {
         return Err(AppError::bad_request(
-            "INVALID_REQUEST",
+            Code::InvalidRequest,
             "name must be 1-200 characters without control characters",
         )
         .with_details(serde_json::json!({"field": "name"})));
     }
     if !valid_slug(&body.slug, &state.settings.namespace_prefix) {
         return Err(AppError::bad_request(
-            "INVALID_REQUEST",
+            Code::InvalidRequest,
             "slug must be a lower-case DNS label: a-z, 0-9 and '-', starting with a letter, not ending with '-', \
              short enough for the namespace name to stay within 63 characters",
         )

@@ -39,7 +39,8 @@ pub struct HealthConfig {
     pub poll_secs: u64,
     pub lease_secs: Option<u64>,
     pub history_kept: i64,
-    /// Connector type wire name → WARNING threshold in milliseconds.
+    /// Connector type wire name → WARNING threshold in milliseconds; read
+    /// into `Settings::thresholds`, which every test path's status rule uses.
     pub warning_latency_by_type: BTreeMap<String, u64>,
     pub webhook_url: Option<String>,
     pub webhook_secret: Option<String>,
@@ -134,7 +135,7 @@ impl HealthConfig {
         Ok(true)
     }
 
-    pub fn settings(&self, default_warning_ms: u64) -> HealthSettings {
+    pub fn settings(&self) -> HealthSettings {
         let check_timeout = Duration::from_secs(self.check_timeout_secs.max(1));
         HealthSettings {
             interval: Duration::from_secs(self.interval_secs.max(1)),
@@ -147,8 +148,6 @@ impl HealthConfig {
                 .map(Duration::from_secs)
                 .unwrap_or(check_timeout + Duration::from_secs(30)),
             history_kept: self.history_kept.max(1),
-            warning_ms: default_warning_ms,
-            warning_ms_by_type: self.warning_latency_by_type.clone(),
             retry_base: Duration::from_secs(1),
             retry_max: Duration::from_secs(self.retry_max_secs.max(1)),
             delivery_poll: Duration::from_secs(1),
@@ -168,8 +167,6 @@ pub struct HealthSettings {
     /// How long a claim holds; must exceed the check timeout.
     pub lease: Duration,
     pub history_kept: i64,
-    pub warning_ms: u64,
-    pub warning_ms_by_type: BTreeMap<String, u64>,
     pub retry_base: Duration,
     pub retry_max: Duration,
     pub delivery_poll: Duration,
@@ -177,18 +174,11 @@ pub struct HealthSettings {
 
 impl Default for HealthSettings {
     fn default() -> Self {
-        HealthConfig::default().settings(2000)
+        HealthConfig::default().settings()
     }
 }
 
 impl HealthSettings {
-    pub fn warning_threshold_ms(&self, connector_type: &str) -> u64 {
-        self.warning_ms_by_type
-            .get(connector_type)
-            .copied()
-            .unwrap_or(self.warning_ms)
-    }
-
     /// Exponential backoff for the `attempts`-th failed delivery, capped.
     pub fn retry_delay(&self, attempts: i64) -> Duration {
         let shift = attempts.clamp(0, 20) as u32;

@@ -4,14 +4,17 @@
 //! and queues ERROR and recovery notices in an outbox that a delivery loop
 //! drains with retries.
 //!
-//! Work is shared between replicas through the metadata store: a replica
-//! claims due connectors with one conditional UPDATE that sets a lease (with
-//! `FOR UPDATE SKIP LOCKED` on PostgreSQL), and the end of a check writes the
-//! status, the history row and any notice in one transaction, only while it
-//! still holds the lease. A replica that dies leaves leases that expire; the
-//! rows are then due again for whoever sweeps next.
+//! Work is shared between replicas through the metadata store, the module's
+//! only way to its tables: a replica claims due connectors
+//! (`MetadataStore::claim_health_checks`: one conditional write that sets a
+//! lease and skips rows another replica is claiming), and the end of a check
+//! writes the status, the history row and any notice in one transaction, only
+//! while it still holds the lease (`record_health_check`). A replica that dies
+//! leaves leases that expire; the rows are then due again for whoever sweeps
+//! next. The route that shows a connector's health lives with the other
+//! routes, in `src/api/health.rs`; the test itself is the shared use case in
+//! `connection_test`.
 
-pub mod api;
 pub mod config;
 pub mod metrics;
 pub mod notify;
@@ -21,10 +24,9 @@ use std::time::{Duration, Instant};
 
 use anyhow::Context;
 use chrono::Utc;
-use matih_connector_core::TestReport;
+use matih_connector_core::ErrorCode;
 use rand::Rng;
 use serde_json::json;
-use sqlx::{AnyPool, Row};
 use tokio::task::JoinSet;
 use uuid::Uuid;
 
@@ -33,8 +35,9 @@ pub use metrics::HealthMetrics;
 pub use notify::{FanOut, LogNotifier, Notice, Notifier, WebhookNotifier};
 
 use crate::app::AppState;
+use crate::connection_test::{self, Tested};
 use crate::model::{ts, ConnectorStatus};
-use crate::secrets::SecretError;
+use crate::store::{HealthCheckRecord, HealthLease, HealthTransition, NewNotice};
 
 pub const EVENT_ERROR: &str = "connector.error";
 pub const EVENT_RECOVERED: &str = "connector.recovered";
@@ -52,17 +55,15 @@ pub struct SweepStats {
 }
 
 /// A connector this replica holds a lease on.
-#[derive(Clone, Debug)]
-pub struct Claimed {
-    pub id: Uuid,
-    pub tenant_id: Uuid,
-}
+pub type Claimed = HealthLease;
 
 /// A check's outcome, whatever stopped it (driver, secret store, timeout).
 #[derive(Clone, Debug)]
 struct Outcome {
     connector_type: String,
     name: String,
+    /// The status rule's answer for a test that ran; ERROR otherwise.
+    status: ConnectorStatus,
     success: bool,
     latency_ms: u64,
     error_code: Option<String>,
@@ -77,8 +78,6 @@ pub struct HealthMonitor {
 
 struct Inner {
     state: AppState,
-    pool: AnyPool,
-    postgres: bool,
     replica: String,
     settings: HealthSettings,
     notifier: Arc<dyn Notifier>,
@@ -141,12 +140,7 @@ pub fn start(state: &AppState, c: &HealthConfig) -> anyhow::Result<Option<Runnin
     if !c.enabled {
         return Ok(None);
     }
-    let monitor = HealthMonitor::new(
-        state.clone(),
-        c.settings(state.settings.warning_latency_ms),
-        notifier_from_config(c)?,
-        None,
-    )?;
+    let monitor = HealthMonitor::new(state.clone(), c.settings(), notifier_from_config(c)?, None)?;
     Ok(Some(monitor.spawn()))
 }
 
@@ -166,17 +160,10 @@ impl HealthMonitor {
         notifier: Arc<dyn Notifier>,
         replica: Option<String>,
     ) -> anyhow::Result<Self> {
-        let pool = state
-            .store
-            .sql_pool()
-            .context("the health monitor needs an SQL metadata store")?;
-        let postgres = state.store.backend() == "postgres";
         let metrics = HealthMetrics::new(state.metrics.registry());
         Ok(HealthMonitor {
             inner: Arc::new(Inner {
                 state,
-                pool,
-                postgres,
                 replica: replica.unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
                 settings,
                 notifier,
@@ -235,45 +222,16 @@ impl HealthMonitor {
     /// to the create's own test.
     pub async fn claim(&self, n: usize, due: &str) -> anyhow::Result<Vec<Claimed>> {
         let i = &self.inner;
-        let lock = if i.postgres {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let now = ts(Utc::now());
-        let sql = format!(
-            "UPDATE connectors SET health_lease_owner = $1, health_lease_until = $2, \
-             health_prev_status = CASE WHEN status = 'TESTING' \
-                THEN COALESCE(health_prev_status, 'ACTIVE') ELSE status END, \
-             status = 'TESTING' \
-             WHERE id IN (SELECT id FROM connectors WHERE status <> 'INACTIVE' \
-                AND id NOT IN (SELECT connector_id FROM create_reservations \
-                    WHERE connector_id IS NOT NULL) \
-                AND (health_next_at IS NULL OR health_next_at <= $3) \
-                AND (health_lease_until IS NULL OR health_lease_until < $4) \
-                ORDER BY COALESCE(health_next_at, ''), id LIMIT $5 {lock}) \
-             RETURNING id, tenant_id"
-        );
-        let rows = sqlx::query(&sql)
-            .bind(&i.replica)
-            .bind(now_plus(i.settings.lease))
-            .bind(due)
-            .bind(&now)
-            .bind(n as i64)
-            .fetch_all(&i.pool)
-            .await?;
-        let mut out = Vec::with_capacity(rows.len());
-        for r in rows {
-            let id: String = r.try_get("id")?;
-            let tenant: String = r.try_get("tenant_id")?;
-            let c = Claimed {
-                id: id.parse()?,
-                tenant_id: tenant.parse()?,
-            };
-            i.state.store.forget_connector(c.id);
-            out.push(c);
-        }
-        Ok(out)
+        Ok(i.state
+            .store
+            .claim_health_checks(
+                &i.replica,
+                n,
+                due,
+                &ts(Utc::now()),
+                &now_plus(i.settings.lease),
+            )
+            .await?)
     }
 
     /// Tests every connector due now, `concurrency` at a time, and returns when
@@ -337,6 +295,7 @@ impl HealthMonitor {
         let fail = |ty: String, name: String, code: &str, msg: String| Outcome {
             connector_type: ty,
             name,
+            status: ConnectorStatus::Error,
             success: false,
             latency_ms: started.elapsed().as_millis() as u64,
             error_code: Some(code.to_owned()),
@@ -350,7 +309,7 @@ impl HealthMonitor {
                 return Some(fail(
                     String::new(),
                     String::new(),
-                    "INTERNAL",
+                    ErrorCode::Internal.as_str(),
                     format!("reading the connector failed: {e}"),
                 ))
             }
@@ -364,42 +323,21 @@ impl HealthMonitor {
                 return Some(fail(
                     ty,
                     name,
-                    "INTERNAL",
+                    ErrorCode::Internal.as_str(),
                     format!("reading the tenant failed: {e}"),
                 ))
             }
         };
-        let driver = match state.registry.get(&connector.connector_type) {
-            Ok(d) => d,
-            Err(e) => return Some(fail(ty, name, e.code().as_str(), e.message().to_owned())),
-        };
-        let secret = crate::api::connectors::secret_ref(state, &tenant, &connector);
-        let creds = match state.secrets.get(&secret).await {
-            Ok(c) => c,
-            Err(SecretError::NotFound(_)) => {
-                return Some(fail(
-                    ty,
-                    name,
-                    "CREDENTIALS_MISSING",
-                    "the connector's credential secret is missing".into(),
-                ))
-            }
-            Err(e) => {
-                return Some(fail(
-                    ty,
-                    name,
-                    "SECRET_STORE_UNAVAILABLE",
-                    format!("reading the credentials failed: {e}"),
-                ))
-            }
-        };
-        let cfg = connector.config();
-        let report: TestReport =
-            crate::api::connectors::test_with(state, &*driver, &cfg, &creds).await;
+        let Tested { report, status } =
+            match connection_test::test_stored(state, &tenant, &connector).await {
+                Ok(t) => t,
+                Err(e) => return Some(fail(ty, name, e.code().as_str(), e.message())),
+            };
         let failure = report.failure();
         Some(Outcome {
             connector_type: ty,
             name,
+            status,
             success: report.success,
             latency_ms: report
                 .latency_ms
@@ -436,9 +374,10 @@ impl HealthMonitor {
                 Outcome {
                     connector_type: ty,
                     name,
+                    status: ConnectorStatus::Error,
                     success: false,
                     latency_ms: started.elapsed().as_millis() as u64,
-                    error_code: Some("TIMEOUT".into()),
+                    error_code: Some(ErrorCode::Timeout.as_str().to_owned()),
                     failed_step: None,
                     message: format!(
                         "the health check did not finish within {} ms",
@@ -451,13 +390,7 @@ impl HealthMonitor {
             .check_latency
             .with_label_values(&[&outcome.connector_type])
             .observe(started.elapsed().as_secs_f64());
-        let status = if !outcome.success {
-            ConnectorStatus::Error
-        } else if outcome.latency_ms > i.settings.warning_threshold_ms(&outcome.connector_type) {
-            ConnectorStatus::Warning
-        } else {
-            ConnectorStatus::Active
-        };
+        let status = outcome.status;
         let recorded = self.record(&c, &outcome, status).await?;
         if recorded.is_some() {
             i.metrics
@@ -474,17 +407,7 @@ impl HealthMonitor {
     /// Gives a lease back without a result (the connector or tenant is gone).
     async fn release(&self, c: &Claimed) -> anyhow::Result<()> {
         let i = &self.inner;
-        sqlx::query(
-            "UPDATE connectors SET status = COALESCE(health_prev_status, status), \
-             health_lease_owner = NULL, health_lease_until = NULL, health_prev_status = NULL \
-             WHERE id = $1 AND health_lease_owner = $2 AND status = 'TESTING'",
-        )
-        .bind(c.id.to_string())
-        .bind(&i.replica)
-        .execute(&i.pool)
-        .await?;
-        i.state.store.forget_connector(c.id);
-        Ok(())
+        Ok(i.state.store.release_health_lease(c.id, &i.replica).await?)
     }
 
     /// Status, history and notice in one transaction, while the lease is ours.
@@ -495,172 +418,46 @@ impl HealthMonitor {
         status: ConnectorStatus,
     ) -> anyhow::Result<Option<ConnectorStatus>> {
         let i = &self.inner;
-        let id = c.id.to_string();
         let now = Utc::now();
         let checked_at = ts(now);
-        let mut tx = i.pool.begin().await?;
-        // A write first: it takes SQLite's write lock at once (waiting under the
-        // busy timeout) instead of upgrading a read lock later, which SQLite
-        // refuses with SQLITE_BUSY when another writer got there first; on
-        // PostgreSQL it locks the row. No row: the lease is no longer ours.
-        let held = sqlx::query(
-            "UPDATE connectors SET health_lease_owner = health_lease_owner \
-             WHERE id = $1 AND health_lease_owner = $2",
-        )
-        .bind(&id)
-        .bind(&i.replica)
-        .execute(&mut *tx)
-        .await?;
-        if held.rows_affected() == 0 {
-            tx.rollback().await?;
-            return Ok(None);
-        }
-        let row = sqlx::query(
-            "SELECT status, health_prev_status, last_success_at FROM connectors WHERE id = $1",
-        )
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await?;
-        let current: String = row.try_get("status")?;
-        let prev: Option<String> = row.try_get("health_prev_status")?;
-        let last_success: Option<String> = row.try_get("last_success_at")?;
-        // Disabled while the check ran: it stays disabled and nobody is told.
-        let disabled = current == ConnectorStatus::Inactive.as_str();
-        let new_status = if disabled {
-            ConnectorStatus::Inactive
-        } else {
-            status
-        };
-        let last_success = if o.success {
-            Some(checked_at.clone())
-        } else {
-            last_success
-        };
         let jitter = if i.settings.jitter.is_zero() {
             Duration::ZERO
         } else {
             rand::thread_rng().gen_range(Duration::ZERO..=i.settings.jitter)
         };
-        sqlx::query(
-            "UPDATE connectors SET status = $1, last_tested_at = $2, last_test_result = $3, \
-             last_error_code = $4, last_success_at = $5, health_next_at = $6, \
-             health_lease_owner = NULL, health_lease_until = NULL, health_prev_status = NULL \
-             WHERE id = $7",
-        )
-        .bind(new_status.as_str())
-        .bind(&checked_at)
-        .bind(short(&o.message))
-        .bind(o.error_code.clone())
-        .bind(last_success.clone())
-        .bind(now_plus(i.settings.interval + jitter))
-        .bind(&id)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "INSERT INTO health_checks (id, connector_id, tenant_id, checked_at, status, success, \
-             latency_ms, error_code, failed_step, message, replica) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
-        )
-        .bind(Uuid::new_v4().to_string())
-        .bind(&id)
-        .bind(c.tenant_id.to_string())
-        .bind(&checked_at)
-        .bind(status.as_str())
-        .bind(i64::from(o.success))
-        .bind(o.latency_ms as i64)
-        .bind(o.error_code.clone())
-        .bind(o.failed_step.clone())
-        .bind(short(&o.message))
-        .bind(&i.replica)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM health_checks WHERE connector_id = $1 AND id NOT IN \
-             (SELECT id FROM health_checks WHERE connector_id = $1 \
-              ORDER BY checked_at DESC, id DESC LIMIT $2)",
-        )
-        .bind(&id)
-        .bind(i.settings.history_kept)
-        .execute(&mut *tx)
-        .await?;
-        let was_error = prev.as_deref() == Some(ConnectorStatus::Error.as_str());
-        let event = match (disabled, new_status, was_error) {
-            (false, ConnectorStatus::Error, false) => Some(EVENT_ERROR),
-            (false, ConnectorStatus::Active | ConnectorStatus::Warning, true) => {
-                Some(EVENT_RECOVERED)
-            }
-            _ => None,
+        let record = HealthCheckRecord {
+            connector: *c,
+            replica: i.replica.clone(),
+            checked_at: checked_at.clone(),
+            status,
+            success: o.success,
+            latency_ms: o.latency_ms,
+            error_code: o.error_code.clone(),
+            failed_step: o.failed_step.clone(),
+            message: short(&o.message),
+            next_at: now_plus(i.settings.interval + jitter),
+            history_kept: i.settings.history_kept,
         };
-        if let Some(event) = event {
-            let notice_id = Uuid::new_v4().to_string();
-            let body = json!({
-                "id": notice_id,
-                "event": event,
-                "recipients": "tenant-admins",
-                "tenantId": c.tenant_id,
-                "connectorId": c.id,
-                "connectorName": o.name,
-                "connectorType": o.connector_type,
-                "status": new_status.as_str(),
-                "previousStatus": prev,
-                "errorCode": o.error_code,
-                "message": o.message,
-                "failedStep": o.failed_step,
-                "latencyMs": o.latency_ms,
-                "lastSuccessAt": last_success,
-                "checkedAt": checked_at,
-            })
-            .to_string();
-            sqlx::query(
-                "INSERT INTO notification_outbox (id, tenant_id, connector_id, kind, payload, \
-                 created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
-            )
-            .bind(&notice_id)
-            .bind(c.tenant_id.to_string())
-            .bind(&id)
-            .bind(event)
-            .bind(body)
-            .bind(&checked_at)
-            .bind(&checked_at)
-            .execute(&mut *tx)
-            .await?;
-        }
-        tx.commit().await?;
-        i.state.store.forget_connector(c.id);
-        Ok(Some(new_status))
+        let notice = |t: &HealthTransition| notice_for(c, o, &checked_at, t);
+        Ok(i.state.store.record_health_check(&record, &notice).await?)
     }
 
     /// One delivery pass: leases pending notices, tries each once, and
     /// reschedules failures with backoff. Returns how many were delivered.
     pub async fn deliver_pending(&self) -> anyhow::Result<usize> {
         let i = &self.inner;
-        let lock = if i.postgres {
-            "FOR UPDATE SKIP LOCKED"
-        } else {
-            ""
-        };
-        let now = ts(Utc::now());
-        let rows = sqlx::query(&format!(
-            "UPDATE notification_outbox SET lease_owner = $1, lease_until = $2 \
-             WHERE id IN (SELECT id FROM notification_outbox WHERE delivered_at IS NULL \
-                AND next_attempt_at <= $3 AND (lease_until IS NULL OR lease_until < $4) \
-                ORDER BY created_at, id LIMIT 50 {lock}) \
-             RETURNING id, kind, payload, attempts"
-        ))
-        .bind(&i.replica)
-        .bind(now_plus(i.settings.lease))
-        .bind(&now)
-        .bind(&now)
-        .fetch_all(&i.pool)
-        .await?;
+        let store = &i.state.store;
+        let leased = store
+            .lease_notices(&i.replica, 50, &ts(Utc::now()), &now_plus(i.settings.lease))
+            .await?;
         let mut delivered = 0;
-        for r in rows {
+        for n in leased {
+            let attempts = n.attempts;
             let notice = Notice {
-                id: r.try_get("id")?,
-                kind: r.try_get("kind")?,
-                body: r.try_get("payload")?,
+                id: n.id,
+                kind: n.kind,
+                body: n.payload,
             };
-            let attempts: i64 = r.try_get("attempts")?;
             match i.notifier.deliver(&notice).await {
                 Ok(()) => {
                     delivered += 1;
@@ -668,29 +465,16 @@ impl HealthMonitor {
                         .notifications
                         .with_label_values(&["delivered"])
                         .inc();
-                    sqlx::query(
-                        "UPDATE notification_outbox SET delivered_at = $1, attempts = attempts + 1, \
-                         lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $2",
-                    )
-                    .bind(ts(Utc::now()))
-                    .bind(&notice.id)
-                    .execute(&i.pool)
-                    .await?;
+                    store.notice_delivered(&notice.id, &ts(Utc::now())).await?;
                 }
                 Err(e) => {
                     i.metrics.notifications.with_label_values(&["failed"]).inc();
                     let wait = i.settings.retry_delay(attempts);
                     tracing::warn!(notification = %notice.id, attempts = attempts + 1,
                         retry_in_ms = wait.as_millis() as u64, error = %e, "notification delivery failed");
-                    sqlx::query(
-                        "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at = $1, \
-                         lease_owner = NULL, lease_until = NULL, last_error = $2 WHERE id = $3",
-                    )
-                    .bind(now_plus(wait))
-                    .bind(short(&e))
-                    .bind(&notice.id)
-                    .execute(&i.pool)
-                    .await?;
+                    store
+                        .notice_failed(&notice.id, &now_plus(wait), &short(&e))
+                        .await?;
                 }
             }
         }
@@ -700,23 +484,64 @@ impl HealthMonitor {
     /// Sets the connectors-by-status gauge from the store.
     pub async fn refresh_status_gauge(&self) -> anyhow::Result<()> {
         let i = &self.inner;
-        let rows = sqlx::query("SELECT status, COUNT(*) AS n FROM connectors GROUP BY status")
-            .fetch_all(&i.pool)
-            .await?;
-        for s in ["ACTIVE", "WARNING", "ERROR", "TESTING", "INACTIVE"] {
+        let counts = i.state.store.count_by_status().await?;
+        for s in [
+            ConnectorStatus::Active,
+            ConnectorStatus::Warning,
+            ConnectorStatus::Error,
+            ConnectorStatus::Testing,
+            ConnectorStatus::Inactive,
+        ] {
+            let n = counts
+                .iter()
+                .find(|(status, _)| *status == s)
+                .map_or(0, |(_, n)| *n);
             i.metrics
                 .connectors_by_status
-                .with_label_values(&[s])
-                .set(0);
-        }
-        for r in rows {
-            let s: String = r.try_get("status")?;
-            let n: i64 = r.try_get("n")?;
-            i.metrics
-                .connectors_by_status
-                .with_label_values(&[&s])
+                .with_label_values(&[s.as_str()])
                 .set(n);
         }
         Ok(())
     }
+}
+
+/// The notice a recorded check queues: `connector.error` on entering ERROR,
+/// `connector.recovered` on leaving it for ACTIVE or WARNING; nothing for a
+/// connector disabled meanwhile, nor while it stays where it was.
+fn notice_for(
+    c: &Claimed,
+    o: &Outcome,
+    checked_at: &str,
+    t: &HealthTransition,
+) -> Option<NewNotice> {
+    let was_error = t.previous.as_deref() == Some(ConnectorStatus::Error.as_str());
+    let event = match (t.disabled, t.status, was_error) {
+        (false, ConnectorStatus::Error, false) => EVENT_ERROR,
+        (false, ConnectorStatus::Active | ConnectorStatus::Warning, true) => EVENT_RECOVERED,
+        _ => return None,
+    };
+    let id = Uuid::new_v4().to_string();
+    let payload = json!({
+        "id": id,
+        "event": event,
+        "recipients": "tenant-admins",
+        "tenantId": c.tenant_id,
+        "connectorId": c.id,
+        "connectorName": o.name,
+        "connectorType": o.connector_type,
+        "status": t.status.as_str(),
+        "previousStatus": t.previous,
+        "errorCode": o.error_code,
+        "message": o.message,
+        "failedStep": o.failed_step,
+        "latencyMs": o.latency_ms,
+        "lastSuccessAt": t.last_success_at,
+        "checkedAt": checked_at,
+    })
+    .to_string();
+    Some(NewNotice {
+        id,
+        kind: event.to_owned(),
+        payload,
+    })
 }

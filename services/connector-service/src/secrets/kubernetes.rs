@@ -14,9 +14,7 @@ use matih_connector_core::{Credentials, SecretString};
 
 use super::{SecretError, SecretRef, SecretStore};
 
-pub const LABEL_ID: &str = "matih.ai/connector-id";
-pub const LABEL_TYPE: &str = "matih.ai/connector-type";
-const MANAGED_BY: &str = "app.kubernetes.io/managed-by";
+pub use super::{LABEL_ID, LABEL_TYPE};
 
 #[derive(Clone)]
 pub struct KubernetesSecretStore {
@@ -83,11 +81,7 @@ impl KubernetesSecretStore {
     }
 
     fn secret(r: &SecretRef, creds: &Credentials, resource_version: Option<String>) -> Secret {
-        let labels = BTreeMap::from([
-            (LABEL_ID.to_owned(), r.connector_id.to_string()),
-            (LABEL_TYPE.to_owned(), r.connector_type.clone()),
-            (MANAGED_BY.to_owned(), "matih-connector-service".to_owned()),
-        ]);
+        let labels = r.labels();
         Secret {
             metadata: ObjectMeta {
                 name: Some(r.name.clone()),

@@ -1,7 +1,9 @@
 //! A read-through cache of connectors and tenants for a store that one process owns (the
 //! embedded SQLite file): `GET` one connector is then a map lookup, and routes that need the
 //! tenant's slug do not read it again. It is not
-//! used with PostgreSQL, where other replicas write too.
+//! used with PostgreSQL, where other replicas write too. Every write that can
+//! change a cached connector (the health scheduler's leases and results
+//! included) drops it here, so no caller clears the cache by hand.
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
@@ -10,8 +12,11 @@ use std::sync::RwLock;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use super::{ExpiredReservation, MetadataStore, Result};
-use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
+use super::{
+    ExpiredReservation, HealthCheckRecord, HealthHistory, HealthLease, LeasedNotice, MetadataStore,
+    NoticeRule, Result,
+};
+use crate::model::{Connector, ConnectorStatus, DiscoveryJob, Snapshot, Tenant, Tier};
 
 pub struct CachedStore<S> {
     inner: S,
@@ -63,12 +68,6 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
     async fn ping(&self) -> Result<()> {
         self.inner.ping().await
-    }
-    fn sql_pool(&self) -> Option<sqlx::AnyPool> {
-        self.inner.sql_pool()
-    }
-    fn forget_connector(&self, id: Uuid) {
-        self.forget(id);
     }
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
         self.inner.create_tenant(t).await
@@ -223,5 +222,57 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     }
     async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>> {
         self.inner.latest_snapshots(connector, n).await
+    }
+    async fn claim_health_checks(
+        &self,
+        replica: &str,
+        n: usize,
+        due: &str,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<Vec<HealthLease>> {
+        let r = self
+            .inner
+            .claim_health_checks(replica, n, due, now, lease_until)
+            .await;
+        for c in r.iter().flatten() {
+            self.forget(c.id);
+        }
+        r
+    }
+    async fn release_health_lease(&self, id: Uuid, replica: &str) -> Result<()> {
+        let r = self.inner.release_health_lease(id, replica).await;
+        self.forget(id);
+        r
+    }
+    async fn record_health_check(
+        &self,
+        r: &HealthCheckRecord,
+        notice: &NoticeRule<'_>,
+    ) -> Result<Option<ConnectorStatus>> {
+        let out = self.inner.record_health_check(r, notice).await;
+        self.forget(r.connector.id);
+        out
+    }
+    async fn health_history(&self, connector: Uuid, limit: i64) -> Result<HealthHistory> {
+        self.inner.health_history(connector, limit).await
+    }
+    async fn count_by_status(&self) -> Result<Vec<(ConnectorStatus, i64)>> {
+        self.inner.count_by_status().await
+    }
+    async fn lease_notices(
+        &self,
+        replica: &str,
+        n: i64,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<Vec<LeasedNotice>> {
+        self.inner.lease_notices(replica, n, now, lease_until).await
+    }
+    async fn notice_delivered(&self, id: &str, at: &str) -> Result<()> {
+        self.inner.notice_delivered(id, at).await
+    }
+    async fn notice_failed(&self, id: &str, next_attempt_at: &str, error: &str) -> Result<()> {
+        self.inner.notice_failed(id, next_attempt_at, error).await
     }
 }

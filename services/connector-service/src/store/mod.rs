@@ -4,6 +4,7 @@
 //! two differ only in how they open and migrate, in `sqlite.rs` and `postgres.rs`.
 
 mod cache;
+mod health;
 mod postgres;
 mod sql;
 mod sqlite;
@@ -11,7 +12,7 @@ mod sqlite;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
+use crate::model::{Connector, ConnectorStatus, DiscoveryJob, HealthCheck, Snapshot, Tenant, Tier};
 
 pub use cache::CachedStore;
 pub use sql::SqlStore;
@@ -25,9 +26,83 @@ pub enum StoreError {
     Database(#[from] sqlx::Error),
     #[error("metadata store holds an unreadable row: {0}")]
     Corrupt(String),
+    /// A value could not be turned into its stored form.
+    #[error("metadata store cannot write a value: {0}")]
+    Unwritable(String),
 }
 
 pub type Result<T> = std::result::Result<T, StoreError>;
+
+/// A connector the health scheduler holds a lease on.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct HealthLease {
+    pub id: Uuid,
+    pub tenant_id: Uuid,
+}
+
+/// One finished health check, to be recorded while its lease is held.
+#[derive(Clone, Debug)]
+pub struct HealthCheckRecord {
+    pub connector: HealthLease,
+    /// The replica holding the lease.
+    pub replica: String,
+    pub checked_at: String,
+    /// What the check decided (the status rule's answer).
+    pub status: ConnectorStatus,
+    pub success: bool,
+    pub latency_ms: u64,
+    pub error_code: Option<String>,
+    pub failed_step: Option<String>,
+    /// The test's message, at most 1000 characters.
+    pub message: String,
+    /// When the connector is due again.
+    pub next_at: String,
+    /// History rows kept per connector.
+    pub history_kept: i64,
+}
+
+/// What recording a check changed, as seen inside its transaction: the
+/// scheduler's notice rule decides from it whether a notice is queued.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct HealthTransition {
+    /// The status before the check (before TESTING).
+    pub previous: Option<String>,
+    /// The connector was disabled while the check ran; it stays INACTIVE.
+    pub disabled: bool,
+    /// The status now stored.
+    pub status: ConnectorStatus,
+    pub last_success_at: Option<String>,
+}
+
+/// A notice to queue in the outbox in the same transaction as the check.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct NewNotice {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+}
+
+/// Decides, inside `record_health_check`'s transaction, the notice a
+/// transition queues.
+pub type NoticeRule<'a> = dyn Fn(&HealthTransition) -> Option<NewNotice> + Send + Sync + 'a;
+
+/// A queued notice leased for one delivery attempt.
+#[derive(Clone, Debug, PartialEq, Eq)]
+pub struct LeasedNotice {
+    pub id: String,
+    pub kind: String,
+    pub payload: String,
+    /// Attempts made before this one.
+    pub attempts: i64,
+}
+
+/// A connector's recorded health: its last success and recent checks.
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct HealthHistory {
+    pub last_success_at: Option<String>,
+    /// Newest first.
+    pub checks: Vec<HealthCheck>,
+}
 
 /// A reservation reconciliation deleted because its lease ended.
 #[derive(Debug, Clone, PartialEq, Eq)]
@@ -113,13 +188,50 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// The newest `n` snapshots, newest first.
     async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>>;
 
-    /// The SQL pool under the store, for modules that keep their own tables
-    /// (health checks, the notification outbox).
-    fn sql_pool(&self) -> Option<sqlx::AnyPool> {
-        None
-    }
-    /// Drops any cached copy of a connector another module wrote directly.
-    fn forget_connector(&self, _id: Uuid) {}
+    // Health monitoring: leases on connector rows, check history, the
+    // notification outbox. Instants are RFC 3339 strings (`model::ts`).
+
+    /// Leases up to `n` connectors for `replica` until `lease_until`: those not
+    /// INACTIVE, due at `due` (`health_next_at` unset or not after it), whose
+    /// lease ended before `now`, and not a create in flight (a TESTING row named
+    /// by its reservation). Each becomes TESTING, its status before kept for
+    /// `record_health_check`. Two replicas never lease the same row.
+    async fn claim_health_checks(
+        &self,
+        replica: &str,
+        n: usize,
+        due: &str,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<Vec<HealthLease>>;
+    /// Gives a lease back without a result: the status before the check returns.
+    async fn release_health_lease(&self, id: Uuid, replica: &str) -> Result<()>;
+    /// Records a check while `r.replica` still holds the lease, in one
+    /// transaction: the status (INACTIVE stays INACTIVE), the history row (the
+    /// newest `history_kept` kept), the lease ended, and the notice `notice`
+    /// asks for. `None` (nothing written) when the lease was lost.
+    async fn record_health_check(
+        &self,
+        r: &HealthCheckRecord,
+        notice: &NoticeRule<'_>,
+    ) -> Result<Option<ConnectorStatus>>;
+    /// The connector's last success and its newest `limit` checks.
+    async fn health_history(&self, connector: Uuid, limit: i64) -> Result<HealthHistory>;
+    /// Connectors counted by status (statuses without any are absent).
+    async fn count_by_status(&self) -> Result<Vec<(ConnectorStatus, i64)>>;
+
+    /// Leases up to `n` undelivered notices due at `now` for `replica`.
+    async fn lease_notices(
+        &self,
+        replica: &str,
+        n: i64,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<Vec<LeasedNotice>>;
+    /// Marks a notice delivered at `at`.
+    async fn notice_delivered(&self, id: &str, at: &str) -> Result<()>;
+    /// Counts a failed attempt and schedules the next at `next_attempt_at`.
+    async fn notice_failed(&self, id: &str, next_attempt_at: &str, error: &str) -> Result<()>;
 }
 
 /// Opens the store a URL names and applies the migrations. The SQLite file

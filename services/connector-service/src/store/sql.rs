@@ -6,8 +6,11 @@ use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
-use super::{ExpiredReservation, MetadataStore, Result, StoreError};
-use crate::model::{Connector, DiscoveryJob, Snapshot, Tenant, Tier};
+use super::{
+    ExpiredReservation, HealthCheckRecord, HealthHistory, HealthLease, LeasedNotice, MetadataStore,
+    NoticeRule, Result, StoreError,
+};
+use crate::model::{Connector, ConnectorStatus, DiscoveryJob, Snapshot, Tenant, Tier};
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/0001_init.sql")),
@@ -46,11 +49,11 @@ const MIGRATION_LOCK: i64 = 0x6d61_7469_6863;
 
 #[derive(Clone, Debug)]
 pub struct SqlStore {
-    pool: AnyPool,
-    backend: &'static str,
+    pub(super) pool: AnyPool,
+    pub(super) backend: &'static str,
 }
 
-fn uuid(row: &AnyRow, col: &str) -> Result<Uuid> {
+pub(super) fn uuid(row: &AnyRow, col: &str) -> Result<Uuid> {
     let s: String = row.try_get(col)?;
     Uuid::parse_str(&s).map_err(|_| StoreError::Corrupt(format!("{col} is not a UUID")))
 }
@@ -118,7 +121,7 @@ fn job(row: &AnyRow) -> Result<DiscoveryJob> {
     Ok(DiscoveryJob {
         id: uuid(row, "id")?,
         connector_id: uuid(row, "connector_id")?,
-        status: row.try_get("status")?,
+        status: parsed(row, "status")?,
         started_at: row.try_get("started_at")?,
         finished_at: row.try_get("finished_at")?,
         error_code: row.try_get("error_code")?,
@@ -149,6 +152,12 @@ fn unique_violation(e: sqlx::Error, what: &str) -> StoreError {
     }
 }
 
+/// A JSON column's text; a value that cannot be written is an error, never
+/// an empty object in its place.
+fn to_json<T: serde::Serialize>(v: &T, col: &str) -> Result<String> {
+    serde_json::to_string(v).map_err(|e| StoreError::Unwritable(format!("{col}: {e}")))
+}
+
 const CONNECTOR_COLUMNS: &str =
     "id, tenant_id, name, type, host, port, database_name, schema_name, \
     credential_secret_name, ssl_enabled, ssl_mode, ssl_ca_pem, status, last_tested_at, \
@@ -176,8 +185,8 @@ async fn insert_connector_row(conn: &mut sqlx::AnyConnection, c: &Connector) -> 
         .bind(c.last_tested_at.clone())
         .bind(c.last_test_result.clone())
         .bind(c.last_error_code.clone())
-        .bind(serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
-        .bind(serde_json::to_string(&c.timeouts).unwrap_or_else(|_| "{}".into()))
+        .bind(to_json(&c.metadata, "metadata")?)
+        .bind(to_json(&c.timeouts, "timeouts")?)
         .bind(&c.created_at)
         .bind(&c.updated_at)
         .execute(conn)
@@ -208,8 +217,8 @@ async fn update_connector_row(conn: &mut sqlx::AnyConnection, c: &Connector) -> 
     .bind(c.last_tested_at.clone())
     .bind(c.last_test_result.clone())
     .bind(c.last_error_code.clone())
-    .bind(serde_json::to_string(&c.metadata).unwrap_or_else(|_| "{}".into()))
-    .bind(serde_json::to_string(&c.timeouts).unwrap_or_else(|_| "{}".into()))
+    .bind(to_json(&c.metadata, "metadata")?)
+    .bind(to_json(&c.timeouts, "timeouts")?)
     .bind(&c.updated_at)
     .bind(c.id.to_string())
     .bind(c.tenant_id.to_string())
@@ -301,10 +310,6 @@ impl MetadataStore for SqlStore {
     async fn ping(&self) -> Result<()> {
         sqlx::query("SELECT 1").execute(&self.pool).await?;
         Ok(())
-    }
-
-    fn sql_pool(&self) -> Option<AnyPool> {
-        Some(self.pool.clone())
     }
 
     async fn create_tenant(&self, t: &Tenant) -> Result<()> {
@@ -651,7 +656,7 @@ impl MetadataStore for SqlStore {
         )
         .bind(j.id.to_string())
         .bind(j.connector_id.to_string())
-        .bind(&j.status)
+        .bind(j.status.as_str())
         .bind(&j.started_at)
         .execute(&self.pool)
         .await?;
@@ -663,7 +668,7 @@ impl MetadataStore for SqlStore {
             "UPDATE discovery_jobs SET status = $1, finished_at = $2, error_code = $3, message = $4, \
              schemas_discovered = $5, tables_discovered = $6 WHERE id = $7",
         )
-        .bind(&j.status)
+        .bind(j.status.as_str())
         .bind(j.finished_at.clone())
         .bind(j.error_code.clone())
         .bind(j.message.clone())
@@ -723,5 +728,54 @@ impl MetadataStore for SqlStore {
         .iter()
         .map(snapshot)
         .collect()
+    }
+
+    async fn claim_health_checks(
+        &self,
+        replica: &str,
+        n: usize,
+        due: &str,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<Vec<HealthLease>> {
+        self.claim_health(replica, n, due, now, lease_until).await
+    }
+
+    async fn release_health_lease(&self, id: Uuid, replica: &str) -> Result<()> {
+        self.release_health(id, replica).await
+    }
+
+    async fn record_health_check(
+        &self,
+        r: &HealthCheckRecord,
+        notice: &NoticeRule<'_>,
+    ) -> Result<Option<ConnectorStatus>> {
+        self.record_health(r, notice).await
+    }
+
+    async fn health_history(&self, connector: Uuid, limit: i64) -> Result<HealthHistory> {
+        self.health_of(connector, limit).await
+    }
+
+    async fn count_by_status(&self) -> Result<Vec<(ConnectorStatus, i64)>> {
+        self.by_status().await
+    }
+
+    async fn lease_notices(
+        &self,
+        replica: &str,
+        n: i64,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<Vec<LeasedNotice>> {
+        self.lease_outbox(replica, n, now, lease_until).await
+    }
+
+    async fn notice_delivered(&self, id: &str, at: &str) -> Result<()> {
+        self.outbox_delivered(id, at).await
+    }
+
+    async fn notice_failed(&self, id: &str, next_attempt_at: &str, error: &str) -> Result<()> {
+        self.outbox_failed(id, next_attempt_at, error).await
     }
 }

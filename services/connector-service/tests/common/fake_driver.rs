@@ -48,6 +48,8 @@ pub struct FakeDriver {
     /// How many times a configuration was parsed (`Driver::prepare`, which
     /// core's `prepare` alone calls, once per call).
     pub parses: Arc<AtomicUsize>,
+    /// How long each connect takes at least: a slow server.
+    pub connect_delay: std::time::Duration,
 }
 
 impl FakeDriver {
@@ -67,7 +69,14 @@ impl FakeDriver {
             catalog,
             gate,
             parses: Arc::default(),
+            connect_delay: std::time::Duration::ZERO,
         }
+    }
+
+    /// Every connect takes at least `d` (a slow server).
+    pub fn with_connect_delay(mut self, d: std::time::Duration) -> Self {
+        self.connect_delay = d;
+        self
     }
 }
 
@@ -87,6 +96,7 @@ impl Driver for FakeDriver {
                 == Some(GOOD_PASSWORD),
             catalog: self.catalog.clone(),
             gate: self.gate.clone(),
+            connect_delay: self.connect_delay,
         }))
     }
 }
@@ -98,6 +108,7 @@ struct FakeSettings {
     password_ok: bool,
     catalog: Arc<Mutex<Catalog>>,
     gate: Gate,
+    connect_delay: std::time::Duration,
 }
 
 #[async_trait]
@@ -111,6 +122,9 @@ impl Prepared for FakeSettings {
         let _s = tokio::net::TcpStream::connect(ctx.addrs[0])
             .await
             .map_err(|e| ConnectorError::from_io(e, "connecting"))?;
+        if !self.connect_delay.is_zero() {
+            tokio::time::sleep(self.connect_delay).await;
+        }
         if !self.password_ok {
             return Err(ConnectorError::new(
                 ErrorCode::AuthenticationFailed,

@@ -78,6 +78,10 @@ pub struct Options {
     pub discovery_wait: Duration,
     /// The service's egress policy; the default settings' when `None`.
     pub egress: Option<matih_connector_core::EgressPolicy>,
+    /// WARNING thresholds; the default settings' when `None`.
+    pub thresholds: Option<matih_connector_service::connection_test::Thresholds>,
+    /// Reconciliation's minimum orphan age; the default settings' when `None`.
+    pub orphan_secret_min_age: Option<Duration>,
 }
 
 impl Default for Options {
@@ -88,6 +92,8 @@ impl Default for Options {
             secrets: None,
             discovery_wait: Duration::from_secs(10),
             egress: None,
+            thresholds: None,
+            orphan_secret_min_age: None,
         }
     }
 }
@@ -144,6 +150,12 @@ impl Harness {
         };
         if let Some(egress) = opts.egress {
             settings.egress = egress;
+        }
+        if let Some(t) = opts.thresholds {
+            settings.thresholds = t;
+        }
+        if let Some(age) = opts.orphan_secret_min_age {
+            settings.orphan_secret_min_age = age;
         }
         let state = AppState::new(
             store,

@@ -7,35 +7,20 @@ use axum::extract::State;
 use axum::routing::get;
 use axum::{Json, Router};
 use serde::Serialize;
-use sqlx::Row;
 use utoipa::ToSchema;
 use uuid::Uuid;
 
 use crate::api::connectors::connector_for;
 use crate::app::AppState;
 use crate::auth::Auth;
-use crate::error::{ApiPath, ApiQuery, AppError};
-use crate::model::ConnectorStatus;
+use crate::error::{ApiPath, ApiQuery, AppError, Code};
+use crate::model::{ConnectorStatus, HealthCheck};
 
 pub fn router() -> Router<AppState> {
     Router::new().route(
         "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/health",
         get(connector_health),
     )
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct HealthCheck {
-    pub checked_at: String,
-    /// ACTIVE, WARNING or ERROR.
-    pub status: String,
-    pub success: bool,
-    pub latency_ms: Option<i64>,
-    pub error_code: Option<String>,
-    /// The connectivity test step that failed (dns, tcp, connect, …).
-    pub failed_step: Option<String>,
-    pub message: Option<String>,
 }
 
 #[derive(Debug, Serialize, ToSchema)]
@@ -69,51 +54,20 @@ pub async fn connector_health(
             .ok()
             .filter(|n| (1..=1000).contains(n))
             .ok_or_else(|| {
-                AppError::bad_request("INVALID_REQUEST", "limit must be a number from 1 to 1000")
+                AppError::bad_request(
+                    Code::InvalidRequest,
+                    "limit must be a number from 1 to 1000",
+                )
             })?,
     };
     let c = connector_for(&state, &claims, tenant_id, id).await?;
-    let pool = state
-        .store
-        .sql_pool()
-        .ok_or_else(|| AppError::internal("the metadata store has no SQL pool"))?;
-    let last_success: Option<String> =
-        sqlx::query_scalar("SELECT last_success_at FROM connectors WHERE id = $1")
-            .bind(id.to_string())
-            .fetch_optional(&pool)
-            .await
-            .map_err(AppError::internal)?
-            .flatten();
-    let rows = sqlx::query(
-        "SELECT checked_at, status, success, latency_ms, error_code, failed_step, message \
-         FROM health_checks WHERE connector_id = $1 ORDER BY checked_at DESC, id DESC LIMIT $2",
-    )
-    .bind(id.to_string())
-    .bind(limit)
-    .fetch_all(&pool)
-    .await
-    .map_err(AppError::internal)?;
-    let checks = rows
-        .iter()
-        .map(|r| {
-            Ok(HealthCheck {
-                checked_at: r.try_get("checked_at")?,
-                status: r.try_get("status")?,
-                success: r.try_get::<i64, _>("success")? != 0,
-                latency_ms: r.try_get("latency_ms")?,
-                error_code: r.try_get("error_code")?,
-                failed_step: r.try_get("failed_step")?,
-                message: r.try_get("message")?,
-            })
-        })
-        .collect::<Result<Vec<_>, sqlx::Error>>()
-        .map_err(AppError::internal)?;
+    let history = state.store.health_history(c.id, limit).await?;
     Ok(Json(ConnectorHealth {
         connector_id: c.id,
         status: c.status,
         last_tested_at: c.last_tested_at,
         last_test_result: c.last_test_result,
-        last_success_at: last_success,
-        checks,
+        last_success_at: history.last_success_at,
+        checks: history.checks,
     }))
 }
