@@ -43,6 +43,8 @@ pub struct Settings {
     pub orphan_secret_min_age: Duration,
     /// Server, request and tenant limits, with the tenants' in-flight counts.
     pub limits: crate::limits::Limits,
+    /// The operator's custom connector types (registered in the registry).
+    pub custom_types: Vec<matih_connectors::CustomType>,
 }
 
 impl Settings {
@@ -67,6 +69,7 @@ impl Settings {
             create_lease: Duration::from_secs(c.create_lease_secs.max(1)),
             orphan_secret_min_age: Duration::from_secs(c.orphan_secret_min_age_secs),
             limits: crate::limits::Limits::new(&c.limits),
+            custom_types: Vec::new(),
         })
     }
 }
@@ -171,13 +174,16 @@ impl AppState {
         };
         let verifier =
             Verifier::new(hs256.as_deref(), rs256.as_deref())?.with_rules(c.token_rules());
-        let state = AppState::new(
-            store,
-            secrets,
-            matih_connectors::registry(),
-            verifier,
-            Settings::from_config(c)?,
-        );
+        let mut registry = matih_connectors::registry();
+        let sources = c.custom_type_sources()?;
+        let sources: Vec<&str> = sources.iter().map(String::as_str).collect();
+        let custom_types = matih_connectors::install_custom_types(&mut registry, &sources)
+            .map_err(|e| anyhow::anyhow!("custom types: {}", e.message()))?;
+        let settings = Settings {
+            custom_types,
+            ..Settings::from_config(c)?
+        };
+        let state = AppState::new(store, secrets, registry, verifier, settings);
         Ok(state)
     }
 }

@@ -63,7 +63,18 @@ CONFIGURATION
                                this old (longer than the longest create) [900]
   MATIH_CREATE_LEASE_SECS      lease of a create's plan-slot reservation, renewed while
                                it runs; a dead process's slots free after it [30]
+  MATIH_CUSTOM_TYPES_FILE      TOML file of [custom_types.NAME] tables: custom connector types
+                               (Airbyte sources, Singer taps) for ENTERPRISE tenants; the same
+                               tables may also stand in this configuration file
   MATIH_LOG                    log filter (tracing EnvFilter syntax) [info]
+
+CUSTOM CONNECTOR TYPES (operator-trusted code; see docs/operations.md)
+  [custom_types.FAKER]
+  protocol = \"airbyte\"           # or \"singer\"
+  command = [\"source-faker\"]     # absolute path, or a name on the service's PATH
+  env = [\"HTTPS_PROXY\"]          # variables the child may see; nothing else is inherited
+  timeout_secs = 120             # limit for one run
+  max_output_bytes = 16777216    # most a run may print on standard output
 ";
 
 #[derive(Clone, Copy, Debug, PartialEq, Eq, Deserialize)]
@@ -122,6 +133,11 @@ pub struct Config {
     pub health: crate::health::HealthConfig,
     /// The `[limits]` table: HTTP server and tenant limits.
     pub limits: crate::limits::LimitsConfig,
+    /// `[custom_types.NAME]` tables, checked by the `external` driver when
+    /// the registry is built.
+    pub custom_types: toml::Table,
+    /// A file of more `[custom_types.NAME]` tables.
+    pub custom_types_file: Option<PathBuf>,
 }
 
 impl Default for Config {
@@ -168,6 +184,8 @@ impl Default for Config {
             log: "info".into(),
             health: Default::default(),
             limits: Default::default(),
+            custom_types: toml::Table::new(),
+            custom_types_file: None,
         }
     }
 }
@@ -215,6 +233,11 @@ impl fmt::Debug for Config {
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("health", &self.health)
             .field("limits", &self.limits)
+            .field(
+                "custom_types",
+                &self.custom_types.keys().collect::<Vec<_>>(),
+            )
+            .field("custom_types_file", &self.custom_types_file)
             .finish_non_exhaustive()
     }
 }
@@ -309,6 +332,7 @@ impl Config {
                     }
                 }
                 "LOG" => self.log = v,
+                "CUSTOM_TYPES_FILE" => self.custom_types_file = some(&v).map(PathBuf::from),
                 _ => {
                     if !self.limits.apply_env(name, &v)? {
                         self.health.apply_env(name, &v)?;
@@ -396,6 +420,27 @@ impl Config {
         })
     }
 
+    /// The custom types' TOML documents: this file's `[custom_types]` tables
+    /// and `custom_types_file`, for `matih_connectors::install_custom_types`.
+    pub fn custom_type_sources(&self) -> anyhow::Result<Vec<String>> {
+        let mut out = Vec::new();
+        if !self.custom_types.is_empty() {
+            let mut doc = toml::Table::new();
+            doc.insert(
+                "custom_types".into(),
+                toml::Value::Table(self.custom_types.clone()),
+            );
+            out.push(toml::to_string(&doc)?);
+        }
+        if let Some(path) = &self.custom_types_file {
+            out.push(
+                std::fs::read_to_string(path)
+                    .with_context(|| format!("reading {}", path.display()))?,
+            );
+        }
+        Ok(out)
+    }
+
     pub fn database_url_redacted(&self) -> String {
         redact_url(&self.database_url())
     }
@@ -424,6 +469,38 @@ mod tests {
         let dbg = format!("{cfg:?}");
         assert!(!dbg.contains("topsecret") && !dbg.contains("abc"), "{dbg}");
         assert!(toml::from_str::<Config>("lisen = 1").is_err());
+    }
+
+    #[test]
+    fn custom_types_from_the_file_and_a_file_of_their_own() {
+        let mut cfg: Config = toml::from_str(
+            "[custom_types.FAKER]\nprotocol = \"airbyte\"\ncommand = [\"source-faker\"]\n",
+        )
+        .unwrap();
+        assert!(format!("{cfg:?}").contains("FAKER"));
+        let dir = std::env::temp_dir().join(format!("matih-ct-{}", std::process::id()));
+        std::fs::create_dir_all(&dir).unwrap();
+        let file = dir.join("types.toml");
+        std::fs::write(
+            &file,
+            "[custom_types.PG_TAP]\nprotocol = \"singer\"\ncommand = [\"tap-postgres\"]\n",
+        )
+        .unwrap();
+        cfg.apply_env([(
+            "MATIH_CUSTOM_TYPES_FILE".to_owned(),
+            file.display().to_string(),
+        )])
+        .unwrap();
+        let sources = cfg.custom_type_sources().unwrap();
+        assert_eq!(sources.len(), 2);
+        assert!(
+            sources[0].contains("[custom_types.FAKER]"),
+            "{}",
+            sources[0]
+        );
+        assert!(sources[1].contains("PG_TAP"));
+        std::fs::remove_dir_all(dir).unwrap();
+        assert!(Config::default().custom_type_sources().unwrap().is_empty());
     }
 
     #[test]

@@ -193,7 +193,7 @@ impl Modify for Complete {
         connectors::update_connector, connectors::delete_connector, connectors::test_connector,
         connectors::update_credentials, health::connector_health,
         discovery::start_discovery, discovery::latest_discovery, discovery::schemas, discovery::diff,
-        discovery::table_detail,
+        discovery::table_detail, crate::api::types::list_types,
     ),
     components(schemas(crate::api::ErrorBody)),
     modifiers(&Bearer, &Complete),

@@ -4,6 +4,7 @@ pub mod connectors;
 pub mod discovery;
 pub mod health;
 pub mod tenants;
+pub mod types;
 
 use axum::Router;
 use serde::Serialize;
@@ -17,6 +18,7 @@ pub fn router() -> Router<AppState> {
         .merge(connectors::router())
         .merge(discovery::router())
         .merge(health::router())
+        .merge(types::router())
 }
 
 /// The error shape of every route.

@@ -82,6 +82,9 @@ pub struct Options {
     pub thresholds: Option<matih_connector_service::connection_test::Thresholds>,
     /// Reconciliation's minimum orphan age; the default settings' when `None`.
     pub orphan_secret_min_age: Option<Duration>,
+    /// `[custom_types.NAME]` tables (TOML), installed as the service does
+    /// at start-up.
+    pub custom_types: Option<String>,
 }
 
 impl Default for Options {
@@ -94,6 +97,7 @@ impl Default for Options {
             egress: None,
             thresholds: None,
             orphan_secret_min_age: None,
+            custom_types: None,
         }
     }
 }
@@ -144,8 +148,15 @@ impl Harness {
             Some(s) => s,
             None => Arc::new(LocalSecretStore::new(dir.join("secrets"), [42u8; 32]).unwrap()),
         };
+        let mut registry = opts.registry;
+        let custom_types = match &opts.custom_types {
+            Some(toml) => matih_connectors::install_custom_types(&mut registry, &[toml])
+                .expect("custom types"),
+            None => Vec::new(),
+        };
         let mut settings = Settings {
             discovery_wait: opts.discovery_wait,
+            custom_types,
             ..Default::default()
         };
         if let Some(egress) = opts.egress {
@@ -160,7 +171,7 @@ impl Harness {
         let state = AppState::new(
             store,
             secrets,
-            opts.registry,
+            registry,
             Verifier::new(Some(JWT_SECRET), None).unwrap(),
             settings,
         );
