@@ -510,7 +510,9 @@ fn run_in(wrk: &Path, wrk_version: &str, bin: &Path, peer_bin: &Path, root: &Pat
     rows.push(fmt_row("create (REST)", 8, None, &create, ""));
 
     // The test route beside the driver's own test (bench_peer driver-test,
-    // another process), 1 client each, 200 runs.
+    // another process), 1 client each, 200 runs. A new connection: the first
+    // one sat idle through the load runs, beyond the service's idle timeout.
+    let mut http = Http::open(addr)?;
     let c = http.json(
         "POST",
         &format!("/api/v1/tenants/{created}/connectors"),
