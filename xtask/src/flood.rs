@@ -17,7 +17,7 @@ use std::time::{Duration, Instant};
 use anyhow::{bail, ensure, Context, Result};
 
 use crate::say;
-use crate::util::{free_port, wait_until, workspace_root, KillOnDrop};
+use crate::util::{free_port, rss_kib, wait_until, workspace_root, KillOnDrop};
 
 const CONNECTIONS: usize = 500;
 const BYTE_EVERY: Duration = Duration::from_secs(5);
@@ -27,15 +27,6 @@ const HEADER_TIMEOUT: Duration = Duration::from_secs(10);
 const SLACK: Duration = Duration::from_secs(2);
 const P99_LIMIT_MS: f64 = 50.0;
 const RSS_TOLERANCE: f64 = 0.20;
-
-fn rss_kib(pid: u32) -> Result<u64> {
-    let status = std::fs::read_to_string(format!("/proc/{pid}/status"))?;
-    status
-        .lines()
-        .find_map(|l| l.strip_prefix("VmRSS:"))
-        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
-        .context("VmRSS not found")
-}
 
 /// One `GET /healthz` on a fresh connection; its latency.
 fn healthz(addr: SocketAddr) -> Result<Duration> {

@@ -10,6 +10,7 @@
 //! cargo xtask ci
 //! ```
 
+mod bench_api;
 mod deploy;
 mod fixtures;
 mod flood;
@@ -128,7 +129,8 @@ enum CheckCmd {
 enum BenchCmd {
     /// Catalog discovery against the postgres and mysql fixtures.
     Discovery,
-    /// The connector service's API: GET one, list 1,000, the test route beside the driver.
+    /// The connector service's API under wrk beside a bare axum server: GET one,
+    /// list 1,000, create, the test route beside the driver; start-to-ready.
     Api,
     /// The PostgreSQL connectivity test direct and through the ssh fixture's bastion.
     Ssh,

@@ -889,34 +889,124 @@ pub fn bench_discovery() -> Result<()> {
             ok,
         });
     }
+    let cli = cli_discovery_rss(&session.vars);
     session.release();
     print_table("bench discovery", &rows);
+    match cli {
+        Ok(lines) => {
+            println!();
+            for l in lines {
+                println!("{l}");
+            }
+        }
+        Err(e) => {
+            say!("CLI discovery: {e:#}");
+            bail!("the CLI discovery runs failed");
+        }
+    }
     if rows.iter().any(|r| !r.ok) {
         bail!("a benchmark failed");
     }
     Ok(())
 }
 
-/// `cargo xtask bench api`: the connector service's `bench_api` example, in
-/// release mode, with the postgres fixture for the test-route figures.
-pub fn bench_api() -> Result<()> {
-    let session = Session::acquire(&["postgres".to_owned()], Source::Native)?;
-    say!("cargo run --release -p matih-connector-service --example bench_api");
-    let status = cargo_with(&session.vars, true)
-        .args([
-            "run",
-            "--release",
-            "-p",
-            "matih-connector-service",
-            "--example",
-            "bench_api",
-        ])
-        .status();
-    session.release();
-    if !status.as_ref().is_ok_and(|s| s.success()) {
-        bail!("the API benchmark failed");
+/// The `matih-connectors` CLI (release, postgres + mysql) discovering the
+/// benchmark databases the examples built, its JSON streamed to /dev/null,
+/// each run under `/usr/bin/time` (Debian `time`): peak RSS (the child's
+/// `ru_maxrss` from wait4) and wall time, end to end.
+fn cli_discovery_rss(vars: &Vars) -> Result<Vec<String>> {
+    let time = crate::util::find_program("time", &["/usr/bin/time"], "time")?;
+    let built = crate::util::build_targets(
+        Some("release"),
+        "matih-connectors",
+        &[
+            "--features",
+            "cli,postgres,mysql",
+            "--bin",
+            "matih-connectors",
+        ],
+    )?;
+    let cli = built
+        .get("matih-connectors")
+        .context("cargo did not report the matih-connectors binary")?;
+    let var = |k: &str| {
+        vars.get(k)
+            .cloned()
+            .with_context(|| format!("{k} is not set by the fixture"))
+    };
+    let pg_user =
+        var("MATIH_TEST_POSTGRES_SUPERUSER").or_else(|_| var("MATIH_TEST_POSTGRES_USER"))?;
+    let pg_password = var("MATIH_TEST_POSTGRES_SUPERUSER_PASSWORD")
+        .or_else(|_| var("MATIH_TEST_POSTGRES_PASSWORD"))?;
+    let pg = |db: &str| -> Result<serde_json::Value> {
+        Ok(serde_json::json!({
+            "type": "POSTGRESQL", "host": var("MATIH_TEST_POSTGRES_HOST")?,
+            "port": var("MATIH_TEST_POSTGRES_PORT")?.parse::<u16>()?, "database": db,
+            "sslEnabled": false, "timeouts": {"connectMs": 10000, "queryMs": 600000},
+            "credentials": {"username": pg_user, "password": pg_password},
+        }))
+    };
+    let specs = [
+        ("PostgreSQL matih_bench_5000", pg("matih_bench_5000")?),
+        ("PostgreSQL matih_bench_20000", pg("matih_bench_20000")?),
+        (
+            "MariaDB matih_bench",
+            serde_json::json!({
+                "type": "MYSQL", "host": var("MATIH_TEST_MYSQL_HOST")?,
+                "port": var("MATIH_TEST_MYSQL_PORT")?.parse::<u16>()?, "database": "matih_bench",
+                "sslEnabled": false, "timeouts": {"connectMs": 10000, "queryMs": 600000},
+                "credentials": {"username": var("MATIH_TEST_MYSQL_USER")?,
+                                "password": var("MATIH_TEST_MYSQL_PASSWORD")?},
+            }),
+        ),
+    ];
+    let dir = std::env::temp_dir().join(format!("matih-bench-cli-{}", std::process::id()));
+    std::fs::create_dir_all(&dir)?;
+    let mut lines = vec![format!(
+        "CLI end to end ({}; `discover --quiet`, JSON streamed to /dev/null, peak RSS = \
+         ru_maxrss by /usr/bin/time; best of 3)",
+        cli.display()
+    )];
+    for (label, spec) in specs {
+        let spec_path = dir.join("spec.json");
+        crate::util::write_private(&spec_path, &spec.to_string())?;
+        let (mut best_rss, mut best_secs) = (u64::MAX, f64::MAX);
+        for _ in 0..3 {
+            let out = dir.join("time.out");
+            let status = Command::new(&time)
+                .arg("-o")
+                .arg(&out)
+                .args(["-f", "%M %e"])
+                .arg(cli)
+                .args(["--quiet", "discover", "--spec"])
+                .arg(&spec_path)
+                .stdin(Stdio::null())
+                .stdout(Stdio::null())
+                .status()
+                .context("running the CLI under /usr/bin/time")?;
+            if !status.success() {
+                bail!("{label}: the CLI failed ({status})");
+            }
+            let text = std::fs::read_to_string(&out)?;
+            let mut f = text.split_whitespace();
+            let rss: u64 = f.next().context("no %M")?.parse()?;
+            let secs: f64 = f.next().context("no %e")?.parse()?;
+            best_rss = best_rss.min(rss);
+            best_secs = best_secs.min(secs);
+        }
+        lines.push(format!(
+            "  {label:<32} peak RSS {:>6.1} MB   wall {:>6.3} s   (target < 100 MB at 21,000 relations)",
+            best_rss as f64 / 1024.0,
+            best_secs
+        ));
     }
-    Ok(())
+    let _ = std::fs::remove_dir_all(&dir);
+    Ok(lines)
+}
+
+/// `cargo xtask bench api`: see [`crate::bench_api`].
+pub fn bench_api() -> Result<()> {
+    crate::bench_api::run()
 }
 
 /// `cargo xtask bench ssh`: PostgreSQL's `postgres_bench_ssh` example in
@@ -941,9 +1031,6 @@ pub fn bench_ssh() -> Result<()> {
     Ok(())
 }
 
-/// `cargo xtask bench scheduler`: the connector service's `bench_scheduler`
-/// example in release mode. It needs no fixture: its connectors point at
-/// in-process listeners.
 /// `bench external`: the custom-type example against the postgres and
 /// external fixtures (a debug build: the tap's process dominates).
 pub fn bench_external() -> Result<()> {
@@ -968,27 +1055,113 @@ pub fn bench_external() -> Result<()> {
     Ok(())
 }
 
+/// `cargo xtask bench scheduler`: the connector service's `bench_scheduler`
+/// example in release (no driver compiled in: its connectors are of a custom
+/// type pointed at in-process listeners), one sweep per size, on the SQLite
+/// store and on the PostgreSQL fixture's server; prints each size's checks/s
+/// as a ratio of the 10,000-connector figure, peak RSS and the sqlx
+/// slow-statement warnings counted. `--connectors N` runs that one size.
 pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<()> {
-    let mut args = vec![
-        "run".to_owned(),
-        "--release".into(),
-        "-p".into(),
-        "matih-connector-service".into(),
-        "--example".into(),
-        "bench_scheduler".into(),
-        "--".into(),
-        "--connectors".into(),
-        connectors.to_string(),
-    ];
-    if let Some(c) = concurrency {
-        args.extend(["--concurrency".into(), c.to_string()]);
-    }
-    say!("cargo {}", args.join(" "));
-    let status = cargo().args(&args).status();
-    if !status.as_ref().is_ok_and(|s| s.success()) {
-        bail!("the scheduler benchmark failed");
-    }
-    Ok(())
+    let sizes: Vec<usize> = if connectors == 10_000 {
+        vec![10_000, 50_000, 100_000]
+    } else {
+        vec![connectors]
+    };
+    let session = Session::acquire(&["postgres".to_owned()], Source::Native)?;
+    let var = |k: &str| {
+        session
+            .vars
+            .get(k)
+            .cloned()
+            .with_context(|| format!("{k} is not set by the fixture"))
+    };
+    let pg_url = format!(
+        "postgres://{}:{}@{}:{}/postgres",
+        var("MATIH_TEST_POSTGRES_SUPERUSER")?,
+        var("MATIH_TEST_POSTGRES_SUPERUSER_PASSWORD")?,
+        var("MATIH_TEST_POSTGRES_HOST")?,
+        var("MATIH_TEST_POSTGRES_PORT")?
+    );
+    let built = crate::util::build_targets(
+        Some("release"),
+        "matih-connector-service",
+        &[
+            "--no-default-features",
+            "--features",
+            "matih-connectors/rest",
+            "--example",
+            "bench_scheduler",
+        ],
+    );
+    let result = built.and_then(|built| {
+        let bin = built
+            .get("bench_scheduler")
+            .context("cargo did not report the bench_scheduler example")?;
+        let mut rows: Vec<(String, usize, f64, f64, f64, usize)> = Vec::new();
+        for (store, url) in [("sqlite", None), ("postgres", Some(pg_url.as_str()))] {
+            for &n in &sizes {
+                let mut cmd = Command::new(bin);
+                cmd.args(["--connectors", &n.to_string()]);
+                if let Some(c) = concurrency {
+                    cmd.args(["--concurrency", &c.to_string()]);
+                }
+                if let Some(u) = url {
+                    cmd.args(["--database-url", u]);
+                }
+                say!("bench_scheduler --connectors {n} ({store})");
+                let out = crate::util::run_capture(
+                    cmd.env("RUST_LOG", "warn"),
+                    "bench_scheduler",
+                    Duration::from_secs(1800),
+                )?;
+                let stdout = String::from_utf8_lossy(&out.stdout);
+                let stderr = String::from_utf8_lossy(&out.stderr);
+                print!("{stdout}");
+                if !out.status.success() {
+                    bail!("bench_scheduler failed ({}):\n{stderr}", out.status);
+                }
+                let field = |name: &str| -> Result<f64> {
+                    stdout
+                        .lines()
+                        .find_map(|l| l.trim().strip_prefix(name))
+                        .and_then(|v| v.split_whitespace().next()?.parse().ok())
+                        .with_context(|| format!("no `{name}` line"))
+                };
+                let slow = stderr.matches("slow statement").count();
+                rows.push((
+                    store.to_owned(),
+                    n,
+                    field("checks per second")?,
+                    field("sweep time")?,
+                    field("peak RSS")?,
+                    slow,
+                ));
+            }
+        }
+        println!();
+        println!(
+            "bench scheduler: one sweep each, default settings (concurrency 64 unless given), \
+             release build"
+        );
+        println!(
+            "{:<9} {:>11} {:>10} {:>12} {:>14} {:>11} {:>15}",
+            "store", "connectors", "sweep s", "checks/s", "vs first size", "peak RSS MB", "slow statements"
+        );
+        for (store, n, rate, took, rss, slow) in &rows {
+            let first = rows
+                .iter()
+                .find(|r| r.0 == *store)
+                .map_or(*rate, |r| r.2);
+            println!(
+                "{store:<9} {n:>11} {took:>10.2} {rate:>12.0} {:>13.0}% {rss:>11.1} {slow:>15}",
+                100.0 * rate / first
+            );
+        }
+        println!("targets: 50,000 and 100,000 at ≥ 90% of the 10,000 figure, peak RSS < 100 MB, no slow statements");
+        Ok(())
+    });
+    session.release();
+    result
 }
 
 /// The embedding examples of `matih-connectors`, built with the `postgres`

@@ -384,28 +384,67 @@ impl Drop for KillOnDrop {
 /// shared by the flood check and schemathesis so CI builds it once) and
 /// returns its path from cargo's own report.
 pub fn build_service_binary() -> Result<PathBuf> {
-    say!("cargo build -p matih-connector-service --bin matih-connector-service");
-    let out = crate::tasks::cargo()
-        .args([
-            "build",
-            "-p",
-            "matih-connector-service",
-            "--bin",
-            "matih-connector-service",
-            "--message-format=json-render-diagnostics",
-        ])
+    let mut built = build_targets(
+        None,
+        "matih-connector-service",
+        &["--bin", "matih-connector-service"],
+    )?;
+    built
+        .remove("matih-connector-service")
+        .context("cargo did not report the service binary")
+}
+
+/// Builds `targets` (cargo's `--bin NAME` / `--example NAME` arguments) of
+/// `package` with cargo's `--profile` (`None`: the dev profile) and returns
+/// each executable's path by target name, from cargo's own report.
+pub fn build_targets(
+    profile: Option<&str>,
+    package: &str,
+    targets: &[&str],
+) -> Result<BTreeMap<String, PathBuf>> {
+    let mut cmd = crate::tasks::cargo();
+    cmd.args(["build", "-p", package]).args(targets);
+    if let Some(p) = profile {
+        cmd.args(["--profile", p]);
+    }
+    cmd.arg("--message-format=json-render-diagnostics");
+    say!(
+        "cargo build -p {package} {}{}",
+        targets.join(" "),
+        profile
+            .map(|p| format!(" --profile {p}"))
+            .unwrap_or_default()
+    );
+    let out = cmd
         .stderr(Stdio::inherit())
         .output()
         .context("running cargo build")?;
     if !out.status.success() {
-        bail!("building the service failed");
+        bail!("building {package} failed");
     }
-    String::from_utf8_lossy(&out.stdout)
+    Ok(String::from_utf8_lossy(&out.stdout)
         .lines()
         .filter_map(|l| serde_json::from_str::<serde_json::Value>(l).ok())
-        .filter(|m| m["target"]["name"] == "matih-connector-service")
-        .find_map(|m| m["executable"].as_str().map(PathBuf::from))
-        .context("cargo did not report the service binary")
+        .filter_map(|m| {
+            let name = m["target"]["name"].as_str()?.to_owned();
+            let exe = m["executable"].as_str()?;
+            Some((name, PathBuf::from(exe)))
+        })
+        .collect())
+}
+
+/// A process's resident set (VmRSS) in KiB, from `/proc`.
+pub fn rss_kib(pid: u32) -> Result<u64> {
+    proc_status_kib(pid, "VmRSS:")
+}
+
+fn proc_status_kib(pid: u32, field: &str) -> Result<u64> {
+    let status = fs::read_to_string(format!("/proc/{pid}/status"))?;
+    status
+        .lines()
+        .find_map(|l| l.strip_prefix(field))
+        .and_then(|v| v.trim().trim_end_matches("kB").trim().parse().ok())
+        .with_context(|| format!("{field} not found in /proc/{pid}/status"))
 }
 
 #[cfg(test)]

@@ -4,6 +4,11 @@
 //! cargo run --release -p matih-connector-service --example bench_scheduler -- --connectors 10000
 //! ```
 //!
+//! `--database-url postgres://…` runs it on a PostgreSQL store instead: a
+//! fresh database is created beside the one the URL names, and dropped after.
+//! `cargo xtask bench scheduler` runs 10,000, 50,000 and 100,000 connectors on
+//! both stores and prints the ratios.
+//!
 //! The connectors are of a custom type `BENCH` whose driver opens a real TCP
 //! connection to one of four in-process listeners (accept, then close) and
 //! answers the version and access-probe steps itself: the figures measure the
@@ -120,13 +125,15 @@ fn peak_rss_mb() -> f64 {
 async fn main() -> anyhow::Result<()> {
     let mut n: usize = 10_000;
     let mut concurrency: Option<usize> = None;
+    let mut postgres: Option<String> = None;
     let mut args = std::env::args().skip(1);
     while let Some(a) = args.next() {
         match a.as_str() {
             "--connectors" => n = args.next().unwrap_or_default().parse()?,
             "--concurrency" => concurrency = Some(args.next().unwrap_or_default().parse()?),
+            "--database-url" => postgres = args.next(),
             other => {
-                anyhow::bail!("unknown argument {other}; use --connectors N [--concurrency C]")
+                anyhow::bail!("unknown argument {other}; use --connectors N [--concurrency C] [--database-url postgres://…]")
             }
         }
     }
@@ -151,9 +158,27 @@ async fn main() -> anyhow::Result<()> {
 
     let dir = std::env::temp_dir().join(format!("matih-bench-sched-{}", Uuid::new_v4().simple()));
     std::fs::create_dir_all(&dir)?;
-    let store =
-        matih_connector_service::store::open(&format!("sqlite://{}/m.db?mode=rwc", dir.display()))
-            .await?;
+    // PostgreSQL: a fresh database beside the named one, dropped at the end.
+    let fresh = match &postgres {
+        Some(url) => {
+            use sqlx::ConnectOptions;
+            let admin_opts: sqlx::postgres::PgConnectOptions = url.parse()?;
+            let name = format!("matih_sched_{}", Uuid::new_v4().simple());
+            let mut admin = admin_opts.connect().await?;
+            sqlx::query(&format!("CREATE DATABASE {name}"))
+                .execute(&mut admin)
+                .await?;
+            let (base, _) = url.rsplit_once('/').unwrap_or((url.as_str(), ""));
+            Some((admin, name.clone(), format!("{base}/{name}")))
+        }
+        None => None,
+    };
+    let store_url = match &fresh {
+        Some((_, _, url)) => url.clone(),
+        None => format!("sqlite://{}/m.db?mode=rwc", dir.display()),
+    };
+    let store = matih_connector_service::store::open(&store_url).await?;
+    let backend = store.backend();
     let ty = ConnectorType::Custom("BENCH".into());
     let mut registry = Registry::new();
     registry.register(Arc::new(BenchDriver(DriverDescriptor {
@@ -224,7 +249,7 @@ async fn main() -> anyhow::Result<()> {
     let took = started.elapsed();
     let rate = stats.checked as f64 / took.as_secs_f64();
 
-    println!("bench scheduler: one sweep, BENCH driver (real TCP connect to 4 in-process listeners), SQLite store");
+    println!("bench scheduler: one sweep, BENCH driver (real TCP connect to 4 in-process listeners), {backend} store");
     println!("  connectors           {n}");
     println!("  concurrency          {concurrency}");
     println!("  setup (inserts)      {:.1} s", setup.as_secs_f64());
@@ -247,6 +272,13 @@ async fn main() -> anyhow::Result<()> {
         100_000.0 / rate
     );
     let _ = std::fs::remove_dir_all(&dir);
+    drop(monitor);
+    drop(state);
+    if let Some((mut admin, name, _)) = fresh {
+        sqlx::query(&format!("DROP DATABASE IF EXISTS {name} WITH (FORCE)"))
+            .execute(&mut admin)
+            .await?;
+    }
     anyhow::ensure!(stats.checked == n, "not every connector was checked");
     Ok(())
 }

@@ -184,15 +184,21 @@ async fn run(
     match outcome {
         Ok(mut catalog) => {
             catalog.sort();
+            let (schema_count, table_count) =
+                (catalog.schemas.len() as i64, catalog.table_count() as i64);
+            let text =
+                serde_json::to_string(&catalog).unwrap_or_else(|_| "{\"schemas\":[]}".into());
+            // The text is what is stored: the catalog is not kept beside it
+            // while the store writes it.
+            drop(catalog);
             let snapshot = Snapshot {
                 id: Uuid::new_v4(),
                 connector_id: c.id,
                 job_id: Some(job.id),
                 discovered_at: ts(finished_at),
-                schema_count: catalog.schemas.len() as i64,
-                table_count: catalog.table_count() as i64,
-                catalog: serde_json::to_string(&catalog)
-                    .unwrap_or_else(|_| "{\"schemas\":[]}".into()),
+                schema_count,
+                table_count,
+                catalog: text,
             };
             match state
                 .store

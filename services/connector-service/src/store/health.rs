@@ -30,6 +30,8 @@ impl SqlStore {
         lease_until: &str,
     ) -> Result<Vec<HealthLease>> {
         let lock = self.skip_locked();
+        // The due condition and the order are on the expression migration 5
+        // indexes: a claim reads one batch from the front of that index.
         let sql = format!(
             "UPDATE connectors SET health_lease_owner = $1, health_lease_until = $2, \
              health_prev_status = CASE WHEN status = 'TESTING' \
@@ -38,7 +40,7 @@ impl SqlStore {
              WHERE id IN (SELECT id FROM connectors WHERE status <> 'INACTIVE' \
                 AND id NOT IN (SELECT connector_id FROM create_reservations \
                     WHERE connector_id IS NOT NULL) \
-                AND (health_next_at IS NULL OR health_next_at <= $3) \
+                AND COALESCE(health_next_at, '') <= $3 \
                 AND (health_lease_until IS NULL OR health_lease_until < $4) \
                 ORDER BY COALESCE(health_next_at, ''), id LIMIT $5 {lock}) \
              RETURNING id, tenant_id"

@@ -29,6 +29,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "reservation_connector",
         include_str!("../../migrations/0004_reservation_connector.sql"),
     ),
+    (
+        5,
+        "health_claim_index",
+        include_str!("../../migrations/0005_health_claim_index.sql"),
+    ),
 ];
 
 /// Connector rows plus live reservations that have not written their row yet
