@@ -186,36 +186,47 @@ async fn run(
             catalog.sort();
             let (schema_count, table_count) =
                 (catalog.schemas.len() as i64, catalog.table_count() as i64);
-            let text =
-                serde_json::to_string(&catalog).unwrap_or_else(|_| "{\"schemas\":[]}".into());
+            // A catalog that cannot be serialized fails the job (INTERNAL);
+            // it is never stored as an empty catalog.
+            let text = serde_json::to_string(&catalog);
             // The text is what is stored: the catalog is not kept beside it
             // while the store writes it.
             drop(catalog);
-            let snapshot = Snapshot {
-                id: Uuid::new_v4(),
-                connector_id: c.id,
-                job_id: Some(job.id),
-                discovered_at: ts(finished_at),
-                schema_count,
-                table_count,
-                catalog: text,
-            };
-            match state
-                .store
-                .insert_snapshot(&snapshot, state.settings.snapshots_kept)
-                .await
-            {
-                Ok(()) => {
-                    job.status = JobStatus::Succeeded;
-                    job.schemas_discovered = Some(snapshot.schema_count);
-                    job.tables_discovered = Some(snapshot.table_count);
-                    job.message = Some("Discovery complete".into());
-                }
+            match text {
                 Err(e) => {
-                    tracing::error!(connector = %c.id, error = %e, "could not store the catalog snapshot");
+                    tracing::error!(connector = %c.id, error = %e, "could not serialize the catalog");
                     job.status = JobStatus::Failed;
                     job.error_code = Some(ErrorCode::Internal.as_str().into());
-                    job.message = Some("the catalog could not be stored".into());
+                    job.message = Some("the catalog could not be serialized".into());
+                }
+                Ok(text) => {
+                    let snapshot = Snapshot {
+                        id: Uuid::new_v4(),
+                        connector_id: c.id,
+                        job_id: Some(job.id),
+                        discovered_at: ts(finished_at),
+                        schema_count,
+                        table_count,
+                        catalog: text,
+                    };
+                    match state
+                        .store
+                        .insert_snapshot(&snapshot, state.settings.snapshots_kept)
+                        .await
+                    {
+                        Ok(()) => {
+                            job.status = JobStatus::Succeeded;
+                            job.schemas_discovered = Some(snapshot.schema_count);
+                            job.tables_discovered = Some(snapshot.table_count);
+                            job.message = Some("Discovery complete".into());
+                        }
+                        Err(e) => {
+                            tracing::error!(connector = %c.id, error = %e, "could not store the catalog snapshot");
+                            job.status = JobStatus::Failed;
+                            job.error_code = Some(ErrorCode::Internal.as_str().into());
+                            job.message = Some("the catalog could not be stored".into());
+                        }
+                    }
                 }
             }
         }
