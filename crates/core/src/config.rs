@@ -72,14 +72,14 @@ impl FromStr for SslMode {
 #[cfg_attr(feature = "openapi", derive(utoipa::ToSchema))]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct Timeouts {
-    /// Opening a connection: TCP, TLS and authentication together [10000].
+    /// Opening a connection: TCP, TLS and authentication together (default 10000 ms).
     #[serde(default = "Timeouts::default_connect_ms")]
     #[cfg_attr(
         feature = "openapi",
         schema(minimum = 0, maximum = 9007199254740991_u64)
     )]
     pub connect_ms: u64,
-    /// One catalog query or API call [60000].
+    /// One catalog query or API call (default 60000 ms).
     #[serde(default = "Timeouts::default_query_ms")]
     #[cfg_attr(
         feature = "openapi",
