@@ -525,16 +525,10 @@ impl HealthMonitor {
 /// nothing for a connector disabled meanwhile, nor while it stays where it
 /// was.
 fn notice_for(c: &Claimed, o: &Outcome, checked_at: &str, t: &HealthTransition) -> Vec<NewNotice> {
-    let was_error = t.previous.as_deref() == Some(ConnectorStatus::Error.as_str());
-    let mut out = Vec::new();
-    let transition = match (t.disabled, t.status, was_error) {
-        (false, ConnectorStatus::Error, false) => Some(EVENT_ERROR),
-        (false, ConnectorStatus::Active | ConnectorStatus::Warning, true) => Some(EVENT_RECOVERED),
-        _ => None,
-    };
-    if let Some(event) = transition {
+    // What every notice says: who it is for, which connector, where it stands.
+    let notice = |event: &str, details: serde_json::Value, once_key: Option<String>| {
         let id = Uuid::new_v4().to_string();
-        let payload = json!({
+        let mut payload = json!({
             "id": id,
             "event": event,
             "recipients": "tenant-admins",
@@ -544,46 +538,45 @@ fn notice_for(c: &Claimed, o: &Outcome, checked_at: &str, t: &HealthTransition) 
             "connectorType": o.connector_type,
             "status": t.status.as_str(),
             "previousStatus": t.previous,
-            "errorCode": o.error_code,
             "message": o.message,
-            "failedStep": o.failed_step,
-            "latencyMs": o.latency_ms,
-            "lastSuccessAt": t.last_success_at,
             "checkedAt": checked_at,
-        })
-        .to_string();
-        out.push(NewNotice {
+        });
+        if let (Some(p), serde_json::Value::Object(d)) = (payload.as_object_mut(), details) {
+            p.extend(d);
+        }
+        NewNotice {
             id,
             kind: event.to_owned(),
-            payload,
-            once_key: None,
-        });
+            payload: payload.to_string(),
+            once_key,
+        }
+    };
+    let was_error = t.previous.as_deref() == Some(ConnectorStatus::Error.as_str());
+    let mut out = Vec::new();
+    let transition = match (t.disabled, t.status, was_error) {
+        (false, ConnectorStatus::Error, false) => Some(EVENT_ERROR),
+        (false, ConnectorStatus::Active | ConnectorStatus::Warning, true) => Some(EVENT_RECOVERED),
+        _ => None,
+    };
+    if let Some(event) = transition {
+        out.push(notice(
+            event,
+            json!({
+                "errorCode": o.error_code,
+                "failedStep": o.failed_step,
+                "latencyMs": o.latency_ms,
+                "lastSuccessAt": t.last_success_at,
+            }),
+            None,
+        ));
     }
     if let (false, ConnectorStatus::Warning, Some(e)) = (t.disabled, t.status, o.expiry) {
-        let id = Uuid::new_v4().to_string();
         let at = ts(e.at);
-        let payload = json!({
-            "id": id,
-            "event": EVENT_CREDENTIALS_EXPIRING,
-            "recipients": "tenant-admins",
-            "tenantId": c.tenant_id,
-            "connectorId": c.id,
-            "connectorName": o.name,
-            "connectorType": o.connector_type,
-            "status": t.status.as_str(),
-            "previousStatus": t.previous,
-            "expiresAt": at,
-            "expiryKind": e.kind.as_str(),
-            "message": o.message,
-            "checkedAt": checked_at,
-        })
-        .to_string();
-        out.push(NewNotice {
-            id,
-            kind: EVENT_CREDENTIALS_EXPIRING.to_owned(),
-            payload,
-            once_key: Some(format!("{EVENT_CREDENTIALS_EXPIRING}:{at}")),
-        });
+        out.push(notice(
+            EVENT_CREDENTIALS_EXPIRING,
+            json!({"expiresAt": at, "expiryKind": e.kind.as_str()}),
+            Some(format!("{EVENT_CREDENTIALS_EXPIRING}:{at}")),
+        ));
     }
     out
 }
