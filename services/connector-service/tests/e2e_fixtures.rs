@@ -1983,7 +1983,8 @@ async fn sweep_and_deliver(
 /// way docs/operations.md tells a Vault admin: a metadata patch) is three
 /// days ahead turns its connector WARNING at the next health check, with the
 /// date and the days left in the message, and the tenant admin gets exactly
-/// one `connector.credentials_expiring` notice over two sweeps; a credential
+/// one `connector.credentials_expiring` notice over two sweeps (and none
+/// again after an ERROR and recovery with the same date); a credential
 /// expiring in 30 days stays ACTIVE; a new date is announced once more.
 #[tokio::test]
 async fn vault_expires_at_three_days_ahead_warns_once() {
@@ -2119,6 +2120,37 @@ async fn vault_expires_at_three_days_ahead_warns_once() {
     );
     assert!(body["message"].as_str().unwrap().ends_with(&note), "{body}");
 
+    // WARNING → ERROR → WARNING with the same date: the error and recovery
+    // notices, and no second expiry notice. A Vault admin writes a wrong
+    // password as a new version (custom metadata untouched), then the right
+    // one again.
+    let write = async |password: &str| {
+        let (s, v) = admin
+            .call(
+                Method::POST,
+                &format!("secret/data/matih/{slug}/connector-{}", &soon[..8]),
+                Some(json!({"data": {"username": pg.require("USER"), "password": password}})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    };
+    write("definitely-wrong-pw-2").await;
+    let (swept, delivered) = sweep_and_deliver(&monitor).await;
+    assert_eq!(
+        (swept.error, swept.warning, delivered),
+        (1, 0, 1),
+        "{swept:?}"
+    );
+    write(pg.require("PASSWORD")).await;
+    let (swept, delivered) = sweep_and_deliver(&monitor).await;
+    assert_eq!(
+        (swept.error, swept.warning, delivered),
+        (0, 1, 1),
+        "{swept:?}"
+    );
+    let kinds: Vec<String> = inbox.taken().into_iter().map(|n| n.0).collect();
+    assert_eq!(kinds, ["connector.error", "connector.recovered"]);
+
     // A manual test says the same.
     let (s, t) = h
         .call(Method::POST, &format!("{base}/{soon}/test"), &tok, None)
@@ -2150,7 +2182,7 @@ async fn vault_expires_at_three_days_ahead_warns_once() {
             204
         );
     }
-    h.assert_no_leak(&[pg.require("PASSWORD")]);
+    h.assert_no_leak(&[pg.require("PASSWORD"), "definitely-wrong-pw-2"]);
 }
 
 /// Secrets Manager's next rotation (moto computes `NextRotationDate` from
