@@ -1746,18 +1746,7 @@ async fn dynamic_vault_credentials_on_postgres_and_mariadb() {
             secret_id: vault.require("SECRET_ID").into(),
         },
     );
-    let h = Harness::start(Options {
-        registry: registry(),
-        secrets: Some(store),
-        // A Vault login per test is slow on a loaded machine: WARNING only
-        // past a minute, on every path (create, test and the sweep below).
-        thresholds: Some(matih_connector_service::connection_test::Thresholds {
-            warning_ms: 60_000,
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await;
+    let h = store_harness(store, None).await;
     for (fx, role) in [
         (&pg, vault.require("PG_ROLE")),
         (&my, vault.require("MYSQL_ROLE")),
@@ -1943,6 +1932,28 @@ async fn dynamic_vault_credentials_on_postgres_and_mariadb() {
     h.assert_no_leak(&[vault.require("SECRET_ID")]);
 }
 
+/// The real drivers on `secrets` (and the metadata store at `database_url`,
+/// else SQLite), with a WARNING latency threshold of ten minutes: a Vault or
+/// AWS round trip per test is slow on a loaded machine, and on every path
+/// (create, test, sweep) only what a test looks at may make a connector
+/// WARNING.
+async fn store_harness(
+    secrets: Arc<dyn matih_connector_service::secrets::SecretStore>,
+    database_url: Option<String>,
+) -> Harness {
+    Harness::start(Options {
+        registry: registry(),
+        secrets: Some(secrets),
+        database_url,
+        thresholds: Some(matih_connector_service::connection_test::Thresholds {
+            warning_ms: 600_000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+}
+
 /// Keeps every notice handed to it: what the tenant admin would receive.
 #[derive(Default)]
 struct Inbox(std::sync::Mutex<Vec<(String, Value)>>);
@@ -1999,18 +2010,8 @@ async fn vault_expires_at_three_days_ahead_warns_once() {
         &vault,
         VaultAuth::Token(admin.service_token(&vault, "1h").await.into()),
     );
-    let h = Harness::start(Options {
-        registry: registry(),
-        secrets: Some(store),
-        // Latency never makes these WARNING on a loaded machine: only the
-        // expiry can (default window, seven days).
-        thresholds: Some(matih_connector_service::connection_test::Thresholds {
-            warning_ms: 600_000,
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
-    .await;
+    // Only the expiry can make these WARNING (default window, seven days).
+    let h = store_harness(store, None).await;
     let slug = fresh_slug("vexp");
     let tenant = h.create_tenant(&slug, "FREE").await;
     let tok = h.tenant_token(tenant);
@@ -2198,20 +2199,10 @@ async fn secrets_manager_rotation_three_days_ahead_warns_once() {
     };
     common::init();
     let db = FreshDb::create(&pg).await;
-    let h = Harness::start(Options {
-        registry: registry(),
-        database_url: Some(db.url.clone()),
-        secrets: Some(sm_store(
-            &aws,
-            "SECRETS_",
-            "AWS_ENDPOINT_URL_SECRETS_MANAGER",
-        )),
-        thresholds: Some(matih_connector_service::connection_test::Thresholds {
-            warning_ms: 600_000,
-            ..Default::default()
-        }),
-        ..Default::default()
-    })
+    let h = store_harness(
+        sm_store(&aws, "SECRETS_", "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+        Some(db.url.clone()),
+    )
     .await;
     assert_eq!(h.state.store.backend(), "postgres");
     let slug = fresh_slug("smrot");
