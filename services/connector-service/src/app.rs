@@ -31,7 +31,8 @@ pub struct Settings {
     /// How long create waits for its discovery before answering.
     pub discovery_wait: Duration,
     pub discovery_timeout: Duration,
-    /// WARNING latency thresholds, global and per type: the status rule's input.
+    /// WARNING latency thresholds, global and per type, and the credential
+    /// expiry window: the status rule's input.
     pub thresholds: crate::connection_test::Thresholds,
     pub egress: EgressPolicy,
     pub body_limit_bytes: usize,
@@ -56,6 +57,9 @@ impl Settings {
             thresholds: crate::connection_test::Thresholds {
                 warning_ms: c.warning_latency_ms,
                 warning_ms_by_type: c.health.warning_latency_by_type.clone(),
+                expiry_warning: Duration::from_secs(
+                    c.credential_expiry_warning_days.saturating_mul(86_400),
+                ),
             },
             egress: EgressPolicy::with_profile(
                 c.egress_profile(),

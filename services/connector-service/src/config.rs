@@ -49,6 +49,9 @@ CONFIGURATION
   MATIH_DISCOVERY_WAIT_MS      how long create waits for discovery before answering [5000]
   MATIH_DISCOVERY_TIMEOUT_SECS limit for one discovery job        [600]
   MATIH_WARNING_LATENCY_MS     test latency above which a connector is WARNING [2000]
+  MATIH_CREDENTIAL_EXPIRY_WARNING_DAYS  a passing connector is WARNING this many days before
+                               its static credential's recorded expiry (Vault custom_metadata
+                               expires_at) or next rotation (Secrets Manager); 0 = off [7]
   MATIH_BODY_LIMIT_BYTES       largest accepted request body      [1048576]
   MATIH_EGRESS_PROFILE         embedded | production: production also denies loopback, RFC 1918,
                                CGNAT 100.64/10 and ULA fc00::/7
@@ -118,6 +121,7 @@ pub struct Config {
     pub discovery_wait_ms: u64,
     pub discovery_timeout_secs: u64,
     pub warning_latency_ms: u64,
+    pub credential_expiry_warning_days: u64,
     pub body_limit_bytes: usize,
     pub egress_allow: String,
     pub egress_deny: String,
@@ -173,6 +177,7 @@ impl Default for Config {
             discovery_wait_ms: 5000,
             discovery_timeout_secs: 600,
             warning_latency_ms: 2000,
+            credential_expiry_warning_days: crate::connection_test::DEFAULT_EXPIRY_WARNING_DAYS,
             body_limit_bytes: 1 << 20,
             egress_allow: String::new(),
             egress_deny: String::new(),
@@ -230,6 +235,10 @@ impl fmt::Debug for Config {
             .field("jwt_public_key_file", &self.jwt_public_key_file)
             .field("discovery_wait_ms", &self.discovery_wait_ms)
             .field("warning_latency_ms", &self.warning_latency_ms)
+            .field(
+                "credential_expiry_warning_days",
+                &self.credential_expiry_warning_days,
+            )
             .field("body_limit_bytes", &self.body_limit_bytes)
             .field("health", &self.health)
             .field("limits", &self.limits)
@@ -315,6 +324,9 @@ impl Config {
                 "DISCOVERY_WAIT_MS" => self.discovery_wait_ms = num(&k, &v)?,
                 "DISCOVERY_TIMEOUT_SECS" => self.discovery_timeout_secs = num(&k, &v)?,
                 "WARNING_LATENCY_MS" => self.warning_latency_ms = num(&k, &v)?,
+                "CREDENTIAL_EXPIRY_WARNING_DAYS" => {
+                    self.credential_expiry_warning_days = num(&k, &v)?
+                }
                 "BODY_LIMIT_BYTES" => self.body_limit_bytes = num(&k, &v)?,
                 "EGRESS_ALLOW" => self.egress_allow = v,
                 "EGRESS_DENY" => self.egress_deny = v,
@@ -520,6 +532,25 @@ mod tests {
         assert_eq!((r.max_lifetime_secs, r.leeway_secs), (600, 2));
         assert!(Config::default()
             .apply_env([("MATIH_JWT_LEEWAY_SECS".to_owned(), "soon".to_owned())])
+            .is_err());
+    }
+
+    #[test]
+    fn credential_expiry_window_from_file_and_environment() {
+        assert_eq!(Config::default().credential_expiry_warning_days, 7);
+        let mut cfg: Config = toml::from_str("credential_expiry_warning_days = 14").unwrap();
+        assert_eq!(cfg.credential_expiry_warning_days, 14);
+        cfg.apply_env([(
+            "MATIH_CREDENTIAL_EXPIRY_WARNING_DAYS".to_owned(),
+            "3".to_owned(),
+        )])
+        .unwrap();
+        assert_eq!(cfg.credential_expiry_warning_days, 3);
+        assert!(cfg
+            .apply_env([(
+                "MATIH_CREDENTIAL_EXPIRY_WARNING_DAYS".to_owned(),
+                "a week".to_owned(),
+            )])
             .is_err());
     }
 }

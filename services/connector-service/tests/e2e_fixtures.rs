@@ -1447,13 +1447,19 @@ async fn vault_token_expiry_is_survived_by_login_again() {
 /// Signed calls to moto's Secrets Manager, independent of the store: the
 /// admin's view of a secret by its documented name.
 async fn sm_admin(fx: &Fixture, action: &str, body: Value) -> (u16, Value) {
+    sm_admin_as(fx, "SECRETS_", action, body).await
+}
+
+/// The same with the fixture's `<user>ACCESS_KEY_ID` key (`ROTATOR_` may
+/// turn rotation on, which the service's own key may not).
+async fn sm_admin_as(fx: &Fixture, user: &str, action: &str, body: Value) -> (u16, Value) {
     use matih_connector_core::aws::{sigv4_headers, Keys, ToSign};
     let url = reqwest::Url::parse(&format!("http://127.0.0.1:{}/", fx.port())).unwrap();
     let payload = body.to_string();
     let target = format!("secretsmanager.{action}");
     let keys = Keys {
-        access_key_id: fx.require("SECRETS_ACCESS_KEY_ID").into(),
-        secret_access_key: fx.require("SECRETS_SECRET_ACCESS_KEY").into(),
+        access_key_id: fx.require(&format!("{user}ACCESS_KEY_ID")).into(),
+        secret_access_key: fx.require(&format!("{user}SECRET_ACCESS_KEY")).into(),
         session_token: None,
     };
     let ct = "application/x-amz-json-1.1";
@@ -1740,18 +1746,7 @@ async fn dynamic_vault_credentials_on_postgres_and_mariadb() {
             secret_id: vault.require("SECRET_ID").into(),
         },
     );
-    let h = Harness::start(Options {
-        registry: registry(),
-        secrets: Some(store),
-        // A Vault login per test is slow on a loaded machine: WARNING only
-        // past a minute, on every path (create, test and the sweep below).
-        thresholds: Some(matih_connector_service::connection_test::Thresholds {
-            warning_ms: 60_000,
-            warning_ms_by_type: Default::default(),
-        }),
-        ..Default::default()
-    })
-    .await;
+    let h = store_harness(store, None).await;
     for (fx, role) in [
         (&pg, vault.require("PG_ROLE")),
         (&my, vault.require("MYSQL_ROLE")),
@@ -1935,6 +1930,351 @@ async fn dynamic_vault_credentials_on_postgres_and_mariadb() {
     );
     assert_eq!(h.call(Method::DELETE, &path, &tok, None).await.0, 204);
     h.assert_no_leak(&[vault.require("SECRET_ID")]);
+}
+
+/// The real drivers on `secrets` (and the metadata store at `database_url`,
+/// else SQLite), with a WARNING latency threshold of ten minutes: a Vault or
+/// AWS round trip per test is slow on a loaded machine, and on every path
+/// (create, test, sweep) only what a test looks at may make a connector
+/// WARNING.
+async fn store_harness(
+    secrets: Arc<dyn matih_connector_service::secrets::SecretStore>,
+    database_url: Option<String>,
+) -> Harness {
+    Harness::start(Options {
+        registry: registry(),
+        secrets: Some(secrets),
+        database_url,
+        thresholds: Some(matih_connector_service::connection_test::Thresholds {
+            warning_ms: 600_000,
+            ..Default::default()
+        }),
+        ..Default::default()
+    })
+    .await
+}
+
+/// Keeps every notice handed to it: what the tenant admin would receive.
+#[derive(Default)]
+struct Inbox(std::sync::Mutex<Vec<(String, Value)>>);
+
+#[async_trait::async_trait]
+impl matih_connector_service::health::Notifier for Inbox {
+    fn name(&self) -> &'static str {
+        "inbox"
+    }
+    async fn deliver(&self, n: &matih_connector_service::health::Notice) -> Result<(), String> {
+        let body = serde_json::from_str(&n.body).map_err(|e| e.to_string())?;
+        self.0.lock().unwrap().push((n.kind.clone(), body));
+        Ok(())
+    }
+}
+
+impl Inbox {
+    fn taken(&self) -> Vec<(String, Value)> {
+        std::mem::take(&mut *self.0.lock().unwrap())
+    }
+}
+
+/// An instant `days` from now, to the second, as people write `expires_at`.
+fn days_ahead(days: i64) -> String {
+    (chrono::Utc::now() + chrono::Duration::days(days))
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true)
+}
+
+/// Sweeps once and delivers what it queued: (sweep stats, notices delivered).
+async fn sweep_and_deliver(
+    monitor: &matih_connector_service::health::HealthMonitor,
+) -> (matih_connector_service::health::SweepStats, usize) {
+    let stats = monitor.sweep().await.unwrap();
+    (stats, monitor.deliver_pending().await.unwrap())
+}
+
+/// A static credential in Vault whose `custom_metadata.expires_at` (set the
+/// way docs/operations.md tells a Vault admin: a metadata patch) is three
+/// days ahead turns its connector WARNING at the next health check, with the
+/// date and the days left in the message, and the tenant admin gets exactly
+/// one `connector.credentials_expiring` notice over two sweeps (and none
+/// again after an ERROR and recovery with the same date); a credential
+/// expiring in 30 days stays ACTIVE; a new date is announced once more.
+#[tokio::test]
+async fn vault_expires_at_three_days_ahead_warns_once() {
+    use matih_connector_service::secrets::vault::VaultAuth;
+    let test = "vault_expires_at_three_days_ahead_warns_once";
+    let (Some(vault), Some(pg)) = (fixture("VAULT", test), fixture("POSTGRES", test)) else {
+        return;
+    };
+    common::init();
+    let admin = VaultAdmin::new(&vault);
+    let store = vault_store(
+        &vault,
+        VaultAuth::Token(admin.service_token(&vault, "1h").await.into()),
+    );
+    // Only the expiry can make these WARNING (default window, seven days).
+    let h = store_harness(store, None).await;
+    let slug = fresh_slug("vexp");
+    let tenant = h.create_tenant(&slug, "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let base = format!("/api/v1/tenants/{tenant}/connectors");
+    let mut ids = Vec::new();
+    for name in ["expires soon", "expires later"] {
+        let (s, c) = h
+            .call(Method::POST, &base, &tok, Some(spec(&pg, name)))
+            .await;
+        assert_eq!((s, c["status"].as_str()), (201, Some("ACTIVE")), "{c}");
+        let id = c["id"].as_str().unwrap().to_owned();
+        h.wait_discovery(tenant, &id, &tok).await;
+        ids.push(id);
+    }
+    let (soon, later) = (&ids[0], &ids[1]);
+    // What a Vault admin runs: `bao kv metadata patch
+    // -custom-metadata=expires_at=<date> secret/matih/<slug>/connector-<id8>`.
+    let patch = async |id: &str, at: &str| {
+        let resp = admin
+            .http
+            .patch(format!(
+                "{}/v1/secret/metadata/matih/{slug}/connector-{}",
+                admin.addr,
+                &id[..8]
+            ))
+            .header("x-vault-token", &admin.token)
+            .header("content-type", "application/merge-patch+json")
+            .body(json!({"custom_metadata": {"expires_at": at}}).to_string())
+            .send()
+            .await
+            .unwrap();
+        assert!(resp.status().is_success(), "{}", resp.text().await.unwrap());
+    };
+    let soon_at = days_ahead(3);
+    patch(soon, &soon_at).await;
+    patch(later, &days_ahead(30)).await;
+    // The patch kept the labels beside the date.
+    let (_, m) = admin
+        .kv_metadata(&slug, &format!("connector-{}", &soon[..8]))
+        .await;
+    assert_eq!(
+        m["data"]["custom_metadata"]["matih.ai/connector-id"],
+        soon.as_str(),
+        "{m}"
+    );
+    assert_eq!(
+        m["data"]["custom_metadata"]["expires_at"],
+        soon_at.as_str(),
+        "{m}"
+    );
+
+    let inbox = Arc::new(Inbox::default());
+    let monitor = matih_connector_service::health::HealthMonitor::new(
+        h.state.clone(),
+        dynamic_health_settings(),
+        inbox.clone(),
+        None,
+    )
+    .unwrap();
+    let note = format!("credentials expire {soon_at} (in 3 days)");
+    let get = async |id: &str| {
+        h.call(Method::GET, &format!("{base}/{id}"), &tok, None)
+            .await
+            .1
+    };
+
+    let (swept, delivered) = sweep_and_deliver(&monitor).await;
+    assert_eq!(
+        (swept.checked, swept.warning, swept.active, delivered),
+        (2, 1, 1, 1),
+        "{swept:?}"
+    );
+    let c = get(soon).await;
+    assert_eq!(c["status"], "WARNING", "{c}");
+    let result = c["lastTestResult"].as_str().unwrap();
+    assert!(result.ends_with(&note), "{result}");
+    let c = get(later).await;
+    assert_eq!(
+        c["status"], "ACTIVE",
+        "30 days ahead, outside the window: {c}"
+    );
+    assert!(
+        !c["lastTestResult"].as_str().unwrap().contains("expire"),
+        "{c}"
+    );
+
+    // The second sweep sees the same date: still WARNING, nothing new queued.
+    let (swept, delivered) = sweep_and_deliver(&monitor).await;
+    assert_eq!(
+        (swept.checked, swept.warning, delivered),
+        (2, 1, 0),
+        "{swept:?}"
+    );
+    let notices = inbox.taken();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    let (kind, body) = &notices[0];
+    assert_eq!(kind, "connector.credentials_expiring");
+    assert_eq!(body["connectorId"], soon.as_str(), "{body}");
+    assert_eq!(body["tenantId"], tenant.to_string(), "{body}");
+    assert_eq!(body["status"], "WARNING", "{body}");
+    assert_eq!(body["expiryKind"], "EXPIRES", "{body}");
+    let expires_at = chrono::DateTime::parse_from_rfc3339(body["expiresAt"].as_str().unwrap());
+    assert_eq!(
+        expires_at.unwrap(),
+        chrono::DateTime::parse_from_rfc3339(&soon_at).unwrap(),
+        "{body}"
+    );
+    assert!(body["message"].as_str().unwrap().ends_with(&note), "{body}");
+
+    // WARNING → ERROR → WARNING with the same date: the error and recovery
+    // notices, and no second expiry notice. A Vault admin writes a wrong
+    // password as a new version (custom metadata untouched), then the right
+    // one again.
+    let write = async |password: &str| {
+        let (s, v) = admin
+            .call(
+                Method::POST,
+                &format!("secret/data/matih/{slug}/connector-{}", &soon[..8]),
+                Some(json!({"data": {"username": pg.require("USER"), "password": password}})),
+            )
+            .await;
+        assert_eq!(s, 200, "{v}");
+    };
+    write("definitely-wrong-pw-2").await;
+    let (swept, delivered) = sweep_and_deliver(&monitor).await;
+    assert_eq!(
+        (swept.error, swept.warning, delivered),
+        (1, 0, 1),
+        "{swept:?}"
+    );
+    write(pg.require("PASSWORD")).await;
+    let (swept, delivered) = sweep_and_deliver(&monitor).await;
+    assert_eq!(
+        (swept.error, swept.warning, delivered),
+        (0, 1, 1),
+        "{swept:?}"
+    );
+    let kinds: Vec<String> = inbox.taken().into_iter().map(|n| n.0).collect();
+    assert_eq!(kinds, ["connector.error", "connector.recovered"]);
+
+    // A manual test says the same.
+    let (s, t) = h
+        .call(Method::POST, &format!("{base}/{soon}/test"), &tok, None)
+        .await;
+    assert_eq!((s, &t["success"]), (200, &json!(true)), "{t}");
+    assert!(t["message"].as_str().unwrap().ends_with(&note), "{t}");
+
+    // The credential replaced with a new date two days ahead: one more notice.
+    let next_at = days_ahead(2);
+    patch(soon, &next_at).await;
+    let (swept, delivered) = sweep_and_deliver(&monitor).await;
+    assert_eq!((swept.warning, delivered), (1, 1), "{swept:?}");
+    let (swept, delivered) = sweep_and_deliver(&monitor).await;
+    assert_eq!((swept.warning, delivered), (1, 0), "{swept:?}");
+    let notices = inbox.taken();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert!(
+        notices[0].1["message"]
+            .as_str()
+            .unwrap()
+            .ends_with(&format!("credentials expire {next_at} (in 2 days)")),
+        "{notices:?}"
+    );
+    for id in &ids {
+        assert_eq!(
+            h.call(Method::DELETE, &format!("{base}/{id}"), &tok, None)
+                .await
+                .0,
+            204
+        );
+    }
+    h.assert_no_leak(&[pg.require("PASSWORD"), "definitely-wrong-pw-2"]);
+}
+
+/// Secrets Manager's next rotation (moto computes `NextRotationDate` from
+/// RotateSecret's `RotationRules.AutomaticallyAfterDays`) three days ahead:
+/// WARNING with the date, one `connector.credentials_expiring` notice over
+/// two sweeps — on the PostgreSQL metadata store (the vault test above runs
+/// on SQLite), so the once-only outbox insert is proven on both.
+#[tokio::test]
+async fn secrets_manager_rotation_three_days_ahead_warns_once() {
+    let test = "secrets_manager_rotation_three_days_ahead_warns_once";
+    let (Some(aws), Some(pg)) = (fixture("S3", test), fixture("POSTGRES", test)) else {
+        return;
+    };
+    common::init();
+    let db = FreshDb::create(&pg).await;
+    let h = store_harness(
+        sm_store(&aws, "SECRETS_", "AWS_ENDPOINT_URL_SECRETS_MANAGER"),
+        Some(db.url.clone()),
+    )
+    .await;
+    assert_eq!(h.state.store.backend(), "postgres");
+    let slug = fresh_slug("smrot");
+    let tenant = h.create_tenant(&slug, "FREE").await;
+    let tok = h.tenant_token(tenant);
+    let base = format!("/api/v1/tenants/{tenant}/connectors");
+    let (s, c) = h
+        .call(Method::POST, &base, &tok, Some(spec(&pg, "rotating")))
+        .await;
+    assert_eq!((s, c["status"].as_str()), (201, Some("ACTIVE")), "{c}");
+    let id = c["id"].as_str().unwrap().to_owned();
+    h.wait_discovery(tenant, &id, &tok).await;
+    let name = format!("matih/{slug}/connector-{}", &id[..8]);
+    // Rotation on, every three days, the current value kept (no rotation
+    // function here: moto makes the copied version current).
+    let (s, v) = sm_admin_as(
+        &aws,
+        "ROTATOR_",
+        "RotateSecret",
+        json!({"SecretId": name, "RotationRules": {"AutomaticallyAfterDays": 3},
+               "RotateImmediately": false}),
+    )
+    .await;
+    assert_eq!(s, 200, "{v}");
+    let (_, d) = sm_admin(&aws, "DescribeSecret", json!({"SecretId": name})).await;
+    let next = d["NextRotationDate"]
+        .as_f64()
+        .expect("moto reports NextRotationDate");
+    let next = chrono::DateTime::from_timestamp(next as i64, 0)
+        .unwrap()
+        .to_rfc3339_opts(chrono::SecondsFormat::Secs, true);
+
+    let inbox = Arc::new(Inbox::default());
+    let monitor = matih_connector_service::health::HealthMonitor::new(
+        h.state.clone(),
+        dynamic_health_settings(),
+        inbox.clone(),
+        None,
+    )
+    .unwrap();
+    for round in 0..2 {
+        let (swept, delivered) = sweep_and_deliver(&monitor).await;
+        assert_eq!(
+            (swept.checked, swept.warning, delivered),
+            (1, 1, 1 - round),
+            "round {round}: {swept:?}"
+        );
+    }
+    let (_, c) = h
+        .call(Method::GET, &format!("{base}/{id}"), &tok, None)
+        .await;
+    assert_eq!(c["status"], "WARNING", "{c}");
+    let note = format!("credentials rotate {next} (in 3 days)");
+    assert!(
+        c["lastTestResult"].as_str().unwrap().ends_with(&note),
+        "{c}"
+    );
+    let notices = inbox.taken();
+    assert_eq!(notices.len(), 1, "{notices:?}");
+    assert_eq!(notices[0].0, "connector.credentials_expiring");
+    assert_eq!(notices[0].1["expiryKind"], "ROTATION", "{notices:?}");
+    assert_eq!(
+        h.call(Method::DELETE, &format!("{base}/{id}"), &tok, None)
+            .await
+            .0,
+        204
+    );
+    h.assert_no_leak(&[
+        pg.require("PASSWORD"),
+        aws.require("SECRETS_SECRET_ACCESS_KEY"),
+    ]);
+    db.drop_db().await;
 }
 
 fn dynamic_health_settings() -> matih_connector_service::health::HealthSettings {

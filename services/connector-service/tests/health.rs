@@ -286,6 +286,7 @@ async fn state(url: &str, secrets_dir: &std::path::Path) -> AppState {
                 warning_ms: 2000,
                 // Far above a login on a loaded machine, far below the check timeout.
                 warning_ms_by_type: BTreeMap::from([("POSTGRESQL".to_owned(), SLOW_MS)]),
+                ..Default::default()
             },
             ..Settings::default()
         },

@@ -40,6 +40,7 @@ async fn one_report_one_status_on_create_test_update_credentials_and_sweep() {
         thresholds: Some(Thresholds {
             warning_ms: GLOBAL_WARNING_MS,
             warning_ms_by_type: BTreeMap::from([("POSTGRESQL".to_owned(), POSTGRESQL_WARNING_MS)]),
+            ..Default::default()
         }),
         ..Default::default()
     })

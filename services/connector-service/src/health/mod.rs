@@ -1,8 +1,8 @@
 //! Health monitoring: a scheduler that tests every connector that is not
 //! INACTIVE once per interval, records each check in a bounded history, moves
 //! connectors between ACTIVE, WARNING and ERROR (TESTING while a check runs),
-//! and queues ERROR and recovery notices in an outbox that a delivery loop
-//! drains with retries.
+//! and queues ERROR, recovery and credential-expiry notices in an outbox that
+//! a delivery loop drains with retries.
 //!
 //! Work is shared between replicas through the metadata store, the module's
 //! only way to its tables: a replica claims due connectors
@@ -37,10 +37,14 @@ pub use notify::{FanOut, LogNotifier, Notice, Notifier, WebhookNotifier};
 use crate::app::AppState;
 use crate::connection_test::{self, Tested};
 use crate::model::{ts, ConnectorStatus};
+use crate::secrets::Expiry;
 use crate::store::{HealthCheckRecord, HealthLease, HealthTransition, NewNotice};
 
 pub const EVENT_ERROR: &str = "connector.error";
 pub const EVENT_RECOVERED: &str = "connector.recovered";
+/// A passing connector whose static credential expires (or rotates) within
+/// the warning window: sent once per connector and date.
+pub const EVENT_CREDENTIALS_EXPIRING: &str = "connector.credentials_expiring";
 
 /// What one sweep did.
 #[derive(Clone, Debug, Default, PartialEq, Eq)]
@@ -69,6 +73,8 @@ struct Outcome {
     error_code: Option<String>,
     failed_step: Option<String>,
     message: String,
+    /// The credential's expiry when the status rule warned of it.
+    expiry: Option<Expiry>,
 }
 
 #[derive(Clone)]
@@ -301,6 +307,7 @@ impl HealthMonitor {
             error_code: Some(code.to_owned()),
             failed_step: None,
             message: msg,
+            expiry: None,
         };
         let connector = match state.store.get_connector(c.tenant_id, c.id).await {
             Ok(Some(x)) => x,
@@ -328,11 +335,14 @@ impl HealthMonitor {
                 ))
             }
         };
-        let Tested { report, status } =
-            match connection_test::test_stored(state, &tenant, &connector).await {
-                Ok(t) => t,
-                Err(e) => return Some(fail(ty, name, e.code().as_str(), e.message())),
-            };
+        let Tested {
+            report,
+            status,
+            expiry,
+        } = match connection_test::test_stored(state, &tenant, &connector).await {
+            Ok(t) => t,
+            Err(e) => return Some(fail(ty, name, e.code().as_str(), e.message())),
+        };
         let failure = report.failure();
         Some(Outcome {
             connector_type: ty,
@@ -351,6 +361,7 @@ impl HealthMonitor {
                 .or(failure.map(|(s, _)| s))
                 .map(|s| s.as_str().to_owned()),
             message: report.message,
+            expiry,
         })
     }
 
@@ -383,6 +394,7 @@ impl HealthMonitor {
                         "the health check did not finish within {} ms",
                         i.settings.check_timeout.as_millis()
                     ),
+                    expiry: None,
                 }
             }
         };
@@ -505,43 +517,66 @@ impl HealthMonitor {
     }
 }
 
-/// The notice a recorded check queues: `connector.error` on entering ERROR,
-/// `connector.recovered` on leaving it for ACTIVE or WARNING; nothing for a
-/// connector disabled meanwhile, nor while it stays where it was.
-fn notice_for(
-    c: &Claimed,
-    o: &Outcome,
-    checked_at: &str,
-    t: &HealthTransition,
-) -> Option<NewNotice> {
-    let was_error = t.previous.as_deref() == Some(ConnectorStatus::Error.as_str());
-    let event = match (t.disabled, t.status, was_error) {
-        (false, ConnectorStatus::Error, false) => EVENT_ERROR,
-        (false, ConnectorStatus::Active | ConnectorStatus::Warning, true) => EVENT_RECOVERED,
-        _ => return None,
+/// The notices a recorded check queues: `connector.error` on entering ERROR,
+/// `connector.recovered` on leaving it for ACTIVE or WARNING, and
+/// `connector.credentials_expiring` when a passing check is WARNING because
+/// the credential expires within the window (keyed by the date, so it is
+/// queued once however many sweeps see it, and again for a new date);
+/// nothing for a connector disabled meanwhile, nor while it stays where it
+/// was.
+fn notice_for(c: &Claimed, o: &Outcome, checked_at: &str, t: &HealthTransition) -> Vec<NewNotice> {
+    // What every notice says: who it is for, which connector, where it stands.
+    let notice = |event: &str, details: serde_json::Value, once_key: Option<String>| {
+        let id = Uuid::new_v4().to_string();
+        let mut payload = json!({
+            "id": id,
+            "event": event,
+            "recipients": "tenant-admins",
+            "tenantId": c.tenant_id,
+            "connectorId": c.id,
+            "connectorName": o.name,
+            "connectorType": o.connector_type,
+            "status": t.status.as_str(),
+            "previousStatus": t.previous,
+            "message": o.message,
+            "checkedAt": checked_at,
+        });
+        if let (Some(p), serde_json::Value::Object(d)) = (payload.as_object_mut(), details) {
+            p.extend(d);
+        }
+        NewNotice {
+            id,
+            kind: event.to_owned(),
+            payload: payload.to_string(),
+            once_key,
+        }
     };
-    let id = Uuid::new_v4().to_string();
-    let payload = json!({
-        "id": id,
-        "event": event,
-        "recipients": "tenant-admins",
-        "tenantId": c.tenant_id,
-        "connectorId": c.id,
-        "connectorName": o.name,
-        "connectorType": o.connector_type,
-        "status": t.status.as_str(),
-        "previousStatus": t.previous,
-        "errorCode": o.error_code,
-        "message": o.message,
-        "failedStep": o.failed_step,
-        "latencyMs": o.latency_ms,
-        "lastSuccessAt": t.last_success_at,
-        "checkedAt": checked_at,
-    })
-    .to_string();
-    Some(NewNotice {
-        id,
-        kind: event.to_owned(),
-        payload,
-    })
+    let was_error = t.previous.as_deref() == Some(ConnectorStatus::Error.as_str());
+    let mut out = Vec::new();
+    let transition = match (t.disabled, t.status, was_error) {
+        (false, ConnectorStatus::Error, false) => Some(EVENT_ERROR),
+        (false, ConnectorStatus::Active | ConnectorStatus::Warning, true) => Some(EVENT_RECOVERED),
+        _ => None,
+    };
+    if let Some(event) = transition {
+        out.push(notice(
+            event,
+            json!({
+                "errorCode": o.error_code,
+                "failedStep": o.failed_step,
+                "latencyMs": o.latency_ms,
+                "lastSuccessAt": t.last_success_at,
+            }),
+            None,
+        ));
+    }
+    if let (false, ConnectorStatus::Warning, Some(e)) = (t.disabled, t.status, o.expiry) {
+        let at = ts(e.at);
+        out.push(notice(
+            EVENT_CREDENTIALS_EXPIRING,
+            json!({"expiresAt": at, "expiryKind": e.kind.as_str()}),
+            Some(format!("{EVENT_CREDENTIALS_EXPIRING}:{at}")),
+        ));
+    }
+    out
 }

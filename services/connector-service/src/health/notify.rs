@@ -1,4 +1,4 @@
-//! Notifiers: where ERROR and recovery notices go. Notices reach a notifier only
+//! Notifiers: where ERROR, recovery and credential-expiry notices go. Notices reach a notifier only
 //! through the outbox (see `outbox` in `mod.rs`), which gives at-least-once
 //! delivery; a notifier just tries once and says whether it worked.
 

@@ -20,7 +20,7 @@ use matih_connector_core::http::{HttpClient, Url};
 use matih_connector_core::{Credentials, SecretString};
 use serde_json::{json, Value};
 
-use super::{SecretError, SecretRef, SecretStore};
+use super::{Expiry, ExpiryKind, SecretError, SecretRef, SecretStore, Stored};
 
 /// Where and as whom the store talks to Secrets Manager.
 #[derive(Clone, Debug)]
@@ -78,6 +78,30 @@ impl AwsSmSettings {
             timeout,
         })
     }
+}
+
+/// A DescribeSecret answer's next rotation: `NextRotationDate` (epoch
+/// seconds), or, where it is absent but rotation is on, `LastRotatedDate`
+/// plus `RotationRules.AutomaticallyAfterDays` (how AWS schedules it).
+/// Rotation turned off (`RotationEnabled: false`): none.
+fn next_rotation(d: &Value) -> Option<Expiry> {
+    if d["RotationEnabled"] == Value::Bool(false) {
+        return None;
+    }
+    let epoch = |v: &Value| {
+        v.as_f64()
+            .and_then(|s| chrono::DateTime::from_timestamp_millis((s * 1000.0) as i64))
+    };
+    let at = epoch(&d["NextRotationDate"]).or_else(|| {
+        let days = d["RotationRules"]["AutomaticallyAfterDays"].as_i64()?;
+        let last = epoch(&d["LastRotatedDate"])?;
+        (d["RotationEnabled"] == Value::Bool(true) && days > 0)
+            .then(|| last + chrono::Duration::days(days))
+    })?;
+    Some(Expiry {
+        at,
+        kind: ExpiryKind::Rotates,
+    })
 }
 
 pub struct AwsSecretsManagerStore {
@@ -287,6 +311,25 @@ impl SecretStore for AwsSecretsManagerStore {
             .collect())
     }
 
+    /// The value and, from DescribeSecret (sent at the same time), the next
+    /// rotation. A describe that fails is logged and costs only the date:
+    /// the credentials were read.
+    async fn get_with_expiry(&self, r: &SecretRef) -> Result<Stored, SecretError> {
+        let (credentials, described) = tokio::join!(self.get(r), self.describe(r));
+        let credentials = credentials?;
+        let expiry = match described {
+            Ok(d) => next_rotation(&d),
+            Err(e) => {
+                tracing::warn!(secret = %r.name, error = %e, "DescribeSecret failed; the next rotation date is unknown");
+                None
+            }
+        };
+        Ok(Stored {
+            credentials,
+            expiry,
+        })
+    }
+
     async fn replace(&self, r: &SecretRef, creds: &Credentials) -> Result<(), SecretError> {
         // One new version, made AWSCURRENT in the same call.
         self.act(
@@ -361,5 +404,60 @@ impl SecretStore for AwsSecretsManagerStore {
         }
         out.sort();
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn at(v: Value) -> Option<String> {
+        next_rotation(&v).map(|e| {
+            assert_eq!(e.kind, ExpiryKind::Rotates);
+            e.at.to_rfc3339()
+        })
+    }
+
+    /// DescribeSecret answers shaped as AWS documents them (dates are epoch
+    /// seconds with a fraction).
+    #[test]
+    fn next_rotation_from_describe_secret() {
+        let rotating = json!({
+            "ARN": "arn:aws:secretsmanager:us-east-1:123456789012:secret:matih/acme/connector-1a2b3c4d-AbCdEf",
+            "Name": "matih/acme/connector-1a2b3c4d",
+            "RotationEnabled": true,
+            "RotationLambdaARN": "arn:aws:lambda:us-east-1:123456789012:function:rotate",
+            "RotationRules": {"AutomaticallyAfterDays": 30},
+            "LastRotatedDate": 1_795_000_000.123,
+            "NextRotationDate": 1_797_552_000.0,
+            "LastChangedDate": 1_795_000_000.5,
+            "CreatedDate": 1_790_000_000.25,
+            "Tags": [{"Key": "matih.ai/connector-type", "Value": "postgresql"}],
+        });
+        assert_eq!(
+            at(rotating.clone()),
+            Some("2026-12-18T00:00:00+00:00".to_owned())
+        );
+
+        // No NextRotationDate: the last rotation plus the rule.
+        let mut derived = rotating.clone();
+        derived.as_object_mut().unwrap().remove("NextRotationDate");
+        derived["LastRotatedDate"] = json!(1_795_000_000.0);
+        assert_eq!(
+            at(derived.clone()),
+            Some("2026-12-18T11:06:40+00:00".to_owned())
+        );
+
+        let mut off = rotating;
+        off["RotationEnabled"] = json!(false);
+        assert_eq!(at(off), None);
+        assert_eq!(
+            at(json!({"Name": "matih/acme/connector-1a2b3c4d", "CreatedDate": 1_790_000_000.0})),
+            None
+        );
+        assert_eq!(
+            at(json!({"NextRotationDate": null, "RotationEnabled": null})),
+            None
+        );
     }
 }

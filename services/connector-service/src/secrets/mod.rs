@@ -11,6 +11,7 @@ pub mod vault;
 use std::collections::BTreeMap;
 
 use async_trait::async_trait;
+use chrono::{DateTime, NaiveDate, Utc};
 use matih_connector_core::{ConnectorType, Credentials};
 use uuid::Uuid;
 
@@ -69,6 +70,58 @@ pub fn tenant_dir(prefix: &str, namespace: &str) -> String {
     )
 }
 
+/// When a static credential stops being the one to use, as its store records
+/// it: Vault KV v2's `custom_metadata.expires_at`, Secrets Manager's next
+/// rotation. The status rule turns it into a WARNING within the configured
+/// window (`connection_test::status_for`).
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct Expiry {
+    pub at: DateTime<Utc>,
+    pub kind: ExpiryKind,
+}
+
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub enum ExpiryKind {
+    /// The credential stops working then (an `expires_at` someone recorded).
+    Expires,
+    /// The store replaces it then (scheduled rotation).
+    Rotates,
+}
+
+impl ExpiryKind {
+    /// Wire name in notices.
+    pub fn as_str(self) -> &'static str {
+        match self {
+            ExpiryKind::Expires => "EXPIRES",
+            ExpiryKind::Rotates => "ROTATION",
+        }
+    }
+}
+
+impl Expiry {
+    /// An `expires_at` as people write it: RFC 3339 (`2026-12-09T10:00:00Z`)
+    /// or a bare date (`2026-12-09`, the start of that day in UTC).
+    pub fn parse_date(s: &str) -> Option<DateTime<Utc>> {
+        let s = s.trim();
+        DateTime::parse_from_rfc3339(s)
+            .map(|t| t.with_timezone(&Utc))
+            .ok()
+            .or_else(|| {
+                NaiveDate::parse_from_str(s, "%Y-%m-%d")
+                    .ok()
+                    .and_then(|d| d.and_hms_opt(0, 0, 0))
+                    .map(|t| t.and_utc())
+            })
+    }
+}
+
+/// A connector's stored credentials with the end its store records, if any.
+#[derive(Debug)]
+pub struct Stored {
+    pub credentials: Credentials,
+    pub expiry: Option<Expiry>,
+}
+
 #[derive(Debug, thiserror::Error)]
 pub enum SecretError {
     #[error("secret {0} not found")]
@@ -92,6 +145,16 @@ pub trait SecretStore: Send + Sync + 'static {
     /// Creates the secret; `AlreadyExists` when the name is taken.
     async fn create(&self, r: &SecretRef, creds: &Credentials) -> Result<(), SecretError>;
     async fn get(&self, r: &SecretRef) -> Result<Credentials, SecretError>;
+    /// The credentials and when they expire or rotate, where the store
+    /// records it in the same read (Vault) or one more call (Secrets
+    /// Manager). Local files and Kubernetes Secrets record no such date:
+    /// they keep this default.
+    async fn get_with_expiry(&self, r: &SecretRef) -> Result<Stored, SecretError> {
+        Ok(Stored {
+            credentials: self.get(r).await?,
+            expiry: None,
+        })
+    }
     /// Replaces the whole secret in one write, so readers see old or new, never a mix.
     async fn replace(&self, r: &SecretRef, creds: &Credentials) -> Result<(), SecretError>;
     /// Deletes the secret; a missing secret is not an error.

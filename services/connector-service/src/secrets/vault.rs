@@ -20,7 +20,7 @@ use matih_connector_core::{Credentials, SecretString};
 use serde_json::{json, Value};
 use tokio::sync::Mutex;
 
-use super::{SecretError, SecretRef, SecretStore};
+use super::{Expiry, ExpiryKind, SecretError, SecretRef, SecretStore, Stored};
 
 /// How the service proves who it is to Vault.
 #[derive(Clone)]
@@ -392,6 +392,27 @@ fn kv_error(name: &str, what: &str, a: &Answer) -> SecretError {
     }
 }
 
+/// The custom metadata key a Vault admin sets to say when a static
+/// credential expires (RFC 3339 or `YYYY-MM-DD`).
+pub const EXPIRES_AT: &str = "expires_at";
+
+/// `custom_metadata.expires_at` of a read. A value that is not a date is
+/// logged (it names the secret, never data) and ignored: the credential still
+/// works, and the test decides the status.
+fn expires_at(name: &str, custom: &Value) -> Option<Expiry> {
+    let raw = custom[EXPIRES_AT].as_str()?;
+    match Expiry::parse_date(raw) {
+        Some(at) => Some(Expiry {
+            at,
+            kind: ExpiryKind::Expires,
+        }),
+        None => {
+            tracing::warn!(secret = %name, value = %raw, "custom_metadata.expires_at is not an RFC 3339 date or YYYY-MM-DD; ignored");
+            None
+        }
+    }
+}
+
 /// The KV v2 secret store.
 #[derive(Debug)]
 pub struct VaultSecretStore {
@@ -500,6 +521,12 @@ impl SecretStore for VaultSecretStore {
     }
 
     async fn get(&self, r: &SecretRef) -> Result<Credentials, SecretError> {
+        Ok(self.get_with_expiry(r).await?.credentials)
+    }
+
+    /// One read: the data call answers the version's metadata too, custom
+    /// metadata included, so `expires_at` costs no second request.
+    async fn get_with_expiry(&self, r: &SecretRef) -> Result<Stored, SecretError> {
         let a = self
             .client
             .call(Method::GET, &self.path("data", r), None)
@@ -511,10 +538,13 @@ impl SecretStore for VaultSecretStore {
             // A deleted latest version answers 404 on Vault, data null on some versions.
             return Err(SecretError::NotFound(r.name.clone()));
         };
-        Ok(map
-            .iter()
-            .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), SecretString::new(s))))
-            .collect())
+        Ok(Stored {
+            credentials: map
+                .iter()
+                .filter_map(|(k, v)| v.as_str().map(|s| (k.clone(), SecretString::new(s))))
+                .collect(),
+            expiry: expires_at(&r.name, &a.body["data"]["metadata"]["custom_metadata"]),
+        })
     }
 
     async fn replace(&self, r: &SecretRef, creds: &Credentials) -> Result<(), SecretError> {
@@ -650,5 +680,32 @@ impl SecretStore for VaultSecretStore {
             out.push((name, age));
         }
         Ok(out)
+    }
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    #[test]
+    fn expires_at_is_read_from_custom_metadata() {
+        let at = |v: Value| expires_at("connector-x", &v).map(|e| (e.at.to_rfc3339(), e.kind));
+        assert_eq!(
+            at(
+                json!({"expires_at": "2026-12-09T10:00:00Z", "matih.ai/connector-type": "postgresql"})
+            ),
+            Some(("2026-12-09T10:00:00+00:00".to_owned(), ExpiryKind::Expires))
+        );
+        assert_eq!(
+            at(json!({"expires_at": "2026-12-09T12:00:00+02:00"})).map(|x| x.0),
+            Some("2026-12-09T10:00:00+00:00".to_owned())
+        );
+        assert_eq!(
+            at(json!({"expires_at": "2026-12-09"})).map(|x| x.0),
+            Some("2026-12-09T00:00:00+00:00".to_owned())
+        );
+        assert_eq!(at(json!({"expires_at": "next tuesday"})), None);
+        assert_eq!(at(json!({"matih.ai/connector-id": "x"})), None);
+        assert_eq!(at(Value::Null), None);
     }
 }

@@ -168,10 +168,13 @@ impl SqlStore {
             status,
             last_success_at,
         };
-        if let Some(n) = notice(&transition) {
+        for n in notice(&transition) {
+            // The unique (connector_id, once_key) index turns a repeated
+            // once-only notice into no row.
             sqlx::query(
                 "INSERT INTO notification_outbox (id, tenant_id, connector_id, kind, payload, \
-                 created_at, attempts, next_attempt_at) VALUES ($1, $2, $3, $4, $5, $6, 0, $7)",
+                 created_at, attempts, next_attempt_at, once_key) \
+                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8) ON CONFLICT DO NOTHING",
             )
             .bind(&n.id)
             .bind(r.connector.tenant_id.to_string())
@@ -180,6 +183,7 @@ impl SqlStore {
             .bind(&n.payload)
             .bind(&r.checked_at)
             .bind(&r.checked_at)
+            .bind(n.once_key.clone())
             .execute(&mut *tx)
             .await?;
         }

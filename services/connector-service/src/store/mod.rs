@@ -80,11 +80,15 @@ pub struct NewNotice {
     pub id: String,
     pub kind: String,
     pub payload: String,
+    /// Queued at most once per connector and key, ever: a later notice with
+    /// the same key is dropped (a credential expiring on a given date is
+    /// announced once, however many sweeps see it).
+    pub once_key: Option<String>,
 }
 
-/// Decides, inside `record_health_check`'s transaction, the notice a
+/// Decides, inside `record_health_check`'s transaction, the notices a
 /// transition queues.
-pub type NoticeRule<'a> = dyn Fn(&HealthTransition) -> Option<NewNotice> + Send + Sync + 'a;
+pub type NoticeRule<'a> = dyn Fn(&HealthTransition) -> Vec<NewNotice> + Send + Sync + 'a;
 
 /// A queued notice leased for one delivery attempt.
 #[derive(Clone, Debug, PartialEq, Eq)]
@@ -208,8 +212,8 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn release_health_lease(&self, id: Uuid, replica: &str) -> Result<()>;
     /// Records a check while `r.replica` still holds the lease, in one
     /// transaction: the status (INACTIVE stays INACTIVE), the history row (the
-    /// newest `history_kept` kept), the lease ended, and the notice `notice`
-    /// asks for. `None` (nothing written) when the lease was lost.
+    /// newest `history_kept` kept), the lease ended, and the notices `notice`
+    /// asks for (one whose `once_key` was queued before is dropped). `None` (nothing written) when the lease was lost.
     async fn record_health_check(
         &self,
         r: &HealthCheckRecord,

@@ -34,6 +34,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         "health_claim_index",
         include_str!("../../migrations/0005_health_claim_index.sql"),
     ),
+    (
+        6,
+        "notice_once",
+        include_str!("../../migrations/0006_notice_once.sql"),
+    ),
 ];
 
 /// Connector rows plus live reservations that have not written their row yet
