@@ -19,49 +19,33 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
+use axum::http::{Request, StatusCode};
 use matih_connector_core::{ConnectorType, Credentials, SslMode, Timeouts};
 use matih_connector_service::app::{app, AppState, Settings};
 use matih_connector_service::auth::{mint_hs256, Role, Verifier};
 use matih_connector_service::connection_test::Thresholds;
 use matih_connector_service::health::{
-    notify::sign, HealthMonitor, HealthSettings, LogNotifier, Notifier, WebhookNotifier,
+    HealthMonitor, HealthSettings, LogNotifier, Notifier, WebhookNotifier,
 };
 use matih_connector_service::model::{parse_ts, ts, Connector, ConnectorStatus, Tenant, Tier};
 use matih_connector_service::secrets::local::LocalSecretStore;
 use matih_connector_service::secrets::{SecretRef, SecretStore};
 use matih_connector_testkit::{fixture, Fixture};
-use sqlx::Connection as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+mod common;
+
+use common::pg::{drop_database, fresh_database};
+use common::webhook::{Receiver, HOOK_SECRET};
+use common::{until, within};
+
 const JWT: &[u8] = b"health-test-jwt-secret-0123456789abcdef";
-const HOOK_SECRET: &[u8] = b"hook-secret-for-tests";
-/// How long any awaited event may take on a loaded machine before the test fails.
-const DEADLINE: Duration = Duration::from_secs(30);
 /// The POSTGRESQL WARNING threshold: a check slower than this passes as WARNING.
 const SLOW_MS: u64 = 5000;
-
-/// Awaits `what` for at most [`DEADLINE`].
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not within {DEADLINE:?}"))
-}
-
-/// Polls a condition on the metadata store (rows have no change feed) until
-/// it holds, for at most [`DEADLINE`].
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
-    within(what, async {
-        while !cond().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
 
 /// Check history is ordered by a millisecond timestamp: returns once the clock
 /// has left the millisecond it is in, so the next check sorts after the last.
@@ -164,90 +148,6 @@ impl Proxy {
 
     fn release(&self) {
         self.open.send_replace(true);
-    }
-}
-
-/// A webhook receiver that records what it got (only deliveries whose
-/// signature verifies) and can be down (nothing listening on its port).
-#[derive(Clone)]
-struct Receiver {
-    got: Arc<Mutex<Vec<serde_json::Value>>>,
-    /// How many verified notices arrived.
-    count: Arc<watch::Sender<usize>>,
-    bad_signatures: Arc<AtomicU64>,
-}
-
-impl Default for Receiver {
-    fn default() -> Self {
-        Receiver {
-            got: Arc::default(),
-            count: Arc::new(watch::channel(0).0),
-            bad_signatures: Arc::default(),
-        }
-    }
-}
-
-impl Receiver {
-    async fn listen(&self, port: u16) -> JoinHandle<()> {
-        let router = self.router();
-        let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(l, router).await;
-        })
-    }
-
-    /// The same receiver over HTTPS, with a certificate from a fresh private
-    /// CA; returns its address and the CA's PEM.
-    async fn listen_tls(&self) -> (SocketAddr, String) {
-        matih_connector_testkit::tls::serve_tls(self.router()).await
-    }
-
-    fn router(&self) -> axum::Router {
-        matih_connector_testkit::fake("webhook receiver written in the test", "webhook listen");
-        let me = self.clone();
-        axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: String| {
-                let me = me.clone();
-                async move {
-                    let sig = headers
-                        .get("x-matih-signature")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    if sig != sign(HOOK_SECRET, body.as_bytes()) {
-                        me.bad_signatures.fetch_add(1, Ordering::SeqCst);
-                        return StatusCode::UNAUTHORIZED;
-                    }
-                    let n = {
-                        let mut got = me.got.lock().unwrap();
-                        got.push(serde_json::from_str(&body).unwrap());
-                        got.len()
-                    };
-                    me.count.send_replace(n);
-                    StatusCode::NO_CONTENT
-                }
-            }),
-        )
-    }
-
-    /// Waits until `n` verified notices have arrived in all.
-    async fn received(&self, n: usize) {
-        let mut rx = self.count.subscribe();
-        within(
-            &format!("{n} notices at the receiver"),
-            rx.wait_for(|c| *c >= n),
-        )
-        .await
-        .unwrap();
-    }
-
-    fn events(&self) -> Vec<String> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|v| v["event"].as_str().unwrap().to_owned())
-            .collect()
     }
 }
 
@@ -697,37 +597,6 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
 }
 
-/// A fresh database on the PostgreSQL fixture, made with the superuser.
-async fn fresh_database(fx: &Fixture) -> (String, String, String) {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
-    let su = fx.require("SUPERUSER");
-    let pw = fx
-        .get("SUPERUSER_PASSWORD")
-        .unwrap_or_else(|| fx.require("PASSWORD"));
-    let (host, port) = (fx.require("HOST"), fx.port());
-    let admin = format!("postgres://{}:{}@{host}:{port}/postgres", enc(su), enc(pw));
-    let name = format!("matih_health_{}", Uuid::new_v4().simple());
-    let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
-    // A generated identifier of [a-z0-9_]: nothing user-supplied reaches this DDL.
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
-    let url = format!("postgres://{}:{}@{host}:{port}/{name}", enc(su), enc(pw));
-    (admin, name, url)
-}
-
 #[tokio::test]
 async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
     let Some(fx) = fixture(
@@ -736,7 +605,7 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
     ) else {
         return;
     };
-    let (admin, db, url) = fresh_database(&fx).await;
+    let (admin, db, url) = fresh_database(&fx, "matih_health_").await;
     let dir = temp_dir("replicas");
     let a_state = state(&url, &dir.join("secrets")).await;
     let b_state = state(&url, &dir.join("secrets")).await;
@@ -842,11 +711,7 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
 
     proxy.down().await;
     drop((a, b, dead, pool, a_state, b_state));
-    if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&admin).await {
-        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
+    drop_database(&admin, &db).await;
 }
 
 /// An HTTPS webhook whose receiver's certificate comes from a private CA:

@@ -5,6 +5,8 @@
 
 pub mod fake_driver;
 pub mod kube_fake;
+pub mod pg;
+pub mod webhook;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,6 +23,27 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 pub const JWT_SECRET: &[u8] = b"test-jwt-secret-0123456789abcdef-0123456789";
+
+/// How long any awaited event may take on a loaded machine before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Awaits `what` for at most [`DEADLINE`].
+pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {DEADLINE:?}"))
+}
+
+/// Polls a condition (the metadata store's rows have no change feed) until it
+/// holds, for at most [`DEADLINE`].
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
+    within(what, async {
+        while !cond().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
 
 /// Everything the service logs in this test binary, at every level.
 pub fn logs() -> &'static Mutex<Vec<u8>> {
@@ -71,6 +94,9 @@ pub async fn fake_server() -> u16 {
     port
 }
 
+/// A change to the service's settings a test makes before it starts.
+pub type SettingsChange = Box<dyn FnOnce(&mut Settings) + Send>;
+
 pub struct Options {
     pub registry: Registry,
     pub database_url: Option<String>,
@@ -85,6 +111,8 @@ pub struct Options {
     /// `[custom_types.NAME]` tables (TOML), installed as the service does
     /// at start-up.
     pub custom_types: Option<String>,
+    /// Any other change to the service's settings (discovery leases…).
+    pub settings: Option<SettingsChange>,
 }
 
 impl Default for Options {
@@ -98,6 +126,7 @@ impl Default for Options {
             thresholds: None,
             orphan_secret_min_age: None,
             custom_types: None,
+            settings: None,
         }
     }
 }
@@ -167,6 +196,9 @@ impl Harness {
         }
         if let Some(age) = opts.orphan_secret_min_age {
             settings.orphan_secret_min_age = age;
+        }
+        if let Some(f) = opts.settings {
+            f(&mut settings);
         }
         let state = AppState::new(
             store,
