@@ -16,20 +16,18 @@
 
 mod common;
 
-use std::collections::BTreeMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::Request;
-use matih_connector_core::{ConnectorType, Credentials, SslMode, Timeouts};
 use matih_connector_service::app::{app, AppState, Settings};
 use matih_connector_service::auth::{mint_hs256, Role, Verifier};
 use matih_connector_service::discovery;
 use matih_connector_service::health::{HealthMonitor, HealthSettings, Notifier, WebhookNotifier};
-use matih_connector_service::model::{ts, Connector, ConnectorStatus, JobStatus, Tenant, Tier};
+use matih_connector_service::model::{ts, Connector, ConnectorStatus, JobStatus, Tenant};
 use matih_connector_service::secrets::local::LocalSecretStore;
-use matih_connector_service::secrets::{SecretRef, SecretStore};
+use matih_connector_service::secrets::SecretStore;
 use matih_connector_testkit::{fixture, Fixture};
 use reqwest::Method;
 use serde_json::{json, Value};
@@ -279,52 +277,17 @@ async fn a_schema_change_between_scheduled_runs_sends_one_signed_schema_changed_
 /// A POSTGRESQL connector to `database` on the fixture (as its superuser,
 /// who owns the tables), saved directly with its secret.
 async fn pg_connector(state: &AppState, fx: &Fixture, database: &str) -> (Tenant, Connector) {
-    let now = ts(chrono::Utc::now());
-    let tid = Uuid::new_v4();
-    let t = Tenant {
-        id: tid,
-        name: "Schema watchers".into(),
-        slug: format!("s{}", &tid.simple().to_string()[..10]),
-        tier: Tier::Enterprise,
-        connector_count: 0,
-        created_at: now.clone(),
-        updated_at: now.clone(),
+    let t = common::saved_tenant(state, "Schema watchers").await;
+    let to = common::Target {
+        host: fx.require("HOST"),
+        port: fx.port(),
+        database,
+        username: fx.require("SUPERUSER"),
+        password: fx
+            .get("SUPERUSER_PASSWORD")
+            .unwrap_or_else(|| fx.require("PASSWORD")),
     };
-    state.store.create_tenant(&t).await.unwrap();
-    let id = Uuid::new_v4();
-    let ty = ConnectorType::Postgresql;
-    let secret = SecretRef::new("matih-", &t.slug, id, &ty);
-    let creds = Credentials::new()
-        .with("username", fx.require("SUPERUSER"))
-        .with(
-            "password",
-            fx.get("SUPERUSER_PASSWORD")
-                .unwrap_or_else(|| fx.require("PASSWORD")),
-        );
-    state.secrets.create(&secret, &creds).await.unwrap();
-    let c = Connector {
-        id,
-        tenant_id: t.id,
-        name: "source".into(),
-        connector_type: ty,
-        host: Some(fx.require("HOST").into()),
-        port: Some(fx.port()),
-        database: Some(database.into()),
-        schema: None,
-        credential_secret_name: secret.name,
-        ssl_enabled: false,
-        ssl_mode: Some(SslMode::Disable),
-        ssl_ca_pem: None,
-        status: ConnectorStatus::Active,
-        last_tested_at: None,
-        last_test_result: None,
-        last_error_code: None,
-        metadata: BTreeMap::new(),
-        timeouts: Timeouts::default(),
-        created_at: now.clone(),
-        updated_at: now,
-    };
-    state.store.insert_connector(&c).await.unwrap();
+    let c = common::saved_connector(state, &t, "source", to, ConnectorStatus::Active).await;
     (t, c)
 }
 
@@ -348,6 +311,31 @@ async fn replica(
         ..Default::default()
     })
     .await
+}
+
+/// Creates a connector of the fake driver through the API (201 expected).
+async fn create_fake(
+    h: &Harness,
+    tenant: Uuid,
+    tok: &str,
+    name: &str,
+    ty: &str,
+    port: u16,
+) -> Value {
+    let (s, created) = h
+        .call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            tok,
+            Some(json!({
+                "name": name, "type": ty, "host": "127.0.0.1", "port": port,
+                "database": "db", "credentials": {"username": "u", "password": GOOD_PASSWORD},
+                "sslEnabled": false, "metadata": {}
+            })),
+        )
+        .await;
+    assert_eq!(s, 201, "{created}");
+    created
 }
 
 async fn lease_of(pool: &sqlx::AnyPool, job: &str) -> (String, Option<String>, String) {
@@ -383,19 +371,7 @@ async fn two_replicas_share_a_job_and_the_second_finishes_it_after_the_first_die
     // A creates the connector; its discovery starts on A and is held there.
     let tenant = a.create_tenant("jobs", "PROFESSIONAL").await;
     let tok = a.tenant_token(tenant);
-    let (s, created) = a
-        .call(
-            Method::POST,
-            &format!("/api/v1/tenants/{tenant}/connectors"),
-            &tok,
-            Some(json!({
-                "name": "shared", "type": "POSTGRESQL", "host": "127.0.0.1", "port": server,
-                "database": "db", "credentials": {"username": "u", "password": GOOD_PASSWORD},
-                "sslEnabled": false, "metadata": {}
-            })),
-        )
-        .await;
-    assert_eq!(s, 201, "{created}");
+    let created = create_fake(&a, tenant, &tok, "shared", "POSTGRESQL", server).await;
     assert_eq!(created["discoveryStatus"], "RUNNING");
     let cid = created["id"].as_str().unwrap().to_owned();
     let job = created["discoveryJobId"].as_str().unwrap().to_owned();
@@ -482,4 +458,112 @@ async fn two_replicas_share_a_job_and_the_second_finishes_it_after_the_first_die
     drop((a, b, pool));
     drop_database(&admin, &db).await;
     std::fs::remove_dir_all(&dir).ok();
+}
+
+#[tokio::test]
+async fn a_connector_sets_its_own_interval_or_switches_re_discovery_off() {
+    let catalog = Arc::new(Mutex::new(fake_driver::catalog(1, 2)));
+    let h = Harness::start(Options {
+        registry: fake_registry(catalog, Gate::default()),
+        ..Default::default()
+    })
+    .await;
+    let pool = own_pool(&format!(
+        "sqlite://{}?mode=rwc",
+        h.db_file.as_ref().unwrap().display()
+    ))
+    .await;
+    let server = fake_server().await;
+    let tenant = h.create_tenant("sched", "PROFESSIONAL").await;
+    let tok = h.tenant_token(tenant);
+    let created = create_fake(&h, tenant, &tok, "scheduled", "MYSQL", server).await;
+    assert_eq!(created["discoveryStatus"], "SUCCEEDED");
+    let schedule = format!(
+        "/api/v1/tenants/{tenant}/connectors/{}/discover/schedule",
+        created["id"].as_str().unwrap()
+    );
+    let hours_ahead = |v: &Value| {
+        let at = matih_connector_service::model::parse_ts(v["nextAt"].as_str().unwrap()).unwrap();
+        (at - chrono::Utc::now()).num_minutes() as f64 / 60.0
+    };
+
+    // The default, never scheduled: due at the next round, then a day ahead.
+    let (s, v) = h.call(Method::GET, &schedule, &tok, None).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(v["intervalSecs"], Value::Null);
+    assert_eq!(
+        (v["enabled"].clone(), v["effectiveIntervalSecs"].clone()),
+        (json!(true), json!(86400))
+    );
+    assert_eq!(v["nextAt"], Value::Null);
+    let mut round = discovery::schedule_round(&h.state).await.unwrap();
+    assert_eq!(round.len(), 1);
+    let job = within("the scheduled run", round.remove(0).wait(DEADLINE))
+        .await
+        .unwrap();
+    assert_eq!(job.status, JobStatus::Succeeded);
+    let (_, v) = h.call(Method::GET, &schedule, &tok, None).await;
+    assert!(hours_ahead(&v) > 23.0, "{v}");
+
+    // Its own interval: the next run is one interval ahead.
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            &schedule,
+            &tok,
+            Some(json!({"intervalSecs": 3600})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (
+            v["intervalSecs"].clone(),
+            v["effectiveIntervalSecs"].clone()
+        ),
+        (json!(3600), json!(3600))
+    );
+    assert!((0.9..=1.0).contains(&hours_ahead(&v)), "{v}");
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            &schedule,
+            &tok,
+            Some(json!({"intervalSecs": 30})),
+        )
+        .await;
+    assert_eq!(
+        (s, v["code"].clone()),
+        (422, json!("INVALID_REQUEST")),
+        "{v}"
+    );
+
+    // Switched off: never due, whatever its stored due time says.
+    let (s, v) = h
+        .call(
+            Method::PUT,
+            &schedule,
+            &tok,
+            Some(json!({"enabled": false})),
+        )
+        .await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["enabled"].clone(), v["effectiveIntervalSecs"].clone()),
+        (json!(false), json!(0))
+    );
+    make_due(&pool).await;
+    assert!(discovery::schedule_round(&h.state)
+        .await
+        .unwrap()
+        .is_empty());
+
+    // Back to the default.
+    let (s, v) = h.call(Method::PUT, &schedule, &tok, Some(json!({}))).await;
+    assert_eq!(s, 200, "{v}");
+    assert_eq!(
+        (v["enabled"].clone(), v["effectiveIntervalSecs"].clone()),
+        (json!(true), json!(86400))
+    );
+    make_due(&pool).await;
+    assert_eq!(discovery::schedule_round(&h.state).await.unwrap().len(), 1);
 }

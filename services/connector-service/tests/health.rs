@@ -20,16 +20,15 @@ use std::time::Duration;
 
 use axum::body::Body;
 use axum::http::{Request, StatusCode};
-use matih_connector_core::{ConnectorType, Credentials, SslMode, Timeouts};
 use matih_connector_service::app::{app, AppState, Settings};
 use matih_connector_service::auth::{mint_hs256, Role, Verifier};
 use matih_connector_service::connection_test::Thresholds;
 use matih_connector_service::health::{
     HealthMonitor, HealthSettings, LogNotifier, Notifier, WebhookNotifier,
 };
-use matih_connector_service::model::{parse_ts, ts, Connector, ConnectorStatus, Tenant, Tier};
+use matih_connector_service::model::{parse_ts, ts, Connector, ConnectorStatus, Tenant};
 use matih_connector_service::secrets::local::LocalSecretStore;
-use matih_connector_service::secrets::{SecretRef, SecretStore};
+use matih_connector_service::secrets::SecretStore;
 use matih_connector_testkit::{fixture, Fixture};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
@@ -200,19 +199,7 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
 }
 
 async fn tenant(state: &AppState) -> Tenant {
-    let now = ts(chrono::Utc::now());
-    let id = Uuid::new_v4();
-    let t = Tenant {
-        id,
-        name: "Health \"tenant\" ü".into(),
-        slug: format!("h{}", &id.simple().to_string()[..10]),
-        tier: Tier::Enterprise,
-        connector_count: 0,
-        created_at: now.clone(),
-        updated_at: now,
-    };
-    state.store.create_tenant(&t).await.unwrap();
-    t
+    common::saved_tenant(state, "Health \"tenant\" ü").await
 }
 
 /// A POSTGRESQL connector to `port` on the fixture's host, saved directly.
@@ -224,38 +211,14 @@ async fn connector(
     port: u16,
     status: ConnectorStatus,
 ) -> Connector {
-    let id = Uuid::new_v4();
-    let ty = ConnectorType::Postgresql;
-    let secret = SecretRef::new("matih-", &t.slug, id, &ty);
-    let creds = Credentials::new()
-        .with("username", fx.require("USER"))
-        .with("password", fx.require("PASSWORD"));
-    state.secrets.create(&secret, &creds).await.unwrap();
-    let now = ts(chrono::Utc::now());
-    let c = Connector {
-        id,
-        tenant_id: t.id,
-        name: name.into(),
-        connector_type: ty,
-        host: Some(fx.require("HOST").into()),
-        port: Some(port),
-        database: Some(fx.require("DATABASE").into()),
-        schema: None,
-        credential_secret_name: secret.name,
-        ssl_enabled: false,
-        ssl_mode: Some(SslMode::Disable),
-        ssl_ca_pem: None,
-        status,
-        last_tested_at: None,
-        last_test_result: None,
-        last_error_code: None,
-        metadata: BTreeMap::new(),
-        timeouts: Timeouts::default(),
-        created_at: now.clone(),
-        updated_at: now,
+    let to = common::Target {
+        host: fx.require("HOST"),
+        port,
+        database: fx.require("DATABASE"),
+        username: fx.require("USER"),
+        password: fx.require("PASSWORD"),
     };
-    state.store.insert_connector(&c).await.unwrap();
-    c
+    common::saved_connector(state, t, name, to, status).await
 }
 
 async fn status_of(state: &AppState, c: &Connector) -> Connector {
@@ -766,37 +729,14 @@ async fn https_webhook_with_a_private_ca_receives_the_signed_error_notice() {
         l.local_addr().unwrap().port()
     };
     let t = tenant(&state).await;
-    let id = Uuid::new_v4();
-    let ty = ConnectorType::Postgresql;
-    let secret = SecretRef::new("matih-", &t.slug, id, &ty);
-    let creds = Credentials::new()
-        .with("username", "u")
-        .with("password", "not-used-here");
-    state.secrets.create(&secret, &creds).await.unwrap();
-    let now = ts(chrono::Utc::now());
-    let c = Connector {
-        id,
-        tenant_id: t.id,
-        name: "gone".into(),
-        connector_type: ty,
-        host: Some("127.0.0.1".into()),
-        port: Some(closed),
-        database: Some("db".into()),
-        schema: None,
-        credential_secret_name: secret.name,
-        ssl_enabled: false,
-        ssl_mode: Some(SslMode::Disable),
-        ssl_ca_pem: None,
-        status: ConnectorStatus::Active,
-        last_tested_at: None,
-        last_test_result: None,
-        last_error_code: None,
-        metadata: BTreeMap::new(),
-        timeouts: Timeouts::default(),
-        created_at: now.clone(),
-        updated_at: now,
+    let to = common::Target {
+        host: "127.0.0.1",
+        port: closed,
+        database: "db",
+        username: "u",
+        password: "not-used-here",
     };
-    state.store.insert_connector(&c).await.unwrap();
+    let c = common::saved_connector(&state, &t, "gone", to, ConnectorStatus::Active).await;
     let m = HealthMonitor::new(state.clone(), settings(0), notifier, Some("tls".into())).unwrap();
     assert_eq!(m.sweep().await.unwrap().error, 1);
     assert_eq!(m.deliver_pending().await.unwrap(), 1);
@@ -804,7 +744,7 @@ async fn https_webhook_with_a_private_ca_receives_the_signed_error_notice() {
     assert_eq!(receiver.events(), ["connector.error"]);
     assert_eq!(
         receiver.got.lock().unwrap()[0]["connectorId"],
-        id.to_string()
+        c.id.to_string()
     );
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
     std::fs::remove_dir_all(&dir).ok();

@@ -162,24 +162,30 @@ pub async fn discovery_job(
 #[serde(rename_all = "camelCase")]
 pub struct DiscoverySchedule {
     pub connector_id: Uuid,
-    /// The connector's own interval in seconds (0: never); null when it
-    /// follows the service's default.
+    /// The connector's own interval in seconds; null when it follows the
+    /// service's default (or is switched off).
     pub interval_secs: Option<u64>,
-    /// The interval in force (0: no scheduled re-discovery).
+    /// False when scheduled re-discovery is switched off for the connector.
+    pub enabled: bool,
+    /// The interval in force; 0 when the connector is not re-discovered
+    /// (switched off, INACTIVE, or no default interval).
     pub effective_interval_secs: u64,
     /// When the next re-discovery is due; null: at the scheduler's next
-    /// round (never scheduled yet).
+    /// round (never scheduled yet) or never.
     pub next_at: Option<String>,
-    /// False for an INACTIVE connector or an interval of 0.
-    pub enabled: bool,
 }
+
+/// Longest interval accepted: ten years.
+const MAX_INTERVAL_SECS: u64 = 315_360_000;
 
 #[derive(Debug, Deserialize, ToSchema)]
 #[serde(rename_all = "camelCase", deny_unknown_fields)]
 pub struct SetDiscoverySchedule {
-    /// Seconds between re-discoveries, at least 60; 0 turns them off for
-    /// the connector; null returns to the service's default.
+    /// Seconds between re-discoveries; null or absent: the service's default.
+    #[schema(minimum = 60, maximum = 315360000)]
     pub interval_secs: Option<u64>,
+    /// False switches scheduled re-discovery off for the connector (default true).
+    pub enabled: Option<bool>,
 }
 
 async fn schedule_answer(
@@ -191,14 +197,19 @@ async fn schedule_answer(
         .discovery_schedule(c.id)
         .await?
         .ok_or_else(|| AppError::not_found("connector"))?;
-    let interval = interval.map(|i| i.max(0) as u64);
-    let effective = interval.unwrap_or(state.settings.discovery_interval.as_secs());
+    // Stored: NULL = the default, 0 = switched off, else the connector's own.
+    let enabled = interval != Some(0);
+    let own = interval.filter(|i| *i > 0).map(|i| i as u64);
+    let effective = match (enabled, c.status) {
+        (false, _) | (_, ConnectorStatus::Inactive) => 0,
+        _ => own.unwrap_or(state.settings.discovery_interval.as_secs()),
+    };
     Ok(DiscoverySchedule {
         connector_id: c.id,
-        interval_secs: interval,
+        interval_secs: own,
+        enabled,
         effective_interval_secs: effective,
-        next_at,
-        enabled: effective > 0 && c.status != ConnectorStatus::Inactive,
+        next_at: next_at.filter(|_| effective > 0),
     })
 }
 
@@ -216,8 +227,8 @@ pub async fn discovery_schedule(
     Ok(Json(schedule_answer(&state, &c).await?))
 }
 
-/// Sets the connector's re-discovery interval; the next one is due one
-/// interval from now.
+/// Sets the connector's re-discovery interval or switches it off; the next
+/// one is due one interval from now.
 #[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover/schedule", tag = "discovery",
     params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
     request_body = SetDiscoverySchedule,
@@ -231,23 +242,28 @@ pub async fn set_discovery_schedule(
 ) -> Result<Json<DiscoverySchedule>, AppError> {
     let c = connector_for(&state, &claims, tenant_id, id).await?;
     let body: SetDiscoverySchedule = body.parse().await?;
-    let interval = match body.interval_secs {
-        Some(i) if i != 0 && !(60..=i64::MAX as u64).contains(&i) => {
-            return Err(AppError::new(
-                StatusCode::UNPROCESSABLE_ENTITY,
-                Code::InvalidRequest,
-                "intervalSecs must be 0 (off) or at least 60",
-            )
-            .with_details(serde_json::json!({"field": "intervalSecs"})))
-        }
-        other => other.map(|i| i as i64),
+    if body
+        .interval_secs
+        .is_some_and(|i| !(60..=MAX_INTERVAL_SECS).contains(&i))
+    {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Code::InvalidRequest,
+            "intervalSecs must be 60 to 315360000",
+        )
+        .with_details(serde_json::json!({"field": "intervalSecs"})));
+    }
+    let stored = if body.enabled == Some(false) {
+        Some(0)
+    } else {
+        body.interval_secs.map(|i| i as i64)
     };
-    let effective = interval.unwrap_or(state.settings.discovery_interval.as_secs() as i64);
+    let effective = stored.unwrap_or(state.settings.discovery_interval.as_secs() as i64);
     let next_at = (effective > 0)
         .then(|| crate::model::ts(chrono::Utc::now() + chrono::Duration::seconds(effective)));
     if !state
         .store
-        .set_discovery_schedule(c.id, interval, next_at.as_deref())
+        .set_discovery_schedule(c.id, stored, next_at.as_deref())
         .await?
     {
         return Err(AppError::not_found("connector"));

@@ -339,3 +339,72 @@ impl Harness {
         }
     }
 }
+
+/// An ENTERPRISE tenant named `name`, saved directly in the store.
+pub async fn saved_tenant(state: &AppState, name: &str) -> matih_connector_service::model::Tenant {
+    let now = matih_connector_service::model::ts(chrono::Utc::now());
+    let id = Uuid::new_v4();
+    let t = matih_connector_service::model::Tenant {
+        id,
+        name: name.into(),
+        slug: format!("t{}", &id.simple().to_string()[..10]),
+        tier: matih_connector_service::model::Tier::Enterprise,
+        connector_count: 0,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    state.store.create_tenant(&t).await.unwrap();
+    t
+}
+
+/// Where a connector saved by [`saved_connector`] points, and how it logs in.
+pub struct Target<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub database: &'a str,
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+/// A POSTGRESQL connector (plain TCP) with its secret, saved directly in the
+/// stores, bypassing the create route.
+pub async fn saved_connector(
+    state: &AppState,
+    t: &matih_connector_service::model::Tenant,
+    name: &str,
+    to: Target<'_>,
+    status: matih_connector_service::model::ConnectorStatus,
+) -> matih_connector_service::model::Connector {
+    let id = Uuid::new_v4();
+    let ty = ConnectorType::Postgresql;
+    let secret = matih_connector_service::secrets::SecretRef::new("matih-", &t.slug, id, &ty);
+    let creds = matih_connector_core::Credentials::new()
+        .with("username", to.username)
+        .with("password", to.password);
+    state.secrets.create(&secret, &creds).await.unwrap();
+    let now = matih_connector_service::model::ts(chrono::Utc::now());
+    let c = matih_connector_service::model::Connector {
+        id,
+        tenant_id: t.id,
+        name: name.into(),
+        connector_type: ty,
+        host: Some(to.host.into()),
+        port: Some(to.port),
+        database: Some(to.database.into()),
+        schema: None,
+        credential_secret_name: secret.name,
+        ssl_enabled: false,
+        ssl_mode: Some(matih_connector_core::SslMode::Disable),
+        ssl_ca_pem: None,
+        status,
+        last_tested_at: None,
+        last_test_result: None,
+        last_error_code: None,
+        metadata: Default::default(),
+        timeouts: Default::default(),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    state.store.insert_connector(&c).await.unwrap();
+    c
+}
