@@ -38,17 +38,11 @@ use uuid::Uuid;
 use common::fake_driver::{self, Gate, GOOD_PASSWORD};
 use common::pg::{drop_database, fresh_database};
 use common::webhook::{Receiver, HOOK_SECRET};
-use common::{fake_registry, fake_server, temp_dir, until, within, Harness, Options, DEADLINE};
+use common::{
+    fake_registry, fake_server, own_pool, temp_dir, until, within, Harness, Options, DEADLINE,
+};
 
 const JWT: &[u8] = b"discovery-jobs-jwt-secret-0123456789abcdef";
-
-async fn own_pool(url: &str) -> sqlx::AnyPool {
-    matih_connector_service::store::open_uncached(url)
-        .await
-        .unwrap()
-        .pool()
-        .clone()
-}
 
 /// Makes every connector due for re-discovery (its stored due instant moves
 /// to the past), as a day passing would.

@@ -40,7 +40,7 @@ mod common;
 
 use common::pg::{drop_database, fresh_database};
 use common::webhook::{Receiver, HOOK_SECRET};
-use common::{until, within};
+use common::{own_pool, until, within};
 
 const JWT: &[u8] = b"health-test-jwt-secret-0123456789abcdef";
 /// The POSTGRESQL WARNING threshold: a check slower than this passes as WARNING.
@@ -228,16 +228,6 @@ async fn status_of(state: &AppState, c: &Connector) -> Connector {
         .await
         .unwrap()
         .unwrap()
-}
-
-/// A pool of the test's own on the metadata store, to look at its tables
-/// directly (the service reaches them only through the store trait).
-async fn own_pool(url: &str) -> sqlx::AnyPool {
-    matih_connector_service::store::open_uncached(url)
-        .await
-        .unwrap()
-        .pool()
-        .clone()
 }
 
 async fn checks_of(pool: &sqlx::AnyPool, id: Uuid) -> i64 {

@@ -408,3 +408,13 @@ pub async fn saved_connector(
     state.store.insert_connector(&c).await.unwrap();
     c
 }
+
+/// A pool of the test's own on the metadata store, to look at its tables
+/// directly (the service reaches them only through the store trait).
+pub async fn own_pool(url: &str) -> sqlx::AnyPool {
+    matih_connector_service::store::open_uncached(url)
+        .await
+        .unwrap()
+        .pool()
+        .clone()
+}
