@@ -31,6 +31,19 @@ pub struct Settings {
     /// How long create waits for its discovery before answering.
     pub discovery_wait: Duration,
     pub discovery_timeout: Duration,
+    /// How long a replica holds a discovery job without renewing it (renewed
+    /// at a third of it): a dead replica's job is taken over after it.
+    pub discovery_lease: Duration,
+    /// Default time between two scheduled re-discoveries of a connector
+    /// (zero: none unless the connector sets its own).
+    pub discovery_interval: Duration,
+    /// Random delay added to each next scheduled re-discovery.
+    pub discovery_jitter: Duration,
+    /// Discovery jobs the scheduler runs at once per replica.
+    pub discovery_concurrency: usize,
+    /// The service's public base URL, prefixed to links in notices (the diff
+    /// route); unset: links are paths.
+    pub public_url: Option<String>,
     /// WARNING latency thresholds, global and per type, and the credential
     /// expiry window: the status rule's input.
     pub thresholds: crate::connection_test::Thresholds,
@@ -54,6 +67,14 @@ impl Settings {
             namespace_prefix: c.kube_namespace_prefix.clone(),
             discovery_wait: Duration::from_millis(c.discovery_wait_ms),
             discovery_timeout: Duration::from_secs(c.discovery_timeout_secs.max(1)),
+            discovery_lease: Duration::from_secs(c.discovery_lease_secs.max(1)),
+            discovery_interval: Duration::from_secs(c.discovery_interval_secs),
+            discovery_jitter: Duration::from_secs(c.discovery_jitter_secs),
+            discovery_concurrency: c.discovery_concurrency.max(1),
+            public_url: c
+                .public_url
+                .as_deref()
+                .map(|u| u.trim_end_matches('/').to_owned()),
             thresholds: crate::connection_test::Thresholds {
                 warning_ms: c.warning_latency_ms,
                 warning_ms_by_type: c.health.warning_latency_by_type.clone(),
@@ -93,6 +114,8 @@ pub struct AppState {
     pub settings: Arc<Settings>,
     pub jobs: Arc<Jobs>,
     pub metrics: Arc<Metrics>,
+    /// Names this process in discovery job leases (a random id by default).
+    pub replica: Arc<str>,
 }
 
 impl std::fmt::Debug for dyn MetadataStore {
@@ -123,6 +146,7 @@ impl AppState {
             settings: Arc::new(settings),
             jobs: Arc::new(Jobs::default()),
             metrics: Arc::new(Metrics::new()),
+            replica: uuid::Uuid::new_v4().simple().to_string().into(),
         }
     }
 

@@ -48,6 +48,13 @@ CONFIGURATION
   MATIH_JWT_LEEWAY_SECS        clock skew tolerated on exp, nbf and iat [5]
   MATIH_DISCOVERY_WAIT_MS      how long create waits for discovery before answering [5000]
   MATIH_DISCOVERY_TIMEOUT_SECS limit for one discovery job        [600]
+  MATIH_DISCOVERY_INTERVAL_SECS time between scheduled re-discoveries of a connector
+                               (a connector may set its own); 0 = none [86400]
+  MATIH_DISCOVERY_JITTER_SECS  random delay added to each next re-discovery [600]
+  MATIH_DISCOVERY_CONCURRENCY  scheduled discovery jobs running at once per replica [4]
+  MATIH_DISCOVERY_LEASE_SECS   a discovery job's lease, renewed while it runs; a dead
+                               replica's job is taken over after it [60]
+  MATIH_PUBLIC_URL             base URL of the service for links in notices [unset: paths]
   MATIH_WARNING_LATENCY_MS     test latency above which a connector is WARNING [2000]
   MATIH_CREDENTIAL_EXPIRY_WARNING_DAYS  a passing connector is WARNING this many days before
                                its static credential's recorded expiry (Vault custom_metadata
@@ -120,6 +127,11 @@ pub struct Config {
     pub jwt_leeway_secs: u64,
     pub discovery_wait_ms: u64,
     pub discovery_timeout_secs: u64,
+    pub discovery_interval_secs: u64,
+    pub discovery_jitter_secs: u64,
+    pub discovery_concurrency: usize,
+    pub discovery_lease_secs: u64,
+    pub public_url: Option<String>,
     pub warning_latency_ms: u64,
     pub credential_expiry_warning_days: u64,
     pub body_limit_bytes: usize,
@@ -176,6 +188,11 @@ impl Default for Config {
             jwt_leeway_secs: crate::auth::TokenRules::default().leeway_secs,
             discovery_wait_ms: 5000,
             discovery_timeout_secs: 600,
+            discovery_interval_secs: 86_400,
+            discovery_jitter_secs: 600,
+            discovery_concurrency: 4,
+            discovery_lease_secs: 60,
+            public_url: None,
             warning_latency_ms: 2000,
             credential_expiry_warning_days: crate::connection_test::DEFAULT_EXPIRY_WARNING_DAYS,
             body_limit_bytes: 1 << 20,
@@ -234,6 +251,9 @@ impl fmt::Debug for Config {
             .field("jwt_secret", &self.jwt_secret.as_ref().map(|_| "***"))
             .field("jwt_public_key_file", &self.jwt_public_key_file)
             .field("discovery_wait_ms", &self.discovery_wait_ms)
+            .field("discovery_interval_secs", &self.discovery_interval_secs)
+            .field("discovery_lease_secs", &self.discovery_lease_secs)
+            .field("public_url", &self.public_url)
             .field("warning_latency_ms", &self.warning_latency_ms)
             .field(
                 "credential_expiry_warning_days",
@@ -323,6 +343,11 @@ impl Config {
                 "JWT_LEEWAY_SECS" => self.jwt_leeway_secs = num(&k, &v)?,
                 "DISCOVERY_WAIT_MS" => self.discovery_wait_ms = num(&k, &v)?,
                 "DISCOVERY_TIMEOUT_SECS" => self.discovery_timeout_secs = num(&k, &v)?,
+                "DISCOVERY_INTERVAL_SECS" => self.discovery_interval_secs = num(&k, &v)?,
+                "DISCOVERY_JITTER_SECS" => self.discovery_jitter_secs = num(&k, &v)?,
+                "DISCOVERY_CONCURRENCY" => self.discovery_concurrency = num(&k, &v)?,
+                "DISCOVERY_LEASE_SECS" => self.discovery_lease_secs = num(&k, &v)?,
+                "PUBLIC_URL" => self.public_url = some(&v),
                 "WARNING_LATENCY_MS" => self.warning_latency_ms = num(&k, &v)?,
                 "CREDENTIAL_EXPIRY_WARNING_DAYS" => {
                     self.credential_expiry_warning_days = num(&k, &v)?

@@ -16,6 +16,7 @@ pub mod app;
 pub mod auth;
 pub mod config;
 pub mod connection_test;
+pub mod diff;
 pub mod discovery;
 pub mod error;
 pub mod health;

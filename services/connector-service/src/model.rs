@@ -252,6 +252,50 @@ pub struct DiscoveryJob {
     pub message: Option<String>,
     pub schemas_discovered: Option<i64>,
     pub tables_discovered: Option<i64>,
+    /// The replica running (or that last ran) the job.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub replica: Option<String>,
+    /// API (a create, an update or `POST …/discover`) or SCHEDULE.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub origin: Option<JobOrigin>,
+    /// Runs started for the job: above 1 when another replica took it over
+    /// after the lease of the one running it ended.
+    pub attempts: i64,
+    /// Whether the run compared with the previous catalog's fingerprint
+    /// (only new and changed relations read in detail); absent while running.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub incremental: Option<bool>,
+    /// The catalog snapshot a successful job stored.
+    #[serde(skip_serializing_if = "Option::is_none")]
+    pub snapshot_id: Option<Uuid>,
+}
+
+/// What started a discovery job.
+#[derive(Clone, Copy, Debug, PartialEq, Eq, Serialize, Deserialize, ToSchema)]
+#[serde(rename_all = "SCREAMING_SNAKE_CASE")]
+pub enum JobOrigin {
+    Api,
+    Schedule,
+}
+
+impl JobOrigin {
+    pub fn as_str(self) -> &'static str {
+        match self {
+            JobOrigin::Api => "API",
+            JobOrigin::Schedule => "SCHEDULE",
+        }
+    }
+}
+
+impl FromStr for JobOrigin {
+    type Err = String;
+    fn from_str(s: &str) -> Result<Self, String> {
+        match s {
+            "API" => Ok(JobOrigin::Api),
+            "SCHEDULE" => Ok(JobOrigin::Schedule),
+            other => Err(format!("unknown discovery job origin {other:?}")),
+        }
+    }
 }
 
 /// A stored catalog.
@@ -265,6 +309,10 @@ pub struct Snapshot {
     pub table_count: i64,
     /// The catalog as JSON text.
     pub catalog: String,
+    /// The driver's fingerprint of the catalog as JSON text, when it has one.
+    pub fingerprint: Option<String>,
+    /// The discovery request it was taken under, as JSON text.
+    pub request: Option<String>,
 }
 
 /// One scheduled health check as its history keeps it.

@@ -17,57 +17,16 @@ use std::process::{Child, Command, Stdio};
 use std::time::Duration;
 
 use matih_connector_service::auth::{mint_hs256, Role};
-use matih_connector_testkit::{fixture, Fixture};
+use matih_connector_testkit::fixture;
 use serde_json::{json, Value};
-use sqlx::Connection as _;
 use uuid::Uuid;
 
+mod common;
+
+use common::pg::{drop_database, fresh_database};
+use common::until;
+
 const JWT: &str = "crash-recovery-jwt-secret-0123456789abcdef";
-/// How long any awaited event may take on a loaded machine.
-const DEADLINE: Duration = Duration::from_secs(60);
-
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
-    tokio::time::timeout(DEADLINE, async {
-        while !cond().await {
-            tokio::time::sleep(Duration::from_millis(50)).await;
-        }
-    })
-    .await
-    .unwrap_or_else(|_| panic!("{what}: not within {DEADLINE:?}"));
-}
-
-fn enc(s: &str) -> String {
-    s.bytes()
-        .map(|b| {
-            if b.is_ascii_alphanumeric() {
-                (b as char).to_string()
-            } else {
-                format!("%{b:02X}")
-            }
-        })
-        .collect()
-}
-
-/// A fresh database on the PostgreSQL fixture; returns the admin URL, its
-/// name and its URL.
-async fn fresh_database(fx: &Fixture) -> (String, String, String) {
-    let su = fx.require("SUPERUSER");
-    let pw = fx
-        .get("SUPERUSER_PASSWORD")
-        .unwrap_or_else(|| fx.require("PASSWORD"));
-    let (host, port) = (fx.require("HOST"), fx.port());
-    let admin = format!("postgres://{}:{}@{host}:{port}/postgres", enc(su), enc(pw));
-    let name = format!("matih_crash_{}", Uuid::new_v4().simple());
-    let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
-    // A generated identifier of [a-z0-9_]: nothing user-supplied reaches this DDL.
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
-    let url = format!("postgres://{}:{}@{host}:{port}/{name}", enc(su), enc(pw));
-    (admin, name, url)
-}
 
 /// The service binary, killed with SIGKILL when dropped (or by `crash`).
 struct Service {
@@ -216,7 +175,7 @@ async fn sigkill_with_creates_in_flight_then_restart_repairs_slots_and_secrets()
         return;
     };
     matih_connector_core::tls::install_default_provider();
-    let (admin, dbname, url) = fresh_database(&fx).await;
+    let (admin, dbname, url) = fresh_database(&fx, "matih_crash_").await;
     let work = std::env::temp_dir().join(format!("matih-crash-{}", Uuid::new_v4().simple()));
     let data = work.join("data");
     std::fs::create_dir_all(&data).unwrap();
@@ -345,10 +304,6 @@ async fn sigkill_with_creates_in_flight_then_restart_repairs_slots_and_secrets()
     drop(silent);
     drop(svc);
     db.close().await;
-    if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&admin).await {
-        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {dbname} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
+    drop_database(&admin, &dbname).await;
     std::fs::remove_dir_all(&work).ok();
 }

@@ -19,49 +19,32 @@ use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
 use axum::body::Body;
-use axum::http::{HeaderMap, Request, StatusCode};
-use matih_connector_core::{ConnectorType, Credentials, SslMode, Timeouts};
+use axum::http::{Request, StatusCode};
 use matih_connector_service::app::{app, AppState, Settings};
 use matih_connector_service::auth::{mint_hs256, Role, Verifier};
 use matih_connector_service::connection_test::Thresholds;
 use matih_connector_service::health::{
-    notify::sign, HealthMonitor, HealthSettings, LogNotifier, Notifier, WebhookNotifier,
+    HealthMonitor, HealthSettings, LogNotifier, Notifier, WebhookNotifier,
 };
-use matih_connector_service::model::{parse_ts, ts, Connector, ConnectorStatus, Tenant, Tier};
+use matih_connector_service::model::{parse_ts, ts, Connector, ConnectorStatus, Tenant};
 use matih_connector_service::secrets::local::LocalSecretStore;
-use matih_connector_service::secrets::{SecretRef, SecretStore};
+use matih_connector_service::secrets::SecretStore;
 use matih_connector_testkit::{fixture, Fixture};
-use sqlx::Connection as _;
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::watch;
 use tokio::task::JoinHandle;
 use tower::ServiceExt;
 use uuid::Uuid;
 
+mod common;
+
+use common::pg::{drop_database, fresh_database};
+use common::webhook::{Receiver, HOOK_SECRET};
+use common::{own_pool, until, within};
+
 const JWT: &[u8] = b"health-test-jwt-secret-0123456789abcdef";
-const HOOK_SECRET: &[u8] = b"hook-secret-for-tests";
-/// How long any awaited event may take on a loaded machine before the test fails.
-const DEADLINE: Duration = Duration::from_secs(30);
 /// The POSTGRESQL WARNING threshold: a check slower than this passes as WARNING.
 const SLOW_MS: u64 = 5000;
-
-/// Awaits `what` for at most [`DEADLINE`].
-async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
-    tokio::time::timeout(DEADLINE, f)
-        .await
-        .unwrap_or_else(|_| panic!("{what}: not within {DEADLINE:?}"))
-}
-
-/// Polls a condition on the metadata store (rows have no change feed) until
-/// it holds, for at most [`DEADLINE`].
-async fn until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
-    within(what, async {
-        while !cond().await {
-            tokio::time::sleep(Duration::from_millis(20)).await;
-        }
-    })
-    .await
-}
 
 /// Check history is ordered by a millisecond timestamp: returns once the clock
 /// has left the millisecond it is in, so the next check sorts after the last.
@@ -167,90 +150,6 @@ impl Proxy {
     }
 }
 
-/// A webhook receiver that records what it got (only deliveries whose
-/// signature verifies) and can be down (nothing listening on its port).
-#[derive(Clone)]
-struct Receiver {
-    got: Arc<Mutex<Vec<serde_json::Value>>>,
-    /// How many verified notices arrived.
-    count: Arc<watch::Sender<usize>>,
-    bad_signatures: Arc<AtomicU64>,
-}
-
-impl Default for Receiver {
-    fn default() -> Self {
-        Receiver {
-            got: Arc::default(),
-            count: Arc::new(watch::channel(0).0),
-            bad_signatures: Arc::default(),
-        }
-    }
-}
-
-impl Receiver {
-    async fn listen(&self, port: u16) -> JoinHandle<()> {
-        let router = self.router();
-        let l = TcpListener::bind(("127.0.0.1", port)).await.unwrap();
-        tokio::spawn(async move {
-            let _ = axum::serve(l, router).await;
-        })
-    }
-
-    /// The same receiver over HTTPS, with a certificate from a fresh private
-    /// CA; returns its address and the CA's PEM.
-    async fn listen_tls(&self) -> (SocketAddr, String) {
-        matih_connector_testkit::tls::serve_tls(self.router()).await
-    }
-
-    fn router(&self) -> axum::Router {
-        matih_connector_testkit::fake("webhook receiver written in the test", "webhook listen");
-        let me = self.clone();
-        axum::Router::new().route(
-            "/hook",
-            axum::routing::post(move |headers: HeaderMap, body: String| {
-                let me = me.clone();
-                async move {
-                    let sig = headers
-                        .get("x-matih-signature")
-                        .and_then(|v| v.to_str().ok())
-                        .unwrap_or_default();
-                    if sig != sign(HOOK_SECRET, body.as_bytes()) {
-                        me.bad_signatures.fetch_add(1, Ordering::SeqCst);
-                        return StatusCode::UNAUTHORIZED;
-                    }
-                    let n = {
-                        let mut got = me.got.lock().unwrap();
-                        got.push(serde_json::from_str(&body).unwrap());
-                        got.len()
-                    };
-                    me.count.send_replace(n);
-                    StatusCode::NO_CONTENT
-                }
-            }),
-        )
-    }
-
-    /// Waits until `n` verified notices have arrived in all.
-    async fn received(&self, n: usize) {
-        let mut rx = self.count.subscribe();
-        within(
-            &format!("{n} notices at the receiver"),
-            rx.wait_for(|c| *c >= n),
-        )
-        .await
-        .unwrap();
-    }
-
-    fn events(&self) -> Vec<String> {
-        self.got
-            .lock()
-            .unwrap()
-            .iter()
-            .map(|v| v["event"].as_str().unwrap().to_owned())
-            .collect()
-    }
-}
-
 async fn free_port() -> u16 {
     let l = TcpListener::bind("127.0.0.1:0").await.unwrap();
     l.local_addr().unwrap().port()
@@ -300,19 +199,7 @@ fn temp_dir(tag: &str) -> std::path::PathBuf {
 }
 
 async fn tenant(state: &AppState) -> Tenant {
-    let now = ts(chrono::Utc::now());
-    let id = Uuid::new_v4();
-    let t = Tenant {
-        id,
-        name: "Health \"tenant\" ü".into(),
-        slug: format!("h{}", &id.simple().to_string()[..10]),
-        tier: Tier::Enterprise,
-        connector_count: 0,
-        created_at: now.clone(),
-        updated_at: now,
-    };
-    state.store.create_tenant(&t).await.unwrap();
-    t
+    common::saved_tenant(state, "Health \"tenant\" ü").await
 }
 
 /// A POSTGRESQL connector to `port` on the fixture's host, saved directly.
@@ -324,38 +211,14 @@ async fn connector(
     port: u16,
     status: ConnectorStatus,
 ) -> Connector {
-    let id = Uuid::new_v4();
-    let ty = ConnectorType::Postgresql;
-    let secret = SecretRef::new("matih-", &t.slug, id, &ty);
-    let creds = Credentials::new()
-        .with("username", fx.require("USER"))
-        .with("password", fx.require("PASSWORD"));
-    state.secrets.create(&secret, &creds).await.unwrap();
-    let now = ts(chrono::Utc::now());
-    let c = Connector {
-        id,
-        tenant_id: t.id,
-        name: name.into(),
-        connector_type: ty,
-        host: Some(fx.require("HOST").into()),
-        port: Some(port),
-        database: Some(fx.require("DATABASE").into()),
-        schema: None,
-        credential_secret_name: secret.name,
-        ssl_enabled: false,
-        ssl_mode: Some(SslMode::Disable),
-        ssl_ca_pem: None,
-        status,
-        last_tested_at: None,
-        last_test_result: None,
-        last_error_code: None,
-        metadata: BTreeMap::new(),
-        timeouts: Timeouts::default(),
-        created_at: now.clone(),
-        updated_at: now,
+    let to = common::Target {
+        host: fx.require("HOST"),
+        port,
+        database: fx.require("DATABASE"),
+        username: fx.require("USER"),
+        password: fx.require("PASSWORD"),
     };
-    state.store.insert_connector(&c).await.unwrap();
-    c
+    common::saved_connector(state, t, name, to, status).await
 }
 
 async fn status_of(state: &AppState, c: &Connector) -> Connector {
@@ -365,16 +228,6 @@ async fn status_of(state: &AppState, c: &Connector) -> Connector {
         .await
         .unwrap()
         .unwrap()
-}
-
-/// A pool of the test's own on the metadata store, to look at its tables
-/// directly (the service reaches them only through the store trait).
-async fn own_pool(url: &str) -> sqlx::AnyPool {
-    matih_connector_service::store::open_uncached(url)
-        .await
-        .unwrap()
-        .pool()
-        .clone()
 }
 
 async fn checks_of(pool: &sqlx::AnyPool, id: Uuid) -> i64 {
@@ -697,37 +550,6 @@ async fn a_notice_survives_a_down_receiver_and_a_restart() {
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
 }
 
-/// A fresh database on the PostgreSQL fixture, made with the superuser.
-async fn fresh_database(fx: &Fixture) -> (String, String, String) {
-    let enc = |s: &str| -> String {
-        s.bytes()
-            .map(|b| {
-                if b.is_ascii_alphanumeric() {
-                    (b as char).to_string()
-                } else {
-                    format!("%{b:02X}")
-                }
-            })
-            .collect()
-    };
-    let su = fx.require("SUPERUSER");
-    let pw = fx
-        .get("SUPERUSER_PASSWORD")
-        .unwrap_or_else(|| fx.require("PASSWORD"));
-    let (host, port) = (fx.require("HOST"), fx.port());
-    let admin = format!("postgres://{}:{}@{host}:{port}/postgres", enc(su), enc(pw));
-    let name = format!("matih_health_{}", Uuid::new_v4().simple());
-    let mut conn = sqlx::postgres::PgConnection::connect(&admin).await.unwrap();
-    // A generated identifier of [a-z0-9_]: nothing user-supplied reaches this DDL.
-    sqlx::raw_sql(&format!("CREATE DATABASE {name}"))
-        .execute(&mut conn)
-        .await
-        .unwrap();
-    conn.close().await.unwrap();
-    let url = format!("postgres://{}:{}@{host}:{port}/{name}", enc(su), enc(pw));
-    (admin, name, url)
-}
-
 #[tokio::test]
 async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
     let Some(fx) = fixture(
@@ -736,7 +558,7 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
     ) else {
         return;
     };
-    let (admin, db, url) = fresh_database(&fx).await;
+    let (admin, db, url) = fresh_database(&fx, "matih_health_").await;
     let dir = temp_dir("replicas");
     let a_state = state(&url, &dir.join("secrets")).await;
     let b_state = state(&url, &dir.join("secrets")).await;
@@ -842,11 +664,7 @@ async fn two_replicas_on_postgres_test_each_connector_once_per_round() {
 
     proxy.down().await;
     drop((a, b, dead, pool, a_state, b_state));
-    if let Ok(mut conn) = sqlx::postgres::PgConnection::connect(&admin).await {
-        let _ = sqlx::raw_sql(&format!("DROP DATABASE IF EXISTS {db} WITH (FORCE)"))
-            .execute(&mut conn)
-            .await;
-    }
+    drop_database(&admin, &db).await;
 }
 
 /// An HTTPS webhook whose receiver's certificate comes from a private CA:
@@ -901,37 +719,14 @@ async fn https_webhook_with_a_private_ca_receives_the_signed_error_notice() {
         l.local_addr().unwrap().port()
     };
     let t = tenant(&state).await;
-    let id = Uuid::new_v4();
-    let ty = ConnectorType::Postgresql;
-    let secret = SecretRef::new("matih-", &t.slug, id, &ty);
-    let creds = Credentials::new()
-        .with("username", "u")
-        .with("password", "not-used-here");
-    state.secrets.create(&secret, &creds).await.unwrap();
-    let now = ts(chrono::Utc::now());
-    let c = Connector {
-        id,
-        tenant_id: t.id,
-        name: "gone".into(),
-        connector_type: ty,
-        host: Some("127.0.0.1".into()),
-        port: Some(closed),
-        database: Some("db".into()),
-        schema: None,
-        credential_secret_name: secret.name,
-        ssl_enabled: false,
-        ssl_mode: Some(SslMode::Disable),
-        ssl_ca_pem: None,
-        status: ConnectorStatus::Active,
-        last_tested_at: None,
-        last_test_result: None,
-        last_error_code: None,
-        metadata: BTreeMap::new(),
-        timeouts: Timeouts::default(),
-        created_at: now.clone(),
-        updated_at: now,
+    let to = common::Target {
+        host: "127.0.0.1",
+        port: closed,
+        database: "db",
+        username: "u",
+        password: "not-used-here",
     };
-    state.store.insert_connector(&c).await.unwrap();
+    let c = common::saved_connector(&state, &t, "gone", to, ConnectorStatus::Active).await;
     let m = HealthMonitor::new(state.clone(), settings(0), notifier, Some("tls".into())).unwrap();
     assert_eq!(m.sweep().await.unwrap().error, 1);
     assert_eq!(m.deliver_pending().await.unwrap(), 1);
@@ -939,7 +734,7 @@ async fn https_webhook_with_a_private_ca_receives_the_signed_error_notice() {
     assert_eq!(receiver.events(), ["connector.error"]);
     assert_eq!(
         receiver.got.lock().unwrap()[0]["connectorId"],
-        id.to_string()
+        c.id.to_string()
     );
     assert_eq!(receiver.bad_signatures.load(Ordering::SeqCst), 0);
     std::fs::remove_dir_all(&dir).ok();

@@ -536,13 +536,21 @@ async fn finish(
         connector: c,
     };
     if tested_ok {
-        let started = discovery::start(state, &out.connector, secret, Default::default());
-        out.discovery_job_id = Some(started.job.id);
-        out.discovery_status = Some(DiscoveryState::Running);
-        if let Some(job) = started.wait(state.settings.discovery_wait).await {
-            out.discovery_status = Some(job.status.into());
-            out.schemas_discovered = job.schemas_discovered;
-            out.tables_discovered = job.tables_discovered;
+        // The connector is saved: a store that cannot start the job leaves
+        // discovery NOT_STARTED (the schedule or a request starts it later).
+        match discovery::start(state, &out.connector, Default::default()).await {
+            Ok(started) => {
+                out.discovery_job_id = Some(started.job.id);
+                out.discovery_status = Some(DiscoveryState::Running);
+                if let Some(job) = started.wait(state.settings.discovery_wait).await {
+                    out.discovery_status = Some(job.status.into());
+                    out.schemas_discovered = job.schemas_discovered;
+                    out.tables_discovered = job.tables_discovered;
+                }
+            }
+            Err(e) => {
+                tracing::warn!(connector = %out.connector.id, error = %e, "could not start discovery")
+            }
         }
     }
     Ok(out)
@@ -610,7 +618,7 @@ pub async fn update_connector(
             if !state.store.update_connector(&c).await? {
                 return Err(AppError::not_found("connector"));
             }
-            state.jobs.cancel(c.id);
+            discovery::cancel(&state, c.id, "the connector was disabled").await;
             return Ok(Json(ConnectorWithTest {
                 connector: c,
                 schemas_discovered: None,
@@ -632,7 +640,6 @@ pub async fn update_connector(
     if body.status == Some(ConnectorStatus::Active) {
         c.status = ConnectorStatus::Testing;
     }
-    let secret = connection_test::secret_ref(&state, &tenant, &c);
     let creds = connection_test::stored_credentials(&state, &tenant, &c).await?;
     let cfg = c.config();
     let target = connection_test::validate(&state, &driver, &cfg, &creds)?;
@@ -655,7 +662,7 @@ pub async fn update_connector(
         connector: c,
     };
     if tested_ok && out.connector.status != ConnectorStatus::Inactive {
-        let started = discovery::start(&state, &out.connector, secret, Default::default());
+        let started = discovery::start(&state, &out.connector, Default::default()).await?;
         out.discovery_status = Some(started.job.status.into());
         out.discovery_job_id = Some(started.job.id);
     }
@@ -675,7 +682,7 @@ pub async fn delete_connector(
     let tenant = tenant_for(&state, &claims, tenant_id).await?;
     let c = connector_of(&state, tenant_id, id).await?;
     detached(async move {
-        state.jobs.cancel(c.id);
+        discovery::cancel(&state, c.id, "the connector was deleted").await;
         // The secret goes first: if that fails nothing has changed and the
         // delete can be retried; a row without its secret is never left behind.
         state

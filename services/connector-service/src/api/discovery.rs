@@ -2,8 +2,6 @@
 //! (paged summary, one table's detail) and the difference between the last two
 //! snapshots.
 
-use std::collections::BTreeMap;
-
 use axum::extract::State;
 use axum::http::StatusCode;
 use axum::routing::{get, post};
@@ -17,6 +15,7 @@ use uuid::Uuid;
 use crate::api::connectors::{connector_for, connector_of, tenant_for};
 use crate::app::AppState;
 use crate::auth::Auth;
+use crate::diff::{diff_catalogs, kind_name, Changes};
 use crate::discovery;
 use crate::error::{ApiPath, ApiQuery, AppError, Code, LaterJson};
 use crate::model::{ConnectorStatus, DiscoveryJob, Snapshot};
@@ -26,6 +25,14 @@ pub fn router() -> Router<AppState> {
         .route(
             "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover",
             post(start_discovery).get(latest_discovery),
+        )
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover/jobs/{job_id}",
+            get(discovery_job),
+        )
+        .route(
+            "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover/schedule",
+            get(discovery_schedule).put(set_discovery_schedule),
         )
         .route(
             "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/schemas",
@@ -107,12 +114,12 @@ pub async fn start_discovery(
             "the connector is disabled; enable it first",
         ));
     }
-    let secret = crate::connection_test::secret_ref(&state, &tenant, &c);
-    let started = discovery::start(&state, &c, secret, req);
+    let started = discovery::start(&state, &c, req).await?;
     Ok((StatusCode::ACCEPTED, Json(started.job)))
 }
 
-/// The running or latest discovery job.
+/// The running or latest discovery job, as the metadata store has it: the
+/// same answer from every replica.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover", tag = "discovery",
     params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
     responses((status = 200, body = DiscoveryJob), (status = 404, body = crate::api::ErrorBody)),
@@ -123,15 +130,145 @@ pub async fn latest_discovery(
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Json<DiscoveryJob>, AppError> {
     let c = connector_for(&state, &claims, tenant_id, id).await?;
-    if let Some(job) = state.jobs.running(c.id) {
-        return Ok(Json(job));
-    }
     state
         .store
         .latest_job(c.id)
         .await?
         .map(Json)
         .ok_or_else(|| AppError::not_found("discovery job"))
+}
+
+/// One discovery job of the connector, running or finished.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover/jobs/{job_id}", tag = "discovery",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path), ("job_id" = Uuid, Path)),
+    responses((status = 200, body = DiscoveryJob), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn discovery_job(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id, job_id)): ApiPath<(Uuid, Uuid, Uuid)>,
+) -> Result<Json<DiscoveryJob>, AppError> {
+    let c = connector_for(&state, &claims, tenant_id, id).await?;
+    state
+        .store
+        .discovery_job(c.id, job_id)
+        .await?
+        .map(Json)
+        .ok_or_else(|| AppError::not_found("discovery job"))
+}
+
+/// A connector's scheduled re-discovery.
+#[derive(Debug, Serialize, ToSchema)]
+#[serde(rename_all = "camelCase")]
+pub struct DiscoverySchedule {
+    pub connector_id: Uuid,
+    /// The connector's own interval in seconds; null when it follows the
+    /// service's default (or is switched off).
+    pub interval_secs: Option<u64>,
+    /// False when scheduled re-discovery is switched off for the connector.
+    pub enabled: bool,
+    /// The interval in force; 0 when the connector is not re-discovered
+    /// (switched off, INACTIVE, or no default interval).
+    pub effective_interval_secs: u64,
+    /// When the next re-discovery is due; null: at the scheduler's next
+    /// round (never scheduled yet) or never.
+    pub next_at: Option<String>,
+}
+
+/// Longest interval accepted: ten years.
+const MAX_INTERVAL_SECS: u64 = 315_360_000;
+
+#[derive(Debug, Deserialize, ToSchema)]
+#[serde(rename_all = "camelCase", deny_unknown_fields)]
+pub struct SetDiscoverySchedule {
+    /// Seconds between re-discoveries; null or absent: the service's default.
+    #[schema(minimum = 60, maximum = 315360000)]
+    pub interval_secs: Option<u64>,
+    /// False switches scheduled re-discovery off for the connector (default true).
+    pub enabled: Option<bool>,
+}
+
+async fn schedule_answer(
+    state: &AppState,
+    c: &crate::model::Connector,
+) -> Result<DiscoverySchedule, AppError> {
+    let (interval, next_at) = state
+        .store
+        .discovery_schedule(c.id)
+        .await?
+        .ok_or_else(|| AppError::not_found("connector"))?;
+    // Stored: NULL = the default, 0 = switched off, else the connector's own.
+    let enabled = interval != Some(0);
+    let own = interval.filter(|i| *i > 0).map(|i| i as u64);
+    let effective = match (enabled, c.status) {
+        (false, _) | (_, ConnectorStatus::Inactive) => 0,
+        _ => own.unwrap_or(state.settings.discovery_interval.as_secs()),
+    };
+    Ok(DiscoverySchedule {
+        connector_id: c.id,
+        interval_secs: own,
+        enabled,
+        effective_interval_secs: effective,
+        next_at: next_at.filter(|_| effective > 0),
+    })
+}
+
+/// The connector's scheduled re-discovery: interval and next due time.
+#[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover/schedule", tag = "discovery",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
+    responses((status = 200, body = DiscoverySchedule), (status = 404, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn discovery_schedule(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+) -> Result<Json<DiscoverySchedule>, AppError> {
+    let c = connector_for(&state, &claims, tenant_id, id).await?;
+    Ok(Json(schedule_answer(&state, &c).await?))
+}
+
+/// Sets the connector's re-discovery interval or switches it off; the next
+/// one is due one interval from now.
+#[utoipa::path(put, path = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}/discover/schedule", tag = "discovery",
+    params(("tenant_id" = Uuid, Path), ("connector_id" = Uuid, Path)),
+    request_body = SetDiscoverySchedule,
+    responses((status = 200, body = DiscoverySchedule), (status = 404, body = crate::api::ErrorBody), (status = 422, body = crate::api::ErrorBody)),
+    security(("bearer" = [])))]
+pub async fn set_discovery_schedule(
+    State(state): State<AppState>,
+    Auth(claims): Auth,
+    ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
+    body: LaterJson,
+) -> Result<Json<DiscoverySchedule>, AppError> {
+    let c = connector_for(&state, &claims, tenant_id, id).await?;
+    let body: SetDiscoverySchedule = body.parse().await?;
+    if body
+        .interval_secs
+        .is_some_and(|i| !(60..=MAX_INTERVAL_SECS).contains(&i))
+    {
+        return Err(AppError::new(
+            StatusCode::UNPROCESSABLE_ENTITY,
+            Code::InvalidRequest,
+            "intervalSecs must be 60 to 315360000",
+        )
+        .with_details(serde_json::json!({"field": "intervalSecs"})));
+    }
+    let stored = if body.enabled == Some(false) {
+        Some(0)
+    } else {
+        body.interval_secs.map(|i| i as i64)
+    };
+    let effective = stored.unwrap_or(state.settings.discovery_interval.as_secs() as i64);
+    let next_at = (effective > 0)
+        .then(|| crate::model::ts(chrono::Utc::now() + chrono::Duration::seconds(effective)));
+    if !state
+        .store
+        .set_discovery_schedule(c.id, stored, next_at.as_deref())
+        .await?
+    {
+        return Err(AppError::not_found("connector"));
+    }
+    Ok(Json(schedule_answer(&state, &c).await?))
 }
 
 #[derive(Debug, Default, Deserialize, IntoParams)]
@@ -227,13 +364,6 @@ async fn latest_snapshot(
 
 fn parse_catalog(s: &Snapshot) -> Result<Catalog, AppError> {
     serde_json::from_str(&s.catalog).map_err(AppError::internal)
-}
-
-fn kind_name(t: &Table) -> String {
-    serde_json::to_value(t.kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
 }
 
 /// The latest discovered catalog's summary.
@@ -361,29 +491,6 @@ pub async fn table_detail(
     }))
 }
 
-#[derive(Debug, Default, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct TableRef {
-    pub schema: String,
-    pub table: String,
-    #[serde(rename = "type")]
-    pub kind: String,
-}
-
-#[derive(Debug, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct ColumnChange {
-    pub schema: String,
-    pub table: String,
-    pub column: String,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub data_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub from_type: Option<String>,
-    #[serde(skip_serializing_if = "Option::is_none")]
-    pub to_type: Option<String>,
-}
-
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct SnapshotRef {
@@ -401,102 +508,6 @@ pub struct CatalogDiff {
     pub to: SnapshotRef,
     #[serde(flatten)]
     pub changes: Changes,
-}
-
-/// Tables and columns added, removed, or with a changed type.
-#[derive(Debug, Default, Serialize, ToSchema)]
-#[serde(rename_all = "camelCase")]
-pub struct Changes {
-    pub tables_added: Vec<TableRef>,
-    pub tables_removed: Vec<TableRef>,
-    pub columns_added: Vec<ColumnChange>,
-    pub columns_removed: Vec<ColumnChange>,
-    /// Columns whose native or normalized type changed.
-    pub columns_type_changed: Vec<ColumnChange>,
-}
-
-fn column_type(c: &matih_connector_core::Column) -> String {
-    c.native_type.clone()
-}
-
-pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> Changes {
-    let index = |c: &Catalog| -> BTreeMap<(String, String), Table> {
-        c.schemas
-            .iter()
-            .flat_map(|s| {
-                s.tables
-                    .iter()
-                    .map(move |t| ((s.name.clone(), t.name.clone()), t.clone()))
-            })
-            .collect()
-    };
-    let (a, b) = (index(old), index(new));
-    let tref = |(s, t): &(String, String), table: &Table| TableRef {
-        schema: s.clone(),
-        table: t.clone(),
-        kind: kind_name(table),
-    };
-    let mut added = Vec::new();
-    let mut removed = Vec::new();
-    let mut cols_added = Vec::new();
-    let mut cols_removed = Vec::new();
-    let mut changed = Vec::new();
-    for (k, t) in &b {
-        match a.get(k) {
-            None => added.push(tref(k, t)),
-            Some(old_t) => {
-                for c in &t.columns {
-                    match old_t.column(&c.name) {
-                        None => cols_added.push(ColumnChange {
-                            schema: k.0.clone(),
-                            table: k.1.clone(),
-                            column: c.name.clone(),
-                            data_type: Some(column_type(c)),
-                            from_type: None,
-                            to_type: None,
-                        }),
-                        Some(oc)
-                            if oc.native_type != c.native_type || oc.data_type != c.data_type =>
-                        {
-                            changed.push(ColumnChange {
-                                schema: k.0.clone(),
-                                table: k.1.clone(),
-                                column: c.name.clone(),
-                                data_type: None,
-                                from_type: Some(column_type(oc)),
-                                to_type: Some(column_type(c)),
-                            })
-                        }
-                        Some(_) => {}
-                    }
-                }
-                for oc in &old_t.columns {
-                    if t.column(&oc.name).is_none() {
-                        cols_removed.push(ColumnChange {
-                            schema: k.0.clone(),
-                            table: k.1.clone(),
-                            column: oc.name.clone(),
-                            data_type: Some(column_type(oc)),
-                            from_type: None,
-                            to_type: None,
-                        });
-                    }
-                }
-            }
-        }
-    }
-    for (k, t) in &a {
-        if !b.contains_key(k) {
-            removed.push(tref(k, t));
-        }
-    }
-    Changes {
-        tables_added: added,
-        tables_removed: removed,
-        columns_added: cols_added,
-        columns_removed: cols_removed,
-        columns_type_changed: changed,
-    }
 }
 
 /// The difference between the last two discovered catalogs.

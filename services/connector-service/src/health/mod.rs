@@ -2,7 +2,10 @@
 //! INACTIVE once per interval, records each check in a bounded history, moves
 //! connectors between ACTIVE, WARNING and ERROR (TESTING while a check runs),
 //! and queues ERROR, recovery and credential-expiry notices in an outbox that
-//! a delivery loop drains with retries.
+//! a delivery loop drains with retries. The same loop runs the discovery
+//! scheduler's rounds (`discovery::schedule_round`: scheduled re-discovery,
+//! jobs whose replica died), and the delivery loop also carries their
+//! `SCHEMA_CHANGED` notices.
 //!
 //! Work is shared between replicas through the metadata store, the module's
 //! only way to its tables: a replica claims due connectors
@@ -159,7 +162,8 @@ fn short(s: &str) -> String {
 }
 
 impl HealthMonitor {
-    /// `replica` names this process in leases and history (default: a random id).
+    /// `replica` names this process in leases and history (default: the
+    /// state's, which discovery jobs use).
     pub fn new(
         state: AppState,
         settings: HealthSettings,
@@ -167,10 +171,11 @@ impl HealthMonitor {
         replica: Option<String>,
     ) -> anyhow::Result<Self> {
         let metrics = HealthMetrics::new(state.metrics.registry());
+        let replica = replica.unwrap_or_else(|| state.replica.to_string());
         Ok(HealthMonitor {
             inner: Arc::new(Inner {
                 state,
-                replica: replica.unwrap_or_else(|| Uuid::new_v4().simple().to_string()),
+                replica,
                 settings,
                 notifier,
                 metrics,
@@ -198,6 +203,15 @@ impl HealthMonitor {
                             error = s.error, notices = s.notices, "health sweep"),
                         Ok(_) => {}
                         Err(e) => tracing::warn!(error = %e, "health sweep failed"),
+                    }
+                    // Scheduled re-discovery and jobs whose replica died
+                    // are claimed by the same loop, on any replica.
+                    match crate::discovery::schedule_round(&m.inner.state).await {
+                        Ok(started) if !started.is_empty() => tracing::info!(
+                            replica = %m.inner.state.replica, started = started.len(),
+                            "discovery jobs started by the scheduler"),
+                        Ok(_) => {}
+                        Err(e) => tracing::warn!(error = %e, "scheduling discovery failed"),
                     }
                     if let Err(e) = m.refresh_status_gauge().await {
                         tracing::debug!(error = %e, "counting connectors by status failed");

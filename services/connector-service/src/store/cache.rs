@@ -13,8 +13,8 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    ExpiredReservation, HealthCheckRecord, HealthHistory, HealthLease, LeasedNotice, MetadataStore,
-    NoticeRule, Result,
+    ClaimedJob, ExpiredReservation, FinishedJob, HealthCheckRecord, HealthHistory, HealthLease,
+    JobStart, LeasedNotice, MetadataStore, NewJob, NoticeRule, Result, ScheduleClaim,
 };
 use crate::model::{Connector, ConnectorStatus, DiscoveryJob, Snapshot, Tenant, Tier};
 
@@ -208,17 +208,62 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         self.forget_tenant(tenant);
         r
     }
-    async fn insert_job(&self, job: &DiscoveryJob) -> Result<()> {
-        self.inner.insert_job(job).await
+    async fn start_discovery_job(&self, n: &NewJob<'_>) -> Result<JobStart> {
+        self.inner.start_discovery_job(n).await
     }
-    async fn finish_job(&self, job: &DiscoveryJob) -> Result<()> {
-        self.inner.finish_job(job).await
+    async fn claim_expired_discovery_jobs(
+        &self,
+        replica: &str,
+        n: i64,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.inner
+            .claim_expired_discovery_jobs(replica, n, now, lease_until)
+            .await
+    }
+    async fn claim_scheduled_discoveries(&self, c: &ScheduleClaim<'_>) -> Result<Vec<ClaimedJob>> {
+        self.inner.claim_scheduled_discoveries(c).await
+    }
+    async fn renew_discovery_job(
+        &self,
+        id: Uuid,
+        replica: &str,
+        lease_until: &str,
+    ) -> Result<bool> {
+        self.inner
+            .renew_discovery_job(id, replica, lease_until)
+            .await
+    }
+    async fn finish_discovery_job(&self, f: &FinishedJob<'_>) -> Result<bool> {
+        self.inner.finish_discovery_job(f).await
+    }
+    async fn cancel_discovery_jobs(&self, connector: Uuid, at: &str, message: &str) -> Result<()> {
+        self.inner
+            .cancel_discovery_jobs(connector, at, message)
+            .await
     }
     async fn latest_job(&self, connector: Uuid) -> Result<Option<DiscoveryJob>> {
         self.inner.latest_job(connector).await
     }
-    async fn insert_snapshot(&self, s: &Snapshot, keep: i64) -> Result<()> {
-        self.inner.insert_snapshot(s, keep).await
+    async fn discovery_job(&self, connector: Uuid, id: Uuid) -> Result<Option<DiscoveryJob>> {
+        self.inner.discovery_job(connector, id).await
+    }
+    async fn discovery_schedule(
+        &self,
+        connector: Uuid,
+    ) -> Result<Option<(Option<i64>, Option<String>)>> {
+        self.inner.discovery_schedule(connector).await
+    }
+    async fn set_discovery_schedule(
+        &self,
+        connector: Uuid,
+        interval_secs: Option<i64>,
+        next_at: Option<&str>,
+    ) -> Result<bool> {
+        self.inner
+            .set_discovery_schedule(connector, interval_secs, next_at)
+            .await
     }
     async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>> {
         self.inner.latest_snapshots(connector, n).await

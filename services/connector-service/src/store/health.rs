@@ -7,13 +7,13 @@ use uuid::Uuid;
 
 use super::sql::{uuid, SqlStore};
 use super::{
-    HealthCheckRecord, HealthHistory, HealthLease, HealthTransition, LeasedNotice, NoticeRule,
-    Result, StoreError,
+    HealthCheckRecord, HealthHistory, HealthLease, HealthTransition, LeasedNotice, NewNotice,
+    NoticeRule, Result, StoreError,
 };
 use crate::model::{ConnectorStatus, HealthCheck};
 
 impl SqlStore {
-    fn skip_locked(&self) -> &'static str {
+    pub(super) fn skip_locked(&self) -> &'static str {
         if self.backend == "postgres" {
             "FOR UPDATE SKIP LOCKED"
         } else {
@@ -169,26 +169,46 @@ impl SqlStore {
             last_success_at,
         };
         for n in notice(&transition) {
-            // The unique (connector_id, once_key) index turns a repeated
-            // once-only notice into no row.
-            sqlx::query(
-                "INSERT INTO notification_outbox (id, tenant_id, connector_id, kind, payload, \
-                 created_at, attempts, next_attempt_at, once_key) \
-                 VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8) ON CONFLICT DO NOTHING",
+            Self::queue_notice(
+                &mut tx,
+                r.connector.tenant_id,
+                r.connector.id,
+                &n,
+                &r.checked_at,
             )
-            .bind(&n.id)
-            .bind(r.connector.tenant_id.to_string())
-            .bind(&id)
-            .bind(&n.kind)
-            .bind(&n.payload)
-            .bind(&r.checked_at)
-            .bind(&r.checked_at)
-            .bind(n.once_key.clone())
-            .execute(&mut *tx)
             .await?;
         }
         tx.commit().await?;
         Ok(Some(status))
+    }
+
+    /// Queues a notice in the outbox, due at once, inside the transaction
+    /// of the change that causes it.
+    pub(super) async fn queue_notice(
+        tx: &mut sqlx::Transaction<'_, sqlx::Any>,
+        tenant: Uuid,
+        connector: Uuid,
+        n: &NewNotice,
+        at: &str,
+    ) -> Result<()> {
+        // The unique (connector_id, once_key) index turns a repeated
+        // once-only notice into no row.
+        sqlx::query(
+            "INSERT INTO notification_outbox (id, tenant_id, connector_id, kind, payload, \
+             created_at, attempts, next_attempt_at, once_key) \
+             VALUES ($1, $2, $3, $4, $5, $6, 0, $7, $8) ON CONFLICT DO NOTHING",
+        )
+        .bind(&n.id)
+        .bind(tenant.to_string())
+        .bind(connector.to_string())
+        .bind(&n.kind)
+        .bind(&n.payload)
+        .bind(at)
+        .bind(at)
+        .bind(n.once_key.clone())
+        .execute(&mut **tx)
+        .await?;
+        Ok(())
     }
 
     pub(super) async fn health_of(&self, connector: Uuid, limit: i64) -> Result<HealthHistory> {

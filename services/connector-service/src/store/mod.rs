@@ -4,6 +4,7 @@
 //! two differ only in how they open and migrate, in `sqlite.rs` and `postgres.rs`.
 
 mod cache;
+mod discovery;
 mod health;
 mod postgres;
 mod sql;
@@ -12,7 +13,9 @@ mod sqlite;
 use async_trait::async_trait;
 use uuid::Uuid;
 
-use crate::model::{Connector, ConnectorStatus, DiscoveryJob, HealthCheck, Snapshot, Tenant, Tier};
+use crate::model::{
+    Connector, ConnectorStatus, DiscoveryJob, HealthCheck, JobOrigin, Snapshot, Tenant, Tier,
+};
 
 pub use cache::CachedStore;
 pub use sql::SqlStore;
@@ -120,6 +123,78 @@ pub struct ExpiredReservation {
     pub secret_name: Option<String>,
 }
 
+/// A discovery job to start for a connector, held by `replica` until
+/// `lease_until` (renewed while it runs).
+#[derive(Clone, Debug)]
+pub struct NewJob<'a> {
+    pub id: Uuid,
+    pub connector: Uuid,
+    pub tenant_id: Uuid,
+    pub origin: JobOrigin,
+    /// The discovery request as JSON (`None`: the default request).
+    pub request: Option<&'a str>,
+    pub replica: &'a str,
+    pub now: &'a str,
+    pub lease_until: &'a str,
+}
+
+/// A RUNNING job this replica now holds, with what it needs to run it.
+#[derive(Clone, Debug)]
+pub struct ClaimedJob {
+    pub job: DiscoveryJob,
+    pub tenant_id: Uuid,
+    /// The request the job was started with, as JSON (`None`: the default).
+    pub request: Option<String>,
+}
+
+/// What starting a discovery job did.
+#[derive(Clone, Debug)]
+pub enum JobStart {
+    /// A new job, held by the caller.
+    Started(ClaimedJob),
+    /// The connector's RUNNING job whose holder's lease had ended, now held
+    /// by the caller, to be run again with its own request.
+    TakenOver(ClaimedJob),
+    /// The connector's RUNNING job, held by a live replica (perhaps this one).
+    Running(DiscoveryJob),
+}
+
+/// The scheduled re-discovery claim: up to `n` connectors not INACTIVE, not
+/// a create in flight, with a non-zero interval (theirs, or the default),
+/// due at `now`; each gets a job held by `replica` (unless one is running)
+/// and its next due instant `next_at(interval)`.
+pub struct ScheduleClaim<'a> {
+    pub replica: &'a str,
+    pub n: i64,
+    pub now: &'a str,
+    pub lease_until: &'a str,
+    pub default_interval_secs: i64,
+    pub next_at: &'a (dyn Fn(i64) -> String + Send + Sync),
+}
+
+impl std::fmt::Debug for ScheduleClaim<'_> {
+    fn fmt(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.debug_struct("ScheduleClaim")
+            .field("replica", &self.replica)
+            .field("n", &self.n)
+            .field("now", &self.now)
+            .finish_non_exhaustive()
+    }
+}
+
+/// A finished job, recorded while `replica` still holds it, in one
+/// transaction with its snapshot (the newest `snapshots_kept` kept) and the
+/// notice it queues.
+#[derive(Clone, Debug)]
+pub struct FinishedJob<'a> {
+    pub job: &'a DiscoveryJob,
+    pub tenant_id: Uuid,
+    pub replica: &'a str,
+    pub snapshot: Option<&'a Snapshot>,
+    pub snapshots_kept: i64,
+    pub notice: Option<&'a NewNotice>,
+}
+
 #[async_trait]
 pub trait MetadataStore: Send + Sync + 'static {
     /// `sqlite` or `postgres`.
@@ -183,12 +258,47 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// Deletes the row (with its jobs and snapshots) and frees its slot.
     async fn delete_connector(&self, tenant: Uuid, id: Uuid) -> Result<bool>;
 
-    async fn insert_job(&self, job: &DiscoveryJob) -> Result<()>;
-    async fn finish_job(&self, job: &DiscoveryJob) -> Result<()>;
-    async fn latest_job(&self, connector: Uuid) -> Result<Option<DiscoveryJob>>;
+    // Discovery jobs: at most one RUNNING per connector across replicas,
+    // each held through a lease by the replica running it.
 
-    /// Stores a snapshot and keeps only the newest `keep` for the connector.
-    async fn insert_snapshot(&self, s: &Snapshot, keep: i64) -> Result<()>;
+    /// Starts a job for the connector unless one runs: a RUNNING job whose
+    /// lease ended is taken over instead, a live one is returned.
+    async fn start_discovery_job(&self, n: &NewJob<'_>) -> Result<JobStart>;
+    /// Takes over up to `n` RUNNING jobs whose lease ended before `now`.
+    async fn claim_expired_discovery_jobs(
+        &self,
+        replica: &str,
+        n: i64,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<Vec<ClaimedJob>>;
+    /// Starts the scheduled re-discoveries that are due (see `ScheduleClaim`).
+    async fn claim_scheduled_discoveries(&self, c: &ScheduleClaim<'_>) -> Result<Vec<ClaimedJob>>;
+    /// Extends a job's lease; false when `replica` no longer holds it.
+    async fn renew_discovery_job(&self, id: Uuid, replica: &str, lease_until: &str)
+        -> Result<bool>;
+    /// Records a job's end (see `FinishedJob`); false (nothing written) when
+    /// the replica no longer holds it.
+    async fn finish_discovery_job(&self, f: &FinishedJob<'_>) -> Result<bool>;
+    /// Ends the connector's RUNNING job (it was disabled): FAILED with
+    /// `CONNECTOR_INACTIVE`; its holder sees the loss at its next renewal.
+    async fn cancel_discovery_jobs(&self, connector: Uuid, at: &str, message: &str) -> Result<()>;
+    async fn latest_job(&self, connector: Uuid) -> Result<Option<DiscoveryJob>>;
+    async fn discovery_job(&self, connector: Uuid, id: Uuid) -> Result<Option<DiscoveryJob>>;
+    /// The connector's re-discovery interval (`None`: the default) and next
+    /// due instant; `None` when the connector is gone.
+    async fn discovery_schedule(
+        &self,
+        connector: Uuid,
+    ) -> Result<Option<(Option<i64>, Option<String>)>>;
+    /// Sets both; false when the connector is gone.
+    async fn set_discovery_schedule(
+        &self,
+        connector: Uuid,
+        interval_secs: Option<i64>,
+        next_at: Option<&str>,
+    ) -> Result<bool>;
+
     /// The newest `n` snapshots, newest first.
     async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>>;
 

@@ -7,8 +7,8 @@ use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use super::{
-    ExpiredReservation, HealthCheckRecord, HealthHistory, HealthLease, LeasedNotice, MetadataStore,
-    NoticeRule, Result, StoreError,
+    ClaimedJob, ExpiredReservation, FinishedJob, HealthCheckRecord, HealthHistory, HealthLease,
+    JobStart, LeasedNotice, MetadataStore, NewJob, NoticeRule, Result, ScheduleClaim, StoreError,
 };
 use crate::model::{Connector, ConnectorStatus, DiscoveryJob, Snapshot, Tenant, Tier};
 
@@ -38,6 +38,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         6,
         "notice_once",
         include_str!("../../migrations/0006_notice_once.sql"),
+    ),
+    (
+        7,
+        "discovery_jobs",
+        include_str!("../../migrations/0007_discovery_jobs.sql"),
     ),
 ];
 
@@ -127,7 +132,7 @@ fn connector(row: &AnyRow) -> Result<Connector> {
     })
 }
 
-fn job(row: &AnyRow) -> Result<DiscoveryJob> {
+pub(super) fn job(row: &AnyRow) -> Result<DiscoveryJob> {
     Ok(DiscoveryJob {
         id: uuid(row, "id")?,
         connector_id: uuid(row, "connector_id")?,
@@ -138,6 +143,19 @@ fn job(row: &AnyRow) -> Result<DiscoveryJob> {
         message: row.try_get("message")?,
         schemas_discovered: row.try_get("schemas_discovered")?,
         tables_discovered: row.try_get("tables_discovered")?,
+        replica: row.try_get("owner")?,
+        origin: row
+            .try_get::<Option<String>, _>("origin")?
+            .map(|o| {
+                o.parse()
+                    .map_err(|_| StoreError::Corrupt(format!("origin holds {o:?}")))
+            })
+            .transpose()?,
+        attempts: row.try_get("attempts")?,
+        incremental: row
+            .try_get::<Option<i64>, _>("incremental")?
+            .map(|i| i != 0),
+        snapshot_id: opt_uuid(row, "snapshot_id")?,
     })
 }
 
@@ -150,6 +168,8 @@ fn snapshot(row: &AnyRow) -> Result<Snapshot> {
         schema_count: row.try_get("schema_count")?,
         table_count: row.try_get("table_count")?,
         catalog: row.try_get("catalog")?,
+        fingerprint: row.try_get("fingerprint")?,
+        request: row.try_get("request")?,
     })
 }
 
@@ -660,36 +680,6 @@ impl MetadataStore for SqlStore {
         Ok(done.rows_affected() == 1)
     }
 
-    async fn insert_job(&self, j: &DiscoveryJob) -> Result<()> {
-        sqlx::query(
-            "INSERT INTO discovery_jobs (id, connector_id, status, started_at) VALUES ($1, $2, $3, $4)",
-        )
-        .bind(j.id.to_string())
-        .bind(j.connector_id.to_string())
-        .bind(j.status.as_str())
-        .bind(&j.started_at)
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
-    async fn finish_job(&self, j: &DiscoveryJob) -> Result<()> {
-        sqlx::query(
-            "UPDATE discovery_jobs SET status = $1, finished_at = $2, error_code = $3, message = $4, \
-             schemas_discovered = $5, tables_discovered = $6 WHERE id = $7",
-        )
-        .bind(j.status.as_str())
-        .bind(j.finished_at.clone())
-        .bind(j.error_code.clone())
-        .bind(j.message.clone())
-        .bind(j.schemas_discovered)
-        .bind(j.tables_discovered)
-        .bind(j.id.to_string())
-        .execute(&self.pool)
-        .await?;
-        Ok(())
-    }
-
     async fn latest_job(&self, connector: Uuid) -> Result<Option<DiscoveryJob>> {
         sqlx::query("SELECT * FROM discovery_jobs WHERE connector_id = $1 ORDER BY started_at DESC, id LIMIT 1")
             .bind(connector.to_string())
@@ -700,31 +690,59 @@ impl MetadataStore for SqlStore {
             .transpose()
     }
 
-    async fn insert_snapshot(&self, s: &Snapshot, keep: i64) -> Result<()> {
-        let mut tx = self.pool.begin().await?;
-        sqlx::query(
-            "INSERT INTO catalog_snapshots (id, connector_id, job_id, discovered_at, schema_count, table_count, catalog) \
-             VALUES ($1, $2, $3, $4, $5, $6, $7)",
-        )
-        .bind(s.id.to_string())
-        .bind(s.connector_id.to_string())
-        .bind(s.job_id.map(|j| j.to_string()))
-        .bind(&s.discovered_at)
-        .bind(s.schema_count)
-        .bind(s.table_count)
-        .bind(&s.catalog)
-        .execute(&mut *tx)
-        .await?;
-        sqlx::query(
-            "DELETE FROM catalog_snapshots WHERE connector_id = $1 AND id NOT IN \
-             (SELECT id FROM catalog_snapshots WHERE connector_id = $1 ORDER BY discovered_at DESC, id DESC LIMIT $2)",
-        )
-        .bind(s.connector_id.to_string())
-        .bind(keep)
-        .execute(&mut *tx)
-        .await?;
-        tx.commit().await?;
-        Ok(())
+    async fn start_discovery_job(&self, n: &NewJob<'_>) -> Result<JobStart> {
+        self.start_job(n).await
+    }
+
+    async fn claim_expired_discovery_jobs(
+        &self,
+        replica: &str,
+        n: i64,
+        now: &str,
+        lease_until: &str,
+    ) -> Result<Vec<ClaimedJob>> {
+        self.claim_expired_jobs(replica, n, now, lease_until).await
+    }
+
+    async fn claim_scheduled_discoveries(&self, c: &ScheduleClaim<'_>) -> Result<Vec<ClaimedJob>> {
+        self.claim_scheduled(c).await
+    }
+
+    async fn renew_discovery_job(
+        &self,
+        id: Uuid,
+        replica: &str,
+        lease_until: &str,
+    ) -> Result<bool> {
+        self.renew_job(id, replica, lease_until).await
+    }
+
+    async fn finish_discovery_job(&self, f: &FinishedJob<'_>) -> Result<bool> {
+        self.finish_job(f).await
+    }
+
+    async fn cancel_discovery_jobs(&self, connector: Uuid, at: &str, message: &str) -> Result<()> {
+        self.cancel_jobs(connector, at, message).await
+    }
+
+    async fn discovery_job(&self, connector: Uuid, id: Uuid) -> Result<Option<DiscoveryJob>> {
+        self.job_by_id(connector, id).await
+    }
+
+    async fn discovery_schedule(
+        &self,
+        connector: Uuid,
+    ) -> Result<Option<(Option<i64>, Option<String>)>> {
+        self.schedule_of(connector).await
+    }
+
+    async fn set_discovery_schedule(
+        &self,
+        connector: Uuid,
+        interval_secs: Option<i64>,
+        next_at: Option<&str>,
+    ) -> Result<bool> {
+        self.set_schedule(connector, interval_secs, next_at).await
     }
 
     async fn latest_snapshots(&self, connector: Uuid, n: i64) -> Result<Vec<Snapshot>> {

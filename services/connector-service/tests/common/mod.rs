@@ -5,6 +5,8 @@
 
 pub mod fake_driver;
 pub mod kube_fake;
+pub mod pg;
+pub mod webhook;
 
 use std::io::Write;
 use std::path::PathBuf;
@@ -21,6 +23,27 @@ use serde_json::{json, Value};
 use uuid::Uuid;
 
 pub const JWT_SECRET: &[u8] = b"test-jwt-secret-0123456789abcdef-0123456789";
+
+/// How long any awaited event may take on a loaded machine before a test fails.
+pub const DEADLINE: Duration = Duration::from_secs(60);
+
+/// Awaits `what` for at most [`DEADLINE`].
+pub async fn within<T>(what: &str, f: impl std::future::Future<Output = T>) -> T {
+    tokio::time::timeout(DEADLINE, f)
+        .await
+        .unwrap_or_else(|_| panic!("{what}: not within {DEADLINE:?}"))
+}
+
+/// Polls a condition (the metadata store's rows have no change feed) until it
+/// holds, for at most [`DEADLINE`].
+pub async fn until<F: std::future::Future<Output = bool>>(what: &str, mut cond: impl FnMut() -> F) {
+    within(what, async {
+        while !cond().await {
+            tokio::time::sleep(Duration::from_millis(20)).await;
+        }
+    })
+    .await
+}
 
 /// Everything the service logs in this test binary, at every level.
 pub fn logs() -> &'static Mutex<Vec<u8>> {
@@ -71,6 +94,9 @@ pub async fn fake_server() -> u16 {
     port
 }
 
+/// A change to the service's settings a test makes before it starts.
+pub type SettingsChange = Box<dyn FnOnce(&mut Settings) + Send>;
+
 pub struct Options {
     pub registry: Registry,
     pub database_url: Option<String>,
@@ -85,6 +111,8 @@ pub struct Options {
     /// `[custom_types.NAME]` tables (TOML), installed as the service does
     /// at start-up.
     pub custom_types: Option<String>,
+    /// Any other change to the service's settings (discovery leases…).
+    pub settings: Option<SettingsChange>,
 }
 
 impl Default for Options {
@@ -98,6 +126,7 @@ impl Default for Options {
             thresholds: None,
             orphan_secret_min_age: None,
             custom_types: None,
+            settings: None,
         }
     }
 }
@@ -167,6 +196,9 @@ impl Harness {
         }
         if let Some(age) = opts.orphan_secret_min_age {
             settings.orphan_secret_min_age = age;
+        }
+        if let Some(f) = opts.settings {
+            f(&mut settings);
         }
         let state = AppState::new(
             store,
@@ -306,4 +338,83 @@ impl Harness {
             }
         }
     }
+}
+
+/// An ENTERPRISE tenant named `name`, saved directly in the store.
+pub async fn saved_tenant(state: &AppState, name: &str) -> matih_connector_service::model::Tenant {
+    let now = matih_connector_service::model::ts(chrono::Utc::now());
+    let id = Uuid::new_v4();
+    let t = matih_connector_service::model::Tenant {
+        id,
+        name: name.into(),
+        slug: format!("t{}", &id.simple().to_string()[..10]),
+        tier: matih_connector_service::model::Tier::Enterprise,
+        connector_count: 0,
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    state.store.create_tenant(&t).await.unwrap();
+    t
+}
+
+/// Where a connector saved by [`saved_connector`] points, and how it logs in.
+pub struct Target<'a> {
+    pub host: &'a str,
+    pub port: u16,
+    pub database: &'a str,
+    pub username: &'a str,
+    pub password: &'a str,
+}
+
+/// A POSTGRESQL connector (plain TCP) with its secret, saved directly in the
+/// stores, bypassing the create route.
+pub async fn saved_connector(
+    state: &AppState,
+    t: &matih_connector_service::model::Tenant,
+    name: &str,
+    to: Target<'_>,
+    status: matih_connector_service::model::ConnectorStatus,
+) -> matih_connector_service::model::Connector {
+    let id = Uuid::new_v4();
+    let ty = ConnectorType::Postgresql;
+    let secret = matih_connector_service::secrets::SecretRef::new("matih-", &t.slug, id, &ty);
+    let creds = matih_connector_core::Credentials::new()
+        .with("username", to.username)
+        .with("password", to.password);
+    state.secrets.create(&secret, &creds).await.unwrap();
+    let now = matih_connector_service::model::ts(chrono::Utc::now());
+    let c = matih_connector_service::model::Connector {
+        id,
+        tenant_id: t.id,
+        name: name.into(),
+        connector_type: ty,
+        host: Some(to.host.into()),
+        port: Some(to.port),
+        database: Some(to.database.into()),
+        schema: None,
+        credential_secret_name: secret.name,
+        ssl_enabled: false,
+        ssl_mode: Some(matih_connector_core::SslMode::Disable),
+        ssl_ca_pem: None,
+        status,
+        last_tested_at: None,
+        last_test_result: None,
+        last_error_code: None,
+        metadata: Default::default(),
+        timeouts: Default::default(),
+        created_at: now.clone(),
+        updated_at: now,
+    };
+    state.store.insert_connector(&c).await.unwrap();
+    c
+}
+
+/// A pool of the test's own on the metadata store, to look at its tables
+/// directly (the service reaches them only through the store trait).
+pub async fn own_pool(url: &str) -> sqlx::AnyPool {
+    matih_connector_service::store::open_uncached(url)
+        .await
+        .unwrap()
+        .pool()
+        .clone()
 }
