@@ -96,6 +96,10 @@ async fn incremental_equals_full_after_every_kind_of_ddl() {
     let mut conn = connection(&fx).await;
     let mut tracker = Tracker::start(&mut *conn, &req).await;
 
+    let attach = format!(
+        "ALTER TABLE {s}.events ATTACH PARTITION {s}.events_2026 \
+         FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
+    );
     // (what, DDL, relations that must be read again, relations that must be reported gone)
     let steps: Vec<(&str, String, Vec<&str>, Vec<&str>)> = vec![
         ("nothing changed", String::new(), vec![], vec![]),
@@ -163,10 +167,7 @@ async fn incremental_equals_full_after_every_kind_of_ddl() {
         ),
         (
             "attach a partition",
-            format!(
-                "ALTER TABLE {s}.events ATTACH PARTITION {s}.events_2026 \
-                 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
-            ),
+            attach.clone(),
             vec!["events_2026"],
             vec![],
         ),
@@ -176,15 +177,7 @@ async fn incremental_equals_full_after_every_kind_of_ddl() {
             vec!["events_2026"],
             vec![],
         ),
-        (
-            "attach it again",
-            format!(
-                "ALTER TABLE {s}.events ATTACH PARTITION {s}.events_2026 \
-                 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
-            ),
-            vec!["events_2026"],
-            vec![],
-        ),
+        ("attach it again", attach, vec!["events_2026"], vec![]),
         (
             // Statistics change in place (no row version): the row estimates
             // of the partition and its parent's totals must be fresh.

@@ -277,34 +277,30 @@ async fn read_per_relation(
     comments: bool,
     keys: bool,
 ) -> Result<PerRelation, ConnectorError> {
-    let comment_counts = async {
-        if !comments {
-            return Ok::<_, ConnectorError>(None);
-        }
-        let mut m = HashMap::new();
-        const CC: &str = "counting comments";
-        stream_rows(conn, CC, COMMENT_COUNTS_SQL, &[], |row| {
-            m.insert(get::<u32>(&row, 0, CC)?, get::<i64>(&row, 1, CC)?);
-            Ok(())
-        })
-        .await?;
-        Ok(Some(m))
-    };
-    let key_oids = async {
-        if !keys {
-            return Ok::<_, ConnectorError>(None);
-        }
-        let mut m = HashMap::new();
-        const PK: &str = "reading primary keys";
-        stream_rows(conn, PK, PRIMARY_KEY_OIDS_SQL, &[], |row| {
-            m.insert(get::<u32>(&row, 0, PK)?, get::<u32>(&row, 1, PK)?);
-            Ok(())
-        })
-        .await?;
-        Ok(Some(m))
-    };
-    let (comments, keys) = tokio::try_join!(comment_counts, key_oids)?;
+    let (comments, keys) = tokio::try_join!(
+        read_pairs::<i64>(conn, comments, "counting comments", COMMENT_COUNTS_SQL),
+        read_pairs::<u32>(conn, keys, "reading primary keys", PRIMARY_KEY_OIDS_SQL),
+    )?;
     Ok(PerRelation { comments, keys })
+}
+
+/// A two-column query keyed by relation oid, when `wanted`.
+async fn read_pairs<V: for<'a> tokio_postgres::types::FromSql<'a>>(
+    conn: &PgConnection,
+    wanted: bool,
+    what: &'static str,
+    sql: &str,
+) -> Result<Option<HashMap<u32, V>>, ConnectorError> {
+    if !wanted {
+        return Ok(None);
+    }
+    let mut m = HashMap::new();
+    stream_rows(conn, what, sql, &[], |row| {
+        m.insert(get::<u32>(&row, 0, what)?, get::<V>(&row, 1, what)?);
+        Ok(())
+    })
+    .await?;
+    Ok(Some(m))
 }
 
 /// A relation of a discoverable kind: its schema and whether it belongs to a
