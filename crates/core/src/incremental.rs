@@ -2,11 +2,13 @@
 //! the delta a re-discovery against an earlier fingerprint returns.
 //!
 //! A driver that can fingerprint its catalog answers
-//! [`crate::Connection::discover_changed`] with every relation's header (name,
-//! kind, statistics, properties: one cheap listing) and the detail (columns,
-//! primary key, comment) of the relations that are new or changed since the
-//! fingerprint; unchanged relations keep the detail of the previous catalog
-//! ([`CatalogDelta::apply`]). A source without a fingerprint, or a fingerprint
+//! [`crate::Connection::discover_changed`] with every schema, the header
+//! (name, kind, statistics, properties) of the relations it listed again and
+//! the detail (columns, primary key, comment) of the relations that are new or
+//! changed since the fingerprint; unchanged relations keep the detail of the
+//! previous catalog, and relations it did not list at all (nothing about them
+//! changed, statistics included) are carried whole ([`CatalogDelta::apply`]).
+//! A source without a fingerprint, or a fingerprint
 //! taken by another driver or under another request, gets a full discovery,
 //! transparently: the delta then says `full`.
 //!
@@ -88,18 +90,21 @@ impl CatalogFingerprint {
     }
 }
 
-/// What a re-discovery found. `catalog` holds every schema and every relation
-/// in scope with fresh headers (kind, statistics, properties); the relations in
-/// `changed` (new or with a changed definition) also carry their detail
-/// (columns, primary key, comment). The others' detail is the previous
-/// catalog's: [`CatalogDelta::apply`] puts it back.
+/// What a re-discovery found. `catalog` holds every schema in scope and the
+/// relations the driver listed again, with fresh headers (kind, statistics,
+/// properties); the relations in `changed` (new or with a changed definition)
+/// also carry their detail (columns, primary key, comment). The listed
+/// relations' other detail is the previous catalog's, and a relation of the
+/// previous catalog that is neither listed nor `removed` is unchanged, header
+/// included: [`CatalogDelta::apply`] puts both back.
 #[derive(Clone, Debug, PartialEq)]
 pub struct CatalogDelta {
     /// Pass to the next re-discovery; `None` when the source offers none.
     pub fingerprint: Option<CatalogFingerprint>,
     /// True when this was a full discovery: `catalog` is complete.
     pub full: bool,
-    /// The catalog now: complete when `full`, else detail for `changed` only.
+    /// The catalog now: complete when `full`, else every schema, the
+    /// relations listed again, and detail for `changed` only.
     pub catalog: Catalog,
     /// New relations and relations whose definition changed.
     pub changed: BTreeSet<RelationName>,
@@ -121,34 +126,60 @@ impl CatalogDelta {
     }
 
     /// The complete catalog: this delta's catalog with the detail of every
-    /// unchanged relation taken from `previous` (the catalog discovered with
-    /// the fingerprint this delta was computed against).
+    /// unchanged relation it lists, and every unchanged relation it does not
+    /// list, taken from `previous` (the catalog discovered with the
+    /// fingerprint this delta was computed against). A relation carried
+    /// whole lands in its schema when the delta lists that schema.
     pub fn apply(self, previous: Catalog) -> Catalog {
         let mut catalog = self.catalog;
         if self.full {
             return catalog;
         }
-        let mut old: HashMap<(String, String), Table> = previous
+        let mut old: HashMap<String, Vec<Table>> = previous
             .schemas
             .into_iter()
-            .flat_map(|s| {
-                let schema = s.name;
-                s.tables
-                    .into_iter()
-                    .map(move |t| ((schema.clone(), t.name.clone()), t))
-            })
+            .map(|s| (s.name, s.tables))
             .collect();
+        let nothing_named = self.removed.is_empty() && self.changed.is_empty();
         for schema in &mut catalog.schemas {
-            for table in &mut schema.tables {
-                let key = RelationName::new(schema.name.as_str(), table.name.as_str());
-                if self.changed.contains(&key) {
+            let Some(prev_tables) = old.remove(&schema.name) else {
+                continue;
+            };
+            let listed: HashMap<String, usize> = schema
+                .tables
+                .iter()
+                .enumerate()
+                .map(|(i, t)| (t.name.clone(), i))
+                .collect();
+            let mut carried = Vec::new();
+            for prev in prev_tables {
+                let named = |set: &BTreeSet<RelationName>| {
+                    !set.is_empty()
+                        && set
+                            .contains(&RelationName::new(schema.name.as_str(), prev.name.as_str()))
+                };
+                if named(&self.changed) {
                     continue;
                 }
-                if let Some(prev) = old.remove(&(key.schema, key.table)) {
-                    table.columns = prev.columns;
-                    table.primary_key = prev.primary_key;
-                    table.comment = prev.comment;
+                match listed.get(&prev.name) {
+                    Some(&i) => {
+                        let table = &mut schema.tables[i];
+                        table.columns = prev.columns;
+                        table.primary_key = prev.primary_key;
+                        table.comment = prev.comment;
+                    }
+                    None if nothing_named || !named(&self.removed) => carried.push(prev),
+                    None => {}
                 }
+            }
+            if !carried.is_empty() {
+                if schema.tables.is_empty() {
+                    schema.tables = carried;
+                } else {
+                    schema.tables.append(&mut carried);
+                }
+                // Linear on the previous catalog's order, which is sorted.
+                schema.tables.sort_by(|a, b| a.name.cmp(&b.name));
             }
         }
         catalog
@@ -241,6 +272,46 @@ mod tests {
                 table("c", &["k"], None)
             ])
         );
+    }
+
+    #[test]
+    fn apply_carries_unlisted_relations_whole_unless_removed() {
+        let previous = Catalog {
+            schemas: vec![
+                Schema {
+                    name: "s".into(),
+                    comment: None,
+                    tables: vec![
+                        table("a", &["x"], Some(1)),
+                        table("b", &["y"], Some(2)),
+                        table("gone", &["q"], None),
+                    ],
+                },
+                Schema {
+                    name: "dropped".into(),
+                    comment: None,
+                    tables: vec![table("t", &["z"], None)],
+                },
+            ],
+        };
+        // Only `c` (new) is listed; `a` and `b` are unchanged, `gone` is
+        // removed, and the schema `dropped` is no longer listed.
+        let mut now = catalog(vec![table("c", &["k"], None)]);
+        now.schemas[0].comment = Some("fresh".into());
+        let delta = CatalogDelta {
+            fingerprint: None,
+            full: false,
+            catalog: now,
+            changed: [RelationName::new("s", "c")].into(),
+            removed: [RelationName::new("s", "gone")].into(),
+        };
+        let mut want = catalog(vec![
+            table("a", &["x"], Some(1)),
+            table("b", &["y"], Some(2)),
+            table("c", &["k"], None),
+        ]);
+        want.schemas[0].comment = Some("fresh".into());
+        assert_eq!(delta.apply(previous), want);
     }
 
     #[test]

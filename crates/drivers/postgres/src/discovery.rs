@@ -90,7 +90,8 @@ macro_rules! scope {
 }
 
 // Detail queries of an incremental discovery cover the new and changed
-// relations only: $4 their oids, NULL in a full discovery.
+// relations only, and the listing of relations may too: $4 their oids, NULL
+// in a full discovery.
 macro_rules! only {
     () => {
         r"
@@ -125,6 +126,7 @@ LEFT JOIN pg_class p ON p.oid = inh.inhparent
 LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE ",
     scope!(),
+    only!(),
     readable!()
 );
 
@@ -138,6 +140,21 @@ FROM pg_index i JOIN pg_class ic ON ic.oid = i.indexrelid
 UNION ALL
 SELECT t.oid, t.relpages FROM pg_class t WHERE t.relkind = 't' AND t.relpages > 0";
 
+/// PAGES_SQL for the relations $1 only (an incremental discovery that lists
+/// a few relations again): their indexes, their TOAST tables and those
+/// tables' indexes, found through the indexes on `pg_index.indrelid` and
+/// `pg_class.oid` instead of a scan of every index.
+const PAGES_OF_SQL: &str = r"WITH r AS (
+  SELECT c.oid FROM pg_class c WHERE c.oid = ANY($1::oid[])
+  UNION ALL
+  SELECT c.reltoastrelid FROM pg_class c WHERE c.oid = ANY($1::oid[]) AND c.reltoastrelid <> 0
+)
+SELECT i.indrelid, ic.relpages
+FROM r JOIN pg_index i ON i.indrelid = r.oid JOIN pg_class ic ON ic.oid = i.indexrelid
+UNION ALL
+SELECT t.oid, t.relpages FROM r JOIN pg_class t ON t.oid = r.oid
+WHERE t.relkind = 't' AND t.relpages > 0";
+
 const BLOCK_SIZE_SQL: &str = "SELECT current_setting('block_size')::int8";
 
 const RELATIONS_SQL: &str = concat!(
@@ -150,6 +167,7 @@ LEFT JOIN pg_class p ON p.oid = inh.inhparent
 LEFT JOIN pg_namespace pn ON pn.oid = p.relnamespace
 WHERE ",
     scope!(),
+    only!(),
     readable!()
 );
 
@@ -217,15 +235,41 @@ WHERE con.contype = 'p' AND ",
 GROUP BY con.conrelid"
 );
 
-/// Types created in the database, minus row types and arrays of row types
-/// (one of each per table: thousands in a large catalog, mapped without a row).
-const USER_TYPES_SQL: &str = r"SELECT t.oid, t.typtype, t.typname,
+// What the type mapper needs of a user type, minus row types and arrays of
+// row types (one of each per table: thousands in a large catalog, mapped
+// without a row).
+macro_rules! user_types {
+    () => {
+        r"SELECT t.oid, t.typtype, t.typname,
   CASE WHEN t.typcategory = 'A' THEN t.typelem ELSE 0::oid END,
   t.typbasetype,
   CASE WHEN t.typtype = 'd' THEN format_type(t.typbasetype, t.typtypmod) END
 FROM pg_type t
 LEFT JOIN pg_type e ON e.oid = t.typelem
-WHERE t.oid >= 16384 AND t.typtype <> 'c' AND (e.oid IS NULL OR e.typtype <> 'c')";
+WHERE t.oid >= 16384 AND t.typtype <> 'c' AND (e.oid IS NULL OR e.typtype <> 'c')"
+    };
+}
+
+/// Types created in the database.
+const USER_TYPES_SQL: &str = user_types!();
+
+/// The user types the columns of the relations $1 use, with the element and
+/// base types they map through (an incremental discovery reading a few
+/// relations: not every type of the database).
+const USER_TYPES_OF_SQL: &str = concat!(
+    r"WITH RECURSIVE used(oid) AS (
+  SELECT a.atttypid FROM pg_attribute a
+  WHERE a.attrelid = ANY($1::oid[]) AND a.attnum > 0 AND a.atttypid >= 16384
+  UNION
+  SELECT x.oid FROM used u JOIN pg_type t ON t.oid = u.oid
+  CROSS JOIN LATERAL (VALUES (t.typelem), (t.typbasetype)) AS x(oid)
+  WHERE x.oid >= 16384
+)
+",
+    user_types!(),
+    r"
+  AND t.oid IN (SELECT oid FROM used)"
+);
 
 const SCHEMA_ACCESS_SQL: &str =
     "SELECT has_schema_privilege(n.oid, 'USAGE') FROM pg_namespace n WHERE n.nspname = $1";
@@ -403,7 +447,7 @@ pub(crate) async fn discover(
     conn: &PgConnection,
     req: &DiscoveryRequest,
 ) -> Result<Catalog, ConnectorError> {
-    discover_scoped(conn, req, None, false)
+    discover_scoped(conn, req, None, None, false)
         .await
         .map(|(c, _)| c)
 }
@@ -415,13 +459,15 @@ pub(crate) struct Listed {
 }
 
 /// Discovery with the detail (columns, defaults, comments, primary keys)
-/// limited to the relations in `only` when given; every relation in scope is
-/// listed with its header and statistics either way, and returned by oid
-/// when `list`.
+/// limited to the relations in `only` when given, and the listing of
+/// relations (header and statistics) limited to those in `headers` when
+/// given; the relations listed are returned by oid when `list`. Every schema
+/// in scope is listed either way.
 pub(crate) async fn discover_scoped(
     conn: &PgConnection,
     req: &DiscoveryRequest,
     only: Option<&Vec<u32>>,
+    headers: Option<&Vec<u32>>,
     list: bool,
 ) -> Result<(Catalog, Vec<Listed>), ConnectorError> {
     let filters = Filters::new(req);
@@ -461,6 +507,12 @@ pub(crate) async fn discover_scoped(
         scope[2].clone(),
         (&only, Type::OID_ARRAY),
     ];
+    let listing: [(&(dyn ToSql + Sync), Type); 4] = [
+        scope[0].clone(),
+        scope[1].clone(),
+        scope[2].clone(),
+        (&headers, Type::OID_ARRAY),
+    ];
     let comment_params: [(&(dyn ToSql + Sync), Type); 5] = [
         scope[0].clone(),
         scope[1].clone(),
@@ -478,7 +530,10 @@ pub(crate) async fn discover_scoped(
             RELATIONS_SQL
         };
         const REL: &str = "listing relations";
-        stream_rows(conn, REL, sql, &scope, |row| {
+        if headers.is_some_and(|h| h.is_empty()) {
+            return Ok((slots, oids));
+        }
+        stream_rows(conn, REL, sql, &listing, |row| {
             let Some(&schema) = schema_index.get(&get::<u32>(&row, 1, REL)?) else {
                 return Ok(());
             };
@@ -584,7 +639,12 @@ pub(crate) async fn discover_scoped(
             return Ok(user);
         }
         const TY: &str = "listing types";
-        stream_rows(conn, TY, USER_TYPES_SQL, &[], |row| {
+        let of: [(&(dyn ToSql + Sync), Type); 1] = [(&only, Type::OID_ARRAY)];
+        let (sql, params): (&str, &[(&(dyn ToSql + Sync), Type)]) = match only {
+            Some(_) => (USER_TYPES_OF_SQL, &of),
+            None => (USER_TYPES_SQL, &[]),
+        };
+        stream_rows(conn, TY, sql, params, |row| {
             let typtype: i8 = get(&row, 1, TY)?;
             user.insert(
                 get::<u32>(&row, 0, TY)?,
@@ -654,7 +714,7 @@ pub(crate) async fn discover_scoped(
     let pages = async {
         let mut by_owner: HashMap<u32, i64> = HashMap::default();
         let mut block_size = 8192;
-        if !req.statistics {
+        if !req.statistics || headers.is_some_and(|h| h.is_empty()) {
             return Ok((by_owner, block_size));
         }
         const PG: &str = "reading relation sizes";
@@ -663,7 +723,12 @@ pub(crate) async fn discover_scoped(
             Ok(())
         })
         .await?;
-        stream_rows(conn, PG, PAGES_SQL, &[], |row| {
+        let of: [(&(dyn ToSql + Sync), Type); 1] = [(&headers, Type::OID_ARRAY)];
+        let (sql, params): (&str, &[(&(dyn ToSql + Sync), Type)]) = match headers {
+            Some(_) => (PAGES_OF_SQL, &of),
+            None => (PAGES_SQL, &[]),
+        };
+        stream_rows(conn, PG, sql, params, |row| {
             let pages = i64::from(get::<i32>(&row, 1, PG)?.max(0));
             *by_owner.entry(get(&row, 0, PG)?).or_default() += pages;
             Ok(())
@@ -968,6 +1033,8 @@ mod tests {
     fn filters_are_bind_parameters() {
         assert!(SCHEMAS_SQL.contains("LIKE ANY($1::text[])"));
         for sql in [
+            RELATIONS_SQL,
+            RELATIONS_STATS_SQL,
             COLUMNS_SQL,
             DEFAULTS_SQL,
             COMMENTS_SQL,
@@ -989,5 +1056,7 @@ mod tests {
             assert!(sql.contains("c.relname LIKE ANY($2::text[])"), "{sql}");
         }
         assert!(USER_TYPES_SQL.contains(&format!("t.oid >= {FIRST_NORMAL_OID}")));
+        assert!(USER_TYPES_OF_SQL.contains(&format!("a.atttypid >= {FIRST_NORMAL_OID}")));
+        assert!(USER_TYPES_OF_SQL.contains(&format!("x.oid >= {FIRST_NORMAL_OID}")));
     }
 }

@@ -96,6 +96,10 @@ async fn incremental_equals_full_after_every_kind_of_ddl() {
     let mut conn = connection(&fx).await;
     let mut tracker = Tracker::start(&mut *conn, &req).await;
 
+    let attach = format!(
+        "ALTER TABLE {s}.events ATTACH PARTITION {s}.events_2026 \
+         FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
+    );
     // (what, DDL, relations that must be read again, relations that must be reported gone)
     let steps: Vec<(&str, String, Vec<&str>, Vec<&str>)> = vec![
         ("nothing changed", String::new(), vec![], vec![]),
@@ -130,6 +134,12 @@ async fn incremental_equals_full_after_every_kind_of_ddl() {
             vec![],
         ),
         (
+            "change a default",
+            format!("ALTER TABLE {s}.added ALTER COLUMN amount SET DEFAULT 7"),
+            vec!["added"],
+            vec![],
+        ),
+        (
             "drop a default",
             format!("ALTER TABLE {s}.added ALTER COLUMN amount DROP DEFAULT"),
             vec!["added"],
@@ -157,11 +167,27 @@ async fn incremental_equals_full_after_every_kind_of_ddl() {
         ),
         (
             "attach a partition",
-            format!(
-                "ALTER TABLE {s}.events ATTACH PARTITION {s}.events_2026 \
-                 FOR VALUES FROM ('2026-01-01') TO ('2027-01-01')"
-            ),
+            attach.clone(),
             vec!["events_2026"],
+            vec![],
+        ),
+        (
+            "detach the partition",
+            format!("ALTER TABLE {s}.events DETACH PARTITION {s}.events_2026"),
+            vec!["events_2026"],
+            vec![],
+        ),
+        ("attach it again", attach, vec!["events_2026"], vec![]),
+        (
+            // Statistics change in place (no row version): the row estimates
+            // of the partition and its parent's totals must be fresh.
+            "rows inserted and ANALYZE",
+            format!(
+                "INSERT INTO {s}.events SELECT g, DATE '2026-03-01' FROM generate_series(1, 500) g;
+                 INSERT INTO {s}.keep SELECT g, 'n' FROM generate_series(1, 300) g;
+                 ANALYZE {s}.events, {s}.keep"
+            ),
+            vec![],
             vec![],
         ),
         (
@@ -169,6 +195,12 @@ async fn incremental_equals_full_after_every_kind_of_ddl() {
             format!(
                 "COMMENT ON TABLE {s}.keep IS 'kept'; COMMENT ON COLUMN {s}.keep.note IS 'a note'"
             ),
+            vec!["keep"],
+            vec![],
+        ),
+        (
+            "change a comment's text",
+            format!("COMMENT ON TABLE {s}.keep IS 'kept still'"),
             vec!["keep"],
             vec![],
         ),
@@ -181,6 +213,12 @@ async fn incremental_equals_full_after_every_kind_of_ddl() {
         (
             "drop a primary key",
             format!("ALTER TABLE {s}.keep DROP CONSTRAINT keep_pkey"),
+            vec!["keep"],
+            vec![],
+        ),
+        (
+            "add a primary key again",
+            format!("ALTER TABLE {s}.keep ADD PRIMARY KEY (id)"),
             vec!["keep"],
             vec![],
         ),
