@@ -299,8 +299,9 @@ async fn replica(
         secrets: Some(secrets),
         discovery_wait: Duration::ZERO,
         settings: Some(Box::new(|s: &mut Settings| {
-            // Renewed every second; a dead replica's job is free after 3 s.
-            s.discovery_lease = Duration::from_secs(3);
+            // Renewed every 2 s; a dead replica's job is free 6 s after its last
+            // renewal. Long enough that a live replica on a loaded machine keeps it.
+            s.discovery_lease = Duration::from_secs(6);
         })),
         ..Default::default()
     })
@@ -560,4 +561,138 @@ async fn a_connector_sets_its_own_interval_or_switches_re_discovery_off() {
     );
     make_due(&pool).await;
     assert_eq!(discovery::schedule_round(&h.state).await.unwrap().len(), 1);
+}
+
+/// The store's job claims on SQLite (the two-replica test runs them on
+/// PostgreSQL): a live job is answered, not duplicated; a lapsed one is taken
+/// over once; its old holder can neither renew nor finish it; cancelling ends
+/// it for its holder too. Instants are passed in, so "later" needs no waiting.
+#[tokio::test]
+async fn on_sqlite_a_live_job_is_answered_and_a_lapsed_one_taken_over_once() {
+    use matih_connector_service::store::{FinishedJob, JobStart, NewJob};
+    let h = Harness::start(Options::default()).await;
+    let t = common::saved_tenant(&h.state, "claims").await;
+    let to = common::Target {
+        host: "127.0.0.1",
+        port: 1,
+        database: "db",
+        username: "u",
+        password: "unused-pw",
+    };
+    let c = common::saved_connector(&h.state, &t, "c", to, ConnectorStatus::Active).await;
+    let store = &h.state.store;
+    let at = |secs: i64| ts(chrono::Utc::now() + chrono::Duration::seconds(secs));
+    let (now, lease) = (at(0), at(60));
+    let new = |id: Uuid, replica: &'static str| NewJob {
+        id,
+        connector: c.id,
+        tenant_id: t.id,
+        origin: matih_connector_service::model::JobOrigin::Api,
+        request: None,
+        replica,
+        now: "",
+        lease_until: "",
+    };
+    let first = Uuid::new_v4();
+    let started = store
+        .start_discovery_job(&NewJob {
+            now: &now,
+            lease_until: &lease,
+            ..new(first, "a")
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&started, JobStart::Started(j) if j.job.id == first),
+        "{started:?}"
+    );
+    let again = store
+        .start_discovery_job(&NewJob {
+            now: &now,
+            lease_until: &lease,
+            ..new(Uuid::new_v4(), "b")
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&again, JobStart::Running(j) if j.id == first),
+        "{again:?}"
+    );
+
+    // Before the lease ends nobody takes it; after, one claim does.
+    assert!(store
+        .claim_expired_discovery_jobs("b", 10, &now, &at(120))
+        .await
+        .unwrap()
+        .is_empty());
+    let later = at(61);
+    let taken = store
+        .claim_expired_discovery_jobs("b", 10, &later, &at(180))
+        .await
+        .unwrap();
+    assert_eq!(taken.len(), 1);
+    assert_eq!((taken[0].job.id, taken[0].job.attempts), (first, 2));
+    assert!(store
+        .claim_expired_discovery_jobs("c", 10, &later, &at(180))
+        .await
+        .unwrap()
+        .is_empty());
+
+    // The old holder lost it: no renewal, and its end writes nothing.
+    assert!(!store
+        .renew_discovery_job(first, "a", &at(240))
+        .await
+        .unwrap());
+    let mut job = taken[0].job.clone();
+    job.status = JobStatus::Failed;
+    job.finished_at = Some(at(62));
+    job.error_code = Some("TIMEOUT".into());
+    let end = |replica: &'static str| FinishedJob {
+        job: &job,
+        tenant_id: t.id,
+        replica,
+        snapshot: None,
+        snapshots_kept: 10,
+        notice: None,
+    };
+    assert!(!store.finish_discovery_job(&end("a")).await.unwrap());
+    assert!(store.finish_discovery_job(&end("b")).await.unwrap());
+    let stored = store.discovery_job(c.id, first).await.unwrap().unwrap();
+    assert_eq!(
+        (
+            stored.status,
+            stored.replica.as_deref(),
+            stored.error_code.as_deref()
+        ),
+        (JobStatus::Failed, Some("b"), Some("TIMEOUT"))
+    );
+
+    // A new job may start now; cancelling ends it for its holder.
+    let second = Uuid::new_v4();
+    let (now2, lease2) = (at(63), at(123));
+    let started = store
+        .start_discovery_job(&NewJob {
+            now: &now2,
+            lease_until: &lease2,
+            ..new(second, "b")
+        })
+        .await
+        .unwrap();
+    assert!(
+        matches!(&started, JobStart::Started(j) if j.job.id == second),
+        "{started:?}"
+    );
+    store
+        .cancel_discovery_jobs(c.id, &at(64), "disabled")
+        .await
+        .unwrap();
+    assert!(!store
+        .renew_discovery_job(second, "b", &at(240))
+        .await
+        .unwrap());
+    let latest = store.latest_job(c.id).await.unwrap().unwrap();
+    assert_eq!(
+        (latest.id, latest.status, latest.error_code.as_deref()),
+        (second, JobStatus::Failed, Some("CONNECTOR_INACTIVE"))
+    );
 }
