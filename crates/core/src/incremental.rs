@@ -20,7 +20,7 @@
 //! assert_eq!(now.table_count(), 0);
 //! ```
 
-use std::collections::{BTreeMap, BTreeSet, HashMap};
+use std::collections::{BTreeMap, BTreeSet, HashMap, HashSet};
 
 use serde::{Deserialize, Serialize};
 
@@ -140,8 +140,22 @@ impl CatalogDelta {
             .into_iter()
             .map(|s| (s.name, s.tables))
             .collect();
-        let nothing_named = self.removed.is_empty() && self.changed.is_empty();
+        // Changed and removed names by schema, looked up without building a
+        // name per relation.
+        let by_schema = |set: &BTreeSet<RelationName>| {
+            let mut m: HashMap<String, HashSet<String>> = HashMap::new();
+            for n in set {
+                m.entry(n.schema.clone())
+                    .or_default()
+                    .insert(n.table.clone());
+            }
+            m
+        };
+        let (changed, removed) = (by_schema(&self.changed), by_schema(&self.removed));
+        let empty = HashSet::new();
         for schema in &mut catalog.schemas {
+            let changed = changed.get(&schema.name).unwrap_or(&empty);
+            let removed = removed.get(&schema.name).unwrap_or(&empty);
             let Some(prev_tables) = old.remove(&schema.name) else {
                 continue;
             };
@@ -153,12 +167,7 @@ impl CatalogDelta {
                 .collect();
             let mut carried = Vec::new();
             for prev in prev_tables {
-                let named = |set: &BTreeSet<RelationName>| {
-                    !set.is_empty()
-                        && set
-                            .contains(&RelationName::new(schema.name.as_str(), prev.name.as_str()))
-                };
-                if named(&self.changed) {
+                if changed.contains(&prev.name) {
                     continue;
                 }
                 match listed.get(&prev.name) {
@@ -168,7 +177,7 @@ impl CatalogDelta {
                         table.primary_key = prev.primary_key;
                         table.comment = prev.comment;
                     }
-                    None if nothing_named || !named(&self.removed) => carried.push(prev),
+                    None if !removed.contains(&prev.name) => carried.push(prev),
                     None => {}
                 }
             }
