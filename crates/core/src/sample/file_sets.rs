@@ -21,8 +21,8 @@ use super::{
     Fields, Format, PARQUET_FIRST_READ, PARQUET_MAX_FOOTER, PARQUET_TAIL,
 };
 use crate::{
-    Catalog, ConnectorError, Depth, DiscoveryRequest, ErrorCode, NameFilter, Schema, Table,
-    TableKind,
+    metadata, Catalog, ConnectionConfig, ConnectorError, Depth, DiscoveryRequest, ErrorCode,
+    NameFilter, Schema, Table, TableKind,
 };
 
 /// How many file sets are described at the same time.
@@ -86,13 +86,30 @@ pub fn literal_prefix(filter: &NameFilter) -> Option<String> {
     (!out.is_empty()).then_some(out)
 }
 
-/// Bounds of a file set's sample, from the driver's settings.
-#[derive(Clone, Copy, Debug)]
-pub struct SampleLimits {
-    /// Files read per file set at the most.
-    pub files: usize,
-    /// Bytes read from the start of a CSV, TSV or JSON-lines file.
-    pub head_bytes: u64,
+/// The file-set settings every object-store driver reads from metadata.
+#[derive(Clone, Copy, Debug, PartialEq, Eq)]
+pub struct FileSetSettings {
+    /// `maxObjectsPerTable`: objects listed per file set at the most (for
+    /// counts, sizes and formats), 1 to 1 000 000, by default 10 000.
+    pub max_objects: u64,
+    /// `sampleBytes`: bytes read from the start of one CSV, TSV or JSON-lines
+    /// file, 1 KiB to 64 MiB, by default 1 MiB.
+    pub sample_bytes: u64,
+    /// `sampleFiles`: files read per file set for columns, 1 to 100, by
+    /// default 3.
+    pub sample_files: u64,
+}
+
+impl FileSetSettings {
+    /// Reads the three settings, without I/O.
+    pub fn parse(cfg: &ConnectionConfig) -> Result<Self, ConnectorError> {
+        Ok(FileSetSettings {
+            max_objects: metadata::u64_in(cfg, "maxObjectsPerTable", 1, 1_000_000)?
+                .unwrap_or(10_000),
+            sample_bytes: metadata::u64_in(cfg, "sampleBytes", 1024, 64 << 20)?.unwrap_or(1 << 20),
+            sample_files: metadata::u64_in(cfg, "sampleFiles", 1, 100)?.unwrap_or(3),
+        })
+    }
 }
 
 /// The listing and reading calls of one object store: one page per call,
@@ -102,11 +119,8 @@ pub trait ObjectStore: Sync {
     /// (`key`, `object`, `blob`), also the error context of its reads.
     const OBJECT: &'static str;
 
-    /// Sample bounds.
-    fn sample_limits(&self) -> SampleLimits;
-
-    /// Objects listed per file set at the most (`maxObjectsPerTable`).
-    fn max_objects(&self) -> usize;
+    /// The connector's file-set settings.
+    fn settings(&self) -> &FileSetSettings;
 
     /// The one schema (bucket, container) the connector names, if it names
     /// one: then no schema is listed.
@@ -231,13 +245,13 @@ async fn root<S: ObjectStore>(
 }
 
 /// `(name, size)` of the objects under `prefix`, at most
-/// [`ObjectStore::max_objects`]; true when more exist.
+/// `maxObjectsPerTable`; true when more exist.
 async fn objects<S: ObjectStore>(
     store: &S,
     schema: &str,
     prefix: &str,
 ) -> Result<(Vec<(String, u64)>, bool), ConnectorError> {
-    let max = store.max_objects();
+    let max = store.settings().max_objects as usize;
     let mut out = Vec::new();
     let mut token: Option<String> = None;
     loop {
@@ -333,11 +347,11 @@ async fn table<S: ObjectStore>(
         t.properties.insert("formats".into(), json!(m));
     }
     if req.depth >= Depth::Columns && req.sample_size > 0 {
-        let limits = store.sample_limits();
+        let settings = *store.settings();
         let candidates: Vec<&(String, u64)> = objs
             .iter()
             .filter(|(k, s)| *s > 0 && (format.is_none() || Format::from_key(k) == format))
-            .take(limits.files)
+            .take(settings.sample_files as usize)
             .collect();
         if let Err(e) = sample(
             store,
@@ -345,7 +359,7 @@ async fn table<S: ObjectStore>(
             &candidates,
             &mut format,
             req.sample_size as usize,
-            limits.head_bytes,
+            settings.sample_bytes,
             &mut t,
         )
         .await
@@ -481,7 +495,7 @@ mod tests {
     /// among the objects; it records which schema was checked.
     struct Paged {
         configured: Option<&'static str>,
-        max_objects: usize,
+        settings: FileSetSettings,
         checked: std::sync::Mutex<Vec<String>>,
     }
 
@@ -497,15 +511,8 @@ mod tests {
     impl ObjectStore for Paged {
         const OBJECT: &'static str = "object";
 
-        fn sample_limits(&self) -> SampleLimits {
-            SampleLimits {
-                files: 1,
-                head_bytes: 1024,
-            }
-        }
-
-        fn max_objects(&self) -> usize {
-            self.max_objects
+        fn settings(&self) -> &FileSetSettings {
+            &self.settings
         }
 
         fn configured_schema(&self) -> Option<&str> {
@@ -573,11 +580,47 @@ mod tests {
         }
     }
 
+    fn settings(max_objects: u64) -> FileSetSettings {
+        FileSetSettings {
+            max_objects,
+            ..FileSetSettings::parse(&ConnectionConfig::default()).unwrap()
+        }
+    }
+
+    #[test]
+    fn settings_defaults_and_bounds() {
+        let cfg = |v: serde_json::Value| ConnectionConfig {
+            metadata: serde_json::from_value(v).unwrap(),
+            ..Default::default()
+        };
+        let d = FileSetSettings::parse(&cfg(json!({}))).unwrap();
+        assert_eq!(
+            (d.max_objects, d.sample_bytes, d.sample_files),
+            (10_000, 1 << 20, 3)
+        );
+        let s = FileSetSettings::parse(&cfg(
+            json!({"maxObjectsPerTable": 5, "sampleBytes": "2048", "sampleFiles": 1}),
+        ))
+        .unwrap();
+        assert_eq!(
+            (s.max_objects, s.sample_bytes, s.sample_files),
+            (5, 2048, 1)
+        );
+        for bad in [
+            json!({"maxObjectsPerTable": 0}),
+            json!({"sampleBytes": 10}),
+            json!({"sampleFiles": 101}),
+        ] {
+            let e = FileSetSettings::parse(&cfg(bad.clone())).unwrap_err();
+            assert_eq!(e.code(), ErrorCode::InvalidConfiguration, "{bad}");
+        }
+    }
+
     #[tokio::test]
     async fn listings_are_paged_filtered_and_bounded() {
         let store = Paged {
             configured: None,
-            max_objects: 2,
+            settings: settings(2),
             checked: Default::default(),
         };
         let orders = NameFilter {
@@ -609,7 +652,7 @@ mod tests {
         assert!(objs.iter().all(|(k, _)| !k.ends_with('/')));
         let store = Paged {
             configured: Some("only"),
-            max_objects: 10,
+            settings: settings(10),
             checked: Default::default(),
         };
         assert_eq!(

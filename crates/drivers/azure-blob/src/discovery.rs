@@ -8,7 +8,7 @@
 //! is not the store's own (file sets, statistics, sampling) is core's
 //! `sample::file_sets`; this module lists and reads.
 
-use matih_connector_core::sample::file_sets::{self, FileSet, ObjectStore, Page, SampleLimits};
+use matih_connector_core::sample::file_sets::{self, FileSet, FileSetSettings, ObjectStore, Page};
 use matih_connector_core::{Catalog, ConnectorError, DiscoveryRequest};
 
 use crate::connection::AzureConnection;
@@ -57,15 +57,8 @@ pub(crate) async fn discover(
 impl ObjectStore for AzureConnection {
     const OBJECT: &'static str = "blob";
 
-    fn sample_limits(&self) -> SampleLimits {
-        SampleLimits {
-            files: self.cfg.sample_files as usize,
-            head_bytes: self.cfg.sample_bytes,
-        }
-    }
-
-    fn max_objects(&self) -> usize {
-        self.cfg.max_objects as usize
+    fn settings(&self) -> &FileSetSettings {
+        &self.cfg.files
     }
 
     fn configured_schema(&self) -> Option<&str> {

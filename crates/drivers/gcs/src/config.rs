@@ -3,6 +3,7 @@
 use matih_connector_core::google::{check_project, GoogleAuth};
 use matih_connector_core::http::endpoint::{service_endpoint, ServiceEndpoint};
 use matih_connector_core::http::Url;
+use matih_connector_core::sample::file_sets::FileSetSettings;
 use matih_connector_core::{metadata, ConnectionConfig, ConnectorError, Credentials, SslMode};
 
 /// Google's JSON API host.
@@ -10,12 +11,6 @@ pub(crate) const DEFAULT_HOST: &str = "storage.googleapis.com";
 pub(crate) const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 /// Listing and reading objects needs nothing more.
 pub(crate) const READ_SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
-/// Objects listed per file set at most (for counts, sizes and formats).
-pub(crate) const DEFAULT_MAX_OBJECTS: u64 = 10_000;
-/// Bytes read from the start of one CSV or JSON-lines file.
-pub(crate) const DEFAULT_SAMPLE_BYTES: u64 = 1 << 20;
-/// Files read per file set for columns.
-pub(crate) const DEFAULT_SAMPLE_FILES: u64 = 3;
 
 #[derive(Clone, Debug)]
 pub(crate) struct GcsConfig {
@@ -30,9 +25,8 @@ pub(crate) struct GcsConfig {
     pub bucket: Option<String>,
     /// Anonymous for public buckets and emulators.
     pub auth: GoogleAuth,
-    pub max_objects: u64,
-    pub sample_bytes: u64,
-    pub sample_files: u64,
+    /// `maxObjectsPerTable`, `sampleBytes`, `sampleFiles`.
+    pub files: FileSetSettings,
 }
 
 /// GCS bucket names: 3-63 characters (222 with dots) of lowercase letters,
@@ -102,12 +96,7 @@ impl GcsConfig {
             project,
             bucket,
             auth,
-            max_objects: metadata::u64_in(cfg, "maxObjectsPerTable", 1, 1_000_000)?
-                .unwrap_or(DEFAULT_MAX_OBJECTS),
-            sample_bytes: metadata::u64_in(cfg, "sampleBytes", 1024, 64 << 20)?
-                .unwrap_or(DEFAULT_SAMPLE_BYTES),
-            sample_files: metadata::u64_in(cfg, "sampleFiles", 1, 100)?
-                .unwrap_or(DEFAULT_SAMPLE_FILES),
+            files: FileSetSettings::parse(cfg)?,
         })
     }
 }
