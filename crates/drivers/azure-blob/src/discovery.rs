@@ -8,8 +8,8 @@
 //! is not the store's own (file sets, statistics, sampling) is core's
 //! `sample::file_sets`; this module lists and reads.
 
-use matih_connector_core::sample::file_sets::{self, FileSet, FileSetSettings, ObjectStore, Page};
-use matih_connector_core::{Catalog, ConnectorError, DiscoveryRequest};
+use matih_connector_core::sample::file_sets::{FileSet, FileSetSettings, ObjectStore, Page};
+use matih_connector_core::ConnectorError;
 
 use crate::connection::AzureConnection;
 use crate::errors::{xml_elements, xml_text};
@@ -38,20 +38,6 @@ fn blobs(doc: &str) -> Vec<(String, u64)> {
             Some((name, size))
         })
         .collect()
-}
-
-pub(crate) async fn probe(
-    conn: &mut AzureConnection,
-    req: &DiscoveryRequest,
-) -> Result<(), ConnectorError> {
-    file_sets::probe(&*conn, req).await
-}
-
-pub(crate) async fn discover(
-    conn: &mut AzureConnection,
-    req: &DiscoveryRequest,
-) -> Result<Catalog, ConnectorError> {
-    file_sets::discover_store(&*conn, req).await
 }
 
 impl ObjectStore for AzureConnection {

@@ -8,8 +8,8 @@
 //! is not GCS's own (file sets, statistics, sampling) is core's
 //! `sample::file_sets`; this module lists and reads.
 
-use matih_connector_core::sample::file_sets::{self, FileSet, FileSetSettings, ObjectStore, Page};
-use matih_connector_core::{Catalog, ConnectorError, DiscoveryRequest};
+use matih_connector_core::sample::file_sets::{FileSet, FileSetSettings, ObjectStore, Page};
+use matih_connector_core::ConnectorError;
 use serde_json::Value;
 
 use crate::connection::GcsConnection;
@@ -43,20 +43,6 @@ fn items(page: &Value) -> Vec<(String, u64)> {
                 .collect()
         })
         .unwrap_or_default()
-}
-
-pub(crate) async fn probe(
-    conn: &mut GcsConnection,
-    req: &DiscoveryRequest,
-) -> Result<(), ConnectorError> {
-    file_sets::probe(&*conn, req).await
-}
-
-pub(crate) async fn discover(
-    conn: &mut GcsConnection,
-    req: &DiscoveryRequest,
-) -> Result<Catalog, ConnectorError> {
-    file_sets::discover_store(&*conn, req).await
 }
 
 impl ObjectStore for GcsConnection {

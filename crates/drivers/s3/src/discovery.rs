@@ -7,25 +7,11 @@
 //! is not the store's own (file sets, statistics, sampling) is core's
 //! `sample::file_sets`; this module lists and reads.
 
-use matih_connector_core::sample::file_sets::{self, FileSet, FileSetSettings, ObjectStore, Page};
-use matih_connector_core::{with_timeout, Catalog, ConnectorError, DiscoveryRequest, ErrorCode};
+use matih_connector_core::sample::file_sets::{FileSet, FileSetSettings, ObjectStore, Page};
+use matih_connector_core::{with_timeout, ConnectorError, ErrorCode};
 
 use crate::connection::S3Connection;
 use matih_connector_core::aws::{from_sdk, parse_error};
-
-pub(crate) async fn probe(
-    conn: &mut S3Connection,
-    req: &DiscoveryRequest,
-) -> Result<(), ConnectorError> {
-    file_sets::probe(&*conn, req).await
-}
-
-pub(crate) async fn discover(
-    conn: &mut S3Connection,
-    req: &DiscoveryRequest,
-) -> Result<Catalog, ConnectorError> {
-    file_sets::discover_store(&*conn, req).await
-}
 
 impl ObjectStore for S3Connection {
     const OBJECT: &'static str = "key";
