@@ -1,21 +1,20 @@
 //! Azure Blob connector configuration, checked before any I/O.
 
+use matih_connector_core::sample::file_sets::FileSetSettings;
 use std::net::IpAddr;
 
 use base64::Engine;
 pub(crate) use matih_connector_core::http::endpoint::host_of;
 use matih_connector_core::http::endpoint::{tls_for_scheme, tls_said};
-use matih_connector_core::{ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode};
-use serde_json::Value;
+use matih_connector_core::{
+    metadata, ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode,
+};
 use url::Url;
 
 /// The Blob service REST API version every request asks for.
 pub(crate) const API_VERSION: &str = "2023-11-03";
 pub(crate) const STORAGE_SCOPE: &str = "https://storage.azure.com/.default";
 pub(crate) const DEFAULT_AUTHORITY: &str = "https://login.microsoftonline.com";
-pub(crate) const DEFAULT_MAX_OBJECTS: u64 = 10_000;
-pub(crate) const DEFAULT_SAMPLE_BYTES: u64 = 1 << 20;
-pub(crate) const DEFAULT_SAMPLE_FILES: u64 = 3;
 
 /// How requests are authorized.
 #[derive(Clone, Debug)]
@@ -47,48 +46,8 @@ pub(crate) struct AzureConfig {
     pub ca_pem: Option<String>,
     pub container: Option<String>,
     pub auth: Auth,
-    pub max_objects: u64,
-    pub sample_bytes: u64,
-    pub sample_files: u64,
-}
-
-pub(crate) fn meta_string(
-    cfg: &ConnectionConfig,
-    key: &'static str,
-) -> Result<Option<String>, ConnectorError> {
-    match cfg.metadata.get(key) {
-        None | Some(Value::Null) => Ok(None),
-        Some(Value::String(s)) if s.trim().is_empty() => Err(ConnectorError::invalid_config(
-            "metadata",
-            format!("metadata.{key} is empty"),
-        )),
-        Some(Value::String(s)) => Ok(Some(s.trim().to_owned())),
-        Some(_) => Err(ConnectorError::invalid_config(
-            "metadata",
-            format!("metadata.{key} must be a string"),
-        )),
-    }
-}
-
-pub(crate) fn meta_u64(
-    cfg: &ConnectionConfig,
-    key: &'static str,
-    min: u64,
-    max: u64,
-) -> Result<Option<u64>, ConnectorError> {
-    let v = match cfg.metadata.get(key) {
-        None | Some(Value::Null) => return Ok(None),
-        Some(Value::Number(n)) => n.as_u64(),
-        Some(Value::String(s)) => s.trim().parse().ok(),
-        Some(_) => None,
-    };
-    match v {
-        Some(n) if (min..=max).contains(&n) => Ok(Some(n)),
-        _ => Err(ConnectorError::invalid_config(
-            "metadata",
-            format!("metadata.{key} must be an integer from {min} to {max}"),
-        )),
-    }
+    /// `maxObjectsPerTable`, `sampleBytes`, `sampleFiles`.
+    pub files: FileSetSettings,
 }
 
 fn is_local(host: &str) -> bool {
@@ -141,7 +100,7 @@ pub(crate) fn parse_endpoint(
     cfg: &ConnectionConfig,
     account: Option<&str>,
 ) -> Result<(Url, SslMode, Option<String>), ConnectorError> {
-    let (mut url, from_endpoint) = match meta_string(cfg, "endpoint")? {
+    let (mut url, from_endpoint) = match metadata::string(cfg, "endpoint")? {
         Some(text) => {
             let url = Url::parse(&text)
                 .map_err(|e| invalid_url("metadata.endpoint", &format!("is not a URL: {e}")))?;
@@ -254,7 +213,7 @@ impl AzureConfig {
         cfg: &ConnectionConfig,
         creds: &Credentials,
     ) -> Result<AzureConfig, ConnectorError> {
-        let meta_account = meta_string(cfg, "account")?;
+        let meta_account = metadata::string(cfg, "account")?;
         let cred_account = creds
             .get("accountName")
             .map(|a| a.expose().trim().to_owned());
@@ -293,7 +252,7 @@ impl AzureConfig {
         };
         check_account(&account)?;
 
-        let meta_container = meta_string(cfg, "container")?;
+        let meta_container = metadata::string(cfg, "container")?;
         let container = match (meta_container, cfg.database.clone()) {
             (Some(a), Some(b)) if a != b => {
                 return Err(ConnectorError::invalid_config(
@@ -363,7 +322,7 @@ impl AzureConfig {
                     "credentials.tenantId must be a tenant id or domain",
                 ));
             }
-            let token_url = match meta_string(cfg, "tokenUrl")? {
+            let token_url = match metadata::string(cfg, "tokenUrl")? {
                 Some(u) => u,
                 None => format!("{DEFAULT_AUTHORITY}/{tenant}/oauth2/v2.0/token"),
             };
@@ -394,11 +353,7 @@ impl AzureConfig {
             ca_pem: cfg.ssl_ca_pem.clone(),
             container,
             auth,
-            max_objects: meta_u64(cfg, "maxObjectsPerTable", 1, 1_000_000)?
-                .unwrap_or(DEFAULT_MAX_OBJECTS),
-            sample_bytes: meta_u64(cfg, "sampleBytes", 1024, 64 << 20)?
-                .unwrap_or(DEFAULT_SAMPLE_BYTES),
-            sample_files: meta_u64(cfg, "sampleFiles", 1, 100)?.unwrap_or(DEFAULT_SAMPLE_FILES),
+            files: FileSetSettings::parse(cfg)?,
         })
     }
 }
@@ -408,6 +363,7 @@ mod tests {
     use super::*;
     use matih_connector_core::ErrorCode;
     use serde_json::json;
+    use serde_json::Value;
 
     const KEY: &str =
         "Eby8vdM02xNOcqFlqUwJPLlmEtlCDXJ1OUzFT50uSRZ6IFsuFq2UVErCz4I6tq/K1SZFPTOtr/KBHBeksoGMGw==";

@@ -8,17 +8,13 @@
 //! is not the store's own (file sets, statistics, sampling) is core's
 //! `sample::file_sets`; this module lists and reads.
 
-use matih_connector_core::sample::file_sets::{
-    self, literal_prefix, FileSet, ObjectStore, SampleLimits,
-};
-use matih_connector_core::{Catalog, ConnectorError, DiscoveryRequest, NameFilter};
+use matih_connector_core::sample::file_sets::{FileSet, FileSetSettings, ObjectStore, Page};
+use matih_connector_core::ConnectorError;
 
 use crate::connection::AzureConnection;
 use crate::errors::{xml_elements, xml_text};
 
-const MAX_BUCKETS: usize = 10_000;
-const MAX_TABLES_PER_BUCKET: usize = 10_000;
-const PAGE: &str = "5000";
+const PAGE: usize = 5000;
 
 /// The `<NextMarker>` of a listing page, when there is another page.
 fn next_marker(doc: &str) -> Option<String> {
@@ -44,160 +40,116 @@ fn blobs(doc: &str) -> Vec<(String, u64)> {
         .collect()
 }
 
-pub(crate) async fn probe(
-    conn: &mut AzureConnection,
-    req: &DiscoveryRequest,
-) -> Result<(), ConnectorError> {
-    let buckets = buckets(conn, &req.schemas).await?;
-    match buckets.first() {
-        Some(b) => conn.check_access(Some(b)).await,
-        None => Ok(()),
-    }
-}
+impl ObjectStore for AzureConnection {
+    const OBJECT: &'static str = "blob";
 
-async fn buckets(
-    conn: &AzureConnection,
-    filter: &NameFilter,
-) -> Result<Vec<String>, ConnectorError> {
-    if let Some(c) = &conn.cfg.container {
-        return Ok(if filter.matches(c) {
-            vec![c.clone()]
-        } else {
-            Vec::new()
-        });
+    fn settings(&self) -> &FileSetSettings {
+        &self.cfg.files
     }
-    let prefix = literal_prefix(filter);
-    let mut out = Vec::new();
-    let mut marker: Option<String> = None;
-    loop {
-        let mut q: Vec<(&str, &str)> = vec![("comp", "list"), ("maxresults", PAGE)];
-        if let Some(p) = &prefix {
+
+    fn configured_schema(&self) -> Option<&str> {
+        self.cfg.container.as_deref()
+    }
+
+    async fn schemas_page(
+        &self,
+        prefix: Option<&str>,
+        marker: Option<String>,
+    ) -> Result<Page<String>, ConnectorError> {
+        let page = PAGE.to_string();
+        let mut q: Vec<(&str, &str)> = vec![("comp", "list"), ("maxresults", &page)];
+        if let Some(p) = prefix {
             q.push(("prefix", p));
         }
         if let Some(m) = &marker {
             q.push(("marker", m));
         }
-        let url = conn.url(&[], &q);
-        let doc = conn
+        let url = self.url(&[], &q);
+        let doc = self
             .get_text(
                 url,
-                &format!("listing containers of account {}", conn.cfg.account),
+                &format!("listing containers of account {}", self.cfg.account),
             )
             .await?;
-        out.extend(
-            xml_elements(&doc, "Container")
+        Ok(Page {
+            items: xml_elements(&doc, "Container")
                 .into_iter()
-                .filter_map(|c| xml_text(c, "Name")),
-        );
-        marker = next_marker(&doc);
-        if marker.is_none() || out.len() >= MAX_BUCKETS {
-            break;
-        }
-    }
-    out.retain(|b| filter.matches(b));
-    out.sort();
-    Ok(out)
-}
-
-pub(crate) async fn discover(
-    conn: &mut AzureConnection,
-    req: &DiscoveryRequest,
-) -> Result<Catalog, ConnectorError> {
-    let containers = buckets(conn, &req.schemas).await?;
-    file_sets::discover(&*conn, containers, req).await
-}
-
-impl ObjectStore for AzureConnection {
-    const OBJECT: &'static str = "blob";
-
-    fn sample_limits(&self) -> SampleLimits {
-        SampleLimits {
-            files: self.cfg.sample_files as usize,
-            head_bytes: self.cfg.sample_bytes,
-        }
+                .filter_map(|c| xml_text(c, "Name"))
+                .collect(),
+            next: next_marker(&doc),
+        })
     }
 
-    async fn root(
+    async fn check_schema(&self, container: &str) -> Result<(), ConnectorError> {
+        self.check_access(Some(container)).await
+    }
+
+    async fn root_page(
         &self,
         container: &str,
         prefix: Option<&str>,
-    ) -> Result<Vec<FileSet>, ConnectorError> {
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let mut q: Vec<(&str, &str)> = vec![
-                ("restype", "container"),
-                ("comp", "list"),
-                ("delimiter", "/"),
-                ("maxresults", PAGE),
-            ];
-            if let Some(p) = prefix {
-                q.push(("prefix", p));
-            }
-            if let Some(m) = &marker {
-                q.push(("marker", m));
-            }
-            let url = self.url(&[container], &q);
-            let doc = self
-                .get_text(url, &format!("listing blobs of {container}"))
-                .await
-                .map_err(|e| e.with_context("container", container))?;
-            out.extend(
-                xml_elements(&doc, "BlobPrefix")
-                    .into_iter()
-                    .filter_map(|p| xml_text(p, "Name"))
-                    .map(FileSet::Prefix),
-            );
-            out.extend(
-                blobs(&doc)
-                    .into_iter()
-                    // Zero-byte "folder" placeholders are not data.
-                    .filter(|(n, _)| !n.ends_with('/'))
-                    .map(|(name, size)| FileSet::Object { name, size }),
-            );
-            marker = next_marker(&doc);
-            if marker.is_none() || out.len() >= MAX_TABLES_PER_BUCKET {
-                break;
-            }
+        marker: Option<String>,
+    ) -> Result<Page<FileSet>, ConnectorError> {
+        let page = PAGE.to_string();
+        let mut q: Vec<(&str, &str)> = vec![
+            ("restype", "container"),
+            ("comp", "list"),
+            ("delimiter", "/"),
+            ("maxresults", &page),
+        ];
+        if let Some(p) = prefix {
+            q.push(("prefix", p));
         }
-        out.truncate(MAX_TABLES_PER_BUCKET);
-        Ok(out)
+        if let Some(m) = &marker {
+            q.push(("marker", m));
+        }
+        let url = self.url(&[container], &q);
+        let doc = self
+            .get_text(url, &format!("listing blobs of {container}"))
+            .await
+            .map_err(|e| e.with_context("container", container))?;
+        let mut out: Vec<FileSet> = xml_elements(&doc, "BlobPrefix")
+            .into_iter()
+            .filter_map(|p| xml_text(p, "Name"))
+            .map(FileSet::Prefix)
+            .collect();
+        out.extend(
+            blobs(&doc)
+                .into_iter()
+                .map(|(name, size)| FileSet::Object { name, size }),
+        );
+        Ok(Page {
+            items: out,
+            next: next_marker(&doc),
+        })
     }
 
-    async fn objects(
+    async fn objects_page(
         &self,
         container: &str,
         prefix: &str,
-    ) -> Result<(Vec<(String, u64)>, bool), ConnectorError> {
-        let max = self.cfg.max_objects as usize;
-        let mut out = Vec::new();
-        let mut marker: Option<String> = None;
-        loop {
-            let n = (max - out.len()).min(5000).to_string();
-            let mut q: Vec<(&str, &str)> = vec![
-                ("restype", "container"),
-                ("comp", "list"),
-                ("prefix", prefix),
-                ("maxresults", &n),
-            ];
-            if let Some(m) = &marker {
-                q.push(("marker", m));
-            }
-            let url = self.url(&[container], &q);
-            let doc = self
-                .get_text(url, &format!("listing blobs of {container}/{prefix}"))
-                .await
-                .map_err(|e| e.with_context("container", container))?;
-            out.extend(blobs(&doc).into_iter().filter(|(k, _)| !k.ends_with('/')));
-            marker = next_marker(&doc);
-            if marker.is_none() {
-                return Ok((out, false));
-            }
-            if out.len() >= max {
-                out.truncate(max);
-                return Ok((out, true));
-            }
+        max: usize,
+        marker: Option<String>,
+    ) -> Result<Page<(String, u64)>, ConnectorError> {
+        let n = max.min(PAGE).to_string();
+        let mut q: Vec<(&str, &str)> = vec![
+            ("restype", "container"),
+            ("comp", "list"),
+            ("prefix", prefix),
+            ("maxresults", &n),
+        ];
+        if let Some(m) = &marker {
+            q.push(("marker", m));
         }
+        let url = self.url(&[container], &q);
+        let doc = self
+            .get_text(url, &format!("listing blobs of {container}/{prefix}"))
+            .await
+            .map_err(|e| e.with_context("container", container))?;
+        Ok(Page {
+            items: blobs(&doc),
+            next: next_marker(&doc),
+        })
     }
 
     async fn read_range(

@@ -32,6 +32,7 @@ mod connection;
 mod discovery;
 mod errors;
 
+use matih_connector_core::sample::file_sets;
 use matih_connector_core::{
     async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
     Driver, DriverDescriptor, Key, Prepared,
@@ -117,8 +118,9 @@ impl Prepared for AzureConfig {
     }
 }
 
-// The `Connection` impl lives here, not in `connection`: it calls both
-// `connection` and `discovery`, and `discovery` depends on `connection` only.
+// The `Connection` impl lives here, not in `connection`: discovery and the
+// probe are core's `file_sets` over the `ObjectStore` impl in `discovery`,
+// which depends on `connection` only.
 #[async_trait]
 impl Connection for AzureConnection {
     async fn server_version(&mut self) -> Result<String, ConnectorError> {
@@ -126,11 +128,11 @@ impl Connection for AzureConnection {
     }
 
     async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        discovery::probe(self, req).await
+        file_sets::probe(&*self, req).await
     }
 
     async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        discovery::discover(self, req).await
+        file_sets::discover_store(&*self, req).await
     }
 
     async fn close(self: Box<Self>) -> Result<(), ConnectorError> {

@@ -1,10 +1,10 @@
 //! BigQuery connector configuration, checked before any I/O.
 
-use matih_connector_core::google::ServiceAccount;
+use matih_connector_core::google::{check_project, GoogleAuth};
 use matih_connector_core::http::endpoint::{service_endpoint, ServiceEndpoint};
 use matih_connector_core::http::Url;
 use matih_connector_core::{
-    metadata, ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode, Timeouts,
+    metadata, ConnectionConfig, ConnectorError, Credentials, SslMode, Timeouts,
 };
 
 /// Google's REST API host.
@@ -13,17 +13,6 @@ pub(crate) const DEFAULT_ENDPOINT: &str = "https://bigquery.googleapis.com";
 /// Listing datasets and tables and running INFORMATION_SCHEMA queries needs
 /// nothing more.
 pub(crate) const READ_SCOPE: &str = "https://www.googleapis.com/auth/bigquery.readonly";
-
-/// How requests are authorized.
-#[derive(Clone, Debug)]
-pub(crate) enum Auth {
-    /// No Authorization header: emulators only (BigQuery itself refuses it).
-    Anonymous,
-    /// A service account key, exchanged for an access token (JWT bearer grant).
-    ServiceAccount(Box<ServiceAccount>),
-    /// An OAuth2 access token obtained elsewhere.
-    AccessToken(SecretString),
-}
 
 #[derive(Clone, Debug)]
 pub(crate) struct BqConfig {
@@ -40,7 +29,8 @@ pub(crate) struct BqConfig {
     pub location: Option<String>,
     /// The one dataset to discover, when `database` names one.
     pub dataset: Option<String>,
-    pub auth: Auth,
+    /// Anonymous only for emulators (BigQuery itself refuses it).
+    pub auth: GoogleAuth,
     pub timeouts: Timeouts,
 }
 
@@ -57,22 +47,6 @@ fn check_dataset(d: &str) -> Result<(), ConnectorError> {
         Err(ConnectorError::invalid_config(
             "database",
             "the dataset name must be 1-1024 characters without '/', '`' or control characters",
-        ))
-    }
-}
-
-/// Project ids (and the legacy `domain:project` form).
-fn check_project(p: &str) -> Result<(), ConnectorError> {
-    let ok = p.len() <= 100
-        && !p.is_empty()
-        && p.chars()
-            .all(|c| c.is_ascii_alphanumeric() || "-.:_".contains(c));
-    if ok {
-        Ok(())
-    } else {
-        Err(ConnectorError::invalid_config(
-            "metadata.project",
-            "metadata.project must be a project id (letters, digits, '-', '.', ':')",
         ))
     }
 }
@@ -113,36 +87,10 @@ impl BqConfig {
                 "BigQuery has no schema level below the dataset: name the dataset as database",
             ));
         }
-        let key = creds.get("serviceAccountKey").filter(|k| !k.is_empty());
-        let token = creds.get("accessToken").filter(|k| !k.is_empty());
-        let auth = match (key, token) {
-            (Some(_), Some(_)) => {
-                return Err(ConnectorError::invalid_config(
-                    "credentials",
-                    "give credentials.serviceAccountKey or credentials.accessToken, not both",
-                ))
-            }
-            (Some(k), None) => Auth::ServiceAccount(Box::new(ServiceAccount::parse(cfg, k)?)),
-            (None, Some(t)) => {
-                if t.expose().chars().any(|c| c.is_control() || c == ' ') {
-                    return Err(ConnectorError::invalid_config(
-                        "credentials",
-                        "credentials.accessToken holds spaces or control characters",
-                    ));
-                }
-                Auth::AccessToken(t.clone())
-            }
-            (None, None) => Auth::Anonymous,
-        };
-        if !matches!(auth, Auth::ServiceAccount(_)) && cfg.metadata.contains_key("tokenUrl") {
-            return Err(ConnectorError::invalid_config(
-                "metadata",
-                "metadata.tokenUrl needs credentials.serviceAccountKey",
-            ));
-        }
+        let auth = GoogleAuth::parse(cfg, creds)?;
         // Google's own endpoint refuses anonymous calls; only an override
         // (an emulator, a proxy that adds credentials) may go without.
-        if matches!(auth, Auth::Anonymous)
+        if matches!(auth, GoogleAuth::Anonymous)
             && endpoint.as_str().trim_end_matches('/') == DEFAULT_ENDPOINT
         {
             return Err(ConnectorError::invalid_config(
@@ -248,7 +196,7 @@ pub(crate) mod tests {
         let c = BqConfig::parse(&cfg(json!({"project": "p", "location": "EU"})), &sa()).unwrap();
         assert_eq!(c.project, "p");
         assert_eq!(c.location.as_deref(), Some("EU"));
-        assert!(matches!(c.auth, Auth::ServiceAccount(_)));
+        assert!(matches!(c.auth, GoogleAuth::ServiceAccount(_)));
         assert!(!format!("{c:?}").contains("PRIVATE KEY"));
         // The project is required even when the key names one: it says where
         // queries are billed, which is the user's choice.

@@ -3,16 +3,13 @@
 //! authorized by a bearer token or a service account's JWT bearer grant (core
 //! `TokenSource`).
 
-use std::sync::{Arc, Mutex};
-
-use matih_connector_core::http::header::{HeaderMap, SERVER};
-use matih_connector_core::http::{HttpAuth, HttpClient, HttpOptions, HttpRequest, Url};
+use matih_connector_core::google::{self, ApiClient};
+use matih_connector_core::http::Url;
 use matih_connector_core::{with_timeout, ConnectContext, ConnectorError, ErrorCode};
 use serde_json::{json, Value};
 
-use crate::config::{Auth, BqConfig, READ_SCOPE};
+use crate::config::{BqConfig, READ_SCOPE};
 use crate::errors::{job_failure, refine};
-use matih_connector_core::google::json_error;
 
 /// Listing pages and query results are read only this far.
 const MAX_JSON_BYTES: u64 = 32 << 20;
@@ -24,10 +21,7 @@ const MAX_PAGES: usize = 200;
 
 pub(crate) struct BqConnection {
     pub(crate) cfg: BqConfig,
-    client: HttpClient,
-    auth: HttpAuth,
-    /// The latest `Server` header, for the server version.
-    server: Mutex<Option<String>>,
+    api: ApiClient,
 }
 
 impl BqConnection {
@@ -35,24 +29,17 @@ impl BqConnection {
         cfg: BqConfig,
         ctx: &ConnectContext,
     ) -> Result<BqConnection, ConnectorError> {
-        // Same-origin redirects only, every hop egress-checked.
-        let opts = HttpOptions::new(cfg.tls, cfg.ca_pem.as_deref())
-            .max_body_bytes(MAX_JSON_BYTES)
-            .refine(refine);
-        let client = ctx.http_client(&opts)?;
-        let auth = match &cfg.auth {
-            Auth::Anonymous => HttpAuth::None,
-            Auth::AccessToken(t) => HttpAuth::Bearer(t.clone()),
-            Auth::ServiceAccount(sa) => HttpAuth::Token(Arc::new(sa.token_source(READ_SCOPE)?)),
-        };
-        // A service account's token is fetched now: bad keys fail at connect.
-        auth.authorize(&client).await?;
-        let conn = BqConnection {
-            cfg,
-            client,
-            auth,
-            server: Mutex::new(None),
-        };
+        let api = ApiClient::open(
+            ctx,
+            cfg.tls,
+            cfg.ca_pem.as_deref(),
+            MAX_JSON_BYTES,
+            refine,
+            &cfg.auth,
+            READ_SCOPE,
+        )
+        .await?;
+        let conn = BqConnection { cfg, api };
         // The cheapest authorized call proves endpoint, TLS and credentials,
         // and that the project (and dataset) exists.
         let what = "checking access";
@@ -88,36 +75,14 @@ impl BqConnection {
         api_url(&self.cfg.endpoint, segments, query)
     }
 
-    fn remember_server(&self, headers: &HeaderMap) {
-        if let Some(v) = headers
-            .get(SERVER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-        {
-            if let (false, Ok(mut s)) = (v.is_empty(), self.server.lock()) {
-                *s = Some(v.chars().take(120).collect());
-            }
-        }
-    }
-
     /// GETs a JSON document within the size and time limits.
     pub(crate) async fn get_json(&self, url: Url, what: &str) -> Result<Value, ConnectorError> {
-        self.send(self.client.get(url), what).await
+        self.api.json(self.api.get(url), what).await
     }
 
     /// POSTs a JSON body and reads the JSON answer within the limits.
     async fn post_json(&self, url: Url, body: &Value, what: &str) -> Result<Value, ConnectorError> {
-        self.send(self.client.post(url).json(body), what).await
-    }
-
-    async fn send(&self, req: HttpRequest, what: &str) -> Result<Value, ConnectorError> {
-        let resp = self.auth.apply(req.what(what)).await?.send().await?;
-        self.remember_server(resp.headers());
-        if !resp.status().is_success() {
-            return Err(resp.error().await);
-        }
-        let body = resp.bytes().await?;
-        serde_json::from_slice(&body).map_err(|e| json_error(e, what))
+        self.api.json(self.api.post(url).json(body), what).await
     }
 
     /// Runs a read-only GoogleSQL query with named parameters (`@name`) through
@@ -218,8 +183,7 @@ impl BqConnection {
         let base = "BigQuery API v2";
         let at = self.cfg.endpoint.as_str().trim_end_matches('/');
         let google = at == crate::config::DEFAULT_ENDPOINT;
-        let server = self.server.lock().ok().and_then(|s| s.clone());
-        match &server {
+        match &self.api.server() {
             Some(s) if !google && !s.eq_ignore_ascii_case("ESF") => format!("{base} ({s} at {at})"),
             _ if !google => format!("{base} at {at}"),
             _ => base.to_owned(),
@@ -285,14 +249,7 @@ fn collect_rows(resp: &Value, out: &mut Vec<Vec<Option<String>>>) {
 
 /// `<endpoint>/bigquery/v2/<segments…>?<query>`, each segment encoded whole.
 pub(crate) fn api_url(endpoint: &Url, segments: &[&str], query: &[(&str, &str)]) -> Url {
-    let mut u = endpoint.clone();
-    if let Ok(mut p) = u.path_segments_mut() {
-        p.clear().extend(["bigquery", "v2"]).extend(segments);
-    }
-    if !query.is_empty() {
-        u.query_pairs_mut().extend_pairs(query);
-    }
-    u
+    google::api_url(endpoint, &["bigquery", "v2"], segments, query)
 }
 
 #[cfg(test)]

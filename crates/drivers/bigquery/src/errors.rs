@@ -3,49 +3,24 @@
 //! the core HTTP client's refine hook, and failed query jobs. Token endpoint
 //! errors (RFC 6749 §5.2) and transport failures are mapped by the core client.
 
-use matih_connector_core::google::{status_error, ErrorTable};
+use matih_connector_core::google::{self, one_line, status_error, ErrorTable};
 use matih_connector_core::http::StatusFailure;
 use matih_connector_core::{ConnectorError, ErrorCode};
 use serde_json::Value;
 
 /// A BigQuery `errors[].reason` (or the RPC-style `error.status`) → our
-/// code. Reasons are those of BigQuery's error message reference
-/// (cloud.google.com/bigquery/docs/error-messages).
+/// code: BigQuery's own reasons here (cloud.google.com/bigquery/docs/error-messages),
+/// those of every Google JSON API in the core's `google::reason_code`.
 pub(crate) fn reason_code(reason: &str) -> Option<ErrorCode> {
     Some(match reason {
-        "authError"
-        | "required"
-        | "unauthorized"
-        | "UNAUTHENTICATED"
-        | "invalidCredentials"
-        | "authenticationRequired"
-        | "expiredToken" => ErrorCode::AuthenticationFailed,
         "accessDenied"
-        | "forbidden"
-        | "insufficientPermissions"
-        | "accessNotConfigured"
-        | "billingNotEnabled"
         | "blocked"
         | "invalidUser"
-        | "PERMISSION_DENIED"
         | "proxyAuthenticationRequired"
         | "responseTooLarge" => ErrorCode::PermissionDenied,
-        "notFound" | "NOT_FOUND" => ErrorCode::DatabaseNotFound,
-        "rateLimitExceeded"
-        | "userRateLimitExceeded"
-        | "quotaExceeded"
-        | "jobRateLimitExceeded"
-        | "RESOURCE_EXHAUSTED"
-        | "dailyLimitExceeded"
-        | "backendRateLimitExceeded" => ErrorCode::RateLimited,
-        "invalid" | "invalidParameter" | "INVALID_ARGUMENT" | "badRequest" | "parseError" => {
-            ErrorCode::InvalidConfiguration
-        }
-        "timeout" | "DEADLINE_EXCEEDED" | "requestTimeout" => ErrorCode::Timeout,
-        "notImplemented" | "UNIMPLEMENTED" => ErrorCode::Unsupported,
+        "jobRateLimitExceeded" => ErrorCode::RateLimited,
+        "timeout" => ErrorCode::Timeout,
         "invalidQuery"
-        | "backendError"
-        | "internalError"
         | "jobBackendError"
         | "jobInternalError"
         | "resourcesExceeded"
@@ -53,10 +28,8 @@ pub(crate) fn reason_code(reason: &str) -> Option<ErrorCode> {
         | "tableUnavailable"
         | "billingTierLimitExceeded"
         | "stopped"
-        | "duplicate"
-        | "INTERNAL"
-        | "UNAVAILABLE" => ErrorCode::SourceError,
-        _ => return None,
+        | "duplicate" => ErrorCode::SourceError,
+        _ => return google::reason_code(reason),
     })
 }
 
@@ -74,25 +47,11 @@ fn retryable_reason(reason: &str) -> bool {
     )
 }
 
-/// HTTP status → code, for bodies without a recognized reason.
-pub(crate) fn status_code(status: u16) -> ErrorCode {
-    match status {
-        401 => ErrorCode::AuthenticationFailed,
-        403 => ErrorCode::PermissionDenied,
-        404 => ErrorCode::DatabaseNotFound,
-        400 => ErrorCode::InvalidConfiguration,
-        408 | 504 => ErrorCode::Timeout,
-        429 => ErrorCode::RateLimited,
-        501 => ErrorCode::Unsupported,
-        _ => ErrorCode::SourceError,
-    }
-}
-
 /// How REST API error answers map: `bigqueryReason` and `googleStatus` in the
 /// context.
 const TABLE: ErrorTable = ErrorTable {
     reason_code,
-    status_code,
+    status_code: google::status_code,
     retryable_reason,
     reason_key: "bigqueryReason",
     status_key: "googleStatus",
@@ -129,15 +88,6 @@ pub(crate) fn job_failure(err: &Value, what: &str) -> ConnectorError {
         e = e.with_context("bigqueryReason", r);
     }
     e
-}
-
-fn one_line(s: &str) -> String {
-    s.split_whitespace()
-        .collect::<Vec<_>>()
-        .join(" ")
-        .chars()
-        .take(300)
-        .collect()
 }
 
 #[cfg(test)]

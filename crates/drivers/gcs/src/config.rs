@@ -1,34 +1,16 @@
 //! GCS connector configuration, checked before any I/O.
 
-use matih_connector_core::google::ServiceAccount;
+use matih_connector_core::google::{check_project, GoogleAuth};
 use matih_connector_core::http::endpoint::{service_endpoint, ServiceEndpoint};
 use matih_connector_core::http::Url;
-use matih_connector_core::{
-    metadata, ConnectionConfig, ConnectorError, Credentials, SecretString, SslMode,
-};
+use matih_connector_core::sample::file_sets::FileSetSettings;
+use matih_connector_core::{metadata, ConnectionConfig, ConnectorError, Credentials, SslMode};
 
 /// Google's JSON API host.
 pub(crate) const DEFAULT_HOST: &str = "storage.googleapis.com";
 pub(crate) const DEFAULT_ENDPOINT: &str = "https://storage.googleapis.com";
 /// Listing and reading objects needs nothing more.
 pub(crate) const READ_SCOPE: &str = "https://www.googleapis.com/auth/devstorage.read_only";
-/// Objects listed per file set at most (for counts, sizes and formats).
-pub(crate) const DEFAULT_MAX_OBJECTS: u64 = 10_000;
-/// Bytes read from the start of one CSV or JSON-lines file.
-pub(crate) const DEFAULT_SAMPLE_BYTES: u64 = 1 << 20;
-/// Files read per file set for columns.
-pub(crate) const DEFAULT_SAMPLE_FILES: u64 = 3;
-
-/// How requests are authorized.
-#[derive(Clone, Debug)]
-pub(crate) enum Auth {
-    /// No Authorization header: public buckets and emulators.
-    Anonymous,
-    /// A service account key, exchanged for an access token (JWT bearer grant).
-    ServiceAccount(Box<ServiceAccount>),
-    /// An OAuth2 access token obtained elsewhere.
-    AccessToken(SecretString),
-}
 
 #[derive(Clone, Debug)]
 pub(crate) struct GcsConfig {
@@ -41,10 +23,10 @@ pub(crate) struct GcsConfig {
     pub ca_pem: Option<String>,
     pub project: Option<String>,
     pub bucket: Option<String>,
-    pub auth: Auth,
-    pub max_objects: u64,
-    pub sample_bytes: u64,
-    pub sample_files: u64,
+    /// Anonymous for public buckets and emulators.
+    pub auth: GoogleAuth,
+    /// `maxObjectsPerTable`, `sampleBytes`, `sampleFiles`.
+    pub files: FileSetSettings,
 }
 
 /// GCS bucket names: 3-63 characters (222 with dots) of lowercase letters,
@@ -91,50 +73,13 @@ impl GcsConfig {
                 "GCS has no schema level below the bucket: leave schema empty",
             ));
         }
-        let key = creds.get("serviceAccountKey").filter(|k| !k.is_empty());
-        let token = creds.get("accessToken").filter(|k| !k.is_empty());
-        let auth = match (key, token) {
-            (Some(_), Some(_)) => {
-                return Err(ConnectorError::invalid_config(
-                    "credentials",
-                    "give credentials.serviceAccountKey or credentials.accessToken, not both",
-                ))
-            }
-            (Some(k), None) => Auth::ServiceAccount(Box::new(ServiceAccount::parse(cfg, k)?)),
-            (None, Some(t)) => {
-                if t.expose().chars().any(|c| c.is_control() || c == ' ') {
-                    return Err(ConnectorError::invalid_config(
-                        "credentials",
-                        "credentials.accessToken holds spaces or control characters",
-                    ));
-                }
-                Auth::AccessToken(t.clone())
-            }
-            (None, None) => Auth::Anonymous,
-        };
-        if !matches!(auth, Auth::ServiceAccount(_)) && cfg.metadata.contains_key("tokenUrl") {
-            return Err(ConnectorError::invalid_config(
-                "metadata",
-                "metadata.tokenUrl needs credentials.serviceAccountKey",
-            ));
-        }
+        let auth = GoogleAuth::parse(cfg, creds)?;
         let project = match metadata::string(cfg, "project")? {
             Some(p) => Some(p),
-            None => match &auth {
-                Auth::ServiceAccount(sa) => sa.key.project_id.clone(),
-                _ => None,
-            },
+            None => auth.key_project().map(str::to_owned),
         };
         if let Some(p) = &project {
-            let ok = p.len() <= 100
-                && p.chars()
-                    .all(|c| c.is_ascii_alphanumeric() || "-.:_".contains(c));
-            if !ok {
-                return Err(ConnectorError::invalid_config(
-                    "metadata.project",
-                    "metadata.project must be a project id (letters, digits, '-', '.', ':')",
-                ));
-            }
+            check_project(p)?;
         }
         if bucket.is_none() && project.is_none() {
             return Err(ConnectorError::invalid_config(
@@ -151,12 +96,7 @@ impl GcsConfig {
             project,
             bucket,
             auth,
-            max_objects: metadata::u64_in(cfg, "maxObjectsPerTable", 1, 1_000_000)?
-                .unwrap_or(DEFAULT_MAX_OBJECTS),
-            sample_bytes: metadata::u64_in(cfg, "sampleBytes", 1024, 64 << 20)?
-                .unwrap_or(DEFAULT_SAMPLE_BYTES),
-            sample_files: metadata::u64_in(cfg, "sampleFiles", 1, 100)?
-                .unwrap_or(DEFAULT_SAMPLE_FILES),
+            files: FileSetSettings::parse(cfg)?,
         })
     }
 }
@@ -232,7 +172,7 @@ pub(crate) mod tests {
         );
         let c = GcsConfig::parse(&cfg(json!({})), &creds).unwrap();
         assert_eq!(c.project.as_deref(), Some("matih-test"));
-        assert!(matches!(c.auth, Auth::ServiceAccount(_)));
+        assert!(matches!(c.auth, GoogleAuth::ServiceAccount(_)));
         assert!(!format!("{c:?}").contains("PRIVATE KEY"));
         let e = GcsConfig::parse(&cfg(json!({})), &Credentials::new()).unwrap_err();
         assert_eq!(e.code(), ErrorCode::InvalidConfiguration);
@@ -253,7 +193,7 @@ pub(crate) mod tests {
             &Credentials::new().with("accessToken", "ya29.x"),
         )
         .unwrap();
-        assert!(matches!(c.auth, Auth::AccessToken(_)));
+        assert!(matches!(c.auth, GoogleAuth::AccessToken(_)));
         let mut d = cfg(json!({"bucket": "b1"}));
         d.database = Some("b2".into());
         assert!(GcsConfig::parse(&d, &Credentials::new()).is_err());

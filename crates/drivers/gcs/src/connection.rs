@@ -2,26 +2,21 @@
 //! (egress resolver, TLS, bounded bodies), authorized by a bearer token or a
 //! service account's JWT bearer grant (core `TokenSource`).
 
-use std::sync::{Arc, Mutex};
-
-use matih_connector_core::http::header::{HeaderMap, HeaderValue, RANGE, SERVER};
-use matih_connector_core::http::{HttpAuth, HttpClient, HttpOptions, Url};
+use matih_connector_core::google::{self, ApiClient};
+use matih_connector_core::http::header::{HeaderValue, RANGE};
+use matih_connector_core::http::Url;
 use matih_connector_core::{with_timeout, ConnectContext, ConnectorError};
 use serde_json::Value;
 
-use crate::config::{Auth, GcsConfig, READ_SCOPE};
+use crate::config::{GcsConfig, READ_SCOPE};
 use crate::errors::refine;
-use matih_connector_core::google::json_error;
 
 /// JSON listing pages are read only this far.
 const MAX_JSON_BYTES: u64 = 32 << 20;
 
 pub(crate) struct GcsConnection {
     pub(crate) cfg: GcsConfig,
-    client: HttpClient,
-    auth: HttpAuth,
-    /// The latest `Server` header, for the server version.
-    server: Mutex<Option<String>>,
+    api: ApiClient,
 }
 
 impl GcsConnection {
@@ -29,24 +24,17 @@ impl GcsConnection {
         cfg: GcsConfig,
         ctx: &ConnectContext,
     ) -> Result<GcsConnection, ConnectorError> {
-        // Same-origin redirects only, every hop egress-checked.
-        let opts = HttpOptions::new(cfg.tls, cfg.ca_pem.as_deref())
-            .max_body_bytes(MAX_JSON_BYTES)
-            .refine(refine);
-        let client = ctx.http_client(&opts)?;
-        let auth = match &cfg.auth {
-            Auth::Anonymous => HttpAuth::None,
-            Auth::AccessToken(t) => HttpAuth::Bearer(t.clone()),
-            Auth::ServiceAccount(sa) => HttpAuth::Token(Arc::new(sa.token_source(READ_SCOPE)?)),
-        };
-        // A service account's token is fetched now: bad keys fail at connect.
-        auth.authorize(&client).await?;
-        let conn = GcsConnection {
-            cfg,
-            client,
-            auth,
-            server: Mutex::new(None),
-        };
+        let api = ApiClient::open(
+            ctx,
+            cfg.tls,
+            cfg.ca_pem.as_deref(),
+            MAX_JSON_BYTES,
+            refine,
+            &cfg.auth,
+            READ_SCOPE,
+        )
+        .await?;
+        let conn = GcsConnection { cfg, api };
         // The cheapest authorized call proves endpoint, TLS and credentials,
         // and that the bucket (or project) exists.
         let what = "checking access";
@@ -94,22 +82,9 @@ impl GcsConnection {
         api_url(&self.cfg.endpoint, segments, query)
     }
 
-    fn remember_server(&self, headers: &HeaderMap) {
-        if let Some(v) = headers
-            .get(SERVER)
-            .and_then(|v| v.to_str().ok())
-            .map(str::trim)
-        {
-            if let (false, Ok(mut s)) = (v.is_empty(), self.server.lock()) {
-                *s = Some(v.chars().take(120).collect());
-            }
-        }
-    }
-
     /// GETs a JSON document within the size and time limits.
     pub(crate) async fn get_json(&self, url: Url, what: &str) -> Result<Value, ConnectorError> {
-        let body = self.get(url, None, MAX_JSON_BYTES, what).await?;
-        serde_json::from_slice(&body).map_err(|e| json_error(e, what))
+        self.api.json(self.api.get(url), what).await
     }
 
     /// Bytes `start..=end` of an object (JSON API media download).
@@ -122,46 +97,26 @@ impl GcsConnection {
     ) -> Result<Vec<u8>, ConnectorError> {
         let url = self.url(&["b", bucket, "o", name], &[("alt", "media")]);
         let what = format!("reading gs://{bucket}/{name}");
-        let mut bytes = self
-            .get(url, Some((start, end)), end - start + 1, &what)
-            .await?;
-        // A server that ignores Range sends everything: keep what was asked.
-        bytes.truncate((end - start + 1) as usize);
+        let limit = end - start + 1;
+        let range = HeaderValue::from_str(&format!("bytes={start}-{end}"))
+            .map_err(|_| ConnectorError::internal("a Range header value"))?;
+        let req = self
+            .api
+            .get(url)
+            .what(what)
+            .limit(limit)
+            .header(RANGE, range);
+        // A server that ignores Range is cut off at the range's length.
+        let mut bytes = self.api.send(req).await?.prefix(limit as usize).await;
+        bytes.truncate(limit as usize);
         Ok(bytes)
-    }
-
-    async fn get(
-        &self,
-        url: Url,
-        range: Option<(u64, u64)>,
-        limit: u64,
-        what: &str,
-    ) -> Result<Vec<u8>, ConnectorError> {
-        let mut req = self.client.get(url).what(what).limit(limit);
-        if let Some((s, e)) = range {
-            let v = HeaderValue::from_str(&format!("bytes={s}-{e}"))
-                .map_err(|_| ConnectorError::internal("a Range header value"))?;
-            req = req.header(RANGE, v);
-        }
-        let mut resp = self.auth.apply(req).await?.send().await?;
-        self.remember_server(resp.headers());
-        if !resp.status().is_success() {
-            return Err(resp.error().await);
-        }
-        if range.is_some() {
-            // A server that ignores Range is cut off at the range's length.
-            Ok(resp.prefix(limit as usize).await)
-        } else {
-            resp.bytes().await
-        }
     }
 
     /// "Google Cloud Storage JSON API v1", with the `Server` header when the
     /// endpoint is not Google's own (an emulator, a proxy).
     pub(crate) fn version(&self) -> String {
         let base = "Google Cloud Storage JSON API v1";
-        let server = self.server.lock().ok().and_then(|s| s.clone());
-        match &server {
+        match &self.api.server() {
             Some(s) if !s.eq_ignore_ascii_case("UploadServer") && !s.starts_with("Google") => {
                 format!(
                     "{base} ({s} at {})",
@@ -182,14 +137,7 @@ impl GcsConnection {
 /// `<endpoint>/storage/v1/<segments…>?<query>`, each segment encoded whole
 /// (object names keep their `/` as `%2F`, as the JSON API wants).
 pub(crate) fn api_url(endpoint: &Url, segments: &[&str], query: &[(&str, &str)]) -> Url {
-    let mut u = endpoint.clone();
-    if let Ok(mut p) = u.path_segments_mut() {
-        p.clear().extend(["storage", "v1"]).extend(segments);
-    }
-    if !query.is_empty() {
-        u.query_pairs_mut().extend_pairs(query);
-    }
-    u
+    google::api_url(endpoint, &["storage", "v1"], segments, query)
 }
 
 #[cfg(test)]

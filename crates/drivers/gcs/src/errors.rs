@@ -3,72 +3,32 @@
 //! the core HTTP client's refine hook. Token endpoint errors (RFC 6749 §5.2)
 //! and transport failures are mapped by the core client.
 
-use matih_connector_core::google::{status_error, ErrorTable};
+use matih_connector_core::google::{self, status_error, ErrorTable};
 use matih_connector_core::http::StatusFailure;
 use matih_connector_core::{ConnectorError, ErrorCode};
 
-/// A GCS `errors[].reason` (or the RPC-style `error.status`) → our code.
-/// Reasons are those of Google's JSON API error reference.
+/// A GCS `errors[].reason` (or the RPC-style `error.status`) → our code:
+/// the Cloud Storage reasons here (Google's JSON API error reference), those
+/// of every Google JSON API in the core's `google::reason_code`.
 pub(crate) fn reason_code(reason: &str) -> Option<ErrorCode> {
     Some(match reason {
-        "authError"
-        | "required"
-        | "unauthorized"
-        | "UNAUTHENTICATED"
-        | "invalidCredentials"
-        | "authenticationRequired"
-        | "expiredToken" => ErrorCode::AuthenticationFailed,
-        "forbidden"
-        | "insufficientPermissions"
-        | "accessNotConfigured"
-        | "userProjectMissing"
+        "userProjectMissing"
         | "userProjectAccessDenied"
         | "accountDisabled"
-        | "billingNotEnabled"
-        | "PERMISSION_DENIED"
         | "retentionPolicyNotMet"
         | "domainPolicy" => ErrorCode::PermissionDenied,
-        "notFound" | "NOT_FOUND" | "Not Found" => ErrorCode::DatabaseNotFound,
-        "rateLimitExceeded"
-        | "userRateLimitExceeded"
-        | "quotaExceeded"
-        | "RESOURCE_EXHAUSTED"
-        | "dailyLimitExceeded"
-        | "backendRateLimitExceeded" => ErrorCode::RateLimited,
-        "invalid"
-        | "invalidParameter"
-        | "invalidArgument"
-        | "INVALID_ARGUMENT"
-        | "invalidBucketName"
-        | "badRequest"
-        | "parseError"
-        | "projectNotFound"
-        | "FAILED_PRECONDITION" => ErrorCode::InvalidConfiguration,
-        "DEADLINE_EXCEEDED" | "requestTimeout" => ErrorCode::Timeout,
-        "notImplemented" | "UNIMPLEMENTED" => ErrorCode::Unsupported,
-        "backendError" | "internalError" | "INTERNAL" | "UNAVAILABLE" => ErrorCode::SourceError,
-        _ => return None,
+        "Not Found" => ErrorCode::DatabaseNotFound,
+        "invalidArgument" | "invalidBucketName" | "projectNotFound" | "FAILED_PRECONDITION" => {
+            ErrorCode::InvalidConfiguration
+        }
+        _ => return google::reason_code(reason),
     })
-}
-
-/// HTTP status → code, for bodies without a recognized reason.
-pub(crate) fn status_code(status: u16) -> ErrorCode {
-    match status {
-        401 => ErrorCode::AuthenticationFailed,
-        403 => ErrorCode::PermissionDenied,
-        404 => ErrorCode::DatabaseNotFound,
-        400 => ErrorCode::InvalidConfiguration,
-        408 | 504 => ErrorCode::Timeout,
-        429 => ErrorCode::RateLimited,
-        501 => ErrorCode::Unsupported,
-        _ => ErrorCode::SourceError,
-    }
 }
 
 /// How JSON API error answers map: `gcsReason` and `gcsStatus` in the context.
 const TABLE: ErrorTable = ErrorTable {
     reason_code,
-    status_code,
+    status_code: google::status_code,
     retryable_reason: |_| false,
     reason_key: "gcsReason",
     status_key: "gcsStatus",

@@ -1,16 +1,10 @@
 //! S3 connector configuration, checked before any I/O.
 
+use matih_connector_core::sample::file_sets::FileSetSettings;
 use matih_connector_core::{ConnectionConfig, ConnectorError, Credentials};
 
 use matih_connector_core::aws::AwsSettings;
 use matih_connector_core::metadata;
-
-/// Objects listed per file set at most (for counts, sizes and formats).
-pub(crate) const DEFAULT_MAX_OBJECTS: u64 = 10_000;
-/// Bytes read from the start of one CSV or JSON-lines file.
-pub(crate) const DEFAULT_SAMPLE_BYTES: u64 = 1 << 20;
-/// Files read per file set for columns.
-pub(crate) const DEFAULT_SAMPLE_FILES: u64 = 3;
 
 #[derive(Clone, Debug)]
 pub(crate) struct S3Config {
@@ -19,9 +13,8 @@ pub(crate) struct S3Config {
     /// buckets the credentials can list when absent.
     pub bucket: Option<String>,
     pub force_path_style: bool,
-    pub max_objects: u64,
-    pub sample_bytes: u64,
-    pub sample_files: u64,
+    /// `maxObjectsPerTable`, `sampleBytes`, `sampleFiles`.
+    pub files: FileSetSettings,
 }
 
 /// S3 accepts 3-63 characters of lowercase letters, digits, dots and dashes;
@@ -68,12 +61,7 @@ impl S3Config {
         Ok(S3Config {
             bucket,
             force_path_style,
-            max_objects: metadata::u64_in(cfg, "maxObjectsPerTable", 1, 1_000_000)?
-                .unwrap_or(DEFAULT_MAX_OBJECTS),
-            sample_bytes: metadata::u64_in(cfg, "sampleBytes", 1024, 64 << 20)?
-                .unwrap_or(DEFAULT_SAMPLE_BYTES),
-            sample_files: metadata::u64_in(cfg, "sampleFiles", 1, 100)?
-                .unwrap_or(DEFAULT_SAMPLE_FILES),
+            files: FileSetSettings::parse(cfg)?,
             aws,
         })
     }

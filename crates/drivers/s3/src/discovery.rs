@@ -7,176 +7,128 @@
 //! is not the store's own (file sets, statistics, sampling) is core's
 //! `sample::file_sets`; this module lists and reads.
 
-use matih_connector_core::sample::file_sets::{self, FileSet, ObjectStore, SampleLimits};
-use matih_connector_core::{
-    with_timeout, Catalog, ConnectorError, DiscoveryRequest, ErrorCode, NameFilter,
-};
+use matih_connector_core::sample::file_sets::{FileSet, FileSetSettings, ObjectStore, Page};
+use matih_connector_core::{with_timeout, ConnectorError, ErrorCode};
 
 use crate::connection::S3Connection;
 use matih_connector_core::aws::{from_sdk, parse_error};
 
-const MAX_BUCKETS: usize = 10_000;
-const MAX_TABLES_PER_BUCKET: usize = 10_000;
+impl ObjectStore for S3Connection {
+    const OBJECT: &'static str = "key";
 
-pub(crate) async fn probe(
-    conn: &mut S3Connection,
-    req: &DiscoveryRequest,
-) -> Result<(), ConnectorError> {
-    let buckets = buckets(conn, &req.schemas).await?;
-    match buckets.first() {
-        Some(b) => {
-            let what = format!("ListObjectsV2 {b}");
-            with_timeout(
-                conn.cfg.aws.timeouts.query(),
-                &what,
-                conn.check_access(Some(b)),
-            )
-            .await
-        }
-        None => Ok(()),
+    fn settings(&self) -> &FileSetSettings {
+        &self.cfg.files
     }
-}
 
-async fn buckets(conn: &S3Connection, filter: &NameFilter) -> Result<Vec<String>, ConnectorError> {
-    if let Some(b) = &conn.cfg.bucket {
-        return Ok(if filter.matches(b) {
-            vec![b.clone()]
-        } else {
-            Vec::new()
-        });
+    fn configured_schema(&self) -> Option<&str> {
+        self.cfg.bucket.as_deref()
     }
-    let mut out = Vec::new();
-    let mut token: Option<String> = None;
-    loop {
+
+    /// ListBuckets: the prefix is not sent (the filter does the work).
+    async fn schemas_page(
+        &self,
+        _prefix: Option<&str>,
+        token: Option<String>,
+    ) -> Result<Page<String>, ConnectorError> {
         let what = "ListBuckets";
-        let page = with_timeout(conn.cfg.aws.timeouts.query(), what, async {
-            conn.client
+        let page = with_timeout(self.cfg.aws.timeouts.query(), what, async {
+            self.client
                 .list_buckets()
-                .set_continuation_token(token.clone())
+                .set_continuation_token(token)
                 .send()
                 .await
                 .map_err(|e| parse_error(from_sdk(e), what))
         })
         .await?;
-        out.extend(
-            page.buckets()
+        Ok(Page {
+            items: page
+                .buckets()
                 .iter()
                 .filter_map(|b| b.name())
-                .map(str::to_owned),
-        );
-        token = page.continuation_token().map(str::to_owned);
-        if token.is_none() || out.len() >= MAX_BUCKETS {
-            break;
-        }
-    }
-    out.retain(|b| filter.matches(b));
-    out.sort();
-    Ok(out)
-}
-
-pub(crate) async fn discover(
-    conn: &mut S3Connection,
-    req: &DiscoveryRequest,
-) -> Result<Catalog, ConnectorError> {
-    let buckets = buckets(conn, &req.schemas).await?;
-    file_sets::discover(&*conn, buckets, req).await
-}
-
-impl ObjectStore for S3Connection {
-    const OBJECT: &'static str = "key";
-
-    fn sample_limits(&self) -> SampleLimits {
-        SampleLimits {
-            files: self.cfg.sample_files as usize,
-            head_bytes: self.cfg.sample_bytes,
-        }
+                .map(str::to_owned)
+                .collect(),
+            next: page.continuation_token().map(str::to_owned),
+        })
     }
 
-    async fn root(
+    async fn check_schema(&self, bucket: &str) -> Result<(), ConnectorError> {
+        let what = format!("ListObjectsV2 {bucket}");
+        with_timeout(
+            self.cfg.aws.timeouts.query(),
+            &what,
+            self.check_access(Some(bucket)),
+        )
+        .await
+    }
+
+    async fn root_page(
         &self,
         bucket: &str,
         prefix: Option<&str>,
-    ) -> Result<Vec<FileSet>, ConnectorError> {
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let what = format!("ListObjectsV2 {bucket}");
-            let page = with_timeout(self.cfg.aws.timeouts.query(), &what, async {
-                self.client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .delimiter("/")
-                    .set_prefix(prefix.map(str::to_owned))
-                    .set_continuation_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| parse_error(from_sdk(e), &what).with_context("bucket", bucket))
-            })
-            .await?;
-            out.extend(
-                page.common_prefixes()
-                    .iter()
-                    .filter_map(|p| p.prefix())
-                    .map(|p| FileSet::Prefix(p.to_owned())),
-            );
-            out.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| Some((o.key()?, o.size().unwrap_or(0))))
-                    // Zero-byte "folder" markers are not data.
-                    .filter(|(k, _)| !k.ends_with('/'))
-                    .map(|(k, s)| FileSet::Object {
-                        name: k.to_owned(),
-                        size: s.max(0) as u64,
-                    }),
-            );
-            token = page.next_continuation_token().map(str::to_owned);
-            if token.is_none() || out.len() >= MAX_TABLES_PER_BUCKET {
-                break;
-            }
-        }
-        out.truncate(MAX_TABLES_PER_BUCKET);
-        Ok(out)
+        token: Option<String>,
+    ) -> Result<Page<FileSet>, ConnectorError> {
+        let what = format!("ListObjectsV2 {bucket}");
+        let page = with_timeout(self.cfg.aws.timeouts.query(), &what, async {
+            self.client
+                .list_objects_v2()
+                .bucket(bucket)
+                .delimiter("/")
+                .set_prefix(prefix.map(str::to_owned))
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| parse_error(from_sdk(e), &what).with_context("bucket", bucket))
+        })
+        .await?;
+        let mut out: Vec<FileSet> = page
+            .common_prefixes()
+            .iter()
+            .filter_map(|p| p.prefix())
+            .map(|p| FileSet::Prefix(p.to_owned()))
+            .collect();
+        out.extend(
+            page.contents()
+                .iter()
+                .filter_map(|o| Some((o.key()?, o.size().unwrap_or(0))))
+                .map(|(k, s)| FileSet::Object {
+                    name: k.to_owned(),
+                    size: s.max(0) as u64,
+                }),
+        );
+        Ok(Page {
+            items: out,
+            next: page.next_continuation_token().map(str::to_owned),
+        })
     }
 
-    async fn objects(
+    async fn objects_page(
         &self,
         bucket: &str,
         prefix: &str,
-    ) -> Result<(Vec<(String, u64)>, bool), ConnectorError> {
-        let max = self.cfg.max_objects as usize;
-        let mut out = Vec::new();
-        let mut token: Option<String> = None;
-        loop {
-            let what = format!("ListObjectsV2 {bucket}/{prefix}");
-            let page = with_timeout(self.cfg.aws.timeouts.query(), &what, async {
-                self.client
-                    .list_objects_v2()
-                    .bucket(bucket)
-                    .prefix(prefix)
-                    .max_keys((max - out.len()).min(1000) as i32)
-                    .set_continuation_token(token.clone())
-                    .send()
-                    .await
-                    .map_err(|e| parse_error(from_sdk(e), &what).with_context("bucket", bucket))
-            })
-            .await?;
-            out.extend(
-                page.contents()
-                    .iter()
-                    .filter_map(|o| {
-                        Some((o.key()?.to_owned(), o.size().unwrap_or(0).max(0) as u64))
-                    })
-                    .filter(|(k, _)| !k.ends_with('/')),
-            );
-            token = page.next_continuation_token().map(str::to_owned);
-            if token.is_none() {
-                return Ok((out, false));
-            }
-            if out.len() >= max {
-                return Ok((out, true));
-            }
-        }
+        max: usize,
+        token: Option<String>,
+    ) -> Result<Page<(String, u64)>, ConnectorError> {
+        let what = format!("ListObjectsV2 {bucket}/{prefix}");
+        let page = with_timeout(self.cfg.aws.timeouts.query(), &what, async {
+            self.client
+                .list_objects_v2()
+                .bucket(bucket)
+                .prefix(prefix)
+                .max_keys(max.min(1000) as i32)
+                .set_continuation_token(token)
+                .send()
+                .await
+                .map_err(|e| parse_error(from_sdk(e), &what).with_context("bucket", bucket))
+        })
+        .await?;
+        Ok(Page {
+            items: page
+                .contents()
+                .iter()
+                .filter_map(|o| Some((o.key()?.to_owned(), o.size().unwrap_or(0).max(0) as u64)))
+                .collect(),
+            next: page.next_continuation_token().map(str::to_owned),
+        })
     }
 
     async fn read_range(

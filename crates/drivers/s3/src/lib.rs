@@ -29,6 +29,7 @@ mod config;
 mod connection;
 mod discovery;
 
+use matih_connector_core::sample::file_sets;
 use matih_connector_core::{
     async_trait, Capabilities, Checked, ConnectContext, Connection, ConnectorError, ConnectorType,
     Driver, DriverDescriptor, Key, Prepared,
@@ -121,8 +122,9 @@ impl Prepared for S3Config {
     }
 }
 
-// The `Connection` impl lives here, not in `connection`: it calls both
-// `connection` and `discovery`, and `discovery` depends on `connection` only.
+// The `Connection` impl lives here, not in `connection`: discovery and the
+// probe are core's `file_sets` over the `ObjectStore` impl in `discovery`,
+// which depends on `connection` only.
 #[async_trait]
 impl Connection for S3Connection {
     async fn server_version(&mut self) -> Result<String, ConnectorError> {
@@ -130,11 +132,11 @@ impl Connection for S3Connection {
     }
 
     async fn probe(&mut self, req: &DiscoveryRequest) -> Result<(), ConnectorError> {
-        discovery::probe(self, req).await
+        file_sets::probe(&*self, req).await
     }
 
     async fn discover(&mut self, req: &DiscoveryRequest) -> Result<Catalog, ConnectorError> {
-        discovery::discover(self, req).await
+        file_sets::discover_store(&*self, req).await
     }
 
     async fn close(self: Box<Self>) -> Result<(), ConnectorError> {
