@@ -860,6 +860,7 @@ pub fn bench_discovery() -> Result<()> {
     let drivers = ["postgres", "mysql"];
     let session = Session::acquire(&drivers.map(str::to_owned), Source::Native)?;
     let mut rows = Vec::new();
+    let mut summaries = Vec::new();
     for name in drivers {
         let dir = root.join("crates/drivers").join(name).join("examples");
         let example = format!("{name}_bench_discovery");
@@ -878,10 +879,24 @@ pub fn bench_discovery() -> Result<()> {
         let package = format!("matih-driver-{name}");
         say!("cargo run --release -p {package} --example {example}");
         let t = Instant::now();
-        let status = cargo_with(&session.vars, true)
-            .args(["run", "--release", "-p", &package, "--example", &example])
-            .status();
-        let ok = status.as_ref().is_ok_and(|s| s.success());
+        let ran = run_teeing(
+            cargo_with(&session.vars, true).args([
+                "run",
+                "--release",
+                "-p",
+                &package,
+                "--example",
+                &example,
+            ]),
+            &mut summaries,
+        );
+        let ok = match ran {
+            Ok(ok) => ok,
+            Err(e) => {
+                say!("{example}: {e:#}");
+                false
+            }
+        };
         rows.push(Row {
             name: name.into(),
             result: if ok { "ok".into() } else { "FAILED".into() },
@@ -892,29 +907,126 @@ pub fn bench_discovery() -> Result<()> {
     let cli = cli_discovery_rss(&session.vars);
     session.release();
     print_table("bench discovery", &rows);
-    match cli {
-        Ok(lines) => {
+    let cli = match cli {
+        Ok(cli) => {
             println!();
-            for l in lines {
+            for l in &cli.lines {
                 println!("{l}");
             }
+            cli.runs
         }
         Err(e) => {
             say!("CLI discovery: {e:#}");
-            bail!("the CLI discovery runs failed");
+            Vec::new()
         }
-    }
+    };
+    print_discovery_summary(&summaries, &cli);
     if rows.iter().any(|r| !r.ok) {
         bail!("a benchmark failed");
     }
+    if cli.is_empty() {
+        bail!("the CLI discovery runs failed");
+    }
     Ok(())
+}
+
+/// Runs `cmd`, copying its standard output through line by line and keeping
+/// the `summary` lines (tab-separated `key=value` fields after the word
+/// `summary`) a benchmark example ends with. True when it succeeded.
+fn run_teeing(cmd: &mut Command, summaries: &mut Vec<BTreeMap<String, String>>) -> Result<bool> {
+    let mut child = cmd
+        .stdout(Stdio::piped())
+        .spawn()
+        .context("starting cargo run")?;
+    let out = child.stdout.take().context("no stdout")?;
+    for line in BufReader::new(out).lines() {
+        let line = line?;
+        println!("{line}");
+        if let Some(fields) = line.strip_prefix("summary\t") {
+            summaries.push(
+                fields
+                    .split('\t')
+                    .filter_map(|f| f.split_once('='))
+                    .map(|(k, v)| (k.to_owned(), v.to_owned()))
+                    .collect(),
+            );
+        }
+    }
+    Ok(child.wait()?.success())
+}
+
+/// One CLI run under `/usr/bin/time`: best of 3.
+struct CliRun {
+    label: String,
+    rss_mb: f64,
+    wall_secs: f64,
+}
+
+struct CliFigures {
+    lines: Vec<String>,
+    runs: Vec<CliRun>,
+}
+
+/// The compact table at the end of `bench discovery`: per database, ours
+/// and each reference as medians, the ratios ours/reference, and peak RSS
+/// (inside the example, and of the CLI process end to end).
+fn print_discovery_summary(summaries: &[BTreeMap<String, String>], cli: &[CliRun]) {
+    let secs_of = |m: &BTreeMap<String, String>, k: &str| -> Option<f64> {
+        m.get(k)?.parse::<f64>().ok().filter(|v| *v > 0.0)
+    };
+    println!();
+    println!(
+        "bench discovery summary (medians, release, one run; ratio = ours / reference; \
+         columns alone = the column catalog read by itself; floor = MariaDB's two plain \
+         information_schema queries, TABLES + COLUMNS; naive = one naive joined query)"
+    );
+    println!(
+        "{:<30} {:>6} {:>7} {:>8} {:>17} {:>17} {:>17} {:>8} {:>8} {:>7}  target",
+        "database",
+        "rels",
+        "columns",
+        "ours s",
+        "columns alone",
+        "floor",
+        "naive",
+        "RSS MB",
+        "CLI MB",
+        "CLI s"
+    );
+    for m in summaries {
+        let name = m.get("name").map_or("?", String::as_str);
+        let ours = secs_of(m, "ours");
+        let cell = |k: &str| match (secs_of(m, k), ours) {
+            (Some(r), Some(o)) => format!("{r:.3} s {:>5.2}x", o / r),
+            _ => "-".to_owned(),
+        };
+        let run = cli.iter().find(|c| c.label == name);
+        println!(
+            "{:<30} {:>6} {:>7} {:>8} {:>17} {:>17} {:>17} {:>8} {:>8} {:>7}  {}",
+            name,
+            m.get("relations").map_or("?", String::as_str),
+            m.get("columns").map_or("?", String::as_str),
+            ours.map_or("-".to_owned(), |o| format!("{o:.3}")),
+            cell("columns_alone"),
+            cell("floor"),
+            cell("naive"),
+            m.get("peak_rss_mb").map_or("-", String::as_str),
+            run.map_or("-".to_owned(), |r| format!("{:.1}", r.rss_mb)),
+            run.map_or("-".to_owned(), |r| format!("{:.3}", r.wall_secs)),
+            m.get("target").map_or("", String::as_str),
+        );
+    }
+    if summaries.is_empty() {
+        println!("(no example printed a summary line)");
+    }
+    println!("CLI peak RSS target: < 100 MB at 21,000 relations");
 }
 
 /// The `matih-connectors` CLI (release, postgres + mysql) discovering the
 /// benchmark databases the examples built, its JSON streamed to /dev/null,
 /// each run under `/usr/bin/time` (Debian `time`): peak RSS (the child's
 /// `ru_maxrss` from wait4) and wall time, end to end.
-fn cli_discovery_rss(vars: &Vars) -> Result<Vec<String>> {
+fn cli_discovery_rss(vars: &Vars) -> Result<CliFigures> {
     let time = crate::util::find_program("time", &["/usr/bin/time"], "time")?;
     let built = crate::util::build_targets(
         Some("release"),
@@ -962,6 +1074,7 @@ fn cli_discovery_rss(vars: &Vars) -> Result<Vec<String>> {
     ];
     let dir = std::env::temp_dir().join(format!("matih-bench-cli-{}", std::process::id()));
     std::fs::create_dir_all(&dir)?;
+    let mut runs = Vec::new();
     let mut lines = vec![format!(
         "CLI end to end ({}; `discover --quiet`, JSON streamed to /dev/null, peak RSS = \
          ru_maxrss by /usr/bin/time; best of 3)",
@@ -999,9 +1112,14 @@ fn cli_discovery_rss(vars: &Vars) -> Result<Vec<String>> {
             best_rss as f64 / 1024.0,
             best_secs
         ));
+        runs.push(CliRun {
+            label: label.to_owned(),
+            rss_mb: best_rss as f64 / 1024.0,
+            wall_secs: best_secs,
+        });
     }
     let _ = std::fs::remove_dir_all(&dir);
-    Ok(lines)
+    Ok(CliFigures { lines, runs })
 }
 
 /// `cargo xtask bench api`: see [`crate::bench_api`].

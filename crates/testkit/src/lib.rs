@@ -29,6 +29,7 @@
 
 #![warn(missing_docs)]
 
+pub mod bench;
 pub mod conformance;
 pub mod egress;
 pub mod egress_proof;

@@ -1,12 +1,18 @@
-//! Discovery benchmark: our set-based discovery beside two plain
-//! information_schema queries and a naive join, on one server, in one run.
+//! Discovery benchmark: our set-based discovery beside the columns-alone
+//! read, the two plain information_schema queries (the floor: TABLES and
+//! COLUMNS) and a naive join, on one server, in one run.
 //!
 //! Reads the fixture's MATIH_TEST_MYSQL_* variables (run by `cargo xtask bench
 //! discovery`, in release). Creates database `matih_bench` with 2,000 tables
 //! (10-20 columns each, primary keys, secondary keys, some JSON columns) and
 //! 10 views unless it already holds them. MATIH_BENCH_RUNS sets the number of
-//! timed runs (default 7; the naive join runs at most 3 times);
-//! RUST_LOG=matih_driver_mysql=debug prints each catalog query's time.
+//! timed runs (default 7; the naive join, ~100x slower, runs once, or not
+//! at all with MATIH_BENCH_NAIVE=0);
+//! RUST_LOG=matih_driver_mysql=debug prints each catalog query's time. A
+//! breakdown times each catalog query discovery sends on its own.
+//!
+//! The last line is a `summary` line (tab-separated `key=value` fields) that
+//! `cargo xtask bench discovery` gathers into its table.
 
 use std::time::{Duration, Instant};
 
@@ -14,13 +20,13 @@ use matih_connector_core::{
     open, ConnectionConfig, Credentials, DiscoveryRequest, EgressPolicy, NameFilter, SslMode,
     Timeouts,
 };
+use matih_connector_testkit::bench::{cpu_time, proc_status_kb, reset_peak_rss};
 use mysql_async::prelude::Queryable;
 use mysql_async::{Conn, OptsBuilder, Row};
 
 const DATABASE: &str = "matih_bench";
 const TABLES: usize = 2_000;
 const VIEWS: usize = 10;
-const TARGET: Duration = Duration::from_millis(150);
 
 fn env(key: &str) -> String {
     std::env::var(format!("MATIH_TEST_MYSQL_{key}")).unwrap_or_else(|_| {
@@ -114,6 +120,13 @@ struct Timing {
 }
 
 impl Timing {
+    fn new(label: &'static str) -> Timing {
+        Timing {
+            label,
+            runs: Vec::new(),
+            rows: 0,
+        }
+    }
     fn best(&self) -> Duration {
         self.runs.iter().copied().min().unwrap_or_default()
     }
@@ -124,17 +137,15 @@ impl Timing {
     }
 }
 
+/// Runs `statements` one after the other, `runs` times, each bound to the
+/// database name.
 async fn time_sql(
     conn: &mut Conn,
     label: &'static str,
     runs: usize,
     statements: &[&str],
 ) -> mysql_async::Result<Timing> {
-    let mut t = Timing {
-        label,
-        runs: Vec::new(),
-        rows: 0,
-    };
+    let mut t = Timing::new(label);
     for _ in 0..runs {
         let started = Instant::now();
         let mut rows = 0;
@@ -147,6 +158,45 @@ async fn time_sql(
     }
     Ok(t)
 }
+
+/// The floor's two statements: what a catalog reader cannot do without.
+const PLAIN_TABLES: &str =
+    "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, \
+     TABLE_COMMENT FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?";
+const PLAIN_COLUMNS: &str =
+    "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, \
+     COLUMN_DEFAULT, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?";
+
+/// Each catalog query discovery sends, alone (the driver adds its name
+/// filters and, for the last two, the list of tables they concern).
+const BREAKDOWN: [(&str, &str); 5] = [
+    (
+        "SCHEMATA",
+        "SELECT SCHEMA_NAME FROM information_schema.SCHEMATA WHERE SCHEMA_NAME = ?",
+    ),
+    (
+        "TABLES (with statistics)",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, ENGINE, TABLE_COMMENT, CREATE_OPTIONS, \
+         TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
+    ),
+    (
+        "COLUMNS (discovery's 9 columns on MariaDB)",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT, \
+         IS_NULLABLE, COLUMN_TYPE, COLUMN_COMMENT, COLUMN_KEY FROM information_schema.COLUMNS \
+         WHERE TABLE_SCHEMA = ?",
+    ),
+    (
+        "STATISTICS (primary keys)",
+        "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, SEQ_IN_INDEX FROM \
+         information_schema.STATISTICS WHERE INDEX_NAME = 'PRIMARY' AND TABLE_SCHEMA = ?",
+    ),
+    (
+        "CHECK_CONSTRAINTS (MariaDB JSON)",
+        "SELECT CONSTRAINT_SCHEMA, TABLE_NAME, CONSTRAINT_NAME, CHECK_CLAUSE FROM \
+         information_schema.CHECK_CONSTRAINTS WHERE LEVEL = 'Column' AND \
+         CHECK_CLAUSE LIKE 'json_valid(%' AND CONSTRAINT_SCHEMA = ?",
+    ),
+];
 
 #[tokio::main]
 async fn main() -> Result<(), Box<dyn std::error::Error>> {
@@ -198,25 +248,26 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         },
         ..Default::default()
     };
-    let mut ours = Timing {
-        label: "matih discovery (matih_bench)",
-        runs: Vec::new(),
-        rows: 0,
-    };
-    let mut ours_all = Timing {
-        label: "matih discovery (all databases)",
-        runs: Vec::new(),
-        rows: 0,
-    };
+    let mut ours = Timing::new("ours: full discovery (matih_bench)");
+    let mut ours_all = Timing::new("ours: full discovery (all databases)");
+    let mut plain = Timing::new("(a) floor: two plain queries, TABLES + COLUMNS");
+    let mut columns = Timing::new("(b) columns alone: the floor's COLUMNS query");
     let mut conn = open(&driver, &cfg, &creds, &EgressPolicy::allow_all()).await?;
     let mut shape = (0, 0, 0);
+    let (mut peak_kb, mut peak_measured) = (0, true);
+    let mut ours_cpu = Duration::ZERO;
     // One untimed run warms the server's table definition cache, as the
-    // other contenders get no cold run either.
+    // other contenders get no cold run either. Then the contenders take
+    // turns within each round, so load from elsewhere falls on all of them.
     conn.discover(&bench_only).await?;
     for _ in 0..runs {
+        peak_measured &= reset_peak_rss();
+        let cpu = cpu_time();
         let started = Instant::now();
         let catalog = conn.discover(&bench_only).await?;
         ours.runs.push(started.elapsed());
+        ours_cpu += cpu_time() - cpu;
+        peak_kb = peak_kb.max(proc_status_kb("VmHWM:").unwrap_or(0));
         let s = catalog
             .schema(DATABASE)
             .ok_or("matih_bench not discovered")?;
@@ -227,6 +278,14 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
             .count();
         shape = (s.tables.len() - views, views, catalog.column_count());
         ours.rows = catalog.table_count() + catalog.column_count();
+        drop(catalog);
+
+        let t = time_sql(&mut admin, "", 1, &[PLAIN_TABLES, PLAIN_COLUMNS]).await?;
+        plain.runs.extend(t.runs);
+        plain.rows = t.rows;
+        let t = time_sql(&mut admin, "", 1, &[PLAIN_COLUMNS]).await?;
+        columns.runs.extend(t.runs);
+        columns.rows = t.rows;
     }
     // Not interleaved with the runs above: a whole-server pass pushes the
     // bench tables out of the server's table definition cache.
@@ -238,22 +297,19 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
     }
     conn.close().await?;
 
-    let plain = time_sql(
-        &mut admin,
-        "(a) two plain queries: TABLES, COLUMNS",
-        runs,
-        &[
-            "SELECT TABLE_SCHEMA, TABLE_NAME, TABLE_TYPE, TABLE_ROWS, DATA_LENGTH, INDEX_LENGTH, TABLE_COMMENT \
-             FROM information_schema.TABLES WHERE TABLE_SCHEMA = ?",
-            "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_TYPE, IS_NULLABLE, \
-             COLUMN_DEFAULT, COLUMN_COMMENT FROM information_schema.COLUMNS WHERE TABLE_SCHEMA = ?",
-        ],
-    )
-    .await?;
+    let mut breakdown = Vec::new();
+    for (label, sql) in BREAKDOWN {
+        breakdown.push((label, time_sql(&mut admin, label, runs, &[sql]).await?));
+    }
+    // MATIH_BENCH_NAIVE=0 leaves the naive join out (it takes ~40 s).
+    let naive_runs = match std::env::var("MATIH_BENCH_NAIVE").as_deref() {
+        Ok("0") => 0,
+        _ => 1,
+    };
     let naive = time_sql(
         &mut admin,
-        "(b) naive join TABLES x COLUMNS x KEY_COLUMN_USAGE",
-        runs.min(3),
+        "(c) naive join TABLES x COLUMNS x KEY_COLUMN_USAGE",
+        naive_runs,
         &["SELECT t.TABLE_NAME, t.TABLE_TYPE, t.TABLE_ROWS, t.DATA_LENGTH + t.INDEX_LENGTH, t.TABLE_COMMENT, \
                   c.COLUMN_NAME, c.ORDINAL_POSITION, c.COLUMN_TYPE, c.IS_NULLABLE, c.COLUMN_DEFAULT, \
                   c.COLUMN_COMMENT, k.ORDINAL_POSITION \
@@ -276,40 +332,61 @@ async fn main() -> Result<(), Box<dyn std::error::Error>> {
         shape.1,
         shape.2
     );
-    println!(
-        "{:<52} {:>9} {:>9} {:>8} {:>10}",
-        "", "best", "median", "runs", "rows"
-    );
-    for t in [&ours, &ours_all, &plain, &naive] {
+    let row = |t: &Timing| {
         println!(
-            "{:<52} {:>7.3} s {:>7.3} s {:>8} {:>10}",
+            "  {:<56} {:>7.3} s {:>7.3} s {:>5} {:>8}",
             t.label,
             t.best().as_secs_f64(),
             t.median().as_secs_f64(),
             t.runs.len(),
             t.rows
         );
+    };
+    println!(
+        "  {:<56} {:>9} {:>9} {:>5} {:>8}",
+        "", "best", "median", "runs", "rows"
+    );
+    for t in [&ours, &ours_all, &plain, &columns, &naive] {
+        row(t);
+    }
+    println!("  breakdown: each catalog query discovery sends, alone (schema filter only)");
+    for (_, t) in &breakdown {
+        row(t);
     }
     let ratio =
         |a: &Timing, b: &Timing| a.median().as_secs_f64() / b.median().as_secs_f64().max(1e-9);
-    println!();
     println!(
-        "ours / two plain queries   = {:.2}x (median)",
-        ratio(&ours, &plain)
-    );
-    println!(
-        "naive join / ours          = {:.1}x (median)",
+        "  ratio ours/(a) floor: median {:.2} (target <= 1.3)   ours/(b) columns alone: median {:.2}   \
+         (c) naive/ours: {:.1}x",
+        ratio(&ours, &plain),
+        ratio(&ours, &columns),
         ratio(&naive, &ours)
     );
     println!(
-        "target: ours <= {:.3} s at {TABLES} tables: {} (median {:.3} s)",
-        TARGET.as_secs_f64(),
-        if ours.median() <= TARGET {
-            "met"
-        } else {
-            "NOT met"
-        },
-        ours.median().as_secs_f64()
+        "  client CPU per run of ours (this process, user+sys): {:.0} ms",
+        ours_cpu.as_secs_f64() * 1000.0 / runs.max(1) as f64
     );
+    if peak_measured {
+        println!(
+            "  peak RSS during our discovery: {:.1} MB (VmHWM reset before each run)",
+            peak_kb as f64 / 1024.0
+        );
+    }
+    let fields = [
+        "summary".to_owned(),
+        format!("name=MariaDB {DATABASE}"),
+        format!("relations={}", shape.0 + shape.1),
+        format!("columns={}", shape.2),
+        format!("ours={:.4}", ours.median().as_secs_f64()),
+        format!("columns_alone={:.4}", columns.median().as_secs_f64()),
+        format!("floor={:.4}", plain.median().as_secs_f64()),
+        "floor_is=TABLES + COLUMNS".to_owned(),
+        format!("naive={:.4}", naive.median().as_secs_f64()),
+        "target=ours/floor <= 1.3".to_owned(),
+    ]
+    .into_iter()
+    .chain(peak_measured.then(|| format!("peak_rss_mb={:.1}", peak_kb as f64 / 1024.0)))
+    .collect::<Vec<_>>();
+    println!("{}", fields.join("\t"));
     Ok(())
 }

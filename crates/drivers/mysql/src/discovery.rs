@@ -7,6 +7,7 @@
 //! table's definition), and joins multiply that work. Rows are stitched
 //! together here instead.
 
+use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use matih_connector_core::{
@@ -16,7 +17,7 @@ use matih_connector_core::{
 use mysql_async::Value;
 
 use crate::connection::{text, unsigned, MysqlConnection};
-use crate::types::{normalize, normalize_default, NativeType};
+use crate::types::{data_type_of, normalize, normalize_default, DefaultStyle, NativeType};
 
 mod incremental;
 pub(crate) use incremental::discover_changed;
@@ -215,14 +216,34 @@ fn tables_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Valu
     )
 }
 
-fn columns_query(req: &DiscoveryRequest, only: Option<&str>) -> (String, Vec<Value>) {
+/// Positions in a `columns_query` row.
+mod col {
+    pub(super) const SCHEMA: usize = 0;
+    pub(super) const TABLE: usize = 1;
+    pub(super) const NAME: usize = 2;
+    pub(super) const ORDINAL: usize = 3;
+    pub(super) const DEFAULT: usize = 4;
+    pub(super) const NULLABLE: usize = 5;
+    pub(super) const TYPE: usize = 6;
+    pub(super) const COMMENT: usize = 7;
+    pub(super) const KEY: usize = 8;
+    /// Only when asked for (`columns_query`'s `extra`).
+    pub(super) const EXTRA: usize = 9;
+}
+
+/// Each column the server sends costs it time per row (the views are
+/// materialized row by row), so the listing asks for what discovery keeps:
+/// `DATA_TYPE`, `NUMERIC_PRECISION` and `NUMERIC_SCALE` are spelled out in
+/// `COLUMN_TYPE`, and `EXTRA` is read only where the default style needs it.
+fn columns_query(req: &DiscoveryRequest, only: Option<&str>, extra: bool) -> (String, Vec<Value>) {
     let mut w = Where::default();
     w.tables("TABLE_SCHEMA", "TABLE_NAME", req, only);
+    let extra = if extra { ", EXTRA" } else { "" };
     (
         format!(
             "SELECT TABLE_SCHEMA, TABLE_NAME, COLUMN_NAME, ORDINAL_POSITION, COLUMN_DEFAULT, \
-             IS_NULLABLE, DATA_TYPE, COLUMN_TYPE, NUMERIC_PRECISION, NUMERIC_SCALE, EXTRA, \
-             COLUMN_COMMENT, COLUMN_KEY FROM information_schema.COLUMNS{}",
+             IS_NULLABLE, COLUMN_TYPE, COLUMN_COMMENT, COLUMN_KEY{extra} \
+             FROM information_schema.COLUMNS{}",
             w.sql
         ),
         w.params,
@@ -309,6 +330,14 @@ impl Cells {
         }
     }
 
+    /// A text cell, borrowed when its bytes are UTF-8.
+    fn str(&self, i: usize) -> Option<Cow<'_, str>> {
+        match self.0.get(i)? {
+            Value::Bytes(b) => Some(String::from_utf8_lossy(b)),
+            v => text(v).map(Cow::Owned),
+        }
+    }
+
     /// Like [`Cells::text`], moving the cell's bytes out instead of copying.
     fn take_text(&mut self, i: usize) -> Option<String> {
         match self.0.get_mut(i).map(|v| std::mem::replace(v, Value::NULL)) {
@@ -389,8 +418,17 @@ pub(crate) async fn discover(
     discover_with(conn, req, None).await
 }
 
+/// A table by (database, name).
+type Key = (String, String);
+
 /// Discovery; given an incremental pass, the tables' prints are taken once
 /// they are listed and columns and keys are read for the changed ones only.
+///
+/// A full discovery lists the columns first: turning their rows into columns
+/// is most of this side's work, and it runs while the server answers the
+/// table listing and the follow-up queries (the server's time is the same in
+/// either order). An incremental pass lists the tables first, as it needs
+/// their prints to know which tables' columns to read.
 async fn discover_with(
     conn: &mut MysqlConnection,
     req: &DiscoveryRequest,
@@ -417,9 +455,69 @@ async fn discover_with(
     if req.depth == Depth::Schemas || schemas.is_empty() {
         return Ok(finish(schemas, HashMap::new()));
     }
+    if req.depth == Depth::Columns && pass.is_none() {
+        let style = conn.default_style().await?;
+        let mariadb = conn.is_mariadb().await?;
+        let extra = style == DefaultStyle::Value;
+        let (sql, params) = columns_query(req, only, extra);
+        let column_rows = conn.rows("listing columns", &sql, params).await?;
+        let follow = FollowUps::of(&column_rows, &|_| true, mariadb);
+        let server = async {
+            let tables = list_tables(conn, req, only, &schemas).await?;
+            let answers = follow.run(conn, req, only).await?;
+            Ok::<_, ConnectorError>((tables, answers))
+        };
+        let (listed, built) = tokio::join!(
+            server,
+            build_columns(column_rows, &|_| true, style, mariadb)
+        );
+        let (mut tables, answers) = listed?;
+        attach(&mut tables, built?, answers, &|_| true);
+        return Ok(finish(schemas, tables));
+    }
 
+    let mut tables = list_tables(conn, req, only, &schemas).await?;
+    if req.depth == Depth::Tables || tables.is_empty() {
+        return Ok(finish(schemas, tables));
+    }
+    let changed = match pass.as_mut() {
+        Some(pass) => Some(pass.select(conn, req, only, &tables).await?),
+        None => None,
+    };
+    let wanted = |key: &Key| changed.as_ref().is_none_or(|c| c.contains(key));
+    if changed.as_ref().is_some_and(|c| c.is_empty()) {
+        return Ok(finish(schemas, tables));
+    }
+
+    let style = conn.default_style().await?;
+    let mariadb = conn.is_mariadb().await?;
+    let extra = style == DefaultStyle::Value;
+    let (sql, params) = incremental::restrict(columns_query(req, only, extra), changed.as_ref());
+    let column_rows = conn.rows("listing columns", &sql, params).await?;
+    // The follow-up queries go out before the rows are turned into columns:
+    // the server answers them while this side does that work.
+    let follow = FollowUps::of(
+        &column_rows,
+        &|key| tables.contains_key(key) && wanted(key),
+        mariadb,
+    );
+    let (answers, built) = tokio::join!(
+        follow.run(conn, req, only),
+        build_columns(column_rows, &wanted, style, mariadb)
+    );
+    attach(&mut tables, built?, answers?, &wanted);
+    Ok(finish(schemas, tables))
+}
+
+/// The table listing under the request's filters, for the databases listed.
+async fn list_tables(
+    conn: &mut MysqlConnection,
+    req: &DiscoveryRequest,
+    only: Option<&str>,
+    schemas: &BTreeMap<String, Schema>,
+) -> Result<HashMap<Key, Table>, ConnectorError> {
     let (sql, params) = tables_query(req, only);
-    let mut tables: HashMap<(String, String), Table> = HashMap::new();
+    let mut tables: HashMap<Key, Table> = HashMap::new();
     for row in conn.rows("listing tables", &sql, params).await? {
         let c = Cells(row);
         let schema = c.name(0, "listing tables")?;
@@ -452,128 +550,44 @@ async fn discover_with(
         }
         tables.insert((schema, name), t);
     }
-    if req.depth == Depth::Tables || tables.is_empty() {
-        return Ok(finish(schemas, tables));
-    }
-    let changed = match pass.as_mut() {
-        Some(pass) => Some(pass.select(conn, req, only, &tables).await?),
-        None => None,
-    };
-    let wanted = |key: &(String, String)| changed.as_ref().is_none_or(|c| c.contains(key));
-    if changed.as_ref().is_some_and(|c| c.is_empty()) {
-        return Ok(finish(schemas, tables));
-    }
+    Ok(tables)
+}
 
-    let style = conn.default_style().await?;
-    let mariadb = conn.is_mariadb().await?;
-    let (sql, params) = incremental::restrict(columns_query(req, only), changed.as_ref());
-    let column_rows = conn.rows("listing columns", &sql, params).await?;
-    // Rows come table by table: the table is looked up once per run of its
-    // rows, and each cell's bytes move into the catalog without a copy.
-    let mut current: Option<((String, String), bool)> = None;
-    let mut keyed: HashSet<(String, String)> = HashSet::new();
-    let mut longtext_tables: HashSet<(String, String)> = HashSet::new();
-    // Longtext columns that may be MariaDB JSON: (table key, column index).
-    let mut longtext: Vec<((String, String), usize)> = Vec::new();
-    for row in column_rows {
-        let mut c = Cells(row);
-        let same = match (&current, c.bytes(0), c.bytes(1)) {
-            (Some(((s, t), _)), Some(schema), Some(table)) => {
-                s.as_bytes() == schema && t.as_bytes() == table
-            }
-            _ => false,
-        };
-        if !same {
-            let key = (
-                c.take_name(0, "listing columns")?,
-                c.take_name(1, "listing columns")?,
-            );
-            let known = tables.contains_key(&key) && wanted(&key);
-            current = Some((key, known));
-        }
-        let Some((key, true)) = &current else {
-            continue;
-        };
-        let Some(t) = tables.get_mut(key) else {
-            continue;
-        };
-        let name = c.take_name(2, "listing columns")?;
-        let data_type = c.take_text(6).unwrap_or_default();
-        let column_type = c.take_text(7).unwrap_or_else(|| data_type.clone());
-        let data = normalize(
-            NativeType {
-                data_type: &data_type,
-                column_type: &column_type,
-                numeric_precision: c.unsigned(8),
-                numeric_scale: c.unsigned(9),
-            },
-            false,
-        );
-        if c.bytes(12) == Some(b"PRI") && !keyed.contains(key) {
-            keyed.insert(key.clone());
-        }
-        if mariadb && data_type.eq_ignore_ascii_case("longtext") {
-            if !longtext_tables.contains(key) {
-                longtext_tables.insert(key.clone());
-            }
-            longtext.push((key.clone(), t.columns.len()));
-        }
-        t.columns.push(Column {
-            ordinal: c
-                .unsigned(3)
-                .and_then(|o| u32::try_from(o).ok())
-                .unwrap_or(0),
-            data_type: data,
-            nullable: c.bytes(5).is_some_and(|n| n.eq_ignore_ascii_case(b"YES")),
-            default: normalize_default(
-                c.text(4).as_deref(),
-                style,
-                &data_type,
-                &c.text(10).unwrap_or_default(),
-            ),
-            comment: c.take_text(11).filter(|s| !s.is_empty()),
-            native_type: column_type,
-            name,
-        });
-    }
+/// Columns by table as the listing gave them, and the MariaDB `longtext`
+/// columns among them that may be JSON (table, column index).
+struct BuiltColumns {
+    columns: HashMap<Key, Vec<Column>>,
+    longtext: Vec<(Key, usize)>,
+}
 
-    if !longtext.is_empty() {
-        let json = json_columns(conn, req, only, &TableList::from(longtext_tables)).await?;
-        for (key, i) in longtext {
-            if let Some(col) = tables.get_mut(&key).and_then(|t| t.columns.get_mut(i)) {
-                if json.contains(&(key.0.clone(), key.1.clone(), col.name.clone())) {
-                    col.data_type = normalize(
-                        NativeType {
-                            data_type: "longtext",
-                            column_type: &col.native_type,
-                            numeric_precision: None,
-                            numeric_scale: None,
-                        },
-                        true,
-                    );
-                }
+/// Gives each listed table its columns, marks MariaDB JSON columns and sets
+/// primary keys. Columns of a table the listing left out (filtered, or
+/// created in between) are dropped.
+fn attach(
+    tables: &mut HashMap<Key, Table>,
+    built: BuiltColumns,
+    (json, keys): FollowUpAnswers,
+    wanted: &dyn Fn(&Key) -> bool,
+) {
+    for (key, columns) in built.columns {
+        if let Some(t) = tables.get_mut(&key).filter(|_| wanted(&key)) {
+            t.columns = columns;
+        }
+    }
+    for (key, i) in built.longtext {
+        if let Some(col) = tables.get_mut(&key).and_then(|t| t.columns.get_mut(i)) {
+            if json.contains(&(key.0.clone(), key.1.clone(), col.name.clone())) {
+                col.data_type = normalize(
+                    NativeType {
+                        data_type: "longtext",
+                        column_type: &col.native_type,
+                        numeric_precision: None,
+                        numeric_scale: None,
+                    },
+                    true,
+                );
             }
         }
-    }
-
-    // COLUMN_KEY says which tables have a key column; only the key query
-    // tells a declared PRIMARY KEY (and its column order) from a UNIQUE NOT
-    // NULL key the server promotes, so it runs, for those tables only.
-    if keyed.is_empty() {
-        return Ok(finish(schemas, tables));
-    }
-    let (sql, params) = primary_keys_query(req, only, &TableList::from(keyed));
-    let mut keys: HashMap<(String, String), Vec<(u64, String)>> = HashMap::new();
-    for row in conn.rows("listing primary keys", &sql, params).await? {
-        let mut c = Cells(row);
-        let key = (
-            c.take_name(0, "listing primary keys")?,
-            c.take_name(1, "listing primary keys")?,
-        );
-        let column = c.take_name(2, "listing primary keys")?;
-        keys.entry(key)
-            .or_default()
-            .push((c.unsigned(3).unwrap_or(0), column));
     }
     for (key, mut columns) in keys {
         if !wanted(&key) {
@@ -584,9 +598,185 @@ async fn discover_with(
             t.primary_key = columns.into_iter().map(|(_, c)| c).collect();
         }
     }
-
-    Ok(finish(schemas, tables))
 }
+
+/// Rows between two yields while columns are built: the queries running
+/// beside it advance in between (about a millisecond of work).
+const ROWS_PER_YIELD: usize = 512;
+
+/// Turns the `COLUMNS` rows into columns by table. Rows come table by
+/// table: the table's entry is found once per run of its rows, and each
+/// name's bytes move into the catalog without a copy.
+async fn build_columns(
+    rows: Vec<Vec<Value>>,
+    wanted: &(dyn Fn(&Key) -> bool + Sync),
+    style: DefaultStyle,
+    mariadb: bool,
+) -> Result<BuiltColumns, ConnectorError> {
+    let mut out = BuiltColumns {
+        columns: HashMap::new(),
+        longtext: Vec::new(),
+    };
+    let mut current: Option<(Key, bool)> = None;
+    let mut list: Vec<Column> = Vec::new();
+    for (n, row) in rows.into_iter().enumerate() {
+        if n % ROWS_PER_YIELD == ROWS_PER_YIELD - 1 {
+            tokio::task::yield_now().await;
+        }
+        let mut c = Cells(row);
+        let same = match (&current, c.bytes(col::SCHEMA), c.bytes(col::TABLE)) {
+            (Some(((s, t), _)), Some(schema), Some(table)) => {
+                s.as_bytes() == schema && t.as_bytes() == table
+            }
+            _ => false,
+        };
+        if !same {
+            let key = (
+                c.take_name(col::SCHEMA, "listing columns")?,
+                c.take_name(col::TABLE, "listing columns")?,
+            );
+            if let Some((done, true)) = current.take() {
+                out.columns.entry(done).or_default().append(&mut list);
+            }
+            let keep = wanted(&key);
+            current = Some((key, keep));
+        }
+        let Some((key, true)) = &current else {
+            continue;
+        };
+        let name = c.take_name(col::NAME, "listing columns")?;
+        let column_type = c.take_text(col::TYPE).unwrap_or_default();
+        let data_type = data_type_of(&column_type);
+        let data = normalize(
+            NativeType {
+                data_type,
+                column_type: &column_type,
+                numeric_precision: None,
+                numeric_scale: None,
+            },
+            false,
+        );
+        if mariadb && data_type.eq_ignore_ascii_case("longtext") {
+            let before = out.columns.get(key).map_or(0, Vec::len);
+            out.longtext.push((key.clone(), before + list.len()));
+        }
+        let default = normalize_default(
+            c.str(col::DEFAULT).as_deref(),
+            style,
+            data_type,
+            &c.str(col::EXTRA).unwrap_or_default(),
+        );
+        list.push(Column {
+            ordinal: c
+                .unsigned(col::ORDINAL)
+                .and_then(|o| u32::try_from(o).ok())
+                .unwrap_or(0),
+            data_type: data,
+            nullable: c
+                .bytes(col::NULLABLE)
+                .is_some_and(|n| n.eq_ignore_ascii_case(b"YES")),
+            default,
+            comment: c.take_text(col::COMMENT).filter(|s| !s.is_empty()),
+            native_type: column_type,
+            name,
+        });
+    }
+    if let Some((done, true)) = current {
+        out.columns.entry(done).or_default().append(&mut list);
+    }
+    Ok(out)
+}
+
+/// The queries that follow the column listing, and the tables each concerns.
+struct FollowUps {
+    /// Tables with a key column: COLUMN_KEY says which tables have one, but
+    /// only STATISTICS tells a declared PRIMARY KEY (and its column order)
+    /// from a UNIQUE NOT NULL key the server promotes.
+    keyed: HashSet<Key>,
+    /// MariaDB tables with a `longtext` column, which may be JSON.
+    longtext: HashSet<Key>,
+}
+
+impl FollowUps {
+    /// Reads the tables the follow-ups concern off the raw `COLUMNS` rows.
+    fn of(rows: &[Vec<Value>], listed: &dyn Fn(&Key) -> bool, mariadb: bool) -> FollowUps {
+        let mut out = FollowUps {
+            keyed: HashSet::new(),
+            longtext: HashSet::new(),
+        };
+        // The run of rows of one table: its raw names, and its key when listed.
+        let mut current: Option<(&[u8], &[u8], Option<Key>)> = None;
+        for row in rows {
+            let (Some(Value::Bytes(schema)), Some(Value::Bytes(table))) =
+                (row.get(col::SCHEMA), row.get(col::TABLE))
+            else {
+                continue;
+            };
+            let primary = matches!(row.get(col::KEY), Some(Value::Bytes(k)) if k == b"PRI");
+            let longtext = mariadb
+                && matches!(row.get(col::TYPE), Some(Value::Bytes(t))
+                    if data_type_of(&String::from_utf8_lossy(t)).eq_ignore_ascii_case("longtext"));
+            if !primary && !longtext {
+                continue;
+            }
+            if !matches!(current, Some((s, t, _)) if s == &schema[..] && t == &table[..]) {
+                let name = (
+                    String::from_utf8_lossy(schema).into_owned(),
+                    String::from_utf8_lossy(table).into_owned(),
+                );
+                current = Some((schema, table, listed(&name).then_some(name)));
+            }
+            let Some((_, _, Some(name))) = &current else {
+                continue;
+            };
+            if primary && !out.keyed.contains(name) {
+                out.keyed.insert(name.clone());
+            }
+            if longtext && !out.longtext.contains(name) {
+                out.longtext.insert(name.clone());
+            }
+        }
+        out
+    }
+
+    /// The JSON columns and the primary keys (column order, name) by table.
+    async fn run(
+        self,
+        conn: &mut MysqlConnection,
+        req: &DiscoveryRequest,
+        only: Option<&str>,
+    ) -> Result<FollowUpAnswers, ConnectorError> {
+        let json = if self.longtext.is_empty() {
+            HashSet::new()
+        } else {
+            json_columns(conn, req, only, &TableList::from(self.longtext)).await?
+        };
+        let mut keys: HashMap<Key, Vec<(u64, String)>> = HashMap::new();
+        if self.keyed.is_empty() {
+            return Ok((json, keys));
+        }
+        let (sql, params) = primary_keys_query(req, only, &TableList::from(self.keyed));
+        for row in conn.rows("listing primary keys", &sql, params).await? {
+            let mut c = Cells(row);
+            let key = (
+                c.take_name(0, "listing primary keys")?,
+                c.take_name(1, "listing primary keys")?,
+            );
+            let column = c.take_name(2, "listing primary keys")?;
+            keys.entry(key)
+                .or_default()
+                .push((c.unsigned(3).unwrap_or(0), column));
+        }
+        Ok((json, keys))
+    }
+}
+
+/// MariaDB JSON columns (database, table, column), and primary key columns
+/// (position in the key, name) by table.
+type FollowUpAnswers = (
+    HashSet<(String, String, String)>,
+    HashMap<Key, Vec<(u64, String)>>,
+);
 
 /// (database, table, column) of every MariaDB JSON column under the
 /// filters, among the tables named.
@@ -697,7 +887,7 @@ mod tests {
         for (sql, _) in [
             schemas_query(&r, None, false),
             tables_query(&r, None),
-            columns_query(&r, None),
+            columns_query(&r, None, true),
             primary_keys_query(&r, None, &TableList::default()),
             json_checks_query(&r, None, &TableList::default()),
         ] {
@@ -712,7 +902,7 @@ mod tests {
         assert_eq!(glob_literal("a\\*b").as_deref(), Some("a*b"));
         assert_eq!(glob_literal("sales_*"), None);
         assert_eq!(glob_literal("a?"), None);
-        let (sql, params) = columns_query(&req(&["Sales Data"], &[]), None);
+        let (sql, params) = columns_query(&req(&["Sales Data"], &[]), None, false);
         assert!(
             sql.contains("AND TABLE_SCHEMA = ? AND (CONVERT(TABLE_SCHEMA"),
             "{sql}"
@@ -721,7 +911,7 @@ mod tests {
             params,
             vec![Value::from("Sales Data"), Value::from("Sales Data")]
         );
-        let (sql, _) = columns_query(&req(&["a", "b"], &[]), None);
+        let (sql, _) = columns_query(&req(&["a", "b"], &[]), None, false);
         assert!(!sql.contains("TABLE_SCHEMA = ?"), "{sql}");
     }
 

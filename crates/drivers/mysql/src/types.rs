@@ -19,10 +19,10 @@ pub(crate) struct NativeType<'a> {
 /// column: MariaDB stores it as `longtext` with a `json_valid()` CHECK
 /// constraint, which is how discovery recognizes it.
 pub(crate) fn normalize(t: NativeType<'_>, json_checked: bool) -> DataType {
-    let data_type = t.data_type.trim().to_ascii_lowercase();
-    let column_type = t.column_type.trim().to_ascii_lowercase();
+    let data_type = lowercase(t.data_type.trim());
+    let column_type = lowercase(t.column_type.trim());
     let unsigned = column_type.split_whitespace().any(|w| w == "unsigned");
-    match data_type.as_str() {
+    match &*data_type {
         // BOOL and BOOLEAN are tinyint(1). MySQL 8 dropped display widths from
         // COLUMN_TYPE except for this one, so it still marks a boolean.
         "tinyint" if !unsigned && column_type.starts_with("tinyint(1)") => DataType::Boolean,
@@ -70,6 +70,25 @@ pub(crate) fn normalize(t: NativeType<'_>, json_checked: bool) -> DataType {
         // MariaDB 11.7+ and MySQL 9: fixed-length float32 vectors.
         "vector" => DataType::array(DataType::Float32),
         _ => DataType::Unknown,
+    }
+}
+
+/// `DATA_TYPE` read off `COLUMN_TYPE`: the word before the arguments or
+/// attributes (`int(10) unsigned` → `int`, `enum('a')` → `enum`). Both
+/// servers build `COLUMN_TYPE` from the type's name this way.
+pub(crate) fn data_type_of(column_type: &str) -> &str {
+    let t = column_type.trim_start();
+    let end = t.find(['(', ' ']).unwrap_or(t.len());
+    &t[..end]
+}
+
+/// `s` in ASCII lower case, copied only when it has an upper-case letter
+/// (the servers spell their type names in lower case: this runs per column).
+fn lowercase(s: &str) -> std::borrow::Cow<'_, str> {
+    if s.bytes().any(|b| b.is_ascii_uppercase()) {
+        std::borrow::Cow::Owned(s.to_ascii_lowercase())
+    } else {
+        std::borrow::Cow::Borrowed(s)
     }
 }
 
@@ -274,6 +293,11 @@ mod tests {
         for (data_type, column_type, want) in cases {
             let got = normalize(t(data_type, column_type), false);
             assert_eq!(got.to_string(), *want, "{data_type} / {column_type}");
+            // Discovery reads DATA_TYPE off COLUMN_TYPE and leaves the numeric
+            // precision and scale to it: the same type either way.
+            assert_eq!(data_type_of(column_type), *data_type, "{column_type}");
+            let derived = normalize(t(data_type_of(column_type), column_type), false);
+            assert_eq!(derived, got, "{column_type}");
         }
     }
 

@@ -349,6 +349,15 @@ async fn bench(e: &Env, db: &str, runs: usize) {
             peak_kb as f64 / 1024.0
         );
     }
+    // For `cargo xtask bench discovery`'s table: tab-separated key=value.
+    println!(
+        "summary\tname=PostgreSQL {db}\trelations={tables}\tcolumns={columns}\tours={:.4}\t\
+         columns_alone={:.4}\tnaive={:.4}\ttarget=ours/columns alone <= 1.5\tpeak_rss_mb={:.1}",
+        o.median.as_secs_f64(),
+        b.median.as_secs_f64(),
+        a.median.as_secs_f64(),
+        peak_kb as f64 / 1024.0
+    );
 }
 
 #[tokio::main]

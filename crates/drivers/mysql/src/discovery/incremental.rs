@@ -265,7 +265,10 @@ mod tests {
             ("s".to_owned(), "a".to_owned()),
         ]
         .into();
-        let (sql, params) = restrict(super::super::columns_query(&req, None), Some(&changed));
+        let (sql, params) = restrict(
+            super::super::columns_query(&req, None, false),
+            Some(&changed),
+        );
         assert!(
             sql.ends_with(" AND (TABLE_SCHEMA, TABLE_NAME) IN ((?, ?), (?, ?))"),
             "{sql}"
@@ -283,9 +286,12 @@ mod tests {
             include_system: true,
             ..Default::default()
         };
-        let (sql, _) = restrict(super::super::columns_query(&all, None), Some(&changed));
+        let (sql, _) = restrict(
+            super::super::columns_query(&all, None, false),
+            Some(&changed),
+        );
         assert!(sql.contains("COLUMNS WHERE (TABLE_SCHEMA"), "{sql}");
-        let unrestricted = super::super::columns_query(&req, None);
+        let unrestricted = super::super::columns_query(&req, None, false);
         assert_eq!(restrict(unrestricted.clone(), None), unrestricted);
     }
 
