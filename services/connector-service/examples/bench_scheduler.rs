@@ -162,7 +162,11 @@ async fn main() -> anyhow::Result<()> {
     let fresh = match &postgres {
         Some(url) => {
             use sqlx::ConnectOptions;
-            let admin_opts: sqlx::postgres::PgConnectOptions = url.parse()?;
+            // The harness's own CREATE and DROP DATABASE are not the
+            // store's statements: they are not logged as slow ones.
+            let admin_opts = url
+                .parse::<sqlx::postgres::PgConnectOptions>()?
+                .disable_statement_logging();
             let name = format!("matih_sched_{}", Uuid::new_v4().simple());
             let mut admin = admin_opts.connect().await?;
             sqlx::query(&format!("CREATE DATABASE {name}"))

@@ -4,7 +4,9 @@
 use std::collections::BTreeMap;
 
 use axum::extract::State;
+use axum::http::header::CONTENT_TYPE;
 use axum::http::StatusCode;
+use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
 use chrono::Utc;
@@ -24,6 +26,7 @@ use crate::limits::InFlight;
 use crate::model::{ts, Connector, ConnectorStatus, DiscoveryState, Tenant};
 use crate::secrets::{SecretError, SecretRef};
 use crate::slots::Held;
+use crate::store::ConnectorsJson;
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -57,6 +60,8 @@ pub struct TestResult {
     pub report: TestReport,
 }
 
+/// The list route's answer (written by `list_connectors` around the store's
+/// serialized array; this type gives its shape to the OpenAPI document).
 #[derive(Debug, Serialize, ToSchema)]
 #[serde(rename_all = "camelCase")]
 pub struct ConnectorList {
@@ -196,19 +201,34 @@ pub async fn list_connectors(
     State(state): State<AppState>,
     Auth(claims): Auth,
     ApiPath(tenant_id): ApiPath<Uuid>,
-) -> Result<Json<ConnectorList>, AppError> {
+) -> Result<Response, AppError> {
     claims.require_tenant(tenant_id)?;
-    let connectors = state.store.list_connectors(tenant_id).await?;
-    if connectors.is_empty() && state.store.get_tenant(tenant_id).await?.is_none() {
+    let list = state.store.list_connectors_json(tenant_id).await?;
+    if list.count == 0 && state.store.get_tenant(tenant_id).await?.is_none() {
         return Err(AppError::not_found("tenant"));
     }
     let now = ts(Utc::now());
     let creates_in_flight = state.store.reserved_secrets(tenant_id, &now).await?.len();
-    Ok(Json(ConnectorList {
-        total: connectors.len(),
-        connectors,
-        creates_in_flight,
-    }))
+    Ok((
+        [(CONTENT_TYPE, "application/json")],
+        list_body(&list, creates_in_flight),
+    )
+        .into_response())
+}
+
+/// A `ConnectorList`, written around the store's serialized array (kept
+/// between writes by the cached store) instead of serializing every
+/// connector again.
+fn list_body(list: &ConnectorsJson, creates_in_flight: usize) -> Vec<u8> {
+    let tail = format!(
+        r#","total":{},"createsInFlight":{creates_in_flight}}}"#,
+        list.count
+    );
+    let mut body = Vec::with_capacity(list.json.len() + tail.len() + 16);
+    body.extend_from_slice(br#"{"connectors":"#);
+    body.extend_from_slice(&list.json);
+    body.extend_from_slice(tail.as_bytes());
+    body
 }
 
 /// Get a connector's details.
@@ -790,4 +810,55 @@ pub async fn update_credentials(
         }))
     })
     .await
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    fn connector(name: &str) -> Connector {
+        Connector {
+            id: Uuid::new_v4(),
+            tenant_id: Uuid::new_v4(),
+            name: name.into(),
+            connector_type: matih_connector_core::ConnectorType::Postgresql,
+            host: Some("db.example".into()),
+            port: Some(5432),
+            database: Some("d\"b".into()),
+            schema: None,
+            credential_secret_name: "connector-1".into(),
+            ssl_enabled: true,
+            ssl_mode: Some(SslMode::VerifyFull),
+            ssl_ca_pem: None,
+            status: ConnectorStatus::Active,
+            last_tested_at: None,
+            last_test_result: Some("ok".into()),
+            last_error_code: None,
+            metadata: BTreeMap::from([("k".to_owned(), serde_json::json!([1, "two"]))]),
+            timeouts: Timeouts::default(),
+            created_at: "2026-12-06T10:00:00.000Z".into(),
+            updated_at: "2026-12-06T10:00:00.000Z".into(),
+        }
+    }
+
+    #[test]
+    fn the_written_list_is_the_connector_list_shape() {
+        for list in [
+            vec![],
+            vec![connector("a")],
+            vec![connector("a"), connector("b")],
+        ] {
+            let written: serde_json::Value =
+                serde_json::from_slice(&list_body(&ConnectorsJson::new(&list).unwrap(), 3))
+                    .unwrap();
+            let total = list.len();
+            let expected = serde_json::to_value(ConnectorList {
+                connectors: list,
+                total,
+                creates_in_flight: 3,
+            })
+            .unwrap();
+            assert_eq!(written, expected);
+        }
+    }
 }

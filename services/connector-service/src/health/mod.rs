@@ -41,7 +41,7 @@ use crate::app::AppState;
 use crate::connection_test::{self, Tested};
 use crate::model::{ts, ConnectorStatus};
 use crate::secrets::Expiry;
-use crate::store::{HealthCheckRecord, HealthLease, HealthTransition, NewNotice};
+use crate::store::{ClaimCursor, HealthCheckRecord, HealthLease, HealthTransition, NewNotice};
 
 pub const EVENT_ERROR: &str = "connector.error";
 pub const EVENT_RECOVERED: &str = "connector.recovered";
@@ -241,6 +241,16 @@ impl HealthMonitor {
     /// A create in flight (its TESTING row named by its reservation) is left
     /// to the create's own test.
     pub async fn claim(&self, n: usize, due: &str) -> anyhow::Result<Vec<Claimed>> {
+        self.claim_from(n, due, &mut ClaimCursor::default()).await
+    }
+
+    /// `claim`, reading on from where the sweep's last claim stopped.
+    async fn claim_from(
+        &self,
+        n: usize,
+        due: &str,
+        from: &mut ClaimCursor,
+    ) -> anyhow::Result<Vec<Claimed>> {
         let i = &self.inner;
         Ok(i.state
             .store
@@ -250,12 +260,16 @@ impl HealthMonitor {
                 due,
                 &ts(Utc::now()),
                 &now_plus(i.settings.lease),
+                from,
             )
             .await?)
     }
 
     /// Tests every connector due now, `concurrency` at a time, and returns when
-    /// none is left. Connectors that become due during the sweep wait for the next.
+    /// none is left. Connectors that become due during the sweep (a lease
+    /// given back or expired) wait for the next: each claim reads on from
+    /// where the last one stopped, so a sweep costs the same per connector
+    /// at any fleet size.
     pub async fn sweep(&self) -> anyhow::Result<SweepStats> {
         let due = ts(Utc::now());
         let limit = self.inner.settings.concurrency;
@@ -263,12 +277,13 @@ impl HealthMonitor {
         let mut running: JoinSet<anyhow::Result<Option<ConnectorStatus>>> = JoinSet::new();
         let mut exhausted = false;
         let mut failure = None;
+        let mut cursor = ClaimCursor::default();
         loop {
             // Claim in batches when half the slots are free: fewer round trips
             // than one claim per finished check, and no lease waits long in a queue.
             if !exhausted && failure.is_none() && running.len() <= limit / 2 {
                 let want = limit - running.len();
-                match self.claim(want, &due).await {
+                match self.claim_from(want, &due, &mut cursor).await {
                     Ok(batch) => {
                         exhausted = batch.len() < want;
                         for c in batch {

@@ -1,4 +1,5 @@
-//! A read-through cache of connectors and tenants for a store that one process owns (the
+//! A read-through cache of connectors, tenants' connector lists (as JSON)
+//! and tenants for a store that one process owns (the
 //! embedded SQLite file): `GET` one connector is then a map lookup, and routes that need the
 //! tenant's slug do not read it again. It is not
 //! used with PostgreSQL, where other replicas write too. Every write that can
@@ -13,8 +14,9 @@ use async_trait::async_trait;
 use uuid::Uuid;
 
 use super::{
-    ClaimedJob, ExpiredReservation, FinishedJob, HealthCheckRecord, HealthHistory, HealthLease,
-    JobStart, LeasedNotice, MetadataStore, NewJob, NoticeRule, Result, ScheduleClaim,
+    ClaimCursor, ClaimedJob, ConnectorsJson, ExpiredReservation, FinishedJob, HealthCheckRecord,
+    HealthHistory, HealthLease, JobStart, LeasedNotice, MetadataStore, NewJob, NoticeRule, Result,
+    ScheduleClaim,
 };
 use crate::model::{Connector, ConnectorStatus, DiscoveryJob, Snapshot, Tenant, Tier};
 
@@ -22,6 +24,8 @@ pub struct CachedStore<S> {
     inner: S,
     connectors: RwLock<HashMap<Uuid, Connector>>,
     tenants: RwLock<HashMap<Uuid, Tenant>>,
+    /// Tenants' connector lists as JSON, dropped whole by any connector write.
+    lists: RwLock<HashMap<Uuid, ConnectorsJson>>,
     /// Bumped by every write to a cached kind: a read that raced a write does not
     /// put what it read into the cache.
     writes: AtomicU64,
@@ -39,6 +43,7 @@ impl<S: MetadataStore> CachedStore<S> {
             inner,
             connectors: RwLock::new(HashMap::new()),
             tenants: RwLock::new(HashMap::new()),
+            lists: RwLock::new(HashMap::new()),
             writes: AtomicU64::new(0),
         }
     }
@@ -49,6 +54,10 @@ impl<S: MetadataStore> CachedStore<S> {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .remove(&id);
+        self.lists
+            .write()
+            .unwrap_or_else(|p| p.into_inner())
+            .clear();
     }
 
     /// Tenants change when their tier or connector count does.
@@ -194,6 +203,23 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
     async fn list_connectors(&self, tenant: Uuid) -> Result<Vec<Connector>> {
         self.inner.list_connectors(tenant).await
     }
+    async fn list_connectors_json(&self, tenant: Uuid) -> Result<ConnectorsJson> {
+        if let Some(l) = self
+            .lists
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&tenant)
+        {
+            return Ok(l.clone());
+        }
+        let before = self.writes.load(Ordering::SeqCst);
+        let list = ConnectorsJson::new(&self.inner.list_connectors(tenant).await?)?;
+        let mut map = self.lists.write().unwrap_or_else(|p| p.into_inner());
+        if self.writes.load(Ordering::SeqCst) == before {
+            map.insert(tenant, list.clone());
+        }
+        Ok(list)
+    }
     async fn connector_name_taken(&self, tenant: Uuid, name: &str) -> Result<bool> {
         self.inner.connector_name_taken(tenant, name).await
     }
@@ -275,10 +301,11 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         due: &str,
         now: &str,
         lease_until: &str,
+        from: &mut ClaimCursor,
     ) -> Result<Vec<HealthLease>> {
         let r = self
             .inner
-            .claim_health_checks(replica, n, due, now, lease_until)
+            .claim_health_checks(replica, n, due, now, lease_until, from)
             .await;
         for c in r.iter().flatten() {
             self.forget(c.id);

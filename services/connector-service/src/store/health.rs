@@ -7,8 +7,8 @@ use uuid::Uuid;
 
 use super::sql::{uuid, SqlStore};
 use super::{
-    HealthCheckRecord, HealthHistory, HealthLease, HealthTransition, LeasedNotice, NewNotice,
-    NoticeRule, Result, StoreError,
+    ClaimCursor, HealthCheckRecord, HealthHistory, HealthLease, HealthTransition, LeasedNotice,
+    NewNotice, NoticeRule, Result, StoreError,
 };
 use crate::model::{ConnectorStatus, HealthCheck};
 
@@ -21,6 +21,20 @@ impl SqlStore {
         }
     }
 
+    /// SQLite has one writer at a time, and a connection that finds the
+    /// write lock taken sleeps in SQLite's busy handler (1, 2, 5, … up to
+    /// 100 ms) however soon the lock is free again: with 64 checks recording
+    /// at once, the writes of a sweep queued there, and statements waited
+    /// over a second. The scheduler's writes take their turn here instead, in
+    /// order, and reach SQLite one at a time; PostgreSQL locks rows and needs
+    /// no turn.
+    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
+        match &self.writer {
+            Some(w) => Some(w.lock().await),
+            None => None,
+        }
+    }
+
     pub(super) async fn claim_health(
         &self,
         replica: &str,
@@ -28,10 +42,18 @@ impl SqlStore {
         due: &str,
         now: &str,
         lease_until: &str,
+        from: &mut ClaimCursor,
     ) -> Result<Vec<HealthLease>> {
         let lock = self.skip_locked();
         // The due condition and the order are on the expression migration 5
-        // indexes: a claim reads one batch from the front of that index.
+        // indexes, and the claim reads on from `from`: a claim reads one
+        // batch from where the last one stopped. Read from the front instead,
+        // a PostgreSQL claim would step over the dead index entries of every
+        // row this sweep already claimed and recorded (each record moves the
+        // row to the back of the index; vacuum removes the old entry later),
+        // and a sweep would cost the square of its connectors. The redundant
+        // lower bound lets SQLite seek to the cursor too (it does not seek on
+        // the row value alone).
         let sql = format!(
             "UPDATE connectors SET health_lease_owner = $1, health_lease_until = $2, \
              health_prev_status = CASE WHEN status = 'TESTING' \
@@ -42,28 +64,42 @@ impl SqlStore {
                     WHERE connector_id IS NOT NULL) \
                 AND COALESCE(health_next_at, '') <= $3 \
                 AND (health_lease_until IS NULL OR health_lease_until < $4) \
-                ORDER BY COALESCE(health_next_at, ''), id LIMIT $5 {lock}) \
-             RETURNING id, tenant_id"
+                AND COALESCE(health_next_at, '') >= $5 \
+                AND (COALESCE(health_next_at, ''), id) > ($5, $6) \
+                ORDER BY COALESCE(health_next_at, ''), id LIMIT $7 {lock}) \
+             RETURNING id, tenant_id, COALESCE(health_next_at, '') AS claim_key"
         );
-        sqlx::query(&sql)
+        let _turn = self.write_turn().await;
+        let rows = sqlx::query(&sql)
             .bind(replica)
             .bind(lease_until)
             .bind(due)
             .bind(now)
+            .bind(&from.next_at)
+            .bind(&from.id)
             .bind(i64::try_from(n).unwrap_or(i64::MAX))
             .fetch_all(&self.pool)
-            .await?
-            .iter()
-            .map(|r| {
-                Ok(HealthLease {
-                    id: uuid(r, "id")?,
-                    tenant_id: uuid(r, "tenant_id")?,
-                })
-            })
-            .collect()
+            .await?;
+        let mut leases = Vec::with_capacity(rows.len());
+        for r in &rows {
+            let key: String = r.try_get("claim_key")?;
+            let id: String = r.try_get("id")?;
+            // RETURNING has no order; both databases compare these keys
+            // (fixed-width instants, UUIDs) bytewise, as Rust does.
+            if (key.as_str(), id.as_str()) > (from.next_at.as_str(), from.id.as_str()) {
+                from.next_at = key;
+                from.id = id;
+            }
+            leases.push(HealthLease {
+                id: uuid(r, "id")?,
+                tenant_id: uuid(r, "tenant_id")?,
+            });
+        }
+        Ok(leases)
     }
 
     pub(super) async fn release_health(&self, id: Uuid, replica: &str) -> Result<()> {
+        let _turn = self.write_turn().await;
         sqlx::query(
             "UPDATE connectors SET status = COALESCE(health_prev_status, status), \
              health_lease_owner = NULL, health_lease_until = NULL, health_prev_status = NULL \
@@ -82,29 +118,26 @@ impl SqlStore {
         notice: &NoticeRule<'_>,
     ) -> Result<Option<ConnectorStatus>> {
         let id = r.connector.id.to_string();
+        let _turn = self.write_turn().await;
         let mut tx = self.pool.begin().await?;
         // A write first: it takes SQLite's write lock at once (waiting under the
         // busy timeout) instead of upgrading a read lock later, which SQLite
         // refuses with SQLITE_BUSY when another writer got there first; on
-        // PostgreSQL it locks the row. No row: the lease is no longer ours.
+        // PostgreSQL it locks the row. It returns what the check's transition
+        // starts from. No row: the lease is no longer ours.
         let held = sqlx::query(
             "UPDATE connectors SET health_lease_owner = health_lease_owner \
-             WHERE id = $1 AND health_lease_owner = $2",
+             WHERE id = $1 AND health_lease_owner = $2 \
+             RETURNING status, health_prev_status, last_success_at",
         )
         .bind(&id)
         .bind(&r.replica)
-        .execute(&mut *tx)
+        .fetch_optional(&mut *tx)
         .await?;
-        if held.rows_affected() == 0 {
+        let Some(row) = held else {
             tx.rollback().await?;
             return Ok(None);
-        }
-        let row = sqlx::query(
-            "SELECT status, health_prev_status, last_success_at FROM connectors WHERE id = $1",
-        )
-        .bind(&id)
-        .fetch_one(&mut *tx)
-        .await?;
+        };
         let current: String = row.try_get("status")?;
         let previous: Option<String> = row.try_get("health_prev_status")?;
         let last_success: Option<String> = row.try_get("last_success_at")?;
@@ -268,6 +301,7 @@ impl SqlStore {
         lease_until: &str,
     ) -> Result<Vec<LeasedNotice>> {
         let lock = self.skip_locked();
+        let _turn = self.write_turn().await;
         sqlx::query(&format!(
             "UPDATE notification_outbox SET lease_owner = $1, lease_until = $2 \
              WHERE id IN (SELECT id FROM notification_outbox WHERE delivered_at IS NULL \

@@ -36,11 +36,40 @@ pub enum StoreError {
 
 pub type Result<T> = std::result::Result<T, StoreError>;
 
+/// A tenant's connectors, serialized.
+#[derive(Clone, Debug)]
+pub struct ConnectorsJson {
+    pub count: usize,
+    /// The JSON array.
+    pub json: std::sync::Arc<[u8]>,
+}
+
+impl ConnectorsJson {
+    pub fn new(list: &[Connector]) -> Result<Self> {
+        let json = serde_json::to_vec(list)
+            .map_err(|e| StoreError::Unwritable(format!("connector list: {e}")))?;
+        Ok(ConnectorsJson {
+            count: list.len(),
+            json: json.into(),
+        })
+    }
+}
+
 /// A connector the health scheduler holds a lease on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HealthLease {
     pub id: Uuid,
     pub tenant_id: Uuid,
+}
+
+/// Where a sweep's claims have got to in the claim order (next check due,
+/// then id): each claim reads on from the last one's end instead of from the
+/// start. The default is the start. Rows behind it that become due again
+/// during the sweep (a lease given back or expired) wait for the next sweep.
+#[derive(Clone, Debug, Default, PartialEq, Eq)]
+pub struct ClaimCursor {
+    pub(super) next_at: String,
+    pub(super) id: String,
 }
 
 /// One finished health check, to be recorded while its lease is held.
@@ -252,6 +281,14 @@ pub trait MetadataStore: Send + Sync + 'static {
     async fn insert_connector(&self, c: &Connector) -> Result<()>;
     async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>>;
     async fn list_connectors(&self, tenant: Uuid) -> Result<Vec<Connector>>;
+    /// `list_connectors` as the JSON array the list route answers with (each
+    /// connector in its model's wire shape). The cached store keeps it
+    /// between writes, so a list of 1,000 is not read and serialized again
+    /// for every request.
+    async fn list_connectors_json(&self, tenant: Uuid) -> Result<ConnectorsJson> {
+        let list = self.list_connectors(tenant).await?;
+        ConnectorsJson::new(&list)
+    }
     async fn connector_name_taken(&self, tenant: Uuid, name: &str) -> Result<bool>;
     /// Writes every mutable field; false when the row is gone.
     async fn update_connector(&self, c: &Connector) -> Result<bool>;
@@ -309,7 +346,9 @@ pub trait MetadataStore: Send + Sync + 'static {
     /// INACTIVE, due at `due` (`health_next_at` unset or not after it), whose
     /// lease ended before `now`, and not a create in flight (a TESTING row named
     /// by its reservation). Each becomes TESTING, its status before kept for
-    /// `record_health_check`. Two replicas never lease the same row.
+    /// `record_health_check`. Two replicas never lease the same row. Reads
+    /// on from `from` in the order (next check, id), and moves it past the
+    /// rows it leased.
     async fn claim_health_checks(
         &self,
         replica: &str,
@@ -317,6 +356,7 @@ pub trait MetadataStore: Send + Sync + 'static {
         due: &str,
         now: &str,
         lease_until: &str,
+        from: &mut ClaimCursor,
     ) -> Result<Vec<HealthLease>>;
     /// Gives a lease back without a result: the status before the check returns.
     async fn release_health_lease(&self, id: Uuid, replica: &str) -> Result<()>;

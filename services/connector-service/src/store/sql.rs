@@ -1,14 +1,17 @@
 //! The SQL both databases run. Placeholders are `$n` in order of first use,
 //! which SQLite and PostgreSQL read alike.
 
+use std::sync::Arc;
+
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
 use sqlx::{AnyPool, Row};
 use uuid::Uuid;
 
 use super::{
-    ClaimedJob, ExpiredReservation, FinishedJob, HealthCheckRecord, HealthHistory, HealthLease,
-    JobStart, LeasedNotice, MetadataStore, NewJob, NoticeRule, Result, ScheduleClaim, StoreError,
+    ClaimCursor, ClaimedJob, ExpiredReservation, FinishedJob, HealthCheckRecord, HealthHistory,
+    HealthLease, JobStart, LeasedNotice, MetadataStore, NewJob, NoticeRule, Result, ScheduleClaim,
+    StoreError,
 };
 use crate::model::{Connector, ConnectorStatus, DiscoveryJob, Snapshot, Tenant, Tier};
 
@@ -66,6 +69,9 @@ const MIGRATION_LOCK: i64 = 0x6d61_7469_6863;
 pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) backend: &'static str,
+    /// SQLite only: the health scheduler's writes take turns here
+    /// (`SqlStore::write_turn`).
+    pub(super) writer: Option<Arc<tokio::sync::Mutex<()>>>,
 }
 
 pub(super) fn uuid(row: &AnyRow, col: &str) -> Result<Uuid> {
@@ -276,7 +282,11 @@ async fn recount(conn: &mut sqlx::AnyConnection, tenant: Uuid, now: &str) -> Res
 
 impl SqlStore {
     pub(super) fn new(pool: AnyPool, backend: &'static str) -> Self {
-        SqlStore { pool, backend }
+        SqlStore {
+            pool,
+            backend,
+            writer: (backend == "sqlite").then(Arc::default),
+        }
     }
 
     pub fn pool(&self) -> &AnyPool {
@@ -765,8 +775,10 @@ impl MetadataStore for SqlStore {
         due: &str,
         now: &str,
         lease_until: &str,
+        from: &mut ClaimCursor,
     ) -> Result<Vec<HealthLease>> {
-        self.claim_health(replica, n, due, now, lease_until).await
+        self.claim_health(replica, n, due, now, lease_until, from)
+            .await
     }
 
     async fn release_health_lease(&self, id: Uuid, replica: &str) -> Result<()> {
