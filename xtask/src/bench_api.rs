@@ -487,8 +487,10 @@ fn run_in(wrk: &Path, wrk_version: &str, bin: &Path, peer_bin: &Path, root: &Pat
         ));
     }
 
-    // Create: one wrk thread numbers its connectors (names are unique per
-    // tenant); 8 connections, the tenant's default in-flight limit.
+    // Create: each wrk thread numbers its connectors under its own id
+    // (names are unique per tenant, and every thread has its own Lua state:
+    // numbering alone made the second thread's creates conflicts);
+    // 8 connections, the tenant's default in-flight limit.
     say!("create, 8 connections");
     let body = rest_connector("wrk NUMBER", peer)
         .to_string()
@@ -497,9 +499,12 @@ fn run_in(wrk: &Path, wrk_version: &str, bin: &Path, peer_bin: &Path, root: &Pat
         "wrk.method = \"POST\"\n\
          wrk.headers[\"Content-Type\"] = \"application/json\"\n\
          wrk.headers[\"Authorization\"] = \"Bearer {token_created}\"\n\
+         local threads = 0\n\
+         setup = function(thread)\n  threads = threads + 1\n  \
+         thread:set(\"id\", threads)\nend\n\
          local n = 0\n\
          request = function()\n  n = n + 1\n  \
-         local body = string.gsub(\"{body}\", \"NUMBER\", tostring(n))\n  \
+         local body = string.gsub(\"{body}\", \"NUMBER\", id .. \"-\" .. n)\n  \
          return wrk.format(nil, nil, nil, body)\nend\n"
     );
     let create = load.run(
