@@ -14,7 +14,8 @@ use std::time::{Duration, Instant};
 
 use futures_util::TryStreamExt;
 use matih_connector_core::{
-    open, ConnectionConfig, Credentials, DiscoveryRequest, EgressPolicy, SslMode, Timeouts,
+    open, Connection, ConnectionConfig, Credentials, DiscoveryRequest, EgressPolicy, SslMode,
+    Timeouts,
 };
 use matih_connector_testkit::bench::{cpu_time, proc_status_kb, reset_peak_rss};
 use matih_driver_postgres::PostgresDriver;
@@ -219,8 +220,8 @@ fn secs(d: Duration) -> String {
     format!("{:.3} s", d.as_secs_f64())
 }
 
-async fn bench(e: &Env, db: &str, runs: usize) {
-    let driver = PostgresDriver::new();
+/// Our driver's connection to `db`, with timeouts long enough for a 20k catalog.
+async fn connect(e: &Env, db: &str) -> Box<dyn Connection> {
     let cfg = ConnectionConfig {
         host: Some(e.host.clone()),
         port: Some(e.port),
@@ -235,9 +236,18 @@ async fn bench(e: &Env, db: &str, runs: usize) {
     let creds = Credentials::new()
         .with("username", e.user.as_str())
         .with("password", e.password.as_str());
-    let mut conn = open(&driver, &cfg, &creds, &EgressPolicy::allow_all())
-        .await
-        .expect("connect");
+    open(
+        &PostgresDriver::new(),
+        &cfg,
+        &creds,
+        &EgressPolicy::allow_all(),
+    )
+    .await
+    .expect("connect")
+}
+
+async fn bench(e: &Env, db: &str, runs: usize) {
+    let mut conn = connect(e, db).await;
     let refs = client(e, db).await;
     let req = DiscoveryRequest::default();
 
@@ -375,24 +385,7 @@ fn changed_tables(tables: i32) -> Vec<(String, String)> {
 /// include rebuilding the complete catalog (`CatalogDelta::apply`); the
 /// result is checked against the full discovery of the round.
 async fn bench_incremental(e: &Env, db: &str, tables: i32, runs: usize) {
-    let driver = PostgresDriver::new();
-    let cfg = ConnectionConfig {
-        host: Some(e.host.clone()),
-        port: Some(e.port),
-        database: Some(db.to_owned()),
-        ssl_mode: Some(SslMode::Disable),
-        timeouts: Timeouts {
-            connect_ms: 10_000,
-            query_ms: 300_000,
-        },
-        ..Default::default()
-    };
-    let creds = Credentials::new()
-        .with("username", e.user.as_str())
-        .with("password", e.password.as_str());
-    let mut conn = open(&driver, &cfg, &creds, &EgressPolicy::allow_all())
-        .await
-        .expect("connect");
+    let mut conn = connect(e, db).await;
     let ddl = client(e, db).await;
     let req = DiscoveryRequest::default();
     let targets = changed_tables(tables);
