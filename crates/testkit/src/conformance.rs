@@ -24,6 +24,20 @@ impl Case {
         Case { cfg, creds }
     }
 
+    /// The valid case of a host-based driver with a user name and password:
+    /// host `db`, user `u`, password `pw-secret`.
+    pub fn host_user_password() -> Self {
+        Case::new(
+            ConnectionConfig {
+                host: Some("db".into()),
+                ..Default::default()
+            },
+            Credentials::new()
+                .with("username", "u")
+                .with("password", "pw-secret"),
+        )
+    }
+
     /// The same case with a change to the configuration.
     pub fn with_cfg(&self, f: impl FnOnce(&mut ConnectionConfig)) -> Case {
         let mut c = self.clone();

@@ -177,16 +177,7 @@ mod tests {
             assert_rejections, common_rejections, Case, Rejection,
         };
         let d = MysqlDriver::default();
-        let cfg: ConnectionConfig = ConnectionConfig {
-            host: Some("db".into()),
-            ..Default::default()
-        };
-        let valid = Case::new(
-            cfg,
-            Credentials::new()
-                .with("username", "u")
-                .with("password", "pw-secret"),
-        );
+        let valid = Case::host_user_password();
         let mut rows = common_rejections(&d, &valid);
         rows.push(Rejection::invalid(
             "no host",

@@ -189,18 +189,10 @@ mod tests {
             assert_rejections, common_rejections, Case, Rejection,
         };
         let d = OracleDriver::new();
-        let cfg: ConnectionConfig = ConnectionConfig {
-            host: Some("db".into()),
-            metadata: serde_json::from_value(serde_json::json!({"serviceName": "FREEPDB1"}))
-                .unwrap(),
-            ..Default::default()
-        };
-        let valid = Case::new(
-            cfg,
-            Credentials::new()
-                .with("username", "u")
-                .with("password", "pw-secret"),
-        );
+        let valid = Case::host_user_password().with_cfg(|c| {
+            c.metadata =
+                serde_json::from_value(serde_json::json!({"serviceName": "FREEPDB1"})).unwrap()
+        });
         let mut rows = common_rejections(&d, &valid);
         rows.push(Rejection::invalid(
             "no host",

@@ -197,16 +197,7 @@ mod tests {
             assert_rejections, common_rejections, Case, Rejection,
         };
         let d = SqlserverDriver::new();
-        let cfg: ConnectionConfig = ConnectionConfig {
-            host: Some("db".into()),
-            ..Default::default()
-        };
-        let valid = Case::new(
-            cfg,
-            Credentials::new()
-                .with("username", "u")
-                .with("password", "pw-secret"),
-        );
+        let valid = Case::host_user_password();
         let mut rows = common_rejections(&d, &valid);
         rows.push(Rejection::invalid(
             "no host",
