@@ -7,7 +7,7 @@ use matih_connector_core::{
     find_source, tls, with_timeout, ConnectContext, ConnectorError, ErrorCode,
 };
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, Params, Row, Value};
+use mysql_async::{Conn, Opts, Params, Row, Value};
 use rustls::CertificateError;
 
 use crate::config::MysqlOptions;
@@ -37,22 +37,32 @@ pub(crate) async fn connect(
         }
     };
     let what = format!("connecting to {endpoint}");
-    let conn = with_timeout(opts.connect_timeout, &what, open(&opts, ctx, &what)).await?;
+    let (conn, client_opts) =
+        with_timeout(opts.connect_timeout, &what, open(&opts, ctx, &what)).await?;
     Ok(MysqlConnection {
         conn: Some(conn),
         query_timeout: opts.query_timeout,
         schema: opts.schema,
         version: None,
+        side: None,
+        reopen: Some(Reopen {
+            opts: client_opts,
+            timeout: opts.connect_timeout,
+            what,
+        }),
     })
 }
 
+/// A session, and the client options it was opened with (the verify-ca
+/// retry's TLS name included), from which a second session can be opened.
 async fn open(
     opts: &MysqlOptions,
     ctx: &ConnectContext,
     what: &str,
-) -> Result<Conn, ConnectorError> {
-    let err = match Conn::new(opts.client_opts(ctx, None)?).await {
-        Ok(conn) => return Ok(conn),
+) -> Result<(Conn, Opts), ConnectorError> {
+    let first = opts.client_opts(ctx, None)?;
+    let err = match Conn::new(first.clone()).await {
+        Ok(conn) => return Ok((conn, first)),
         Err(e) => e,
     };
     if !opts.verify_chain_only() {
@@ -80,9 +90,11 @@ async fn open(
         .with_source(err));
     };
     tracing::debug!(tls_name = %name, "verify-ca: host name differs from the certificate; verifying the chain against a name it holds");
-    Conn::new(opts.client_opts(ctx, Some(&name))?)
+    let retry = opts.client_opts(ctx, Some(&name))?;
+    let conn = Conn::new(retry.clone())
         .await
-        .map_err(|e| parse_error(e, what))
+        .map_err(|e| parse_error(e, what))?;
+    Ok((conn, retry))
 }
 
 /// The names a certificate holds, when a handshake failed only because the
@@ -128,6 +140,22 @@ pub(crate) struct MysqlConnection {
     /// The configured `schema`: the catalog is limited to this database.
     pub(crate) schema: Option<String>,
     version: Option<String>,
+    /// A second session to the same server, opened on demand, on which a
+    /// full discovery lists tables while this one lists columns; kept for
+    /// the next discovery.
+    side: Option<Box<MysqlConnection>>,
+    /// How to open it; `None` on a side session itself, and once opening
+    /// one failed (a server at its connection limit, for one).
+    reopen: Option<Reopen>,
+}
+
+/// What opening a second session takes: the options the first one
+/// connected with (the same checked addresses, TLS settings and login).
+#[derive(Clone)]
+struct Reopen {
+    opts: Opts,
+    timeout: Duration,
+    what: String,
 }
 
 impl MysqlConnection {
@@ -176,6 +204,61 @@ impl MysqlConnection {
                         self.query_timeout.as_millis()
                     ),
                 ))
+            }
+        }
+    }
+
+    /// The second session, opened first if needed, as a future that does
+    /// not borrow this session (so it opens while this one runs a query).
+    /// `Ok(None)` when there is none to be had; after an `Err` (logged and
+    /// not tried again on this connection) the caller sends everything on
+    /// this session. Give it back with [`MysqlConnection::put_side`].
+    pub(crate) fn take_side(
+        &mut self,
+    ) -> impl std::future::Future<Output = Result<Option<Box<MysqlConnection>>, ConnectorError>>
+           + Send
+           + 'static {
+        let ready = self.side.take();
+        let reopen = self.reopen.clone().filter(|_| ready.is_none());
+        let (query_timeout, schema, version) = (
+            self.query_timeout,
+            self.schema.clone(),
+            self.version.clone(),
+        );
+        async move {
+            if ready.is_some() {
+                return Ok(ready);
+            }
+            let Some(reopen) = reopen else {
+                return Ok(None);
+            };
+            let what = format!("{} (second session)", reopen.what);
+            let conn = with_timeout(reopen.timeout, &what, async {
+                Conn::new(reopen.opts.clone())
+                    .await
+                    .map_err(|e| parse_error(e, &what))
+            })
+            .await?;
+            Ok(Some(Box::new(MysqlConnection {
+                conn: Some(conn),
+                query_timeout,
+                schema,
+                version,
+                side: None,
+                reopen: None,
+            })))
+        }
+    }
+
+    /// Takes the outcome of [`MysqlConnection::take_side`] back: a session
+    /// is kept for the next discovery unless a failure closed it; a failure
+    /// to open one means none is tried again.
+    pub(crate) fn put_side(&mut self, side: Result<Option<Box<MysqlConnection>>, ConnectorError>) {
+        match side {
+            Ok(side) => self.side = side.filter(|s| s.conn.is_some()),
+            Err(e) => {
+                tracing::debug!(error = %e, "no second session: discovery sends every query on one");
+                self.reopen = None;
             }
         }
     }
@@ -262,14 +345,24 @@ impl MysqlConnection {
     /// Sends `COM_QUIT`; the wait for the server is bounded by the query
     /// timeout and `CLOSE_LIMIT`.
     pub(crate) async fn end_session(mut self: Box<Self>) -> Result<(), ConnectorError> {
-        let Some(conn) = self.conn.take() else {
+        let side = self.side.take().and_then(|mut s| s.conn.take());
+        let main = self.conn.take();
+        if main.is_none() && side.is_none() {
             return Ok(());
+        }
+        let quit = |c: Option<Conn>| async move {
+            match c {
+                Some(c) => c
+                    .disconnect()
+                    .await
+                    .map_err(|e| parse_error(e, "closing the connection")),
+                None => Ok(()),
+            }
         };
         let limit = self.query_timeout.min(CLOSE_LIMIT);
         with_timeout(limit, "closing the connection", async {
-            conn.disconnect()
-                .await
-                .map_err(|e| parse_error(e, "closing the connection"))
+            let (main, side) = tokio::join!(quit(main), quit(side));
+            main.and(side)
         })
         .await
     }

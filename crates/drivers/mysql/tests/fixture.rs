@@ -6,13 +6,14 @@ use std::net::SocketAddr;
 use std::sync::{Arc, Mutex};
 
 use matih_connector_core::{
-    prepare, run_test, Catalog, ConnectContext, ConnectionConfig, Credentials, DataType, Depth,
-    DiscoveryRequest, EgressPolicy, ErrorCode, NameFilter, SslMode, Step, Table, TableKind,
+    open, prepare, run_test, Catalog, ConnectContext, ConnectionConfig, Credentials, DataType,
+    Depth, DiscoveryRequest, EgressPolicy, ErrorCode, NameFilter, SslMode, Step, Table, TableKind,
     TestOptions, Timeouts,
 };
 use matih_connector_testkit::conformance::{self, Case, FailureCases};
 use matih_connector_testkit::Fixture;
 use matih_driver_mysql::MysqlDriver;
+use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
@@ -590,6 +591,103 @@ async fn statistics_and_configured_schema() {
     for name in ["matih_seed", "Sales Data", "données_été", "odd%_db"] {
         assert!(catalog.schema(name).is_some(), "{name}");
     }
+}
+
+/// A full discovery reads on two sessions: the second is opened by the first
+/// discovery and kept for the next. A login allowed one session at a time
+/// gets the same catalog from one.
+#[tokio::test]
+async fn full_discovery_on_two_sessions_or_on_one() {
+    let Some(fx) = matih_connector_testkit::fixture("MYSQL", "full_discovery_on_two_sessions")
+    else {
+        return;
+    };
+    let upstream: SocketAddr = format!("{}:{}", fx.require("HOST"), fx.port())
+        .parse()
+        .unwrap();
+    let (port, seen) = sniffing_proxy(upstream).await;
+    let c = case(&fx, SslMode::Disable).with_cfg(|c| {
+        c.host = Some("127.0.0.1".into());
+        c.port = Some(port);
+    });
+    let req = DiscoveryRequest {
+        schemas: only(&["matih_seed"]),
+        ..Default::default()
+    };
+    let egress = EgressPolicy::allow_all();
+    let mut conn = open(&driver(), &c.cfg, &c.creds, &egress).await.unwrap();
+    let first = conn.discover(&req).await.unwrap();
+    let again = conn.discover(&req).await.unwrap();
+    conn.close().await.unwrap();
+    assert_eq!(first, again);
+    assert_eq!(
+        seen.lock().unwrap().len(),
+        2,
+        "the connection's session and one more, kept between discoveries"
+    );
+    let seed = first.schema("matih_seed").unwrap();
+    assert_eq!(
+        seed.table("order_items").unwrap().primary_key,
+        ["order_id", "line_no"]
+    );
+
+    let mut admin = mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(fx.require("HOST").to_owned())
+            .tcp_port(fx.port())
+            .user(Some(fx.require("USER").to_owned()))
+            .pass(Some(fx.require("PASSWORD").to_owned()))
+            .prefer_socket(false),
+    )
+    .await
+    .unwrap();
+    let user = matih_connector_testkit::unique_name("one_session");
+    let accounts = ["%", "127.0.0.1"].map(|h| format!("'{user}'@'{h}'"));
+    for account in &accounts {
+        admin
+            .query_drop(format!(
+                "CREATE USER {account} IDENTIFIED BY '{user}' WITH MAX_USER_CONNECTIONS 1; \
+                 GRANT SELECT ON `matih_seed`.* TO {account}"
+            ))
+            .await
+            .unwrap();
+    }
+    let one = case(&fx, SslMode::Disable).with_cfg(|c| c.database = None);
+    let one = Case::new(
+        one.cfg,
+        Credentials::new()
+            .with("username", user.as_str())
+            .with("password", user.as_str()),
+    );
+    let mut conn = open(&driver(), &one.cfg, &one.creds, &egress)
+        .await
+        .unwrap();
+    // The server refuses this login a second session while the first is open.
+    let refused = mysql_async::Conn::new(
+        mysql_async::OptsBuilder::default()
+            .ip_or_hostname(fx.require("HOST").to_owned())
+            .tcp_port(fx.port())
+            .user(Some(user.clone()))
+            .pass(Some(user.clone()))
+            .prefer_socket(false),
+    )
+    .await;
+    let alone = conn.discover(&req).await;
+    let alone_again = conn.discover(&req).await;
+    conn.close().await.unwrap();
+    for account in &accounts {
+        admin
+            .query_drop(format!("DROP USER {account}"))
+            .await
+            .unwrap();
+    }
+    admin.disconnect().await.unwrap();
+    match refused {
+        Err(mysql_async::Error::Server(e)) => assert_eq!(e.code, 1226, "{e}"),
+        other => panic!("a second session was not refused: {other:?}"),
+    }
+    assert_eq!(alone.unwrap(), first);
+    assert_eq!(alone_again.unwrap(), first);
 }
 
 // ---------------------------------------------------------------------------

@@ -266,7 +266,7 @@ mod tests {
         ]
         .into();
         let (sql, params) = restrict(
-            super::super::columns_query(&req, None, false),
+            super::super::columns_query(&req, None, super::super::tests::KEYED),
             Some(&changed),
         );
         assert!(
@@ -287,11 +287,11 @@ mod tests {
             ..Default::default()
         };
         let (sql, _) = restrict(
-            super::super::columns_query(&all, None, false),
+            super::super::columns_query(&all, None, super::super::tests::KEYED),
             Some(&changed),
         );
         assert!(sql.contains("COLUMNS WHERE (TABLE_SCHEMA"), "{sql}");
-        let unrestricted = super::super::columns_query(&req, None, false);
+        let unrestricted = super::super::columns_query(&req, None, super::super::tests::KEYED);
         assert_eq!(restrict(unrestricted.clone(), None), unrestricted);
     }
 
