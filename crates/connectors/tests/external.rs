@@ -26,7 +26,7 @@ fn shape(catalog: &Catalog) -> Shape {
                 (
                     t.columns
                         .iter()
-                        .map(|c| (c.name.clone(), c.nullable))
+                        .map(|c| (c.name.to_string(), c.nullable))
                         .collect(),
                     t.primary_key.clone(),
                 ),

@@ -1,8 +1,11 @@
 //! The catalog model every driver discovers into, and the normalized type system.
 
+use std::borrow::Borrow;
 use std::collections::BTreeMap;
 use std::fmt;
+use std::ops::Deref;
 use std::str::FromStr;
+use std::sync::Arc;
 
 use serde::{Deserialize, Deserializer, Serialize, Serializer};
 
@@ -145,15 +148,19 @@ impl Table {
 }
 
 /// A column (or field) of a table, with its native and normalized types.
+///
+/// Names and native types repeat across a catalog (`id`, `integer`, …):
+/// they are [`SharedStr`]s, so a driver can hand every column the same
+/// allocation and a catalog of 400k columns holds each spelling once.
 #[derive(Clone, Debug, PartialEq, Serialize, Deserialize)]
 #[serde(rename_all = "camelCase")]
 pub struct Column {
     /// The name as the source spells it.
-    pub name: String,
+    pub name: SharedStr,
     /// 1-based position.
     pub ordinal: u32,
     /// The type as the source spells it, e.g. `character varying(40)`.
-    pub native_type: String,
+    pub native_type: SharedStr,
     /// The normalized type, e.g. `string`.
     pub data_type: DataType,
     /// Whether the column may hold nulls (inferred fields: whether one was seen missing).
@@ -162,6 +169,155 @@ pub struct Column {
     pub default: Option<String>,
     /// The source's comment, when it keeps one.
     pub comment: Option<String>,
+}
+
+/// An immutable string whose clones share one allocation (an `Arc<str>`).
+/// It reads, compares, prints and serializes as the text it holds, so JSON
+/// is the same as a `String`'s.
+#[derive(Clone, Default, PartialEq, Eq, PartialOrd, Ord, Hash)]
+pub struct SharedStr(Arc<str>);
+
+impl SharedStr {
+    /// The text.
+    pub fn as_str(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Deref for SharedStr {
+    type Target = str;
+    fn deref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl AsRef<str> for SharedStr {
+    fn as_ref(&self) -> &str {
+        &self.0
+    }
+}
+
+impl Borrow<str> for SharedStr {
+    fn borrow(&self) -> &str {
+        &self.0
+    }
+}
+
+impl From<&str> for SharedStr {
+    fn from(s: &str) -> Self {
+        SharedStr(s.into())
+    }
+}
+
+impl From<String> for SharedStr {
+    fn from(s: String) -> Self {
+        SharedStr(s.into())
+    }
+}
+
+impl From<&String> for SharedStr {
+    fn from(s: &String) -> Self {
+        SharedStr(s.as_str().into())
+    }
+}
+
+impl From<Arc<str>> for SharedStr {
+    fn from(s: Arc<str>) -> Self {
+        SharedStr(s)
+    }
+}
+
+impl From<SharedStr> for String {
+    fn from(s: SharedStr) -> Self {
+        s.0.as_ref().to_owned()
+    }
+}
+
+impl PartialEq<str> for SharedStr {
+    fn eq(&self, other: &str) -> bool {
+        &*self.0 == other
+    }
+}
+
+impl PartialEq<&str> for SharedStr {
+    fn eq(&self, other: &&str) -> bool {
+        &*self.0 == *other
+    }
+}
+
+impl PartialEq<String> for SharedStr {
+    fn eq(&self, other: &String) -> bool {
+        &*self.0 == other.as_str()
+    }
+}
+
+impl PartialEq<SharedStr> for str {
+    fn eq(&self, other: &SharedStr) -> bool {
+        self == &*other.0
+    }
+}
+
+impl PartialEq<SharedStr> for &str {
+    fn eq(&self, other: &SharedStr) -> bool {
+        *self == &*other.0
+    }
+}
+
+impl PartialEq<SharedStr> for String {
+    fn eq(&self, other: &SharedStr) -> bool {
+        self.as_str() == &*other.0
+    }
+}
+
+impl fmt::Debug for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        fmt::Debug::fmt(&*self.0, f)
+    }
+}
+
+impl fmt::Display for SharedStr {
+    fn fmt(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+        f.write_str(&self.0)
+    }
+}
+
+impl Serialize for SharedStr {
+    fn serialize<S: Serializer>(&self, s: S) -> Result<S::Ok, S::Error> {
+        s.serialize_str(&self.0)
+    }
+}
+
+impl<'de> Deserialize<'de> for SharedStr {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl serde::de::Visitor<'_> for Visit {
+            type Value = SharedStr;
+            fn expecting(&self, f: &mut fmt::Formatter<'_>) -> fmt::Result {
+                f.write_str("a string")
+            }
+            fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SharedStr, E> {
+                Ok(v.into())
+            }
+        }
+        d.deserialize_str(Visit)
+    }
+}
+
+/// Hands out one [`SharedStr`] per distinct text: a driver that reads a
+/// column's name or type row by row keeps a single copy of each spelling.
+#[derive(Debug, Default)]
+pub struct Interner(std::collections::HashSet<SharedStr>);
+
+impl Interner {
+    /// The shared copy of `text`, made on first sight.
+    pub fn intern(&mut self, text: &str) -> SharedStr {
+        if let Some(s) = self.0.get(text) {
+            return s.clone();
+        }
+        let s = SharedStr::from(text);
+        self.0.insert(s.clone());
+        s
+    }
 }
 
 /// The small, closed, normalized type system every driver maps into.
@@ -376,6 +532,34 @@ mod tests {
             "array<string>"
         );
         assert!("varchar".parse::<DataType>().is_err());
+    }
+
+    #[test]
+    fn shared_strings_serialize_as_strings_and_intern_once() {
+        let c = Column {
+            name: "id".into(),
+            ordinal: 1,
+            native_type: "character varying(40)".into(),
+            data_type: DataType::String,
+            nullable: true,
+            default: Some("'x'::text".into()),
+            comment: Some("é \"quoted\"".into()),
+        };
+        let text = serde_json::to_string(&c).unwrap();
+        assert_eq!(
+            text,
+            r#"{"name":"id","ordinal":1,"nativeType":"character varying(40)","dataType":"string","nullable":true,"default":"'x'::text","comment":"é \"quoted\""}"#
+        );
+        let back: Column = serde_json::from_str(&text).unwrap();
+        assert_eq!(back, c);
+        assert_eq!(c.name, "id");
+        assert_eq!("id", c.name);
+        assert_eq!(format!("{} {:?}", c.name, c.name), "id \"id\"");
+
+        let mut names = Interner::default();
+        let (a, b) = (names.intern("id"), names.intern("id"));
+        assert!(Arc::ptr_eq(&a.0, &b.0));
+        assert_ne!(names.intern("name"), a);
     }
 
     #[test]

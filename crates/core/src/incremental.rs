@@ -226,7 +226,7 @@ mod tests {
             .iter()
             .enumerate()
             .map(|(i, c)| Column {
-                name: c.to_string(),
+                name: (*c).into(),
                 ordinal: i as u32 + 1,
                 native_type: "integer".into(),
                 data_type: DataType::Int32,

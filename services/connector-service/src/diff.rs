@@ -51,7 +51,7 @@ pub struct Changes {
 }
 
 fn column_type(c: &matih_connector_core::Column) -> String {
-    c.native_type.clone()
+    c.native_type.to_string()
 }
 
 pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> Changes {
@@ -85,7 +85,7 @@ pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> Changes {
                         None => cols_added.push(ColumnChange {
                             schema: k.0.clone(),
                             table: k.1.clone(),
-                            column: c.name.clone(),
+                            column: c.name.to_string(),
                             data_type: Some(column_type(c)),
                             from_type: None,
                             to_type: None,
@@ -96,7 +96,7 @@ pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> Changes {
                             changed.push(ColumnChange {
                                 schema: k.0.clone(),
                                 table: k.1.clone(),
-                                column: c.name.clone(),
+                                column: c.name.to_string(),
                                 data_type: None,
                                 from_type: Some(column_type(oc)),
                                 to_type: Some(column_type(c)),
@@ -110,7 +110,7 @@ pub fn diff_catalogs(old: &Catalog, new: &Catalog) -> Changes {
                         cols_removed.push(ColumnChange {
                             schema: k.0.clone(),
                             table: k.1.clone(),
-                            column: oc.name.clone(),
+                            column: oc.name.to_string(),
                             data_type: Some(column_type(oc)),
                             from_type: None,
                             to_type: None,

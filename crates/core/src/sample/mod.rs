@@ -147,9 +147,9 @@ impl Fields {
             .map(|j| (&self.names[j], &self.stats[j]))
             .enumerate()
             .map(|(i, (name, s))| Column {
-                name: name.clone(),
+                name: name.as_str().into(),
                 ordinal: i as u32 + 1,
-                native_type: s.ty.native(self.json),
+                native_type: s.ty.native(self.json).into(),
                 data_type: s.ty.data_type(),
                 nullable: s.nulls > 0 || s.present < self.records,
                 default: None,
@@ -330,9 +330,9 @@ pub fn parquet_columns(meta: &ParquetMetaData) -> Vec<Column> {
             let nullable =
                 !info.has_repetition() || info.repetition() != parquet::basic::Repetition::REQUIRED;
             Column {
-                name: f.name().to_owned(),
+                name: f.name().into(),
                 ordinal: i as u32 + 1,
-                native_type: native,
+                native_type: native.into(),
                 data_type,
                 nullable,
                 default: None,
@@ -348,7 +348,7 @@ pub fn merge_columns(into: &mut Vec<Column>, more: Vec<Column>) {
         match into.iter_mut().find(|x| x.name == c.name) {
             Some(x) => {
                 if x.data_type != c.data_type {
-                    x.native_type = format!("{} | {}", x.native_type, c.native_type);
+                    x.native_type = format!("{} | {}", x.native_type, c.native_type).into();
                     x.data_type = DataType::Unknown;
                 }
                 x.nullable |= c.nullable;
@@ -397,7 +397,7 @@ mod tests {
         let cols: Vec<(String, String, bool)> = f
             .columns()
             .iter()
-            .map(|c| (c.name.clone(), c.data_type.to_string(), c.nullable))
+            .map(|c| (c.name.to_string(), c.data_type.to_string(), c.nullable))
             .collect();
         assert_eq!(
             cols,
@@ -427,8 +427,8 @@ mod tests {
             .iter()
             .map(|c| {
                 (
-                    c.name.clone(),
-                    c.native_type.clone(),
+                    c.name.to_string(),
+                    c.native_type.to_string(),
                     c.data_type.to_string(),
                     c.nullable,
                 )

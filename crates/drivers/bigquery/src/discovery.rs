@@ -277,12 +277,12 @@ async fn dataset_tables(
             };
             let native = cell(r, 4).unwrap_or("").to_owned();
             t.columns.push(Column {
-                name: name.to_owned(),
+                name: name.to_owned().into(),
                 ordinal: cell(r, 2)
                     .and_then(|v| v.parse().ok())
                     .unwrap_or(t.columns.len() as u32 + 1),
                 data_type: normalize(&native),
-                native_type: native,
+                native_type: native.into(),
                 nullable: !cell(r, 3).is_some_and(|v| v.eq_ignore_ascii_case("NO")),
                 default: None,
                 comment: None,

@@ -58,8 +58,8 @@ fn columns(t: &Table) -> Vec<(String, String, String, bool)> {
         .iter()
         .map(|c| {
             (
-                c.name.clone(),
-                c.native_type.clone(),
+                c.name.to_string(),
+                c.native_type.to_string(),
                 c.data_type.to_string(),
                 c.nullable,
             )

@@ -132,9 +132,9 @@ fn column(c: &Value) -> (i64, Column) {
             .and_then(Value::as_i64)
             .unwrap_or(i64::MAX),
         Column {
-            name: s(c, "name").unwrap_or_default().to_owned(),
+            name: s(c, "name").unwrap_or_default().to_owned().into(),
             ordinal: 0,
-            native_type: native,
+            native_type: native.into(),
             data_type,
             nullable: c.get("nullable").and_then(Value::as_bool).unwrap_or(true),
             default,

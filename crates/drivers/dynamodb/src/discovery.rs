@@ -227,8 +227,8 @@ fn columns(desc: &TableDescription, items: &[HashMap<String, AttributeValue>]) -
     let mut push = |name: String, native: String, data_type: DataType, nullable: bool| {
         out.push(Column {
             ordinal: out.len() as u32 + 1,
-            name,
-            native_type: native,
+            name: name.into(),
+            native_type: native.into(),
             data_type,
             nullable,
             default: None,

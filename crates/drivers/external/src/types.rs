@@ -52,9 +52,9 @@ impl StreamSchema {
             .map(|(i, (name, schema))| {
                 let t = json_type(schema);
                 Column {
-                    name: name.clone(),
+                    name: name.clone().into(),
                     ordinal: i as u32 + 1,
-                    native_type: t.native,
+                    native_type: t.native.into(),
                     data_type: t.data_type,
                     nullable: t.nullable,
                     default: None,

@@ -63,7 +63,7 @@ fn key_json(token_uri: &str) -> String {
 fn columns(t: &Table) -> Vec<(String, String, bool)> {
     t.columns
         .iter()
-        .map(|c| (c.name.clone(), c.data_type.to_string(), c.nullable))
+        .map(|c| (c.name.to_string(), c.data_type.to_string(), c.nullable))
         .collect()
 }
 

@@ -171,9 +171,9 @@ fn column(i: usize, f: &Field) -> Column {
         });
     }
     Column {
-        name: f.name.clone(),
+        name: f.name.clone().into(),
         ordinal: i as u32 + 1,
-        native_type: types::native(&f.ty),
+        native_type: types::native(&f.ty).into(),
         data_type,
         nullable,
         default: None,

@@ -130,9 +130,9 @@ pub(crate) fn infer_columns(payloads: &[Option<Vec<u8>>]) -> Vec<Column> {
         .map(|(i, name)| {
             let (obs, n) = &seen[name];
             Column {
-                name: name.clone(),
+                name: name.clone().into(),
                 ordinal: i as u32 + 1,
-                native_type: obs.native(),
+                native_type: obs.native().into(),
                 data_type: obs.data_type(),
                 nullable: *n < objects.len() || obs.saw_null(),
                 default: None,

@@ -136,8 +136,8 @@ fn fields(t: &Table) -> Vec<(String, String, DataType, bool)> {
         .iter()
         .map(|c| {
             (
-                c.name.clone(),
-                c.native_type.clone(),
+                c.name.to_string(),
+                c.native_type.to_string(),
                 c.data_type.clone(),
                 c.nullable,
             )

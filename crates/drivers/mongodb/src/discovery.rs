@@ -239,9 +239,9 @@ pub(crate) fn infer_columns(docs: &[Document]) -> Vec<Column> {
         .map(|(i, name)| {
             let (obs, present) = &seen[name];
             Column {
-                name: name.clone(),
+                name: name.clone().into(),
                 ordinal: i as u32 + 1,
-                native_type: obs.native(),
+                native_type: obs.native().into(),
                 data_type: obs.data_type(),
                 nullable: *present < docs.len() || obs.saw_null(),
                 default: None,

@@ -696,7 +696,7 @@ fn attach(
     }
     for (key, i) in built.longtext {
         if let Some(col) = tables.get_mut(&key).and_then(|t| t.columns.get_mut(i)) {
-            if json.contains(&(key.0.clone(), key.1.clone(), col.name.clone())) {
+            if json.contains(&(key.0.clone(), key.1.clone(), col.name.to_string())) {
                 col.data_type = normalize(
                     NativeType {
                         data_type: "longtext",
@@ -801,8 +801,8 @@ async fn build_columns(
                 .is_some_and(|n| n.eq_ignore_ascii_case(b"YES")),
             default,
             comment: c.take_text(col::COMMENT).filter(|s| !s.is_empty()),
-            native_type: column_type,
-            name,
+            native_type: column_type.into(),
+            name: name.into(),
         });
     }
     if let Some((done, true)) = current {

@@ -325,9 +325,9 @@ pub(crate) async fn discover(
             let t = &mut schemas[si].tables[ti];
             let ordinal = t.columns.len() as u32 + 1;
             t.columns.push(Column {
-                name: required(&row, 2, COL)?,
+                name: required(&row, 2, COL)?.into(),
                 ordinal,
-                native_type: native_name(&ty),
+                native_type: native_name(&ty).into(),
                 data_type: normalize(&ty),
                 nullable: text(&row, 9).as_deref() != Some("N"),
                 // DATA_DEFAULT is a LONG holding the expression's text, often with a trailing newline.

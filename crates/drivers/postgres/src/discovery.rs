@@ -15,7 +15,7 @@ use std::hash::{BuildHasherDefault, Hasher};
 use futures_util::TryStreamExt;
 use matih_connector_core::{
     with_timeout, Catalog, Column, ConnectorError, DataType, Depth, DiscoveryRequest, ErrorCode,
-    RelationName, Schema, Table, TableKind,
+    Interner, RelationName, Schema, SharedStr, Table, TableKind,
 };
 use tokio_postgres::types::{ToSql, Type};
 use tokio_postgres::Row;
@@ -440,7 +440,7 @@ struct RelColumns {
 struct ColumnsResult {
     by_rel: HashMap<u32, RelColumns>,
     identity: Vec<(u32, i16, u8)>,
-    type_pairs: HashMap<(u32, i32), (String, DataType)>,
+    type_pairs: HashMap<(u32, i32), (SharedStr, DataType)>,
 }
 
 pub(crate) async fn discover(
@@ -579,6 +579,8 @@ pub(crate) async fn discover_scoped(
             identity: Vec::new(),
             type_pairs: HashMap::default(),
         };
+        // Column names repeat across tables (`id`, `created_at`): one copy each.
+        let mut names = Interner::default();
         if !with_columns || !any_detail {
             return Ok(result);
         }
@@ -609,16 +611,16 @@ pub(crate) async fn discover_scoped(
             result
                 .type_pairs
                 .entry((type_oid, typmod))
-                .or_insert((String::new(), DataType::Unknown));
+                .or_insert((SharedStr::default(), DataType::Unknown));
             let ident = get::<i8>(&row, 7, COL)? as u8;
             if ident != 0 {
                 result.identity.push((oid, attnum, ident));
             }
             rc.types.push((attnum, type_oid, typmod));
             rc.columns.push(Column {
-                name: get(&row, 3, COL)?,
+                name: names.intern(get(&row, 3, COL)?),
                 ordinal: attnum.max(0) as u32,
-                native_type: String::new(),
+                native_type: SharedStr::default(),
                 data_type: DataType::Unknown,
                 nullable: !get::<bool>(&row, 6, COL)?,
                 default: None,
@@ -794,9 +796,9 @@ pub(crate) async fn discover_scoped(
         if !pair_oids.is_empty() {
             query_rows(conn, TN, TYPE_NAMES_SQL, &params, |row| {
                 let key: (u32, i32) = (get(&row, 0, TN)?, get(&row, 1, TN)?);
-                let native: String = get(&row, 2, TN)?;
-                let data_type = mapper.map(key.0, &native);
-                type_pairs.insert(key, (native, data_type));
+                let native: &str = get(&row, 2, TN)?;
+                let data_type = mapper.map(key.0, native);
+                type_pairs.insert(key, (native.into(), data_type));
                 Ok(())
             })
             .await?;
@@ -815,7 +817,7 @@ pub(crate) async fn discover_scoped(
             types.sort_unstable_by_key(|t| t.0);
             for (c, (_, type_oid, typmod)) in columns.iter_mut().zip(&types) {
                 if let Some((native, data_type)) = type_pairs.get(&(*type_oid, *typmod)) {
-                    c.native_type.clone_from(native);
+                    c.native_type = native.clone();
                     c.data_type = data_type.clone();
                 }
             }
@@ -860,7 +862,7 @@ pub(crate) async fn discover_scoped(
         let cols = &slots[i].table.columns;
         let names = key
             .iter()
-            .filter_map(|a| find_attnum(cols, *a).map(|j| cols[j].name.clone()))
+            .filter_map(|a| find_attnum(cols, *a).map(|j| cols[j].name.to_string()))
             .collect();
         slots[i].table.primary_key = names;
     }

@@ -375,9 +375,10 @@ pub(crate) async fn discover(
             // ordinal_position is the attribute number: dropped columns leave gaps.
             let ordinal = t.columns.len() as u32 + 1;
             t.columns.push(Column {
-                name: required(&row, 2, COL)?,
+                name: required(&row, 2, COL)?.into(),
                 ordinal,
-                native_type: native_name(&data_type, &udt, len, precision, scale, dt_precision),
+                native_type: native_name(&data_type, &udt, len, precision, scale, dt_precision)
+                    .into(),
                 data_type: normalize(&data_type, &udt, precision, scale),
                 nullable: row.get(10).map(Value::truthy).unwrap_or(true),
                 default: cell(&row, 11),

@@ -175,9 +175,9 @@ pub(crate) fn columns_from_records(records: &[Value]) -> Vec<Column> {
         .map(|(i, c)| {
             let ty = c.ty.unwrap_or(DataType::Unknown);
             Column {
-                name: c.name,
+                name: c.name.into(),
                 ordinal: i as u32 + 1,
-                native_type: native_name(&ty),
+                native_type: native_name(&ty).into(),
                 data_type: ty,
                 nullable: c.nulls || c.seen < total,
                 default: None,

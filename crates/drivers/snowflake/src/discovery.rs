@@ -259,9 +259,9 @@ pub(crate) async fn discover(
                 num::<u64>(row, c[7]),
             );
             let col = Column {
-                name,
+                name: name.into(),
                 ordinal: 0,
-                native_type: types::native_type(&dt, p, sc, len),
+                native_type: types::native_type(&dt, p, sc, len).into(),
                 data_type: types::normalize(&dt, p, sc),
                 nullable: !text(row, c[8]).is_some_and(|v| v.eq_ignore_ascii_case("NO")),
                 default: text(row, c[9]),

@@ -335,9 +335,9 @@ pub(crate) async fn discover(
             // column_id has gaps after dropped columns: ordinals are renumbered.
             let ordinal = t.columns.len() as u32 + 1;
             t.columns.push(Column {
-                name,
+                name: name.into(),
                 ordinal,
-                native_type: native_name(&declared, &ct),
+                native_type: native_name(&declared, &ct).into(),
                 data_type: normalize(&ct),
                 nullable: int(row, 7, COL)? != Some(0),
                 default: text(row, 8, COL)?,
