@@ -447,7 +447,7 @@ pub(crate) async fn discover(
     conn: &PgConnection,
     req: &DiscoveryRequest,
 ) -> Result<Catalog, ConnectorError> {
-    discover_scoped(conn, req, None, None, false)
+    discover_scoped(conn, req, None, None, None, false)
         .await
         .map(|(c, _)| c)
 }
@@ -458,26 +458,27 @@ pub(crate) struct Listed {
     pub name: RelationName,
 }
 
-/// Discovery with the detail (columns, defaults, comments, primary keys)
-/// limited to the relations in `only` when given, and the listing of
-/// relations (header and statistics) limited to those in `headers` when
-/// given; the relations listed are returned by oid when `list`. Every schema
-/// in scope is listed either way.
-pub(crate) async fn discover_scoped(
+/// The schemas in scope, by oid.
+pub(crate) struct Schemas {
+    schemas: Vec<Schema>,
+    index: HashMap<u32, usize>,
+}
+
+/// Lists the schemas in scope (the caller bounds it: an incremental
+/// discovery sends it in one pipeline with its summary).
+pub(crate) async fn list_schemas(
     conn: &PgConnection,
     req: &DiscoveryRequest,
-    only: Option<&Vec<u32>>,
-    headers: Option<&Vec<u32>>,
-    list: bool,
-) -> Result<(Catalog, Vec<Listed>), ConnectorError> {
+) -> Result<Schemas, ConnectorError> {
     let filters = Filters::new(req);
-
-    let mut schemas: Vec<Schema> = Vec::new();
-    let mut schema_index: HashMap<u32, usize> = HashMap::default();
+    let mut out = Schemas {
+        schemas: Vec::new(),
+        index: HashMap::default(),
+    };
     const SCH: &str = "listing schemas";
-    query_rows(conn, SCH, SCHEMAS_SQL, &filters.schema_params(), |row| {
-        schema_index.insert(get(&row, 0, SCH)?, schemas.len());
-        schemas.push(Schema {
+    stream_rows(conn, SCH, SCHEMAS_SQL, &filters.schema_params(), |row| {
+        out.index.insert(get(&row, 0, SCH)?, out.schemas.len());
+        out.schemas.push(Schema {
             name: get(&row, 1, SCH)?,
             comment: get(&row, 2, SCH)?,
             tables: Vec::new(),
@@ -485,6 +486,38 @@ pub(crate) async fn discover_scoped(
         Ok(())
     })
     .await?;
+    Ok(out)
+}
+
+/// Discovery with the detail (columns, defaults, comments, primary keys)
+/// limited to the relations in `only` when given, and the listing of
+/// relations (header and statistics) limited to those in `headers` when
+/// given; the relations listed are returned by oid when `list`. Every schema
+/// in scope is listed either way (`listed`: already).
+pub(crate) async fn discover_scoped(
+    conn: &PgConnection,
+    req: &DiscoveryRequest,
+    listed: Option<Schemas>,
+    only: Option<&Vec<u32>>,
+    headers: Option<&Vec<u32>>,
+    list: bool,
+) -> Result<(Catalog, Vec<Listed>), ConnectorError> {
+    let filters = Filters::new(req);
+
+    let Schemas {
+        mut schemas,
+        index: schema_index,
+    } = match listed {
+        Some(s) => s,
+        None => {
+            with_timeout(
+                conn.query_timeout(),
+                "listing schemas",
+                list_schemas(conn, req),
+            )
+            .await?
+        }
+    };
     if req.depth == Depth::Schemas || schemas.is_empty() {
         let mut catalog = Catalog { schemas };
         catalog.sort();

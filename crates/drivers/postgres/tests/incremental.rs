@@ -146,6 +146,20 @@ async fn incremental_equals_full_after_every_kind_of_ddl() {
             vec![],
         ),
         (
+            // Nullability lives in pg_attribute alone (pg_class keeps its
+            // row version): only the summary's pg_attribute scan sees it.
+            "set a column not null",
+            format!("ALTER TABLE {s}.added ALTER COLUMN amount SET NOT NULL"),
+            vec!["added"],
+            vec![],
+        ),
+        (
+            "drop the not null",
+            format!("ALTER TABLE {s}.added ALTER COLUMN amount DROP NOT NULL"),
+            vec!["added"],
+            vec![],
+        ),
+        (
             "rename table",
             format!("ALTER TABLE {s}.added RENAME TO renamed"),
             vec!["renamed"],

@@ -36,7 +36,7 @@ use matih_connector_core::{
 };
 use tokio_postgres::types::{ToSql, Type};
 
-use super::{discover_scoped, get, stream_rows, Listed};
+use super::{discover_scoped, get, list_schemas, stream_rows, Listed, Schemas};
 use crate::connection::PgConnection;
 
 /// The fingerprint format; bump when the print or the summary changes
@@ -347,18 +347,21 @@ pub(crate) async fn discover_changed(
         let kept = Kept::decode(p.watermark.as_deref()?)?;
         Some((p, kept))
     });
-    let summary = with_timeout(
-        conn.query_timeout(),
-        "summarizing the catalog",
-        read_summary(conn, previous.as_ref().map(|(_, k)| k.watermark)),
-    )
+    // The schema listing every answer needs goes in one pipeline with the
+    // summary (one round trip less; it runs after the summary, as before).
+    let (summary, schemas) = with_timeout(conn.query_timeout(), "summarizing the catalog", async {
+        tokio::try_join!(
+            read_summary(conn, previous.as_ref().map(|(_, k)| k.watermark)),
+            list_schemas(conn, req),
+        )
+    })
     .await?;
     let now = summary.kept.encode();
     let previous = previous.filter(|(_, kept)| {
         summary.kept.watermark - kept.watermark <= MAX_WATERMARK_AGE && !summary.types_changed
     });
     let Some((prev, kept)) = previous else {
-        return full(conn, req, now).await;
+        return full(conn, req, now, Some(schemas)).await;
     };
 
     let stats_changed = req.statistics && summary.kept.stats != kept.stats;
@@ -370,8 +373,15 @@ pub(crate) async fn discover_changed(
     {
         // Nothing changed: the schemas (fresh: their comments and privileges
         // are cheap to read), no relation.
-        let (catalog, _) =
-            discover_scoped(conn, req, Some(&Vec::new()), Some(&Vec::new()), false).await?;
+        let (catalog, _) = discover_scoped(
+            conn,
+            req,
+            Some(schemas),
+            Some(&Vec::new()),
+            Some(&Vec::new()),
+            false,
+        )
+        .await?;
         return Ok(CatalogDelta {
             fingerprint: Some(CatalogFingerprint {
                 format: FORMAT.into(),
@@ -467,9 +477,9 @@ pub(crate) async fn discover_changed(
     only.sort_unstable();
 
     let (catalog, listed) = if all_headers {
-        discover_scoped(conn, req, Some(&only), None, true).await?
+        discover_scoped(conn, req, Some(schemas), Some(&only), None, true).await?
     } else {
-        discover_scoped(conn, req, Some(&only), Some(&only), true).await?
+        discover_scoped(conn, req, Some(schemas), Some(&only), Some(&only), true).await?
     };
 
     let mut relations: BTreeMap<String, RelationPrint> = if all_headers {
@@ -492,7 +502,7 @@ pub(crate) async fn discover_changed(
         } else if old.is_none() {
             // Listed without its detail and unknown before: it appeared
             // after the oid listing. Rare; a full discovery is the answer.
-            return full(conn, req, now).await;
+            return full(conn, req, now, None).await;
         }
         relations.insert(
             oid.to_string(),
@@ -535,6 +545,7 @@ async fn full(
     conn: &PgConnection,
     req: &DiscoveryRequest,
     summary: String,
+    schemas: Option<Schemas>,
 ) -> Result<CatalogDelta, ConnectorError> {
     let per = with_timeout(
         conn.query_timeout(),
@@ -542,7 +553,7 @@ async fn full(
         read_per_relation(conn, true, true),
     )
     .await?;
-    let (catalog, listed) = discover_scoped(conn, req, None, None, true).await?;
+    let (catalog, listed) = discover_scoped(conn, req, schemas, None, None, true).await?;
     let relations = listed
         .into_iter()
         .map(|Listed { oid, name }| {
