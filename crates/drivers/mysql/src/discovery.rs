@@ -548,20 +548,21 @@ async fn full_discovery(
     };
     let listing = Listing { extra, key: false };
     let (sql, params) = columns_query(req, only, listing);
+    let all = |_: &Key| true;
     let columns = async {
-        let column_rows = conn.rows("listing columns", &sql, params).await?;
-        let longtext = FollowUps::of(&column_rows, &|_| true, mariadb, listing).longtext;
-        let json = async {
-            if longtext.is_empty() {
-                return Ok(HashSet::new());
-            }
-            json_columns(conn, req, only, &TableList::from(longtext)).await
+        // Each row becomes a column as it arrives (its cells' memory is
+        // reused for the next), while the other session's answers come in.
+        let mut builder = ColumnsBuilder::new(&all, style, mariadb, listing);
+        conn.each_row("listing columns", &sql, params, |row| builder.push(row))
+            .await?;
+        let built = builder.finish();
+        let longtext: HashSet<Key> = built.longtext.iter().map(|(k, _)| k.clone()).collect();
+        let json = if longtext.is_empty() {
+            HashSet::new()
+        } else {
+            json_columns(conn, req, only, &TableList::from(longtext)).await?
         };
-        let (json, built) = tokio::join!(
-            json,
-            build_columns(column_rows, &|_| true, style, mariadb, listing)
-        );
-        Ok::<_, ConnectorError>((json?, built?))
+        Ok::<_, ConnectorError>((json, built))
     };
     let tables = async {
         let tables = list_tables(side, req, only, &schemas).await?;
@@ -724,9 +725,8 @@ fn attach(
 /// beside it advance in between (about a millisecond of work).
 const ROWS_PER_YIELD: usize = 512;
 
-/// Turns the `COLUMNS` rows into columns by table. Rows come table by
-/// table: the table's entry is found once per run of its rows, and each
-/// name's bytes move into the catalog without a copy.
+/// Turns the `COLUMNS` rows into columns, yielding now and then so the
+/// queries running beside it advance.
 async fn build_columns(
     rows: Vec<Vec<Value>>,
     wanted: &(dyn Fn(&Key) -> bool + Sync),
@@ -734,18 +734,55 @@ async fn build_columns(
     mariadb: bool,
     listing: Listing,
 ) -> Result<BuiltColumns, ConnectorError> {
-    let mut out = BuiltColumns {
-        columns: HashMap::new(),
-        longtext: Vec::new(),
-    };
-    let mut current: Option<(Key, bool)> = None;
-    let mut list: Vec<Column> = Vec::new();
+    let mut builder = ColumnsBuilder::new(wanted, style, mariadb, listing);
     for (n, row) in rows.into_iter().enumerate() {
         if n % ROWS_PER_YIELD == ROWS_PER_YIELD - 1 {
             tokio::task::yield_now().await;
         }
+        builder.push(row)?;
+    }
+    Ok(builder.finish())
+}
+
+/// Turns `COLUMNS` rows into columns by table, one row at a time. Rows come
+/// table by table: the table's entry is found once per run of its rows, and
+/// each name's bytes move into the catalog without a copy.
+struct ColumnsBuilder<'a> {
+    out: BuiltColumns,
+    /// The table of the current run of rows, and whether it is wanted.
+    current: Option<(Key, bool)>,
+    /// Its columns so far.
+    list: Vec<Column>,
+    wanted: &'a (dyn Fn(&Key) -> bool + Sync),
+    style: DefaultStyle,
+    mariadb: bool,
+    listing: Listing,
+}
+
+impl<'a> ColumnsBuilder<'a> {
+    fn new(
+        wanted: &'a (dyn Fn(&Key) -> bool + Sync),
+        style: DefaultStyle,
+        mariadb: bool,
+        listing: Listing,
+    ) -> Self {
+        ColumnsBuilder {
+            out: BuiltColumns {
+                columns: HashMap::new(),
+                longtext: Vec::new(),
+            },
+            current: None,
+            list: Vec::new(),
+            wanted,
+            style,
+            mariadb,
+            listing,
+        }
+    }
+
+    fn push(&mut self, row: Vec<Value>) -> Result<(), ConnectorError> {
         let mut c = Cells(row);
-        let same = match (&current, c.bytes(col::SCHEMA), c.bytes(col::TABLE)) {
+        let same = match (&self.current, c.bytes(col::SCHEMA), c.bytes(col::TABLE)) {
             (Some(((s, t), _)), Some(schema), Some(table)) => {
                 s.as_bytes() == schema && t.as_bytes() == table
             }
@@ -756,14 +793,12 @@ async fn build_columns(
                 c.take_name(col::SCHEMA, "listing columns")?,
                 c.take_name(col::TABLE, "listing columns")?,
             );
-            if let Some((done, true)) = current.take() {
-                out.columns.entry(done).or_default().append(&mut list);
-            }
-            let keep = wanted(&key);
-            current = Some((key, keep));
+            self.flush();
+            let keep = (self.wanted)(&key);
+            self.current = Some((key, keep));
         }
-        let Some((key, true)) = &current else {
-            continue;
+        let Some((key, true)) = &self.current else {
+            return Ok(());
         };
         let name = c.take_name(col::NAME, "listing columns")?;
         let column_type = c.take_text(col::TYPE).unwrap_or_default();
@@ -777,20 +812,23 @@ async fn build_columns(
             },
             false,
         );
-        if mariadb && data_type.eq_ignore_ascii_case("longtext") {
-            let before = out.columns.get(key).map_or(0, Vec::len);
-            out.longtext.push((key.clone(), before + list.len()));
+        if self.mariadb && data_type.eq_ignore_ascii_case("longtext") {
+            let before = self.out.columns.get(key).map_or(0, Vec::len);
+            self.out
+                .longtext
+                .push((key.clone(), before + self.list.len()));
         }
         let default = normalize_default(
             c.str(col::DEFAULT).as_deref(),
-            style,
+            self.style,
             data_type,
-            &listing
+            &self
+                .listing
                 .extra_at()
                 .and_then(|i| c.str(i))
                 .unwrap_or_default(),
         );
-        list.push(Column {
+        self.list.push(Column {
             ordinal: c
                 .unsigned(col::ORDINAL)
                 .and_then(|o| u32::try_from(o).ok())
@@ -804,11 +842,24 @@ async fn build_columns(
             native_type: column_type,
             name,
         });
+        Ok(())
     }
-    if let Some((done, true)) = current {
-        out.columns.entry(done).or_default().append(&mut list);
+
+    /// Files the current run's columns under its table.
+    fn flush(&mut self) {
+        if let Some((done, true)) = self.current.take() {
+            self.out
+                .columns
+                .entry(done)
+                .or_default()
+                .append(&mut self.list);
+        }
     }
-    Ok(out)
+
+    fn finish(mut self) -> BuiltColumns {
+        self.flush();
+        self.out
+    }
 }
 
 /// The queries that follow the column listing, and the tables each concerns.
