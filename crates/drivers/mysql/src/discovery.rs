@@ -23,7 +23,7 @@ mod incremental;
 pub(crate) use incremental::discover_changed;
 
 /// The servers' own databases, left out unless `include_system` is set.
-const SYSTEM_SCHEMAS: &str = "'information_schema', 'mysql', 'performance_schema', 'sys'";
+const SYSTEM_SCHEMAS: [&str; 4] = ["information_schema", "mysql", "performance_schema", "sys"];
 
 /// A name column compared byte for byte: `information_schema` columns use a
 /// case-insensitive collation, but name filters are case-sensitive globs.
@@ -59,17 +59,17 @@ impl Where {
     /// `(col LIKE ? OR col LIKE ?)` for the includes, `NOT (col LIKE ?)` for
     /// each exclude.
     fn names(&mut self, column: &str, filter: &NameFilter) {
-        if let [single] = filter.include.as_slice() {
-            if let Some(name) = glob_literal(single) {
-                // An equality on the bare column lets the server look the one
-                // database or table up instead of listing them all; the exact
-                // comparison below still decides.
-                self.and(&format!("{column} = ?"));
-                self.params.push(Value::from(name));
-            }
-        }
         let col = exact(column);
-        if !filter.include.is_empty() {
+        if let Some(name) = single_literal(filter) {
+            // An equality on the bare column lets the server look the one
+            // database or table up instead of listing them all. It compares
+            // without regard to case; the exact comparison is left to this
+            // side, which checks every name it lists against the filter
+            // anyway: evaluated per row it cost the server ~6% of the
+            // column listing (2.5–3 ms of 43 ms on 30,000 columns).
+            self.and(&format!("{column} = ?"));
+            self.params.push(Value::from(name));
+        } else if !filter.include.is_empty() {
             let alternatives: Vec<String> = filter
                 .include
                 .iter()
@@ -87,8 +87,13 @@ impl Where {
 
     /// The database conditions every query shares.
     fn schemas(&mut self, column: &str, req: &DiscoveryRequest, only: Option<&str>) {
-        if !req.include_system {
-            self.and(&format!("{} NOT IN ({SYSTEM_SCHEMAS})", exact(column)));
+        // One database named, not a system one: naming it already leaves
+        // the system databases out.
+        let named = single_literal(&req.schemas)
+            .is_some_and(|name| !SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(&name)));
+        if !req.include_system && !named {
+            let names: Vec<String> = SYSTEM_SCHEMAS.iter().map(|n| format!("'{n}'")).collect();
+            self.and(&format!("{} NOT IN ({})", exact(column), names.join(", ")));
         }
         if let Some(name) = only {
             self.and(&format!("{} = ?", exact(column)));
@@ -162,6 +167,15 @@ impl Where {
                 .extend(tables.iter().map(|t| Value::from(t.as_str())));
         }
         self.and(&format!("({})", alternatives.join(" OR ")));
+    }
+}
+
+/// The one name a filter includes, when it includes one glob without a
+/// wildcard.
+fn single_literal(filter: &NameFilter) -> Option<String> {
+    match filter.include.as_slice() {
+        [single] => glob_literal(single),
+        _ => None,
     }
 }
 
@@ -1129,17 +1143,22 @@ mod tests {
         assert_eq!(glob_literal("a\\*b").as_deref(), Some("a*b"));
         assert_eq!(glob_literal("sales_*"), None);
         assert_eq!(glob_literal("a?"), None);
+        // One database named: the equality alone (this side checks names
+        // exactly), and no system-database clause.
         let (sql, params) = columns_query(&req(&["Sales Data"], &[]), None, KEYED);
+        assert!(sql.ends_with(" WHERE TABLE_SCHEMA = ?"), "{sql}");
+        assert_eq!(params, vec![Value::from("Sales Data")]);
+        // A system database named still gets the system clause, so
+        // `include_system` keeps deciding.
+        let (sql, _) = columns_query(&req(&["MySQL"], &[]), None, KEYED);
         assert!(
-            sql.contains("AND TABLE_SCHEMA = ? AND (CONVERT(TABLE_SCHEMA"),
+            sql.contains("NOT IN ('information_schema', 'mysql'"),
             "{sql}"
         );
-        assert_eq!(
-            params,
-            vec![Value::from("Sales Data"), Value::from("Sales Data")]
-        );
+        assert!(sql.ends_with(" AND TABLE_SCHEMA = ?"), "{sql}");
         let (sql, _) = columns_query(&req(&["a", "b"], &[]), None, KEYED);
         assert!(!sql.contains("TABLE_SCHEMA = ?"), "{sql}");
+        assert!(sql.contains("CONVERT(TABLE_SCHEMA"), "{sql}");
     }
 
     #[test]
