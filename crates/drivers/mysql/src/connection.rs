@@ -208,6 +208,60 @@ impl MysqlConnection {
         }
     }
 
+    /// Runs one statement and hands each row to `each` as it arrives, so
+    /// the rows are never all held at once; bounded by the query time limit
+    /// like [`MysqlConnection::rows`]. Returns the number of rows.
+    pub(crate) async fn each_row(
+        &mut self,
+        what: &str,
+        sql: &str,
+        params: Vec<Value>,
+        mut each: impl FnMut(Vec<Value>) -> Result<(), ConnectorError> + Send,
+    ) -> Result<usize, ConnectorError> {
+        let Some(conn) = self.conn.as_mut() else {
+            return Err(ConnectorError::new(
+                ErrorCode::ConnectionClosed,
+                format!("{what}: the connection was closed after an earlier failure"),
+            ));
+        };
+        let work = async {
+            if params.is_empty() {
+                drain(conn.query_iter(sql).await?, &mut each).await
+            } else {
+                drain(
+                    conn.exec_iter(sql, Params::Positional(params)).await?,
+                    &mut each,
+                )
+                .await
+            }
+        };
+        let started = std::time::Instant::now();
+        match tokio::time::timeout(self.query_timeout, work).await {
+            Ok(Ok(Ok(rows))) => {
+                let elapsed_ms = started.elapsed().as_millis() as u64;
+                tracing::debug!(what, rows, elapsed_ms, "catalog query");
+                Ok(rows)
+            }
+            Ok(Ok(Err(e))) => Err(e),
+            Ok(Err(e)) => {
+                if e.is_fatal() {
+                    self.conn = None;
+                }
+                Err(parse_error(e, what))
+            }
+            Err(_) => {
+                self.conn = None;
+                Err(ConnectorError::new(
+                    ErrorCode::Timeout,
+                    format!(
+                        "{what} took longer than {} ms",
+                        self.query_timeout.as_millis()
+                    ),
+                ))
+            }
+        }
+    }
+
     /// The second session, opened first if needed, as a future that does
     /// not borrow this session (so it opens while this one runs a query).
     /// `Ok(None)` when there is none to be had; after an `Err` (logged and
@@ -294,6 +348,22 @@ impl MysqlConnection {
     pub(crate) async fn is_mariadb(&mut self) -> Result<bool, ConnectorError> {
         Ok(is_mariadb(&self.version().await?))
     }
+}
+
+/// Hands each row of a result to `each`; stops at its first error (the rest
+/// of the result is read off by the next query).
+async fn drain<P: mysql_async::prelude::Protocol>(
+    mut result: mysql_async::QueryResult<'_, '_, P>,
+    each: &mut (impl FnMut(Vec<Value>) -> Result<(), ConnectorError> + Send),
+) -> Result<Result<usize, ConnectorError>, mysql_async::Error> {
+    let mut n = 0;
+    while let Some(row) = result.next().await? {
+        if let Err(e) = each(row.unwrap()) {
+            return Ok(Err(e));
+        }
+        n += 1;
+    }
+    Ok(Ok(n))
 }
 
 fn is_mariadb(version: &str) -> bool {

@@ -23,7 +23,7 @@ mod incremental;
 pub(crate) use incremental::discover_changed;
 
 /// The servers' own databases, left out unless `include_system` is set.
-const SYSTEM_SCHEMAS: &str = "'information_schema', 'mysql', 'performance_schema', 'sys'";
+const SYSTEM_SCHEMAS: [&str; 4] = ["information_schema", "mysql", "performance_schema", "sys"];
 
 /// A name column compared byte for byte: `information_schema` columns use a
 /// case-insensitive collation, but name filters are case-sensitive globs.
@@ -59,17 +59,17 @@ impl Where {
     /// `(col LIKE ? OR col LIKE ?)` for the includes, `NOT (col LIKE ?)` for
     /// each exclude.
     fn names(&mut self, column: &str, filter: &NameFilter) {
-        if let [single] = filter.include.as_slice() {
-            if let Some(name) = glob_literal(single) {
-                // An equality on the bare column lets the server look the one
-                // database or table up instead of listing them all; the exact
-                // comparison below still decides.
-                self.and(&format!("{column} = ?"));
-                self.params.push(Value::from(name));
-            }
-        }
         let col = exact(column);
-        if !filter.include.is_empty() {
+        if let Some(name) = single_literal(filter) {
+            // An equality on the bare column lets the server look the one
+            // database or table up instead of listing them all. It compares
+            // without regard to case; the exact comparison is left to this
+            // side, which checks every name it lists against the filter
+            // anyway: evaluated per row it cost the server ~6% of the
+            // column listing (2.5–3 ms of 43 ms on 30,000 columns).
+            self.and(&format!("{column} = ?"));
+            self.params.push(Value::from(name));
+        } else if !filter.include.is_empty() {
             let alternatives: Vec<String> = filter
                 .include
                 .iter()
@@ -87,8 +87,13 @@ impl Where {
 
     /// The database conditions every query shares.
     fn schemas(&mut self, column: &str, req: &DiscoveryRequest, only: Option<&str>) {
-        if !req.include_system {
-            self.and(&format!("{} NOT IN ({SYSTEM_SCHEMAS})", exact(column)));
+        // One database named, not a system one: naming it already leaves
+        // the system databases out.
+        let named = single_literal(&req.schemas)
+            .is_some_and(|name| !SYSTEM_SCHEMAS.iter().any(|s| s.eq_ignore_ascii_case(&name)));
+        if !req.include_system && !named {
+            let names: Vec<String> = SYSTEM_SCHEMAS.iter().map(|n| format!("'{n}'")).collect();
+            self.and(&format!("{} NOT IN ({})", exact(column), names.join(", ")));
         }
         if let Some(name) = only {
             self.and(&format!("{} = ?", exact(column)));
@@ -162,6 +167,15 @@ impl Where {
                 .extend(tables.iter().map(|t| Value::from(t.as_str())));
         }
         self.and(&format!("({})", alternatives.join(" OR ")));
+    }
+}
+
+/// The one name a filter includes, when it includes one glob without a
+/// wildcard.
+fn single_literal(filter: &NameFilter) -> Option<String> {
+    match filter.include.as_slice() {
+        [single] => glob_literal(single),
+        _ => None,
     }
 }
 
@@ -548,20 +562,21 @@ async fn full_discovery(
     };
     let listing = Listing { extra, key: false };
     let (sql, params) = columns_query(req, only, listing);
+    let all = |_: &Key| true;
     let columns = async {
-        let column_rows = conn.rows("listing columns", &sql, params).await?;
-        let longtext = FollowUps::of(&column_rows, &|_| true, mariadb, listing).longtext;
-        let json = async {
-            if longtext.is_empty() {
-                return Ok(HashSet::new());
-            }
-            json_columns(conn, req, only, &TableList::from(longtext)).await
+        // Each row becomes a column as it arrives (its cells' memory is
+        // reused for the next), while the other session's answers come in.
+        let mut builder = ColumnsBuilder::new(&all, style, mariadb, listing);
+        conn.each_row("listing columns", &sql, params, |row| builder.push(row))
+            .await?;
+        let built = builder.finish();
+        let longtext: HashSet<Key> = built.longtext.iter().map(|(k, _)| k.clone()).collect();
+        let json = if longtext.is_empty() {
+            HashSet::new()
+        } else {
+            json_columns(conn, req, only, &TableList::from(longtext)).await?
         };
-        let (json, built) = tokio::join!(
-            json,
-            build_columns(column_rows, &|_| true, style, mariadb, listing)
-        );
-        Ok::<_, ConnectorError>((json?, built?))
+        Ok::<_, ConnectorError>((json, built))
     };
     let tables = async {
         let tables = list_tables(side, req, only, &schemas).await?;
@@ -724,9 +739,8 @@ fn attach(
 /// beside it advance in between (about a millisecond of work).
 const ROWS_PER_YIELD: usize = 512;
 
-/// Turns the `COLUMNS` rows into columns by table. Rows come table by
-/// table: the table's entry is found once per run of its rows, and each
-/// name's bytes move into the catalog without a copy.
+/// Turns the `COLUMNS` rows into columns, yielding now and then so the
+/// queries running beside it advance.
 async fn build_columns(
     rows: Vec<Vec<Value>>,
     wanted: &(dyn Fn(&Key) -> bool + Sync),
@@ -734,18 +748,55 @@ async fn build_columns(
     mariadb: bool,
     listing: Listing,
 ) -> Result<BuiltColumns, ConnectorError> {
-    let mut out = BuiltColumns {
-        columns: HashMap::new(),
-        longtext: Vec::new(),
-    };
-    let mut current: Option<(Key, bool)> = None;
-    let mut list: Vec<Column> = Vec::new();
+    let mut builder = ColumnsBuilder::new(wanted, style, mariadb, listing);
     for (n, row) in rows.into_iter().enumerate() {
         if n % ROWS_PER_YIELD == ROWS_PER_YIELD - 1 {
             tokio::task::yield_now().await;
         }
+        builder.push(row)?;
+    }
+    Ok(builder.finish())
+}
+
+/// Turns `COLUMNS` rows into columns by table, one row at a time. Rows come
+/// table by table: the table's entry is found once per run of its rows, and
+/// each name's bytes move into the catalog without a copy.
+struct ColumnsBuilder<'a> {
+    out: BuiltColumns,
+    /// The table of the current run of rows, and whether it is wanted.
+    current: Option<(Key, bool)>,
+    /// Its columns so far.
+    list: Vec<Column>,
+    wanted: &'a (dyn Fn(&Key) -> bool + Sync),
+    style: DefaultStyle,
+    mariadb: bool,
+    listing: Listing,
+}
+
+impl<'a> ColumnsBuilder<'a> {
+    fn new(
+        wanted: &'a (dyn Fn(&Key) -> bool + Sync),
+        style: DefaultStyle,
+        mariadb: bool,
+        listing: Listing,
+    ) -> Self {
+        ColumnsBuilder {
+            out: BuiltColumns {
+                columns: HashMap::new(),
+                longtext: Vec::new(),
+            },
+            current: None,
+            list: Vec::new(),
+            wanted,
+            style,
+            mariadb,
+            listing,
+        }
+    }
+
+    fn push(&mut self, row: Vec<Value>) -> Result<(), ConnectorError> {
         let mut c = Cells(row);
-        let same = match (&current, c.bytes(col::SCHEMA), c.bytes(col::TABLE)) {
+        let same = match (&self.current, c.bytes(col::SCHEMA), c.bytes(col::TABLE)) {
             (Some(((s, t), _)), Some(schema), Some(table)) => {
                 s.as_bytes() == schema && t.as_bytes() == table
             }
@@ -756,14 +807,12 @@ async fn build_columns(
                 c.take_name(col::SCHEMA, "listing columns")?,
                 c.take_name(col::TABLE, "listing columns")?,
             );
-            if let Some((done, true)) = current.take() {
-                out.columns.entry(done).or_default().append(&mut list);
-            }
-            let keep = wanted(&key);
-            current = Some((key, keep));
+            self.flush();
+            let keep = (self.wanted)(&key);
+            self.current = Some((key, keep));
         }
-        let Some((key, true)) = &current else {
-            continue;
+        let Some((key, true)) = &self.current else {
+            return Ok(());
         };
         let name = c.take_name(col::NAME, "listing columns")?;
         let column_type = c.take_text(col::TYPE).unwrap_or_default();
@@ -777,20 +826,23 @@ async fn build_columns(
             },
             false,
         );
-        if mariadb && data_type.eq_ignore_ascii_case("longtext") {
-            let before = out.columns.get(key).map_or(0, Vec::len);
-            out.longtext.push((key.clone(), before + list.len()));
+        if self.mariadb && data_type.eq_ignore_ascii_case("longtext") {
+            let before = self.out.columns.get(key).map_or(0, Vec::len);
+            self.out
+                .longtext
+                .push((key.clone(), before + self.list.len()));
         }
         let default = normalize_default(
             c.str(col::DEFAULT).as_deref(),
-            style,
+            self.style,
             data_type,
-            &listing
+            &self
+                .listing
                 .extra_at()
                 .and_then(|i| c.str(i))
                 .unwrap_or_default(),
         );
-        list.push(Column {
+        self.list.push(Column {
             ordinal: c
                 .unsigned(col::ORDINAL)
                 .and_then(|o| u32::try_from(o).ok())
@@ -804,11 +856,24 @@ async fn build_columns(
             native_type: column_type.into(),
             name: name.into(),
         });
+        Ok(())
     }
-    if let Some((done, true)) = current {
-        out.columns.entry(done).or_default().append(&mut list);
+
+    /// Files the current run's columns under its table.
+    fn flush(&mut self) {
+        if let Some((done, true)) = self.current.take() {
+            self.out
+                .columns
+                .entry(done)
+                .or_default()
+                .append(&mut self.list);
+        }
     }
-    Ok(out)
+
+    fn finish(mut self) -> BuiltColumns {
+        self.flush();
+        self.out
+    }
 }
 
 /// The queries that follow the column listing, and the tables each concerns.
@@ -1078,17 +1143,22 @@ mod tests {
         assert_eq!(glob_literal("a\\*b").as_deref(), Some("a*b"));
         assert_eq!(glob_literal("sales_*"), None);
         assert_eq!(glob_literal("a?"), None);
+        // One database named: the equality alone (this side checks names
+        // exactly), and no system-database clause.
         let (sql, params) = columns_query(&req(&["Sales Data"], &[]), None, KEYED);
+        assert!(sql.ends_with(" WHERE TABLE_SCHEMA = ?"), "{sql}");
+        assert_eq!(params, vec![Value::from("Sales Data")]);
+        // A system database named still gets the system clause, so
+        // `include_system` keeps deciding.
+        let (sql, _) = columns_query(&req(&["MySQL"], &[]), None, KEYED);
         assert!(
-            sql.contains("AND TABLE_SCHEMA = ? AND (CONVERT(TABLE_SCHEMA"),
+            sql.contains("NOT IN ('information_schema', 'mysql'"),
             "{sql}"
         );
-        assert_eq!(
-            params,
-            vec![Value::from("Sales Data"), Value::from("Sales Data")]
-        );
+        assert!(sql.ends_with(" AND TABLE_SCHEMA = ?"), "{sql}");
         let (sql, _) = columns_query(&req(&["a", "b"], &[]), None, KEYED);
         assert!(!sql.contains("TABLE_SCHEMA = ?"), "{sql}");
+        assert!(sql.contains("CONVERT(TABLE_SCHEMA"), "{sql}");
     }
 
     #[test]
