@@ -105,8 +105,15 @@ impl Default for Settings {
     }
 }
 
+/// What every handler reads, behind one `Arc`: a request clones the state
+/// (each middleware and `State` extractor does) for one reference count,
+/// not one per part.
 #[derive(Clone, Debug)]
-pub struct AppState {
+pub struct AppState(Arc<Parts>);
+
+/// The parts of [`AppState`], reached through it (`state.store`, …).
+#[derive(Debug)]
+pub struct Parts {
     pub store: Arc<dyn MetadataStore>,
     pub secrets: Arc<dyn SecretStore>,
     pub registry: Arc<Registry>,
@@ -116,6 +123,13 @@ pub struct AppState {
     pub metrics: Arc<Metrics>,
     /// Names this process in discovery job leases (a random id by default).
     pub replica: Arc<str>,
+}
+
+impl std::ops::Deref for AppState {
+    type Target = Parts;
+    fn deref(&self) -> &Parts {
+        &self.0
+    }
 }
 
 impl std::fmt::Debug for dyn MetadataStore {
@@ -138,7 +152,7 @@ impl AppState {
         verifier: Verifier,
         settings: Settings,
     ) -> Self {
-        AppState {
+        AppState(Arc::new(Parts {
             store,
             secrets,
             registry: Arc::new(registry),
@@ -147,7 +161,7 @@ impl AppState {
             jobs: Arc::new(Jobs::default()),
             metrics: Arc::new(Metrics::new()),
             replica: uuid::Uuid::new_v4().simple().to_string().into(),
-        }
+        }))
     }
 
     /// Opens the stores a configuration names, with every compiled driver.
@@ -264,15 +278,12 @@ pub fn app(state: AppState) -> Router {
         .merge(crate::api::router())
         .fallback(not_found)
         .method_not_allowed_fallback(method_not_allowed)
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::limits::request_timeout,
-        ))
-        .layer(DefaultBodyLimit::max(body_limit))
-        .layer(axum::middleware::from_fn_with_state(
-            state.clone(),
-            crate::metrics::track,
-        ))
-        .layer(tower_http::trace::TraceLayer::new_for_http())
+        // One layer (one boxed service per route): the body limit is an
+        // extension the body extractors read; the rest is `RequestLayer`.
+        .layer(
+            tower::ServiceBuilder::new()
+                .layer(crate::layer::RequestLayer::new(&state))
+                .layer(DefaultBodyLimit::max(body_limit)),
+        )
         .with_state(state)
 }

@@ -20,6 +20,7 @@ pub mod diff;
 pub mod discovery;
 pub mod error;
 pub mod health;
+pub mod layer;
 pub mod limits;
 pub mod metrics;
 pub mod model;

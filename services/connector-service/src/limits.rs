@@ -9,15 +9,12 @@ use std::collections::HashMap;
 use std::sync::{Arc, Mutex};
 use std::time::Duration;
 
-use axum::extract::{Request, State};
 use axum::http::StatusCode;
-use axum::middleware::Next;
 use axum::response::{IntoResponse, Response};
 use matih_connector_core::Timeouts;
 use serde::Deserialize;
 use uuid::Uuid;
 
-use crate::app::AppState;
 use crate::error::{AppError, Code};
 
 /// The `--help` text for the limits; kept beside the code it documents.
@@ -214,22 +211,19 @@ impl Drop for InFlight {
     }
 }
 
-/// Answers 504 `REQUEST_TIMEOUT` when a request takes longer than the
-/// request timeout; the handler is dropped (cancelled) at that moment.
-pub async fn request_timeout(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let limit = state.settings.limits.request_timeout;
-    match tokio::time::timeout(limit, next.run(req)).await {
-        Ok(resp) => resp,
-        Err(_) => AppError::new(
-            StatusCode::GATEWAY_TIMEOUT,
-            Code::RequestTimeout,
-            format!(
-                "the request did not finish within {} s",
-                limit.as_secs_f64()
-            ),
-        )
-        .into_response(),
-    }
+/// The answer to a request that ran past the request timeout: 504
+/// `REQUEST_TIMEOUT`. [`crate::layer::RequestService`] enforces the timeout;
+/// the handler is dropped (cancelled) at that moment.
+pub fn timed_out(limit: Duration) -> Response {
+    AppError::new(
+        StatusCode::GATEWAY_TIMEOUT,
+        Code::RequestTimeout,
+        format!(
+            "the request did not finish within {} s",
+            limit.as_secs_f64()
+        ),
+    )
+    .into_response()
 }
 
 #[cfg(test)]

@@ -1,10 +1,10 @@
 //! Prometheus metrics, exposed as text at `/metrics`.
 
-use std::time::Instant;
+use std::time::Duration;
 
-use axum::extract::{MatchedPath, Request, State};
-use axum::middleware::Next;
-use axum::response::{IntoResponse, Response};
+use axum::extract::State;
+use axum::http::StatusCode;
+use axum::response::IntoResponse;
 use prometheus::{
     Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
 };
@@ -97,25 +97,18 @@ impl Default for Metrics {
     }
 }
 
-/// Records every request under its route template (never the raw path, which
-/// would carry ids and blow up cardinality).
-/// The route and method are cloned, not copied into new strings: a
-/// `MatchedPath` is an `Arc<str>` and a standard `Method` is an enum, so the
-/// hot path allocates nothing here.
-pub async fn track(State(state): State<AppState>, req: Request, next: Next) -> Response {
-    let route = req.extensions().get::<MatchedPath>().cloned();
-    let route = route.as_ref().map_or("unmatched", MatchedPath::as_str);
-    let method = req.method().clone();
-    let started = Instant::now();
-    let resp = next.run(req).await;
-    let m = &state.metrics;
-    m.http_duration
-        .with_label_values(&[method.as_str(), route])
-        .observe(started.elapsed().as_secs_f64());
-    m.http_requests
-        .with_label_values(&[method.as_str(), route, resp.status().as_str()])
-        .inc();
-    resp
+impl Metrics {
+    /// Records one answered request under its route template (never the raw
+    /// path, which would carry ids and blow up cardinality); called by
+    /// [`crate::layer::RequestService`] for every request.
+    pub fn observe_http(&self, method: &str, route: &str, status: StatusCode, latency: Duration) {
+        self.http_duration
+            .with_label_values(&[method, route])
+            .observe(latency.as_secs_f64());
+        self.http_requests
+            .with_label_values(&[method, route, status.as_str()])
+            .inc();
+    }
 }
 
 pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {

@@ -6,6 +6,10 @@
 //! `max_connections` connections are served at once: further ones wait in
 //! the listen backlog until one closes. The limits come from
 //! [`crate::limits::Limits`].
+//!
+//! Both timeouts run on one timer per connection ([`HeaderClock`]), re-armed
+//! only when it fires, instead of a runtime timer set and cancelled for every
+//! request head.
 
 use std::future::Future;
 use std::io;
@@ -19,7 +23,7 @@ use axum::body::Body;
 use axum::extract::Request;
 use axum::Router;
 use hyper::body::Incoming;
-use hyper_util::rt::{TokioIo, TokioTimer};
+use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
@@ -86,18 +90,34 @@ async fn serve_connection(
     };
     let service =
         TowerToHyperService::new(router.map_request(|req: Request<Incoming>| req.map(Body::new)));
+    let header = limits.header_timeout;
+    let clock = HeaderClock {
+        start,
+        deadline: Arc::new(AtomicU64::new(0)),
+    };
     let mut builder = hyper::server::conn::http1::Builder::new();
     builder
-        .timer(TokioTimer::new())
-        .header_read_timeout(limits.header_timeout)
+        .timer(clock.clone())
+        .header_read_timeout(header)
         .keep_alive(true);
     let conn = builder.serve_connection(TokioIo::new(io), service);
     let mut conn = std::pin::pin!(conn);
     let idle = limits.idle_timeout;
     let mut closing = false;
     loop {
-        let since = Duration::from_millis(last.load(Ordering::Relaxed));
-        let deadline = tokio::time::Instant::from_std(start + since + idle);
+        // Wake at the idle deadline, at the pending header deadline, and at
+        // least once per header timeout: a head wait that starts after this
+        // point ends no earlier than that, so no header deadline is missed.
+        let now = start.elapsed();
+        let mut wake = now + header;
+        if !closing {
+            let idle_at = Duration::from_millis(last.load(Ordering::Relaxed)) + idle;
+            wake = wake.min(idle_at);
+        }
+        let header_at = Duration::from_millis(clock.deadline.load(Ordering::Relaxed));
+        if header_at > now {
+            wake = wake.min(header_at);
+        }
         tokio::select! {
             r = conn.as_mut() => {
                 if let Err(e) = r {
@@ -105,9 +125,11 @@ async fn serve_connection(
                 }
                 return;
             }
-            () = tokio::time::sleep_until(deadline), if !closing => {
+            // Polling the connection again (the next turn of the loop) lets
+            // hyper see its header sleep expired.
+            () = tokio::time::sleep_until(tokio::time::Instant::from_std(start + wake)) => {
                 let since = Duration::from_millis(last.load(Ordering::Relaxed));
-                if start.elapsed() >= since + idle {
+                if !closing && start.elapsed() >= since + idle {
                     closing = true;
                     conn.as_mut().graceful_shutdown();
                 }
@@ -119,6 +141,54 @@ async fn serve_connection(
         }
     }
 }
+
+/// hyper's timer for the header read timeout, on the connection's clock:
+/// a sleep records its deadline (in ms since the connection started) for the
+/// connection loop, which wakes the connection's task by then; the sleep
+/// itself only compares the time when it is polled. hyper asks for one sleep
+/// per request head, and a runtime timer would be registered and cancelled
+/// for each of them.
+#[derive(Clone)]
+struct HeaderClock {
+    start: Instant,
+    deadline: Arc<AtomicU64>,
+}
+
+impl hyper::rt::Timer for HeaderClock {
+    fn sleep(&self, duration: Duration) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        self.sleep_until(Instant::now() + duration)
+    }
+
+    fn sleep_until(&self, deadline: Instant) -> Pin<Box<dyn hyper::rt::Sleep>> {
+        // Rounded up: the loop never wakes before the sleep is over.
+        let ms = deadline
+            .saturating_duration_since(self.start)
+            .as_micros()
+            .div_ceil(1000);
+        self.deadline
+            .store(u64::try_from(ms).unwrap_or(u64::MAX), Ordering::Relaxed);
+        Box::pin(HeaderSleep { deadline })
+    }
+}
+
+/// Ready once its deadline has passed. It registers no waker: only the
+/// connection polls it, in the task whose loop wakes by the deadline.
+struct HeaderSleep {
+    deadline: Instant,
+}
+
+impl Future for HeaderSleep {
+    type Output = ();
+    fn poll(self: Pin<&mut Self>, _cx: &mut Context<'_>) -> Poll<()> {
+        if Instant::now() >= self.deadline {
+            Poll::Ready(())
+        } else {
+            Poll::Pending
+        }
+    }
+}
+
+impl hyper::rt::Sleep for HeaderSleep {}
 
 /// A TCP stream that records when it last moved a byte, for the idle timeout.
 struct Tracked {

@@ -1255,3 +1255,67 @@ async fn swagger_ui_is_served_from_the_binary() {
     assert_eq!(s, 200);
     assert!(bundle.len() > 100_000, "{} bytes", bundle.len());
 }
+
+/// GET one answers the stored connector in its wire shape, byte for byte
+/// (the cached store keeps its JSON between writes), only in its own tenant,
+/// and the first GET after a write shows the write.
+#[tokio::test]
+async fn get_one_answers_the_stored_connector_and_follows_writes() {
+    let f = fake(Duration::from_secs(10)).await;
+    let h = &f.h;
+    let store = &h.state.store;
+    let t = common::saved_tenant(&h.state, "get one").await;
+    let other = common::saved_tenant(&h.state, "other").await;
+    let to = common::Target {
+        host: "127.0.0.1",
+        port: f.port,
+        database: "db",
+        username: "u",
+        password: GOOD_PASSWORD,
+    };
+    let c = common::saved_connector(
+        &h.state,
+        &t,
+        "one",
+        to,
+        matih_connector_service::model::ConnectorStatus::Active,
+    )
+    .await;
+    let get = |tenant: Uuid| {
+        let token = h.tenant_token(tenant);
+        let url = format!("{}/api/v1/tenants/{tenant}/connectors/{}", h.base, c.id);
+        async move {
+            let r = h.client.get(url).bearer_auth(token).send().await.unwrap();
+            let ct = r.headers()["content-type"].to_str().unwrap().to_owned();
+            (r.status().as_u16(), ct, r.text().await.unwrap())
+        }
+    };
+    let stored = || async {
+        let c = store.get_connector(t.id, c.id).await.unwrap().unwrap();
+        serde_json::to_string(&c).unwrap()
+    };
+    for _ in 0..2 {
+        let (s, ct, body) = get(t.id).await;
+        assert_eq!((s, ct.as_str()), (200, "application/json"), "{body}");
+        assert_eq!(body, stored().await);
+    }
+    let (s, _, body) = get(other.id).await;
+    assert_eq!(s, 404, "another tenant's connector is not found: {body}");
+
+    let renamed = matih_connector_service::model::Connector {
+        name: "renamed".into(),
+        ..store.get_connector(t.id, c.id).await.unwrap().unwrap()
+    };
+    assert!(store.update_connector(&renamed).await.unwrap());
+    let (s, _, body) = get(t.id).await;
+    assert_eq!(s, 200);
+    assert_eq!(body, stored().await);
+    assert_eq!(
+        serde_json::from_str::<Value>(&body).unwrap()["name"],
+        "renamed"
+    );
+
+    assert!(store.delete_connector(t.id, c.id).await.unwrap());
+    let (s, _, body) = get(t.id).await;
+    assert_eq!(s, 404, "{body}");
+}

@@ -5,7 +5,7 @@ use std::collections::BTreeMap;
 
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
-use axum::http::StatusCode;
+use axum::http::{HeaderValue, StatusCode};
 use axum::response::{IntoResponse, Response};
 use axum::routing::{get, post, put};
 use axum::{Json, Router};
@@ -192,6 +192,9 @@ async fn detached<T: Send + 'static>(
     tokio::spawn(f).await.map_err(AppError::internal)?
 }
 
+/// The content type of the bodies written here rather than by `Json`.
+const APPLICATION_JSON: HeaderValue = HeaderValue::from_static("application/json");
+
 /// List a tenant's connectors.
 #[utoipa::path(get, path = "/api/v1/tenants/{tenant_id}/connectors", tag = "connectors",
     params(("tenant_id" = Uuid, Path)),
@@ -210,7 +213,7 @@ pub async fn list_connectors(
     let now = ts(Utc::now());
     let creates_in_flight = state.store.reserved_secrets(tenant_id, &now).await?.len();
     Ok((
-        [(CONTENT_TYPE, "application/json")],
+        [(CONTENT_TYPE, APPLICATION_JSON)],
         list_body(&list, creates_in_flight),
     )
         .into_response())
@@ -240,8 +243,16 @@ pub async fn get_connector(
     State(state): State<AppState>,
     Auth(claims): Auth,
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
-) -> Result<Json<Connector>, AppError> {
-    Ok(Json(connector_for(&state, &claims, tenant_id, id).await?))
+) -> Result<Response, AppError> {
+    claims.require_tenant(tenant_id)?;
+    // The connector's JSON as the cached store keeps it: no copy of the
+    // connector and no serialization per request.
+    let json = state
+        .store
+        .get_connector_json(tenant_id, id)
+        .await?
+        .ok_or_else(|| AppError::not_found("connector"))?;
+    Ok(([(CONTENT_TYPE, APPLICATION_JSON)], json).into_response())
 }
 
 /// Create a connector: validate → plan limit → secret → test → save → discovery.

@@ -8,27 +8,44 @@
 
 use std::collections::HashMap;
 use std::sync::atomic::{AtomicU64, Ordering};
-use std::sync::RwLock;
+use std::sync::{Arc, OnceLock, RwLock};
 
 use async_trait::async_trait;
+use axum::body::Bytes;
 use uuid::Uuid;
 
 use super::{
-    ClaimCursor, ClaimedJob, ConnectorsJson, ExpiredReservation, FinishedJob, HealthCheckRecord,
-    HealthHistory, HealthLease, JobStart, LeasedNotice, MetadataStore, NewJob, NoticeRule, Result,
-    ScheduleClaim,
+    connector_json, ClaimCursor, ClaimedJob, ConnectorsJson, ExpiredReservation, FinishedJob,
+    HealthCheckRecord, HealthHistory, HealthLease, JobStart, LeasedNotice, MetadataStore, NewJob,
+    NoticeRule, Result, ScheduleClaim,
 };
 use crate::model::{Connector, ConnectorStatus, DiscoveryJob, Snapshot, Tenant, Tier};
 
 pub struct CachedStore<S> {
     inner: S,
-    connectors: RwLock<HashMap<Uuid, Connector>>,
+    connectors: RwLock<HashMap<Uuid, Arc<CachedConnector>>>,
     tenants: RwLock<HashMap<Uuid, Tenant>>,
     /// Tenants' connector lists as JSON, dropped whole by any connector write.
     lists: RwLock<HashMap<Uuid, ConnectorsJson>>,
     /// Bumped by every write to a cached kind: a read that raced a write does not
     /// put what it read into the cache.
     writes: AtomicU64,
+}
+
+/// A cached connector, with its JSON once a `GET` one has asked for it.
+struct CachedConnector {
+    connector: Connector,
+    json: OnceLock<Bytes>,
+}
+
+impl CachedConnector {
+    fn json(&self) -> Result<Bytes> {
+        if let Some(b) = self.json.get() {
+            return Ok(b.clone());
+        }
+        let b = connector_json(&self.connector)?;
+        Ok(self.json.get_or_init(|| b).clone())
+    }
 }
 
 impl<S> std::fmt::Debug for CachedStore<S> {
@@ -58,6 +75,31 @@ impl<S: MetadataStore> CachedStore<S> {
             .write()
             .unwrap_or_else(|p| p.into_inner())
             .clear();
+    }
+
+    /// The tenant's connector, from the cache or read through it.
+    async fn connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Arc<CachedConnector>>> {
+        if let Some(c) = self
+            .connectors
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(&id)
+        {
+            return Ok((c.connector.tenant_id == tenant).then(|| c.clone()));
+        }
+        let before = self.writes.load(Ordering::SeqCst);
+        let Some(found) = self.inner.get_connector(tenant, id).await? else {
+            return Ok(None);
+        };
+        let found = Arc::new(CachedConnector {
+            connector: found,
+            json: OnceLock::new(),
+        });
+        let mut map = self.connectors.write().unwrap_or_else(|p| p.into_inner());
+        if self.writes.load(Ordering::SeqCst) == before {
+            map.insert(id, found.clone());
+        }
+        Ok(Some(found))
     }
 
     /// Tenants change when their tier or connector count does.
@@ -182,23 +224,16 @@ impl<S: MetadataStore> MetadataStore for CachedStore<S> {
         r
     }
     async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>> {
-        if let Some(c) = self
-            .connectors
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(&id)
-        {
-            return Ok((c.tenant_id == tenant).then(|| c.clone()));
+        Ok(self
+            .connector(tenant, id)
+            .await?
+            .map(|c| c.connector.clone()))
+    }
+    async fn get_connector_json(&self, tenant: Uuid, id: Uuid) -> Result<Option<Bytes>> {
+        match self.connector(tenant, id).await? {
+            Some(c) => c.json().map(Some),
+            None => Ok(None),
         }
-        let before = self.writes.load(Ordering::SeqCst);
-        let found = self.inner.get_connector(tenant, id).await?;
-        if let Some(c) = &found {
-            let mut map = self.connectors.write().unwrap_or_else(|p| p.into_inner());
-            if self.writes.load(Ordering::SeqCst) == before {
-                map.insert(id, c.clone());
-            }
-        }
-        Ok(found)
     }
     async fn list_connectors(&self, tenant: Uuid) -> Result<Vec<Connector>> {
         self.inner.list_connectors(tenant).await

@@ -55,6 +55,13 @@ impl ConnectorsJson {
     }
 }
 
+/// One connector in its model's wire shape (the body of `GET` one).
+pub fn connector_json(c: &Connector) -> Result<axum::body::Bytes> {
+    serde_json::to_vec(c)
+        .map(Into::into)
+        .map_err(|e| StoreError::Unwritable(format!("connector {}: {e}", c.id)))
+}
+
 /// A connector the health scheduler holds a lease on.
 #[derive(Clone, Copy, Debug, PartialEq, Eq)]
 pub struct HealthLease {
@@ -280,6 +287,19 @@ pub trait MetadataStore: Send + Sync + 'static {
 
     async fn insert_connector(&self, c: &Connector) -> Result<()>;
     async fn get_connector(&self, tenant: Uuid, id: Uuid) -> Result<Option<Connector>>;
+    /// `get_connector` serialized ([`connector_json`]). The cached store
+    /// keeps it between writes, so `GET` one neither copies nor serializes
+    /// the connector again for every request.
+    async fn get_connector_json(
+        &self,
+        tenant: Uuid,
+        id: Uuid,
+    ) -> Result<Option<axum::body::Bytes>> {
+        match self.get_connector(tenant, id).await? {
+            Some(c) => connector_json(&c).map(Some),
+            None => Ok(None),
+        }
+    }
     async fn list_connectors(&self, tenant: Uuid) -> Result<Vec<Connector>>;
     /// `list_connectors` as the JSON array the list route answers with (each
     /// connector in its model's wire shape). The cached store keeps it
