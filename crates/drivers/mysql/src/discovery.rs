@@ -11,8 +11,8 @@ use std::borrow::Cow;
 use std::collections::{BTreeMap, HashMap, HashSet};
 
 use matih_connector_core::{
-    Catalog, Column, ConnectorError, Depth, DiscoveryRequest, ErrorCode, NameFilter, Schema, Table,
-    TableKind,
+    Catalog, Column, ConnectorError, Depth, DiscoveryRequest, ErrorCode, Interner, NameFilter,
+    Schema, Table, TableKind,
 };
 use mysql_async::Value;
 
@@ -354,12 +354,7 @@ impl Cells {
     }
 
     fn name(&self, i: usize, what: &str) -> Result<String, ConnectorError> {
-        self.text(i).ok_or_else(|| {
-            ConnectorError::new(
-                ErrorCode::ProtocolError,
-                format!("{what}: a name column was NULL"),
-            )
-        })
+        self.text(i).ok_or_else(|| self.null_name(what))
     }
 
     fn unsigned(&self, i: usize) -> Option<u64> {
@@ -395,12 +390,14 @@ impl Cells {
     }
 
     fn take_name(&mut self, i: usize, what: &str) -> Result<String, ConnectorError> {
-        self.take_text(i).ok_or_else(|| {
-            ConnectorError::new(
-                ErrorCode::ProtocolError,
-                format!("{what}: a name column was NULL"),
-            )
-        })
+        self.take_text(i).ok_or_else(|| self.null_name(what))
+    }
+
+    fn null_name(&self, what: &str) -> ConnectorError {
+        ConnectorError::new(
+            ErrorCode::ProtocolError,
+            format!("{what}: a name column was NULL"),
+        )
     }
 }
 
@@ -788,6 +785,8 @@ struct ColumnsBuilder<'a> {
     style: DefaultStyle,
     mariadb: bool,
     listing: Listing,
+    /// One copy of each column name and type spelling.
+    names: Interner,
 }
 
 impl<'a> ColumnsBuilder<'a> {
@@ -808,6 +807,7 @@ impl<'a> ColumnsBuilder<'a> {
             style,
             mariadb,
             listing,
+            names: Interner::default(),
         }
     }
 
@@ -831,8 +831,14 @@ impl<'a> ColumnsBuilder<'a> {
         let Some((key, true)) = &self.current else {
             return Ok(());
         };
-        let name = c.take_name(col::NAME, "listing columns")?;
-        let column_type = c.take_text(col::TYPE).unwrap_or_default();
+        // Names and type spellings repeat from table to table: each column
+        // shares one copy of each, read straight off the row's bytes.
+        let name = match c.str(col::NAME) {
+            Some(name) => self.names.intern(&name),
+            None => return Err(c.null_name("listing columns")),
+        };
+        let comment = c.take_text(col::COMMENT).filter(|s| !s.is_empty());
+        let column_type = c.str(col::TYPE).unwrap_or_default();
         let data_type = data_type_of(&column_type);
         let data = normalize(
             NativeType {
@@ -869,9 +875,9 @@ impl<'a> ColumnsBuilder<'a> {
                 .bytes(col::NULLABLE)
                 .is_some_and(|n| n.eq_ignore_ascii_case(b"YES")),
             default,
-            comment: c.take_text(col::COMMENT).filter(|s| !s.is_empty()),
-            native_type: column_type.into(),
-            name: name.into(),
+            comment,
+            native_type: self.names.intern(&column_type),
+            name,
         });
         Ok(())
     }
