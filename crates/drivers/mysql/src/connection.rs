@@ -168,12 +168,8 @@ impl MysqlConnection {
         sql: &str,
         params: Vec<Value>,
     ) -> Result<Vec<Vec<Value>>, ConnectorError> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(ConnectorError::new(
-                ErrorCode::ConnectionClosed,
-                format!("{what}: the connection was closed after an earlier failure"),
-            ));
-        };
+        let limit = self.query_timeout;
+        let conn = self.session(what)?;
         let work = async {
             if params.is_empty() {
                 conn.query::<Row, _>(sql).await
@@ -183,12 +179,33 @@ impl MysqlConnection {
             }
         };
         let started = std::time::Instant::now();
-        match tokio::time::timeout(self.query_timeout, work).await {
-            Ok(Ok(rows)) => {
-                let elapsed_ms = started.elapsed().as_millis() as u64;
-                tracing::debug!(what, rows = rows.len(), elapsed_ms, "catalog query");
-                Ok(rows.into_iter().map(Row::unwrap).collect())
-            }
+        let outcome = tokio::time::timeout(limit, work).await;
+        let rows = self.settle(what, outcome)?;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(what, rows = rows.len(), elapsed_ms, "catalog query");
+        Ok(rows.into_iter().map(Row::unwrap).collect())
+    }
+
+    /// The session a query runs on, unless an earlier failure closed it.
+    fn session(&mut self, what: &str) -> Result<&mut Conn, ConnectorError> {
+        self.conn.as_mut().ok_or_else(|| {
+            ConnectorError::new(
+                ErrorCode::ConnectionClosed,
+                format!("{what}: the connection was closed after an earlier failure"),
+            )
+        })
+    }
+
+    /// A bounded query's outcome as ours; a timeout or a fatal error drops
+    /// the session (a query cut off mid-result leaves the protocol in an
+    /// unknown state).
+    fn settle<T>(
+        &mut self,
+        what: &str,
+        outcome: Result<Result<T, mysql_async::Error>, tokio::time::error::Elapsed>,
+    ) -> Result<T, ConnectorError> {
+        match outcome {
+            Ok(Ok(v)) => Ok(v),
             Ok(Err(e)) => {
                 if e.is_fatal() {
                     self.conn = None;
@@ -218,12 +235,8 @@ impl MysqlConnection {
         params: Vec<Value>,
         mut each: impl FnMut(Vec<Value>) -> Result<(), ConnectorError> + Send,
     ) -> Result<usize, ConnectorError> {
-        let Some(conn) = self.conn.as_mut() else {
-            return Err(ConnectorError::new(
-                ErrorCode::ConnectionClosed,
-                format!("{what}: the connection was closed after an earlier failure"),
-            ));
-        };
+        let limit = self.query_timeout;
+        let conn = self.session(what)?;
         let work = async {
             if params.is_empty() {
                 drain(conn.query_iter(sql).await?, &mut each).await
@@ -236,30 +249,11 @@ impl MysqlConnection {
             }
         };
         let started = std::time::Instant::now();
-        match tokio::time::timeout(self.query_timeout, work).await {
-            Ok(Ok(Ok(rows))) => {
-                let elapsed_ms = started.elapsed().as_millis() as u64;
-                tracing::debug!(what, rows, elapsed_ms, "catalog query");
-                Ok(rows)
-            }
-            Ok(Ok(Err(e))) => Err(e),
-            Ok(Err(e)) => {
-                if e.is_fatal() {
-                    self.conn = None;
-                }
-                Err(parse_error(e, what))
-            }
-            Err(_) => {
-                self.conn = None;
-                Err(ConnectorError::new(
-                    ErrorCode::Timeout,
-                    format!(
-                        "{what} took longer than {} ms",
-                        self.query_timeout.as_millis()
-                    ),
-                ))
-            }
-        }
+        let outcome = tokio::time::timeout(limit, work).await;
+        let rows = self.settle(what, outcome)??;
+        let elapsed_ms = started.elapsed().as_millis() as u64;
+        tracing::debug!(what, rows, elapsed_ms, "catalog query");
+        Ok(rows)
     }
 
     /// The second session, opened first if needed, as a future that does

@@ -17,6 +17,8 @@ use mysql_async::prelude::Queryable;
 use tokio::io::{AsyncReadExt, AsyncWriteExt};
 use tokio::net::{TcpListener, TcpStream};
 
+mod common;
+
 /// A self-signed CA that signed nothing the fixture serves.
 const UNRELATED_CA: &str = "-----BEGIN CERTIFICATE-----
 MIIBqjCCAVGgAwIBAgIUNb36Mqm9dwqYYFEvxhpHWVDu+eIwCgYIKoZIzj0EAwIw
@@ -631,14 +633,11 @@ async fn full_discovery_on_two_sessions_or_on_one() {
         ["order_id", "line_no"]
     );
 
-    let mut admin = mysql_async::Conn::new(
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname(fx.require("HOST").to_owned())
-            .tcp_port(fx.port())
-            .user(Some(fx.require("USER").to_owned()))
-            .pass(Some(fx.require("PASSWORD").to_owned()))
-            .prefer_socket(false),
-    )
+    let mut admin = mysql_async::Conn::new(common::raw_opts(
+        &fx,
+        fx.require("USER"),
+        fx.require("PASSWORD"),
+    ))
     .await
     .unwrap();
     let user = matih_connector_testkit::unique_name("one_session");
@@ -663,15 +662,7 @@ async fn full_discovery_on_two_sessions_or_on_one() {
         .await
         .unwrap();
     // The server refuses this login a second session while the first is open.
-    let refused = mysql_async::Conn::new(
-        mysql_async::OptsBuilder::default()
-            .ip_or_hostname(fx.require("HOST").to_owned())
-            .tcp_port(fx.port())
-            .user(Some(user.clone()))
-            .pass(Some(user.clone()))
-            .prefer_socket(false),
-    )
-    .await;
+    let refused = mysql_async::Conn::new(common::raw_opts(&fx, &user, &user)).await;
     let alone = conn.discover(&req).await;
     let alone_again = conn.discover(&req).await;
     conn.close().await.unwrap();

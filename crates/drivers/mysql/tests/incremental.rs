@@ -14,17 +14,16 @@ use matih_connector_testkit::incremental::Tracker;
 use matih_connector_testkit::Fixture;
 use matih_driver_mysql::MysqlDriver;
 use mysql_async::prelude::Queryable;
-use mysql_async::{Conn, OptsBuilder};
+use mysql_async::Conn;
+
+mod common;
 
 async fn raw_client(fx: &Fixture) -> Conn {
-    Conn::new(
-        OptsBuilder::default()
-            .ip_or_hostname(fx.require("HOST").to_owned())
-            .tcp_port(fx.port())
-            .user(Some(fx.require("USER").to_owned()))
-            .pass(Some(fx.require("PASSWORD").to_owned()))
-            .prefer_socket(false),
-    )
+    Conn::new(common::raw_opts(
+        fx,
+        fx.require("USER"),
+        fx.require("PASSWORD"),
+    ))
     .await
     .expect("raw connect")
 }
