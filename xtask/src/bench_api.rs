@@ -35,20 +35,20 @@ const LISTED: usize = 1_000;
 const STARTS: usize = 5;
 
 /// A keep-alive HTTP/1.1 connection for the set-up calls and the test route.
-struct Http {
+pub(crate) struct Http {
     stream: TcpStream,
     addr: SocketAddr,
 }
 
 impl Http {
-    fn open(addr: SocketAddr) -> Result<Http> {
+    pub(crate) fn open(addr: SocketAddr) -> Result<Http> {
         let stream = TcpStream::connect_timeout(&addr, Duration::from_secs(5))?;
         stream.set_nodelay(true)?;
         stream.set_read_timeout(Some(Duration::from_secs(60)))?;
         Ok(Http { stream, addr })
     }
 
-    fn call(
+    pub(crate) fn call(
         &mut self,
         method: &str,
         path: &str,
@@ -91,7 +91,7 @@ impl Http {
         }
     }
 
-    fn json(
+    pub(crate) fn json(
         &mut self,
         method: &str,
         path: &str,
@@ -269,7 +269,7 @@ fn service_command(bin: &Path, data: &Path, port: u16) -> Command {
 
 /// Starts the service and measures spawn → first `200` from `/readyz`
 /// (polled on fresh connections, every 0.5 ms).
-fn start_service(bin: &Path, data: &Path) -> Result<(KillOnDrop, SocketAddr, Duration)> {
+pub(crate) fn start_service(bin: &Path, data: &Path) -> Result<(KillOnDrop, SocketAddr, Duration)> {
     let port = free_port()?;
     let addr = SocketAddr::from(([127, 0, 0, 1], port));
     let started = Instant::now();
@@ -289,7 +289,7 @@ fn start_service(bin: &Path, data: &Path) -> Result<(KillOnDrop, SocketAddr, Dur
     }
 }
 
-fn mint(bin: &Path, data: &Path, args: &[&str]) -> Result<String> {
+pub(crate) fn mint(bin: &Path, data: &Path, args: &[&str]) -> Result<String> {
     let mut cmd = service_command(bin, data, 0);
     cmd.stdout(Stdio::piped())
         .args(["mint-token", "--ttl", "7200"])

@@ -11,6 +11,7 @@
 //! ```
 
 mod bench_api;
+mod bench_discovery_service;
 mod deploy;
 mod fixtures;
 mod flood;

@@ -905,6 +905,10 @@ pub fn bench_discovery() -> Result<()> {
         });
     }
     let cli = cli_discovery_rss(&session.vars);
+    let service = crate::bench_discovery_service::measure(
+        &session.vars,
+        &["matih_bench_5000", "matih_bench_20000"],
+    );
     session.release();
     print_table("bench discovery", &rows);
     let cli = match cli {
@@ -920,12 +924,42 @@ pub fn bench_discovery() -> Result<()> {
             Vec::new()
         }
     };
-    print_discovery_summary(&summaries, &cli);
+    let service = match service {
+        Ok(runs) => {
+            println!();
+            println!(
+                "service (release, PostgreSQL driver, embedded defaults; peak RSS = VmHWM, \
+                 reset before each phase)"
+            );
+            for r in &runs {
+                println!(
+                    "  {:<20} ready {:>6.1} MB   create + first discovery {:>6.1} MB ({:.2} s)   \
+                     re-discovery {:>6.1} MB ({:.2} s)   reading /schemas {:>6.1} MB",
+                    r.database,
+                    r.ready_mb,
+                    r.create_mb,
+                    r.create_secs,
+                    r.rediscover_mb,
+                    r.rediscover_secs,
+                    r.read_mb
+                );
+            }
+            runs
+        }
+        Err(e) => {
+            say!("service discovery: {e:#}");
+            Vec::new()
+        }
+    };
+    print_discovery_summary(&summaries, &cli, &service);
     if rows.iter().any(|r| !r.ok) {
         bail!("a benchmark failed");
     }
     if cli.is_empty() {
         bail!("the CLI discovery runs failed");
+    }
+    if service.is_empty() {
+        bail!("the service discovery runs failed");
     }
     Ok(())
 }
@@ -969,8 +1003,13 @@ struct CliFigures {
 
 /// The compact table at the end of `bench discovery`: per database, ours
 /// and each reference as medians, the ratios ours/reference, and peak RSS
-/// (inside the example, and of the CLI process end to end).
-fn print_discovery_summary(summaries: &[BTreeMap<String, String>], cli: &[CliRun]) {
+/// (inside the example, of the CLI process end to end, and of the service
+/// over its create, re-discovery and read phases).
+fn print_discovery_summary(
+    summaries: &[BTreeMap<String, String>],
+    cli: &[CliRun],
+    service: &[crate::bench_discovery_service::ServiceRun],
+) {
     let secs_of = |m: &BTreeMap<String, String>, k: &str| -> Option<f64> {
         m.get(k)?.parse::<f64>().ok().filter(|v| *v > 0.0)
     };
@@ -981,7 +1020,7 @@ fn print_discovery_summary(summaries: &[BTreeMap<String, String>], cli: &[CliRun
          information_schema queries, TABLES + COLUMNS; naive = one naive joined query)"
     );
     println!(
-        "{:<30} {:>6} {:>7} {:>8} {:>17} {:>17} {:>17} {:>8} {:>8} {:>7}  target",
+        "{:<30} {:>6} {:>7} {:>8} {:>17} {:>17} {:>17} {:>8} {:>8} {:>7} {:>8}  target",
         "database",
         "rels",
         "columns",
@@ -991,7 +1030,8 @@ fn print_discovery_summary(summaries: &[BTreeMap<String, String>], cli: &[CliRun
         "naive",
         "RSS MB",
         "CLI MB",
-        "CLI s"
+        "CLI s",
+        "svc MB"
     );
     for m in summaries {
         let name = m.get("name").map_or("?", String::as_str);
@@ -1001,8 +1041,11 @@ fn print_discovery_summary(summaries: &[BTreeMap<String, String>], cli: &[CliRun
             _ => "-".to_owned(),
         };
         let run = cli.iter().find(|c| c.label == name);
+        let svc = service
+            .iter()
+            .find(|r| name.strip_prefix("PostgreSQL ") == Some(r.database.as_str()));
         println!(
-            "{:<30} {:>6} {:>7} {:>8} {:>17} {:>17} {:>17} {:>8} {:>8} {:>7}  {}",
+            "{:<30} {:>6} {:>7} {:>8} {:>17} {:>17} {:>17} {:>8} {:>8} {:>7} {:>8}  {}",
             name,
             m.get("relations").map_or("?", String::as_str),
             m.get("columns").map_or("?", String::as_str),
@@ -1013,13 +1056,14 @@ fn print_discovery_summary(summaries: &[BTreeMap<String, String>], cli: &[CliRun
             m.get("peak_rss_mb").map_or("-", String::as_str),
             run.map_or("-".to_owned(), |r| format!("{:.1}", r.rss_mb)),
             run.map_or("-".to_owned(), |r| format!("{:.3}", r.wall_secs)),
+            svc.map_or("-".to_owned(), |r| format!("{:.1}", r.peak_mb())),
             m.get("target").map_or("", String::as_str),
         );
     }
     if summaries.is_empty() {
         println!("(no example printed a summary line)");
     }
-    println!("CLI peak RSS target: < 100 MB at 21,000 relations");
+    println!("CLI and service (svc: highest phase) peak RSS target: < 100 MB at 21,000 relations");
 }
 
 /// The `matih-connectors` CLI (release, postgres + mysql) discovering the

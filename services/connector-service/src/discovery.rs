@@ -14,14 +14,14 @@
 //! catalog differs from that previous one, queues a `SCHEMA_CHANGED` notice,
 //! all in one transaction.
 
-use std::collections::HashMap;
+use std::collections::{BTreeSet, HashMap};
 use std::sync::Mutex;
 use std::time::Duration;
 
 use chrono::Utc;
 use matih_connector_core::{
     with_timeout, Catalog, CatalogDelta, CatalogFingerprint, ConnectorError, DiscoveryRequest,
-    ErrorCode,
+    ErrorCode, RelationName, Schema, Table,
 };
 use rand::Rng;
 use serde_json::json;
@@ -29,7 +29,7 @@ use tokio::sync::watch;
 use uuid::Uuid;
 
 use crate::app::AppState;
-use crate::diff::{diff_catalogs, Changes};
+use crate::diff::{diff_catalogs, diff_where, Changes};
 use crate::model::{ts, Connector, ConnectorStatus, DiscoveryJob, JobOrigin, JobStatus, Snapshot};
 use crate::store::{
     ClaimedJob, FinishedJob, JobStart, NewJob, NewNotice, ScheduleClaim, StoreError,
@@ -386,7 +386,7 @@ async fn execute(
     let request = request_text(req);
     // The previous catalog counts only when taken under the same request:
     // a narrower request would otherwise look like dropped tables.
-    let previous = match state.store.latest_snapshots(c.id, 1).await {
+    let mut previous = match state.store.latest_snapshots(c.id, 1).await {
         Ok(s) => s.into_iter().next().filter(|s| s.request == request),
         Err(e) => {
             tracing::warn!(connector = %c.id, error = %e, "could not read the previous snapshot");
@@ -397,6 +397,11 @@ async fn execute(
         .as_ref()
         .and_then(|s| s.fingerprint.as_deref())
         .and_then(|f| serde_json::from_str(f).ok());
+    // The previous catalog is parsed before discovery and its text let go:
+    // while the source is read, only one form of it is held, the smaller.
+    let previous_catalog = previous
+        .as_mut()
+        .map(|s| serde_json::from_str::<Catalog>(&std::mem::take(&mut s.catalog)));
     let delta = match open_and_discover(state, c, req, fingerprint.as_ref()).await {
         Ok(d) => d,
         Err(e) => {
@@ -410,10 +415,7 @@ async fn execute(
             return none;
         }
     };
-    let previous_catalog: Option<Catalog> = match previous
-        .as_ref()
-        .map(|s| serde_json::from_str::<Catalog>(&s.catalog))
-    {
+    let previous_catalog: Option<Catalog> = match previous_catalog {
         Some(Ok(p)) => Some(p),
         Some(Err(e)) => {
             tracing::warn!(connector = %c.id, error = %e, "the previous snapshot does not parse");
@@ -434,17 +436,27 @@ async fn execute(
         .fingerprint
         .as_ref()
         .and_then(|f| serde_json::to_string(f).ok());
-    let mut catalog = if delta.full {
-        delta.catalog
+    let (catalog, changes) = if delta.full {
+        let mut catalog = delta.catalog;
+        catalog.sort();
+        let changes = previous_catalog.map(|p| diff_catalogs(&p, &catalog));
+        (catalog, changes)
     } else {
-        delta.apply(previous_catalog.clone().unwrap_or_default())
+        // The previous catalog's columns move into the new one; the diff
+        // needs only every relation's name and kind and the previous columns
+        // of the relations read again (the others kept theirs).
+        let changed = delta.changed.clone();
+        let shape = previous_catalog.as_ref().map(|p| shape_of(p, &changed));
+        let mut catalog = delta.apply(previous_catalog.unwrap_or_default());
+        catalog.sort();
+        let changes = shape.map(|old| {
+            diff_where(&old, &catalog, |s, t| {
+                changed.contains(&RelationName::new(s, t))
+            })
+        });
+        (catalog, changes)
     };
-    catalog.sort();
-    let changes = previous_catalog
-        .as_ref()
-        .map(|p| diff_catalogs(p, &catalog))
-        .filter(|ch| !ch.is_empty());
-    drop(previous_catalog);
+    let changes = changes.filter(|ch| !ch.is_empty());
     let (schema_count, table_count) = (catalog.schemas.len() as i64, catalog.table_count() as i64);
     // A catalog that cannot be serialized fails the job (INTERNAL); it is
     // never stored as an empty catalog. The text is what is stored: the
@@ -488,6 +500,33 @@ async fn execute(
     Outcome {
         snapshot: Some(snapshot),
         notice,
+    }
+}
+
+/// `catalog` without what an incremental diff does not compare: every
+/// schema and relation by name and kind, with columns only for the
+/// relations in `changed`.
+fn shape_of(catalog: &Catalog, changed: &BTreeSet<RelationName>) -> Catalog {
+    Catalog {
+        schemas: catalog
+            .schemas
+            .iter()
+            .map(|s| Schema {
+                name: s.name.clone(),
+                comment: None,
+                tables: s
+                    .tables
+                    .iter()
+                    .map(|t| {
+                        let mut shape = Table::new(t.name.clone(), t.kind);
+                        if changed.contains(&RelationName::new(s.name.as_str(), t.name.as_str())) {
+                            shape.columns.clone_from(&t.columns);
+                        }
+                        shape
+                    })
+                    .collect(),
+            })
+            .collect(),
     }
 }
 

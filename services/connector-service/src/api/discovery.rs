@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use matih_connector_core::{Catalog, DiscoveryRequest, Table};
+use matih_connector_core::{Catalog, Column, DiscoveryRequest, Table, TableKind};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::api::connectors::{connector_for, connector_of, tenant_for};
 use crate::app::AppState;
 use crate::auth::Auth;
-use crate::diff::{diff_catalogs, kind_name, Changes};
+use crate::diff::{diff_catalogs, Changes};
 use crate::discovery;
 use crate::error::{ApiPath, ApiQuery, AppError, Code, LaterJson};
 use crate::model::{ConnectorStatus, DiscoveryJob, Snapshot};
@@ -345,7 +345,102 @@ async fn latest_snapshot(
     state: &AppState,
     connector: Uuid,
 ) -> Result<(Snapshot, Catalog), AppError> {
-    let snap = state
+    let snap = latest(state, connector).await?;
+    let catalog = parse_catalog(&snap)?;
+    Ok((snap, catalog))
+}
+
+/// A stored catalog as the summary reads it: every table with its columns
+/// either counted ([`Counted`]) or built (`Vec<Column>`, for
+/// `include=columns`), so a summary of 400k columns never holds them.
+#[derive(Deserialize)]
+#[serde(bound = "C: Deserialize<'de> + Default")]
+struct StoredCatalog<C> {
+    schemas: Vec<StoredSchema<C>>,
+}
+
+#[derive(Deserialize)]
+#[serde(bound = "C: Deserialize<'de> + Default")]
+struct StoredSchema<C> {
+    name: String,
+    #[serde(default)]
+    tables: Vec<StoredTable<C>>,
+}
+
+#[derive(Deserialize)]
+#[serde(rename_all = "camelCase", bound = "C: Deserialize<'de> + Default")]
+struct StoredTable<C> {
+    name: String,
+    #[serde(rename = "type")]
+    kind: TableKind,
+    #[serde(default)]
+    estimated_rows: Option<u64>,
+    #[serde(default)]
+    size_bytes: Option<u64>,
+    #[serde(default)]
+    columns: C,
+}
+
+/// A table's columns, counted as they are read and not kept.
+#[derive(Default)]
+struct Counted(usize);
+
+impl<'de> Deserialize<'de> for Counted {
+    fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        struct Visit;
+        impl<'de> serde::de::Visitor<'de> for Visit {
+            type Value = Counted;
+            fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+                f.write_str("a list of columns")
+            }
+            fn visit_seq<A: serde::de::SeqAccess<'de>>(
+                self,
+                mut seq: A,
+            ) -> Result<Counted, A::Error> {
+                let mut n = 0;
+                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                    n += 1;
+                }
+                Ok(Counted(n))
+            }
+        }
+        d.deserialize_seq(Visit)
+    }
+}
+
+/// What a page needs of a table's columns.
+trait PageColumns {
+    fn count(&self) -> usize;
+    fn details(self) -> Option<Vec<Column>>;
+}
+
+impl PageColumns for Counted {
+    fn count(&self) -> usize {
+        self.0
+    }
+    fn details(self) -> Option<Vec<Column>> {
+        None
+    }
+}
+
+impl PageColumns for Vec<Column> {
+    fn count(&self) -> usize {
+        self.len()
+    }
+    fn details(self) -> Option<Vec<Column>> {
+        Some(self)
+    }
+}
+
+fn kind_text(kind: TableKind) -> String {
+    serde_json::to_value(kind)
+        .ok()
+        .and_then(|v| v.as_str().map(str::to_owned))
+        .unwrap_or_default()
+}
+
+async fn latest(state: &AppState, connector: Uuid) -> Result<Snapshot, AppError> {
+    state
         .store
         .latest_snapshots(connector, 1)
         .await?
@@ -357,9 +452,7 @@ async fn latest_snapshot(
                 Code::CatalogNotFound,
                 "no discovery has completed for this connector yet",
             )
-        })?;
-    let catalog = parse_catalog(&snap)?;
-    Ok((snap, catalog))
+        })
 }
 
 fn parse_catalog(s: &Snapshot) -> Result<Catalog, AppError> {
@@ -396,64 +489,94 @@ pub async fn schemas(
         ));
     }
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let (snap, catalog) = latest_snapshot(&state, c.id).await?;
+    let mut snap = latest(&state, c.id).await?;
+    let text = std::mem::take(&mut snap.catalog);
     let mut out = SchemasResponse {
         connector_id: c.id,
         schemas: Vec::new(),
-        discovered_at: snap.discovered_at.clone(),
+        discovered_at: snap.discovered_at,
         snapshot_id: snap.id,
         total_schemas: 0,
         total_tables: 0,
         next_cursor: None,
     };
-    let selected: Vec<_> = catalog
-        .schemas
-        .iter()
-        .filter(|s| q.schema.as_deref().is_none_or(|n| n == s.name))
-        .collect();
-    out.total_schemas = selected.len();
-    out.total_tables = selected.iter().map(|s| s.tables.len()).sum();
-    let mut remaining = limit;
-    let mut more = false;
-    let mut last: Option<(&str, &str)> = None;
-    for schema in selected {
-        let mut tables = Vec::new();
-        for t in &schema.tables {
-            if let Some((s, n)) = &after {
-                if (schema.name.as_str(), t.name.as_str()) <= (s.as_str(), n.as_str()) {
-                    continue;
-                }
-            }
-            if remaining == 0 {
-                more = true;
-                break;
-            }
-            remaining -= 1;
-            last = Some((&schema.name, &t.name));
-            tables.push(TableSummary {
-                name: t.name.clone(),
-                kind: kind_name(t),
-                columns: t.columns.len(),
-                estimated_rows: t.estimated_rows,
-                size_bytes: t.size_bytes,
-                column_details: with_columns.then(|| t.columns.clone()),
-            });
-        }
-        // Schemas without tables appear on the first page only.
-        if !tables.is_empty() || (schema.tables.is_empty() && after.is_none() && !more) {
-            out.schemas.push(SchemaSummary {
-                name: schema.name.clone(),
-                tables,
-            });
-        }
-        if more {
-            break;
-        }
-    }
-    if more {
-        out.next_cursor = last.map(|(s, t)| encode_cursor(s, t));
+    let page = Page {
+        schema: q.schema.as_deref(),
+        after: after.as_ref().map(|(s, t)| (s.as_str(), t.as_str())),
+        limit,
+    };
+    if with_columns {
+        let catalog: StoredCatalog<Vec<Column>> =
+            serde_json::from_str(&text).map_err(AppError::internal)?;
+        drop(text);
+        page.fill(&mut out, catalog);
+    } else {
+        let catalog: StoredCatalog<Counted> =
+            serde_json::from_str(&text).map_err(AppError::internal)?;
+        drop(text);
+        page.fill(&mut out, catalog);
     }
     Ok(Json(out))
+}
+
+/// Which tables a page of the summary shows.
+struct Page<'a> {
+    schema: Option<&'a str>,
+    after: Option<(&'a str, &'a str)>,
+    limit: usize,
+}
+
+impl Page<'_> {
+    fn fill<C: PageColumns>(&self, out: &mut SchemasResponse, catalog: StoredCatalog<C>) {
+        let selected: Vec<_> = catalog
+            .schemas
+            .into_iter()
+            .filter(|s| self.schema.is_none_or(|n| n == s.name))
+            .collect();
+        out.total_schemas = selected.len();
+        out.total_tables = selected.iter().map(|s| s.tables.len()).sum();
+        let mut remaining = self.limit;
+        let mut more = false;
+        let mut last: Option<(String, String)> = None;
+        for schema in selected {
+            let mut tables = Vec::new();
+            let no_tables = schema.tables.is_empty();
+            for t in schema.tables {
+                if let Some(after) = self.after {
+                    if (schema.name.as_str(), t.name.as_str()) <= after {
+                        continue;
+                    }
+                }
+                if remaining == 0 {
+                    more = true;
+                    break;
+                }
+                remaining -= 1;
+                last = Some((schema.name.clone(), t.name.clone()));
+                tables.push(TableSummary {
+                    kind: kind_text(t.kind),
+                    columns: t.columns.count(),
+                    estimated_rows: t.estimated_rows,
+                    size_bytes: t.size_bytes,
+                    column_details: t.columns.details(),
+                    name: t.name,
+                });
+            }
+            // Schemas without tables appear on the first page only.
+            if !tables.is_empty() || (no_tables && self.after.is_none() && !more) {
+                out.schemas.push(SchemaSummary {
+                    name: schema.name,
+                    tables,
+                });
+            }
+            if more {
+                break;
+            }
+        }
+        if more {
+            out.next_cursor = last.map(|(s, t)| encode_cursor(&s, &t));
+        }
+    }
 }
 
 #[derive(Debug, Serialize, ToSchema)]
