@@ -7,7 +7,7 @@
 //! the listen backlog until one closes. The limits come from
 //! [`crate::limits::Limits`].
 //!
-//! Both timeouts run on one timer per connection ([`HeaderClock`]), re-armed
+//! Both timeouts run on one timer per connection (`HeaderClock`), re-armed
 //! only when it fires, instead of a runtime timer set and cancelled for every
 //! request head.
 
