@@ -4,12 +4,13 @@
 
 use std::collections::BTreeMap;
 
-use matih_connector_core::{Catalog, Table};
+use matih_connector_core::{Catalog, Table, TableKind};
 use serde::Serialize;
 use utoipa::ToSchema;
 
-pub fn kind_name(t: &Table) -> String {
-    serde_json::to_value(t.kind)
+/// A table kind as the API spells it (`TABLE`, `MATERIALIZED_VIEW`, …).
+pub fn kind_name(kind: TableKind) -> String {
+    serde_json::to_value(kind)
         .ok()
         .and_then(|v| v.as_str().map(str::to_owned))
         .unwrap_or_default()
@@ -78,7 +79,7 @@ pub fn diff_where(old: &Catalog, new: &Catalog, detail: impl Fn(&str, &str) -> b
     let tref = |(s, t): &(&str, &str), table: &Table| TableRef {
         schema: (*s).to_owned(),
         table: (*t).to_owned(),
-        kind: kind_name(table),
+        kind: kind_name(table.kind),
     };
     let change = |(s, t): &(&str, &str), column: &str| ColumnChange {
         schema: (*s).to_owned(),

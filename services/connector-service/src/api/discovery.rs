@@ -15,7 +15,7 @@ use uuid::Uuid;
 use crate::api::connectors::{connector_for, connector_of, tenant_for};
 use crate::app::AppState;
 use crate::auth::Auth;
-use crate::diff::{diff_catalogs, Changes};
+use crate::diff::{diff_catalogs, kind_name, Changes};
 use crate::discovery;
 use crate::error::{ApiPath, ApiQuery, AppError, Code, LaterJson};
 use crate::model::{ConnectorStatus, DiscoveryJob, Snapshot};
@@ -432,13 +432,6 @@ impl PageColumns for Vec<Column> {
     }
 }
 
-fn kind_text(kind: TableKind) -> String {
-    serde_json::to_value(kind)
-        .ok()
-        .and_then(|v| v.as_str().map(str::to_owned))
-        .unwrap_or_default()
-}
-
 async fn latest(state: &AppState, connector: Uuid) -> Result<Snapshot, AppError> {
     state
         .store
@@ -554,7 +547,7 @@ impl Page<'_> {
                 remaining -= 1;
                 last = Some((schema.name.clone(), t.name.clone()));
                 tables.push(TableSummary {
-                    kind: kind_text(t.kind),
+                    kind: kind_name(t.kind),
                     columns: t.columns.count(),
                     estimated_rows: t.estimated_rows,
                     size_bytes: t.size_bytes,
