@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use matih_connector_core::{
     with_timeout, Catalog, CatalogDelta, CatalogFingerprint, ConnectorError, DiscoveryRequest,
-    ErrorCode, RelationName, Schema, Table,
+    ErrorCode, Interned, RelationName, Schema, Table,
 };
 use rand::Rng;
 use serde_json::json;
@@ -401,9 +401,11 @@ async fn execute(
     // The previous catalog is parsed before discovery, as it comes out of
     // the decompressor, and its stored form let go: while the source is
     // read, only the parsed catalog is held.
-    let previous_catalog = previous
-        .as_mut()
-        .map(|s| std::mem::take(&mut s.catalog).parse::<Catalog>());
+    let previous_catalog = previous.as_mut().map(|s| {
+        std::mem::take(&mut s.catalog)
+            .parse::<Interned<Catalog>>()
+            .map(|c| c.0)
+    });
     let delta = match open_and_discover(state, c, req, fingerprint.as_ref()).await {
         Ok(d) => d,
         Err(e) => {

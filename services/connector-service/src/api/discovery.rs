@@ -7,7 +7,7 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use matih_connector_core::{Catalog, Column, DiscoveryRequest, Table, TableKind};
+use matih_connector_core::{Catalog, Column, DiscoveryRequest, Interned, Table, TableKind};
 use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
@@ -384,7 +384,10 @@ async fn latest(state: &AppState, connector: Uuid) -> Result<Snapshot, AppError>
 }
 
 fn parse_catalog(s: &Snapshot) -> Result<Catalog, AppError> {
-    s.catalog.parse().map_err(AppError::internal)
+    s.catalog
+        .parse::<Interned<Catalog>>()
+        .map(|c| c.0)
+        .map_err(AppError::internal)
 }
 
 /// The latest discovered catalog's summary.
