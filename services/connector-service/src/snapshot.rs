@@ -356,6 +356,87 @@ mod tests {
         assert!(cut.parse::<Catalog>().is_err(), "a truncated catalog");
     }
 
+    /// The bench's largest catalog: 21,001 relations and 404,001 columns
+    /// (20,000 tables of 20 columns, 1,000 views of 4, one marker table),
+    /// names and types interned as a driver reads them.
+    fn bench_sized() -> Catalog {
+        let mut names = matih_connector_core::Interner::default();
+        let types = [
+            ("integer", DataType::Int32),
+            ("bigint", DataType::Int64),
+            ("text", DataType::String),
+            ("character varying(40)", DataType::String),
+            ("numeric(12,2)", DataType::decimal(12, 2)),
+            ("timestamp with time zone", DataType::TimestampTz),
+            ("boolean", DataType::Boolean),
+            ("jsonb", DataType::Json),
+        ];
+        let table = |names: &mut matih_connector_core::Interner, name: String, kind, n: u32| {
+            let mut t = Table::new(name, kind);
+            t.estimated_rows = Some(u64::from(n) * 1000);
+            t.size_bytes = Some(8192);
+            t.primary_key = vec!["c1".into()];
+            t.columns = (1..=n)
+                .map(|i| {
+                    let (native, data_type) = &types[i as usize % types.len()];
+                    Column {
+                        name: names.intern(&format!("c{i}")),
+                        ordinal: i,
+                        native_type: names.intern(native),
+                        data_type: data_type.clone(),
+                        nullable: i != 1,
+                        default: (i == 1).then(|| format!("nextval('{}_seq'::regclass)", t.name)),
+                        comment: None,
+                    }
+                })
+                .collect();
+            t
+        };
+        let mut c = Catalog::default();
+        for s in 0..4 {
+            let mut schema = Schema {
+                name: format!("bench_{s}"),
+                comment: None,
+                tables: Vec::new(),
+            };
+            for i in (s..20_000).step_by(4) {
+                let t = table(&mut names, format!("t_{i:05}"), TableKind::Table, 20);
+                schema.tables.push(t);
+            }
+            for i in (s..1_000).step_by(4) {
+                let v = table(&mut names, format!("v_{i:04}"), TableKind::View, 4);
+                schema.tables.push(v);
+            }
+            c.schemas.push(schema);
+        }
+        c.schemas.push(Schema {
+            name: "public".into(),
+            comment: None,
+            tables: vec![table(
+                &mut names,
+                "matih_bench_marker".into(),
+                TableKind::Table,
+                1,
+            )],
+        });
+        c.sort();
+        c
+    }
+
+    #[test]
+    fn a_bench_sized_catalog_round_trips_compressed_a_tenth_of_its_text() {
+        let c = bench_sized();
+        assert_eq!((c.table_count(), c.column_count()), (21_001, 404_001));
+        let z = StoredCatalog::compress(&c).unwrap();
+        let text_len = serde_json::to_vec(&c).unwrap().len();
+        let z_len = z.bytes().unwrap().len();
+        assert!(z_len * 10 < text_len, "{z_len} compressed of {text_len}");
+        let matih_connector_core::Interned(back) = z
+            .parse::<matih_connector_core::Interned<Catalog>>()
+            .unwrap();
+        assert_eq!(back, c);
+    }
+
     /// Records what a walk sees.
     #[derive(Default)]
     struct Names(Vec<(String, Vec<String>)>);
