@@ -129,7 +129,12 @@ enum CheckCmd {
 #[derive(Subcommand)]
 enum BenchCmd {
     /// Catalog discovery against the postgres and mysql fixtures.
-    Discovery,
+    Discovery {
+        /// Only the connector service's peak RSS, on the PostgreSQL fixture
+        /// (its benchmark databases are made by a full run).
+        #[arg(long)]
+        service_only: bool,
+    },
     /// The connector service's API under wrk beside a bare axum server: GET one,
     /// list 1,000, create, the test route beside the driver; start-to-ready.
     Api,
@@ -159,8 +164,8 @@ fn main() -> ExitCode {
         },
         Cmd::TestDrivers { only, fixtures } => tasks::test_drivers(&only, fixtures).map(drop),
         Cmd::Bench {
-            which: BenchCmd::Discovery,
-        } => tasks::bench_discovery(),
+            which: BenchCmd::Discovery { service_only },
+        } => tasks::bench_discovery(service_only),
         Cmd::Bench {
             which: BenchCmd::Api,
         } => tasks::bench_api(),

@@ -855,7 +855,10 @@ pub fn test_drivers(only: &[String], source: Source) -> Result<String> {
 /// `cargo xtask bench discovery`: each driver's `<name>_bench_discovery` example
 /// (named per driver so examples of different packages never share a file),
 /// in release mode, against the fixtures.
-pub fn bench_discovery() -> Result<()> {
+pub fn bench_discovery(service_only: bool) -> Result<()> {
+    if service_only {
+        return bench_discovery_service();
+    }
     let root = workspace_root();
     let drivers = ["postgres", "mysql"];
     let session = Session::acquire(&drivers.map(str::to_owned), Source::Native)?;
@@ -905,10 +908,7 @@ pub fn bench_discovery() -> Result<()> {
         });
     }
     let cli = cli_discovery_rss(&session.vars);
-    let service = crate::bench_discovery_service::measure(
-        &session.vars,
-        &["matih_bench_5000", "matih_bench_20000"],
-    );
+    let service = crate::bench_discovery_service::measure(&session.vars, &SERVICE_DATABASES);
     session.release();
     print_table("bench discovery", &rows);
     let cli = match cli {
@@ -924,7 +924,38 @@ pub fn bench_discovery() -> Result<()> {
             Vec::new()
         }
     };
-    let service = match service {
+    let service = print_service_runs(service);
+    print_discovery_summary(&summaries, &cli, &service);
+    if rows.iter().any(|r| !r.ok) {
+        bail!("a benchmark failed");
+    }
+    if cli.is_empty() {
+        bail!("the CLI discovery runs failed");
+    }
+    if service.is_empty() {
+        bail!("the service discovery runs failed");
+    }
+    Ok(())
+}
+
+/// The PostgreSQL benchmark databases the service discovers.
+const SERVICE_DATABASES: [&str; 2] = ["matih_bench_5000", "matih_bench_20000"];
+
+/// `cargo xtask bench discovery --service-only`: the service part alone.
+fn bench_discovery_service() -> Result<()> {
+    let session = Session::acquire(&["postgres".to_owned()], Source::Native)?;
+    let service = crate::bench_discovery_service::measure(&session.vars, &SERVICE_DATABASES);
+    session.release();
+    if print_service_runs(service).is_empty() {
+        bail!("the service discovery runs failed");
+    }
+    Ok(())
+}
+
+fn print_service_runs(
+    service: Result<Vec<crate::bench_discovery_service::ServiceRun>>,
+) -> Vec<crate::bench_discovery_service::ServiceRun> {
+    match service {
         Ok(runs) => {
             println!();
             println!(
@@ -950,18 +981,7 @@ pub fn bench_discovery() -> Result<()> {
             say!("service discovery: {e:#}");
             Vec::new()
         }
-    };
-    print_discovery_summary(&summaries, &cli, &service);
-    if rows.iter().any(|r| !r.ok) {
-        bail!("a benchmark failed");
     }
-    if cli.is_empty() {
-        bail!("the CLI discovery runs failed");
-    }
-    if service.is_empty() {
-        bail!("the service discovery runs failed");
-    }
-    Ok(())
 }
 
 /// Runs `cmd`, copying its standard output through line by line and keeping

@@ -14,6 +14,7 @@ use serde::{Deserialize, Deserializer, Serialize, Serializer};
 #[serde(rename_all = "camelCase")]
 pub struct Catalog {
     /// The schemas found (databases, datasets, buckets…), each with its tables.
+    #[serde(deserialize_with = "exact")]
     pub schemas: Vec<Schema>,
 }
 
@@ -59,6 +60,7 @@ pub struct Schema {
     #[serde(default, skip_serializing_if = "Option::is_none")]
     pub comment: Option<String>,
     /// Tables, views, collections… in this schema (empty at [`crate::Depth::Schemas`]).
+    #[serde(deserialize_with = "exact")]
     pub tables: Vec<Table>,
 }
 
@@ -113,7 +115,7 @@ pub struct Table {
     /// The source's size estimate in bytes, when it keeps one.
     pub size_bytes: Option<u64>,
     /// Primary key column names in key order; empty when there is none.
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact")]
     pub primary_key: Vec<String>,
     /// The source's comment, when it keeps one.
     #[serde(default, skip_serializing_if = "Option::is_none")]
@@ -122,7 +124,7 @@ pub struct Table {
     #[serde(default, skip_serializing_if = "BTreeMap::is_empty")]
     pub properties: BTreeMap<String, serde_json::Value>,
     /// Columns in ordinal order (empty below [`crate::Depth::Columns`]).
-    #[serde(default)]
+    #[serde(default, deserialize_with = "exact")]
     pub columns: Vec<Column>,
 }
 
@@ -145,6 +147,16 @@ impl Table {
     pub fn column(&self, name: &str) -> Option<&Column> {
         self.columns.iter().find(|c| c.name == name)
     }
+}
+
+/// A list read back from JSON, holding no more room than its elements.
+/// Read element by element, a vector doubles as it grows: the 20 columns of
+/// a table would keep room for 32, and a catalog of 400k columns over 60%
+/// more memory than it needs.
+fn exact<'de, D: Deserializer<'de>, T: Deserialize<'de>>(d: D) -> Result<Vec<T>, D::Error> {
+    let mut v = Vec::<T>::deserialize(d)?;
+    v.shrink_to_fit();
+    Ok(v)
 }
 
 /// A column (or field) of a table, with its native and normalized types.
@@ -296,10 +308,58 @@ impl<'de> Deserialize<'de> for SharedStr {
                 f.write_str("a string")
             }
             fn visit_str<E: serde::de::Error>(self, v: &str) -> Result<SharedStr, E> {
-                Ok(v.into())
+                Ok(PARSE_INTERNER.with(|i| match &mut *i.borrow_mut() {
+                    Some(names) => names.intern(v),
+                    None => v.into(),
+                }))
             }
         }
         d.deserialize_str(Visit)
+    }
+}
+
+thread_local! {
+    /// The interner of an [`Interned`] deserialization running on this thread.
+    static PARSE_INTERNER: std::cell::RefCell<Option<Interner>> =
+        const { std::cell::RefCell::new(None) };
+}
+
+/// `T` deserialized with every [`SharedStr`] in it interned: a catalog read
+/// back from JSON holds each column name and native type once, as the
+/// driver that discovered it did, instead of one allocation per column
+/// (at 400k columns, some 20 MB).
+///
+/// ```
+/// use matih_connector_core::{Catalog, Interned};
+/// let text = r#"{"schemas":[{"name":"s","tables":[]}]}"#;
+/// let Interned(catalog) = serde_json::from_str::<Interned<Catalog>>(text).unwrap();
+/// assert_eq!(catalog.schemas[0].name, "s");
+/// ```
+#[derive(Clone, Debug, Default, PartialEq)]
+pub struct Interned<T>(pub T);
+
+impl<'de, T: Deserialize<'de>> Deserialize<'de> for Interned<T> {
+    fn deserialize<D: Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
+        /// Ends this thread's interning however the deserialization ends.
+        struct Done(bool);
+        impl Drop for Done {
+            fn drop(&mut self) {
+                if self.0 {
+                    PARSE_INTERNER.with(|i| i.borrow_mut().take());
+                }
+            }
+        }
+        // An `Interned` inside another one shares the outer interner.
+        let started = PARSE_INTERNER.with(|i| {
+            let mut i = i.borrow_mut();
+            let fresh = i.is_none();
+            if fresh {
+                *i = Some(Interner::default());
+            }
+            fresh
+        });
+        let _done = Done(started);
+        T::deserialize(d).map(Interned)
     }
 }
 
@@ -560,6 +620,49 @@ mod tests {
         let (a, b) = (names.intern("id"), names.intern("id"));
         assert!(Arc::ptr_eq(&a.0, &b.0));
         assert_ne!(names.intern("name"), a);
+    }
+
+    #[test]
+    fn catalogs_read_back_intern_their_names_and_keep_no_spare_room() {
+        let column = |name: &str, ordinal| Column {
+            name: name.into(),
+            ordinal,
+            native_type: "integer".into(),
+            data_type: DataType::Int32,
+            nullable: true,
+            default: None,
+            comment: None,
+        };
+        let mut t = Table::new("t", TableKind::Table);
+        t.primary_key = vec!["id".into()];
+        t.columns = (1..=5)
+            .map(|i| column(if i % 2 == 0 { "id" } else { "x" }, i))
+            .collect();
+        let c = Catalog {
+            schemas: vec![Schema {
+                name: "s".into(),
+                comment: None,
+                tables: vec![t.clone(), t],
+            }],
+        };
+        let text = serde_json::to_string(&c).unwrap();
+        let Interned(back) = serde_json::from_str::<Interned<Catalog>>(&text).unwrap();
+        assert_eq!(back, c);
+        let cols = |i: usize| &back.schemas[0].tables[i].columns;
+        assert!(Arc::ptr_eq(
+            &cols(0)[0].native_type.0,
+            &cols(1)[4].native_type.0
+        ));
+        assert!(Arc::ptr_eq(&cols(0)[1].name.0, &cols(1)[3].name.0));
+        assert_eq!(cols(0).capacity(), 5);
+        assert_eq!(back.schemas[0].tables.capacity(), 2);
+        assert_eq!(back.schemas[0].tables[0].primary_key.capacity(), 1);
+        // Outside `Interned`, each text is its own allocation, and the
+        // interner is gone once the deserialization has ended (or failed).
+        assert!(serde_json::from_str::<Interned<Catalog>>("{\"schemas\":[1]}").is_err());
+        let plain: Catalog = serde_json::from_str(&text).unwrap();
+        let cols = &plain.schemas[0].tables[0].columns;
+        assert!(!Arc::ptr_eq(&cols[0].native_type.0, &cols[2].native_type.0));
     }
 
     #[test]

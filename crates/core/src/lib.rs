@@ -49,7 +49,9 @@ pub mod sample;
 pub mod ssh;
 pub mod tls;
 
-pub use catalog::{Catalog, Column, DataType, Interner, Schema, SharedStr, Table, TableKind};
+pub use catalog::{
+    Catalog, Column, DataType, Interned, Interner, Schema, SharedStr, Table, TableKind,
+};
 pub use config::{ConnectionConfig, ConnectorSpec, SslMode, Timeouts};
 pub use credentials::{redact_secrets, Credentials, SecretString, USER_NAME_KEYS};
 pub use discovery::{glob_match, glob_to_like, Depth, DiscoveryRequest, NameFilter};

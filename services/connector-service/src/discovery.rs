@@ -21,7 +21,7 @@ use std::time::Duration;
 use chrono::Utc;
 use matih_connector_core::{
     with_timeout, Catalog, CatalogDelta, CatalogFingerprint, ConnectorError, DiscoveryRequest,
-    ErrorCode, RelationName, Schema, Table,
+    ErrorCode, Interned, RelationName, Schema, Table,
 };
 use rand::Rng;
 use serde_json::json;
@@ -31,6 +31,7 @@ use uuid::Uuid;
 use crate::app::AppState;
 use crate::diff::{diff_catalogs, diff_where, Changes};
 use crate::model::{ts, Connector, ConnectorStatus, DiscoveryJob, JobOrigin, JobStatus, Snapshot};
+use crate::snapshot::StoredCatalog;
 use crate::store::{
     ClaimedJob, FinishedJob, JobStart, NewJob, NewNotice, ScheduleClaim, StoreError,
 };
@@ -397,11 +398,14 @@ async fn execute(
         .as_ref()
         .and_then(|s| s.fingerprint.as_deref())
         .and_then(|f| serde_json::from_str(f).ok());
-    // The previous catalog is parsed before discovery and its text let go:
-    // while the source is read, only one form of it is held, the smaller.
-    let previous_catalog = previous
-        .as_mut()
-        .map(|s| serde_json::from_str::<Catalog>(&std::mem::take(&mut s.catalog)));
+    // The previous catalog is parsed before discovery, as it comes out of
+    // the decompressor, and its stored form let go: while the source is
+    // read, only the parsed catalog is held.
+    let previous_catalog = previous.as_mut().map(|s| {
+        std::mem::take(&mut s.catalog)
+            .parse::<Interned<Catalog>>()
+            .map(|c| c.0)
+    });
     let delta = match open_and_discover(state, c, req, fingerprint.as_ref()).await {
         Ok(d) => d,
         Err(e) => {
@@ -459,11 +463,12 @@ async fn execute(
     let changes = changes.filter(|ch| !ch.is_empty());
     let (schema_count, table_count) = (catalog.schemas.len() as i64, catalog.table_count() as i64);
     // A catalog that cannot be serialized fails the job (INTERNAL); it is
-    // never stored as an empty catalog. The text is what is stored: the
-    // catalog is not kept beside it while the store writes it.
-    let text = serde_json::to_string(&catalog);
+    // never stored as an empty catalog. It is serialized straight into the
+    // compressor (its text never exists whole), and not kept beside its
+    // stored form while the store writes it.
+    let stored = StoredCatalog::compress(&catalog);
     drop(catalog);
-    let text = match text {
+    let stored = match stored {
         Ok(t) => t,
         Err(e) => {
             tracing::error!(connector = %c.id, error = %e, "could not serialize the catalog");
@@ -483,7 +488,7 @@ async fn execute(
         discovered_at: finished_at.clone(),
         schema_count,
         table_count,
-        catalog: text,
+        catalog: stored,
         fingerprint,
         request,
     };

@@ -29,4 +29,5 @@ pub mod reconcile;
 pub mod secrets;
 pub mod server;
 pub mod slots;
+pub mod snapshot;
 pub mod store;

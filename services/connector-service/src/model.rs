@@ -307,8 +307,8 @@ pub struct Snapshot {
     pub discovered_at: String,
     pub schema_count: i64,
     pub table_count: i64,
-    /// The catalog as JSON text.
-    pub catalog: String,
+    /// The catalog, compressed (or JSON text, when written before migration 8).
+    pub catalog: crate::snapshot::StoredCatalog,
     /// The driver's fingerprint of the catalog as JSON text, when it has one.
     pub fingerprint: Option<String>,
     /// The discovery request it was taken under, as JSON text.

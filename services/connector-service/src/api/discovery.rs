@@ -7,7 +7,8 @@ use axum::http::StatusCode;
 use axum::routing::{get, post};
 use axum::{Json, Router};
 use base64::Engine;
-use matih_connector_core::{Catalog, Column, DiscoveryRequest, Table, TableKind};
+use matih_connector_core::{Catalog, Column, DiscoveryRequest, Interned, Table, TableKind};
+use serde::de::{DeserializeSeed, Error as _, IgnoredAny, MapAccess, SeqAccess, Visitor};
 use serde::{Deserialize, Serialize};
 use utoipa::{IntoParams, ToSchema};
 use uuid::Uuid;
@@ -19,6 +20,7 @@ use crate::diff::{diff_catalogs, kind_name, Changes};
 use crate::discovery;
 use crate::error::{ApiPath, ApiQuery, AppError, Code, LaterJson};
 use crate::model::{ConnectorStatus, DiscoveryJob, Snapshot};
+use crate::snapshot::{SchemaWalker, StoredCatalog, Walk};
 
 pub fn router() -> Router<AppState> {
     Router::new()
@@ -341,46 +343,6 @@ fn decode_cursor(cursor: &str) -> Result<(String, String), AppError> {
         })
 }
 
-async fn latest_snapshot(
-    state: &AppState,
-    connector: Uuid,
-) -> Result<(Snapshot, Catalog), AppError> {
-    let snap = latest(state, connector).await?;
-    let catalog = parse_catalog(&snap)?;
-    Ok((snap, catalog))
-}
-
-/// A stored catalog as the summary reads it: every table with its columns
-/// either counted ([`Counted`]) or built (`Vec<Column>`, for
-/// `include=columns`), so a summary of 400k columns never holds them.
-#[derive(Deserialize)]
-#[serde(bound = "C: Deserialize<'de> + Default")]
-struct StoredCatalog<C> {
-    schemas: Vec<StoredSchema<C>>,
-}
-
-#[derive(Deserialize)]
-#[serde(bound = "C: Deserialize<'de> + Default")]
-struct StoredSchema<C> {
-    name: String,
-    #[serde(default)]
-    tables: Vec<StoredTable<C>>,
-}
-
-#[derive(Deserialize)]
-#[serde(rename_all = "camelCase", bound = "C: Deserialize<'de> + Default")]
-struct StoredTable<C> {
-    name: String,
-    #[serde(rename = "type")]
-    kind: TableKind,
-    #[serde(default)]
-    estimated_rows: Option<u64>,
-    #[serde(default)]
-    size_bytes: Option<u64>,
-    #[serde(default)]
-    columns: C,
-}
-
 /// A table's columns, counted as they are read and not kept.
 #[derive(Default)]
 struct Counted(usize);
@@ -388,47 +350,20 @@ struct Counted(usize);
 impl<'de> Deserialize<'de> for Counted {
     fn deserialize<D: serde::Deserializer<'de>>(d: D) -> Result<Self, D::Error> {
         struct Visit;
-        impl<'de> serde::de::Visitor<'de> for Visit {
+        impl<'de> Visitor<'de> for Visit {
             type Value = Counted;
             fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
                 f.write_str("a list of columns")
             }
-            fn visit_seq<A: serde::de::SeqAccess<'de>>(
-                self,
-                mut seq: A,
-            ) -> Result<Counted, A::Error> {
+            fn visit_seq<A: SeqAccess<'de>>(self, mut seq: A) -> Result<Counted, A::Error> {
                 let mut n = 0;
-                while seq.next_element::<serde::de::IgnoredAny>()?.is_some() {
+                while seq.next_element::<IgnoredAny>()?.is_some() {
                     n += 1;
                 }
                 Ok(Counted(n))
             }
         }
         d.deserialize_seq(Visit)
-    }
-}
-
-/// What a page needs of a table's columns.
-trait PageColumns {
-    fn count(&self) -> usize;
-    fn details(self) -> Option<Vec<Column>>;
-}
-
-impl PageColumns for Counted {
-    fn count(&self) -> usize {
-        self.0
-    }
-    fn details(self) -> Option<Vec<Column>> {
-        None
-    }
-}
-
-impl PageColumns for Vec<Column> {
-    fn count(&self) -> usize {
-        self.len()
-    }
-    fn details(self) -> Option<Vec<Column>> {
-        Some(self)
     }
 }
 
@@ -449,7 +384,10 @@ async fn latest(state: &AppState, connector: Uuid) -> Result<Snapshot, AppError>
 }
 
 fn parse_catalog(s: &Snapshot) -> Result<Catalog, AppError> {
-    serde_json::from_str(&s.catalog).map_err(AppError::internal)
+    s.catalog
+        .parse::<Interned<Catalog>>()
+        .map(|c| c.0)
+        .map_err(AppError::internal)
 }
 
 /// The latest discovered catalog's summary.
@@ -482,8 +420,7 @@ pub async fn schemas(
         ));
     }
     let after = q.cursor.as_deref().map(decode_cursor).transpose()?;
-    let mut snap = latest(&state, c.id).await?;
-    let text = std::mem::take(&mut snap.catalog);
+    let snap = latest(&state, c.id).await?;
     let mut out = SchemasResponse {
         connector_id: c.id,
         schemas: Vec::new(),
@@ -493,82 +430,210 @@ pub async fn schemas(
         total_tables: 0,
         next_cursor: None,
     };
-    let page = Page {
-        schema: q.schema.as_deref(),
-        after: after.as_ref().map(|(s, t)| (s.as_str(), t.as_str())),
+    Page::new(
+        q.schema.as_deref(),
+        after.as_ref().map(|(s, t)| (s.as_str(), t.as_str())),
         limit,
-    };
-    if with_columns {
-        let catalog: StoredCatalog<Vec<Column>> =
-            serde_json::from_str(&text).map_err(AppError::internal)?;
-        drop(text);
-        page.fill(&mut out, catalog);
-    } else {
-        let catalog: StoredCatalog<Counted> =
-            serde_json::from_str(&text).map_err(AppError::internal)?;
-        drop(text);
-        page.fill(&mut out, catalog);
-    }
+        with_columns,
+        &mut out,
+    )
+    .fill(&snap.catalog)
+    .map_err(AppError::internal)?;
     Ok(Json(out))
 }
 
-/// Which tables a page of the summary shows.
+/// One page of the summary, filled while the stored catalog is read: only
+/// the page's tables are built (with their columns for `include=columns`);
+/// the others are counted for the totals.
 struct Page<'a> {
     schema: Option<&'a str>,
     after: Option<(&'a str, &'a str)>,
-    limit: usize,
+    with_columns: bool,
+    /// Tables the page still has room for.
+    remaining: usize,
+    /// A table after the page was seen: the page ends with a cursor.
+    more: bool,
+    /// The page's last table.
+    last: Option<(String, String)>,
+    out: &'a mut SchemasResponse,
 }
 
-impl Page<'_> {
-    fn fill<C: PageColumns>(&self, out: &mut SchemasResponse, catalog: StoredCatalog<C>) {
-        let selected: Vec<_> = catalog
-            .schemas
-            .into_iter()
-            .filter(|s| self.schema.is_none_or(|n| n == s.name))
-            .collect();
-        out.total_schemas = selected.len();
-        out.total_tables = selected.iter().map(|s| s.tables.len()).sum();
-        let mut remaining = self.limit;
-        let mut more = false;
-        let mut last: Option<(String, String)> = None;
-        for schema in selected {
-            let mut tables = Vec::new();
-            let no_tables = schema.tables.is_empty();
-            for t in schema.tables {
-                if let Some(after) = self.after {
-                    if (schema.name.as_str(), t.name.as_str()) <= after {
-                        continue;
+impl<'a> Page<'a> {
+    fn new(
+        schema: Option<&'a str>,
+        after: Option<(&'a str, &'a str)>,
+        limit: usize,
+        with_columns: bool,
+        out: &'a mut SchemasResponse,
+    ) -> Self {
+        Page {
+            schema,
+            after,
+            with_columns,
+            remaining: limit,
+            more: false,
+            last: None,
+            out,
+        }
+    }
+
+    /// Reads the stored catalog into the page, its totals and its cursor.
+    fn fill(mut self, stored: &StoredCatalog) -> serde_json::Result<()> {
+        stored.parse_seed(Walk(&mut self))?;
+        if self.more {
+            self.out.next_cursor = self.last.map(|(s, t)| encode_cursor(&s, &t));
+        }
+        Ok(())
+    }
+
+    /// Whether the table goes on the page; called once per table of a
+    /// selected schema, in stored (sorted) order.
+    fn takes(&mut self, schema: &str, table: &str) -> bool {
+        if self.more || self.after.is_some_and(|after| (schema, table) <= after) {
+            return false;
+        }
+        if self.remaining == 0 {
+            self.more = true;
+            return false;
+        }
+        self.remaining -= 1;
+        self.last = Some((schema.to_owned(), table.to_owned()));
+        true
+    }
+}
+
+impl SchemaWalker for Page<'_> {
+    fn schema<'de, A: SeqAccess<'de>>(&mut self, name: &str, mut seq: A) -> Result<(), A::Error> {
+        if self.schema.is_some_and(|n| n != name) {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(());
+        }
+        self.out.total_schemas += 1;
+        let mut tables = Vec::new();
+        let mut count = 0;
+        while let Some(t) = seq.next_element_seed(PageTable {
+            schema: name,
+            page: &mut *self,
+        })? {
+            count += 1;
+            tables.extend(t);
+        }
+        self.out.total_tables += count;
+        // Schemas without tables appear on the first page only.
+        if !tables.is_empty() || (count == 0 && self.after.is_none() && !self.more) {
+            self.out.schemas.push(SchemaSummary {
+                name: name.to_owned(),
+                tables,
+            });
+        }
+        Ok(())
+    }
+}
+
+/// One stored table: its summary when it goes on the page, else `None`.
+/// Whether it does is decided at its columns (a table's name comes before
+/// them), so the columns of a table off the page are only counted.
+struct PageTable<'a, 'p> {
+    schema: &'a str,
+    page: &'a mut Page<'p>,
+}
+
+impl<'de> DeserializeSeed<'de> for PageTable<'_, '_> {
+    type Value = Option<TableSummary>;
+    fn deserialize<D: serde::Deserializer<'de>>(self, d: D) -> Result<Self::Value, D::Error> {
+        d.deserialize_map(self)
+    }
+}
+
+impl<'de> Visitor<'de> for PageTable<'_, '_> {
+    type Value = Option<TableSummary>;
+    fn expecting(&self, f: &mut std::fmt::Formatter<'_>) -> std::fmt::Result {
+        f.write_str("a table")
+    }
+    fn visit_map<M: MapAccess<'de>>(self, mut m: M) -> Result<Self::Value, M::Error> {
+        #[derive(Deserialize)]
+        #[serde(field_identifier, rename_all = "camelCase")]
+        enum Field {
+            Name,
+            Type,
+            EstimatedRows,
+            SizeBytes,
+            Columns,
+            #[serde(other)]
+            Other,
+        }
+        let mut name: Option<String> = None;
+        let mut kind: Option<TableKind> = None;
+        let (mut estimated_rows, mut size_bytes) = (None, None);
+        let mut taken: Option<bool> = None;
+        let (mut columns, mut details) = (0, None);
+        while let Some(k) = m.next_key::<Field>()? {
+            match k {
+                Field::Name => name = Some(m.next_value()?),
+                Field::Type => kind = Some(m.next_value()?),
+                Field::EstimatedRows => estimated_rows = m.next_value()?,
+                Field::SizeBytes => size_bytes = m.next_value()?,
+                Field::Columns => {
+                    // Built only for a table on the page (or, were the name
+                    // still unknown, for any table: correct, only larger).
+                    let build = self.page.with_columns
+                        && match &name {
+                            Some(n) => {
+                                *taken.get_or_insert_with(|| self.page.takes(self.schema, n))
+                            }
+                            None => true,
+                        };
+                    if build {
+                        let c: Vec<Column> = m.next_value()?;
+                        columns = c.len();
+                        details = Some(c);
+                    } else {
+                        columns = m.next_value::<Counted>()?.0;
                     }
                 }
-                if remaining == 0 {
-                    more = true;
-                    break;
+                Field::Other => {
+                    m.next_value::<IgnoredAny>()?;
                 }
-                remaining -= 1;
-                last = Some((schema.name.clone(), t.name.clone()));
-                tables.push(TableSummary {
-                    kind: kind_name(t.kind),
-                    columns: t.columns.count(),
-                    estimated_rows: t.estimated_rows,
-                    size_bytes: t.size_bytes,
-                    column_details: t.columns.details(),
-                    name: t.name,
-                });
-            }
-            // Schemas without tables appear on the first page only.
-            if !tables.is_empty() || (no_tables && self.after.is_none() && !more) {
-                out.schemas.push(SchemaSummary {
-                    name: schema.name,
-                    tables,
-                });
-            }
-            if more {
-                break;
             }
         }
-        if more {
-            out.next_cursor = last.map(|(s, t)| encode_cursor(&s, &t));
+        let name = name.ok_or_else(|| M::Error::missing_field("name"))?;
+        let kind = kind.ok_or_else(|| M::Error::missing_field("type"))?;
+        if !taken.unwrap_or_else(|| self.page.takes(self.schema, &name)) {
+            return Ok(None);
         }
+        Ok(Some(TableSummary {
+            kind: kind_name(kind),
+            columns,
+            estimated_rows,
+            size_bytes,
+            column_details: self.page.with_columns.then(|| details.unwrap_or_default()),
+            name,
+        }))
+    }
+}
+
+/// The table `table` of the first schema named `schema`: the other schemas'
+/// tables are skipped unread, that schema's built one at a time.
+struct FindTable<'a> {
+    schema: &'a str,
+    table: &'a str,
+    searched: bool,
+    found: Option<Table>,
+}
+
+impl SchemaWalker for FindTable<'_> {
+    fn schema<'de, A: SeqAccess<'de>>(&mut self, name: &str, mut seq: A) -> Result<(), A::Error> {
+        if self.searched || name != self.schema {
+            while seq.next_element::<IgnoredAny>()?.is_some() {}
+            return Ok(());
+        }
+        self.searched = true;
+        while let Some(t) = seq.next_element::<Table>()? {
+            if self.found.is_none() && t.name == self.table {
+                self.found = Some(t);
+            }
+        }
+        Ok(())
     }
 }
 
@@ -593,12 +658,17 @@ pub async fn table_detail(
     ApiPath((tenant_id, id, schema, table)): ApiPath<(Uuid, Uuid, String, String)>,
 ) -> Result<Json<TableDetail>, AppError> {
     let c = connector_for(&state, &claims, tenant_id, id).await?;
-    let (snap, catalog) = latest_snapshot(&state, c.id).await?;
-    let t = catalog
-        .schema(&schema)
-        .and_then(|s| s.table(&table))
-        .cloned()
-        .ok_or_else(|| AppError::not_found("table"))?;
+    let snap = latest(&state, c.id).await?;
+    let mut find = FindTable {
+        schema: &schema,
+        table: &table,
+        searched: false,
+        found: None,
+    };
+    snap.catalog
+        .parse_seed(Walk(&mut find))
+        .map_err(AppError::internal)?;
+    let t = find.found.ok_or_else(|| AppError::not_found("table"))?;
     Ok(Json(TableDetail {
         connector_id: c.id,
         schema,
@@ -666,4 +736,199 @@ pub async fn diff(
         },
         changes,
     }))
+}
+
+#[cfg(test)]
+mod tests {
+    use matih_connector_core::{DataType, Schema};
+
+    use super::*;
+
+    /// The page as it was built before the walk (the whole catalog parsed,
+    /// then filtered): what every page must still answer, byte for byte.
+    fn reference(
+        catalog: &Catalog,
+        schema: Option<&str>,
+        after: Option<(&str, &str)>,
+        limit: usize,
+        with_columns: bool,
+        out: &mut SchemasResponse,
+    ) {
+        let selected: Vec<&Schema> = catalog
+            .schemas
+            .iter()
+            .filter(|s| schema.is_none_or(|n| n == s.name))
+            .collect();
+        out.total_schemas = selected.len();
+        out.total_tables = selected.iter().map(|s| s.tables.len()).sum();
+        let mut remaining = limit;
+        let mut more = false;
+        let mut last: Option<(String, String)> = None;
+        for schema in selected {
+            let mut tables = Vec::new();
+            for t in &schema.tables {
+                if let Some(after) = after {
+                    if (schema.name.as_str(), t.name.as_str()) <= after {
+                        continue;
+                    }
+                }
+                if remaining == 0 {
+                    more = true;
+                    break;
+                }
+                remaining -= 1;
+                last = Some((schema.name.clone(), t.name.clone()));
+                tables.push(TableSummary {
+                    kind: kind_name(t.kind),
+                    columns: t.columns.len(),
+                    estimated_rows: t.estimated_rows,
+                    size_bytes: t.size_bytes,
+                    column_details: with_columns.then(|| t.columns.clone()),
+                    name: t.name.clone(),
+                });
+            }
+            if !tables.is_empty() || (schema.tables.is_empty() && after.is_none() && !more) {
+                out.schemas.push(SchemaSummary {
+                    name: schema.name.clone(),
+                    tables,
+                });
+            }
+            if more {
+                break;
+            }
+        }
+        if more {
+            out.next_cursor = last.map(|(s, t)| encode_cursor(&s, &t));
+        }
+    }
+
+    fn empty() -> SchemasResponse {
+        SchemasResponse {
+            connector_id: Uuid::nil(),
+            schemas: Vec::new(),
+            discovered_at: String::new(),
+            snapshot_id: Uuid::nil(),
+            total_schemas: 0,
+            total_tables: 0,
+            next_cursor: None,
+        }
+    }
+
+    fn catalog() -> Catalog {
+        let mut c = Catalog::default();
+        for (s, tables) in [
+            ("a", 0),
+            ("b \"é\"", 3),
+            ("c", 0),
+            ("d", 1),
+            ("e", 4),
+            ("f", 0),
+        ] {
+            let mut schema = Schema {
+                name: s.into(),
+                comment: None,
+                tables: Vec::new(),
+            };
+            for t in 0..tables {
+                let kind = if t % 2 == 0 {
+                    TableKind::Table
+                } else {
+                    TableKind::MaterializedView
+                };
+                let mut table = Table::new(format!("t{t}"), kind);
+                table.estimated_rows = (t > 0).then_some(t as u64 * 10);
+                table.size_bytes = Some(8192);
+                table.comment = Some("skipped by the summary".into());
+                for i in 0..t {
+                    table.columns.push(Column {
+                        name: format!("c{i}").into(),
+                        ordinal: i as u32 + 1,
+                        native_type: "integer".into(),
+                        data_type: DataType::Int32,
+                        nullable: i % 2 == 0,
+                        default: None,
+                        comment: None,
+                    });
+                }
+                schema.tables.push(table);
+            }
+            c.schemas.push(schema);
+        }
+        c.sort();
+        c
+    }
+
+    #[test]
+    fn every_page_is_the_page_the_whole_catalog_gave() {
+        let c = catalog();
+        let stored = [
+            StoredCatalog::compress(&c).unwrap(),
+            StoredCatalog::Text(serde_json::to_string(&c).unwrap()),
+        ];
+        let mut cursors: Vec<Option<(String, String)>> = vec![None];
+        cursors.push(Some((String::new(), String::new())));
+        cursors.push(Some(("zz".into(), String::new())));
+        for s in &c.schemas {
+            cursors.push(Some((s.name.clone(), String::new())));
+            for t in &s.tables {
+                cursors.push(Some((s.name.clone(), t.name.clone())));
+            }
+        }
+        let mut schemas: Vec<Option<&str>> = vec![None, Some("nope")];
+        schemas.extend(c.schemas.iter().map(|s| Some(s.name.as_str())));
+        let mut pages = 0;
+        for schema in &schemas {
+            for after in &cursors {
+                let after = after.as_ref().map(|(s, t)| (s.as_str(), t.as_str()));
+                for limit in 1..=9 {
+                    for with_columns in [false, true] {
+                        let mut want = empty();
+                        reference(&c, *schema, after, limit, with_columns, &mut want);
+                        let want = serde_json::to_string(&want).unwrap();
+                        for stored in &stored {
+                            let mut got = empty();
+                            Page::new(*schema, after, limit, with_columns, &mut got)
+                                .fill(stored)
+                                .unwrap();
+                            assert_eq!(
+                                serde_json::to_string(&got).unwrap(),
+                                want,
+                                "schema {schema:?} after {after:?} limit {limit} columns {with_columns}"
+                            );
+                            pages += 1;
+                        }
+                    }
+                }
+            }
+        }
+        assert!(pages > 1000);
+    }
+
+    #[test]
+    fn a_table_is_found_in_the_first_schema_of_its_name_only() {
+        let c = catalog();
+        let stored = StoredCatalog::compress(&c).unwrap();
+        for s in &c.schemas {
+            for t in &s.tables {
+                let mut find = FindTable {
+                    schema: &s.name,
+                    table: &t.name,
+                    searched: false,
+                    found: None,
+                };
+                stored.parse_seed(Walk(&mut find)).unwrap();
+                assert_eq!(find.found.as_ref(), Some(t));
+            }
+        }
+        for (schema, table) in [("d", "t1"), ("x", "t0"), ("a", "t0")] {
+            let mut find = FindTable {
+                schema,
+                table,
+                searched: false,
+                found: None,
+            };
+            stored.parse_seed(Walk(&mut find)).unwrap();
+            assert!(find.found.is_none(), "{schema}.{table}");
+        }
+    }
 }

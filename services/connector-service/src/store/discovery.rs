@@ -257,8 +257,9 @@ impl SqlStore {
         if let Some(s) = f.snapshot {
             sqlx::query(
                 "INSERT INTO catalog_snapshots (id, connector_id, job_id, discovered_at, \
-                 schema_count, table_count, catalog, fingerprint, request) \
-                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9)",
+                 schema_count, table_count, catalog, catalog_encoding, catalog_bytes, \
+                 fingerprint, request) \
+                 VALUES ($1, $2, $3, $4, $5, $6, $7, $8, $9, $10, $11)",
             )
             .bind(s.id.to_string())
             .bind(s.connector_id.to_string())
@@ -266,7 +267,10 @@ impl SqlStore {
             .bind(&s.discovered_at)
             .bind(s.schema_count)
             .bind(s.table_count)
-            .bind(&s.catalog)
+            // Borrowed, not copied: the bytes go to the database as they are.
+            .bind(s.catalog.text())
+            .bind(s.catalog.encoding())
+            .bind(s.catalog.bytes())
             .bind(s.fingerprint.clone())
             .bind(s.request.clone())
             .execute(&mut *tx)

@@ -14,6 +14,7 @@ use super::{
     StoreError,
 };
 use crate::model::{Connector, ConnectorStatus, DiscoveryJob, Snapshot, Tenant, Tier};
+use crate::snapshot::StoredCatalog;
 
 const MIGRATIONS: &[(i64, &str, &str)] = &[
     (1, "init", include_str!("../../migrations/0001_init.sql")),
@@ -46,6 +47,11 @@ const MIGRATIONS: &[(i64, &str, &str)] = &[
         7,
         "discovery_jobs",
         include_str!("../../migrations/0007_discovery_jobs.sql"),
+    ),
+    (
+        8,
+        "snapshot_encoding",
+        include_str!("../../migrations/0008_snapshot_encoding.sql"),
     ),
 ];
 
@@ -173,7 +179,13 @@ fn snapshot(row: &AnyRow) -> Result<Snapshot> {
         discovered_at: row.try_get("discovered_at")?,
         schema_count: row.try_get("schema_count")?,
         table_count: row.try_get("table_count")?,
-        catalog: row.try_get("catalog")?,
+        catalog: StoredCatalog::from_columns(
+            row.try_get::<Option<String>, _>("catalog_encoding")?
+                .as_deref(),
+            row.try_get("catalog")?,
+            row.try_get("catalog_bytes")?,
+        )
+        .map_err(StoreError::Corrupt)?,
         fingerprint: row.try_get("fingerprint")?,
         request: row.try_get("request")?,
     })
