@@ -47,6 +47,20 @@ fn body(name: &str, ty: &str, port: u16, password: &str) -> Value {
     })
 }
 
+/// A MYSQL connector created through the API (201), as answered.
+async fn created(f: &Fake, tenant: Uuid, tok: &str, name: &str) -> Value {
+    let (s, c) =
+        f.h.call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            tok,
+            Some(body(name, "MYSQL", f.port, GOOD_PASSWORD)),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    c
+}
+
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -1031,15 +1045,7 @@ async fn reconcile_removes_orphan_secrets_and_recounts_slots() {
     let h = &f.h;
     let tenant = h.create_tenant("recon", "FREE").await;
     let tok = h.tenant_token(tenant);
-    let (s, c) = h
-        .call(
-            Method::POST,
-            &format!("/api/v1/tenants/{tenant}/connectors"),
-            &tok,
-            Some(body("kept", "MYSQL", f.port, GOOD_PASSWORD)),
-        )
-        .await;
-    assert_eq!(s, 201);
+    let c = created(&f, tenant, &tok, "kept").await;
     // What a crash between "secret written" and "row saved" leaves behind.
     let orphan = matih_connector_service::secrets::SecretRef::new(
         "matih-",
@@ -1332,15 +1338,7 @@ async fn get_one_without_the_router_answers_as_the_router() {
     let tenant = h.create_tenant("shortcut", "PROFESSIONAL").await;
     let other = h.create_tenant("shortcut-other", "PROFESSIONAL").await;
     let tok = h.tenant_token(tenant);
-    let (s, c) = h
-        .call(
-            Method::POST,
-            &format!("/api/v1/tenants/{tenant}/connectors"),
-            &tok,
-            Some(body("one", "MYSQL", f.port, GOOD_PASSWORD)),
-        )
-        .await;
-    assert_eq!(s, 201, "{c}");
+    let c = created(&f, tenant, &tok, "one").await;
     let id = c["id"].as_str().unwrap().to_owned();
     let app = matih_connector_service::app::app(h.state.clone());
     let path = format!("/api/v1/tenants/{tenant}/connectors/{id}");
