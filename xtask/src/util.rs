@@ -169,9 +169,34 @@ pub fn fnv64(data: &[u8]) -> u64 {
 }
 
 /// A free loopback port, found by binding port 0.
+/// A port on 127.0.0.1 nothing listens on: any the system hands out, or, with
+/// `MATIH_PORTS=LOW-HIGH` (a shared machine's assigned range), the next free
+/// one of that range, taken in turn so two calls in a row differ.
 pub fn free_port() -> Result<u16> {
+    if let Some(range) = std::env::var("MATIH_PORTS").ok().filter(|r| !r.is_empty()) {
+        return port_in(&range);
+    }
     let l = TcpListener::bind("127.0.0.1:0").context("binding 127.0.0.1:0")?;
     Ok(l.local_addr()?.port())
+}
+
+fn port_in(range: &str) -> Result<u16> {
+    use std::sync::atomic::{AtomicUsize, Ordering};
+    static NEXT: AtomicUsize = AtomicUsize::new(0);
+    let (low, high) = range
+        .split_once('-')
+        .and_then(|(l, h)| Some((l.trim().parse::<u16>().ok()?, h.trim().parse::<u16>().ok()?)))
+        .filter(|(l, h)| l <= h)
+        .with_context(|| format!("MATIH_PORTS={range}: expected LOW-HIGH"))?;
+    let n = usize::from(high - low) + 1;
+    for _ in 0..n {
+        let i = NEXT.fetch_add(1, Ordering::Relaxed) % n;
+        let port = low + u16::try_from(i)?;
+        if port_is_free(port) {
+            return Ok(port);
+        }
+    }
+    bail!("MATIH_PORTS={range}: no free port in the range")
 }
 
 pub fn port_is_free(port: u16) -> bool {
@@ -502,6 +527,9 @@ mod tests {
     fn free_ports_are_bindable_and_liveness_sees_this_process() {
         let port = free_port().unwrap();
         assert!(port_is_free(port));
+        let ranged = port_in(&format!("{port}-{port}")).unwrap();
+        assert_eq!(ranged, port);
+        assert!(port_in("9-1").is_err());
         let listener = TcpListener::bind(("127.0.0.1", port)).unwrap();
         assert!(port_open(port));
         assert!(!port_is_free(port));

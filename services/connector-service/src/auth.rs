@@ -93,8 +93,10 @@ pub struct Verifier {
     /// every hit. Hashed with foldhash (seeded per process): SipHash over a
     /// token of a few hundred bytes was a visible part of every request, and
     /// only tokens whose signature checked out are ever inserted.
+    /// Keyed by the token's bytes, so a request can look its token up
+    /// before its header has been checked as text (see [`Auth`]).
     verified: std::sync::RwLock<
-        std::collections::HashMap<String, Arc<Claims>, foldhash::fast::RandomState>,
+        std::collections::HashMap<Box<[u8]>, Arc<Claims>, foldhash::fast::RandomState>,
     >,
 }
 
@@ -144,15 +146,8 @@ impl Verifier {
     /// Verifies a token, from the cache of verified tokens when it is there.
     pub fn verify_cached(&self, token: &str) -> Result<Arc<Claims>, AppError> {
         let now = chrono::Utc::now().timestamp();
-        if let Some(c) = self
-            .verified
-            .read()
-            .unwrap_or_else(|p| p.into_inner())
-            .get(token)
-        {
-            if c.exp > now {
-                return Ok(c.clone());
-            }
+        if let Some(c) = self.cached_at(token.as_bytes(), now) {
+            return Ok(c);
         }
         let claims = Arc::new(self.verify(token)?);
         let mut map = self.verified.write().unwrap_or_else(|p| p.into_inner());
@@ -162,8 +157,19 @@ impl Verifier {
                 map.clear();
             }
         }
-        map.insert(token.to_owned(), claims.clone());
+        map.insert(token.as_bytes().into(), claims.clone());
         Ok(claims)
+    }
+
+    /// The claims of `token` when it is in the cache of verified tokens and
+    /// not expired at `now`; `None` otherwise (nothing is verified here).
+    fn cached_at(&self, token: &[u8], now: i64) -> Option<Arc<Claims>> {
+        self.verified
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(token)
+            .filter(|c| c.exp > now)
+            .cloned()
     }
 
     pub fn verify(&self, token: &str) -> Result<Claims, AppError> {
@@ -284,21 +290,52 @@ pub struct Auth(pub Arc<Claims>);
 impl FromRequestParts<AppState> for Auth {
     type Rejection = AppError;
     async fn from_request_parts(parts: &mut Parts, state: &AppState) -> Result<Self, AppError> {
-        let header = parts
-            .headers
-            .get(axum::http::header::AUTHORIZATION)
-            .ok_or_else(|| AppError::unauthorized("missing bearer token"))?;
-        let text = header
-            .to_str()
-            .map_err(|_| AppError::unauthorized("malformed Authorization header"))?;
-        // The scheme name is case-insensitive (RFC 7235 section 2.1).
-        let token = text
-            .split_once(' ')
-            .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
-            .map(|(_, token)| token.trim())
-            .ok_or_else(|| AppError::unauthorized("expected Authorization: Bearer <token>"))?;
-        Ok(Auth(state.verifier.verify_cached(token)?))
+        bearer(&parts.headers, &state.verifier).map(Auth)
     }
+}
+
+/// The claims of the request's bearer token, or the 401 that refuses it.
+fn bearer(headers: &axum::http::HeaderMap, verifier: &Verifier) -> Result<Arc<Claims>, AppError> {
+    let header = headers
+        .get(axum::http::header::AUTHORIZATION)
+        .ok_or_else(|| AppError::unauthorized("missing bearer token"))?;
+    // A token verified before is looked up from the header's bytes:
+    // checking the whole header as text costs more than the lookup. A hit
+    // answers what the checks below would: the cached token passed them
+    // (visible ASCII, trimmed), the scheme matched "bearer" and the bytes
+    // around the token are the spaces and tabs `str::trim` removes.
+    if let Some(token) = bearer_bytes(header.as_bytes()) {
+        let now = chrono::Utc::now().timestamp();
+        if let Some(claims) = verifier.cached_at(token, now) {
+            return Ok(claims);
+        }
+    }
+    let text = header
+        .to_str()
+        .map_err(|_| AppError::unauthorized("malformed Authorization header"))?;
+    // The scheme name is case-insensitive (RFC 7235 section 2.1).
+    let token = text
+        .split_once(' ')
+        .filter(|(scheme, _)| scheme.eq_ignore_ascii_case("bearer"))
+        .map(|(_, token)| token.trim())
+        .ok_or_else(|| AppError::unauthorized("expected Authorization: Bearer <token>"))?;
+    verifier.verify_cached(token)
+}
+
+/// The token of an `Authorization: Bearer <token>` header as bytes: the
+/// scheme (before the first space) matched without regard to case, the rest
+/// with spaces and tabs trimmed. Only ever used to look up a token verified
+/// before, never to accept one.
+fn bearer_bytes(header: &[u8]) -> Option<&[u8]> {
+    let space = header.iter().position(|&b| b == b' ')?;
+    let (scheme, rest) = (&header[..space], &header[space + 1..]);
+    if !scheme.eq_ignore_ascii_case(b"bearer") {
+        return None;
+    }
+    let blank = |b: &u8| *b == b' ' || *b == b'\t';
+    let start = rest.iter().position(|b| !blank(b))?;
+    let end = rest.iter().rposition(|b| !blank(b))?;
+    Some(&rest[start..=end])
 }
 
 #[cfg(test)]
@@ -327,7 +364,7 @@ mod tests {
         assert_eq!(v.verify_cached(&other).unwrap_err().status, 401);
         let short = mint_hs256(&secret, Role::PlatformAdmin, None, "short", 1);
         v.verify_cached(&short).unwrap();
-        if let Some(c) = v.verified.write().unwrap().get_mut(&short) {
+        if let Some(c) = v.verified.write().unwrap().get_mut(short.as_bytes()) {
             let c = Arc::make_mut(c);
             c.exp = 0;
             c.sub = "stale".into();
@@ -337,6 +374,72 @@ mod tests {
             "short",
             "a past-exp entry is checked again"
         );
+    }
+
+    #[test]
+    fn bearer_bytes_find_the_token_as_the_text_checks_do() {
+        assert_eq!(bearer_bytes(b"Bearer abc"), Some(&b"abc"[..]));
+        assert_eq!(bearer_bytes(b"bEaReR \t abc \t"), Some(&b"abc"[..]));
+        assert_eq!(bearer_bytes(b"Bearer a b"), Some(&b"a b"[..]));
+        assert_eq!(bearer_bytes(b"Bearer abc\x0b"), Some(&b"abc\x0b"[..]));
+        for h in [
+            &b"Bearer"[..],
+            b"Bearer ",
+            b"Bearer \t ",
+            b"Basic abc",
+            b"Bearer\tabc",
+            b" Bearer abc",
+        ] {
+            assert_eq!(bearer_bytes(h), None, "{:?}", String::from_utf8_lossy(h));
+        }
+    }
+
+    /// A cached token is found from the header's bytes only when the text
+    /// checks would have found it too; anything else gets their answer.
+    #[test]
+    fn a_cached_token_answers_as_the_checked_header_does() {
+        use axum::http::HeaderValue;
+        use axum::http::{header::AUTHORIZATION, HeaderMap};
+        let secret = [7u8; 32];
+        let verifier = Verifier::new(Some(&secret), None).unwrap();
+        let tok = mint_hs256(&secret, Role::PlatformAdmin, None, "p", 60);
+        let extract = |value: Vec<u8>| {
+            let mut headers = HeaderMap::new();
+            headers.insert(AUTHORIZATION, HeaderValue::from_bytes(&value).unwrap());
+            bearer(&headers, &verifier)
+                .map(|c| c.sub.clone())
+                .map_err(|e| (e.status.as_u16(), e.message))
+        };
+        for round in ["uncached", "cached"] {
+            assert_eq!(
+                extract(format!("Bearer {tok}").into_bytes()),
+                Ok("p".into()),
+                "{round}"
+            );
+            assert_eq!(
+                extract(format!("bearer \t{tok} \t").into_bytes()),
+                Ok("p".into()),
+                "{round}"
+            );
+            let malformed = Err((401, "malformed Authorization header".to_owned()));
+            let mut high = format!("Bearer {tok} ").into_bytes();
+            high.push(0xff);
+            assert_eq!(
+                extract(high),
+                malformed,
+                "{round}: obs-text, not visible ASCII"
+            );
+            assert_eq!(
+                extract(format!("Bearer\t{tok}").into_bytes()),
+                Err((401, "expected Authorization: Bearer <token>".to_owned())),
+                "{round}"
+            );
+            assert_eq!(
+                extract(format!("Bearer {tok}x").into_bytes()),
+                Err((401, "token signature invalid".to_owned())),
+                "{round}"
+            );
+        }
     }
 
     const SECRET: [u8; 32] = [9u8; 32];

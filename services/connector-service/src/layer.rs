@@ -74,33 +74,83 @@ where
     }
 
     fn call(&mut self, req: Request) -> Self::Future {
-        let started = Instant::now();
         // The route template, never the raw path (ids would blow up the
         // metrics' cardinality); `MatchedPath` is an `Arc<str>`.
-        let route = req.extensions().get::<MatchedPath>().cloned();
-        let method = req.method().clone();
-        let span = tracing::debug_span!(
-            "request",
-            method = %req.method(),
-            uri = %req.uri(),
-            version = ?req.version(),
-        );
-        let inner = {
-            let _entered = span.enter();
-            tracing::debug!("started processing request");
-            self.inner.call(req)
+        let route = match req.extensions().get::<MatchedPath>() {
+            Some(m) => RouteName::Matched(m.clone()),
+            None => RouteName::Static("unmatched"),
         };
-        let deadline = tokio::time::Instant::from_std(started) + self.timeout;
-        RequestFuture {
-            inner: tokio::time::timeout_at(deadline, inner),
-            done: Some(Done {
-                span,
-                started,
-                route,
-                method,
-                metrics: self.metrics.clone(),
-                timeout: self.timeout,
-            }),
+        let inner = &mut self.inner;
+        start(&self.metrics, self.timeout, req, route, |req| {
+            inner.call(req)
+        })
+    }
+}
+
+impl RequestLayer {
+    /// What [`RequestService`] does around `call`, for a route answered
+    /// without the router (`crate::app::App`): `route` is its template.
+    pub fn around<F: Future>(
+        &self,
+        req: Request,
+        route: &'static str,
+        call: impl FnOnce(Request) -> F,
+    ) -> RequestFuture<F> {
+        start(
+            &self.metrics,
+            self.timeout,
+            req,
+            RouteName::Static(route),
+            call,
+        )
+    }
+}
+
+fn start<F: Future>(
+    metrics: &Arc<Metrics>,
+    timeout: Duration,
+    req: Request,
+    route: RouteName,
+    call: impl FnOnce(Request) -> F,
+) -> RequestFuture<F> {
+    let started = Instant::now();
+    let method = req.method().clone();
+    let span = tracing::debug_span!(
+        "request",
+        method = %req.method(),
+        uri = %req.uri(),
+        version = ?req.version(),
+    );
+    let inner = {
+        let _entered = span.enter();
+        tracing::debug!("started processing request");
+        call(req)
+    };
+    let deadline = tokio::time::Instant::from_std(started) + timeout;
+    RequestFuture {
+        inner: tokio::time::timeout_at(deadline, inner),
+        done: Some(Done {
+            span,
+            started,
+            route,
+            method,
+            metrics: metrics.clone(),
+            timeout,
+        }),
+    }
+}
+
+/// The route template a request is counted under.
+enum RouteName {
+    Matched(MatchedPath),
+    Static(&'static str),
+}
+
+impl RouteName {
+    fn as_str(&self) -> &str {
+        match self {
+            RouteName::Matched(m) => m.as_str(),
+            RouteName::Static(s) => s,
         }
     }
 }
@@ -109,7 +159,7 @@ where
 struct Done {
     span: tracing::Span,
     started: Instant,
-    route: Option<MatchedPath>,
+    route: RouteName,
     method: Method,
     metrics: Arc<Metrics>,
     timeout: Duration,
@@ -151,9 +201,8 @@ where
             Err(_elapsed) => crate::limits::timed_out(done.timeout),
         };
         let latency = done.started.elapsed();
-        let route = done.route.as_ref().map_or("unmatched", MatchedPath::as_str);
         done.metrics
-            .observe_http(done.method.as_str(), route, resp.status(), latency);
+            .observe_http(&done.method, done.route.as_str(), resp.status(), latency);
         let _entered = done.span.enter();
         let status = resp.status();
         tracing::debug!(

@@ -1,17 +1,20 @@
 //! Prometheus metrics, exposed as text at `/metrics`.
 
+use std::collections::HashMap;
+use std::sync::RwLock;
 use std::time::Duration;
 
 use axum::extract::State;
-use axum::http::StatusCode;
+use axum::http::{Method, StatusCode};
 use axum::response::IntoResponse;
 use prometheus::{
-    Encoder, HistogramOpts, HistogramVec, IntCounterVec, IntGauge, Opts, Registry, TextEncoder,
+    Encoder, Histogram, HistogramOpts, HistogramVec, IntCounter, IntCounterVec, IntGauge, Opts,
+    Registry, TextEncoder,
 };
 
 use crate::app::AppState;
 
-#[derive(Clone, Debug)]
+#[derive(Debug)]
 pub struct Metrics {
     registry: Registry,
     pub http_requests: IntCounterVec,
@@ -19,6 +22,19 @@ pub struct Metrics {
     pub connector_tests: IntCounterVec,
     pub discovery_jobs: IntCounterVec,
     pub discovery_running: IntGauge,
+    /// The two HTTP metric handles of each route template, method and
+    /// status, resolved on the first such request (see
+    /// [`Metrics::observe_http`]).
+    http_handles: RwLock<HashMap<Box<str>, Vec<HttpHandles>, foldhash::fast::RandomState>>,
+}
+
+/// One route template's handles for one method and status.
+#[derive(Debug)]
+struct HttpHandles {
+    method: Method,
+    status: StatusCode,
+    duration: Histogram,
+    requests: IntCounter,
 }
 
 impl Metrics {
@@ -76,6 +92,7 @@ impl Metrics {
             connector_tests,
             discovery_jobs,
             discovery_running,
+            http_handles: Default::default(),
         }
     }
 
@@ -101,13 +118,52 @@ impl Metrics {
     /// Records one answered request under its route template (never the raw
     /// path, which would carry ids and blow up cardinality); called by
     /// [`crate::layer::RequestService`] for every request.
-    pub fn observe_http(&self, method: &str, route: &str, status: StatusCode, latency: Duration) {
-        self.http_duration
-            .with_label_values(&[method, route])
-            .observe(latency.as_secs_f64());
-        self.http_requests
-            .with_label_values(&[method, route, status.as_str()])
-            .inc();
+    ///
+    /// The label lookups (`with_label_values` hashes every label's bytes and
+    /// looks the hash up, twice per request) are done once per route
+    /// template, method and status; later requests find the two handles in a
+    /// map keyed by the template, whose few methods and statuses are scanned.
+    /// Route templates are a fixed set, so the map is bounded.
+    pub fn observe_http(
+        &self,
+        method: &Method,
+        route: &str,
+        status: StatusCode,
+        latency: Duration,
+    ) {
+        let seconds = latency.as_secs_f64();
+        let found = |h: &HttpHandles| h.method == method && h.status == status;
+        if let Some(by_route) = self
+            .http_handles
+            .read()
+            .unwrap_or_else(|p| p.into_inner())
+            .get(route)
+        {
+            if let Some(h) = by_route.iter().find(|h| found(h)) {
+                h.duration.observe(seconds);
+                h.requests.inc();
+                return;
+            }
+        }
+        let h = HttpHandles {
+            method: method.clone(),
+            status,
+            duration: self
+                .http_duration
+                .with_label_values(&[method.as_str(), route]),
+            requests: self.http_requests.with_label_values(&[
+                method.as_str(),
+                route,
+                status.as_str(),
+            ]),
+        };
+        h.duration.observe(seconds);
+        h.requests.inc();
+        let mut map = self.http_handles.write().unwrap_or_else(|p| p.into_inner());
+        let by_route = map.entry(route.into()).or_default();
+        if !by_route.iter().any(found) {
+            by_route.push(h);
+        }
     }
 }
 
@@ -119,4 +175,59 @@ pub async fn handler(State(state): State<AppState>) -> impl IntoResponse {
         )],
         state.metrics.render(),
     )
+}
+
+#[cfg(test)]
+mod tests {
+    use super::*;
+
+    /// Counted through the resolved handles exactly as through the labels.
+    #[test]
+    fn http_metrics_count_per_method_route_and_status() {
+        let m = Metrics::new();
+        let ms = Duration::from_millis(1);
+        for _ in 0..3 {
+            m.observe_http(&Method::GET, "/a/{id}", StatusCode::OK, ms);
+        }
+        m.observe_http(&Method::GET, "/a/{id}", StatusCode::NOT_FOUND, ms);
+        m.observe_http(&Method::PUT, "/a/{id}", StatusCode::OK, ms);
+        m.observe_http(&Method::GET, "unmatched", StatusCode::NOT_FOUND, ms);
+        let text = m.render();
+        for (line, n) in [
+            (
+                r#"matih_http_requests_total{method="GET",route="/a/{id}",status="200"}"#,
+                3,
+            ),
+            (
+                r#"matih_http_requests_total{method="GET",route="/a/{id}",status="404"}"#,
+                1,
+            ),
+            (
+                r#"matih_http_requests_total{method="PUT",route="/a/{id}",status="200"}"#,
+                1,
+            ),
+            (
+                r#"matih_http_requests_total{method="GET",route="unmatched",status="404"}"#,
+                1,
+            ),
+            (
+                r#"matih_http_request_duration_seconds_count{method="GET",route="/a/{id}"}"#,
+                4,
+            ),
+            (
+                r#"matih_http_request_duration_seconds_count{method="PUT",route="/a/{id}"}"#,
+                1,
+            ),
+        ] {
+            assert!(
+                text.contains(&format!("{line} {n}\n")),
+                "{line} {n}\n{text}"
+            );
+        }
+        assert_eq!(
+            m.http_handles.read().unwrap()["/a/{id}"].len(),
+            3,
+            "one entry per method and status"
+        );
+    }
 }

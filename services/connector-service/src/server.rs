@@ -19,16 +19,11 @@ use std::sync::Arc;
 use std::task::{Context, Poll};
 use std::time::{Duration, Instant};
 
-use axum::body::Body;
-use axum::extract::Request;
-use axum::Router;
-use hyper::body::Incoming;
 use hyper_util::rt::TokioIo;
 use hyper_util::service::TowerToHyperService;
 use tokio::io::{AsyncRead, AsyncWrite, ReadBuf};
 use tokio::net::{TcpListener, TcpStream};
 use tokio::sync::{watch, Semaphore};
-use tower::ServiceExt;
 
 use crate::limits::Limits;
 
@@ -36,7 +31,7 @@ use crate::limits::Limits;
 /// open connections finish their current request (for at most 30 s).
 pub async fn serve(
     listener: TcpListener,
-    router: Router,
+    router: crate::app::App,
     limits: &Limits,
     shutdown: impl Future<Output = ()> + Send + 'static,
 ) -> io::Result<()> {
@@ -77,7 +72,7 @@ pub async fn serve(
 
 async fn serve_connection(
     tcp: TcpStream,
-    router: Router,
+    router: crate::app::App,
     limits: &Limits,
     mut stop: watch::Receiver<bool>,
 ) {
@@ -88,8 +83,7 @@ async fn serve_connection(
         start,
         last: last.clone(),
     };
-    let service =
-        TowerToHyperService::new(router.map_request(|req: Request<Incoming>| req.map(Body::new)));
+    let service = TowerToHyperService::new(router);
     let header = limits.header_timeout;
     let clock = HeaderClock {
         start,

@@ -47,6 +47,20 @@ fn body(name: &str, ty: &str, port: u16, password: &str) -> Value {
     })
 }
 
+/// A MYSQL connector created through the API (201), as answered.
+async fn created(f: &Fake, tenant: Uuid, tok: &str, name: &str) -> Value {
+    let (s, c) =
+        f.h.call(
+            Method::POST,
+            &format!("/api/v1/tenants/{tenant}/connectors"),
+            tok,
+            Some(body(name, "MYSQL", f.port, GOOD_PASSWORD)),
+        )
+        .await;
+    assert_eq!(s, 201, "{c}");
+    c
+}
+
 fn enc(s: &str) -> String {
     s.bytes()
         .map(|b| {
@@ -1031,15 +1045,7 @@ async fn reconcile_removes_orphan_secrets_and_recounts_slots() {
     let h = &f.h;
     let tenant = h.create_tenant("recon", "FREE").await;
     let tok = h.tenant_token(tenant);
-    let (s, c) = h
-        .call(
-            Method::POST,
-            &format!("/api/v1/tenants/{tenant}/connectors"),
-            &tok,
-            Some(body("kept", "MYSQL", f.port, GOOD_PASSWORD)),
-        )
-        .await;
-    assert_eq!(s, 201);
+    let c = created(&f, tenant, &tok, "kept").await;
     // What a crash between "secret written" and "row saved" leaves behind.
     let orphan = matih_connector_service::secrets::SecretRef::new(
         "matih-",
@@ -1318,4 +1324,87 @@ async fn get_one_answers_the_stored_connector_and_follows_writes() {
     assert!(store.delete_connector(t.id, c.id).await.unwrap());
     let (s, _, body) = get(t.id).await;
     assert_eq!(s, 404, "{body}");
+}
+
+/// GET one connector is answered without axum's router (`App`); every answer,
+/// the metrics it counts and the route it counts them under are the router's.
+#[tokio::test]
+async fn get_one_without_the_router_answers_as_the_router() {
+    use axum::body::Body;
+    use tower::ServiceExt;
+
+    let f = fake(Duration::from_secs(10)).await;
+    let h = &f.h;
+    let tenant = h.create_tenant("shortcut", "PROFESSIONAL").await;
+    let other = h.create_tenant("shortcut-other", "PROFESSIONAL").await;
+    let tok = h.tenant_token(tenant);
+    let c = created(&f, tenant, &tok, "one").await;
+    let id = c["id"].as_str().unwrap().to_owned();
+    let app = matih_connector_service::app::app(h.state.clone());
+    let path = format!("/api/v1/tenants/{tenant}/connectors/{id}");
+    let cases: Vec<(String, Option<String>, u16)> = vec![
+        (path.clone(), Some(format!("Bearer {tok}")), 200),
+        (path.clone(), Some(format!("bearer  {tok}\t")), 200),
+        (
+            path.clone(),
+            Some(format!("Bearer {}", h.tenant_token(other))),
+            404,
+        ),
+        (
+            path.clone(),
+            Some(format!("Bearer {}", h.platform_token())),
+            200,
+        ),
+        (path.clone(), None, 401),
+        (path.clone(), Some("Basic abc".into()), 401),
+        (path.clone(), Some(format!("Bearer {tok}x")), 401),
+        (
+            format!("/api/v1/tenants/{tenant}/connectors/{}", Uuid::new_v4()),
+            Some(format!("Bearer {tok}")),
+            404,
+        ),
+        (
+            format!("/api/v1/tenants/{other}/connectors/{id}"),
+            Some(format!("Bearer {tok}")),
+            404,
+        ),
+    ];
+    let counted = |m: &str, status: u16| -> u64 {
+        let label = format!(
+            "matih_http_requests_total{{method=\"GET\",route=\"/api/v1/tenants/{{tenant_id}}/connectors/{{connector_id}}\",status=\"{status}\"}} "
+        );
+        m.lines()
+            .find_map(|l| l.strip_prefix(&label))
+            .map_or(0, |n| n.trim().parse().unwrap())
+    };
+    for (uri, auth, want) in cases {
+        let mut answers = Vec::new();
+        for shortcut in [true, false] {
+            let before = h.state.metrics.render();
+            let mut req = axum::http::Request::get(&uri);
+            if let Some(a) = &auth {
+                req = req.header("authorization", a);
+            }
+            let req = req.body(Body::empty()).unwrap();
+            let resp = if shortcut {
+                app.clone().oneshot(req).await.unwrap()
+            } else {
+                app.router().clone().oneshot(req).await.unwrap()
+            };
+            let status = resp.status().as_u16();
+            let headers = format!("{:?}", resp.headers());
+            let bytes = axum::body::to_bytes(resp.into_body(), usize::MAX)
+                .await
+                .unwrap();
+            let after = h.state.metrics.render();
+            assert_eq!(
+                counted(&after, status),
+                counted(&before, status) + 1,
+                "{uri} counted once under the route template"
+            );
+            answers.push((status, headers, bytes));
+        }
+        assert_eq!(answers[0].0, want, "{uri} {auth:?}");
+        assert_eq!(answers[0], answers[1], "{uri} {auth:?}");
+    }
 }

@@ -244,6 +244,35 @@ pub async fn get_connector(
     Auth(claims): Auth,
     ApiPath((tenant_id, id)): ApiPath<(Uuid, Uuid)>,
 ) -> Result<Response, AppError> {
+    get_one(&state, &claims, tenant_id, id).await
+}
+
+/// The route template of [`get_connector`], which `crate::app::App`
+/// answers without the router ([`get_one_ids`]).
+pub(crate) const GET_ONE_ROUTE: &str = "/api/v1/tenants/{tenant_id}/connectors/{connector_id}";
+
+/// The tenant and connector ids of a path that the router would send to
+/// [`get_connector`] with both ids valid: `/api/v1/tenants/<uuid>/connectors/<uuid>`,
+/// each id in its 36-character hyphenated form (which has nothing to
+/// percent-decode). Any other path, even one the router sends there, is
+/// `None` and left to the router.
+pub(crate) fn get_one_ids(path: &str) -> Option<(Uuid, Uuid)> {
+    let rest = path.strip_prefix("/api/v1/tenants/")?;
+    let (tenant, rest) = (rest.get(..36)?, rest.get(36..)?);
+    let id = rest.strip_prefix("/connectors/")?;
+    if id.len() != 36 {
+        return None;
+    }
+    Some((Uuid::try_parse(tenant).ok()?, Uuid::try_parse(id).ok()?))
+}
+
+/// [`get_connector`] once its caller and ids are known.
+pub(crate) async fn get_one(
+    state: &AppState,
+    claims: &Claims,
+    tenant_id: Uuid,
+    id: Uuid,
+) -> Result<Response, AppError> {
     claims.require_tenant(tenant_id)?;
     // The connector's JSON as the cached store keeps it: no copy of the
     // connector and no serialization per request.
@@ -826,6 +855,42 @@ pub async fn update_credentials(
 #[cfg(test)]
 mod tests {
     use super::*;
+
+    #[test]
+    fn get_one_ids_take_only_plain_ids_of_that_route() {
+        let (t, c) = (Uuid::new_v4(), Uuid::new_v4());
+        assert_eq!(
+            get_one_ids(&format!("/api/v1/tenants/{t}/connectors/{c}")),
+            Some((t, c))
+        );
+        let upper = format!("/api/v1/tenants/{t}/connectors/{c}").to_uppercase();
+        assert_eq!(
+            get_one_ids(
+                &upper
+                    .replace("/API/V1/TENANTS/", "/api/v1/tenants/")
+                    .replace("/CONNECTORS/", "/connectors/")
+            ),
+            Some((t, c))
+        );
+        for path in [
+            format!("/api/v1/tenants/{t}/connectors/{c}/"),
+            format!("/api/v1/tenants/{t}/connectors/{c}/test"),
+            format!("/api/v1/tenants/{t}/connectors/{}", c.simple()),
+            format!("/api/v1/tenants/{}/connectors/{c}", t.simple()),
+            format!(
+                "/api/v1/tenants/{t}/connectors/{}",
+                c.to_string().replacen('-', "%2D", 1)
+            ),
+            format!("/api/v1/tenants/{t}/connectors/{{{c}}}"),
+            format!("/api/v1/tenants/{t}/connector/{c}"),
+            format!("/api/v1/tenants/{t}/connectors/{}x", &c.to_string()[..35]),
+            format!("/api/v1/tenants//{t}/connectors/{c}"),
+            format!("/api/v1/tenants/{t}/connectors"),
+            "/api/v1/tenants/é".into(),
+        ] {
+            assert_eq!(get_one_ids(&path), None, "{path}");
+        }
+    }
 
     fn connector(name: &str) -> Connector {
         Connector {
