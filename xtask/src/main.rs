@@ -5,7 +5,7 @@
 //! eval "$(cargo xtask fixtures env)"
 //! cargo xtask fixtures down | status | clean
 //! cargo xtask test-drivers [--only postgres,mysql,cli] [--fixtures native|docker]
-//! cargo xtask bench discovery | api | ssh | external | scheduler [--connectors N]
+//! cargo xtask bench discovery | api | ssh | external | scheduler [--connectors N] [--store sqlite|postgres]
 //! cargo xtask check deploy | examples | flood
 //! cargo xtask ci
 //! ```
@@ -149,6 +149,9 @@ enum BenchCmd {
         connectors: usize,
         #[arg(long)]
         concurrency: Option<usize>,
+        /// `sqlite` or `postgres` alone (default: both).
+        #[arg(long)]
+        store: Option<String>,
     },
 }
 
@@ -180,8 +183,9 @@ fn main() -> ExitCode {
                 BenchCmd::Scheduler {
                     connectors,
                     concurrency,
+                    store,
                 },
-        } => tasks::bench_scheduler(connectors, concurrency),
+        } => tasks::bench_scheduler(connectors, concurrency, store.as_deref()),
         Cmd::Check {
             what: CheckCmd::Deploy,
         } => deploy::check_deploy().map(drop),

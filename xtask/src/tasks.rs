@@ -1243,54 +1243,77 @@ pub fn bench_external() -> Result<()> {
 /// store and on the PostgreSQL fixture's server; prints each size's checks/s
 /// as a ratio of the 10,000-connector figure, peak RSS and the sqlx
 /// slow-statement warnings counted. `--connectors N` runs that one size.
-pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<()> {
+pub fn bench_scheduler(
+    connectors: usize,
+    concurrency: Option<usize>,
+    only: Option<&str>,
+) -> Result<()> {
+    // The 10,000 sweep runs first and again last: each larger sweep is
+    // compared with the mean of the two, and both are printed, so a change
+    // of the machine's load during the run shows instead of passing for a
+    // cost that grows with the fleet.
     let sizes: Vec<usize> = if connectors == 10_000 {
-        vec![10_000, 50_000, 100_000]
+        vec![10_000, 50_000, 100_000, 10_000]
     } else {
         vec![connectors]
     };
-    let session = Session::acquire(&["postgres".to_owned()], Source::Native)?;
-    let var = |k: &str| {
-        session
-            .vars
-            .get(k)
-            .cloned()
-            .with_context(|| format!("{k} is not set by the fixture"))
+    let stores: Vec<&str> = match only {
+        None => vec!["sqlite", "postgres"],
+        Some(s @ ("sqlite" | "postgres")) => vec![s],
+        Some(other) => bail!("--store takes sqlite or postgres, not {other}"),
     };
-    let pg_url = format!(
-        "postgres://{}:{}@{}:{}/postgres",
-        var("MATIH_TEST_POSTGRES_SUPERUSER")?,
-        var("MATIH_TEST_POSTGRES_SUPERUSER_PASSWORD")?,
-        var("MATIH_TEST_POSTGRES_HOST")?,
-        var("MATIH_TEST_POSTGRES_PORT")?
-    );
-    let built = crate::util::build_targets(
-        Some("release"),
-        "matih-connector-service",
-        &[
-            "--no-default-features",
-            "--features",
-            "matih-connectors/rest",
-            "--example",
-            "bench_scheduler",
-        ],
-    );
-    let result = built.and_then(|built| {
+    let session = if stores.contains(&"postgres") {
+        Some(Session::acquire(&["postgres".to_owned()], Source::Native)?)
+    } else {
+        None
+    };
+    let result = (|| {
+        let pg_url = match &session {
+            Some(session) => {
+                let var = |k: &str| {
+                    session
+                        .vars
+                        .get(k)
+                        .cloned()
+                        .with_context(|| format!("{k} is not set by the fixture"))
+                };
+                format!(
+                    "postgres://{}:{}@{}:{}/postgres",
+                    var("MATIH_TEST_POSTGRES_SUPERUSER")?,
+                    var("MATIH_TEST_POSTGRES_SUPERUSER_PASSWORD")?,
+                    var("MATIH_TEST_POSTGRES_HOST")?,
+                    var("MATIH_TEST_POSTGRES_PORT")?
+                )
+            }
+            None => String::new(),
+        };
+        let built = crate::util::build_targets(
+            Some("release"),
+            "matih-connector-service",
+            &[
+                "--no-default-features",
+                "--features",
+                "matih-connectors/rest",
+                "--example",
+                "bench_scheduler",
+            ],
+        )?;
         let bin = built
             .get("bench_scheduler")
             .context("cargo did not report the bench_scheduler example")?;
-        let mut rows: Vec<(String, usize, f64, f64, f64, usize)> = Vec::new();
-        for (store, url) in [("sqlite", None), ("postgres", Some(pg_url.as_str()))] {
+        let mut rows: Vec<SchedulerRow> = Vec::new();
+        for store in &stores {
             for &n in &sizes {
                 let mut cmd = Command::new(bin);
                 cmd.args(["--connectors", &n.to_string()]);
                 if let Some(c) = concurrency {
                     cmd.args(["--concurrency", &c.to_string()]);
                 }
-                if let Some(u) = url {
-                    cmd.args(["--database-url", u]);
+                if *store == "postgres" {
+                    cmd.args(["--database-url", &pg_url]);
                 }
                 say!("bench_scheduler --connectors {n} ({store})");
+                let load = std::fs::read_to_string("/proc/loadavg").unwrap_or_default();
                 let out = crate::util::run_capture(
                     cmd.env("RUST_LOG", "warn"),
                     "bench_scheduler",
@@ -1309,41 +1332,90 @@ pub fn bench_scheduler(connectors: usize, concurrency: Option<usize>) -> Result<
                         .and_then(|v| v.split_whitespace().next()?.parse().ok())
                         .with_context(|| format!("no `{name}` line"))
                 };
-                let slow = stderr.matches("slow statement").count();
-                rows.push((
-                    store.to_owned(),
+                rows.push(SchedulerRow {
+                    store,
                     n,
-                    field("checks per second")?,
-                    field("sweep time")?,
-                    field("peak RSS")?,
-                    slow,
-                ));
+                    rate: field("checks per second")?,
+                    took: field("sweep time")?,
+                    cpu_us: field("CPU per check")?,
+                    rss: field("peak RSS")?,
+                    slow: stderr.matches("slow statement").count(),
+                    load: load.split_whitespace().next().unwrap_or("?").to_owned(),
+                });
             }
         }
-        println!();
-        println!(
-            "bench scheduler: one sweep each, default settings (concurrency 64 unless given), \
-             release build"
-        );
-        println!(
-            "{:<9} {:>11} {:>10} {:>12} {:>14} {:>11} {:>15}",
-            "store", "connectors", "sweep s", "checks/s", "vs first size", "peak RSS MB", "slow statements"
-        );
-        for (store, n, rate, took, rss, slow) in &rows {
-            let first = rows
-                .iter()
-                .find(|r| r.0 == *store)
-                .map_or(*rate, |r| r.2);
-            println!(
-                "{store:<9} {n:>11} {took:>10.2} {rate:>12.0} {:>13.0}% {rss:>11.1} {slow:>15}",
-                100.0 * rate / first
-            );
-        }
-        println!("targets: 50,000 and 100,000 at ≥ 90% of the 10,000 figure, peak RSS < 100 MB, no slow statements");
+        print_scheduler_rows(&rows);
         Ok(())
-    });
-    session.release();
+    })();
+    if let Some(session) = session {
+        session.release();
+    }
     result
+}
+
+/// One sweep of `cargo xtask bench scheduler`.
+struct SchedulerRow<'a> {
+    store: &'a str,
+    n: usize,
+    rate: f64,
+    took: f64,
+    cpu_us: f64,
+    rss: f64,
+    slow: usize,
+    /// The 1-minute load average when the sweep's process started.
+    load: String,
+}
+
+fn print_scheduler_rows(rows: &[SchedulerRow<'_>]) {
+    println!();
+    println!(
+        "bench scheduler: one sweep each, default settings (concurrency 64 unless given), \
+         release build; `vs 10k` compares with the mean of the 10,000 sweeps run first and last"
+    );
+    println!(
+        "{:<9} {:>11} {:>9} {:>9} {:>7} {:>10} {:>10} {:>12} {:>5} {:>5}",
+        "store",
+        "connectors",
+        "sweep s",
+        "checks/s",
+        "vs 10k",
+        "CPU us/ck",
+        "CPU vs 10k",
+        "peak RSS MB",
+        "slow",
+        "load"
+    );
+    for r in rows {
+        let first = rows
+            .iter()
+            .find(|b| b.store == r.store)
+            .map_or(r.n, |b| b.n);
+        let base: Vec<&SchedulerRow<'_>> = rows
+            .iter()
+            .filter(|b| b.store == r.store && b.n == first)
+            .collect();
+        let mean = |f: fn(&SchedulerRow<'_>) -> f64| {
+            base.iter().map(|b| f(b)).sum::<f64>() / base.len().max(1) as f64
+        };
+        println!(
+            "{:<9} {:>11} {:>9.2} {:>9.0} {:>6.0}% {:>10.0} {:>9.0}% {:>12.1} {:>5} {:>5}",
+            r.store,
+            r.n,
+            r.took,
+            r.rate,
+            100.0 * r.rate / mean(|b| b.rate),
+            r.cpu_us,
+            100.0 * r.cpu_us / mean(|b| b.cpu_us),
+            r.rss,
+            r.slow,
+            r.load
+        );
+    }
+    println!(
+        "targets: 50,000 and 100,000 at ≥ 90% of the 10,000 checks/s, peak RSS < 100 MB, \
+         no slow statements; `CPU vs 10k` is the process's CPU time per check against the \
+         10,000 sweeps' (lower is cheaper), which a loaded machine moves less than checks/s"
+    );
 }
 
 /// The embedding examples of `matih-connectors`, built with the `postgres`
