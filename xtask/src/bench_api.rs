@@ -424,8 +424,9 @@ fn run_in(wrk: &Path, wrk_version: &str, bin: &Path, peer_bin: &Path, root: &Pat
         Ok(())
     })?;
     let seeding = seeding.elapsed();
-    // A new connection: the first one sat idle through the seeding, which on
-    // a loaded machine outlasts the service's header read timeout (10 s).
+    // A new connection: the first one sat idle through the seeding (which,
+    // when the header timeout still closed idle kept-alive connections, could
+    // outlast its 10 s on a loaded machine; the idle timeout is 75 s).
     let mut http = Http::open(addr)?;
 
     let list_path = format!("/api/v1/tenants/{listed}/connectors");

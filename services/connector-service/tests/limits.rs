@@ -613,6 +613,108 @@ async fn idle_keep_alive_connections_are_closed() {
     );
 }
 
+/// One `GET /healthz` on a kept-alive connection; its status line.
+async fn healthz(s: &mut TcpStream) -> String {
+    s.write_all(b"GET /healthz HTTP/1.1\r\nhost: x\r\n\r\n")
+        .await
+        .unwrap();
+    let mut got = Vec::new();
+    let mut buf = [0u8; 1024];
+    let done = tokio::time::timeout(Duration::from_secs(10), async {
+        loop {
+            let n = s.read(&mut buf).await.unwrap();
+            assert!(n > 0, "the connection was closed instead of answering");
+            got.extend_from_slice(&buf[..n]);
+            let text = String::from_utf8_lossy(&got);
+            if let Some(end) = text.find("\r\n\r\n") {
+                let len: usize = text[..end]
+                    .lines()
+                    .find_map(|l| {
+                        l.to_ascii_lowercase()
+                            .strip_prefix("content-length:")
+                            .map(|v| v.trim().parse().unwrap())
+                    })
+                    .unwrap_or(0);
+                if got.len() >= end + 4 + len {
+                    return text.lines().next().unwrap_or_default().to_owned();
+                }
+            }
+        }
+    });
+    done.await.expect("an answer within 10 s")
+}
+
+/// Whether `s` was closed cleanly (end of stream, no reset) within `within`.
+async fn ended_cleanly(s: &mut TcpStream, within: Duration) -> bool {
+    let mut buf = [0u8; 64];
+    matches!(
+        tokio::time::timeout(within, s.read(&mut buf)).await,
+        Ok(Ok(0))
+    )
+}
+
+/// The header timeout bounds a request head, not the wait for one: a
+/// kept-alive connection with no byte of a next request stays open past
+/// three header timeouts and answers, a next head that starts and stalls is
+/// cut at the header timeout, and the idle connection is closed cleanly by
+/// the idle timeout. A new connection that sends nothing is still cut at the
+/// header timeout (its first head is timed from the accept). Timeouts here:
+/// header 200 ms, idle 3 s; each step waits for an event (a close, an
+/// answer), with a deadline.
+#[tokio::test]
+async fn idle_keep_alive_connections_last_until_the_idle_timeout() {
+    let h = start(EgressPolicy::default(), LimitsConfig::default()).await;
+    let mut limits = h.state.settings.limits.clone();
+    limits.header_timeout = Duration::from_millis(200);
+    limits.idle_timeout = Duration::from_secs(3);
+    let listener = TcpListener::bind("127.0.0.1:0").await.unwrap();
+    let addr = listener.local_addr().unwrap();
+    let router = app(h.state.clone());
+    tokio::spawn(async move {
+        matih_connector_service::server::serve(listener, router, &limits, std::future::pending())
+            .await
+            .unwrap()
+    });
+
+    let mut idle = TcpStream::connect(addr).await.unwrap();
+    assert!(healthz(&mut idle).await.starts_with("HTTP/1.1 200"));
+    // Three new connections that send nothing, one after the other, are
+    // each cut at the header timeout: three header timeouts pass while
+    // `idle` waits without a byte.
+    for _ in 0..3 {
+        let mut silent = TcpStream::connect(addr).await.unwrap();
+        assert!(
+            closed_by_peer(&mut silent, Duration::from_secs(10)).await,
+            "a new connection that sent nothing was not cut"
+        );
+    }
+    assert!(
+        healthz(&mut idle).await.starts_with("HTTP/1.1 200"),
+        "an idle keep-alive connection did not outlive the header timeout"
+    );
+    // A next head that starts and stalls is cut at the header timeout,
+    // while `idle` (idle since before that head began) is still open.
+    let mut stalled = TcpStream::connect(addr).await.unwrap();
+    assert!(healthz(&mut stalled).await.starts_with("HTTP/1.1 200"));
+    stalled
+        .write_all(b"GET /healthz HTTP/1.1\r\n")
+        .await
+        .unwrap();
+    assert!(
+        closed_by_peer(&mut stalled, Duration::from_secs(10)).await,
+        "a started request head was not cut"
+    );
+    let mut buf = [0u8; 16];
+    assert!(
+        matches!(idle.try_read(&mut buf), Err(e) if e.kind() == std::io::ErrorKind::WouldBlock),
+        "the idle connection closed before the stalled head was cut"
+    );
+    assert!(
+        ended_cleanly(&mut idle, Duration::from_secs(30)).await,
+        "the idle connection was not closed cleanly by the idle timeout"
+    );
+}
+
 /// The egress profile follows the secret store unless set:
 /// MATIH_SECRET_STORE=kubernetes means production.
 #[test]
