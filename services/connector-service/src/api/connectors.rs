@@ -3,6 +3,7 @@
 
 use std::collections::BTreeMap;
 
+use axum::body::{Body, Bytes};
 use axum::extract::State;
 use axum::http::header::CONTENT_TYPE;
 use axum::http::{HeaderValue, StatusCode};
@@ -214,24 +215,66 @@ pub async fn list_connectors(
     let creates_in_flight = state.store.reserved_secrets(tenant_id, &now).await?.len();
     Ok((
         [(CONTENT_TYPE, APPLICATION_JSON)],
-        list_body(&list, creates_in_flight),
+        Body::new(list_body(&list, creates_in_flight)),
     )
         .into_response())
 }
 
 /// A `ConnectorList`, written around the store's serialized array (kept
 /// between writes by the cached store) instead of serializing every
-/// connector again.
-fn list_body(list: &ConnectorsJson, creates_in_flight: usize) -> Vec<u8> {
+/// connector again. The array is sent as the store holds it, not copied:
+/// the body is three frames (the head, the shared array, the tail) of an
+/// exact total length, so the response keeps its `Content-Length`.
+fn list_body(list: &ConnectorsJson, creates_in_flight: usize) -> ListBody {
     let tail = format!(
         r#","total":{},"createsInFlight":{creates_in_flight}}}"#,
         list.count
     );
-    let mut body = Vec::with_capacity(list.json.len() + tail.len() + 16);
-    body.extend_from_slice(br#"{"connectors":"#);
-    body.extend_from_slice(&list.json);
-    body.extend_from_slice(tail.as_bytes());
-    body
+    ListBody::new([
+        Bytes::from_static(br#"{"connectors":"#),
+        Bytes::from_owner(list.json.clone()),
+        Bytes::from(tail),
+    ])
+}
+
+/// A body of a few shared chunks with an exact length.
+struct ListBody {
+    chunks: std::array::IntoIter<Bytes, 3>,
+    remaining: u64,
+}
+
+impl ListBody {
+    fn new(chunks: [Bytes; 3]) -> Self {
+        let remaining = chunks.iter().map(|c| c.len() as u64).sum();
+        ListBody {
+            chunks: chunks.into_iter(),
+            remaining,
+        }
+    }
+}
+
+impl hyper::body::Body for ListBody {
+    type Data = Bytes;
+    type Error = std::convert::Infallible;
+
+    fn poll_frame(
+        mut self: std::pin::Pin<&mut Self>,
+        _cx: &mut std::task::Context<'_>,
+    ) -> std::task::Poll<Option<Result<hyper::body::Frame<Bytes>, Self::Error>>> {
+        let next = self.chunks.find(|c| !c.is_empty());
+        if let Some(chunk) = &next {
+            self.remaining -= chunk.len() as u64;
+        }
+        std::task::Poll::Ready(next.map(|c| Ok(hyper::body::Frame::data(c))))
+    }
+
+    fn is_end_stream(&self) -> bool {
+        self.remaining == 0
+    }
+
+    fn size_hint(&self) -> hyper::body::SizeHint {
+        hyper::body::SizeHint::with_exact(self.remaining)
+    }
 }
 
 /// Get a connector's details.
@@ -917,16 +960,29 @@ mod tests {
         }
     }
 
-    #[test]
-    fn the_written_list_is_the_connector_list_shape() {
+    #[tokio::test]
+    async fn the_written_list_is_the_connector_list_shape() {
+        use hyper::body::Body as _;
         for list in [
             vec![],
             vec![connector("a")],
             vec![connector("a"), connector("b")],
         ] {
-            let written: serde_json::Value =
-                serde_json::from_slice(&list_body(&ConnectorsJson::new(&list).unwrap(), 3))
-                    .unwrap();
+            let json = ConnectorsJson::new(&list).unwrap();
+            let body = list_body(&json, 3);
+            let length = body.size_hint().exact().expect("an exact length");
+            // The array is the store's own bytes, shared, not a copy.
+            let shared = body.chunks.as_slice()[1].as_ptr();
+            assert_eq!(shared, json.json.as_ptr(), "the cached array is sent as is");
+            let bytes = axum::body::to_bytes(Body::new(body), usize::MAX)
+                .await
+                .unwrap();
+            assert_eq!(
+                bytes.len() as u64,
+                length,
+                "the length sent as Content-Length"
+            );
+            let written: serde_json::Value = serde_json::from_slice(&bytes).unwrap();
             let total = list.len();
             let expected = serde_json::to_value(ConnectorList {
                 connectors: list,
