@@ -377,6 +377,32 @@ mod tests {
         assert_eq!(again.len(), 1, "due again");
         store.release_health_lease(again[0].id, "r1").await.unwrap();
 
+        // The checkpointer's PASSIVE and RESTART checkpoints, and the
+        // write that then starts the log over: none is another
+        // connection's commit.
+        use sqlx::ConnectOptions;
+        let mut ckpt = super::checkpointer_options(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let passive = super::checkpoint_pass(&mut ckpt, &writer, i64::MAX)
+            .await
+            .unwrap();
+        assert!(passive.log > 0 && !passive.restarted, "{passive:?}");
+        let restart = super::checkpoint_pass(&mut ckpt, &writer, 1).await.unwrap();
+        assert!(restart.restarted, "{restart:?}");
+        let mut from = ClaimCursor::default();
+        store
+            .claim_health_checks("r1", 10, later, later, later, &mut from)
+            .await
+            .unwrap();
+        let over = super::checkpoint_pass(&mut ckpt, &writer, i64::MAX)
+            .await
+            .unwrap();
+        assert!(over.log < restart.log, "the log started over: {over:?}");
+        sqlx::Connection::close(ckpt).await.unwrap();
+
         // Others saw the commits; the writer saw none from another
         // connection, so SQLite kept its page cache throughout.
         assert_ne!(
