@@ -2,10 +2,10 @@
 //! the notification outbox. Both databases run it; PostgreSQL adds `FOR UPDATE
 //! SKIP LOCKED` so concurrent replicas skip rows another one is claiming.
 
-use sqlx::Row;
+use sqlx::{Connection, Row};
 use uuid::Uuid;
 
-use super::sql::{uuid, SqlStore};
+use super::sql::{uuid, SqlStore, WriteTurn};
 use super::{
     ClaimCursor, HealthCheckRecord, HealthHistory, HealthLease, HealthTransition, LeasedNotice,
     NewNotice, NoticeRule, Result, StoreError,
@@ -26,13 +26,17 @@ impl SqlStore {
     /// 100 ms) however soon the lock is free again: with 64 checks recording
     /// at once, the writes of a sweep queued there, and statements waited
     /// over a second. The scheduler's writes take their turn here instead, in
-    /// order, and reach SQLite one at a time; PostgreSQL locks rows and needs
-    /// no turn.
-    async fn write_turn(&self) -> Option<tokio::sync::MutexGuard<'_, ()>> {
-        match &self.writer {
-            Some(w) => Some(w.lock().await),
-            None => None,
-        }
+    /// order, and reach SQLite one at a time, all on the store's one writer
+    /// connection: in WAL mode a connection keeps its page cache from one
+    /// statement to the next only while no other connection commits, so the
+    /// writer finds the tree pages its last write read still cached, where a
+    /// pooled connection (after other connections' commits) read them again.
+    /// PostgreSQL locks rows and needs no turn: any pooled connection.
+    async fn write_turn(&self) -> Result<WriteTurn<'_>> {
+        Ok(match &self.writer {
+            Some(w) => WriteTurn::Writer(w.lock().await),
+            None => WriteTurn::Pooled(self.pool.acquire().await?),
+        })
     }
 
     pub(super) async fn claim_health(
@@ -69,7 +73,7 @@ impl SqlStore {
                 ORDER BY COALESCE(health_next_at, ''), id LIMIT $7 {lock}) \
              RETURNING id, tenant_id, COALESCE(health_next_at, '') AS claim_key"
         );
-        let _turn = self.write_turn().await;
+        let mut turn = self.write_turn().await?;
         let rows = sqlx::query(&sql)
             .bind(replica)
             .bind(lease_until)
@@ -78,7 +82,7 @@ impl SqlStore {
             .bind(&from.next_at)
             .bind(&from.id)
             .bind(i64::try_from(n).unwrap_or(i64::MAX))
-            .fetch_all(&self.pool)
+            .fetch_all(&mut *turn)
             .await?;
         let mut leases = Vec::with_capacity(rows.len());
         for r in &rows {
@@ -99,7 +103,7 @@ impl SqlStore {
     }
 
     pub(super) async fn release_health(&self, id: Uuid, replica: &str) -> Result<()> {
-        let _turn = self.write_turn().await;
+        let mut turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE connectors SET status = COALESCE(health_prev_status, status), \
              health_lease_owner = NULL, health_lease_until = NULL, health_prev_status = NULL \
@@ -107,7 +111,7 @@ impl SqlStore {
         )
         .bind(id.to_string())
         .bind(replica)
-        .execute(&self.pool)
+        .execute(&mut *turn)
         .await?;
         Ok(())
     }
@@ -118,8 +122,8 @@ impl SqlStore {
         notice: &NoticeRule<'_>,
     ) -> Result<Option<ConnectorStatus>> {
         let id = r.connector.id.to_string();
-        let _turn = self.write_turn().await;
-        let mut tx = self.pool.begin().await?;
+        let mut turn = self.write_turn().await?;
+        let mut tx = turn.begin().await?;
         // A write first: it takes SQLite's write lock at once (waiting under the
         // busy timeout) instead of upgrading a read lock later, which SQLite
         // refuses with SQLITE_BUSY when another writer got there first; on
@@ -303,7 +307,7 @@ impl SqlStore {
         lease_until: &str,
     ) -> Result<Vec<LeasedNotice>> {
         let lock = self.skip_locked();
-        let _turn = self.write_turn().await;
+        let mut turn = self.write_turn().await?;
         sqlx::query(&format!(
             "UPDATE notification_outbox SET lease_owner = $1, lease_until = $2 \
              WHERE id IN (SELECT id FROM notification_outbox WHERE delivered_at IS NULL \
@@ -316,7 +320,7 @@ impl SqlStore {
         .bind(now)
         .bind(now)
         .bind(n)
-        .fetch_all(&self.pool)
+        .fetch_all(&mut *turn)
         .await?
         .iter()
         .map(|r| {
@@ -331,13 +335,14 @@ impl SqlStore {
     }
 
     pub(super) async fn outbox_delivered(&self, id: &str, at: &str) -> Result<()> {
+        let mut turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE notification_outbox SET delivered_at = $1, attempts = attempts + 1, \
              lease_owner = NULL, lease_until = NULL, last_error = NULL WHERE id = $2",
         )
         .bind(at)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *turn)
         .await?;
         Ok(())
     }
@@ -348,6 +353,7 @@ impl SqlStore {
         next_attempt_at: &str,
         error: &str,
     ) -> Result<()> {
+        let mut turn = self.write_turn().await?;
         sqlx::query(
             "UPDATE notification_outbox SET attempts = attempts + 1, next_attempt_at = $1, \
              lease_owner = NULL, lease_until = NULL, last_error = $2 WHERE id = $3",
@@ -355,7 +361,7 @@ impl SqlStore {
         .bind(next_attempt_at)
         .bind(error)
         .bind(id)
-        .execute(&self.pool)
+        .execute(&mut *turn)
         .await?;
         Ok(())
     }

@@ -5,7 +5,8 @@ use std::sync::Arc;
 
 use async_trait::async_trait;
 use sqlx::any::AnyRow;
-use sqlx::{AnyPool, Row};
+use sqlx::pool::PoolConnection;
+use sqlx::{Any, AnyConnection, AnyPool, Row};
 use uuid::Uuid;
 
 use super::{
@@ -75,9 +76,39 @@ const MIGRATION_LOCK: i64 = 0x6d61_7469_6863;
 pub struct SqlStore {
     pub(super) pool: AnyPool,
     pub(super) backend: &'static str,
-    /// SQLite only: the health scheduler's writes take turns here
-    /// (`SqlStore::write_turn`).
-    pub(super) writer: Option<Arc<tokio::sync::Mutex<()>>>,
+    /// SQLite only: the one connection the health scheduler's writes take
+    /// turns on (`SqlStore::write_turn`).
+    pub(super) writer: Option<Arc<Writer>>,
+}
+
+/// The SQLite store's writer connection, one holder at a time.
+pub(super) type Writer = tokio::sync::Mutex<AnyConnection>;
+
+/// The connection a write runs on while it holds its turn.
+pub(super) enum WriteTurn<'a> {
+    /// SQLite: the store's writer connection.
+    Writer(tokio::sync::MutexGuard<'a, AnyConnection>),
+    /// PostgreSQL: any pooled connection (rows are locked, not the database).
+    Pooled(PoolConnection<Any>),
+}
+
+impl std::ops::Deref for WriteTurn<'_> {
+    type Target = AnyConnection;
+    fn deref(&self) -> &AnyConnection {
+        match self {
+            WriteTurn::Writer(c) => c,
+            WriteTurn::Pooled(c) => c,
+        }
+    }
+}
+
+impl std::ops::DerefMut for WriteTurn<'_> {
+    fn deref_mut(&mut self) -> &mut AnyConnection {
+        match self {
+            WriteTurn::Writer(c) => c,
+            WriteTurn::Pooled(c) => c,
+        }
+    }
 }
 
 pub(super) fn uuid(row: &AnyRow, col: &str) -> Result<Uuid> {
@@ -297,7 +328,7 @@ impl SqlStore {
         SqlStore {
             pool,
             backend,
-            writer: (backend == "sqlite").then(Arc::default),
+            writer: None,
         }
     }
 

@@ -8,11 +8,13 @@ use std::time::Duration;
 use anyhow::Context;
 use sqlx::any::{AnyConnectOptions, AnyPoolOptions};
 use sqlx::sqlite::{SqliteConnectOptions, SqliteConnection};
-use sqlx::{ConnectOptions, Connection};
+use sqlx::{AnyConnection, ConnectOptions, Connection};
 
+use super::sql::Writer;
 use super::SqlStore;
 
-/// Set on every pooled connection when it opens.
+/// Set on every connection of the store when it opens: the pooled ones and
+/// the writer.
 const PRAGMAS: &[&str] = &[
     "PRAGMA journal_mode = WAL",
     "PRAGMA synchronous = NORMAL",
@@ -42,6 +44,13 @@ pub(super) struct Checkpointed {
     pub(super) restarted: bool,
 }
 
+async fn set_pragmas(conn: &mut AnyConnection) -> sqlx::Result<()> {
+    for pragma in PRAGMAS {
+        sqlx::query(pragma).execute(&mut *conn).await?;
+    }
+    Ok(())
+}
+
 /// `PRAGMA wal_checkpoint(MODE)`: whether it was cut short by a busy lock,
 /// frames in the WAL, frames copied.
 async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> sqlx::Result<(bool, i64, i64)> {
@@ -68,7 +77,7 @@ async fn checkpoint(conn: &mut SqliteConnection, mode: &str) -> sqlx::Result<(bo
 /// and waits for readers, so that the next write starts the log over.
 pub(super) async fn checkpoint_pass(
     conn: &mut SqliteConnection,
-    writer: &tokio::sync::Mutex<()>,
+    writer: &Writer,
     restart_after: i64,
 ) -> sqlx::Result<Checkpointed> {
     let (_, log, copied) = checkpoint(conn, "PASSIVE").await?;
@@ -90,7 +99,7 @@ pub(super) async fn checkpoint_pass(
 
 /// Checkpoints the WAL every `CHECKPOINT_EVERY` until the store (its writer
 /// turn) is dropped.
-fn spawn_checkpointer(mut conn: SqliteConnection, writer: Weak<tokio::sync::Mutex<()>>) {
+fn spawn_checkpointer(mut conn: SqliteConnection, writer: Weak<Writer>) {
     tokio::spawn(async move {
         loop {
             tokio::time::sleep(CHECKPOINT_EVERY).await;
@@ -165,19 +174,22 @@ async fn open_with(url: &str, checkpointer: bool) -> anyhow::Result<SqlStore> {
     // busy timeout) instead of failing.
     let pool = AnyPoolOptions::new()
         .max_connections(8)
-        .after_connect(|conn, _| {
-            Box::pin(async move {
-                for pragma in PRAGMAS {
-                    sqlx::query(pragma).execute(&mut *conn).await?;
-                }
-                Ok(())
-            })
-        })
-        .connect_with(opts)
+        .after_connect(|conn, _| Box::pin(set_pragmas(conn)))
+        .connect_with(opts.clone())
         .await
         .context("opening the SQLite metadata store")?;
-    let store = SqlStore::new(pool, "sqlite");
+    let mut store = SqlStore::new(pool, "sqlite");
     store.migrate().await?;
+    // Opened from the same options as the pool (an in-memory database is
+    // then the pool's), after the migrations.
+    let mut writer = opts
+        .connect()
+        .await
+        .context("opening the SQLite store's writer connection")?;
+    set_pragmas(&mut writer)
+        .await
+        .context("setting the SQLite writer's pragmas")?;
+    store.writer = Some(Arc::new(tokio::sync::Mutex::new(writer)));
     let in_memory = url.contains(":memory:") || url.contains("mode=memory");
     if let (Some(writer), false, true) = (&store.writer, in_memory, checkpointer) {
         let conn = checkpointer_options(url)?
@@ -232,35 +244,184 @@ mod tests {
         (dir, url)
     }
 
+    /// journal_mode, synchronous, foreign_keys, busy_timeout, wal_autocheckpoint.
+    async fn pragmas(c: &mut sqlx::AnyConnection) -> (String, i64, i64, i64, i64) {
+        use sqlx::Row;
+        let text = |r: sqlx::any::AnyRow| r.try_get::<String, _>(0).unwrap();
+        let int = |r: sqlx::any::AnyRow| r.try_get::<i64, _>(0).unwrap();
+        let one = |q: &'static str| sqlx::query(q);
+        (
+            text(one("PRAGMA journal_mode").fetch_one(&mut *c).await.unwrap()),
+            int(one("PRAGMA synchronous").fetch_one(&mut *c).await.unwrap()),
+            int(one("PRAGMA foreign_keys").fetch_one(&mut *c).await.unwrap()),
+            int(one("PRAGMA busy_timeout").fetch_one(&mut *c).await.unwrap()),
+            int(one("PRAGMA wal_autocheckpoint")
+                .fetch_one(&mut *c)
+                .await
+                .unwrap()),
+        )
+    }
+
     #[tokio::test]
     async fn every_pooled_connection_has_the_pragmas() {
         let (dir, url) = scratch("pragmas");
         let store = super::open(&url).await.unwrap();
+        // synchronous 1 is NORMAL.
+        let want = ("wal".to_owned(), 1, 1, 10_000, 10_000);
         // All eight at once: each one the pool opened, not one of them eight times.
         let mut held = Vec::new();
         for _ in 0..8 {
             held.push(store.pool.acquire().await.unwrap());
         }
         for conn in &mut held {
-            let text = |r: sqlx::any::AnyRow| r.try_get::<String, _>(0).unwrap();
-            let int = |r: sqlx::any::AnyRow| r.try_get::<i64, _>(0).unwrap();
-            let one = |q: &'static str| sqlx::query(q);
-            use sqlx::Row;
-            let c = &mut **conn;
-            let got = (
-                text(one("PRAGMA journal_mode").fetch_one(&mut *c).await.unwrap()),
-                int(one("PRAGMA synchronous").fetch_one(&mut *c).await.unwrap()),
-                int(one("PRAGMA foreign_keys").fetch_one(&mut *c).await.unwrap()),
-                int(one("PRAGMA busy_timeout").fetch_one(&mut *c).await.unwrap()),
-                int(one("PRAGMA wal_autocheckpoint")
-                    .fetch_one(&mut *c)
-                    .await
-                    .unwrap()),
-            );
-            // synchronous 1 is NORMAL.
-            assert_eq!(got, ("wal".to_owned(), 1, 1, 10_000, 10_000));
+            assert_eq!(pragmas(conn).await, want);
         }
         drop(held);
+        let mut writer = store
+            .writer
+            .as_ref()
+            .expect("a SQLite store has a writer")
+            .lock()
+            .await;
+        assert_eq!(pragmas(&mut writer).await, want, "the writer connection");
+        drop(writer);
+        std::fs::remove_dir_all(&dir).ok();
+    }
+
+    /// `PRAGMA data_version` on `conn`: it changes when another connection
+    /// commits, not when `conn` itself does.
+    async fn data_version(conn: &mut sqlx::AnyConnection) -> i64 {
+        sqlx::query_scalar("PRAGMA data_version")
+            .fetch_one(conn)
+            .await
+            .unwrap()
+    }
+
+    #[tokio::test]
+    async fn the_schedulers_writes_all_commit_on_the_writer_connection() {
+        use crate::model::ConnectorStatus;
+        use crate::store::{ClaimCursor, HealthCheckRecord, MetadataStore, NewNotice};
+        let (dir, url) = scratch("writer");
+        let store = super::open_with(&url, false).await.unwrap();
+        let (tenant, connector) = (uuid::Uuid::new_v4(), uuid::Uuid::new_v4());
+        let at = "2026-12-06T10:00:00.000Z";
+        sqlx::query(
+            "INSERT INTO tenants (id, name, slug, tier, created_at, updated_at) \
+             VALUES ($1, 't', 't', 'FREE', $2, $2)",
+        )
+        .bind(tenant.to_string())
+        .bind(at)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        sqlx::query(
+            "INSERT INTO connectors (id, tenant_id, name, type, credential_secret_name, \
+             ssl_enabled, status, metadata, timeouts, created_at, updated_at) \
+             VALUES ($1, $2, 'c', 'POSTGRESQL', 's', 0, 'ACTIVE', '{}', '{}', $3, $3)",
+        )
+        .bind(connector.to_string())
+        .bind(tenant.to_string())
+        .bind(at)
+        .execute(&store.pool)
+        .await
+        .unwrap();
+        let writer = store.writer.clone().expect("a SQLite store has a writer");
+        let before = data_version(&mut *writer.lock().await).await;
+        let mut watcher = store.pool.acquire().await.unwrap();
+        let watched = data_version(&mut watcher).await;
+
+        // A claim, a record that queues a notice, its delivery, a failed
+        // delivery, a claim given back: every statement of the scheduler.
+        let later = "2026-12-06T10:01:00.000Z";
+        let mut from = ClaimCursor::default();
+        let leases = store
+            .claim_health_checks("r1", 10, later, later, later, &mut from)
+            .await
+            .unwrap();
+        assert_eq!(leases.len(), 1, "the one connector is due");
+        let record = HealthCheckRecord {
+            connector: leases[0],
+            replica: "r1".into(),
+            checked_at: later.into(),
+            status: ConnectorStatus::Error,
+            success: false,
+            latency_ms: 1,
+            error_code: Some("CONNECTION_REFUSED".into()),
+            failed_step: Some("connect".into()),
+            message: "refused".into(),
+            next_at: at.into(),
+            history_kept: 10,
+        };
+        let notice = |_: &crate::store::HealthTransition| {
+            vec![NewNotice {
+                id: uuid::Uuid::new_v4().to_string(),
+                kind: "health".into(),
+                payload: "{}".into(),
+                once_key: None,
+            }]
+        };
+        let status = store.record_health_check(&record, &notice).await.unwrap();
+        assert_eq!(status, Some(ConnectorStatus::Error));
+        let notices = store.lease_notices("r1", 10, later, later).await.unwrap();
+        assert_eq!(notices.len(), 1, "the record queued its notice");
+        store
+            .notice_failed(&notices[0].id, at, "down")
+            .await
+            .unwrap();
+        store.notice_delivered(&notices[0].id, later).await.unwrap();
+        let mut from = ClaimCursor::default();
+        let again = store
+            .claim_health_checks("r1", 10, later, later, later, &mut from)
+            .await
+            .unwrap();
+        assert_eq!(again.len(), 1, "due again");
+        store.release_health_lease(again[0].id, "r1").await.unwrap();
+
+        // The checkpointer's PASSIVE and RESTART checkpoints, and the
+        // write that then starts the log over: none is another
+        // connection's commit.
+        use sqlx::ConnectOptions;
+        let mut ckpt = super::checkpointer_options(&url)
+            .unwrap()
+            .connect()
+            .await
+            .unwrap();
+        let passive = super::checkpoint_pass(&mut ckpt, &writer, i64::MAX)
+            .await
+            .unwrap();
+        assert!(passive.log > 0 && !passive.restarted, "{passive:?}");
+        let restart = super::checkpoint_pass(&mut ckpt, &writer, 1).await.unwrap();
+        assert!(restart.restarted, "{restart:?}");
+        let mut from = ClaimCursor::default();
+        store
+            .claim_health_checks("r1", 10, later, later, later, &mut from)
+            .await
+            .unwrap();
+        let over = super::checkpoint_pass(&mut ckpt, &writer, i64::MAX)
+            .await
+            .unwrap();
+        assert!(over.log < restart.log, "the log started over: {over:?}");
+        sqlx::Connection::close(ckpt).await.unwrap();
+
+        // Others saw the commits; the writer saw none from another
+        // connection, so SQLite kept its page cache throughout.
+        assert_ne!(
+            data_version(&mut watcher).await,
+            watched,
+            "commits happened"
+        );
+        assert_eq!(
+            data_version(&mut *writer.lock().await).await,
+            before,
+            "every commit came from the writer connection"
+        );
+        // And a commit from a pooled connection does show on the writer.
+        sqlx::query("UPDATE tenants SET name = 'u'")
+            .execute(&mut *watcher)
+            .await
+            .unwrap();
+        assert_ne!(data_version(&mut *writer.lock().await).await, before);
+        drop(watcher);
         std::fs::remove_dir_all(&dir).ok();
     }
 
