@@ -22,6 +22,7 @@ pub mod error;
 pub mod health;
 pub mod layer;
 pub mod limits;
+pub mod malloc;
 pub mod metrics;
 pub mod model;
 pub mod openapi;

@@ -34,6 +34,7 @@ async fn starts_on_defaults_and_mint_token_agrees() {
     };
     let mut serve = Command::new(bin);
     clean(&mut serve);
+    serve.env_remove("GLIBC_TUNABLES");
     let _child = Kill(
         serve
             .current_dir(&cwd)
@@ -62,6 +63,19 @@ async fn starts_on_defaults_and_mint_token_agrees() {
         tokio::time::sleep(Duration::from_millis(50)).await;
     }
     assert!(up, "the service did not become ready");
+    // The process that answers is the one spawned, started again in place
+    // with one malloc arena (`malloc::limit_arenas`): same pid, the tunable
+    // in its environment.
+    #[cfg(all(target_os = "linux", target_env = "gnu"))]
+    {
+        let environ = std::fs::read(format!("/proc/{}/environ", _child.0.id())).unwrap();
+        assert!(
+            environ
+                .split(|b| *b == 0)
+                .any(|v| v == b"GLIBC_TUNABLES=glibc.malloc.arena_max=1"),
+            "the serving process runs with one malloc arena"
+        );
+    }
     for f in ["matih.db", "secret.key", "jwt.secret"] {
         assert!(
             cwd.join("matih-data").join(f).exists(),
