@@ -15,6 +15,8 @@
 //! arguments and descriptors) with `glibc.malloc.arena_max=1` added to
 //! `GLIBC_TUNABLES`, unless the variable already names an arena limit: an
 //! operator's own setting wins, and the second start finds it set and goes on.
+//! Under a tool that follows the process (valgrind, heaptrack), set the
+//! variable yourself: the second start would run outside the tool.
 
 use std::ffi::{OsStr, OsString};
 
@@ -55,17 +57,28 @@ pub fn limit_arenas() {
     let Some(value) = tunables(std::env::var_os("GLIBC_TUNABLES").as_deref()) else {
         return;
     };
-    let mut args = std::env::args_os();
-    // `/proc/self/exe` is this binary even when its path was replaced on disk
-    // (an upgrade in place) since it started.
-    let mut again = std::process::Command::new("/proc/self/exe");
-    if let Some(arg0) = args.next() {
-        again.arg0(arg0);
+    let args: Vec<OsString> = std::env::args_os().collect();
+    // The binary's path first (what a tool running us, such as valgrind,
+    // reports as ours), then `/proc/self/exe`, which is this binary even
+    // when its path was replaced on disk since it started (an upgrade in
+    // place). `exec` returns only when it failed.
+    let mut failed = Vec::new();
+    let paths = std::env::current_exe().into_iter().map(OsString::from);
+    for path in paths.chain([OsString::from("/proc/self/exe")]) {
+        let mut again = std::process::Command::new(&path);
+        if let Some(arg0) = args.first() {
+            again.arg0(arg0);
+        }
+        let err = again
+            .args(args.iter().skip(1))
+            .env("GLIBC_TUNABLES", &value)
+            .exec();
+        failed.push(format!("{}: {err}", path.to_string_lossy()));
     }
-    let err = again.args(args).env("GLIBC_TUNABLES", value).exec();
     eprintln!(
-        "matih-connector-service: could not restart with {ARENA_MAX}={ARENAS} ({err}); \
-         going on with glibc's default malloc arenas"
+        "matih-connector-service: could not start again with {ARENA_MAX}={ARENAS} ({}); \
+         going on with glibc's default malloc arenas",
+        failed.join("; ")
     );
 }
 
